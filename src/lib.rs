@@ -1,0 +1,157 @@
+//! twill brings Twisted's programming model to Rust: a reactor that calls
+//! [`connection_made`](Protocol::connection_made),
+//! [`data_received`](Protocol::data_received) and
+//! [`connection_lost`](Protocol::connection_lost) on [`Protocol`] objects
+//! built by a [`Factory`], writes through a non-blocking [`Transport`], and
+//! [`call_later`] timers, on one thread per reactor, on the smol crates.
+//!
+//! # Examples
+//!
+//! An echo server, and a client that sends one line and stops the reactor
+//! when the echo comes back:
+//!
+//! ```
+//! use std::{cell::RefCell, rc::Rc};
+//! use bytes::Bytes;
+//! use twill::{Protocol, Reactor, Transport};
+//!
+//! struct Echo {
+//!     transport: Option<Transport>,
+//! }
+//!
+//! impl Protocol for Echo {
+//!     fn connection_made(&mut self, transport: &Transport) {
+//!         self.transport = Some(transport.clone());
+//!     }
+//!     fn data_received(&mut self, data: Bytes) {
+//!         self.transport.as_ref().unwrap().write(data);
+//!     }
+//! }
+//!
+//! struct Hello {
+//!     received: Rc<RefCell<Vec<u8>>>,
+//! }
+//!
+//! impl Protocol for Hello {
+//!     fn connection_made(&mut self, transport: &Transport) {
+//!         transport.write("hello\n");
+//!     }
+//!     fn data_received(&mut self, data: Bytes) {
+//!         self.received.borrow_mut().extend_from_slice(&data);
+//!         if self.received.borrow().ends_with(b"\n") {
+//!             twill::stop();
+//!         }
+//!     }
+//! }
+//!
+//! let reactor = Reactor::new()?;
+//! let port = reactor.listen_tcp("127.0.0.1:0", |_peer| Echo { transport: None })?;
+//! let received = Rc::new(RefCell::new(Vec::new()));
+//! let sink = received.clone();
+//! reactor.connect_tcp(port.host(), move |_peer| Hello { received: sink.clone() })?;
+//! reactor.run()?;
+//! assert_eq!(&*received.borrow(), b"hello\n");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Threads
+//!
+//! A reactor belongs to the thread that created it, and so do its
+//! protocols, transports and timers (none is `Send`): callbacks for one
+//! connection run in order, on that thread, with no locks. Other threads
+//! reach it through a [`ReactorHandle`]. For several cores, run one reactor
+//! per thread.
+//!
+//! # Faults
+//!
+//! A panic in a protocol or factory callback closes that connection only,
+//! with [`Reason::Failed`], and is logged with the peer's address; a panic in
+//! a timed call is logged. The reactor and every other connection go on.
+//! Logging goes through the `log` crate.
+
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod protocol;
+pub mod reactor;
+mod reconnect;
+pub mod task;
+pub mod testing;
+mod time;
+pub mod transport;
+
+use std::any::Any;
+use std::time::Duration;
+
+pub use protocol::{ClientFactory, Factory, Panicked, Protocol, Reason};
+pub use reactor::{
+    Connector, ConnectorState, ListeningPort, Phase, Reactor, ReactorHandle, ReactorStopped,
+    SystemEvent, TriggerId,
+};
+pub use reconnect::ReconnectingClientFactory;
+pub use time::{DelayedCall, DelayedCallError, ReactorTime};
+pub use transport::Transport;
+
+/// Re-exported so protocols can name the type they receive.
+pub use bytes::Bytes;
+
+/// The reactor of the current thread: the one running, else the one most
+/// recently created here.
+///
+/// # Panics
+///
+/// If no reactor exists on this thread.
+pub fn reactor() -> Reactor {
+    Reactor::current().expect("no twill reactor on this thread: create one with Reactor::new()")
+}
+
+/// Runs `f` on the current thread's reactor after `delay`; see
+/// [`Reactor::call_later`].
+///
+/// # Panics
+///
+/// If no reactor exists on this thread.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let reactor = twill::Reactor::new()?;
+/// twill::call_later(Duration::from_millis(5), twill::stop);
+/// reactor.run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn call_later(delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
+    reactor().call_later(delay, f)
+}
+
+/// Runs `f` when the current thread's reactor runs; see
+/// [`Reactor::call_when_running`].
+///
+/// # Panics
+///
+/// If no reactor exists on this thread.
+pub fn call_when_running(f: impl FnOnce() + 'static) {
+    reactor().call_when_running(f)
+}
+
+/// Stops the current thread's reactor gracefully; see [`Reactor::stop`].
+///
+/// # Panics
+///
+/// If no reactor exists on this thread.
+pub fn stop() {
+    reactor().stop()
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}

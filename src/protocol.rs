@@ -1,0 +1,262 @@
+//! [`Protocol`], [`Factory`], [`ClientFactory`] and the [`Reason`] a
+//! connection ended.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::reactor::Connector;
+use crate::transport::Transport;
+
+/// The code that handles one connection, called by the reactor as things
+/// happen to it: Twisted's `Protocol`, asyncio's `Protocol`.
+///
+/// Every method runs on the reactor thread, one at a time, in the order the
+/// events happened. Only [`data_received`](Self::data_received) must be
+/// written; the rest default to doing nothing.
+///
+/// A panic in any of these methods closes this connection only (with
+/// [`Reason::Failed`]); the reactor and every other connection go on.
+///
+/// # Examples
+///
+/// An echo protocol, unit-tested without sockets:
+///
+/// ```
+/// use bytes::Bytes;
+/// use twill::{testing::StringTransport, Protocol, Transport};
+///
+/// #[derive(Default)]
+/// struct Echo {
+///     transport: Option<Transport>,
+/// }
+///
+/// impl Protocol for Echo {
+///     fn connection_made(&mut self, transport: &Transport) {
+///         self.transport = Some(transport.clone());
+///     }
+///     fn data_received(&mut self, data: Bytes) {
+///         self.transport.as_ref().unwrap().write(data);
+///     }
+/// }
+///
+/// let transport = StringTransport::new();
+/// let mut echo = Echo::default();
+/// echo.connection_made(&transport.transport());
+/// echo.data_received(Bytes::from_static(b"hello"));
+/// assert_eq!(transport.value(), b"hello");
+/// ```
+pub trait Protocol: 'static {
+    /// The connection is up. Keep a clone of `transport` to write later.
+    fn connection_made(&mut self, transport: &Transport) {
+        let _ = transport;
+    }
+
+    /// Bytes arrived. They come in arbitrary pieces: one message may arrive
+    /// in several calls, several messages in one.
+    fn data_received(&mut self, data: Bytes);
+
+    /// The peer closed its writing side (it sent FIN).
+    ///
+    /// Return `false` (the default) to close the connection: what is still
+    /// buffered is sent first, then [`connection_lost`](Self::connection_lost)
+    /// follows with [`Reason::Done`]. Return `true` to keep writing on the
+    /// half-open connection; the protocol then closes it itself with
+    /// [`Transport::lose_connection`]. This is asyncio's `eof_received` and
+    /// Twisted's `IHalfCloseableProtocol.readConnectionLost`.
+    fn eof_received(&mut self) -> bool {
+        false
+    }
+
+    /// The connection is gone; called exactly once, last.
+    fn connection_lost(&mut self, reason: &Reason) {
+        let _ = reason;
+    }
+
+    /// The transport's write buffer went over its high watermark: stop
+    /// producing until [`resume_writing`](Self::resume_writing).
+    ///
+    /// Called after the callback in which the buffer grew returns (a
+    /// protocol is never re-entered), once the reactor has tried to flush.
+    fn pause_writing(&mut self) {}
+
+    /// The write buffer drained below its low watermark: produce again.
+    fn resume_writing(&mut self) {}
+}
+
+impl<P: Protocol + ?Sized> Protocol for Box<P> {
+    fn connection_made(&mut self, transport: &Transport) {
+        (**self).connection_made(transport)
+    }
+    fn data_received(&mut self, data: Bytes) {
+        (**self).data_received(data)
+    }
+    fn eof_received(&mut self) -> bool {
+        (**self).eof_received()
+    }
+    fn connection_lost(&mut self, reason: &Reason) {
+        (**self).connection_lost(reason)
+    }
+    fn pause_writing(&mut self) {
+        (**self).pause_writing()
+    }
+    fn resume_writing(&mut self) {
+        (**self).resume_writing()
+    }
+}
+
+/// Builds a [`Protocol`] for each connection: Twisted's `Factory`.
+///
+/// A closure `|peer| MyProtocol::new()` is a factory. Implement the trait to
+/// refuse connections (return `None` from
+/// [`build_protocol`](Self::build_protocol)) or to hold resources that
+/// [`start_factory`](Self::start_factory) opens and
+/// [`stop_factory`](Self::stop_factory) closes.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use bytes::Bytes;
+/// use twill::{Factory, Protocol};
+///
+/// struct Discard;
+/// impl Protocol for Discard {
+///     fn data_received(&mut self, _: Bytes) {}
+/// }
+///
+/// /// Serves only clients on loopback.
+/// struct LocalOnly;
+/// impl Factory for LocalOnly {
+///     type Protocol = Discard;
+///     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Discard> {
+///         peer.ip().is_loopback().then_some(Discard)
+///     }
+/// }
+///
+/// let mut factory = LocalOnly;
+/// assert!(factory.build_protocol("127.0.0.1:4000".parse().unwrap()).is_some());
+/// assert!(factory.build_protocol("192.0.2.1:4000".parse().unwrap()).is_none());
+/// ```
+pub trait Factory: 'static {
+    /// The protocol this factory builds.
+    type Protocol: Protocol;
+
+    /// Builds the protocol for a connection with `peer`, or `None` to refuse
+    /// it (the socket is closed at once).
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol>;
+
+    /// Called when the factory starts being used: when its port starts
+    /// listening, or on a connector's first attempt.
+    fn start_factory(&mut self) {}
+
+    /// Called when the factory is no longer used: when its port stops
+    /// listening, or when a connector gives up.
+    fn stop_factory(&mut self) {}
+}
+
+impl<F, P> Factory for F
+where
+    F: FnMut(SocketAddr) -> P + 'static,
+    P: Protocol,
+{
+    type Protocol = P;
+
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<P> {
+        Some(self(peer))
+    }
+}
+
+/// A [`Factory`] for outgoing connections, told how each attempt went:
+/// Twisted's `ClientFactory`.
+///
+/// For each attempt the reactor calls
+/// [`started_connecting`](Self::started_connecting), then either
+/// [`client_connection_failed`](Self::client_connection_failed), or
+/// `build_protocol` and later, after the protocol's `connection_lost`,
+/// [`client_connection_lost`](Self::client_connection_lost). Calling
+/// [`Connector::connect`] from either of the last two tries again.
+pub trait ClientFactory: Factory {
+    /// An attempt to connect began.
+    fn started_connecting(&mut self, connector: &Connector) {
+        let _ = connector;
+    }
+
+    /// The attempt failed: refused, timed out (`io::ErrorKind::TimedOut`),
+    /// stopped by [`Connector::stop_connecting`] (`io::ErrorKind::Interrupted`)
+    /// or another I/O error.
+    fn client_connection_failed(&mut self, connector: &Connector, reason: &io::Error) {
+        let _ = (connector, reason);
+    }
+
+    /// An established connection ended (after its protocol's
+    /// `connection_lost`).
+    fn client_connection_lost(&mut self, connector: &Connector, reason: &Reason) {
+        let _ = (connector, reason);
+    }
+}
+
+impl<F, P> ClientFactory for F
+where
+    F: FnMut(SocketAddr) -> P + 'static,
+    P: Protocol,
+{
+}
+
+/// Why a connection ended, as passed to [`Protocol::connection_lost`].
+///
+/// Twisted's `ConnectionDone`, `ConnectionLost`, `ConnectionAborted`, and
+/// the exception a protocol raised.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Closed cleanly: by [`Transport::lose_connection`], or by the peer's
+    /// orderly close (FIN).
+    Done,
+    /// Lost in a non-clean fashion: reset by the peer, or another I/O error.
+    Lost(io::Error),
+    /// Closed at once by [`Transport::abort_connection`].
+    Aborted,
+    /// Closed because the protocol failed: a callback panicked
+    /// ([`Panicked`]), or the protocol called [`Transport::fail`].
+    Failed(Box<dyn Error + Send + Sync>),
+}
+
+impl Reason {
+    /// Whether the connection was closed cleanly ([`Reason::Done`]).
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Reason::Done)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Done => f.write_str("connection was closed cleanly"),
+            Reason::Lost(err) => write!(f, "connection was lost: {err}"),
+            Reason::Aborted => f.write_str("connection was aborted"),
+            Reason::Failed(err) => write!(f, "protocol failed: {err}"),
+        }
+    }
+}
+
+/// The error in [`Reason::Failed`] when a protocol or factory callback
+/// panicked.
+#[derive(Debug, Clone)]
+pub struct Panicked {
+    /// Which callback panicked, e.g. `"data_received"`.
+    pub callback: &'static str,
+    /// The panic's message.
+    pub message: String,
+}
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} panicked: {}", self.callback, self.message)
+    }
+}
+
+impl Error for Panicked {}

@@ -1,0 +1,580 @@
+//! A TCP connection: its socket, write buffer and protocol, and the
+//! transport its protocol sees.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::error::Error;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use polling::{Event, PollMode, Poller};
+use socket2::SockRef;
+
+use super::connector::ConnectorInner;
+use super::{Core, Source};
+use crate::protocol::{Panicked, Protocol, Reason};
+use crate::transport::{Transport, TransportImpl, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK};
+
+/// Buffers handed to one vectored write at most.
+const MAX_IOVECS: usize = 64;
+/// Bytes written to one connection per turn at most, so one fast consumer
+/// cannot starve the others.
+const MAX_WRITE_PER_TURN: usize = 1024 * 1024;
+
+pub(crate) struct Conn {
+    core: Weak<Core>,
+    me: Weak<Conn>,
+    key: usize,
+    peer: SocketAddr,
+    host: SocketAddr,
+    protocol: RefCell<Option<Box<dyn Protocol>>>,
+    state: RefCell<ConnState>,
+    /// The connector that made this connection, told when it ends.
+    connector: Option<Rc<ConnectorInner>>,
+}
+
+struct ConnState {
+    /// `None` once closed.
+    stream: Option<TcpStream>,
+    out: VecDeque<Bytes>,
+    out_len: usize,
+    high: usize,
+    low: usize,
+    /// The protocol was told to pause writing.
+    writing_paused: bool,
+    reading_paused: bool,
+    /// `lose_connection` (or `fail`) was called: close with this reason once
+    /// the buffer is flushed.
+    closing: Option<Reason>,
+    aborting: bool,
+    eof_read: bool,
+    write_eof_requested: bool,
+    write_shut: bool,
+    /// Whether the socket is in the poller, and the interest it has there.
+    registered: bool,
+    interest: (bool, bool),
+    in_dirty: bool,
+    warned_write_after_close: bool,
+}
+
+enum Notify {
+    Pause,
+    Resume,
+}
+
+impl Conn {
+    /// Takes an established connection into the reactor and calls the
+    /// protocol's `connection_made`. With `key` given, the socket is already
+    /// in the poller under that key (a connector's attempt that succeeded).
+    pub(crate) fn start(
+        core: &Rc<Core>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        protocol: Box<dyn Protocol>,
+        connector: Option<(Rc<ConnectorInner>, usize)>,
+    ) -> io::Result<()> {
+        stream.set_nonblocking(true)?;
+        if let Err(err) = stream.set_nodelay(true) {
+            log::debug!("could not set TCP_NODELAY for {peer}: {err}");
+        }
+        let host = stream.local_addr()?;
+        let (connector, known_key) = match connector {
+            Some((connector, key)) => (Some(connector), Some(key)),
+            None => (None, None),
+        };
+        let key = known_key.unwrap_or_else(|| core.sources.borrow().vacant_key());
+        let conn = Rc::new_cyclic(|me| Conn {
+            core: Rc::downgrade(core),
+            me: me.clone(),
+            key,
+            peer,
+            host,
+            protocol: RefCell::new(Some(protocol)),
+            state: RefCell::new(ConnState {
+                stream: None,
+                out: VecDeque::new(),
+                out_len: 0,
+                high: DEFAULT_HIGH_WATERMARK,
+                low: DEFAULT_LOW_WATERMARK,
+                writing_paused: false,
+                reading_paused: false,
+                closing: None,
+                aborting: false,
+                eof_read: false,
+                write_eof_requested: false,
+                write_shut: false,
+                registered: true,
+                interest: (true, false),
+                in_dirty: false,
+                warned_write_after_close: false,
+            }),
+            connector,
+        });
+        if known_key.is_some() {
+            core.poller
+                .modify_with_mode(&stream, Event::readable(key), PollMode::Level)?;
+            core.sources
+                .borrow_mut()
+                .replace(key, Source::Conn(conn.clone()));
+        } else {
+            // SAFETY: the socket is deleted from the poller before it is
+            // dropped: in `finish`, or in `discard` when the reactor goes.
+            unsafe {
+                core.poller
+                    .add_with_mode(&stream, Event::readable(key), PollMode::Level)?
+            };
+            let inserted = core.sources.borrow_mut().insert(Source::Conn(conn.clone()));
+            debug_assert_eq!(inserted, key);
+        }
+        conn.state.borrow_mut().stream = Some(stream);
+        if let Some(connector) = &conn.connector {
+            connector.register_conn(conn.clone());
+        }
+        core.connections.set(core.connections.get() + 1);
+        let transport = Transport::new(conn.clone());
+        conn.call_protocol("connection_made", |p| p.connection_made(&transport));
+        Ok(())
+    }
+
+    /// Runs a protocol callback; a panic closes the connection.
+    fn call_protocol<R>(
+        &self,
+        callback: &'static str,
+        f: impl FnOnce(&mut dyn Protocol) -> R,
+    ) -> Option<R> {
+        let mut slot = self.protocol.borrow_mut();
+        let protocol = slot.as_mut()?;
+        let result = catch_unwind(AssertUnwindSafe(|| f(&mut **protocol)));
+        drop(slot);
+        match result {
+            Ok(value) => Some(value),
+            Err(panic) => {
+                let message = crate::panic_message(&*panic);
+                log::error!(
+                    "protocol for {} panicked in {callback}: {message}; closing that connection",
+                    self.peer
+                );
+                let mut st = self.state.borrow_mut();
+                // The failure overrides a clean close already under way.
+                if !matches!(st.closing, Some(Reason::Failed(_))) {
+                    st.closing = Some(Reason::Failed(Box::new(Panicked { callback, message })));
+                }
+                self.mark_dirty(&mut st);
+                None
+            }
+        }
+    }
+
+    fn mark_dirty(&self, st: &mut ConnState) {
+        if !st.in_dirty {
+            if let (Some(core), Some(me)) = (self.core.upgrade(), self.me.upgrade()) {
+                st.in_dirty = true;
+                core.mark_dirty(me);
+            }
+        }
+    }
+
+    /// The poller reported readiness.
+    pub(crate) fn ready(&self, readable: bool, writable: bool) {
+        let (want_read, want_write) = {
+            let st = self.state.borrow();
+            if st.stream.is_none() {
+                return;
+            }
+            st.interest
+        };
+        if !want_read && !want_write {
+            // Hang-ups and errors are reported even with no interest, and
+            // level-triggered they would be reported on every poll: take
+            // the socket out of the poller until something is wanted again.
+            let mut st = self.state.borrow_mut();
+            if let (Some(core), Some(stream)) = (self.core.upgrade(), st.stream.as_ref()) {
+                let _ = core.poller.delete(stream);
+                st.registered = false;
+            }
+            return;
+        }
+        if writable && want_write {
+            let mut st = self.state.borrow_mut();
+            self.mark_dirty(&mut st);
+        }
+        if readable && want_read {
+            self.read();
+        }
+    }
+
+    fn read(&self) {
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let mut buf = core.read_buffer();
+        let result = {
+            let st = self.state.borrow();
+            match st.stream.as_ref() {
+                Some(mut stream) => stream.read(&mut buf[..]),
+                None => return,
+            }
+        };
+        match result {
+            Ok(0) => {
+                drop(buf);
+                self.eof();
+            }
+            Ok(n) => {
+                let data = buf.split_to(n).freeze();
+                drop(buf);
+                self.call_protocol("data_received", |p| p.data_received(data));
+            }
+            Err(err)
+                if err.kind() == io::ErrorKind::WouldBlock
+                    || err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                drop(buf);
+                self.finish(Reason::Lost(err));
+            }
+        }
+    }
+
+    fn eof(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            st.eof_read = true;
+            self.mark_dirty(&mut st);
+            if st.closing.is_some() {
+                return;
+            }
+            if st.write_shut || st.write_eof_requested {
+                st.closing = Some(Reason::Done);
+                return;
+            }
+        }
+        let keep_open = self.call_protocol("eof_received", |p| p.eof_received());
+        if keep_open == Some(false) {
+            let mut st = self.state.borrow_mut();
+            st.closing.get_or_insert(Reason::Done);
+        }
+    }
+
+    /// Writes what the buffer holds, completes a pending close or half-close,
+    /// tells the protocol about watermarks, and sets the poller's interest.
+    pub(crate) fn flush(&self) {
+        let mut st = self.state.borrow_mut();
+        st.in_dirty = false;
+        if st.stream.is_none() {
+            return;
+        }
+        if st.aborting {
+            drop(st);
+            self.finish(Reason::Aborted);
+            return;
+        }
+        if st.out_len > 0 {
+            if let Err(err) = write_out(&mut st) {
+                drop(st);
+                self.finish(Reason::Lost(err));
+                return;
+            }
+        }
+        if st.out_len == 0 {
+            if let Some(reason) = st.closing.take() {
+                drop(st);
+                self.finish(reason);
+                return;
+            }
+            if st.write_eof_requested && !st.write_shut {
+                st.write_shut = true;
+                if let Some(stream) = st.stream.as_ref() {
+                    let _ = stream.shutdown(Shutdown::Write);
+                }
+                if st.eof_read {
+                    drop(st);
+                    self.finish(Reason::Done);
+                    return;
+                }
+            }
+        }
+        let notify = if st.closing.is_some() {
+            None
+        } else if !st.writing_paused && st.out_len > st.high {
+            st.writing_paused = true;
+            Some(Notify::Pause)
+        } else if st.writing_paused && st.out_len <= st.low {
+            st.writing_paused = false;
+            Some(Notify::Resume)
+        } else {
+            None
+        };
+        self.update_interest(&mut st);
+        drop(st);
+        match notify {
+            Some(Notify::Pause) => self.call_protocol("pause_writing", |p| p.pause_writing()),
+            Some(Notify::Resume) => self.call_protocol("resume_writing", |p| p.resume_writing()),
+            None => None,
+        };
+    }
+
+    fn update_interest(&self, st: &mut ConnState) {
+        let want_read = !st.reading_paused && st.closing.is_none() && !st.eof_read;
+        let want_write = st.out_len > 0 && !st.write_shut;
+        let want = (want_read, want_write);
+        if st.registered && st.interest == want || !st.registered && want == (false, false) {
+            st.interest = want;
+            return;
+        }
+        let (Some(core), Some(stream)) = (self.core.upgrade(), st.stream.as_ref()) else {
+            return;
+        };
+        let event = Event::new(self.key, want_read, want_write);
+        let result = if st.registered {
+            core.poller.modify_with_mode(stream, event, PollMode::Level)
+        } else {
+            // SAFETY: as in `start`: deleted before the socket is dropped.
+            unsafe { core.poller.add_with_mode(stream, event, PollMode::Level) }
+        };
+        match result {
+            Ok(()) => {
+                st.registered = true;
+                st.interest = want;
+            }
+            Err(err) => {
+                log::error!("could not update poller interest for {}: {err}", self.peer);
+                st.aborting = true;
+                self.mark_dirty(st);
+            }
+        }
+    }
+
+    /// Closes the socket and tells the protocol (and the connector), once.
+    fn finish(&self, reason: Reason) {
+        let (stream, registered) = {
+            let mut st = self.state.borrow_mut();
+            st.out.clear();
+            st.out_len = 0;
+            (st.stream.take(), st.registered)
+        };
+        let Some(stream) = stream else { return };
+        let core = self.core.upgrade();
+        if let Some(core) = &core {
+            if registered {
+                let _ = core.poller.delete(&stream);
+            }
+            core.sources.borrow_mut().remove(self.key);
+            core.connections.set(core.connections.get() - 1);
+        }
+        match reason {
+            Reason::Aborted => {
+                // Linger off with a zero timeout: close sends RST.
+                let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            }
+            _ => {
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+        }
+        drop(stream);
+        log::debug!("connection with {} ended: {reason}", self.peer);
+        let protocol = self.protocol.borrow_mut().take();
+        if let Some(mut protocol) = protocol {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| protocol.connection_lost(&reason)))
+            {
+                log::error!(
+                    "protocol for {} panicked in connection_lost: {}",
+                    self.peer,
+                    crate::panic_message(&*panic)
+                );
+            }
+        }
+        if let Some(connector) = &self.connector {
+            connector.connection_lost(reason);
+        }
+    }
+
+    /// Drops the socket and the protocol without callbacks: the reactor
+    /// itself is going away.
+    pub(crate) fn discard(&self, poller: &Poller) {
+        if let Some(stream) = self.state.borrow_mut().stream.take() {
+            let _ = poller.delete(&stream);
+        }
+        drop(self.protocol.borrow_mut().take());
+    }
+
+    pub(crate) fn lose(&self, error: Option<Box<dyn Error + Send + Sync>>) {
+        let mut st = self.state.borrow_mut();
+        if st.stream.is_none() {
+            return;
+        }
+        if st.closing.is_none() {
+            st.closing = Some(match error {
+                Some(error) => Reason::Failed(error),
+                None => Reason::Done,
+            });
+        }
+        self.mark_dirty(&mut st);
+    }
+
+    pub(crate) fn abort(&self) {
+        let mut st = self.state.borrow_mut();
+        if st.stream.is_none() {
+            return;
+        }
+        st.aborting = true;
+        st.out.clear();
+        st.out_len = 0;
+        self.mark_dirty(&mut st);
+    }
+
+    fn socket_option<R>(&self, f: impl FnOnce(SockRef<'_>) -> io::Result<R>) -> io::Result<R> {
+        let st = self.state.borrow();
+        match st.stream.as_ref() {
+            Some(stream) => f(SockRef::from(stream)),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closed",
+            )),
+        }
+    }
+}
+
+/// Writes as much of the buffer as the socket takes now.
+fn write_out(st: &mut ConnState) -> io::Result<()> {
+    let ConnState {
+        stream,
+        out,
+        out_len,
+        ..
+    } = st;
+    let Some(mut stream) = stream.as_ref() else {
+        return Ok(());
+    };
+    let mut written_this_turn = 0;
+    while *out_len > 0 && written_this_turn < MAX_WRITE_PER_TURN {
+        let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut count = 0;
+        let mut offered = 0;
+        for (slot, chunk) in iov.iter_mut().zip(out.iter()) {
+            *slot = IoSlice::new(chunk);
+            count += 1;
+            offered += chunk.len();
+        }
+        let result = if count == 1 {
+            stream.write(&out[0])
+        } else {
+            stream.write_vectored(&iov[..count])
+        };
+        match result {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                *out_len -= n;
+                written_this_turn += n;
+                let mut left = n;
+                while left > 0 {
+                    let front = out.front_mut().expect("written bytes were buffered");
+                    if left >= front.len() {
+                        left -= front.len();
+                        out.pop_front();
+                    } else {
+                        front.advance(left);
+                        left = 0;
+                    }
+                }
+                if n < offered {
+                    // A short write: the socket is full, and another write
+                    // would only return WouldBlock.
+                    break;
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+impl TransportImpl for Conn {
+    fn write(&self, data: Bytes) {
+        let mut st = self.state.borrow_mut();
+        if st.stream.is_none() || st.aborting || st.write_eof_requested {
+            if !st.warned_write_after_close {
+                st.warned_write_after_close = true;
+                log::warn!(
+                    "dropped a write of {} bytes to {}: the connection is closed or its writing side was shut down",
+                    data.len(),
+                    self.peer
+                );
+            }
+            return;
+        }
+        st.out_len += data.len();
+        st.out.push_back(data);
+        self.mark_dirty(&mut st);
+    }
+
+    fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>) {
+        self.lose(error);
+    }
+
+    fn abort_connection(&self) {
+        self.abort();
+    }
+
+    fn write_eof(&self) {
+        let mut st = self.state.borrow_mut();
+        if st.stream.is_none() || st.closing.is_some() {
+            return;
+        }
+        st.write_eof_requested = true;
+        self.mark_dirty(&mut st);
+    }
+
+    fn set_reading(&self, on: bool) {
+        let mut st = self.state.borrow_mut();
+        if st.reading_paused == on {
+            st.reading_paused = !on;
+            self.mark_dirty(&mut st);
+        }
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn host(&self) -> SocketAddr {
+        self.host
+    }
+
+    fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {
+        self.socket_option(|s| s.set_nodelay(on))
+    }
+
+    fn tcp_nodelay(&self) -> io::Result<bool> {
+        self.socket_option(|s| s.nodelay())
+    }
+
+    fn set_tcp_keepalive(&self, on: bool) -> io::Result<()> {
+        self.socket_option(|s| s.set_keepalive(on))
+    }
+
+    fn tcp_keepalive(&self) -> io::Result<bool> {
+        self.socket_option(|s| s.keepalive())
+    }
+
+    fn write_buffer_size(&self) -> usize {
+        self.state.borrow().out_len
+    }
+
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        let mut st = self.state.borrow_mut();
+        st.high = high;
+        st.low = low;
+        self.mark_dirty(&mut st);
+    }
+
+    fn is_closing(&self) -> bool {
+        let st = self.state.borrow();
+        st.stream.is_none() || st.closing.is_some() || st.aborting
+    }
+}

@@ -1,0 +1,218 @@
+//! Helpers for testing protocols without sockets: [`StringTransport`].
+//!
+//! Together with [`Clock`](crate::task::Clock), a protocol can be driven
+//! by hand: call its methods with the bytes you choose, advance time, and
+//! look at what it wrote and whether it asked to close.
+
+use std::cell::{Cell, RefCell};
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::transport::{Transport, TransportImpl};
+
+/// An in-memory transport that records what a protocol writes: Twisted's
+/// `StringTransport`.
+///
+/// [`transport`](Self::transport) gives the [`Transport`] to hand to the
+/// protocol's `connection_made`; the `StringTransport` itself shows what
+/// happened. Closing only records the request: no callback is made, so the
+/// test decides when to call `connection_lost`.
+///
+/// # Examples
+///
+/// ```
+/// use twill::testing::StringTransport;
+///
+/// let recorder = StringTransport::new();
+/// let transport = recorder.transport();
+/// transport.write("ping");
+/// assert_eq!(recorder.value(), b"ping");
+/// recorder.clear();
+/// transport.abort_connection();
+/// assert!(recorder.aborted());
+/// ```
+#[derive(Clone)]
+pub struct StringTransport {
+    inner: Rc<Recorder>,
+}
+
+struct Recorder {
+    written: RefCell<Vec<u8>>,
+    peer: SocketAddr,
+    host: SocketAddr,
+    disconnecting: Cell<bool>,
+    aborted: Cell<bool>,
+    failure: RefCell<Option<Box<dyn Error + Send + Sync>>>,
+    eof_written: Cell<bool>,
+    reading_paused: Cell<bool>,
+    nodelay: Cell<bool>,
+    keepalive: Cell<bool>,
+    limits: Cell<(usize, usize)>,
+}
+
+impl StringTransport {
+    /// A transport whose peer is `127.0.0.1:54321` and host `127.0.0.1:12345`.
+    pub fn new() -> StringTransport {
+        StringTransport::with_addresses(
+            SocketAddr::from(([127, 0, 0, 1], 54321)),
+            SocketAddr::from(([127, 0, 0, 1], 12345)),
+        )
+    }
+
+    /// A transport with the given peer and host addresses.
+    pub fn with_addresses(peer: SocketAddr, host: SocketAddr) -> StringTransport {
+        StringTransport {
+            inner: Rc::new(Recorder {
+                written: RefCell::new(Vec::new()),
+                peer,
+                host,
+                disconnecting: Cell::new(false),
+                aborted: Cell::new(false),
+                failure: RefCell::new(None),
+                eof_written: Cell::new(false),
+                reading_paused: Cell::new(false),
+                nodelay: Cell::new(true),
+                keepalive: Cell::new(false),
+                limits: Cell::new((
+                    crate::transport::DEFAULT_HIGH_WATERMARK,
+                    crate::transport::DEFAULT_LOW_WATERMARK,
+                )),
+            }),
+        }
+    }
+
+    /// The [`Transport`] to give the protocol under test.
+    pub fn transport(&self) -> Transport {
+        Transport::new(self.inner.clone())
+    }
+
+    /// Everything written since creation or the last [`clear`](Self::clear).
+    pub fn value(&self) -> Vec<u8> {
+        self.inner.written.borrow().clone()
+    }
+
+    /// Forgets what was written so far.
+    pub fn clear(&self) {
+        self.inner.written.borrow_mut().clear();
+    }
+
+    /// Whether the protocol asked to close (`lose_connection`, `fail` or
+    /// `abort_connection`).
+    pub fn disconnecting(&self) -> bool {
+        self.inner.disconnecting.get()
+    }
+
+    /// Whether the protocol called `abort_connection`.
+    pub fn aborted(&self) -> bool {
+        self.inner.aborted.get()
+    }
+
+    /// The error the protocol closed with through
+    /// [`Transport::fail`], if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.inner
+            .failure
+            .borrow()
+            .as_ref()
+            .map(|err| err.to_string())
+    }
+
+    /// Whether the protocol called `write_eof`.
+    pub fn eof_written(&self) -> bool {
+        self.inner.eof_written.get()
+    }
+
+    /// Whether the protocol paused reading.
+    pub fn reading_paused(&self) -> bool {
+        self.inner.reading_paused.get()
+    }
+
+    /// The watermarks the protocol set (or the defaults): `(high, low)`.
+    pub fn write_buffer_limits(&self) -> (usize, usize) {
+        self.inner.limits.get()
+    }
+}
+
+impl Default for StringTransport {
+    fn default() -> Self {
+        StringTransport::new()
+    }
+}
+
+impl fmt::Debug for StringTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StringTransport")
+            .field("written", &Bytes::from(self.value()))
+            .field("disconnecting", &self.disconnecting())
+            .finish()
+    }
+}
+
+impl TransportImpl for Recorder {
+    fn write(&self, data: Bytes) {
+        self.written.borrow_mut().extend_from_slice(&data);
+    }
+
+    fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>) {
+        self.disconnecting.set(true);
+        if error.is_some() && self.failure.borrow().is_none() {
+            *self.failure.borrow_mut() = error;
+        }
+    }
+
+    fn abort_connection(&self) {
+        self.disconnecting.set(true);
+        self.aborted.set(true);
+    }
+
+    fn write_eof(&self) {
+        self.eof_written.set(true);
+    }
+
+    fn set_reading(&self, on: bool) {
+        self.reading_paused.set(!on);
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn host(&self) -> SocketAddr {
+        self.host
+    }
+
+    fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {
+        self.nodelay.set(on);
+        Ok(())
+    }
+
+    fn tcp_nodelay(&self) -> io::Result<bool> {
+        Ok(self.nodelay.get())
+    }
+
+    fn set_tcp_keepalive(&self, on: bool) -> io::Result<()> {
+        self.keepalive.set(on);
+        Ok(())
+    }
+
+    fn tcp_keepalive(&self) -> io::Result<bool> {
+        Ok(self.keepalive.get())
+    }
+
+    fn write_buffer_size(&self) -> usize {
+        0
+    }
+
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.limits.set((high, low));
+    }
+
+    fn is_closing(&self) -> bool {
+        self.disconnecting.get()
+    }
+}

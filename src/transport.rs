@@ -1,0 +1,223 @@
+//! [`Transport`]: the handle a protocol writes and closes its connection
+//! through.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+/// Default high watermark of the write buffer: above it the protocol is
+/// told to [`pause_writing`](crate::Protocol::pause_writing).
+pub const DEFAULT_HIGH_WATERMARK: usize = 64 * 1024;
+/// Default low watermark: once the buffer drains to it the protocol is told
+/// to [`resume_writing`](crate::Protocol::resume_writing).
+pub const DEFAULT_LOW_WATERMARK: usize = 16 * 1024;
+
+/// What a transport does, implemented by the reactor's TCP connection and by
+/// [`StringTransport`](crate::testing::StringTransport).
+pub(crate) trait TransportImpl {
+    fn write(&self, data: Bytes);
+    fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>);
+    fn abort_connection(&self);
+    fn write_eof(&self);
+    fn set_reading(&self, on: bool);
+    fn peer(&self) -> SocketAddr;
+    fn host(&self) -> SocketAddr;
+    fn set_tcp_nodelay(&self, on: bool) -> io::Result<()>;
+    fn tcp_nodelay(&self) -> io::Result<bool>;
+    fn set_tcp_keepalive(&self, on: bool) -> io::Result<()>;
+    fn tcp_keepalive(&self) -> io::Result<bool>;
+    fn write_buffer_size(&self) -> usize;
+    fn set_write_buffer_limits(&self, high: usize, low: usize);
+    fn is_closing(&self) -> bool;
+}
+
+/// A connection as its protocol sees it: Twisted's `ITCPTransport`,
+/// asyncio's `Transport`.
+///
+/// Cloning gives another handle to the same connection; keep one in the
+/// protocol (from [`connection_made`](crate::Protocol::connection_made)) or
+/// anywhere else on the reactor thread, e.g. in a list of clients to
+/// broadcast to.
+///
+/// Writes never block and are never lost while the connection is open: they
+/// are buffered and the reactor sends them when the socket can take them,
+/// coalescing everything written in one turn of the loop into as few system
+/// calls as it can. When the buffer goes over the high watermark (64 KiB by
+/// default) the protocol's [`pause_writing`](crate::Protocol::pause_writing)
+/// is called; when it drains to the low watermark (16 KiB),
+/// [`resume_writing`](crate::Protocol::resume_writing).
+///
+/// # Examples
+///
+/// ```
+/// use twill::testing::StringTransport;
+///
+/// let recorder = StringTransport::new();
+/// let transport = recorder.transport();
+/// transport.write("hello, ");
+/// transport.write_sequence(["wor", "ld"]);
+/// transport.lose_connection();
+/// assert_eq!(recorder.value(), b"hello, world");
+/// assert!(recorder.disconnecting());
+/// ```
+#[derive(Clone)]
+pub struct Transport {
+    inner: Rc<dyn TransportImpl>,
+}
+
+impl Transport {
+    pub(crate) fn new(inner: Rc<dyn TransportImpl>) -> Transport {
+        Transport { inner }
+    }
+
+    /// Queues `data` to be sent. Never blocks; empty data is ignored.
+    ///
+    /// `Bytes` (for example a piece of what
+    /// [`data_received`](crate::Protocol::data_received) got) is queued
+    /// without copying. Writes made after [`lose_connection`](Self::lose_connection)
+    /// are still sent; after the connection is closed they are dropped with
+    /// a warning in the log.
+    pub fn write(&self, data: impl Into<Bytes>) {
+        let data = data.into();
+        if !data.is_empty() {
+            self.inner.write(data);
+        }
+    }
+
+    /// Queues several pieces, sent together with one vectored write where
+    /// the socket takes them.
+    pub fn write_sequence<I>(&self, pieces: I)
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        for piece in pieces {
+            self.write(piece);
+        }
+    }
+
+    /// Closes the connection once everything buffered is sent; stops
+    /// reading now. [`connection_lost`](crate::Protocol::connection_lost)
+    /// follows, exactly once, with [`Reason::Done`](crate::Reason::Done).
+    /// Calling it again does nothing.
+    pub fn lose_connection(&self) {
+        self.inner.lose_connection(None);
+    }
+
+    /// Closes the connection because the protocol failed with `error`: as
+    /// [`lose_connection`](Self::lose_connection), but `connection_lost`
+    /// receives [`Reason::Failed`](crate::Reason::Failed) with the error.
+    /// This is how a protocol (or a decoder wrapped around it) reports bad
+    /// input from the peer.
+    pub fn fail(&self, error: impl Into<Box<dyn Error + Send + Sync>>) {
+        self.inner.lose_connection(Some(error.into()));
+    }
+
+    /// Closes the connection at once, discarding what is buffered; the peer
+    /// sees a reset. `connection_lost` follows with
+    /// [`Reason::Aborted`](crate::Reason::Aborted) after the current callback
+    /// returns.
+    pub fn abort_connection(&self) {
+        self.inner.abort_connection();
+    }
+
+    /// Half-closes: once everything buffered is sent, shuts down the writing
+    /// side (the peer reads EOF) and keeps reading. Twisted's
+    /// `loseWriteConnection`, asyncio's `write_eof`.
+    pub fn write_eof(&self) {
+        self.inner.write_eof();
+    }
+
+    /// Stops reading from the socket, so the peer's writes back up into the
+    /// kernel's buffers and then the peer itself. Twisted's
+    /// `pauseProducing`.
+    pub fn pause_reading(&self) {
+        self.inner.set_reading(false);
+    }
+
+    /// Starts reading again after [`pause_reading`](Self::pause_reading).
+    pub fn resume_reading(&self) {
+        self.inner.set_reading(true);
+    }
+
+    /// The remote address.
+    pub fn peer(&self) -> SocketAddr {
+        self.inner.peer()
+    }
+
+    /// The local address.
+    pub fn host(&self) -> SocketAddr {
+        self.inner.host()
+    }
+
+    /// Sets TCP_NODELAY (on by default: small writes go out at once).
+    ///
+    /// # Errors
+    ///
+    /// The socket option could not be set, or the connection is closed.
+    pub fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {
+        self.inner.set_tcp_nodelay(on)
+    }
+
+    /// Whether TCP_NODELAY is set.
+    ///
+    /// # Errors
+    ///
+    /// The socket option could not be read, or the connection is closed.
+    pub fn tcp_nodelay(&self) -> io::Result<bool> {
+        self.inner.tcp_nodelay()
+    }
+
+    /// Sets SO_KEEPALIVE (off by default).
+    ///
+    /// # Errors
+    ///
+    /// The socket option could not be set, or the connection is closed.
+    pub fn set_tcp_keepalive(&self, on: bool) -> io::Result<()> {
+        self.inner.set_tcp_keepalive(on)
+    }
+
+    /// Whether SO_KEEPALIVE is set.
+    ///
+    /// # Errors
+    ///
+    /// The socket option could not be read, or the connection is closed.
+    pub fn tcp_keepalive(&self) -> io::Result<bool> {
+        self.inner.tcp_keepalive()
+    }
+
+    /// Bytes written but not yet handed to the kernel.
+    pub fn write_buffer_size(&self) -> usize {
+        self.inner.write_buffer_size()
+    }
+
+    /// Sets the write buffer's watermarks (asyncio's
+    /// `set_write_buffer_limits`); `low` is capped at `high`.
+    pub fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.inner.set_write_buffer_limits(high, low.min(high));
+    }
+
+    /// Whether the connection is closing or closed.
+    pub fn is_closing(&self) -> bool {
+        self.inner.is_closing()
+    }
+
+    /// Whether two handles are for the same connection.
+    pub fn same_connection(&self, other: &Transport) -> bool {
+        std::ptr::addr_eq(Rc::as_ptr(&self.inner), Rc::as_ptr(&other.inner))
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("peer", &self.peer())
+            .field("host", &self.host())
+            .field("closing", &self.is_closing())
+            .finish()
+    }
+}
