@@ -264,8 +264,7 @@ impl TimerQueue {
             self.next_seq.get()
         };
         let mut ran = 0;
-        loop {
-            let Some(key) = self.peek_live() else { break };
+        while let Some(key) = self.peek_live() {
             if key.0 > now || key.1 >= limit {
                 break;
             }

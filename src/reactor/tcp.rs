@@ -17,6 +17,7 @@ use socket2::SockRef;
 use super::connector::ConnectorInner;
 use super::{Core, Source};
 use crate::protocol::{Panicked, Protocol, Reason};
+use crate::time::DelayedCall;
 use crate::transport::{Transport, TransportImpl, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK};
 
 /// Buffers handed to one vectored write at most.
@@ -24,6 +25,9 @@ const MAX_IOVECS: usize = 64;
 /// Bytes written to one connection per turn at most, so one fast consumer
 /// cannot starve the others.
 const MAX_WRITE_PER_TURN: usize = 1024 * 1024;
+/// How long a gracefully closed connection waits for the peer's EOF before
+/// the socket is closed anyway.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 pub(crate) struct Conn {
     core: Weak<Core>,
@@ -35,6 +39,14 @@ pub(crate) struct Conn {
     state: RefCell<ConnState>,
     /// The connector that made this connection, told when it ends.
     connector: Option<Rc<ConnectorInner>>,
+}
+
+impl ConnState {
+    /// Closed, or on the way there: no more input for the protocol, and no
+    /// second close.
+    fn is_closing(&self) -> bool {
+        self.stream.is_none() || self.closing.is_some() || self.draining.is_some() || self.aborting
+    }
 }
 
 struct ConnState {
@@ -51,6 +63,11 @@ struct ConnState {
     /// the buffer is flushed.
     closing: Option<Reason>,
     aborting: bool,
+    /// Our side is shut after a graceful close; reading (and discarding)
+    /// until the peer's EOF, so unread input does not turn the close into a
+    /// reset that could destroy the reply in flight. Holds the close reason
+    /// and the timer that ends the wait.
+    draining: Option<(Reason, DelayedCall)>,
     eof_read: bool,
     write_eof_requested: bool,
     write_shut: bool,
@@ -104,6 +121,7 @@ impl Conn {
                 reading_paused: false,
                 closing: None,
                 aborting: false,
+                draining: None,
                 eof_read: false,
                 write_eof_requested: false,
                 write_shut: false,
@@ -225,6 +243,10 @@ impl Conn {
                 self.eof();
             }
             Ok(n) => {
+                if self.state.borrow().draining.is_some() {
+                    // Closing: the protocol is done with input.
+                    return;
+                }
                 let data = buf.split_to(n).freeze();
                 drop(buf);
                 self.call_protocol("data_received", |p| p.data_received(data));
@@ -244,17 +266,21 @@ impl Conn {
             let mut st = self.state.borrow_mut();
             st.eof_read = true;
             self.mark_dirty(&mut st);
-            if st.closing.is_some() {
+            if let Some((reason, linger)) = st.draining.take() {
+                let _ = linger.cancel();
+                drop(st);
+                self.finish(reason);
                 return;
             }
-            if st.write_shut || st.write_eof_requested {
-                st.closing = Some(Reason::Done);
+            if st.closing.is_some() {
                 return;
             }
         }
         let keep_open = self.call_protocol("eof_received", |p| p.eof_received());
-        if keep_open == Some(false) {
-            let mut st = self.state.borrow_mut();
+        let mut st = self.state.borrow_mut();
+        // With our writing side already shut there is nothing left to keep
+        // open.
+        if keep_open == Some(false) || st.write_shut || st.write_eof_requested {
             st.closing.get_or_insert(Reason::Done);
         }
     }
@@ -281,8 +307,12 @@ impl Conn {
         }
         if st.out_len == 0 {
             if let Some(reason) = st.closing.take() {
-                drop(st);
-                self.finish(reason);
+                if st.eof_read {
+                    drop(st);
+                    self.finish(reason);
+                } else {
+                    self.start_draining(st, reason);
+                }
                 return;
             }
             if st.write_eof_requested && !st.write_shut {
@@ -297,7 +327,7 @@ impl Conn {
                 }
             }
         }
-        let notify = if st.closing.is_some() {
+        let notify = if st.is_closing() {
             None
         } else if !st.writing_paused && st.out_len > st.high {
             st.writing_paused = true;
@@ -318,7 +348,8 @@ impl Conn {
     }
 
     fn update_interest(&self, st: &mut ConnState) {
-        let want_read = !st.reading_paused && st.closing.is_none() && !st.eof_read;
+        let want_read =
+            st.draining.is_some() || !st.reading_paused && st.closing.is_none() && !st.eof_read;
         let want_write = st.out_len > 0 && !st.write_shut;
         let want = (want_read, want_write);
         if st.registered && st.interest == want || !st.registered && want == (false, false) {
@@ -348,12 +379,48 @@ impl Conn {
         }
     }
 
+    /// Everything is sent: shut our side (the peer reads EOF after the last
+    /// byte) and wait for the peer's EOF before closing the socket.
+    fn start_draining(&self, mut st: std::cell::RefMut<'_, ConnState>, reason: Reason) {
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        if !st.write_shut {
+            st.write_shut = true;
+            if let Some(stream) = st.stream.as_ref() {
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+        }
+        let me = self.me.clone();
+        let linger = core.timers.call_later(
+            CLOSE_LINGER,
+            Box::new(move || {
+                if let Some(conn) = me.upgrade() {
+                    let reason = conn
+                        .state
+                        .borrow_mut()
+                        .draining
+                        .take()
+                        .map(|(reason, _)| reason);
+                    if let Some(reason) = reason {
+                        conn.finish(reason);
+                    }
+                }
+            }),
+        );
+        st.draining = Some((reason, linger));
+        self.update_interest(&mut st);
+    }
+
     /// Closes the socket and tells the protocol (and the connector), once.
     fn finish(&self, reason: Reason) {
         let (stream, registered) = {
             let mut st = self.state.borrow_mut();
             st.out.clear();
             st.out_len = 0;
+            if let Some((_, linger)) = st.draining.take() {
+                let _ = linger.cancel();
+            }
             (st.stream.take(), st.registered)
         };
         let Some(stream) = stream else { return };
@@ -403,7 +470,7 @@ impl Conn {
 
     pub(crate) fn lose(&self, error: Option<Box<dyn Error + Send + Sync>>) {
         let mut st = self.state.borrow_mut();
-        if st.stream.is_none() {
+        if st.stream.is_none() || st.draining.is_some() || st.aborting {
             return;
         }
         if st.closing.is_none() {
@@ -497,7 +564,7 @@ fn write_out(st: &mut ConnState) -> io::Result<()> {
 impl TransportImpl for Conn {
     fn write(&self, data: Bytes) {
         let mut st = self.state.borrow_mut();
-        if st.stream.is_none() || st.aborting || st.write_eof_requested {
+        if st.stream.is_none() || st.aborting || st.write_eof_requested || st.write_shut {
             if !st.warned_write_after_close {
                 st.warned_write_after_close = true;
                 log::warn!(
@@ -523,7 +590,7 @@ impl TransportImpl for Conn {
 
     fn write_eof(&self) {
         let mut st = self.state.borrow_mut();
-        if st.stream.is_none() || st.closing.is_some() {
+        if st.is_closing() {
             return;
         }
         st.write_eof_requested = true;
@@ -574,7 +641,6 @@ impl TransportImpl for Conn {
     }
 
     fn is_closing(&self) -> bool {
-        let st = self.state.borrow();
-        st.stream.is_none() || st.closing.is_some() || st.aborting
+        self.state.borrow().is_closing()
     }
 }
