@@ -1169,3 +1169,63 @@ fn a_shutdown_that_cannot_flush_aborts_at_the_deadline() {
     drop(client.join().unwrap());
     assert_eq!(log.events(), ["lost: aborted"]);
 }
+
+/// Serves `left` connections, then stops its own port from inside
+/// `build_protocol`.
+struct Limited {
+    left: usize,
+    log: Log,
+}
+
+impl Factory for Limited {
+    type Protocol = Echo;
+    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+        self.left -= 1;
+        if self.left == 0 {
+            PORT_TO_STOP.with(|p| p.borrow().as_ref().unwrap().stop_listening());
+        }
+        Some(Echo::new(self.log.clone()))
+    }
+    fn stop_factory(&mut self) {
+        self.log.push("stop");
+    }
+}
+
+thread_local! {
+    static PORT_TO_STOP: RefCell<Option<twill::ListeningPort>> = const { RefCell::new(None) };
+}
+
+#[test]
+fn a_factory_may_stop_its_own_port_from_build_protocol() {
+    let reactor = Reactor::new().unwrap();
+    let log = Log::default();
+    let port = reactor
+        .listen_tcp(
+            "127.0.0.1:0",
+            Limited {
+                left: 2,
+                log: log.clone(),
+            },
+        )
+        .unwrap();
+    PORT_TO_STOP.with(|p| *p.borrow_mut() = Some(port.clone()));
+    let addr = port.host();
+    let handle = reactor.handle();
+    let client = thread::spawn(move || {
+        let mut served = Vec::new();
+        for _ in 0..2 {
+            let mut stream = connect(addr);
+            stream.write_all(b"ok").unwrap();
+            let mut buf = [0; 2];
+            stream.read_exact(&mut buf).unwrap();
+            served.push(stream);
+        }
+        let third = TcpStream::connect(addr).map(|_| ()).map_err(|e| e.kind());
+        handle.stop();
+        third
+    });
+    run(&reactor);
+    assert_eq!(client.join().unwrap(), Err(ErrorKind::ConnectionRefused));
+    assert_eq!(log.events().iter().filter(|e| *e == "stop").count(), 1);
+    assert!(!port.is_listening());
+}

@@ -40,6 +40,7 @@ pub struct ListeningPort {
 
 pub(crate) struct PortInner {
     core: Weak<Core>,
+    me: Weak<PortInner>,
     key: usize,
     host: SocketAddr,
     listener: RefCell<Option<TcpListener>>,
@@ -74,8 +75,9 @@ pub(super) fn listen(
     };
     let host = listener.local_addr()?;
     let key = core.sources.borrow().vacant_key();
-    let inner = Rc::new(PortInner {
+    let inner = Rc::new_cyclic(|me| PortInner {
         core: Rc::downgrade(core),
+        me: me.clone(),
         key,
         host,
         listener: RefCell::new(None),
@@ -243,6 +245,17 @@ impl PortInner {
         }
         drop(listener);
         log::debug!("stopped listening on {}", self.host);
+        match (self.me.upgrade(), self.core.upgrade()) {
+            // Called from inside this factory (e.g. `build_protocol`): stop
+            // it once that call returns.
+            (Some(me), Some(core)) if self.factory.try_borrow_mut().is_err() => {
+                core.defer(move || me.stop_factory())
+            }
+            _ => self.stop_factory(),
+        }
+    }
+
+    fn stop_factory(&self) {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.factory.borrow_mut().stop())) {
             log::error!("stop_factory panicked: {}", crate::panic_message(&*panic));
         }
