@@ -23,7 +23,9 @@ struct Greeter {
 impl Greeter {
     /// Says hello now and schedules the next hello, on a fixed interval.
     fn say_hello(transport: Transport, name: String, interval: Duration) -> DelayedCall {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         transport.write(format!("hello, I'm {name} {}\n", now.as_secs()));
         twill::call_later(interval, move || {
             if !transport.is_closing() {
@@ -88,10 +90,15 @@ fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:8007".into());
-    let name = args.next().unwrap_or_else(|| std::process::id().to_string());
+    let name = args
+        .next()
+        .unwrap_or_else(|| std::process::id().to_string());
     let interval = args
         .next()
-        .map(|s| s.parse::<f64>().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e)))
+        .map(|s| {
+            s.parse::<f64>()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+        })
         .transpose()?
         .unwrap_or(5.0);
     let reactor = Reactor::new()?;

@@ -53,14 +53,20 @@ impl Protocol for Spreader {
         let mut clients = self.clients.borrow_mut();
         if let Some(me) = self.transport.take() {
             clients.transports.retain(|t| !t.same_connection(&me));
-            log::info!("lost connect: {} ({}: {reason})", clients.transports.len(), me.peer());
+            log::info!(
+                "lost connect: {} ({}: {reason})",
+                clients.transports.len(),
+                me.peer()
+            );
         }
     }
 }
 
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8007".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8007".into());
     let reactor = Reactor::new()?;
     let clients = Rc::new(RefCell::new(Clients::default()));
     let port = reactor.listen_tcp(addr.as_str(), move |_peer| Spreader {

@@ -236,13 +236,12 @@ impl<F: ClientFactory> Factory for ReconnectingClientFactory<F> {
     type Protocol = F::Protocol;
 
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<F::Protocol> {
-        {
-            // Connected: the next loss starts the back-off from the beginning.
-            let mut st = self.shared.state.borrow_mut();
-            st.delay = st.initial_delay;
-            st.retries = 0;
-        }
-        self.shared.inner.borrow_mut().build_protocol(peer)
+        let protocol = self.shared.inner.borrow_mut().build_protocol(peer)?;
+        // Connected: the next loss starts the back-off from the beginning.
+        let mut st = self.shared.state.borrow_mut();
+        st.delay = st.initial_delay;
+        st.retries = 0;
+        Some(protocol)
     }
 
     fn start_factory(&mut self) {

@@ -4,7 +4,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::time::{DelayedCall, ReactorTime, TimeSource, TimerQueue};
+use crate::time::{DelayedCall, Pass, ReactorTime, TimeSource, TimerQueue};
 
 /// A clock that only moves when told to: Twisted's `task.Clock`.
 ///
@@ -52,10 +52,11 @@ impl Clock {
     }
 
     /// Moves time forward by `by` and runs every call that is then due,
-    /// including calls they schedule that are due too.
+    /// including calls they schedule that are due too. A panic in a call
+    /// reaches the caller, so an assertion inside one fails the test.
     pub fn advance(&self, by: Duration) {
         self.queue.advance(by);
-        self.queue.run_due(true);
+        self.queue.run_due(Pass::Clock);
     }
 
     /// Advances by each of `steps` in turn, running what is due after each.

@@ -136,6 +136,19 @@ impl Ord for Item {
     }
 }
 
+/// How [`TimerQueue::run_due`] runs a pass.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Pass {
+    /// The reactor's: calls scheduled during the pass wait for the next one
+    /// even when already due (so `call_later(0)` always yields to one I/O
+    /// poll), and a panicking call is logged, not propagated.
+    Reactor,
+    /// `Clock::advance`: calls scheduled during the pass run in it if due,
+    /// and a panic reaches the caller (a test's assertion fails the test),
+    /// as in Twisted's `Clock.advance`.
+    Clock,
+}
+
 /// Where a queue's time comes from.
 pub(crate) enum TimeSource {
     /// `Instant::now()`.
@@ -251,24 +264,25 @@ impl TimerQueue {
         Some(Duration::from_nanos(due.saturating_sub(self.now_nanos())))
     }
 
-    /// Runs every call that is due now. With `include_new` false, calls
-    /// scheduled while this pass runs wait for the next pass even when they
-    /// are already due (so `call_later(0)` always yields to one I/O poll);
-    /// with it true they run in this pass too (Twisted's `Clock.advance`).
-    /// Returns how many calls ran.
-    pub(crate) fn run_due(&self, include_new: bool) -> usize {
+    /// Runs every call that is due now, and returns how many ran.
+    pub(crate) fn run_due(&self, pass: Pass) -> usize {
         let now = self.now_nanos();
-        let limit = if include_new {
-            u64::MAX
-        } else {
-            self.next_seq.get()
+        let limit = match pass {
+            Pass::Reactor => self.next_seq.get(),
+            Pass::Clock => u64::MAX,
         };
         let mut ran = 0;
+        // Due calls (re)scheduled during this pass, to put back after it.
+        let mut later = Vec::new();
         while let Some(key) = self.peek_live() {
-            if key.0 > now || key.1 >= limit {
+            if key.0 > now {
                 break;
             }
             let Reverse(item) = self.heap.borrow_mut().pop().expect("peeked");
+            if key.1 >= limit {
+                later.push(item);
+                continue;
+            }
             let entry = item.entry;
             let due = entry.due.get();
             if due != key {
@@ -280,16 +294,23 @@ impl TimerQueue {
                 continue;
             }
             entry.state.set(State::Called);
-            if let Some(f) = entry.func.take() {
-                ran += 1;
-                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-                    log::error!(
-                        "panic in a timed call: {}; the reactor goes on",
-                        crate::panic_message(&*panic)
-                    );
+            let Some(f) = entry.func.take() else { continue };
+            ran += 1;
+            match pass {
+                Pass::Clock => f(),
+                Pass::Reactor => {
+                    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                        log::error!(
+                            "panic in a timed call: {}; the reactor goes on",
+                            crate::panic_message(&*panic)
+                        );
+                    }
                 }
             }
         }
+        self.heap
+            .borrow_mut()
+            .extend(later.into_iter().map(Reverse));
         ran
     }
 

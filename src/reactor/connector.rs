@@ -301,32 +301,34 @@ impl ConnectorInner {
         let protocol = match built {
             Ok(Some(protocol)) => protocol,
             refused => {
-                if let Err(panic) = refused {
-                    log::error!(
-                        "build_protocol panicked for {peer}: {}",
-                        crate::panic_message(&*panic)
-                    );
-                }
+                let why = match refused {
+                    Err(panic) => {
+                        let message = crate::panic_message(&*panic);
+                        log::error!("build_protocol panicked for {peer}: {message}");
+                        format!("build_protocol panicked: {message}")
+                    }
+                    _ => "the factory built no protocol".to_owned(),
+                };
                 let _ = core.poller.delete(&stream);
                 core.sources.borrow_mut().remove(attempt.key);
                 drop(stream);
-                self.state.set(ConnectorState::Connected);
-                self.connection_lost(Reason::Done);
+                self.fail(io::Error::new(io::ErrorKind::ConnectionAborted, why));
                 return;
             }
         };
-        self.state.set(ConnectorState::Connected);
         let me = self
             .me
             .upgrade()
             .expect("connector is alive while connecting");
         if let Err(err) = Conn::start(&core, stream, peer, protocol, Some((me, attempt.key))) {
             log::error!("could not set up the connection to {peer}: {err}");
+            self.fail(err);
         }
     }
 
     pub(crate) fn register_conn(&self, conn: Rc<Conn>) {
         *self.conn.borrow_mut() = Some(conn);
+        self.state.set(ConnectorState::Connected);
     }
 
     fn fail(&self, err: io::Error) {

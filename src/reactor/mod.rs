@@ -29,7 +29,7 @@ use bytes::BytesMut;
 use polling::{Events, Poller};
 
 use crate::protocol::{ClientFactory, Factory, Protocol, Reason};
-use crate::time::{DelayedCall, ReactorTime, TimeSource, TimerQueue};
+use crate::time::{DelayedCall, Pass, ReactorTime, TimeSource, TimerQueue};
 
 pub use connector::{Connector, ConnectorState};
 pub use listener::ListeningPort;
@@ -476,7 +476,7 @@ impl Core {
                 self.begin_shutdown();
                 deadline = Some(Instant::now() + self.shutdown_timeout.get());
             }
-            self.timers.run_due(false);
+            self.timers.run_due(Pass::Reactor);
             self.run_soon();
             if let Some(deadline) = deadline {
                 if self.connections.get() == 0 {

@@ -94,15 +94,26 @@ impl Conn {
         protocol: Box<dyn Protocol>,
         connector: Option<(Rc<ConnectorInner>, usize)>,
     ) -> io::Result<()> {
-        stream.set_nonblocking(true)?;
-        if let Err(err) = stream.set_nodelay(true) {
-            log::debug!("could not set TCP_NODELAY for {peer}: {err}");
-        }
-        let host = stream.local_addr()?;
         let (connector, known_key) = match connector {
             Some((connector, key)) => (Some(connector), Some(key)),
             None => (None, None),
         };
+        let prepared = stream
+            .set_nonblocking(true)
+            .and_then(|()| stream.local_addr());
+        let host = match prepared {
+            Ok(host) => host,
+            Err(err) => {
+                if let Some(key) = known_key {
+                    let _ = core.poller.delete(&stream);
+                    core.sources.borrow_mut().remove(key);
+                }
+                return Err(err);
+            }
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            log::debug!("could not set TCP_NODELAY for {peer}: {err}");
+        }
         let key = known_key.unwrap_or_else(|| core.sources.borrow().vacant_key());
         let conn = Rc::new_cyclic(|me| Conn {
             core: Rc::downgrade(core),
@@ -133,8 +144,14 @@ impl Conn {
             connector,
         });
         if known_key.is_some() {
-            core.poller
-                .modify_with_mode(&stream, Event::readable(key), PollMode::Level)?;
+            if let Err(err) =
+                core.poller
+                    .modify_with_mode(&stream, Event::readable(key), PollMode::Level)
+            {
+                let _ = core.poller.delete(&stream);
+                core.sources.borrow_mut().remove(key);
+                return Err(err);
+            }
             core.sources
                 .borrow_mut()
                 .replace(key, Source::Conn(conn.clone()));
