@@ -105,8 +105,14 @@ struct Proc {
 
 impl Proc {
     fn spawn(name: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(example(name))
-            .args(args)
+        let mut command = Command::new(example(name));
+        command.args(args);
+        Proc::start(name, command)
+    }
+
+    /// Starts `command`, which runs the example `name`.
+    fn start(name: &str, mut command: Command) -> Proc {
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -470,4 +476,45 @@ fn echo_client_prints_the_echo_and_exits() {
     assert_eq!(line, "hello from the test");
     let status = client.wait_exit();
     assert!(status.success(), "echo_client exited with {status}");
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn echo_server_out_of_file_descriptors_backs_off_instead_of_spinning() {
+    let mut command = Command::new("prlimit");
+    command
+        .arg("--nofile=24:24")
+        .arg(example("echo_server"))
+        .arg("127.0.0.1:0");
+    let server = Proc::start("echo_server", command);
+    let addr = server.listening_addr();
+    // Each accepted connection takes a descriptor; the kernel queues the
+    // rest, so the listener stays readable while accept fails with EMFILE.
+    let crowd: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    server.wait_stderr("pausing accepts");
+    let before = cpu_ticks(server.pid());
+    // A measurement window: a server that retried accept in a loop would
+    // burn the whole second (100 ticks).
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(server.pid()) - before;
+    assert!(
+        used < 20,
+        "the server used {used} ticks of CPU in 1 s while out of descriptors"
+    );
+    drop(crowd);
+    // Once descriptors are free again, the server accepts and serves.
+    let mut client = Client::connect(addr);
+    client.send(b"still here\n");
+    assert_eq!(client.line(), b"still here\n");
 }
