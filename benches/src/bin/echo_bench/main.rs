@@ -1,0 +1,314 @@
+//! `echo_bench`: runs echo servers side by side under `loadgen` and compares
+//! how much server CPU each spends per message.
+//!
+//! ```text
+//! echo_bench [--scenario NAME[,NAME..]|all] [--rounds 3] [--duration 5]
+//!            [--warmup 1] [--threads 1] [--servers LIST] [--target-dir DIR]
+//!            [--smoke]
+//! ```
+//!
+//! Servers are binaries that take the listen address as their first argument
+//! and report `listening on ADDR` on stderr (possibly after a log prefix).
+//! The defaults, looked up in the target directory, are twill's
+//! `examples/echo_server` (`twill`), `raw_polling_echo` (`raw_polling`, the
+//! ceiling) and `async_io_echo` (`async_io`); a missing binary is skipped
+//! with a warning. `--servers` picks some of them by name or adds others as
+//! `NAME=PATH`. The target directory is `--target-dir`, else
+//! `$TWILL_BENCH_TARGET_DIR`, else the directory this binary is in.
+//!
+//! Scenarios are `CONNSxSIZExINFLIGHT`; the presets are `64x16x1`,
+//! `64x16x16` (the default set) and `16x4096x4`; `all` runs the three.
+//!
+//! For each scenario and round, every server runs once (the order rotates
+//! each round, so machine drift hits all alike): the server is started
+//! (`RUST_LOG=info`), `loadgen` runs against it, and the server's CPU time
+//! (utime + stime from `/proc/PID/stat`) is read when `loadgen` prints
+//! `MARK measure_start` and `MARK measure_end`, i.e. over the measured
+//! window only; then the server is killed. Loader and servers share the
+//! machine's cores, so throughput alone says little; server CPU per message
+//! is the figure to compare.
+//!
+//! The report gives, per server, medians over rounds of msgs/s, p50/p99
+//! latency, server CPU %, CPU µs per message and messages per server
+//! CPU-second, and that last figure as a ratio to `raw_polling` and to
+//! `twill` (median of the per-round ratios). Tables are markdown. Each round
+//! also shows where the machine's CPU went over the window — server,
+//! loader, the kernel's `ksoftirqd` threads, everything else, hypervisor
+//! steal — and is flagged `[interference]` when other work took a sizeable
+//! share, so a noisy round can be told from a slow server.
+//!
+//! `--smoke` is one round of one scenario, 1 s after 0.2 s of warm-up, for
+//! CI. Any failed run (a verification error, a crash, a timeout) makes the
+//! exit status non-zero. Every child process is bounded in time and killed
+//! at the end of its run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::exit;
+
+use twill_bench::{cli_err, clk_tck, ksoftirqd_pids, Args, CliError};
+
+mod measure;
+mod report;
+
+use measure::{run_one, Ctx};
+use report::{print_header, print_round, print_table};
+
+const PRESETS: [&str; 3] = ["64x16x1", "64x16x16", "16x4096x4"];
+const DEFAULT_SCENARIOS: [&str; 2] = ["64x16x1", "64x16x16"];
+/// (name, path in the target dir) of the servers run by default.
+const DEFAULT_SERVERS: [(&str, &str); 3] = [
+    ("twill", "examples/echo_server"),
+    ("raw_polling", "raw_polling_echo"),
+    ("async_io", "async_io_echo"),
+];
+const CEILING: &str = "raw_polling";
+const TWILL: &str = "twill";
+
+/// The parsed command line.
+struct Opts {
+    scenarios: Vec<Scenario>,
+    rounds: usize,
+    duration: f64,
+    warmup: f64,
+    threads: usize,
+    target_dir: PathBuf,
+    servers: Vec<Server>,
+}
+
+/// A server binary under test.
+struct Server {
+    name: String,
+    path: PathBuf,
+}
+
+/// A load shape: connections × message size × messages in flight.
+struct Scenario {
+    name: String,
+    conns: usize,
+    size: usize,
+    inflight: usize,
+}
+
+/// One server's numbers from one round.
+struct Sample {
+    msgs: f64,
+    msgs_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    server_cpu_s: f64,
+    client_cpu_pct: f64,
+    /// CPU share of the kernel's ksoftirqd threads (all CPUs), in % of one
+    /// CPU, over the measured window.
+    ksoftirqd_pct: f64,
+    /// Busy CPU of everything else on the machine (other programs, and
+    /// this runner), in % of one CPU: interference.
+    other_pct: f64,
+    /// CPU time the hypervisor stole, in % of one CPU.
+    steal_pct: f64,
+}
+
+impl Sample {
+    fn cpu_us_per_msg(&self) -> f64 {
+        self.server_cpu_s * 1e6 / self.msgs
+    }
+    fn msgs_per_cpu_s(&self) -> f64 {
+        if self.server_cpu_s > 0.0 {
+            self.msgs / self.server_cpu_s
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+fn main() {
+    let opts = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("echo_bench: {e}");
+            exit(2);
+        }
+    };
+    exit(run(&opts));
+}
+
+fn parse() -> Result<Opts, CliError> {
+    let mut a = Args::from_env();
+    if a.wants_help() {
+        println!("{}", USAGE);
+        exit(0);
+    }
+    let smoke = a.flag("--smoke");
+    let mut names: Vec<String> = a
+        .values("--scenario")?
+        .iter()
+        .flat_map(|v| v.split(',').map(str::to_string))
+        .collect();
+    if names.iter().any(|n| n == "all") {
+        names = PRESETS.iter().map(|s| s.to_string()).collect();
+    } else if names.is_empty() {
+        names = if smoke {
+            vec![DEFAULT_SCENARIOS[0].to_string()]
+        } else {
+            DEFAULT_SCENARIOS.iter().map(|s| s.to_string()).collect()
+        };
+    }
+    let scenarios = names
+        .iter()
+        .map(|n| parse_scenario(n))
+        .collect::<Result<_, _>>()?;
+    let (rounds, duration, warmup) = if smoke { (1, 1.0, 0.2) } else { (3, 5.0, 1.0) };
+    let rounds = a.parse_or("--rounds", rounds)?;
+    let duration = a.parse_or("--duration", duration)?;
+    let warmup = a.parse_or("--warmup", warmup)?;
+    let threads = a.parse_or("--threads", 1usize)?;
+    let target_dir = match a.value("--target-dir")? {
+        Some(d) => PathBuf::from(d),
+        None => match std::env::var_os("TWILL_BENCH_TARGET_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| PathBuf::from("target/release")),
+        },
+    };
+    let servers = parse_servers(a.value("--servers")?.as_deref(), &target_dir)?;
+    a.finish()?;
+    let secs_ok = |v: f64| v.is_finite() && (0.0..=3600.0).contains(&v);
+    if rounds == 0 || threads == 0 || duration == 0.0 || !secs_ok(duration) || !secs_ok(warmup) {
+        return Err(cli_err!(
+            "--rounds and --threads must be positive, --duration and --warmup 0 to 3600 s"
+        ));
+    }
+    Ok(Opts {
+        scenarios,
+        rounds,
+        duration,
+        warmup,
+        threads,
+        target_dir,
+        servers,
+    })
+}
+
+const USAGE: &str = "usage: echo_bench [--scenario NAME[,NAME..]|all] [--rounds 3] \
+[--duration 5] [--warmup 1] [--threads 1] [--servers NAME|NAME=PATH,..] \
+[--target-dir DIR] [--smoke]
+scenarios: CONNSxSIZExINFLIGHT, presets 64x16x1 64x16x16 (default) 16x4096x4
+servers: twill (examples/echo_server), raw_polling, async_io (default: all found)";
+
+fn parse_scenario(name: &str) -> Result<Scenario, CliError> {
+    let parts: Vec<usize> = name
+        .split('x')
+        .map(|p| p.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| cli_err!("bad scenario {name:?}: expected CONNSxSIZExINFLIGHT"))?;
+    match parts[..] {
+        [conns, size, inflight] if conns > 0 && size > 0 && inflight > 0 => Ok(Scenario {
+            name: name.to_string(),
+            conns,
+            size,
+            inflight,
+        }),
+        _ => Err(cli_err!(
+            "bad scenario {name:?}: expected CONNSxSIZExINFLIGHT"
+        )),
+    }
+}
+
+/// Resolves `--servers` (or the defaults); missing binaries are skipped with
+/// a warning.
+fn parse_servers(list: Option<&str>, dir: &Path) -> Result<Vec<Server>, CliError> {
+    let known = |name: &str| DEFAULT_SERVERS.iter().find(|(n, _)| *n == name);
+    let wanted: Vec<(String, PathBuf)> = match list {
+        None => DEFAULT_SERVERS
+            .iter()
+            .map(|(n, p)| (n.to_string(), dir.join(p)))
+            .collect(),
+        Some(list) => list
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|item| match item.split_once('=') {
+                Some((n, p)) => Ok((n.to_string(), PathBuf::from(p))),
+                None => known(item)
+                    .map(|(n, p)| (n.to_string(), dir.join(p)))
+                    .ok_or_else(|| cli_err!("unknown server {item:?} (use NAME=PATH)")),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut servers = Vec::new();
+    for (name, path) in wanted {
+        if path.is_file() {
+            servers.push(Server { name, path });
+        } else {
+            eprintln!(
+                "echo_bench: warning: skipping {name}: {} not found (build it first)",
+                path.display()
+            );
+        }
+    }
+    if servers.is_empty() {
+        return Err(cli_err!("no server binary found in {}", dir.display()));
+    }
+    Ok(servers)
+}
+
+fn run(o: &Opts) -> i32 {
+    let loadgen = o.target_dir.join("loadgen");
+    if !loadgen.is_file() {
+        eprintln!(
+            "echo_bench: {} not found (build twill-bench first)",
+            loadgen.display()
+        );
+        return 2;
+    }
+    let ctx = Ctx {
+        loadgen,
+        clk: clk_tck() as f64,
+        ksoftirqd: ksoftirqd_pids(),
+    };
+    print_header(o);
+    let mut failures: Vec<String> = Vec::new();
+    let mut failed: Vec<String> = Vec::new(); // servers dropped after a failure
+    for sc in &o.scenarios {
+        println!(
+            "\n## {}: {} conns, {} B, {} in flight\n",
+            sc.name, sc.conns, sc.size, sc.inflight
+        );
+        let mut samples: HashMap<String, Vec<Option<Sample>>> = HashMap::new();
+        for round in 0..o.rounds {
+            let n = o.servers.len();
+            for i in 0..n {
+                let server = &o.servers[(i + round) % n];
+                let slot = samples.entry(server.name.clone()).or_default();
+                if failed.contains(&server.name) {
+                    slot.push(None);
+                    continue;
+                }
+                match run_one(o, &ctx, server, sc) {
+                    Ok(s) => {
+                        print_round(o, round, server, &s);
+                        slot.push(Some(s));
+                    }
+                    Err(e) => {
+                        let msg = format!("{} {} round {}: {e}", sc.name, server.name, round + 1);
+                        println!("FAILED {msg}");
+                        failures.push(msg);
+                        failed.push(server.name.clone());
+                        slot.push(None);
+                    }
+                }
+            }
+        }
+        print_table(o, sc, &samples);
+    }
+    if failures.is_empty() {
+        0
+    } else {
+        eprintln!("\necho_bench: {} run(s) failed:", failures.len());
+        for f in &failures {
+            eprintln!("  {f}");
+        }
+        1
+    }
+}

@@ -1,0 +1,188 @@
+//! Running one server under loadgen and sampling CPU time from `/proc`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use twill_bench::{cpu_ticks, parse_kv, parse_listening_line, system_ticks, total_cpu_ticks};
+
+use super::{Opts, Sample, Scenario, Server};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Beyond warm-up + duration: loadgen's connect budget plus slack.
+const LOADGEN_GRACE: Duration = Duration::from_secs(20);
+
+/// What every run needs besides the options.
+pub struct Ctx {
+    pub loadgen: PathBuf,
+    pub clk: f64,
+    pub ksoftirqd: Vec<u32>,
+}
+
+/// CPU tick counters sampled at one edge of the measured window.
+struct Probe {
+    server: u64,
+    loader: u64,
+    ksoftirqd: u64,
+    busy: u64,
+    steal: u64,
+}
+
+/// Kills and reaps a child process when dropped.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the server, runs loadgen against it, samples the server's CPU
+/// time over the measured window, kills the server.
+pub fn run_one(o: &Opts, ctx: &Ctx, server: &Server, sc: &Scenario) -> Result<Sample, String> {
+    let mut child = Command::new(&server.path)
+        .arg("127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", server.path.display()))?;
+    let pid = child.id();
+    // The ready line is expected on stderr (a log line); stdout is read too.
+    let (tx, server_out) = mpsc::channel();
+    forward_lines(child.stderr.take().expect("piped stderr"), tx.clone());
+    forward_lines(child.stdout.take().expect("piped stdout"), tx);
+    let mut server = Reaper(child);
+
+    let mut log: Vec<String> = Vec::new();
+    let ready_by = Instant::now() + READY_TIMEOUT;
+    let addr = loop {
+        match server_out.recv_timeout(ready_by.saturating_duration_since(Instant::now())) {
+            Ok(l) => match parse_listening_line(&l) {
+                Some(a) => break a,
+                None if log.len() < 20 => log.push(l),
+                None => {}
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!("no 'listening on' line within {READY_TIMEOUT:?}"))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = server.0.wait().map(|s| s.to_string()).unwrap_or_default();
+                return Err(format!(
+                    "server exited before it was ready ({status}); its output: {}",
+                    log.join(" | ")
+                ));
+            }
+        }
+    };
+    if !addr.ip().is_loopback() {
+        return Err(format!("server listens on non-loopback {addr}; refusing"));
+    }
+
+    let mut lg = Command::new(&ctx.loadgen);
+    lg.arg("--addr").arg(addr.to_string());
+    for (k, v) in [
+        ("--conns", sc.conns.to_string()),
+        ("--size", sc.size.to_string()),
+        ("--inflight", sc.inflight.to_string()),
+        ("--duration", o.duration.to_string()),
+        ("--warmup", o.warmup.to_string()),
+        ("--threads", o.threads.to_string()),
+    ] {
+        lg.arg(k).arg(v);
+    }
+    let mut lg = lg
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start loadgen: {e}"))?;
+    let (tx, lg_out) = mpsc::channel();
+    forward_lines(lg.stdout.take().expect("piped stdout"), tx);
+    let mut lg = Reaper(lg);
+
+    let deadline = Instant::now() + Duration::from_secs_f64(o.warmup + o.duration) + LOADGEN_GRACE;
+    let lg_pid = lg.0.id();
+    let probe = || -> std::io::Result<Probe> {
+        let (busy, steal) = system_ticks()?;
+        Ok(Probe {
+            server: cpu_ticks(pid)?,
+            loader: cpu_ticks(lg_pid)?,
+            ksoftirqd: total_cpu_ticks(&ctx.ksoftirqd),
+            busy,
+            steal,
+        })
+    };
+    let (mut t0, mut t1, mut result) = (None, None, None);
+    loop {
+        match lg_out.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) if l == "MARK measure_start" => t0 = Some(probe()),
+            Ok(l) if l == "MARK measure_end" => t1 = Some(probe()),
+            Ok(l) if l.starts_with("RESULT ") => result = Some(parse_kv(&l)),
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err("loadgen did not finish in time (killed)".into())
+            }
+        }
+    }
+    let status = lg.0.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(match status.code() {
+            Some(3) => "VERIFY ERROR: the echo did not match what was sent".into(),
+            Some(2) => "loadgen could not connect".into(),
+            _ => format!("loadgen failed ({status})"),
+        });
+    }
+    if let Ok(Some(st)) = server.0.try_wait() {
+        return Err(format!("server exited during the run ({st})"));
+    }
+    drop(server);
+    drop(server_out);
+
+    let (Some(Ok(t0)), Some(Ok(t1)), Some(r)) = (t0, t1, result) else {
+        return Err("loadgen output lacked MARK/RESULT lines, or /proc was unreadable".into());
+    };
+    let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / ctx.clk;
+    let pct = |a: u64, b: u64| secs(a, b) / o.duration * 100.0;
+    let num = |k: &str| -> Result<f64, String> {
+        r.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("RESULT line lacks {k}"))
+    };
+    Ok(Sample {
+        msgs: num("msgs")?,
+        msgs_per_s: num("msgs_per_s")?,
+        p50_us: num("p50_us")?,
+        p99_us: num("p99_us")?,
+        server_cpu_s: secs(t0.server, t1.server),
+        client_cpu_pct: pct(t0.loader, t1.loader),
+        ksoftirqd_pct: pct(t0.ksoftirqd, t1.ksoftirqd),
+        other_pct: (pct(t0.busy, t1.busy)
+            - pct(
+                t0.server + t0.loader + t0.ksoftirqd,
+                t1.server + t1.loader + t1.ksoftirqd,
+            ))
+        .max(0.0),
+        steal_pct: pct(t0.steal, t1.steal),
+    })
+}
+
+/// Reads a pipe line by line on a helper thread (so the child never blocks
+/// on a full pipe) and sends the lines to `tx`.
+fn forward_lines(pipe: impl Read + Send + 'static, tx: mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                // Nobody listens any more; keep draining so the child
+                // never blocks on a full pipe.
+                continue;
+            }
+        }
+    });
+}

@@ -1,0 +1,142 @@
+//! The header, the per-round lines and the markdown tables.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use twill_bench::median;
+
+use super::{Opts, Sample, Scenario, Server, CEILING, TWILL};
+
+/// Other load plus steal (% of one CPU) above which a round is flagged.
+const INTERFERENCE_PCT: f64 = 15.0;
+
+pub fn print_round(o: &Opts, round: usize, server: &Server, s: &Sample) {
+    println!(
+        "round {}/{} {:<12} {:>8.0} msg/s  p50 {:>6.1} us  p99 {:>6.1} us  \
+         {:>5.2} us/msg | CPU %: server {:.0}, loader {:.0}, ksoftirqd {:.0}, other {:.0}, \
+         steal {:.0}{}",
+        round + 1,
+        o.rounds,
+        server.name,
+        s.msgs_per_s,
+        s.p50_us,
+        s.p99_us,
+        s.cpu_us_per_msg(),
+        s.server_cpu_s / o.duration * 100.0,
+        s.client_cpu_pct,
+        s.ksoftirqd_pct,
+        s.other_pct,
+        s.steal_pct,
+        if s.other_pct + s.steal_pct > INTERFERENCE_PCT {
+            "  [interference]"
+        } else {
+            ""
+        }
+    );
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    let s = String::from_utf8(out.stdout).ok()?;
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+pub fn print_header(o: &Opts) {
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]).unwrap_or_default();
+    let nproc = command_output("nproc", &[]).unwrap_or_else(|| "?".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let kernel = command_output("uname", &["-sr"]).unwrap_or_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    println!("# twill echo benchmark");
+    println!();
+    println!("- date: {date}");
+    println!("- nproc: {nproc} ({cpu}; {kernel})");
+    println!("- command: echo_bench {}", args.join(" "));
+    println!(
+        "- {} round(s), {} s measured after {} s warm-up, loadgen threads: {}",
+        o.rounds, o.duration, o.warmup, o.threads
+    );
+    let names: Vec<&str> = o.servers.iter().map(|s| s.name.as_str()).collect();
+    println!("- servers: {}", names.join(", "));
+}
+
+fn fmt(v: f64, decimals: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.decimals$}")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn fmt_ratio(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}×")
+    } else {
+        "n/a".into()
+    }
+}
+
+/// Median over rounds of the per-round ratio of messages per server
+/// CPU-second between `name` and `reference`.
+fn paired_ratio(
+    samples: &HashMap<String, Vec<Option<Sample>>>,
+    name: &str,
+    reference: &str,
+) -> f64 {
+    let (Some(a), Some(b)) = (samples.get(name), samples.get(reference)) else {
+        return f64::NAN;
+    };
+    let ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter_map(|(x, y)| Some(x.as_ref()?.msgs_per_cpu_s() / y.as_ref()?.msgs_per_cpu_s()))
+        .collect();
+    median(&ratios)
+}
+
+pub fn print_table(o: &Opts, sc: &Scenario, samples: &HashMap<String, Vec<Option<Sample>>>) {
+    println!(
+        "\n{} — {} conns × {} B × {} in flight; median of {} round(s), {} s each \
+         (ratios: messages per server CPU-second, median of per-round ratios)\n",
+        sc.name, sc.conns, sc.size, sc.inflight, o.rounds, o.duration
+    );
+    println!(
+        "| server | msgs/s | p50 µs | p99 µs | server CPU % | ksoftirqd % | other load % | server CPU µs/msg \
+         | msgs per server CPU-s | vs {CEILING} | vs {TWILL} |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for server in &o.servers {
+        let ok: Vec<&Sample> = samples
+            .get(&server.name)
+            .map(|v| v.iter().flatten().collect())
+            .unwrap_or_default();
+        if ok.is_empty() {
+            println!("| {} | failed | | | | | | | | | |", server.name);
+            continue;
+        }
+        let med = |f: &dyn Fn(&Sample) -> f64| median(&ok.iter().map(|s| f(s)).collect::<Vec<_>>());
+        let cpu_per_msg = med(&|s| s.cpu_us_per_msg());
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            server.name,
+            fmt(med(&|s| s.msgs_per_s), 0),
+            fmt(med(&|s| s.p50_us), 1),
+            fmt(med(&|s| s.p99_us), 1),
+            fmt(med(&|s| s.server_cpu_s / o.duration * 100.0), 0),
+            fmt(med(&|s| s.ksoftirqd_pct), 0),
+            fmt(med(&|s| s.other_pct), 0),
+            fmt(cpu_per_msg, 2),
+            fmt(med(&|s| s.msgs_per_cpu_s()), 0),
+            fmt_ratio(paired_ratio(samples, &server.name, CEILING)),
+            fmt_ratio(paired_ratio(samples, &server.name, TWILL)),
+        );
+    }
+}

@@ -1,0 +1,508 @@
+//! `loadgen`: a cheap, verifying echo load generator.
+//!
+//! ```text
+//! loadgen --addr 127.0.0.1:PORT [--conns 64] [--size 16] [--inflight 1]
+//!         [--duration 5] [--warmup 1] [--threads 1]
+//! ```
+//!
+//! Opens `--conns` TCP connections (TCP_NODELAY) to a loopback echo server.
+//! Each connection keeps `--inflight` messages of `--size` bytes in flight:
+//! it writes them back to back (pipelined) and sends a new one each time a
+//! whole message has come back. Every echoed byte is compared with the
+//! connection's deterministic byte stream ([`twill_bench::Pattern`]), so
+//! lost, duplicated, corrupted, reordered or cross-connection bytes are
+//! caught; a mismatch ends the run at once with exit code 3.
+//!
+//! The connections are driven by a level-triggered, non-blocking event loop
+//! on `polling` — one thread by default, or `--threads T` loops that split
+//! the connections — so the generator costs little CPU next to the server.
+//! Latency is measured per message from the moment it is queued for sending
+//! to the moment its last echoed byte is read, and only messages completed
+//! inside the measured window (after `--warmup`) count.
+//!
+//! Output on stdout: `MARK measure_start` and `MARK measure_end` at the edges
+//! of the measured window (the runner samples the server's CPU time then), a
+//! human-readable summary, and a final machine-readable line:
+//!
+//! ```text
+//! RESULT msgs=... msgs_per_s=... mib_per_s=... p50_us=... p99_us=... ...
+//! ```
+//!
+//! `mib_per_s` counts echoed payload (one direction). The run always ends by
+//! itself after connecting (at most ~10 s) + warm-up + duration.
+//! Exit codes: 0 ok, 2 usage or connect error, 3 verification error, 4 the
+//! connection failed or no message completed in the measured window.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::num::NonZeroUsize;
+use std::process::exit;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use polling::{Event, Events, PollMode, Poller};
+use twill_bench::{
+    cli_err, clk_tck, loopback_addr, self_cpu_ticks, Args, CliError, Histogram, Pattern,
+    PATTERN_MAX_SLICE,
+};
+
+const USAGE: &str = "usage: loadgen --addr 127.0.0.1:PORT [--conns 64] [--size 16] \
+[--inflight 1] [--duration 5] [--warmup 1] [--threads 1]";
+
+/// How long connecting all connections may take in total.
+const CONNECT_BUDGET: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy)]
+struct Config {
+    addr: SocketAddr,
+    conns: usize,
+    size: usize,
+    inflight: usize,
+    duration: Duration,
+    warmup: Duration,
+    threads: usize,
+}
+
+/// Why a worker stopped early.
+enum Failure {
+    Verify(String),
+    Io(String),
+}
+
+/// What one worker measured.
+struct Stats {
+    hist: Histogram,
+    /// Messages completed in the measured window.
+    measured: u64,
+    /// Messages completed in the whole run.
+    total: u64,
+}
+
+fn main() {
+    let cfg = match parse() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("loadgen: {e}\n{USAGE}");
+            exit(2);
+        }
+    };
+    exit(run(cfg));
+}
+
+fn parse() -> Result<Config, CliError> {
+    let mut a = Args::from_env();
+    if a.wants_help() {
+        println!("{USAGE}");
+        exit(0);
+    }
+    let addr = a
+        .value("--addr")?
+        .ok_or_else(|| cli_err!("--addr is required"))?;
+    let secs = |v: f64, name: &str| {
+        if v.is_finite() && (0.0..=3600.0).contains(&v) {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(cli_err!("{name} must be between 0 and 3600 seconds"))
+        }
+    };
+    let cfg = Config {
+        addr: loopback_addr(&addr)?,
+        conns: a.parse_or("--conns", 64)?,
+        size: a.parse_or("--size", 16)?,
+        inflight: a.parse_or("--inflight", 1)?,
+        duration: secs(a.parse_or("--duration", 5.0)?, "--duration")?,
+        warmup: secs(a.parse_or("--warmup", 1.0)?, "--warmup")?,
+        threads: a.parse_or("--threads", 1)?,
+    };
+    a.finish()?;
+    if cfg.conns == 0 || cfg.size == 0 || cfg.inflight == 0 || cfg.threads == 0 {
+        return Err(cli_err!(
+            "--conns, --size, --inflight and --threads must be positive"
+        ));
+    }
+    if cfg.duration.is_zero() {
+        return Err(cli_err!("--duration must be positive"));
+    }
+    if cfg.size > 1 << 20 || cfg.inflight > 1024 {
+        return Err(cli_err!(
+            "--size is limited to 1 MiB and --inflight to 1024"
+        ));
+    }
+    Ok(cfg)
+}
+
+/// Connects every connection, runs the workers and reports; returns the exit
+/// code.
+fn run(cfg: Config) -> i32 {
+    let streams = match connect_all(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("loadgen: error: {e}");
+            return 2;
+        }
+    };
+    let pattern = Arc::new(Pattern::new());
+    let start = Instant::now();
+    let warm_end = start + cfg.warmup;
+    let end = warm_end + cfg.duration;
+
+    // Deal the connections round-robin to the worker threads.
+    let threads = cfg.threads.min(cfg.conns);
+    let mut shares: Vec<Vec<(usize, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (id, s) in streams.into_iter().enumerate() {
+        shares[id % threads].push((id, s));
+    }
+    let (tx, rx) = mpsc::channel();
+    for (i, share) in shares.into_iter().enumerate() {
+        let tx = tx.clone();
+        let pattern = Arc::clone(&pattern);
+        std::thread::Builder::new()
+            .name(format!("loadgen-{i}"))
+            .spawn(move || {
+                let r = worker(&cfg, share, &pattern, warm_end, end);
+                let _ = tx.send(r);
+            })
+            .expect("spawn worker thread");
+    }
+    drop(tx);
+
+    // The main thread marks the window edges and collects the results; a
+    // failing worker ends the run at once.
+    let mut results = Vec::new();
+    let mut cpu = [0u64; 2];
+    for (i, (mark, at)) in [("measure_start", warm_end), ("measure_end", end)]
+        .into_iter()
+        .enumerate()
+    {
+        if let Err(code) = wait_until(at, &rx, &mut results) {
+            return code;
+        }
+        println!("MARK {mark}");
+        let _ = io::stdout().flush();
+        cpu[i] = self_cpu_ticks().unwrap_or(0);
+    }
+    while results.len() < threads {
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(r) => {
+                if let Err(code) = collect(r, &mut results) {
+                    return code;
+                }
+            }
+            Err(_) => {
+                eprintln!("loadgen: error: a worker did not stop in time");
+                return 4;
+            }
+        }
+    }
+
+    let mut hist = Histogram::new();
+    let (mut measured, mut total) = (0, 0);
+    for s in &results {
+        hist.merge(&s.hist);
+        measured += s.measured;
+        total += s.total;
+    }
+    report(&cfg, &hist, measured, total, cpu[1].saturating_sub(cpu[0]));
+    if measured == 0 {
+        eprintln!("loadgen: error: no message completed in the measured window");
+        return 4;
+    }
+    0
+}
+
+/// Sleeps until `at`, collecting worker results that arrive meanwhile; a
+/// failed worker yields the exit code.
+fn wait_until(
+    at: Instant,
+    rx: &mpsc::Receiver<Result<Stats, Failure>>,
+    results: &mut Vec<Stats>,
+) -> Result<(), i32> {
+    loop {
+        let now = Instant::now();
+        if now >= at {
+            return Ok(());
+        }
+        match rx.recv_timeout(at - now) {
+            Ok(r) => collect(r, results)?,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            }
+        }
+    }
+}
+
+fn collect(r: Result<Stats, Failure>, results: &mut Vec<Stats>) -> Result<(), i32> {
+    match r {
+        Ok(s) => {
+            results.push(s);
+            Ok(())
+        }
+        Err(Failure::Verify(msg)) => {
+            eprintln!("loadgen: VERIFY ERROR: {msg}");
+            Err(3)
+        }
+        Err(Failure::Io(msg)) => {
+            eprintln!("loadgen: error: {msg}");
+            Err(4)
+        }
+    }
+}
+
+fn connect_all(cfg: &Config) -> Result<Vec<TcpStream>, CliError> {
+    let deadline = Instant::now() + CONNECT_BUDGET;
+    let mut out = Vec::with_capacity(cfg.conns);
+    for i in 0..cfg.conns {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(cli_err!(
+                "connecting to {} took longer than {CONNECT_BUDGET:?} ({i} of {} connected)",
+                cfg.addr,
+                cfg.conns
+            ));
+        }
+        let s = TcpStream::connect_timeout(&cfg.addr, left.min(Duration::from_secs(2))).map_err(
+            |e| {
+                cli_err!(
+                    "cannot connect to {} (connection {} of {}): {e} — is the server running?",
+                    cfg.addr,
+                    i + 1,
+                    cfg.conns
+                )
+            },
+        )?;
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// One connection's state. Stream offsets count bytes since the start of
+/// the connection; `recvd <= sent <= issued`.
+struct Conn {
+    stream: TcpStream,
+    id: usize,
+    phase: usize,
+    /// Bytes of messages queued for sending (whole messages).
+    issued: u64,
+    /// Bytes written to the socket.
+    sent: u64,
+    /// Bytes read back and verified.
+    recvd: u64,
+    /// Queue time of each message in flight, oldest first.
+    times: std::collections::VecDeque<Instant>,
+    /// Whether writable interest is registered.
+    writing: bool,
+}
+
+fn io_fail(c: &Conn, what: &str, e: io::Error) -> Failure {
+    Failure::Io(format!("connection {}: {what}: {e}", c.id))
+}
+
+fn worker(
+    cfg: &Config,
+    share: Vec<(usize, TcpStream)>,
+    pattern: &Pattern,
+    warm_end: Instant,
+    end: Instant,
+) -> Result<Stats, Failure> {
+    let poller = Poller::new().map_err(|e| Failure::Io(format!("poller: {e}")))?;
+    let size = cfg.size as u64;
+    let mut conns: Vec<Conn> = share
+        .into_iter()
+        .map(|(id, stream)| Conn {
+            stream,
+            id,
+            phase: Pattern::phase(id),
+            issued: 0,
+            sent: 0,
+            recvd: 0,
+            times: std::collections::VecDeque::with_capacity(cfg.inflight),
+            writing: false,
+        })
+        .collect();
+    for (key, c) in conns.iter().enumerate() {
+        // SAFETY: every stream is deleted from the poller below, before the
+        // stream is dropped.
+        unsafe { poller.add_with_mode(&c.stream, Event::readable(key), PollMode::Level) }
+            .map_err(|e| io_fail(c, "register", e))?;
+    }
+    let result = drive(cfg, &poller, &mut conns, pattern, warm_end, end, size);
+    for c in &conns {
+        let _ = poller.delete(&c.stream);
+    }
+    result
+}
+
+fn drive(
+    cfg: &Config,
+    poller: &Poller,
+    conns: &mut [Conn],
+    pattern: &Pattern,
+    warm_end: Instant,
+    end: Instant,
+    size: u64,
+) -> Result<Stats, Failure> {
+    let mut stats = Stats {
+        hist: Histogram::new(),
+        measured: 0,
+        total: 0,
+    };
+    let now = Instant::now();
+    for (key, c) in conns.iter_mut().enumerate() {
+        c.times.extend(std::iter::repeat_n(now, cfg.inflight));
+        c.issued += cfg.inflight as u64 * size;
+        flush(poller, key, c, pattern)?;
+    }
+    let mut events = Events::with_capacity(NonZeroUsize::new(1024).unwrap());
+    let mut buf = vec![0u8; PATTERN_MAX_SLICE];
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return Ok(stats);
+        }
+        events.clear();
+        poller
+            .wait(&mut events, Some(end - now))
+            .map_err(|e| Failure::Io(format!("poll: {e}")))?;
+        for ev in events.iter() {
+            let c = &mut conns[ev.key];
+            if ev.readable {
+                on_readable(c, &mut buf, pattern, size, warm_end, end, &mut stats)?;
+                flush(poller, ev.key, c, pattern)?;
+            } else if ev.writable {
+                flush(poller, ev.key, c, pattern)?;
+            }
+        }
+    }
+}
+
+/// One read; verifies the bytes, completes whole messages and queues as
+/// many new ones.
+fn on_readable(
+    c: &mut Conn,
+    buf: &mut [u8],
+    pattern: &Pattern,
+    size: u64,
+    warm_end: Instant,
+    end: Instant,
+    stats: &mut Stats,
+) -> Result<(), Failure> {
+    let n = match (&c.stream).read(buf) {
+        Ok(0) => {
+            return Err(Failure::Io(format!(
+                "connection {}: closed by the server after {} echoed bytes",
+                c.id, c.recvd
+            )))
+        }
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+        Err(e) => return Err(io_fail(c, "read", e)),
+    };
+    let got = &buf[..n];
+    if c.recvd + n as u64 > c.sent {
+        return Err(Failure::Verify(format!(
+            "connection {}: received {} bytes but only {} were sent",
+            c.id,
+            c.recvd + n as u64,
+            c.sent
+        )));
+    }
+    let want = pattern.slice(c.phase, c.recvd, n);
+    if got != want {
+        let i = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
+        let off = c.recvd + i as u64;
+        return Err(Failure::Verify(format!(
+            "connection {}: echoed byte {off} (message {}, byte {} of it) is {:#04x}, expected {:#04x}",
+            c.id,
+            off / size,
+            off % size,
+            got[i],
+            want[i]
+        )));
+    }
+    let before = c.recvd / size;
+    c.recvd += n as u64;
+    let done = c.recvd / size - before;
+    if done == 0 {
+        return Ok(());
+    }
+    let now = Instant::now();
+    let in_window = now >= warm_end && now < end;
+    for _ in 0..done {
+        let sent_at = c.times.pop_front().expect("a time per message in flight");
+        if in_window {
+            stats.hist.record((now - sent_at).as_nanos() as u64);
+        }
+        c.times.push_back(now);
+    }
+    if in_window {
+        stats.measured += done;
+    }
+    stats.total += done;
+    c.issued += done * size;
+    Ok(())
+}
+
+/// Writes as much of the queued stream as the socket takes; registers
+/// writable interest only while something is left.
+fn flush(poller: &Poller, key: usize, c: &mut Conn, pattern: &Pattern) -> Result<(), Failure> {
+    while c.sent < c.issued {
+        let len = ((c.issued - c.sent) as usize).min(PATTERN_MAX_SLICE);
+        match (&c.stream).write(pattern.slice(c.phase, c.sent, len)) {
+            Ok(n) => {
+                c.sent += n as u64;
+                if n < len {
+                    break; // the socket buffer is full; wait for writable
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_fail(c, "write", e)),
+        }
+    }
+    let pending = c.sent < c.issued;
+    if pending != c.writing {
+        let interest = if pending {
+            Event::all(key)
+        } else {
+            Event::readable(key)
+        };
+        poller
+            .modify_with_mode(&c.stream, interest, PollMode::Level)
+            .map_err(|e| io_fail(c, "modify", e))?;
+        c.writing = pending;
+    }
+    Ok(())
+}
+
+fn report(cfg: &Config, hist: &Histogram, measured: u64, total: u64, client_ticks: u64) {
+    let secs = cfg.duration.as_secs_f64();
+    let per_s = measured as f64 / secs;
+    let mib_s = per_s * cfg.size as f64 / (1024.0 * 1024.0);
+    let p50 = hist.quantile(0.50) as f64 / 1000.0;
+    let p99 = hist.quantile(0.99) as f64 / 1000.0;
+    let client_cpu = client_ticks as f64 / clk_tck() as f64 / secs * 100.0;
+    println!(
+        "loadgen: {} conns x {} B x {} in flight, {} thread(s), {:.1} s measured after {:.1} s warm-up",
+        cfg.conns,
+        cfg.size,
+        cfg.inflight,
+        cfg.threads.min(cfg.conns),
+        secs,
+        cfg.warmup.as_secs_f64()
+    );
+    println!(
+        "loadgen: {measured} messages ({per_s:.0} msg/s, {mib_s:.2} MiB/s echoed), \
+         latency p50 {p50:.1} us, p99 {p99:.1} us; all bytes verified; loader CPU {client_cpu:.0} %"
+    );
+    println!(
+        "RESULT msgs={measured} msgs_per_s={per_s:.1} mib_per_s={mib_s:.3} p50_us={p50:.1} \
+         p99_us={p99:.1} total_msgs={total} conns={} size={} inflight={} duration_s={secs:.3} \
+         client_cpu_pct={client_cpu:.1}",
+        cfg.conns, cfg.size, cfg.inflight
+    );
+}
