@@ -1,4 +1,9 @@
-//! Time helpers: the hand-advanced [`Clock`] for tests.
+//! Time helpers: [`LoopingCall`], [`defer_later`], and the hand-advanced
+//! [`Clock`] for tests.
+
+mod looping_call;
+
+pub use looping_call::*;
 
 use std::fmt;
 use std::rc::Rc;
