@@ -146,6 +146,41 @@ pub fn stop() {
     reactor().stop()
 }
 
+/// Runs `future` on the current thread's reactor, polled between I/O
+/// events; it may hold `Rc`s and await [`Deferred`](defer::Deferred)s. A
+/// panic in it is logged. To get its output, use
+/// [`Deferred::from_future`](defer::Deferred::from_future) instead.
+///
+/// # Panics
+///
+/// If no reactor exists on this thread.
+///
+/// # Examples
+///
+/// ```
+/// use twill::defer::Deferred;
+///
+/// let reactor = twill::Reactor::new()?;
+/// let d: Deferred<&str> = Deferred::new();
+/// let waiting = d.clone();
+/// twill::spawn(async move {
+///     assert_eq!(waiting.await.unwrap(), "fired");
+///     twill::stop();
+/// });
+/// twill::call_later(std::time::Duration::ZERO, move || d.callback("fired"));
+/// reactor.run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn spawn(future: impl std::future::Future<Output = ()> + 'static) {
+    use futures_lite::FutureExt;
+    let guarded = async move {
+        if let Err(panic) = std::panic::AssertUnwindSafe(future).catch_unwind().await {
+            log::error!("panic in a spawned future: {}", panic_message(&*panic));
+        }
+    };
+    reactor().spawn_task(guarded).detach();
+}
+
 /// The text of a panic's payload.
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

@@ -15,6 +15,7 @@
 
 mod chain;
 mod failure;
+mod future;
 mod list;
 mod lock;
 mod queue;
@@ -33,6 +34,7 @@ pub use failure::{
     AlreadyCalledError, CancelledError, ChainedToItselfError, Failure, NotPausedError, TimeoutError,
 };
 
+pub use future::defer_to_thread;
 pub use list::*;
 pub use lock::*;
 pub use queue::*;

@@ -197,7 +197,8 @@ pub struct Reactor {
 
 impl Reactor {
     /// Creates a reactor on this thread. It becomes the thread's current
-    /// reactor unless another one is alive there.
+    /// reactor, the one the free functions ([`twill::call_later`](crate::call_later),
+    /// …) reach, until another is created or run here.
     ///
     /// # Errors
     ///
@@ -218,12 +219,7 @@ impl Reactor {
             next_trigger: Cell::new(0),
             shutdown_timeout: Cell::new(DEFAULT_SHUTDOWN_TIMEOUT),
         });
-        CURRENT.with(|current| {
-            let mut current = current.borrow_mut();
-            if current.upgrade().is_none() {
-                *current = Rc::downgrade(&core);
-            }
-        });
+        CURRENT.with(|current| *current.borrow_mut() = Rc::downgrade(&core));
         Ok(Reactor { core })
     }
 
@@ -472,6 +468,7 @@ impl Core {
         let mut deadline = None;
         loop {
             self.remote.run_calls();
+            self.remote.run_tasks();
             if self.remote.stop_requested() && self.state.get() == RunState::Running {
                 self.begin_shutdown();
                 deadline = Some(Instant::now() + self.shutdown_timeout.get());
@@ -493,6 +490,7 @@ impl Core {
                 }
             }
             let timeout = if !self.soon.borrow().is_empty()
+                || self.remote.has_tasks()
                 || (self.remote.stop_requested() && self.state.get() == RunState::Running)
             {
                 Some(Duration::ZERO)
@@ -636,5 +634,24 @@ impl Drop for Core {
         }
         self.soon.get_mut().clear();
         self.dirty.get_mut().clear();
+        self.remote.close();
+    }
+}
+
+impl Reactor {
+    /// Runs `future` on this reactor's thread, polled between I/O events;
+    /// it may hold `Rc`s and await [`Deferred`](crate::defer::Deferred)s.
+    /// The returned task gives its output; dropping it cancels the future
+    /// (call `detach` to let it run on). A panic in the future is logged.
+    pub(crate) fn spawn_task<F>(&self, future: F) -> async_task::Task<F::Output>
+    where
+        F: std::future::Future + 'static,
+        F::Output: 'static,
+    {
+        let remote = self.core.remote.clone();
+        let (runnable, task) =
+            async_task::spawn_local(future, move |runnable| remote.schedule(runnable));
+        runnable.schedule();
+        task
     }
 }
