@@ -1161,7 +1161,11 @@ fn a_shutdown_that_cannot_flush_aborts_at_the_deadline() {
     let addr = port.host();
     let handle: ReactorHandle = reactor.handle();
     let client = thread::spawn(move || {
-        let stream = connect(addr); // never reads
+        let mut stream = connect(addr);
+        // Read one byte so the server has surely taken the connection, then
+        // stop reading: the server cannot flush what it wrote.
+        let mut first = [0; 1];
+        stream.read_exact(&mut first).unwrap();
         handle.stop();
         stream
     });
