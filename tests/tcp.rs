@@ -35,6 +35,21 @@ fn run(reactor: &Reactor) {
     );
 }
 
+/// Listens with `factory` on `reactor`, runs `client` on another thread with
+/// the port's address and a handle on the reactor, runs the reactor until it
+/// is stopped, and returns what the client returned.
+fn serve<R: Send + 'static>(
+    reactor: &Reactor,
+    factory: impl Factory,
+    client: impl FnOnce(SocketAddr, ReactorHandle) -> R + Send + 'static,
+) -> R {
+    let port = reactor.listen_tcp("127.0.0.1:0", factory).unwrap();
+    let (addr, handle) = (port.host(), reactor.handle());
+    let client = thread::spawn(move || client(addr, handle));
+    run(reactor);
+    client.join().unwrap()
+}
+
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(LIMIT)).unwrap();
@@ -327,24 +342,21 @@ fn lose_connection_flushes_everything_buffered_then_closes_once() {
     let log = Log::default();
     let server_log = log.clone();
     let size = 8 * 1024 * 1024;
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", move |_peer| Burst {
+    let got = serve(
+        &reactor,
+        move |_peer| Burst {
             size,
             abort: false,
             log: server_log.clone(),
-        })
-        .unwrap();
-    let addr = port.host();
-    let handle = reactor.handle();
-    let client = thread::spawn(move || {
-        let mut stream = connect(addr);
-        stream.write_all(b"ignored").unwrap();
-        let got = read_to_end(&mut stream).unwrap();
-        handle.stop();
-        got
-    });
-    run(&reactor);
-    let got = client.join().unwrap();
+        },
+        move |addr, handle| {
+            let mut stream = connect(addr);
+            stream.write_all(b"ignored").unwrap();
+            let got = read_to_end(&mut stream).unwrap();
+            handle.stop();
+            got
+        },
+    );
     let tail = b"after close is still sent";
     assert_eq!(got.len(), size + tail.len());
     assert!(got[..size].iter().all(|&b| b == b'x'));
@@ -361,23 +373,20 @@ fn abort_connection_discards_the_buffer_and_resets() {
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     let server_log = log.clone();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", move |_peer| Burst {
+    match serve(
+        &reactor,
+        move |_peer| Burst {
             size: 8 * 1024 * 1024,
             abort: true,
             log: server_log.clone(),
-        })
-        .unwrap();
-    let addr = port.host();
-    let handle = reactor.handle();
-    let client = thread::spawn(move || {
-        let mut stream = connect(addr);
-        let got = read_to_end(&mut stream);
-        handle.stop();
-        got
-    });
-    run(&reactor);
-    match client.join().unwrap() {
+        },
+        move |addr, handle| {
+            let mut stream = connect(addr);
+            let got = read_to_end(&mut stream);
+            handle.stop();
+            got
+        },
+    ) {
         Err(err) => assert_eq!(err.kind(), ErrorKind::ConnectionReset),
         Ok(data) => panic!("expected a reset, read {} bytes and EOF", data.len()),
     }
@@ -429,26 +438,26 @@ fn a_half_closing_protocol_can_still_write_after_the_peer_eof() {
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     let server_log = log.clone();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", move |_peer| Echo {
-            keep_open_on_eof: true,
-            ..Echo::new(server_log.clone())
-        })
-        .unwrap();
-    let addr = port.host();
-    let handle = reactor.handle();
-    let client = thread::spawn(move || {
-        let mut stream = connect(addr);
-        stream.write_all(b"hi").unwrap();
-        let mut hi = [0; 2];
-        stream.read_exact(&mut hi).unwrap();
-        stream.shutdown(Shutdown::Write).unwrap();
-        let rest = read_to_end(&mut stream).unwrap();
-        handle.stop();
-        rest
-    });
-    run(&reactor);
-    assert_eq!(client.join().unwrap(), b"bye");
+    assert_eq!(
+        serve(
+            &reactor,
+            move |_peer| Echo {
+                keep_open_on_eof: true,
+                ..Echo::new(server_log.clone())
+            },
+            move |addr, handle| {
+                let mut stream = connect(addr);
+                stream.write_all(b"hi").unwrap();
+                let mut hi = [0; 2];
+                stream.read_exact(&mut hi).unwrap();
+                stream.shutdown(Shutdown::Write).unwrap();
+                let rest = read_to_end(&mut stream).unwrap();
+                handle.stop();
+                rest
+            }
+        ),
+        b"bye"
+    );
     assert_eq!(log.events(), ["made", "data hi", "eof", "lost: done"]);
 }
 
@@ -482,25 +491,22 @@ fn write_eof_half_closes_and_the_connection_ends_when_both_sides_are_shut() {
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     let server_log = log.clone();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", move |_peer| HalfCloser {
+    let (request, after) = serve(
+        &reactor,
+        move |_peer| HalfCloser {
             log: server_log.clone(),
-        })
-        .unwrap();
-    let addr = port.host();
-    let handle = reactor.handle();
-    let client = thread::spawn(move || {
-        let mut stream = connect(addr);
-        let request = read_to_end(&mut stream).unwrap();
-        stream.write_all(b"response").unwrap();
-        stream.shutdown(Shutdown::Write).unwrap();
-        let mut rest = [0; 1];
-        let after = stream.read(&mut rest);
-        let _ = handle;
-        (request, after.map_err(|e| e.kind()))
-    });
-    run(&reactor);
-    let (request, after) = client.join().unwrap();
+        },
+        move |addr, handle| {
+            let mut stream = connect(addr);
+            let request = read_to_end(&mut stream).unwrap();
+            stream.write_all(b"response").unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+            let mut rest = [0; 1];
+            let after = stream.read(&mut rest);
+            let _ = handle;
+            (request, after.map_err(|e| e.kind()))
+        },
+    );
     assert_eq!(request, b"request", "the peer reads EOF after the data");
     assert_eq!(after, Ok(0));
     assert_eq!(log.events(), ["data response", "eof", "lost: done"]);
@@ -511,31 +517,28 @@ fn a_panic_in_a_callback_closes_only_that_connection() {
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     let server_log = log.clone();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", move |_peer| Echo::new(server_log.clone()))
-        .unwrap();
-    let addr = port.host();
-    let handle = reactor.handle();
-    let client = thread::spawn(move || {
-        let mut healthy = connect(addr);
-        let mut doomed = connect(addr);
-        healthy.write_all(b"before").unwrap();
-        let mut buf = [0; 6];
-        healthy.read_exact(&mut buf).unwrap();
-        doomed.write_all(b"panic").unwrap();
-        let doomed_end = read_to_end(&mut doomed).map_err(|e| e.kind());
-        healthy.write_all(b"after!").unwrap();
-        healthy.read_exact(&mut buf).unwrap();
-        // And new connections are still served.
-        let mut fresh = connect(addr);
-        fresh.write_all(b"fresh").unwrap();
-        let mut fresh_buf = [0; 5];
-        fresh.read_exact(&mut fresh_buf).unwrap();
-        handle.stop();
-        (doomed_end, buf, fresh_buf)
-    });
-    run(&reactor);
-    let (doomed_end, buf, fresh_buf) = client.join().unwrap();
+    let (doomed_end, buf, fresh_buf) = serve(
+        &reactor,
+        move |_peer| Echo::new(server_log.clone()),
+        move |addr, handle| {
+            let mut healthy = connect(addr);
+            let mut doomed = connect(addr);
+            healthy.write_all(b"before").unwrap();
+            let mut buf = [0; 6];
+            healthy.read_exact(&mut buf).unwrap();
+            doomed.write_all(b"panic").unwrap();
+            let doomed_end = read_to_end(&mut doomed).map_err(|e| e.kind());
+            healthy.write_all(b"after!").unwrap();
+            healthy.read_exact(&mut buf).unwrap();
+            // And new connections are still served.
+            let mut fresh = connect(addr);
+            fresh.write_all(b"fresh").unwrap();
+            let mut fresh_buf = [0; 5];
+            fresh.read_exact(&mut fresh_buf).unwrap();
+            handle.stop();
+            (doomed_end, buf, fresh_buf)
+        },
+    );
     assert_eq!(
         doomed_end,
         Ok(Vec::new()),
@@ -920,23 +923,23 @@ fn a_protocol_that_fails_closes_with_its_error_after_flushing() {
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     let server_log = log.clone();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", move |_peer| Strict {
-            transport: None,
-            log: server_log.clone(),
-        })
-        .unwrap();
-    let addr = port.host();
-    let handle = reactor.handle();
-    let client = thread::spawn(move || {
-        let mut stream = connect(addr);
-        stream.write_all(b"garbage").unwrap();
-        let got = read_to_end(&mut stream).unwrap();
-        handle.stop();
-        got
-    });
-    run(&reactor);
-    assert_eq!(client.join().unwrap(), b"error: bad input\n");
+    assert_eq!(
+        serve(
+            &reactor,
+            move |_peer| Strict {
+                transport: None,
+                log: server_log.clone(),
+            },
+            move |addr, handle| {
+                let mut stream = connect(addr);
+                stream.write_all(b"garbage").unwrap();
+                let got = read_to_end(&mut stream).unwrap();
+                handle.stop();
+                got
+            }
+        ),
+        b"error: bad input\n"
+    );
     assert_eq!(log.events(), ["lost: failed bad input ours=true"]);
 }
 
@@ -1151,26 +1154,23 @@ fn a_shutdown_that_cannot_flush_aborts_at_the_deadline() {
     reactor.set_shutdown_timeout(Duration::from_millis(200));
     let log = Log::default();
     let server_log = log.clone();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", move |_peer| Burst {
+    drop(serve(
+        &reactor,
+        move |_peer| Burst {
             size: 64 * 1024 * 1024,
             abort: false,
             log: server_log.clone(),
-        })
-        .unwrap();
-    let addr = port.host();
-    let handle: ReactorHandle = reactor.handle();
-    let client = thread::spawn(move || {
-        let mut stream = connect(addr);
-        // Read one byte so the server has surely taken the connection, then
-        // stop reading: the server cannot flush what it wrote.
-        let mut first = [0; 1];
-        stream.read_exact(&mut first).unwrap();
-        handle.stop();
-        stream
-    });
-    run(&reactor);
-    drop(client.join().unwrap());
+        },
+        move |addr, handle| {
+            let mut stream = connect(addr);
+            // Read one byte so the server has surely taken the connection, then
+            // stop reading: the server cannot flush what it wrote.
+            let mut first = [0; 1];
+            stream.read_exact(&mut first).unwrap();
+            handle.stop();
+            stream
+        },
+    ));
     assert_eq!(log.events(), ["lost: aborted"]);
 }
 
