@@ -38,6 +38,7 @@ pub(crate) enum Step {
 }
 
 pub(crate) type PairFn = Box<dyn FnOnce(Outcome) -> Step>;
+pub(crate) type Canceller = Box<dyn FnOnce(&Rc<Chain>)>;
 
 enum Link {
     /// A callback/errback pair, as one function that looks at the outcome.
@@ -69,7 +70,7 @@ struct State {
     /// The Deferred a callback returned, until it hands its result back.
     waiting_on: Option<Rc<Chain>>,
     running: bool,
-    canceller: Option<Box<dyn FnOnce(&Rc<Chain>)>>,
+    canceller: Option<Canceller>,
     /// A canceller-less `cancel` swallows the one late firing to come.
     swallow_next_fire: bool,
     waker: Option<Waker>,
@@ -115,7 +116,7 @@ impl Chain {
         })
     }
 
-    pub(crate) fn set_canceller(&self, canceller: Box<dyn FnOnce(&Rc<Chain>)>) {
+    pub(crate) fn set_canceller(&self, canceller: Canceller) {
         self.st.borrow_mut().canceller = Some(canceller);
     }
 

@@ -28,6 +28,12 @@ use std::time::Duration;
 /// assert!(other.trap::<io::Error>().is_err());
 /// ```
 pub struct Failure {
+    // One pointer wide, so results that may hold a failure stay small on
+    // the success path.
+    inner: Box<Inner>,
+}
+
+struct Inner {
     error: Box<dyn Error + Send + Sync + 'static>,
     backtrace: Backtrace,
 }
@@ -36,19 +42,21 @@ impl Failure {
     /// Wraps an error, or a message (`&str`, `String`).
     pub fn new(error: impl Into<Box<dyn Error + Send + Sync + 'static>>) -> Failure {
         Failure {
-            error: error.into(),
-            backtrace: Backtrace::capture(),
+            inner: Box::new(Inner {
+                error: error.into(),
+                backtrace: Backtrace::capture(),
+            }),
         }
     }
 
     /// Whether the error is an `E` (Twisted's `check`).
     pub fn check<E: Error + 'static>(&self) -> bool {
-        self.error.is::<E>()
+        self.inner.error.is::<E>()
     }
 
     /// The error as an `E`, if it is one.
     pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
-        self.error.downcast_ref::<E>()
+        self.inner.error.downcast_ref::<E>()
     }
 
     /// Takes the error out as an `E`, or gives the failure back unchanged
@@ -59,26 +67,26 @@ impl Failure {
     ///
     /// The failure itself, when its error is not an `E`.
     pub fn trap<E: Error + 'static>(self) -> Result<Box<E>, Failure> {
-        let Failure { error, backtrace } = self;
-        error
-            .downcast::<E>()
-            .map_err(|error| Failure { error, backtrace })
+        let Inner { error, backtrace } = *self.inner;
+        error.downcast::<E>().map_err(|error| Failure {
+            inner: Box::new(Inner { error, backtrace }),
+        })
     }
 
     /// The wrapped error.
     pub fn error(&self) -> &(dyn Error + Send + Sync + 'static) {
-        &*self.error
+        &*self.inner.error
     }
 
     /// Unwraps the error.
     pub fn into_error(self) -> Box<dyn Error + Send + Sync + 'static> {
-        self.error
+        self.inner.error
     }
 
     /// Where the failure was made (captured when `RUST_BACKTRACE` or
     /// `RUST_LIB_BACKTRACE` enables it).
     pub fn backtrace(&self) -> &Backtrace {
-        &self.backtrace
+        &self.inner.backtrace
     }
 
     pub(crate) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Failure {
@@ -97,8 +105,8 @@ impl<E: Error + Send + Sync + 'static> From<E> for Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.error)?;
-        let mut source = self.error.source();
+        write!(f, "{}", self.inner.error)?;
+        let mut source = self.inner.error.source();
         while let Some(cause) = source {
             write!(f, ": {cause}")?;
             source = cause.source();
@@ -110,7 +118,7 @@ impl fmt::Display for Failure {
 impl fmt::Debug for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Failure")
-            .field("error", &self.error)
+            .field("error", &self.inner.error)
             .finish()
     }
 }

@@ -99,9 +99,10 @@ impl<T> Clone for Deferred<T> {
 /// What a callback may return: `Result<T, Failure>` (a value, or a failure
 /// for the error path), or a `Deferred<T>` to wait for.
 pub trait IntoStep<T> {
-    /// Converts into the chain's next step.
+    /// Converts into the chain's next step; `spare` is the box the previous
+    /// value travelled in, reused when the types allow.
     #[doc(hidden)]
-    fn into_step(self) -> StepInner;
+    fn into_step(self, spare: Option<chain::Value>) -> StepInner;
 }
 
 /// Opaque: the chain's next step.
@@ -115,13 +116,13 @@ impl fmt::Debug for StepInner {
 }
 
 impl<T: 'static> IntoStep<T> for Result<T, Failure> {
-    fn into_step(self) -> StepInner {
-        StepInner(Step::Done(self.map(|v| Box::new(v) as chain::Value)))
+    fn into_step(self, spare: Option<chain::Value>) -> StepInner {
+        StepInner(Step::Done(self.map(|value| put(value, spare))))
     }
 }
 
 impl<T: 'static> IntoStep<T> for Deferred<T> {
-    fn into_step(self) -> StepInner {
+    fn into_step(self, _spare: Option<chain::Value>) -> StepInner {
         if self.chain.tail_type() != std::any::TypeId::of::<T>() {
             return StepInner(Step::Done(Err(Failure::new(format!(
                 "a callback returned a Deferred whose chain no longer carries {}",
@@ -132,17 +133,47 @@ impl<T: 'static> IntoStep<T> for Deferred<T> {
     }
 }
 
-fn unbox<T: 'static>(value: chain::Value) -> T {
-    *value.downcast::<T>().unwrap_or_else(|_| {
-        panic!(
-            "a Deferred carried a value that is not {}",
-            std::any::type_name::<T>()
-        )
-    })
+/// Values travel down a chain boxed as `Option<T>`, so a callback that keeps
+/// the type hands its result on in the box its argument came in: no
+/// allocation per step.
+fn put<T: 'static>(value: T, spare: Option<chain::Value>) -> chain::Value {
+    match spare {
+        Some(mut slot) => match slot.downcast_mut::<Option<T>>() {
+            Some(empty) => {
+                *empty = Some(value);
+                slot
+            }
+            None => Box::new(Some(value)),
+        },
+        None => Box::new(Some(value)),
+    }
+}
+
+fn take<T: 'static>(slot: &mut chain::Value) -> T {
+    slot.downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+        .unwrap_or_else(|| panic!("a Deferred carried a value that is not {}", std::any::type_name::<T>()))
 }
 
 fn outcome_to_result<T: 'static>(outcome: Outcome) -> Result<T, Failure> {
-    outcome.map(unbox::<T>)
+    outcome.map(|mut slot| take::<T>(&mut slot))
+}
+
+/// Runs a function for both paths, reusing the value's box.
+fn on_both<T: 'static, U, R: IntoStep<U>>(outcome: Outcome, f: impl FnOnce(Result<T, Failure>) -> R) -> Step {
+    match outcome {
+        Ok(mut slot) => {
+            let value = take::<T>(&mut slot);
+            f(Ok(value)).into_step(Some(slot)).0
+        }
+        Err(failure) => f(Err(failure)).into_step(None).0,
+    }
+}
+
+/// Runs a callback on the success path, reusing the value's box.
+fn on_value<T: 'static, U, R: IntoStep<U>>(mut slot: chain::Value, f: impl FnOnce(T) -> R) -> Step {
+    let value = take::<T>(&mut slot);
+    f(value).into_step(Some(slot)).0
 }
 
 impl<T: 'static> Deferred<T> {
@@ -195,7 +226,7 @@ impl<T: 'static> Deferred<T> {
     /// [`AlreadyCalledError`] if it was fired before.
     pub fn try_callback(&self, value: T) -> Result<(), AlreadyCalledError> {
         self.chain.check_fire_type::<T>();
-        self.chain.fire(Ok(Box::new(value)))
+        self.chain.fire(Ok(put(value, None)))
     }
 
     /// Fires the Deferred with a failure: the errbacks run now.
@@ -232,8 +263,8 @@ impl<T: 'static> Deferred<T> {
     {
         self.chain.check_tail_type::<T>();
         self.chain.add_pair(Box::new(move |outcome| match outcome {
-            Ok(value) => callback(unbox::<T>(value)).into_step().0,
-            Err(failure) => errback(failure).into_step().0,
+            Ok(value) => on_value(value, callback),
+            Err(failure) => errback(failure).into_step(None).0,
         }));
         self
     }
@@ -242,7 +273,7 @@ impl<T: 'static> Deferred<T> {
     pub fn add_callback<R: IntoStep<T>>(&self, callback: impl FnOnce(T) -> R + 'static) -> &Self {
         self.chain.check_tail_type::<T>();
         self.chain.add_pair(Box::new(move |outcome| match outcome {
-            Ok(value) => callback(unbox::<T>(value)).into_step().0,
+            Ok(value) => on_value(value, callback),
             Err(failure) => Step::Done(Err(failure)),
         }));
         self
@@ -257,7 +288,7 @@ impl<T: 'static> Deferred<T> {
         self.chain.check_tail_type::<T>();
         self.chain.add_pair(Box::new(move |outcome| match outcome {
             Ok(value) => Step::Done(Ok(value)),
-            Err(failure) => errback(failure).into_step().0,
+            Err(failure) => errback(failure).into_step(None).0,
         }));
         self
     }
@@ -270,7 +301,7 @@ impl<T: 'static> Deferred<T> {
     ) -> &Self {
         self.chain.check_tail_type::<T>();
         self.chain.add_pair(Box::new(move |outcome| {
-            f(outcome_to_result::<T>(outcome)).into_step().0
+            on_both(outcome, f)
         }));
         self
     }
@@ -291,7 +322,7 @@ impl<T: 'static> Deferred<T> {
         self.chain.check_tail_type::<T>();
         self.chain.set_tail_type::<U>();
         self.chain.add_pair(Box::new(move |outcome| match outcome {
-            Ok(value) => f(unbox::<T>(value)).into_step().0,
+            Ok(value) => on_value(value, f),
             Err(failure) => Step::Done(Err(failure)),
         }));
         Deferred::from_chain(self.chain)
@@ -305,7 +336,7 @@ impl<T: 'static> Deferred<T> {
         self.chain.check_tail_type::<T>();
         self.chain.set_tail_type::<U>();
         self.chain.add_pair(Box::new(move |outcome| {
-            f(outcome_to_result::<T>(outcome)).into_step().0
+            on_both(outcome, f)
         }));
         Deferred::from_chain(self.chain)
     }
@@ -472,7 +503,7 @@ pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
 /// ```
 pub fn maybe_deferred<T: 'static, R: IntoStep<T>>(f: impl FnOnce() -> R) -> Deferred<T> {
     let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map(|r| r.into_step().0)
+        .map(|r| r.into_step(None).0)
         .unwrap_or_else(|panic| Step::Done(Err(Failure::from_panic(&*panic))));
     match step {
         Step::Done(outcome) => {
