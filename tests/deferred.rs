@@ -675,3 +675,12 @@ fn spawned_futures_run_on_the_reactor_and_a_panic_stays_in_its_future() {
     assert!(watchdog.active());
     assert_eq!(*seen.borrow(), ["still running"]);
 }
+
+#[test]
+fn a_callback_returning_a_deferred_whose_result_went_elsewhere_ends_the_chain() {
+    let elsewhere = succeed(1);
+    assert_eq!(elsewhere.result().unwrap().unwrap(), 1);
+    let outer = succeed(0).then(move |_: i32| elsewhere);
+    let error = outer.result().unwrap().unwrap_err();
+    assert!(error.to_string().contains("already passed on"), "{error}");
+}

@@ -309,6 +309,13 @@ impl Chain {
                         }
                         Step::Wait(inner) => {
                             let mut inner_st = inner.st.borrow_mut();
+                            if matches!(inner_st.slot, Slot::Consumed) {
+                                // Its result went elsewhere: none comes here
+                                // either.
+                                st.slot = Slot::Consumed;
+                                st.running = false;
+                                return Next::Pop;
+                            }
                             let ready = matches!(inner_st.slot, Slot::Ready(_))
                                 && inner_st.paused == 0
                                 && inner_st.waiting_on.is_none()

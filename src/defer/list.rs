@@ -1,31 +1,5 @@
 //! Waiting on many Deferreds: [`DeferredList`], [`gather_results`] and
 //! [`race`], as Twisted's `DeferredList`, `gatherResults` and `race`.
-//!
-//! The list appends one callback/errback pair to each input, in input order,
-//! at the input's current end: callbacks already on an input run first and
-//! shape what the list sees; callbacks added to the input later see what the
-//! list's pair passes on.
-//!
-//! # What the inputs hold afterwards
-//!
-//! A [`Failure`] cannot be copied, and an input is a `Deferred<T>` whatever
-//! happens, so Twisted's rules are kept this way:
-//!
-//! - A value is recorded as a clone and passed on unchanged: hence
-//!   `T: Clone` for [`DeferredList`] and [`gather_results`] (wrap a value
-//!   that is not `Clone` in an `Rc`). [`race`] consumes its inputs, as
-//!   Twisted's does, and needs no `Clone`.
-//! - A failure the list records is the original (so the list's user can
-//!   [`check`](Failure::check) and [`trap`](Failure::trap) it). Without
-//!   `consume_errors` the input goes on down its error path with a
-//!   [`ListedFailure`] of the same text, so it is still reported as
-//!   unhandled if nobody handles it, and errbacks added later see it. A
-//!   failure arriving after the list fired is not recorded: the input keeps
-//!   the original.
-//! - With `consume_errors` the list takes the failure and the input's chain
-//!   ends there: nothing is reported, and callbacks added to it later never
-//!   run (Twisted's input goes on with `None`, which a `Deferred<T>` cannot
-//!   hold). Awaiting such an input never completes.
 
 use std::cell::RefCell;
 use std::error::Error;
@@ -53,10 +27,26 @@ use super::{fail, Deferred, Failure};
 /// still cancelled); the list then fires as its inputs make it fire. After
 /// it fired, cancelling does nothing.
 ///
-/// Values are cloned into the list and passed on to the inputs' later
-/// callbacks, hence `T: Clone`; see the [module notes](self) for what the
-/// inputs hold after a failure, with and without
-/// [`consume_errors`](Self::consume_errors).
+/// # What the inputs hold afterwards
+///
+/// The list appends one callback/errback pair to each input, at its current
+/// end: callbacks already on an input shape what the list sees, callbacks
+/// added later see what the pair passes on. A [`Failure`] cannot be copied,
+/// and an input stays a `Deferred<T>`, so Twisted's rules are kept thus:
+///
+/// - A value is cloned into the list and passed on unchanged, hence
+///   `T: Clone` (wrap a value that is not `Clone` in an `Rc`).
+/// - A failure the list records is the original, to
+///   [`check`](Failure::check) or [`trap`](Failure::trap). Without
+///   [`consume_errors`](Self::consume_errors) the input goes on down its
+///   error path with a [`ListedFailure`] of the same text: it is still
+///   reported as unhandled if nobody handles it, and errbacks added later
+///   see it. A failure arriving after the list fired is not recorded: the
+///   input keeps the original.
+/// - With `consume_errors` the list takes the failure and the input's chain
+///   ends there: nothing is reported, callbacks added to it later never run
+///   and awaiting it never completes (Twisted's input goes on with `None`,
+///   which a `Deferred<T>` cannot hold).
 ///
 /// # Examples
 ///
@@ -113,8 +103,8 @@ impl<T: Clone + 'static> DeferredList<T> {
     }
 
     /// Take the inputs' failures: they are then not reported as unhandled,
-    /// and the inputs' chains end there. Off by default; see the
-    /// [module notes](self).
+    /// and the inputs' chains end there. Off by default; see
+    /// [what the inputs hold](Self#what-the-inputs-hold-afterwards).
     pub fn consume_errors(mut self, on: bool) -> Self {
         self.consume_errors = on;
         self
@@ -162,7 +152,7 @@ impl<T> fmt::Debug for DeferredList<T> {
 /// cancels every input not yet fired; it then succeeds if all their
 /// cancellers gave values, else fails with a `FirstError` (most often
 /// wrapping [`CancelledError`](super::CancelledError)). Failures stay on the
-/// inputs too (see the [module notes](self)); use
+/// inputs too (see [`DeferredList`]); use
 /// [`gather_results_consume_errors`] to take them.
 ///
 /// # Examples
@@ -234,7 +224,12 @@ pub fn race<T: 'static>(deferreds: Vec<Deferred<T>>) -> Deferred<(usize, T)> {
         target: None,
     }));
     let weak = Rc::downgrade(&core);
-    let target = Deferred::with_canceller(move |_| cancel_pending(&weak, "race"));
+    let target = Deferred::with_canceller(move |_| {
+        if let Some(core) = Weak::upgrade(&weak) {
+            let inputs = pending(&core.borrow().members);
+            cancel_all(inputs, "race");
+        }
+    });
     core.borrow_mut().target = Some(target.clone());
     for (index, d) in deferreds.into_iter().enumerate() {
         let (on_value, on_failure) = (core.clone(), core.clone());
@@ -267,11 +262,8 @@ impl fmt::Display for FirstError {
     }
 }
 
-impl Error for FirstError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(self.failure.error())
-    }
-}
+/// No `source`: the Display already carries the sub-failure and its causes.
+impl Error for FirstError {}
 
 /// Every input failed: the error of [`race`] and of
 /// [`DeferredList::fire_on_one_callback`], with the failures in input order
@@ -321,8 +313,9 @@ impl fmt::Display for ListedFailure {
 impl Error for ListedFailure {}
 
 /// A `Deferred<T>` whose result was already taken. A callback returning it
-/// makes its chain wait for good: the chain holds nothing (no unhandled
-/// report), cancelling it does nothing, and later callbacks never run.
+/// ends its chain the same way: the chain holds nothing (no unhandled
+/// report), later callbacks never run, and an `await` on it fails with
+/// "already passed on".
 fn taken<T: 'static>() -> Deferred<T> {
     let d = Deferred::new();
     let _ = d.try_errback(Failure::new("taken by a DeferredList or race"));
@@ -330,31 +323,22 @@ fn taken<T: 'static>() -> Deferred<T> {
     d
 }
 
-/// Cancels the inputs still pending, logging a panic and going on.
-fn cancel_pending<C: Pending>(core: &Weak<RefCell<C>>, what: &str) {
-    let Some(core) = core.upgrade() else { return };
-    let pending = core.borrow().pending();
-    for (index, cancel) in pending {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(cancel)) {
+/// The inputs whose result has not been seen yet.
+fn pending<T>(members: &[Option<Deferred<T>>]) -> Vec<(usize, Deferred<T>)> {
+    let live = members.iter().enumerate();
+    live.filter_map(|(i, d)| Some((i, d.clone()?))).collect()
+}
+
+/// Cancels `inputs`, logging a panic and going on with the others.
+fn cancel_all<T: 'static>(inputs: Vec<(usize, Deferred<T>)>, what: &str) {
+    for (index, d) in inputs {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| d.cancel())) {
             log::error!(
                 "panic while cancelling input #{index} of a {what}: {}",
                 crate::panic_message(&*panic)
             );
         }
     }
-}
-
-type Cancel = Box<dyn FnOnce()>;
-
-trait Pending {
-    /// The inputs not yet seen, as functions that cancel them.
-    fn pending(&self) -> Vec<(usize, Cancel)>;
-}
-
-fn pending_of<T: 'static>(members: &[Option<Deferred<T>>]) -> Vec<(usize, Cancel)> {
-    let live = members.iter().enumerate();
-    live.filter_map(|(i, d)| d.clone().map(|d| (i, Box::new(move || d.cancel()) as Cancel)))
-        .collect()
 }
 
 /// The list's Deferred, until it fires.
@@ -377,7 +361,9 @@ impl<T: 'static> Target<T> {
             Target::First(d) => d.try_errback(failure),
         };
         if refused.is_err() {
-            log::warn!("a DeferredList's Deferred was fired by someone else; its failure is dropped");
+            log::warn!(
+                "a DeferredList's Deferred was fired by someone else; its failure is dropped"
+            );
         }
     }
 }
@@ -388,12 +374,6 @@ struct ListCore<T> {
     remaining: usize,
     fire_on_one_errback: bool,
     target: Option<Target<T>>,
-}
-
-impl<T: 'static> Pending for ListCore<T> {
-    fn pending(&self) -> Vec<(usize, Cancel)> {
-        pending_of(&self.members)
-    }
 }
 
 /// What to fire once the core is no longer borrowed.
@@ -411,7 +391,9 @@ impl<T: 'static> Fire<T> {
             Fire::Fail(target, failure) => return target.errback(failure),
         };
         if refused.is_err() {
-            log::warn!("a DeferredList's Deferred was fired by someone else; its result is dropped");
+            log::warn!(
+                "a DeferredList's Deferred was fired by someone else; its result is dropped"
+            );
         }
     }
 }
@@ -447,13 +429,10 @@ impl<T: 'static> ListCore<T> {
     }
 }
 
-fn attach<T: Clone + 'static, D: Clone>(
+fn attach<T: Clone + 'static, U: 'static>(
     list: DeferredList<T>,
-    wrap: impl FnOnce(D) -> Target<T>,
-) -> (D, Rc<RefCell<ListCore<T>>>)
-where
-    D: CancellableDeferred,
-{
+    wrap: impl FnOnce(Deferred<U>) -> Target<T>,
+) -> (Deferred<U>, Rc<RefCell<ListCore<T>>>) {
     let DeferredList {
         deferreds,
         fire_on_one_errback,
@@ -467,7 +446,12 @@ where
         target: None,
     }));
     let weak = Rc::downgrade(&core);
-    let target = D::with_cancel(Box::new(move || cancel_pending(&weak, "DeferredList")));
+    let target = Deferred::with_canceller(move |_| {
+        if let Some(core) = Weak::upgrade(&weak) {
+            let inputs = pending(&core.borrow().members);
+            cancel_all(inputs, "DeferredList");
+        }
+    });
     core.borrow_mut().target = Some(wrap(target.clone()));
     for (index, d) in deferreds.into_iter().enumerate() {
         let (on_value, on_failure) = (core.clone(), core.clone());
@@ -484,17 +468,6 @@ where
         );
     }
     (target, core)
-}
-
-/// The two Deferred types a list can be; lets `attach` make either.
-trait CancellableDeferred {
-    fn with_cancel(cancel: Box<dyn FnOnce()>) -> Self;
-}
-
-impl<U: 'static> CancellableDeferred for Deferred<U> {
-    fn with_cancel(cancel: Box<dyn FnOnce()>) -> Self {
-        Deferred::with_canceller(move |_| cancel())
-    }
 }
 
 fn list_value<T: Clone + 'static>(core: &Rc<RefCell<ListCore<T>>>, index: usize, value: &T) {
@@ -532,7 +505,10 @@ fn list_failure<T: 'static>(
         }
         if st.fire_on_one_errback {
             let target = st.target.take().expect("a waiting list has a target");
-            Some(Fire::Fail(target, Failure::new(FirstError { index, failure })))
+            Some(Fire::Fail(
+                target,
+                Failure::new(FirstError { index, failure }),
+            ))
         } else {
             st.results[index] = Some(Err(failure));
             st.check_done()
@@ -551,12 +527,6 @@ struct RaceCore<T> {
     target: Option<Deferred<(usize, T)>>,
 }
 
-impl<T: 'static> Pending for RaceCore<T> {
-    fn pending(&self) -> Vec<(usize, Cancel)> {
-        pending_of(&self.members)
-    }
-}
-
 impl<T: 'static> RaceCore<T> {
     /// Marks input `index` as seen; the race's Deferred if still undecided.
     fn see(&mut self, index: usize) -> Option<&Deferred<(usize, T)>> {
@@ -572,21 +542,16 @@ fn race_value<T: 'static>(core: &Rc<RefCell<RaceCore<T>>>, index: usize, value: 
     let decided = {
         let mut st = core.borrow_mut();
         if st.see(index).is_some() {
-            st.target.take().map(|target| (target, st.pending()))
+            st.target
+                .take()
+                .map(|target| (target, pending(&st.members)))
         } else {
             None
         }
     };
     if let Some((target, losers)) = decided {
         // Twisted's order: cancel the losers, then fire.
-        for (loser, cancel) in losers {
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(cancel)) {
-                log::error!(
-                    "panic while cancelling input #{loser} of a race: {}",
-                    crate::panic_message(&*panic)
-                );
-            }
-        }
+        cancel_all(losers, "race");
         if target.try_callback((index, value)).is_err() {
             log::warn!("a race's Deferred was fired by someone else; its winner is dropped");
         }

@@ -152,7 +152,12 @@ fn put<T: 'static>(value: T, spare: Option<chain::Value>) -> chain::Value {
 fn take<T: 'static>(slot: &mut chain::Value) -> T {
     slot.downcast_mut::<Option<T>>()
         .and_then(Option::take)
-        .unwrap_or_else(|| panic!("a Deferred carried a value that is not {}", std::any::type_name::<T>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "a Deferred carried a value that is not {}",
+                std::any::type_name::<T>()
+            )
+        })
 }
 
 fn outcome_to_result<T: 'static>(outcome: Outcome) -> Result<T, Failure> {
@@ -160,7 +165,10 @@ fn outcome_to_result<T: 'static>(outcome: Outcome) -> Result<T, Failure> {
 }
 
 /// Runs a function for both paths, reusing the value's box.
-fn on_both<T: 'static, U, R: IntoStep<U>>(outcome: Outcome, f: impl FnOnce(Result<T, Failure>) -> R) -> Step {
+fn on_both<T: 'static, U, R: IntoStep<U>>(
+    outcome: Outcome,
+    f: impl FnOnce(Result<T, Failure>) -> R,
+) -> Step {
     match outcome {
         Ok(mut slot) => {
             let value = take::<T>(&mut slot);
@@ -300,9 +308,8 @@ impl<T: 'static> Deferred<T> {
         f: impl FnOnce(Result<T, Failure>) -> R + 'static,
     ) -> &Self {
         self.chain.check_tail_type::<T>();
-        self.chain.add_pair(Box::new(move |outcome| {
-            on_both(outcome, f)
-        }));
+        self.chain
+            .add_pair(Box::new(move |outcome| on_both(outcome, f)));
         self
     }
 
@@ -335,9 +342,8 @@ impl<T: 'static> Deferred<T> {
     ) -> Deferred<U> {
         self.chain.check_tail_type::<T>();
         self.chain.set_tail_type::<U>();
-        self.chain.add_pair(Box::new(move |outcome| {
-            on_both(outcome, f)
-        }));
+        self.chain
+            .add_pair(Box::new(move |outcome| on_both(outcome, f)));
         Deferred::from_chain(self.chain)
     }
 
