@@ -399,6 +399,9 @@ impl Drop for Chain {
         // Deep chains of Deferreds waiting on each other would drop
         // recursively, one stack frame per link: unlink them here and drop
         // them one by one.
+        if st.waiting_on.is_none() && st.links.is_empty() {
+            return;
+        }
         let mut pending = take_children(st);
         while let Some(child) = pending.pop() {
             if let Ok(chain) = Rc::try_unwrap(child) {
