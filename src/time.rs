@@ -329,6 +329,17 @@ impl TimerQueue {
     }
 }
 
+impl Drop for TimerQueue {
+    fn drop(&mut self) {
+        // A pending call's closure may hold its own DelayedCall (a looping
+        // call, a timeout): drop the closures so those cycles end with the
+        // clock.
+        for Reverse(item) in self.heap.get_mut().drain() {
+            drop(item.entry.func.take());
+        }
+    }
+}
+
 impl Item {
     /// Whether this heap item still stands for a pending call.
     fn is_live(&self) -> bool {

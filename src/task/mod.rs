@@ -57,8 +57,10 @@ impl Clock {
     }
 
     /// Moves time forward by `by` and runs every call that is then due,
-    /// including calls they schedule that are due too. A panic in a call
-    /// reaches the caller, so an assertion inside one fails the test.
+    /// including calls they schedule that are due too (so a call that keeps
+    /// rescheduling itself with a zero delay makes `advance` run forever, as
+    /// in Twisted). A panic in a call reaches the caller, so an assertion
+    /// inside one fails the test.
     pub fn advance(&self, by: Duration) {
         self.queue.advance(by);
         self.queue.run_due(Pass::Clock);
