@@ -1,0 +1,84 @@
+//! Helpers shared by the codec tests.
+
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use twill_protocols::codec::{DecodeError, Decoder};
+
+/// What a decoder made of an input: frames and errors, in order, then what
+/// `decode_eof` gave.
+#[derive(Debug, PartialEq)]
+pub enum Event<T> {
+    Frame(T),
+    Error(String),
+}
+
+/// Feeds `chunks` one by one to a fresh clone of `decoder`, decoding after
+/// each like `Framed` does (errors included), then ends with `decode_eof`.
+pub fn feed<D>(decoder: &D, chunks: &[&[u8]]) -> Vec<Event<D::Item>>
+where
+    D: Decoder + Clone,
+{
+    let mut decoder = decoder.clone();
+    let mut buffer = BytesMut::new();
+    let mut events = Vec::new();
+    for chunk in chunks {
+        buffer.extend_from_slice(chunk);
+        drain(&mut decoder, &mut buffer, &mut events, false);
+    }
+    drain(&mut decoder, &mut buffer, &mut events, true);
+    events
+}
+
+fn drain<D: Decoder>(
+    decoder: &mut D,
+    buffer: &mut BytesMut,
+    events: &mut Vec<Event<D::Item>>,
+    eof: bool,
+) {
+    loop {
+        let before = buffer.len();
+        let result = if eof {
+            decoder.decode_eof(buffer)
+        } else {
+            decoder.decode(buffer)
+        };
+        match result {
+            Ok(Some(frame)) => events.push(Event::Frame(frame)),
+            Ok(None) if !eof && buffer.len() < before && !buffer.is_empty() => {}
+            Ok(None) => return,
+            Err(err) => {
+                let stop = !err.is_recoverable();
+                events.push(Event::Error(describe(&err)));
+                if stop {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn describe(err: &DecodeError) -> String {
+    match err {
+        DecodeError::TooLongFrame { length, max } => format!("too long {length} > {max}"),
+        DecodeError::Truncated { remaining } => format!("truncated {remaining}"),
+        other => other.to_string(),
+    }
+}
+
+/// Checks that `input` decodes to the same events in one piece, split at
+/// every byte boundary, and byte by byte; returns the events.
+pub fn same_at_every_split<D>(decoder: &D, input: &[u8]) -> Vec<Event<D::Item>>
+where
+    D: Decoder + Clone,
+    D::Item: PartialEq + std::fmt::Debug,
+{
+    let whole = feed(decoder, &[input]);
+    for at in 0..=input.len() {
+        let (a, b) = input.split_at(at);
+        assert_eq!(feed(decoder, &[a, b]), whole, "split at {at}");
+    }
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(feed(decoder, &bytes), whole, "byte by byte");
+    whole
+}
