@@ -39,4 +39,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod basic;
 pub mod codec;
+pub mod handler;
+pub mod policies;

@@ -13,14 +13,22 @@
 //! [`exception_caught`](Handler::exception_caught), whose default closes
 //! that connection only.
 
+mod delimiter_based;
 mod error;
+mod fixed_length;
 mod framed;
+mod length_field;
+mod length_field_prepender;
 mod line_based;
 mod string;
 
 use bytes::BytesMut;
 
+pub use delimiter_based::*;
 pub use error::{DecodeError, EncodeError};
+pub use fixed_length::*;
+pub use length_field::*;
+pub use length_field_prepender::*;
 pub use framed::{Context, Framed, Handler};
 pub use line_based::LineBasedFrameDecoder;
 pub use string::{LineEncoder, StringDecoder, StringEncoder};
