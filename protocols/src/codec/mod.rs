@@ -20,7 +20,10 @@ mod framed;
 mod length_field;
 mod length_field_prepender;
 mod line_based;
+pub mod pipeline;
 mod string;
+#[cfg(feature = "json")]
+mod json;
 
 use bytes::BytesMut;
 
@@ -29,6 +32,8 @@ pub use error::{DecodeError, EncodeError};
 pub use fixed_length::*;
 pub use length_field::*;
 pub use length_field_prepender::*;
+#[cfg(feature = "json")]
+pub use json::*;
 pub use framed::{Context, Framed, Handler};
 pub use line_based::LineBasedFrameDecoder;
 pub use string::{LineEncoder, StringDecoder, StringEncoder};
