@@ -49,6 +49,36 @@ enum Link {
     Fire(Rc<Chain>),
 }
 
+/// The links, with the first one stored inline: most Deferreds get one or
+/// two callbacks, and this saves the queue's allocation for them.
+#[derive(Default)]
+struct Links {
+    first: Option<Link>,
+    rest: VecDeque<Link>,
+}
+
+impl Links {
+    fn push_back(&mut self, link: Link) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(link);
+        } else {
+            self.rest.push_back(link);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Link> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    fn into_iter(self) -> impl Iterator<Item = Link> {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
 enum Slot {
     /// Not fired yet, or a callback is running with the result.
     Empty,
@@ -64,7 +94,7 @@ pub(crate) struct Chain {
 struct State {
     called: bool,
     slot: Slot,
-    links: VecDeque<Link>,
+    links: Links,
     /// The user's `pause` count.
     paused: u32,
     /// The Deferred a callback returned, until it hands its result back.
@@ -103,7 +133,7 @@ impl Chain {
             st: RefCell::new(State {
                 called: false,
                 slot: Slot::Empty,
-                links: VecDeque::new(),
+                links: Links::default(),
                 paused: 0,
                 waiting_on: None,
                 running: false,
@@ -376,15 +406,18 @@ impl Chain {
 }
 
 /// Runs `start` and every chain it hands a result to, with an explicit
-/// stack instead of recursion.
+/// stack instead of recursion (which only allocates once a chain hands its
+/// result on).
 fn run(start: Rc<Chain>) {
-    let mut stack = vec![start];
-    while let Some(current) = stack.last().cloned() {
+    let mut current = start;
+    let mut stack = Vec::new();
+    loop {
         match current.step() {
-            Next::Pop => {
-                stack.pop();
-            }
-            Next::Push(next) => stack.push(next),
+            Next::Pop => match stack.pop() {
+                Some(below) => current = below,
+                None => return,
+            },
+            Next::Push(next) => stack.push(std::mem::replace(&mut current, next)),
         }
     }
 }
@@ -414,7 +447,7 @@ impl Drop for Chain {
 
 fn take_children(st: &mut State) -> Vec<Rc<Chain>> {
     let mut children: Vec<Rc<Chain>> = st.waiting_on.take().into_iter().collect();
-    for link in mem::take(&mut st.links) {
+    for link in mem::take(&mut st.links).into_iter() {
         if let Link::Fire(target) = link {
             children.push(target);
         }
