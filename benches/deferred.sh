@@ -4,7 +4,7 @@
 #   bash benches/deferred.sh --rounds 3
 #   bash benches/deferred.sh --smoke      # tiny sizes, one round, for CI
 #
-# Creates a virtualenv in target/bench-venv and pip-installs twisted into it
+# Creates a virtualenv in target/twisted-venv and pip-installs twisted into it
 # (once), builds deferred_bench in release mode, runs deferred_bench (twill)
 # and benches/deferred_twisted.py (Twisted) alternately, then prints a
 # markdown table: median ops/s over rounds per side, and the ratio.
@@ -40,7 +40,7 @@ case "$rounds" in
 esac
 
 target="${CARGO_TARGET_DIR:-target}"
-venv="$target/bench-venv"
+venv="$target/twisted-venv"
 bin="$target/release/deferred_bench"
 sizes=()
 if [ "$smoke" = 1 ]; then
