@@ -1233,3 +1233,52 @@ fn a_factory_may_stop_its_own_port_from_build_protocol() {
     assert_eq!(log.events().iter().filter(|e| *e == "stop").count(), 1);
     assert!(!port.is_listening());
 }
+
+/// Says goodbye and closes as soon as it connects.
+struct Goodbye {
+    log: Log,
+}
+
+impl Protocol for Goodbye {
+    fn connection_made(&mut self, transport: &Transport) {
+        transport.write("bye");
+        transport.lose_connection();
+    }
+    fn data_received(&mut self, _data: Bytes) {
+        self.log.push("data after lose_connection");
+    }
+    fn connection_lost(&mut self, reason: &Reason) {
+        self.log.push(describe(reason));
+        twill::stop();
+    }
+}
+
+#[test]
+fn connection_lost_comes_once_the_close_is_flushed_without_waiting_for_the_peer() {
+    let reactor = Reactor::new().unwrap();
+    let log = Log::default();
+    let server_log = log.clone();
+    let (reading_done, wait) = mpsc::channel();
+    let peer = serve(
+        &reactor,
+        move |_peer| Goodbye {
+            log: server_log.clone(),
+        },
+        move |addr, _handle| {
+            let mut stream = connect(addr);
+            // Send something the server never reads: the close must still
+            // not become a reset that destroys "bye".
+            stream.write_all(b"unread input").unwrap();
+            let got = read_to_end(&mut stream).unwrap();
+            reading_done.send(()).unwrap();
+            (stream, got)
+        },
+    );
+    let (stream, got) = peer;
+    assert_eq!(got, b"bye");
+    wait.recv_timeout(LIMIT).unwrap();
+    // The reactor stopped from connection_lost while this side was still
+    // open: the protocol did not wait for the peer to close.
+    assert_eq!(log.events(), ["lost: done"]);
+    drop(stream);
+}

@@ -1,7 +1,7 @@
 //! A TCP connection: its socket, write buffer and protocol, and the
 //! transport its protocol sees.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::error::Error;
 use std::io::{self, IoSlice, Read, Write};
@@ -36,6 +36,9 @@ pub(crate) struct Conn {
     peer: SocketAddr,
     host: SocketAddr,
     protocol: RefCell<Option<Box<dyn Protocol>>>,
+    /// `connection_lost` was delivered (it may come before the socket is
+    /// closed, while a graceful close drains the peer's input).
+    lost_notified: Cell<bool>,
     state: RefCell<ConnState>,
     /// The connector that made this connection, told when it ends.
     connector: Option<Rc<ConnectorInner>>,
@@ -67,7 +70,7 @@ struct ConnState {
     /// until the peer's EOF, so unread input does not turn the close into a
     /// reset that could destroy the reply in flight. Holds the close reason
     /// and the timer that ends the wait.
-    draining: Option<(Reason, DelayedCall)>,
+    draining: Option<DelayedCall>,
     eof_read: bool,
     write_eof_requested: bool,
     write_shut: bool,
@@ -122,6 +125,7 @@ impl Conn {
             peer,
             host,
             protocol: RefCell::new(Some(protocol)),
+            lost_notified: Cell::new(false),
             state: RefCell::new(ConnState {
                 stream: None,
                 out: VecDeque::new(),
@@ -283,10 +287,10 @@ impl Conn {
             let mut st = self.state.borrow_mut();
             st.eof_read = true;
             self.mark_dirty(&mut st);
-            if let Some((reason, linger)) = st.draining.take() {
+            if let Some(linger) = st.draining.take() {
                 let _ = linger.cancel();
                 drop(st);
-                self.finish(reason);
+                self.finish(Reason::Done);
                 return;
             }
             if st.closing.is_some() {
@@ -397,7 +401,9 @@ impl Conn {
     }
 
     /// Everything is sent: shut our side (the peer reads EOF after the last
-    /// byte) and wait for the peer's EOF before closing the socket.
+    /// byte), tell the protocol the connection is over, and keep reading
+    /// (discarding) until the peer's EOF before closing the socket, so that
+    /// unread input does not turn the close into a reset.
     fn start_draining(&self, mut st: std::cell::RefMut<'_, ConnState>, reason: Reason) {
         let Some(core) = self.core.upgrade() else {
             return;
@@ -413,20 +419,17 @@ impl Conn {
             CLOSE_LINGER,
             Box::new(move || {
                 if let Some(conn) = me.upgrade() {
-                    let reason = conn
-                        .state
-                        .borrow_mut()
-                        .draining
-                        .take()
-                        .map(|(reason, _)| reason);
-                    if let Some(reason) = reason {
-                        conn.finish(reason);
+                    let lingering = conn.state.borrow_mut().draining.take().is_some();
+                    if lingering {
+                        conn.finish(Reason::Done);
                     }
                 }
             }),
         );
-        st.draining = Some((reason, linger));
+        st.draining = Some(linger);
         self.update_interest(&mut st);
+        drop(st);
+        self.notify_lost(reason);
     }
 
     /// Closes the socket and tells the protocol (and the connector), once.
@@ -435,7 +438,7 @@ impl Conn {
             let mut st = self.state.borrow_mut();
             st.out.clear();
             st.out_len = 0;
-            if let Some((_, linger)) = st.draining.take() {
+            if let Some(linger) = st.draining.take() {
                 let _ = linger.cancel();
             }
             (st.stream.take(), st.registered)
@@ -459,6 +462,15 @@ impl Conn {
             }
         }
         drop(stream);
+        self.notify_lost(reason);
+    }
+
+    /// Tells the protocol, then the connector, that the connection is over:
+    /// once, whether the socket is closed yet or still draining.
+    fn notify_lost(&self, reason: Reason) {
+        if self.lost_notified.replace(true) {
+            return;
+        }
         log::debug!("connection with {} ended: {reason}", self.peer);
         let protocol = self.protocol.borrow_mut().take();
         if let Some(mut protocol) = protocol {
