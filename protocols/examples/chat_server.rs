@@ -1,0 +1,145 @@
+//! Twisted's classic `LineReceiver` chat, on the codec layer, with join and
+//! leave announcements.
+//!
+//! ```text
+//! cargo run -p twill-protocols --example chat_server [ADDR]   # default 127.0.0.1:8007
+//! telnet 127.0.0.1 8007      # or: nc 127.0.0.1 8007
+//! ```
+//!
+//! What a client sees:
+//!
+//! 1. On connect: `What's your name?`
+//! 2. Each line is a name proposal until one is accepted. A name another
+//!    user holds gets `Name taken, please choose another.` (try again); any
+//!    other gets `Welcome, NAME!`. Names are compared exactly, as in
+//!    Twisted (case and spaces count; an empty line is a name too).
+//! 3. Each line after that goes to every *other* user who has a name, as
+//!    `<NAME> line`; it is not echoed back, and connections still choosing
+//!    a name get nothing.
+//! 4. Beyond Twisted, the others are told `* NAME has joined` when a user
+//!    gets a name and `* NAME has left` when that user disconnects; the
+//!    name is then free again.
+//!
+//! Lines are read up to `\n`, with or without a `\r` before it, so both
+//! telnet (`\r\n`) and nc (`\n`) work; Twisted's `LineReceiver` accepts
+//! only `\r\n`, which leaves an nc user's lines unfinished forever. Replies
+//! end in `\r\n`, which telnet needs (a bare `\n` only moves a telnet
+//! terminal down a row) and which nc shows the same as `\n`.
+//!
+//! A line longer than 16384 bytes (Twisted's `MAX_LENGTH`, not counting the
+//! line ending) closes that connection as soon as the limit is passed, as
+//! does a line that is not UTF-8 (the codec's `StringDecoder`); the other
+//! users go on chatting and are told that user has left.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use twill::{Reactor, Reason};
+use twill_protocols::codec::{
+    Context, Decoder, Framed, Handler, LineBasedFrameDecoder, LineEncoder, StringDecoder,
+};
+
+/// The longest line accepted, without its line ending (Twisted's
+/// `LineReceiver.MAX_LENGTH`).
+const MAX_LINE: usize = 16384;
+
+/// The registered users, by name: Twisted's `ChatFactory.users`.
+type Users = Rc<RefCell<HashMap<String, Context<String>>>>;
+
+/// Writes `line` to every registered user but `except`.
+fn announce(users: &HashMap<String, Context<String>>, except: Option<&str>, line: &str) {
+    for (name, ctx) in users {
+        // A connection that is closing has left already, as far as chatting
+        // goes; `connection_lost` will take its name.
+        if Some(name.as_str()) != except && !ctx.transport().is_closing() {
+            ctx.write(line.to_owned());
+        }
+    }
+}
+
+/// One connection: Twisted's `Chat` protocol.
+struct Chat {
+    users: Users,
+    peer: SocketAddr,
+    /// `None` while choosing a name (Twisted's GETNAME state), then the
+    /// registered name (CHAT).
+    name: Option<String>,
+}
+
+impl Chat {
+    fn handle_name(&mut self, ctx: &Context<String>, name: String) {
+        let mut users = self.users.borrow_mut();
+        if users.contains_key(&name) {
+            ctx.write("Name taken, please choose another.".to_owned());
+            return;
+        }
+        ctx.write(format!("Welcome, {name}!"));
+        announce(&users, None, &format!("* {name} has joined"));
+        log::info!("{name} joined ({}, {} users)", self.peer, users.len() + 1);
+        users.insert(name.clone(), ctx.clone());
+        self.name = Some(name);
+    }
+
+    fn handle_chat(&self, name: &str, message: &str) {
+        let users = self.users.borrow();
+        announce(&users, Some(name), &format!("<{name}> {message}"));
+    }
+}
+
+impl Handler for Chat {
+    type Message = String;
+    type Reply = String;
+
+    fn connection_made(&mut self, ctx: &Context<String>) {
+        log::info!("new connection from {}", self.peer);
+        ctx.write("What's your name?".to_owned());
+    }
+
+    fn message_received(&mut self, ctx: &Context<String>, line: String) {
+        match &self.name {
+            None => self.handle_name(ctx, line),
+            Some(name) => self.handle_chat(name, &line),
+        }
+    }
+
+    fn connection_lost(&mut self, reason: &Reason) {
+        let Some(name) = self.name.take() else {
+            log::info!("{} left without a name ({reason})", self.peer);
+            return;
+        };
+        let mut users = self.users.borrow_mut();
+        users.remove(&name);
+        announce(&users, None, &format!("* {name} has left"));
+        log::info!(
+            "{name} left ({}: {reason}; {} users)",
+            self.peer,
+            users.len()
+        );
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8007".into());
+    let reactor = Reactor::new()?;
+    let users = Users::default();
+    let port = reactor.listen_tcp(addr.as_str(), move |peer| {
+        Framed::new(
+            LineBasedFrameDecoder::new(MAX_LINE)
+                .fail_fast(true)
+                .and_then(StringDecoder),
+            LineEncoder::crlf(),
+            Chat {
+                users: users.clone(),
+                peer,
+                name: None,
+            },
+        )
+    })?;
+    log::info!("listening on {}", port.host());
+    reactor.run()
+}
