@@ -62,3 +62,11 @@ fn input_never_buffers_past_the_limit() {
         assert!(buffer.len() <= 101, "buffered {}", buffer.len());
     }
 }
+
+#[test]
+fn a_too_long_last_line_is_reported_at_eof_not_dropped() {
+    let events = support::feed(&LineBasedFrameDecoder::new(3), &[b"ok\ntoolong"]);
+    assert_eq!(events, [frame("ok"), error("too long 7 > 3")]);
+    let events = support::feed(&LineBasedFrameDecoder::new(3), &[b"abc\r"]);
+    assert_eq!(events, [error("too long 4 > 3")]);
+}

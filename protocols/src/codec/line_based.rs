@@ -143,9 +143,19 @@ impl Decoder for LineBasedFrameDecoder {
             return Ok(Some(line));
         }
         self.searched = 0;
-        if self.discarding.take().is_some() || src.is_empty() {
+        if let Some(discarded) = self.discarding.take() {
+            // The end of the too-long line never came.
+            let total = discarded + src.len() as u64;
             src.clear();
+            return if self.fail_fast { Ok(None) } else { Err(self.too_long(total)) };
+        }
+        if src.is_empty() {
             return Ok(None);
+        }
+        if src.len() > self.max_length {
+            let length = src.len() as u64;
+            src.clear();
+            return Err(self.too_long(length));
         }
         Ok(Some(src.split().freeze()))
     }
