@@ -1,0 +1,306 @@
+//! [`WriteTimeoutHandler`]: drops a connection whose writes do not go out
+//! in time.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::error::Error;
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use twill::{Bytes, DelayedCall, Protocol, ReactorTime, Reason, Transport};
+
+use super::output::{at_least_a_millisecond, time_or_reactor, OutputMeter};
+
+/// The error a [`WriteTimeoutHandler`] reports: Netty's
+/// `WriteTimeoutException`. The inner protocol finds it in
+/// [`Reason::Failed`] (downcast the error to check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteTimeout {
+    timeout: Duration,
+}
+
+impl WriteTimeout {
+    /// The error for a write still not sent after `timeout`.
+    pub fn new(timeout: Duration) -> WriteTimeout {
+        WriteTimeout { timeout }
+    }
+
+    /// How long the write waited.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl fmt::Display for WriteTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "write timed out: not sent within {:?}", self.timeout)
+    }
+}
+
+impl Error for WriteTimeout {}
+
+/// Wraps any protocol and drops its connection when something it wrote is
+/// still unsent after `timeout`: Netty's `WriteTimeoutHandler`, measured
+/// on the transport's write buffer.
+///
+/// twill's [`Transport`] tells no one when a write completes, so the
+/// handler works from [`Transport::write_buffer_size`] (see
+/// [Seeing writes](crate::handler#seeing-writes)). The buffer is first in,
+/// first out: the handler counts the bytes that enter it during each call
+/// into the protocol, and a write is sent once as many bytes have left the
+/// buffer as had entered it up to that write. A write not sent within
+/// `timeout` of being made times the connection out. Unlike a plain "the
+/// buffer stayed non-empty" rule, a producer that keeps the buffer between
+/// its watermarks while the peer keeps reading is not timed out. Writes
+/// made outside the protocol's callbacks are noticed only when the buffer
+/// is looked at next (at the next callback or timer), and are timed from
+/// then.
+///
+/// On a timeout the connection is aborted (the stuck data could never be
+/// sent, so a graceful close would never finish), and the inner protocol's
+/// `connection_lost` gets [`Reason::Failed`] holding a [`WriteTimeout`]
+/// instead of [`Reason::Aborted`]. `Duration::ZERO` turns the handler off;
+/// a positive timeout under a millisecond is raised to one.
+///
+/// [`StringTransport`](twill::testing::StringTransport) never holds
+/// anything in its buffer, so nothing times out on it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use twill::{Bytes, Protocol, Transport};
+/// use twill_protocols::handler::WriteTimeoutHandler;
+///
+/// struct Firehose;
+/// impl Protocol for Firehose {
+///     fn connection_made(&mut self, transport: &Transport) {
+///         transport.write(vec![0u8; 1 << 20]);
+///     }
+///     fn data_received(&mut self, _: Bytes) {}
+/// }
+///
+/// let reactor = twill::Reactor::new()?;
+/// let port = reactor.listen_tcp("127.0.0.1:0", |_peer| {
+///     // A peer that does not take the megabyte within 10 s is dropped.
+///     WriteTimeoutHandler::new(Firehose, Duration::from_secs(10))
+/// })?;
+/// # port.stop_listening();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct WriteTimeoutHandler<P> {
+    inner: P,
+    state: Rc<State>,
+    time: Option<Rc<dyn ReactorTime>>,
+}
+
+struct State {
+    timeout: Duration,
+    time: RefCell<Option<Rc<dyn ReactorTime>>>,
+    transport: RefCell<Option<Transport>>,
+    meter: OutputMeter,
+    /// Bytes seen entering the write buffer (plus what it held at first).
+    entered: Cell<u64>,
+    /// Writes not known to be sent: their deadline, and the value of
+    /// `entered` just after them (sent once `entered - size` reaches it).
+    pending: RefCell<VecDeque<(Instant, u64)>>,
+    call: RefCell<Option<DelayedCall>>,
+    timed_out: Cell<bool>,
+}
+
+impl State {
+    fn now(&self) -> Option<Instant> {
+        self.time.borrow().as_ref().map(|time| time.now())
+    }
+
+    /// Looks at the write buffer: records what entered it, and forgets the
+    /// writes that are out.
+    fn look(&self) {
+        let Some(now) = self.now() else { return };
+        let Some(transport) = self.transport.borrow().clone() else {
+            return;
+        };
+        let look = self.meter.look(&transport);
+        let mut pending = self.pending.borrow_mut();
+        if look.added > 0 {
+            let entered = self.entered.get() + look.added as u64;
+            self.entered.set(entered);
+            let deadline = now + self.timeout;
+            match pending.back_mut() {
+                Some(last) if last.0 == deadline => last.1 = entered,
+                _ => pending.push_back((deadline, entered)),
+            }
+        }
+        let sent = self.entered.get().saturating_sub(look.size as u64);
+        while pending.front().is_some_and(|&(_, end)| end <= sent) {
+            pending.pop_front();
+        }
+    }
+
+    /// Makes sure a timer runs at the earliest pending deadline.
+    fn arm(self: &Rc<Self>) {
+        if self.call.borrow().as_ref().is_some_and(DelayedCall::active) {
+            return;
+        }
+        let Some(&(deadline, _)) = self.pending.borrow().front() else {
+            return;
+        };
+        let (Some(time), Some(now)) = (self.time.borrow().clone(), self.now()) else {
+            return;
+        };
+        let weak = Rc::downgrade(self);
+        let call = time.call_later(
+            deadline.saturating_duration_since(now),
+            Box::new(move || {
+                if let Some(state) = weak.upgrade() {
+                    state.fire();
+                }
+            }),
+        );
+        *self.call.borrow_mut() = Some(call);
+    }
+
+    fn fire(self: &Rc<Self>) {
+        self.call.borrow_mut().take();
+        self.look();
+        let Some(now) = self.now() else { return };
+        let overdue = self
+            .pending
+            .borrow()
+            .front()
+            .is_some_and(|&(deadline, _)| deadline <= now);
+        if !overdue {
+            self.arm();
+            return;
+        }
+        let Some(transport) = self.transport.borrow().clone() else {
+            return;
+        };
+        self.pending.borrow_mut().clear();
+        if self.timed_out.replace(true) {
+            return;
+        }
+        log::warn!(
+            "dropping the connection with {}: a write was not sent within {:?} ({} bytes waiting)",
+            transport.peer(),
+            self.timeout,
+            transport.write_buffer_size()
+        );
+        transport.abort_connection();
+    }
+}
+
+impl<P: Protocol> WriteTimeoutHandler<P> {
+    /// Wraps `inner`, dropping its connection when a write waits longer
+    /// than `timeout`.
+    pub fn new(inner: P, timeout: Duration) -> Self {
+        WriteTimeoutHandler {
+            inner,
+            state: Rc::new(State {
+                timeout: at_least_a_millisecond(timeout),
+                time: RefCell::new(None),
+                transport: RefCell::new(None),
+                meter: OutputMeter::new(),
+                entered: Cell::new(0),
+                pending: RefCell::new(VecDeque::new()),
+                call: RefCell::new(None),
+                timed_out: Cell::new(false),
+            }),
+            time: None,
+        }
+    }
+
+    /// Uses `time` for the deadlines instead of the reactor.
+    pub fn clock(mut self, time: Rc<dyn ReactorTime>) -> Self {
+        self.time = Some(time);
+        self
+    }
+
+    /// The timeout (zero: off).
+    pub fn timeout(&self) -> Duration {
+        self.state.timeout
+    }
+
+    /// Whether the handler dropped the connection.
+    pub fn timed_out(&self) -> bool {
+        self.state.timed_out.get()
+    }
+
+    /// The wrapped protocol.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+
+    /// The wrapped protocol, mutably.
+    pub fn inner_mut(&mut self) -> &mut P {
+        &mut self.inner
+    }
+
+    fn call_inner<R>(&mut self, f: impl FnOnce(&mut P) -> R) -> R {
+        self.state.look();
+        let result = f(&mut self.inner);
+        self.state.look();
+        self.state.arm();
+        result
+    }
+}
+
+impl<P: Protocol> Protocol for WriteTimeoutHandler<P> {
+    /// Starts watching the write buffer, then passes the event on.
+    ///
+    /// # Panics
+    ///
+    /// With no [`clock`](Self::clock) given and no reactor on this thread.
+    fn connection_made(&mut self, transport: &Transport) {
+        if !self.state.timeout.is_zero() {
+            *self.state.time.borrow_mut() = Some(time_or_reactor(self.time.as_ref()));
+            *self.state.transport.borrow_mut() = Some(transport.clone());
+            let held = self.state.meter.look(transport).size;
+            self.state.entered.set(held as u64);
+        }
+        self.call_inner(|inner| inner.connection_made(transport));
+    }
+
+    fn data_received(&mut self, data: Bytes) {
+        self.call_inner(|inner| inner.data_received(data));
+    }
+
+    fn eof_received(&mut self) -> bool {
+        self.call_inner(|inner| inner.eof_received())
+    }
+
+    fn connection_lost(&mut self, reason: &Reason) {
+        if let Some(call) = self.state.call.borrow_mut().take() {
+            let _ = call.cancel();
+        }
+        self.state.transport.borrow_mut().take();
+        self.state.time.borrow_mut().take();
+        self.state.pending.borrow_mut().clear();
+        if self.state.timed_out.get() && matches!(reason, Reason::Aborted) {
+            let timeout = WriteTimeout::new(self.state.timeout);
+            self.inner
+                .connection_lost(&Reason::Failed(Box::new(timeout)));
+        } else {
+            self.inner.connection_lost(reason);
+        }
+    }
+
+    fn pause_writing(&mut self) {
+        self.call_inner(|inner| inner.pause_writing());
+    }
+
+    fn resume_writing(&mut self) {
+        self.call_inner(|inner| inner.resume_writing());
+    }
+}
+
+impl<P> fmt::Debug for WriteTimeoutHandler<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteTimeoutHandler")
+            .field("timeout", &self.state.timeout)
+            .field("pending_writes", &self.state.pending.borrow().len())
+            .field("timed_out", &self.state.timed_out.get())
+            .finish_non_exhaustive()
+    }
+}
