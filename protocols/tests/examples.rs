@@ -773,3 +773,57 @@ fn reverse_server_answers_then_closes_when_the_client_closes_its_side() {
     client.stream().shutdown(Shutdown::Write).unwrap();
     client.expect_closed();
 }
+
+// ---------------------------------------------------------------------------
+// codec_pipeline
+
+/// A frame of the pyboot-netty format: 4 header bytes, a 4-byte big-endian
+/// body length, the body.
+fn pipeline_frame(header: [u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut frame = header.to_vec();
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(body);
+    frame
+}
+
+fn codec_pipeline() -> (Proc, SocketAddr) {
+    let server = Proc::spawn("codec_pipeline");
+    let addr = server.listening_addr();
+    (server, addr)
+}
+
+#[test]
+fn codec_pipeline_answers_each_message_trimmed_in_the_same_frame_format() {
+    let (_server, addr) = codec_pipeline();
+    let mut client = Client::connect(addr);
+    client.send(&pipeline_frame([9, 9, 9, 9], b"  hello, world \n"));
+    assert_eq!(
+        client.read_exact(20),
+        pipeline_frame([0; 4], b"hello, world")
+    );
+    // Pipelined and split anywhere.
+    let mut both = pipeline_frame([1, 2, 3, 4], b"\tone ");
+    both.extend(pipeline_frame([0; 4], "  déjà vu".as_bytes()));
+    for piece in both.chunks(3) {
+        client.send(piece);
+    }
+    assert_eq!(client.read_exact(11), pipeline_frame([0; 4], b"one"));
+    assert_eq!(
+        client.read_exact(17),
+        pipeline_frame([0; 4], "déjà vu".as_bytes())
+    );
+    client.expect_silence();
+}
+
+#[test]
+fn codec_pipeline_closes_only_the_connection_whose_length_is_past_the_maximum() {
+    let (_server, addr) = codec_pipeline();
+    let mut bad = Client::connect(addr);
+    let mut good = Client::connect(addr);
+    let mut huge = vec![0u8; 4];
+    huge.extend_from_slice(&(10 * 1024 * 1024u32).to_be_bytes());
+    bad.send(&huge);
+    bad.expect_closed();
+    good.send(&pipeline_frame([0; 4], b" still served "));
+    assert_eq!(good.read_exact(20), pipeline_frame([0; 4], b"still served"));
+}
