@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::XorShift;
+
 use bytes::{Bytes, BytesMut};
 use support::{feed, same_at_every_split, Event};
 use twill_protocols::codec::{
@@ -323,27 +325,6 @@ fn a_fixed_length_of_zero_is_rejected() {
 }
 
 // Randomized runs.
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// Like `support::feed`, checking after every `Ok(None)` that at most
 /// `bound` bytes stay buffered.

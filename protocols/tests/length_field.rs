@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::XorShift;
+
 use bytes::{Bytes, BytesMut};
 use support::{feed, same_at_every_split, Event};
 use twill_protocols::codec::{
@@ -669,31 +671,6 @@ fn prepender_round_trips_through_its_matching_decoder() {
 // Randomized: random configurations and inputs in random chunkings never
 // panic, never buffer a whole frame's worth between calls, and give what a
 // whole-input model of Netty's rules gives.
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn range(&mut self, low: i64, high: i64) -> i64 {
-        low + self.below((high - low + 1) as u64) as i64
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Config {

@@ -82,3 +82,42 @@ where
     assert_eq!(feed(decoder, &bytes), whole, "byte by byte");
     whole
 }
+
+/// A small deterministic PRNG (xorshift64) for randomized tests.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn range(&mut self, low: i64, high: i64) -> i64 {
+        low + self.below((high - low + 1) as u64) as i64
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// Splits `input` into random chunks of 1 to `max` bytes.
+    pub fn chunks<'a>(&mut self, input: &'a [u8], max: u64) -> Vec<&'a [u8]> {
+        let mut chunks = Vec::new();
+        let mut rest = input;
+        while !rest.is_empty() {
+            let n = (1 + self.below(max)).min(rest.len() as u64) as usize;
+            let (chunk, tail) = rest.split_at(n);
+            chunks.push(chunk);
+            rest = tail;
+        }
+        chunks
+    }
+}

@@ -1,0 +1,67 @@
+//! Arbitrary input never panics a decoder and never makes it buffer more
+//! than its maximum, in any chunking.
+
+mod support;
+
+use bytes::BytesMut;
+use support::XorShift;
+use twill_protocols::codec::{Decoder, LineBasedFrameDecoder};
+
+/// Feeds `input` in `chunks` to `decoder` like `Framed` does, checking after
+/// each pass that at most `limit` bytes stay buffered.
+fn check<D: Decoder>(decoder: &mut D, chunks: &[&[u8]], limit: usize) {
+    let mut buffer = BytesMut::new();
+    for chunk in chunks {
+        buffer.extend_from_slice(chunk);
+        loop {
+            let before = buffer.len();
+            match decoder.decode(&mut buffer) {
+                Ok(Some(_)) => {}
+                Ok(None) if buffer.len() < before && !buffer.is_empty() => {}
+                Ok(None) => break,
+                Err(err) if err.is_recoverable() => {}
+                Err(_) => return,
+            }
+        }
+        assert!(buffer.len() <= limit, "buffered {} > {limit}", buffer.len());
+    }
+    let _ = decoder.decode_eof(&mut buffer);
+}
+
+fn random_input(rng: &mut XorShift, alphabet: &[u8]) -> Vec<u8> {
+    let length = rng.below(600) as usize;
+    (0..length)
+        .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
+        .collect()
+}
+
+#[test]
+fn line_based_survives_random_input() {
+    let mut rng = XorShift(0x5eed_1234_abcd_ef01);
+    for _ in 0..3000 {
+        let max = 1 + rng.below(40) as usize;
+        let fail_fast = rng.chance(50);
+        let input = random_input(&mut rng, b"ab\r\n\n\r\x00\xff");
+        let chunks = rng.chunks(&input, 50);
+        let mut decoder = LineBasedFrameDecoder::new(max).fail_fast(fail_fast);
+        // A line of max bytes plus a pending "\r" may wait for its "\n".
+        check(&mut decoder, &chunks, max + 1);
+    }
+}
+
+#[cfg(feature = "json")]
+#[test]
+fn json_object_decoder_survives_random_input() {
+    use twill_protocols::codec::JsonObjectDecoder;
+    let mut rng = XorShift(0x0dd_ba11_cafe_f00d);
+    for _ in 0..3000 {
+        let max = 1 + rng.below(64) as usize;
+        let input = random_input(&mut rng, b"{}[]\"\\ a1,:\n");
+        let chunks = rng.chunks(&input, 40);
+        check(
+            &mut JsonObjectDecoder::with_max_object_length(max),
+            &chunks,
+            max,
+        );
+    }
+}
