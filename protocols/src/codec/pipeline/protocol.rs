@@ -1,0 +1,255 @@
+//! [`PipelineProtocol`]: a [`Pipeline`] and a [`PipelineHandler`] as one
+//! twill `Protocol`, and the [`PipelineContext`] handlers write through.
+
+use super::*;
+
+/// A handler's view of its connection: writes through the outbound stages
+/// and reaches the [`Pipeline`] to change it. Clones are the same context.
+pub struct PipelineContext {
+    transport: Transport,
+    pipeline: Pipeline,
+}
+
+impl Clone for PipelineContext {
+    fn clone(&self) -> Self {
+        PipelineContext {
+            transport: self.transport.clone(),
+            pipeline: self.pipeline.share(),
+        }
+    }
+}
+
+impl PipelineContext {
+    /// Sends `message` through the outbound stages, last to first; what
+    /// comes out must be bytes (`Bytes`, `BytesMut` or `Vec<u8>`). A
+    /// message that cannot be encoded is logged and closes the connection
+    /// with that error (as [`Context::write`](crate::codec::Context::write)).
+    pub fn write(&self, message: impl Any) {
+        let encoded = match self.pipeline.inner.try_borrow_mut() {
+            Ok(mut stages) => stages.encode(boxed(message)),
+            Err(_) => Err(EncodeError::Other("written from a stage".into())),
+        };
+        match encoded {
+            Ok(chunks) => chunks
+                .into_iter()
+                .for_each(|chunk| self.transport.write(chunk)),
+            Err(err) => {
+                log::error!("could not encode a message for {}: {err}", self.peer());
+                self.transport.fail(err);
+            }
+        }
+    }
+
+    /// The pipeline, to change it.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Closes the connection once what is written is sent.
+    pub fn lose_connection(&self) {
+        self.transport.lose_connection();
+    }
+
+    /// Closes the connection because of `error`.
+    pub fn fail(&self, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) {
+        self.transport.fail(error);
+    }
+
+    /// The underlying transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The remote address.
+    pub fn peer(&self) -> SocketAddr {
+        self.transport.peer()
+    }
+}
+
+impl fmt::Debug for PipelineContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineContext")
+            .field("transport", &self.transport)
+            .field("pipeline", &self.pipeline)
+            .finish()
+    }
+}
+
+/// What sits after the last stage: Netty's last inbound handler. Messages
+/// arrive as [`Message`]s; downcast them (`message.downcast::<String>()`).
+pub trait PipelineHandler: 'static {
+    /// The connection is up.
+    fn connection_made(&mut self, ctx: &PipelineContext) {
+        let _ = ctx;
+    }
+
+    /// A message came out of the last inbound stage. The handler may change
+    /// the pipeline here: the next message is produced by the new stages.
+    fn message_received(&mut self, ctx: &PipelineContext, message: Message);
+
+    /// A stage rejected the input. The default logs why and closes this
+    /// connection; after an error that is not
+    /// [recoverable](DecodeError::is_recoverable) the connection is closed
+    /// whatever this method does.
+    fn exception_caught(&mut self, ctx: &PipelineContext, error: DecodeError) {
+        log::warn!("closing the connection with {}: {error}", ctx.peer());
+        ctx.fail(error);
+    }
+
+    /// The peer closed its writing side, after what it sent was decoded and
+    /// delivered. Return `true` to keep writing (half-open).
+    fn eof_received(&mut self, ctx: &PipelineContext) -> bool {
+        let _ = ctx;
+        false
+    }
+
+    /// The connection is gone; called once, last.
+    fn connection_lost(&mut self, reason: &Reason) {
+        let _ = reason;
+    }
+
+    /// The write buffer went over its high watermark.
+    fn pause_writing(&mut self, ctx: &PipelineContext) {
+        let _ = ctx;
+    }
+
+    /// The write buffer drained to its low watermark.
+    fn resume_writing(&mut self, ctx: &PipelineContext) {
+        let _ = ctx;
+    }
+}
+
+/// A [`Pipeline`] and a [`PipelineHandler`] as one twill [`Protocol`]:
+/// bytes enter at the first stage, and what leaves the last inbound stage
+/// goes to the handler. Decoding stops once the connection is closing; see
+/// [`Pipeline`] for an example.
+pub struct PipelineProtocol<H> {
+    pipeline: Pipeline,
+    handler: H,
+    ctx: Option<PipelineContext>,
+    /// After an unrecoverable decode error, input is ignored.
+    failed: bool,
+}
+
+impl<H: PipelineHandler> PipelineProtocol<H> {
+    /// Runs `pipeline` for `handler`.
+    pub fn new(pipeline: Pipeline, handler: H) -> Self {
+        PipelineProtocol {
+            pipeline,
+            handler,
+            ctx: None,
+            failed: false,
+        }
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    fn run(&mut self, eof: bool) {
+        let Some(ctx) = self.ctx.clone() else { return };
+        // At EOF the stages get `decode_eof` one after another, each once
+        // the ones before it have nothing left.
+        let mut eof_through = 0;
+        while !self.failed {
+            if ctx.transport.is_closing() {
+                self.pipeline.inner.borrow_mut().clear_inbound();
+                return;
+            }
+            let step = self.pipeline.inner.borrow_mut().step(eof_through);
+            match step {
+                Step::Deliver(message) => self.handler.message_received(&ctx, message),
+                Step::Moved => {}
+                Step::Failed(error) => {
+                    let recoverable = error.is_recoverable();
+                    self.handler.exception_caught(&ctx, error);
+                    if !recoverable {
+                        self.give_up(&ctx);
+                    }
+                }
+                Step::Idle if eof && eof_through < self.pipeline.inner.borrow().entries.len() => {
+                    eof_through += 1;
+                }
+                Step::Idle => return,
+            }
+        }
+    }
+
+    fn give_up(&mut self, ctx: &PipelineContext) {
+        self.failed = true;
+        self.pipeline.inner.borrow_mut().clear_inbound();
+        if !ctx.transport.is_closing() {
+            let why = "unrecoverable decode error";
+            log::warn!("closing the connection with {}: {why}", ctx.peer());
+            ctx.fail(DecodeError::Corrupt(why.to_owned()));
+        }
+    }
+}
+
+impl<H: PipelineHandler> Protocol for PipelineProtocol<H> {
+    fn connection_made(&mut self, transport: &Transport) {
+        let ctx = PipelineContext {
+            transport: transport.clone(),
+            pipeline: self.pipeline.share(),
+        };
+        self.handler.connection_made(&ctx);
+        self.ctx = Some(ctx);
+    }
+
+    fn data_received(&mut self, data: Bytes) {
+        if self.failed {
+            return;
+        }
+        self.pipeline
+            .inner
+            .borrow_mut()
+            .hand_over(0, vec![Box::new(data)]);
+        self.run(false);
+    }
+
+    fn eof_received(&mut self) -> bool {
+        if !self.failed {
+            self.run(true);
+        }
+        match &self.ctx {
+            Some(ctx) => self.handler.eof_received(ctx),
+            None => false,
+        }
+    }
+
+    fn connection_lost(&mut self, reason: &Reason) {
+        self.handler.connection_lost(reason);
+    }
+
+    fn pause_writing(&mut self) {
+        if let Some(ctx) = &self.ctx {
+            self.handler.pause_writing(ctx);
+        }
+    }
+
+    fn resume_writing(&mut self) {
+        if let Some(ctx) = &self.ctx {
+            self.handler.resume_writing(ctx);
+        }
+    }
+}
+
+impl<H> fmt::Debug for PipelineProtocol<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineProtocol")
+            .field("pipeline", &self.pipeline)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
