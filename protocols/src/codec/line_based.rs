@@ -147,7 +147,11 @@ impl Decoder for LineBasedFrameDecoder {
             // The end of the too-long line never came.
             let total = discarded + src.len() as u64;
             src.clear();
-            return if self.fail_fast { Ok(None) } else { Err(self.too_long(total)) };
+            return if self.fail_fast {
+                Ok(None)
+            } else {
+                Err(self.too_long(total))
+            };
         }
         if src.is_empty() {
             return Ok(None);
