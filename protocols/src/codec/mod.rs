@@ -17,24 +17,24 @@ mod delimiter_based;
 mod error;
 mod fixed_length;
 mod framed;
+#[cfg(feature = "json")]
+mod json;
 mod length_field;
 mod length_field_prepender;
 mod line_based;
 pub mod pipeline;
 mod string;
-#[cfg(feature = "json")]
-mod json;
 
 use bytes::BytesMut;
 
 pub use delimiter_based::*;
 pub use error::{DecodeError, EncodeError};
 pub use fixed_length::*;
-pub use length_field::*;
-pub use length_field_prepender::*;
+pub use framed::{Context, Framed, Handler};
 #[cfg(feature = "json")]
 pub use json::*;
-pub use framed::{Context, Framed, Handler};
+pub use length_field::*;
+pub use length_field_prepender::*;
 pub use line_based::LineBasedFrameDecoder;
 pub use string::{LineEncoder, StringDecoder, StringEncoder};
 
