@@ -236,7 +236,9 @@ where
                 Ok(None) if !eof && self.buffer.len() < before && !self.buffer.is_empty() => {}
                 Ok(None) => return,
                 Err(error) => {
-                    let recoverable = error.is_recoverable();
+                    // A recoverable error must skip input, or it would be
+                    // reported again forever.
+                    let recoverable = error.is_recoverable() && (self.buffer.len() < before || eof);
                     self.handler.exception_caught(&ctx, error);
                     if !recoverable {
                         self.give_up(&ctx, "unrecoverable decode error");

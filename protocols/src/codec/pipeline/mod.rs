@@ -115,6 +115,13 @@ where
                     self.fresh = false;
                     break;
                 }
+                // A recoverable error must skip input, or it would be
+                // reported again forever.
+                Err(error) if error.is_recoverable() && self.buffer.len() == before && !eof => {
+                    self.clear();
+                    let why = format!("the decoder reported \"{error}\" without consuming input");
+                    return Err(DecodeError::Corrupt(why));
+                }
                 Err(error) => return Err(error),
             }
         }
