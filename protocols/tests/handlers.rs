@@ -1059,9 +1059,10 @@ fn loopback_observe_output_holds_back_writer_idle_while_the_buffer_drains() {
     serve(&reactor, factory, move |addr, _| {
         let mut stream = connect(addr);
         read_rx.recv_timeout(LIMIT).unwrap();
+        // Read some of it (the server may abort while we read: its
+        // behaviour, not this read, is under test), then nothing more.
         let mut chunk = vec![0; 4 << 20];
-        stream.read_exact(&mut chunk).unwrap();
-        // Then nothing more: wait for the server to give up.
+        let _ = stream.read_exact(&mut chunk);
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest);
     });
