@@ -65,3 +65,25 @@ fn json_object_decoder_survives_random_input() {
         );
     }
 }
+
+#[test]
+fn twisted_framers_decoders_survive_random_input() {
+    use twill_protocols::basic::{IntNDecoder, LineDecoder, NetstringDecoder};
+    let mut rng = XorShift(0xfee1_600d_1234_5678);
+    for _ in 0..2000 {
+        let max = 1 + rng.below(40) as usize;
+        let input = random_input(&mut rng, b"ab\r\n0123:,\x00\x01\xff");
+        let chunks = rng.chunks(&input, 30);
+        // Twisted tolerates an unterminated tail of max + delimiter - 1.
+        check(&mut LineDecoder::new(&b"\r\n"[..], max), &chunks, max + 1);
+        check(
+            &mut LineDecoder::line_only(&b"\r\n"[..], max),
+            &chunks,
+            max + 1,
+        );
+        let prefix = [1usize, 2, 4][rng.below(3) as usize];
+        check(&mut IntNDecoder::new(prefix, max), &chunks, prefix + max);
+        // A netstring's header is its digits and ':'.
+        check(&mut NetstringDecoder::new(max), &chunks, max + 24);
+    }
+}
