@@ -54,6 +54,15 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! # Deferreds
+//!
+//! [`defer::Deferred`] is Twisted's Deferred: a result that comes later,
+//! with a chain of callbacks and errbacks. It is also a `Future`, so protocol
+//! code can `await` it inside [`spawn`]ed futures, and
+//! [`Deferred::from_future`](defer::Deferred::from_future) turns a future
+//! back into a Deferred. [`task::LoopingCall`] and [`task::defer_later`] run
+//! on the reactor's timers, or on a [`task::Clock`] in tests.
+//!
 //! # Threads
 //!
 //! A reactor belongs to the thread that created it, and so do its
