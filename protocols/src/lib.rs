@@ -41,5 +41,6 @@
 
 pub mod basic;
 pub mod codec;
+mod factory_wrapper;
 pub mod handler;
 pub mod policies;

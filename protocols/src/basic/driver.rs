@@ -7,19 +7,22 @@ use std::rc::{Rc, Weak};
 
 use twill::Transport;
 
+use super::context::Link;
+
 /// A parser: buffered input and the mode it is read in.
 pub(crate) trait Machine: 'static {
     /// What it hands to the receiver.
     type Event;
 
     /// The next thing to deliver, or `None` to wait (nothing complete is
-    /// buffered, or the receiver is paused).
+    /// buffered).
     fn next_event(&mut self) -> Option<Self::Event>;
 }
 
-/// A context handle: what the loop needs to know about the connection.
-pub(crate) trait Connected: Clone + 'static {
-    fn transport(&self) -> &Transport;
+/// A context handle: a [`Link`] and what the receiver's trait adds to it.
+pub(crate) trait Connected<M>: Clone + 'static {
+    fn new(link: Link<M>) -> Self;
+    fn link(&self) -> &Link<M>;
 }
 
 /// Runs the delivery loop, unless it is already running.
@@ -42,12 +45,13 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// The parser state (shared with the context handles), the receiver and
-/// its context, behind one `Rc` owned by the protocol wrapper. Contexts
-/// hold the state strongly and the core weakly, so a receiver that keeps
-/// its own context makes no cycle.
+/// The parser state and pause flag (shared with the context handles), the
+/// receiver and its context, behind one `Rc` owned by the protocol wrapper.
+/// Contexts hold the state strongly and the core weakly, so a receiver that
+/// keeps its own context makes no cycle.
 pub(crate) struct Core<M: Machine, R, C> {
     pub(crate) state: Rc<RefCell<M>>,
+    pub(crate) paused: Rc<Cell<bool>>,
     pub(crate) receiver: RefCell<R>,
     ctx: OnceCell<C>,
     busy: Cell<bool>,
@@ -58,11 +62,12 @@ impl<M, R, C> Core<M, R, C>
 where
     M: Machine,
     R: 'static,
-    C: Connected,
+    C: Connected<M>,
 {
     pub(crate) fn new(state: M, receiver: R, dispatch: fn(&mut R, &C, M::Event)) -> Rc<Self> {
         Rc::new(Core {
             state: Rc::new(RefCell::new(state)),
+            paused: Rc::new(Cell::new(false)),
             receiver: RefCell::new(receiver),
             ctx: OnceCell::new(),
             busy: Cell::new(false),
@@ -70,15 +75,17 @@ where
         })
     }
 
-    /// Makes the context (given the way back to this core) and calls
-    /// `connection_made` through `made`.
-    pub(crate) fn connect(
-        self: &Rc<Self>,
-        make_ctx: impl FnOnce(Rc<RefCell<M>>, Weak<dyn Drive>) -> C,
-        made: impl FnOnce(&mut R, &C),
-    ) {
+    /// Makes the context on `transport` and calls `connection_made`
+    /// through `made`.
+    pub(crate) fn connect(self: &Rc<Self>, transport: &Transport, made: impl FnOnce(&mut R, &C)) {
         let driver: Weak<dyn Drive> = Rc::downgrade(self) as Weak<dyn Drive>;
-        let ctx = make_ctx(self.state.clone(), driver);
+        let link = Link::new(
+            transport.clone(),
+            self.state.clone(),
+            self.paused.clone(),
+            driver,
+        );
+        let ctx = C::new(link);
         if self.ctx.set(ctx).is_err() {
             log::warn!("connection_made called twice; the first transport is kept");
             return;
@@ -113,7 +120,7 @@ impl<M, R, C> Drive for Core<M, R, C>
 where
     M: Machine,
     R: 'static,
-    C: Connected,
+    C: Connected<M>,
 {
     fn drive(&self) {
         let Some(ctx) = self.ctx.get() else { return };
@@ -126,7 +133,8 @@ where
         loop {
             // Nothing more is delivered once the connection is closing:
             // the rest of the packet is dropped (Twisted's LineReceiver).
-            if ctx.transport().is_closing() {
+            // While paused, input waits in the buffer.
+            if ctx.link().transport().is_closing() || self.paused.get() {
                 return;
             }
             let Some(event) = self.state.borrow_mut().next_event() else {

@@ -2,13 +2,13 @@
 //! Twisted's `Int32StringReceiver`, `Int16StringReceiver` and
 //! `Int8StringReceiver` ([`IntNStringReceiver`]).
 
-use std::cell::{Ref, RefMut};
 use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
-use twill::{Protocol, Reason, Transport};
 
-use super::string_receiver::{Framing, StringContext, StringProtocol, StringReceiver};
+use super::string_receiver::{
+    string_receiver_wrapper, Framing, StringContext, StringProtocol, StringReceiver,
+};
 use super::StringTooLongError;
 use crate::codec::{DecodeError, Decoder, EncodeError, Encoder};
 
@@ -191,8 +191,8 @@ pub(crate) fn frame(
 }
 
 /// A [`StringReceiver`] with `N`-byte length prefixes as a twill
-/// [`Protocol`]: Twisted's `IntNStringReceiver`. Use the aliases
-/// [`Int32StringReceiver`], [`Int16StringReceiver`] and
+/// [`Protocol`](twill::Protocol): Twisted's `IntNStringReceiver`. Use the
+/// aliases [`Int32StringReceiver`], [`Int16StringReceiver`] and
 /// [`Int8StringReceiver`].
 ///
 /// Input is cut with an [`IntNDecoder`]: each string goes to
@@ -274,68 +274,9 @@ impl<R: StringReceiver, const N: usize> IntNStringReceiver<R, N> {
             inner: StringProtocol::new(Framing::IntN(decoder), receiver),
         }
     }
-
-    /// Uses `max_length` instead of the type's.
-    pub fn with_max_length(self, max_length: usize) -> Self {
-        self.inner.set_max_length(max_length);
-        self
-    }
-
-    /// The receiver.
-    ///
-    /// # Panics
-    ///
-    /// If called from inside one of the receiver's own callbacks.
-    pub fn receiver(&self) -> Ref<'_, R> {
-        self.inner.receiver()
-    }
-
-    /// The receiver, mutably.
-    ///
-    /// # Panics
-    ///
-    /// If called from inside one of the receiver's own callbacks.
-    pub fn receiver_mut(&self) -> RefMut<'_, R> {
-        self.inner.receiver_mut()
-    }
-
-    /// The receiver's context, once connected: to send, pause or resume
-    /// from outside the callbacks.
-    pub fn context(&self) -> Option<StringContext> {
-        self.inner.context()
-    }
-
-    /// How many bytes are buffered, not yet delivered.
-    pub fn buffered(&self) -> usize {
-        self.inner.buffered()
-    }
 }
 
-impl<R: StringReceiver, const N: usize> Protocol for IntNStringReceiver<R, N> {
-    fn connection_made(&mut self, transport: &Transport) {
-        self.inner.connection_made(transport);
-    }
-
-    fn data_received(&mut self, data: Bytes) {
-        self.inner.data_received(data);
-    }
-
-    fn eof_received(&mut self) -> bool {
-        self.inner.eof_received()
-    }
-
-    fn connection_lost(&mut self, reason: &Reason) {
-        self.inner.connection_lost(reason);
-    }
-
-    fn pause_writing(&mut self) {
-        self.inner.pause_writing();
-    }
-
-    fn resume_writing(&mut self) {
-        self.inner.resume_writing();
-    }
-}
+string_receiver_wrapper!(IntNStringReceiver<R, const N: usize>);
 
 impl<R: StringReceiver, const N: usize> fmt::Debug for IntNStringReceiver<R, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

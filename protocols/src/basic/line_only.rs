@@ -1,12 +1,11 @@
 //! [`LineOnlyReceiver`]: Twisted's `LineOnlyReceiver`, lines only.
 
-use std::error::Error;
 use std::fmt;
-use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use twill::{Protocol, Reason, Transport};
 
+use super::context::connection_methods;
 use super::line_decoder::{LineDecoder, LineStep, DEFAULT_DELIMITER, DEFAULT_MAX_LINE_LENGTH};
 
 /// A protocol that receives only lines: Twisted's `LineOnlyReceiver`, the
@@ -116,26 +115,7 @@ impl LineOnlyContext {
         &self.transport
     }
 
-    /// Writes bytes as they are.
-    pub fn write(&self, data: impl Into<Bytes>) {
-        self.transport.write(data);
-    }
-
-    /// Closes the connection once what is written is sent; nothing more is
-    /// delivered.
-    pub fn lose_connection(&self) {
-        self.transport.lose_connection();
-    }
-
-    /// Closes the connection because of `error` (see [`Transport::fail`]).
-    pub fn fail(&self, error: impl Into<Box<dyn Error + Send + Sync>>) {
-        self.transport.fail(error);
-    }
-
-    /// The remote address.
-    pub fn peer(&self) -> SocketAddr {
-        self.transport.peer()
-    }
+    connection_methods!();
 }
 
 impl fmt::Debug for LineOnlyContext {

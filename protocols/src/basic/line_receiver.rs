@@ -1,14 +1,13 @@
 //! [`LineReceiver`]: Twisted's `LineReceiver`, lines and raw data.
 
-use std::cell::{Ref, RefCell, RefMut};
-use std::error::Error;
+use std::cell::{Ref, RefMut};
 use std::fmt;
-use std::net::SocketAddr;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use twill::{Protocol, Reason, Transport};
 
+use super::context::{connection_methods, producer_methods, Link};
 use super::driver::{Connected, Core, Drive, Machine};
 use super::line_decoder::{LineDecoder, LineStep, DEFAULT_DELIMITER, DEFAULT_MAX_LINE_LENGTH};
 
@@ -150,7 +149,6 @@ pub(crate) struct LineState {
     buffer: BytesMut,
     decoder: LineDecoder,
     line_mode: bool,
-    paused: bool,
 }
 
 pub(crate) enum LineEvent {
@@ -163,7 +161,7 @@ impl Machine for LineState {
     type Event = LineEvent;
 
     fn next_event(&mut self) -> Option<LineEvent> {
-        if self.paused || self.buffer.is_empty() {
+        if self.buffer.is_empty() {
             return None;
         }
         if !self.line_mode {
@@ -191,25 +189,18 @@ fn dispatch<R: LineReceiver>(receiver: &mut R, ctx: &LineContext, event: LineEve
 /// lines, switches between line and raw mode, pauses. Passed to every
 /// callback; clones (kept to use later, from timers or other connections)
 /// act on the same connection.
+#[derive(Clone)]
 pub struct LineContext {
-    transport: Transport,
-    state: Rc<RefCell<LineState>>,
-    driver: Weak<dyn Drive>,
+    link: Link<LineState>,
 }
 
-impl Clone for LineContext {
-    fn clone(&self) -> Self {
-        LineContext {
-            transport: self.transport.clone(),
-            state: self.state.clone(),
-            driver: self.driver.clone(),
-        }
+impl Connected<LineState> for LineContext {
+    fn new(link: Link<LineState>) -> Self {
+        LineContext { link }
     }
-}
 
-impl Connected for LineContext {
-    fn transport(&self) -> &Transport {
-        &self.transport
+    fn link(&self) -> &Link<LineState> {
+        &self.link
     }
 }
 
@@ -219,21 +210,21 @@ impl LineContext {
     pub fn send_line(&self, line: impl AsRef<[u8]>) {
         let line = line.as_ref();
         let out = {
-            let state = self.state.borrow();
+            let state = self.link.state().borrow();
             let delimiter = state.decoder.delimiter();
             let mut out = BytesMut::with_capacity(line.len() + delimiter.len());
             out.extend_from_slice(line);
             out.extend_from_slice(delimiter);
             out
         };
-        self.transport.write(out.freeze());
+        self.transport().write(out.freeze());
     }
 
     /// From now on bytes, including what is still buffered, go to
     /// [`raw_data_received`](LineReceiver::raw_data_received): Twisted's
     /// `setRawMode`.
     pub fn set_raw_mode(&self) {
-        self.state.borrow_mut().line_mode = false;
+        self.link.state().borrow_mut().line_mode = false;
     }
 
     /// Back to lines: Twisted's `setLineMode(extra)`. `extra` (bytes a
@@ -244,61 +235,34 @@ impl LineContext {
     pub fn set_line_mode(&self, extra: impl AsRef<[u8]>) {
         let extra = extra.as_ref();
         {
-            let mut state = self.state.borrow_mut();
+            let mut state = self.link.state().borrow_mut();
             state.line_mode = true;
             state.buffer.extend_from_slice(extra);
         }
         if !extra.is_empty() {
-            self.drive();
+            self.link.drive();
         }
     }
 
     /// Whether the receiver is in line mode (the initial mode).
     pub fn is_line_mode(&self) -> bool {
-        self.state.borrow().line_mode
+        self.link.state().borrow().line_mode
     }
 
     /// Empties the buffer and returns what was in it: Twisted's
     /// `clearLineBuffer`. From `line_received`, this drops the rest of
     /// the current packet.
     pub fn clear_line_buffer(&self) -> Bytes {
-        let mut state = self.state.borrow_mut();
+        let mut state = self.link.state().borrow_mut();
         state.decoder.reset();
         state.buffer.split().freeze()
     }
 
-    /// Stops delivering and stops reading the socket
-    /// ([`Transport::pause_reading`]): Twisted's `pauseProducing`. Input
-    /// already buffered waits too.
-    pub fn pause_producing(&self) {
-        self.state.borrow_mut().paused = true;
-        self.transport.pause_reading();
-    }
-
-    /// Reads the socket again and delivers what was buffered meanwhile
-    /// (at once when called outside a callback): Twisted's
-    /// `resumeProducing`.
-    pub fn resume_producing(&self) {
-        self.state.borrow_mut().paused = false;
-        self.transport.resume_reading();
-        self.drive();
-    }
-
-    /// Stops delivering for good and closes the connection: Twisted's
-    /// `stopProducing`.
-    pub fn stop_producing(&self) {
-        self.state.borrow_mut().paused = true;
-        self.transport.lose_connection();
-    }
-
-    /// Whether [`pause_producing`](Self::pause_producing) is in effect.
-    pub fn is_paused(&self) -> bool {
-        self.state.borrow().paused
-    }
+    producer_methods!();
 
     /// The line delimiter.
     pub fn delimiter(&self) -> Bytes {
-        self.state.borrow().decoder.delimiter().clone()
+        self.link.state().borrow().decoder.delimiter().clone()
     }
 
     /// Changes the delimiter, for the rest of the input and for
@@ -308,7 +272,8 @@ impl LineContext {
     ///
     /// If `delimiter` is empty.
     pub fn set_delimiter(&self, delimiter: impl Into<Bytes>) {
-        self.state
+        self.link
+            .state()
             .borrow_mut()
             .decoder
             .set_delimiter(delimiter.into());
@@ -316,55 +281,32 @@ impl LineContext {
 
     /// The longest line accepted, without its delimiter.
     pub fn max_length(&self) -> usize {
-        self.state.borrow().decoder.max_length()
+        self.link.state().borrow().decoder.max_length()
     }
 
     /// Changes the longest line accepted.
     pub fn set_max_length(&self, max_length: usize) {
-        self.state.borrow_mut().decoder.set_max_length(max_length);
+        self.link
+            .state()
+            .borrow_mut()
+            .decoder
+            .set_max_length(max_length);
     }
 
     /// The connection's transport.
     pub fn transport(&self) -> &Transport {
-        &self.transport
+        self.link.transport()
     }
 
-    /// Writes bytes as they are (no delimiter added).
-    pub fn write(&self, data: impl Into<Bytes>) {
-        self.transport.write(data);
-    }
-
-    /// Closes the connection once what is written is sent; nothing more is
-    /// delivered.
-    pub fn lose_connection(&self) {
-        self.transport.lose_connection();
-    }
-
-    /// Closes the connection because of `error` (see [`Transport::fail`]);
-    /// nothing more is delivered.
-    pub fn fail(&self, error: impl Into<Box<dyn Error + Send + Sync>>) {
-        self.transport.fail(error);
-    }
-
-    /// The remote address.
-    pub fn peer(&self) -> SocketAddr {
-        self.transport.peer()
-    }
-
-    fn drive(&self) {
-        if let Some(driver) = self.driver.upgrade() {
-            driver.drive();
-        }
-    }
+    connection_methods!();
 }
 
 impl fmt::Debug for LineContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state.borrow();
         f.debug_struct("LineContext")
-            .field("transport", &self.transport)
-            .field("line_mode", &state.line_mode)
-            .field("paused", &state.paused)
+            .field("transport", self.transport())
+            .field("line_mode", &self.is_line_mode())
+            .field("paused", &self.is_paused())
             .finish()
     }
 }
@@ -439,7 +381,6 @@ impl<R: LineReceiver> LineReceiverProtocol<R> {
             buffer: BytesMut::new(),
             decoder: LineDecoder::new(R::DELIMITER, R::MAX_LENGTH),
             line_mode: true,
-            paused: false,
         };
         LineReceiverProtocol {
             core: Core::new(state, receiver, dispatch::<R>),
@@ -502,15 +443,8 @@ impl<R: LineReceiver> LineReceiverProtocol<R> {
 
 impl<R: LineReceiver> Protocol for LineReceiverProtocol<R> {
     fn connection_made(&mut self, transport: &Transport) {
-        let transport = transport.clone();
-        self.core.connect(
-            |state, driver| LineContext {
-                transport,
-                state,
-                driver,
-            },
-            |receiver, ctx| receiver.connection_made(ctx),
-        );
+        self.core
+            .connect(transport, |receiver, ctx| receiver.connection_made(ctx));
     }
 
     fn data_received(&mut self, data: Bytes) {
@@ -545,7 +479,7 @@ impl<R: LineReceiver> fmt::Debug for LineReceiverProtocol<R> {
             .field("decoder", &state.decoder)
             .field("buffered", &state.buffer.len())
             .field("line_mode", &state.line_mode)
-            .field("paused", &state.paused)
+            .field("paused", &self.core.paused.get())
             .finish()
     }
 }

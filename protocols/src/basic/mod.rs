@@ -75,6 +75,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod context;
 mod driver;
 mod int_string;
 mod line_decoder;

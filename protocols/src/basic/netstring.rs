@@ -1,13 +1,13 @@
 //! Netstrings: [`NetstringDecoder`], [`NetstringEncoder`] and Twisted's
 //! [`NetstringReceiver`].
 
-use std::cell::{Ref, RefMut};
 use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
-use twill::{Protocol, Reason, Transport};
 
-use super::string_receiver::{Framing, StringContext, StringProtocol, StringReceiver};
+use super::string_receiver::{
+    string_receiver_wrapper, Framing, StringContext, StringProtocol, StringReceiver,
+};
 use crate::codec::{DecodeError, Decoder, EncodeError, Encoder};
 
 /// Cuts D. J. Bernstein's netstrings, `<length>:<payload>,` (`b"5:hello,"`):
@@ -184,8 +184,8 @@ pub(crate) fn frame(string: &[u8], dst: &mut BytesMut) {
     dst.extend_from_slice(b",");
 }
 
-/// A [`StringReceiver`] speaking netstrings as a twill [`Protocol`]:
-/// Twisted's `NetstringReceiver`.
+/// A [`StringReceiver`] speaking netstrings as a twill
+/// [`Protocol`](twill::Protocol): Twisted's `NetstringReceiver`.
 ///
 /// Input is cut with a [`NetstringDecoder`] (`MAX_LENGTH` 99999 by
 /// default); each netstring goes to
@@ -242,71 +242,13 @@ impl<R: StringReceiver> NetstringReceiver<R> {
         }
     }
 
-    /// Uses `max_length` instead of the type's.
-    pub fn with_max_length(self, max_length: usize) -> Self {
-        self.inner.set_max_length(max_length);
-        self
-    }
-
     /// Whether the peer sent malformed input (Twisted's `brokenPeer`).
     pub fn is_broken_peer(&self) -> bool {
         self.inner.is_broken()
     }
-
-    /// The receiver.
-    ///
-    /// # Panics
-    ///
-    /// If called from inside one of the receiver's own callbacks.
-    pub fn receiver(&self) -> Ref<'_, R> {
-        self.inner.receiver()
-    }
-
-    /// The receiver, mutably.
-    ///
-    /// # Panics
-    ///
-    /// If called from inside one of the receiver's own callbacks.
-    pub fn receiver_mut(&self) -> RefMut<'_, R> {
-        self.inner.receiver_mut()
-    }
-
-    /// The receiver's context, once connected.
-    pub fn context(&self) -> Option<StringContext> {
-        self.inner.context()
-    }
-
-    /// How many bytes are buffered, not yet delivered.
-    pub fn buffered(&self) -> usize {
-        self.inner.buffered()
-    }
 }
 
-impl<R: StringReceiver> Protocol for NetstringReceiver<R> {
-    fn connection_made(&mut self, transport: &Transport) {
-        self.inner.connection_made(transport);
-    }
-
-    fn data_received(&mut self, data: Bytes) {
-        self.inner.data_received(data);
-    }
-
-    fn eof_received(&mut self) -> bool {
-        self.inner.eof_received()
-    }
-
-    fn connection_lost(&mut self, reason: &Reason) {
-        self.inner.connection_lost(reason);
-    }
-
-    fn pause_writing(&mut self) {
-        self.inner.pause_writing();
-    }
-
-    fn resume_writing(&mut self) {
-        self.inner.resume_writing();
-    }
-}
+string_receiver_wrapper!(NetstringReceiver<R>);
 
 impl<R: StringReceiver> fmt::Debug for NetstringReceiver<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -2,19 +2,19 @@
 //! `NetstringReceiver` have in common, and the protocol machinery behind
 //! them.
 
-use std::cell::{Ref, RefCell, RefMut};
+use std::cell::{Ref, RefMut};
 use std::error::Error;
 use std::fmt;
-use std::net::SocketAddr;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use twill::{Reason, Transport};
 
+use super::context::{connection_methods, producer_methods, Link};
 use super::driver::{Connected, Core, Drive, Machine};
 use super::int_string::IntNDecoder;
 use super::netstring::NetstringDecoder;
-use crate::codec::{DecodeError, Decoder};
+use crate::codec::{undecodable, DecodeError, Decoder};
 
 /// Twisted's default longest string for `IntNStringReceiver` and
 /// `NetstringReceiver`: 99999 bytes.
@@ -134,7 +134,6 @@ pub(crate) enum Framing {
 pub(crate) struct StringState {
     buffer: BytesMut,
     framing: Framing,
-    paused: bool,
     /// After malformed input nothing more is parsed.
     broken: bool,
 }
@@ -150,7 +149,7 @@ impl Machine for StringState {
 
     fn next_event(&mut self) -> Option<StringEvent> {
         loop {
-            if self.paused || self.broken || self.buffer.is_empty() {
+            if self.broken || self.buffer.is_empty() {
                 return None;
             }
             let before = self.buffer.len();
@@ -180,35 +179,25 @@ fn dispatch<R: StringReceiver>(receiver: &mut R, ctx: &StringContext, event: Str
     match event {
         StringEvent::String(string) => receiver.string_received(ctx, string),
         StringEvent::LengthExceeded(length) => receiver.length_limit_exceeded(ctx, length),
-        StringEvent::Malformed(error) => {
-            log::warn!("closing the connection with {}: {error}", ctx.peer());
-            ctx.fail(error);
-        }
+        StringEvent::Malformed(error) => undecodable::close(ctx.transport(), error),
     }
 }
 
 /// A [`StringReceiver`]'s handle on its connection: sends strings with the
 /// connection's framing, pauses. Passed to every callback; clones act on
 /// the same connection.
+#[derive(Clone)]
 pub struct StringContext {
-    transport: Transport,
-    state: Rc<RefCell<StringState>>,
-    driver: Weak<dyn Drive>,
+    link: Link<StringState>,
 }
 
-impl Clone for StringContext {
-    fn clone(&self) -> Self {
-        StringContext {
-            transport: self.transport.clone(),
-            state: self.state.clone(),
-            driver: self.driver.clone(),
-        }
+impl Connected<StringState> for StringContext {
+    fn new(link: Link<StringState>) -> Self {
+        StringContext { link }
     }
-}
 
-impl Connected for StringContext {
-    fn transport(&self) -> &Transport {
-        &self.transport
+    fn link(&self) -> &Link<StringState> {
+        &self.link
     }
 }
 
@@ -224,49 +213,21 @@ impl StringContext {
     pub fn send_string(&self, string: impl AsRef<[u8]>) -> Result<(), StringTooLongError> {
         let string = string.as_ref();
         let mut out = BytesMut::new();
-        match &self.state.borrow().framing {
+        match &self.link.state().borrow().framing {
             Framing::IntN(decoder) => {
                 super::int_string::frame(decoder.prefix_length(), string, &mut out)?
             }
             Framing::Netstring(_) => super::netstring::frame(string, &mut out),
         }
-        self.transport.write(out.freeze());
+        self.transport().write(out.freeze());
         Ok(())
     }
 
-    /// Stops delivering and stops reading the socket: Twisted's
-    /// `pauseProducing`.
-    pub fn pause_producing(&self) {
-        self.state.borrow_mut().paused = true;
-        self.transport.pause_reading();
-    }
-
-    /// Reads the socket again and delivers what was buffered meanwhile
-    /// (at once when called outside a callback): Twisted's
-    /// `resumeProducing`.
-    pub fn resume_producing(&self) {
-        self.state.borrow_mut().paused = false;
-        self.transport.resume_reading();
-        if let Some(driver) = self.driver.upgrade() {
-            driver.drive();
-        }
-    }
-
-    /// Stops delivering for good and closes the connection: Twisted's
-    /// `stopProducing`.
-    pub fn stop_producing(&self) {
-        self.state.borrow_mut().paused = true;
-        self.transport.lose_connection();
-    }
-
-    /// Whether [`pause_producing`](Self::pause_producing) is in effect.
-    pub fn is_paused(&self) -> bool {
-        self.state.borrow().paused
-    }
+    producer_methods!();
 
     /// The longest string accepted.
     pub fn max_length(&self) -> usize {
-        match &self.state.borrow().framing {
+        match &self.link.state().borrow().framing {
             Framing::IntN(decoder) => decoder.max_length(),
             Framing::Netstring(decoder) => decoder.max_length(),
         }
@@ -274,44 +235,23 @@ impl StringContext {
 
     /// Changes the longest string accepted, from the next string on.
     pub fn set_max_length(&self, max_length: usize) {
-        self.state.borrow_mut().set_max_length(max_length);
+        self.link.state().borrow_mut().set_max_length(max_length);
     }
 
     /// The connection's transport.
     pub fn transport(&self) -> &Transport {
-        &self.transport
+        self.link.transport()
     }
 
-    /// Writes bytes as they are, without framing.
-    pub fn write(&self, data: impl Into<Bytes>) {
-        self.transport.write(data);
-    }
-
-    /// Closes the connection once what is written is sent; nothing more is
-    /// delivered.
-    pub fn lose_connection(&self) {
-        self.transport.lose_connection();
-    }
-
-    /// Closes the connection because of `error` (see [`Transport::fail`]);
-    /// nothing more is delivered.
-    pub fn fail(&self, error: impl Into<Box<dyn Error + Send + Sync>>) {
-        self.transport.fail(error);
-    }
-
-    /// The remote address.
-    pub fn peer(&self) -> SocketAddr {
-        self.transport.peer()
-    }
+    connection_methods!();
 }
 
 impl fmt::Debug for StringContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state.borrow();
         f.debug_struct("StringContext")
-            .field("transport", &self.transport)
-            .field("framing", &state.framing)
-            .field("paused", &state.paused)
+            .field("transport", self.transport())
+            .field("framing", &self.link.state().borrow().framing)
+            .field("paused", &self.is_paused())
             .finish()
     }
 }
@@ -336,7 +276,6 @@ impl<R: StringReceiver> StringProtocol<R> {
         let state = StringState {
             buffer: BytesMut::new(),
             framing,
-            paused: false,
             broken: false,
         };
         StringProtocol {
@@ -369,15 +308,8 @@ impl<R: StringReceiver> StringProtocol<R> {
     }
 
     pub(crate) fn connection_made(&mut self, transport: &Transport) {
-        let transport = transport.clone();
-        self.core.connect(
-            |state, driver| StringContext {
-                transport,
-                state,
-                driver,
-            },
-            |receiver, ctx| receiver.connection_made(ctx),
-        );
+        self.core
+            .connect(transport, |receiver, ctx| receiver.connection_made(ctx));
     }
 
     pub(crate) fn data_received(&mut self, data: Bytes) {
@@ -417,8 +349,80 @@ impl<R: StringReceiver> fmt::Debug for StringProtocol<R> {
         f.debug_struct("StringProtocol")
             .field("framing", &state.framing)
             .field("buffered", &state.buffer.len())
-            .field("paused", &state.paused)
+            .field("paused", &self.core.paused.get())
             .field("broken", &state.broken)
             .finish()
     }
 }
+
+/// Adds to a wrapper of a [`StringProtocol`] (held in its `inner` field)
+/// the methods the string receivers share, and a [`Protocol`](twill::Protocol)
+/// impl that passes every event on.
+macro_rules! string_receiver_wrapper {
+    ($wrapper:ident<R $(, const $n:ident: usize)?>) => {
+        impl<R: StringReceiver $(, const $n: usize)?> $wrapper<R $(, $n)?> {
+            /// Uses `max_length` instead of the type's.
+            pub fn with_max_length(self, max_length: usize) -> Self {
+                self.inner.set_max_length(max_length);
+                self
+            }
+
+            /// The receiver.
+            ///
+            /// # Panics
+            ///
+            /// If called from inside one of the receiver's own callbacks.
+            pub fn receiver(&self) -> std::cell::Ref<'_, R> {
+                self.inner.receiver()
+            }
+
+            /// The receiver, mutably.
+            ///
+            /// # Panics
+            ///
+            /// If called from inside one of the receiver's own callbacks.
+            pub fn receiver_mut(&self) -> std::cell::RefMut<'_, R> {
+                self.inner.receiver_mut()
+            }
+
+            /// The receiver's context, once connected: to send, pause or resume
+            /// from outside the callbacks.
+            pub fn context(&self) -> Option<StringContext> {
+                self.inner.context()
+            }
+
+            /// How many bytes are buffered, not yet delivered.
+            pub fn buffered(&self) -> usize {
+                self.inner.buffered()
+            }
+        }
+
+        impl<R: StringReceiver $(, const $n: usize)?> twill::Protocol for $wrapper<R $(, $n)?> {
+            fn connection_made(&mut self, transport: &twill::Transport) {
+                self.inner.connection_made(transport);
+            }
+
+            fn data_received(&mut self, data: bytes::Bytes) {
+                self.inner.data_received(data);
+            }
+
+            fn eof_received(&mut self) -> bool {
+                self.inner.eof_received()
+            }
+
+            fn connection_lost(&mut self, reason: &twill::Reason) {
+                self.inner.connection_lost(reason);
+            }
+
+            fn pause_writing(&mut self) {
+                self.inner.pause_writing();
+            }
+
+            fn resume_writing(&mut self) {
+                self.inner.resume_writing();
+            }
+        }
+    };
+}
+
+pub(crate) use string_receiver_wrapper;

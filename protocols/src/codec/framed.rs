@@ -9,7 +9,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use twill::{Protocol, Reason, Transport};
 
-use super::{DecodeError, Decoder, Encoder};
+use super::{undecodable, DecodeError, Decoder, Encoder};
 
 /// A message-level protocol: what you write on top of a codec. Netty's
 /// inbound handler; Twisted's `lineReceived` / `stringReceived` protocols.
@@ -36,8 +36,7 @@ pub trait Handler: 'static {
     /// [recoverable](DecodeError::is_recoverable) the connection is closed
     /// whatever this method does.
     fn exception_caught(&mut self, ctx: &Context<Self::Reply>, error: DecodeError) {
-        log::warn!("closing the connection with {}: {error}", ctx.peer());
-        ctx.fail(error);
+        undecodable::close(ctx.transport(), error);
     }
 
     /// The peer closed its writing side; what it sent before was decoded
@@ -251,10 +250,7 @@ where
     fn give_up(&mut self, ctx: &Context<H::Reply>, why: &str) {
         self.failed = true;
         self.buffer.clear();
-        if !ctx.transport().is_closing() {
-            log::warn!("closing the connection with {}: {why}", ctx.peer());
-            ctx.fail(DecodeError::Corrupt(why.to_owned()));
-        }
+        undecodable::give_up(ctx.transport(), why);
     }
 }
 

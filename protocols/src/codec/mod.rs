@@ -24,6 +24,7 @@ mod length_field_prepender;
 mod line_based;
 pub mod pipeline;
 mod string;
+pub(crate) mod undecodable;
 
 use bytes::BytesMut;
 

@@ -3,9 +3,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use twill::{ClientFactory, Connector, Factory, Reason};
+use twill::Factory;
 
 use super::cidr::Cidr;
+use crate::factory_wrapper::{forward_client_factory, Refusals};
 
 /// What an [`AddressFilter`] rule does with a matching peer: Netty's
 /// `IpFilterRuleType`.
@@ -61,7 +62,7 @@ pub struct AddressFilter<F> {
     inner: F,
     rules: Vec<(Cidr, FilterAction)>,
     if_no_match: FilterAction,
-    refused: u64,
+    refused: Refusals,
 }
 
 impl<F: Factory> AddressFilter<F> {
@@ -72,7 +73,7 @@ impl<F: Factory> AddressFilter<F> {
             inner: factory,
             rules: Vec::new(),
             if_no_match: FilterAction::Accept,
-            refused: 0,
+            refused: Refusals::default(),
         }
     }
 
@@ -110,7 +111,7 @@ impl<F: Factory> AddressFilter<F> {
 
     /// How many connections were refused.
     pub fn refused(&self) -> u64 {
-        self.refused
+        self.refused.count()
     }
 
     /// The wrapped factory.
@@ -130,11 +131,9 @@ impl<F: Factory> Factory for AddressFilter<F> {
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<F::Protocol> {
         match self.decide(peer.ip()) {
             FilterAction::Accept => self.inner.build_protocol(peer),
-            FilterAction::Reject => {
-                self.refused += 1;
-                log::info!("refusing the connection from {peer}: its address is filtered out");
-                None
-            }
+            FilterAction::Reject => self
+                .refused
+                .refuse(peer, format_args!("its address is filtered out")),
         }
     }
 
@@ -147,26 +146,14 @@ impl<F: Factory> Factory for AddressFilter<F> {
     }
 }
 
-impl<F: ClientFactory> ClientFactory for AddressFilter<F> {
-    fn started_connecting(&mut self, connector: &Connector) {
-        self.inner.started_connecting(connector);
-    }
-
-    fn client_connection_failed(&mut self, connector: &Connector, reason: &std::io::Error) {
-        self.inner.client_connection_failed(connector, reason);
-    }
-
-    fn client_connection_lost(&mut self, connector: &Connector, reason: &Reason) {
-        self.inner.client_connection_lost(connector, reason);
-    }
-}
+forward_client_factory!(AddressFilter);
 
 impl<F> fmt::Debug for AddressFilter<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AddressFilter")
             .field("rules", &self.rules)
             .field("if_no_match", &self.if_no_match)
-            .field("refused", &self.refused)
+            .field("refused", &self.refused.count())
             .finish_non_exhaustive()
     }
 }

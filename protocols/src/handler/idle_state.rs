@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use twill::{Bytes, DelayedCall, Protocol, ReactorTime, Reason, Transport};
 
 use super::output::{at_least_a_millisecond, time_or_reactor, OutputMeter};
+use super::timer::call_later_weak;
 
 /// Which way a connection has been idle: Netty's `IdleState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -339,15 +340,7 @@ impl<P: IdleAware> Shared<P> {
         let Some(time) = self.core.time.borrow().clone() else {
             return;
         };
-        let weak = Rc::downgrade(self);
-        let call = time.call_later(
-            delay,
-            Box::new(move || {
-                if let Some(shared) = weak.upgrade() {
-                    shared.fire(state);
-                }
-            }),
-        );
+        let call = call_later_weak(&*time, delay, self, move |shared| shared.fire(state));
         *self.core.calls[state.index()].borrow_mut() = Some(call);
     }
 

@@ -43,6 +43,7 @@ mod idle_state;
 mod logging;
 pub(crate) mod output;
 mod read_timeout;
+pub(crate) mod timer;
 mod write_timeout;
 
 pub use address_filter::{AddressFilter, FilterAction};

@@ -1,15 +1,15 @@
 //! [`ReadTimeoutHandler`]: closes a connection that has sent nothing for a
 //! while.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use twill::{Bytes, DelayedCall, Protocol, ReactorTime, Reason, Transport};
+use twill::{Bytes, Protocol, ReactorTime, Reason, Transport};
 
-use super::output::{at_least_a_millisecond, time_or_reactor};
+use super::timer::Watch;
 
 /// The error a [`ReadTimeoutHandler`] closes the connection with: Netty's
 /// `ReadTimeoutException`. The inner protocol finds it in
@@ -84,52 +84,36 @@ pub struct ReadTimeoutHandler<P> {
 }
 
 struct State {
-    timeout: Duration,
-    time: RefCell<Option<Rc<dyn ReactorTime>>>,
-    transport: RefCell<Option<Transport>>,
+    watch: Watch,
     last_read: Cell<Option<Instant>>,
-    call: RefCell<Option<DelayedCall>>,
-    timed_out: Cell<bool>,
 }
 
 impl State {
     fn schedule(self: &Rc<Self>, delay: Duration) {
-        let Some(time) = self.time.borrow().clone() else {
-            return;
-        };
-        let weak = Rc::downgrade(self);
-        let call = time.call_later(
-            delay,
-            Box::new(move || {
-                if let Some(state) = weak.upgrade() {
-                    state.fire();
-                }
-            }),
-        );
-        *self.call.borrow_mut() = Some(call);
+        self.watch.schedule(delay, self, State::fire);
     }
 
     fn fire(self: &Rc<Self>) {
-        let (Some(time), Some(last)) = (self.time.borrow().clone(), self.last_read.get()) else {
+        let (Some(now), Some(last)) = (self.watch.now(), self.last_read.get()) else {
             return;
         };
-        let idle_for = time.now().saturating_duration_since(last);
-        if idle_for < self.timeout {
-            self.schedule(self.timeout - idle_for);
+        let timeout = self.watch.timeout();
+        let idle_for = now.saturating_duration_since(last);
+        if idle_for < timeout {
+            self.schedule(timeout - idle_for);
             return;
         }
-        let Some(transport) = self.transport.borrow().clone() else {
+        let Some(transport) = self.watch.transport() else {
             return;
         };
-        if self.timed_out.replace(true) || transport.is_closing() {
+        if !self.watch.mark_timed_out() || transport.is_closing() {
             return;
         }
         log::debug!(
-            "closing the connection with {}: nothing read for {:?}",
-            transport.peer(),
-            self.timeout
+            "closing the connection with {}: nothing read for {timeout:?}",
+            transport.peer()
         );
-        transport.fail(ReadTimeout::new(self.timeout));
+        transport.fail(ReadTimeout::new(timeout));
     }
 }
 
@@ -139,12 +123,8 @@ impl<P: Protocol> ReadTimeoutHandler<P> {
         ReadTimeoutHandler {
             inner,
             state: Rc::new(State {
-                timeout: at_least_a_millisecond(timeout),
-                time: RefCell::new(None),
-                transport: RefCell::new(None),
+                watch: Watch::new(timeout),
                 last_read: Cell::new(None),
-                call: RefCell::new(None),
-                timed_out: Cell::new(false),
             }),
             time: None,
         }
@@ -158,12 +138,12 @@ impl<P: Protocol> ReadTimeoutHandler<P> {
 
     /// The timeout (zero: off).
     pub fn timeout(&self) -> Duration {
-        self.state.timeout
+        self.state.watch.timeout()
     }
 
     /// Whether the handler closed the connection.
     pub fn timed_out(&self) -> bool {
-        self.state.timed_out.get()
+        self.state.watch.timed_out()
     }
 
     /// The wrapped protocol.
@@ -184,19 +164,16 @@ impl<P: Protocol> Protocol for ReadTimeoutHandler<P> {
     ///
     /// With no [`clock`](Self::clock) given and no reactor on this thread.
     fn connection_made(&mut self, transport: &Transport) {
-        if !self.state.timeout.is_zero() {
-            let time = time_or_reactor(self.time.as_ref());
-            self.state.last_read.set(Some(time.now()));
-            *self.state.time.borrow_mut() = Some(time);
-            *self.state.transport.borrow_mut() = Some(transport.clone());
-            self.state.schedule(self.state.timeout);
+        if self.state.watch.start(self.time.as_ref(), transport) {
+            self.state.last_read.set(self.state.watch.now());
+            self.state.schedule(self.state.watch.timeout());
         }
         self.inner.connection_made(transport);
     }
 
     fn data_received(&mut self, data: Bytes) {
-        if let Some(time) = self.state.time.borrow().as_ref() {
-            self.state.last_read.set(Some(time.now()));
+        if let Some(now) = self.state.watch.now() {
+            self.state.last_read.set(Some(now));
         }
         self.inner.data_received(data);
     }
@@ -206,11 +183,7 @@ impl<P: Protocol> Protocol for ReadTimeoutHandler<P> {
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
-        if let Some(call) = self.state.call.borrow_mut().take() {
-            let _ = call.cancel();
-        }
-        self.state.transport.borrow_mut().take();
-        self.state.time.borrow_mut().take();
+        self.state.watch.stop();
         self.inner.connection_lost(reason);
     }
 
@@ -226,8 +199,8 @@ impl<P: Protocol> Protocol for ReadTimeoutHandler<P> {
 impl<P> fmt::Debug for ReadTimeoutHandler<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadTimeoutHandler")
-            .field("timeout", &self.state.timeout)
-            .field("timed_out", &self.state.timed_out.get())
+            .field("timeout", &self.state.watch.timeout())
+            .field("timed_out", &self.state.watch.timed_out())
             .finish_non_exhaustive()
     }
 }

@@ -8,9 +8,10 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use twill::{Bytes, DelayedCall, Protocol, ReactorTime, Reason, Transport};
+use twill::{Bytes, Protocol, ReactorTime, Reason, Transport};
 
-use super::output::{at_least_a_millisecond, time_or_reactor, OutputMeter};
+use super::output::OutputMeter;
+use super::timer::Watch;
 
 /// The error a [`WriteTimeoutHandler`] reports: Netty's
 /// `WriteTimeoutException`. The inner protocol finds it in
@@ -96,29 +97,20 @@ pub struct WriteTimeoutHandler<P> {
 }
 
 struct State {
-    timeout: Duration,
-    time: RefCell<Option<Rc<dyn ReactorTime>>>,
-    transport: RefCell<Option<Transport>>,
+    watch: Watch,
     meter: OutputMeter,
     /// Bytes seen entering the write buffer (plus what it held at first).
     entered: Cell<u64>,
     /// Writes not known to be sent: their deadline, and the value of
     /// `entered` just after them (sent once `entered - size` reaches it).
     pending: RefCell<VecDeque<(Instant, u64)>>,
-    call: RefCell<Option<DelayedCall>>,
-    timed_out: Cell<bool>,
 }
 
 impl State {
-    fn now(&self) -> Option<Instant> {
-        self.time.borrow().as_ref().map(|time| time.now())
-    }
-
     /// Looks at the write buffer: records what entered it, and forgets the
     /// writes that are out.
     fn look(&self) {
-        let Some(now) = self.now() else { return };
-        let Some(transport) = self.transport.borrow().clone() else {
+        let (Some(now), Some(transport)) = (self.watch.now(), self.watch.transport()) else {
             return;
         };
         let look = self.meter.look(&transport);
@@ -126,7 +118,7 @@ impl State {
         if look.added > 0 {
             let entered = self.entered.get() + look.added as u64;
             self.entered.set(entered);
-            let deadline = now + self.timeout;
+            let deadline = now + self.watch.timeout();
             match pending.back_mut() {
                 Some(last) if last.0 == deadline => last.1 = entered,
                 _ => pending.push_back((deadline, entered)),
@@ -140,31 +132,20 @@ impl State {
 
     /// Makes sure a timer runs at the earliest pending deadline.
     fn arm(self: &Rc<Self>) {
-        if self.call.borrow().as_ref().is_some_and(DelayedCall::active) {
+        if self.watch.is_scheduled() {
             return;
         }
         let Some(&(deadline, _)) = self.pending.borrow().front() else {
             return;
         };
-        let (Some(time), Some(now)) = (self.time.borrow().clone(), self.now()) else {
-            return;
-        };
-        let weak = Rc::downgrade(self);
-        let call = time.call_later(
-            deadline.saturating_duration_since(now),
-            Box::new(move || {
-                if let Some(state) = weak.upgrade() {
-                    state.fire();
-                }
-            }),
-        );
-        *self.call.borrow_mut() = Some(call);
+        let Some(now) = self.watch.now() else { return };
+        self.watch
+            .schedule(deadline.saturating_duration_since(now), self, State::fire);
     }
 
     fn fire(self: &Rc<Self>) {
-        self.call.borrow_mut().take();
         self.look();
-        let Some(now) = self.now() else { return };
+        let Some(now) = self.watch.now() else { return };
         let overdue = self
             .pending
             .borrow()
@@ -174,17 +155,17 @@ impl State {
             self.arm();
             return;
         }
-        let Some(transport) = self.transport.borrow().clone() else {
+        let Some(transport) = self.watch.transport() else {
             return;
         };
         self.pending.borrow_mut().clear();
-        if self.timed_out.replace(true) {
+        if !self.watch.mark_timed_out() {
             return;
         }
         log::warn!(
             "dropping the connection with {}: a write was not sent within {:?} ({} bytes waiting)",
             transport.peer(),
-            self.timeout,
+            self.watch.timeout(),
             transport.write_buffer_size()
         );
         transport.abort_connection();
@@ -198,14 +179,10 @@ impl<P: Protocol> WriteTimeoutHandler<P> {
         WriteTimeoutHandler {
             inner,
             state: Rc::new(State {
-                timeout: at_least_a_millisecond(timeout),
-                time: RefCell::new(None),
-                transport: RefCell::new(None),
+                watch: Watch::new(timeout),
                 meter: OutputMeter::new(),
                 entered: Cell::new(0),
                 pending: RefCell::new(VecDeque::new()),
-                call: RefCell::new(None),
-                timed_out: Cell::new(false),
             }),
             time: None,
         }
@@ -219,12 +196,12 @@ impl<P: Protocol> WriteTimeoutHandler<P> {
 
     /// The timeout (zero: off).
     pub fn timeout(&self) -> Duration {
-        self.state.timeout
+        self.state.watch.timeout()
     }
 
     /// Whether the handler dropped the connection.
     pub fn timed_out(&self) -> bool {
-        self.state.timed_out.get()
+        self.state.watch.timed_out()
     }
 
     /// The wrapped protocol.
@@ -253,9 +230,7 @@ impl<P: Protocol> Protocol for WriteTimeoutHandler<P> {
     ///
     /// With no [`clock`](Self::clock) given and no reactor on this thread.
     fn connection_made(&mut self, transport: &Transport) {
-        if !self.state.timeout.is_zero() {
-            *self.state.time.borrow_mut() = Some(time_or_reactor(self.time.as_ref()));
-            *self.state.transport.borrow_mut() = Some(transport.clone());
+        if self.state.watch.start(self.time.as_ref(), transport) {
             let held = self.state.meter.look(transport).size;
             self.state.entered.set(held as u64);
         }
@@ -271,14 +246,10 @@ impl<P: Protocol> Protocol for WriteTimeoutHandler<P> {
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
-        if let Some(call) = self.state.call.borrow_mut().take() {
-            let _ = call.cancel();
-        }
-        self.state.transport.borrow_mut().take();
-        self.state.time.borrow_mut().take();
+        self.state.watch.stop();
         self.state.pending.borrow_mut().clear();
-        if self.state.timed_out.get() && matches!(reason, Reason::Aborted) {
-            let timeout = WriteTimeout::new(self.state.timeout);
+        if self.state.watch.timed_out() && matches!(reason, Reason::Aborted) {
+            let timeout = WriteTimeout::new(self.state.watch.timeout());
             self.inner
                 .connection_lost(&Reason::Failed(Box::new(timeout)));
         } else {
@@ -298,9 +269,9 @@ impl<P: Protocol> Protocol for WriteTimeoutHandler<P> {
 impl<P> fmt::Debug for WriteTimeoutHandler<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteTimeoutHandler")
-            .field("timeout", &self.state.timeout)
+            .field("timeout", &self.state.watch.timeout())
             .field("pending_writes", &self.state.pending.borrow().len())
-            .field("timed_out", &self.state.timed_out.get())
+            .field("timed_out", &self.state.watch.timed_out())
             .finish_non_exhaustive()
     }
 }

@@ -7,9 +7,10 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use twill::{ClientFactory, Connector, Factory, Reason};
+use twill::Factory;
 
 use super::counted::Counted;
+use crate::factory_wrapper::{forward_client_factory, Refusals};
 
 /// Wraps any factory and refuses a connection when its peer's IP address
 /// already has [`max_per_peer`](Self::max_per_peer) open (5 by default):
@@ -51,7 +52,7 @@ pub struct LimitConnectionsByPeer<F> {
     inner: F,
     max_per_peer: usize,
     open: Rc<RefCell<HashMap<IpAddr, usize>>>,
-    refused: u64,
+    refused: Refusals,
 }
 
 /// The address a peer is counted under.
@@ -73,7 +74,7 @@ impl<F: Factory> LimitConnectionsByPeer<F> {
             inner: factory,
             max_per_peer: Self::DEFAULT_MAX_PER_PEER,
             open: Rc::new(RefCell::new(HashMap::new())),
-            refused: 0,
+            refused: Refusals::default(),
         }
     }
 
@@ -90,7 +91,7 @@ impl<F: Factory> LimitConnectionsByPeer<F> {
 
     /// How many connections were refused.
     pub fn refused(&self) -> u64 {
-        self.refused
+        self.refused.count()
     }
 
     /// The wrapped factory.
@@ -111,9 +112,9 @@ impl<F: Factory> Factory for LimitConnectionsByPeer<F> {
         let address = key(peer.ip());
         let open = self.connections_from(address);
         if open >= self.max_per_peer {
-            self.refused += 1;
-            log::info!("refusing the connection from {peer}: {open} already open from {address}");
-            return None;
+            return self
+                .refused
+                .refuse(peer, format_args!("{open} already open from {address}"));
         }
         let protocol = self.inner.build_protocol(peer)?;
         *self.open.borrow_mut().entry(address).or_insert(0) += 1;
@@ -139,26 +140,14 @@ impl<F: Factory> Factory for LimitConnectionsByPeer<F> {
     }
 }
 
-impl<F: ClientFactory> ClientFactory for LimitConnectionsByPeer<F> {
-    fn started_connecting(&mut self, connector: &Connector) {
-        self.inner.started_connecting(connector);
-    }
-
-    fn client_connection_failed(&mut self, connector: &Connector, reason: &std::io::Error) {
-        self.inner.client_connection_failed(connector, reason);
-    }
-
-    fn client_connection_lost(&mut self, connector: &Connector, reason: &Reason) {
-        self.inner.client_connection_lost(connector, reason);
-    }
-}
+forward_client_factory!(LimitConnectionsByPeer);
 
 impl<F> fmt::Debug for LimitConnectionsByPeer<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LimitConnectionsByPeer")
             .field("max_per_peer", &self.max_per_peer)
             .field("open", &self.open.borrow())
-            .field("refused", &self.refused)
+            .field("refused", &self.refused.count())
             .finish_non_exhaustive()
     }
 }

@@ -5,9 +5,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use twill::{ClientFactory, Connector, Factory, Reason};
+use twill::Factory;
 
 use super::counted::Counted;
+use crate::factory_wrapper::{forward_client_factory, Refusals};
 
 /// Wraps any factory and refuses connections while `limit` are open:
 /// Twisted's `LimitTotalConnectionsFactory`.
@@ -46,7 +47,7 @@ pub struct LimitTotalConnections<F> {
     inner: F,
     limit: usize,
     open: Rc<Cell<usize>>,
-    refused: u64,
+    refused: Refusals,
 }
 
 impl<F: Factory> LimitTotalConnections<F> {
@@ -56,7 +57,7 @@ impl<F: Factory> LimitTotalConnections<F> {
             inner: factory,
             limit,
             open: Rc::new(Cell::new(0)),
-            refused: 0,
+            refused: Refusals::default(),
         }
     }
 
@@ -72,7 +73,7 @@ impl<F: Factory> LimitTotalConnections<F> {
 
     /// How many connections were refused.
     pub fn refused(&self) -> u64 {
-        self.refused
+        self.refused.count()
     }
 
     /// The wrapped factory.
@@ -90,13 +91,11 @@ impl<F: Factory> Factory for LimitTotalConnections<F> {
     type Protocol = Counted<F::Protocol>;
 
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol> {
-        if self.open.get() >= self.limit {
-            self.refused += 1;
-            log::info!(
-                "refusing the connection from {peer}: {} connections already open",
-                self.open.get()
-            );
-            return None;
+        let open = self.open.get();
+        if open >= self.limit {
+            return self
+                .refused
+                .refuse(peer, format_args!("{open} connections already open"));
         }
         let protocol = self.inner.build_protocol(peer)?;
         self.open.set(self.open.get() + 1);
@@ -113,26 +112,14 @@ impl<F: Factory> Factory for LimitTotalConnections<F> {
     }
 }
 
-impl<F: ClientFactory> ClientFactory for LimitTotalConnections<F> {
-    fn started_connecting(&mut self, connector: &Connector) {
-        self.inner.started_connecting(connector);
-    }
-
-    fn client_connection_failed(&mut self, connector: &Connector, reason: &std::io::Error) {
-        self.inner.client_connection_failed(connector, reason);
-    }
-
-    fn client_connection_lost(&mut self, connector: &Connector, reason: &Reason) {
-        self.inner.client_connection_lost(connector, reason);
-    }
-}
+forward_client_factory!(LimitTotalConnections);
 
 impl<F> fmt::Debug for LimitTotalConnections<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LimitTotalConnections")
             .field("limit", &self.limit)
             .field("open", &self.open.get())
-            .field("refused", &self.refused)
+            .field("refused", &self.refused.count())
             .finish_non_exhaustive()
     }
 }

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use twill::{
-    Bytes, ClientFactory, Connector, DelayedCall, Factory, Protocol, ReactorTime, Reason, Transport,
-};
+use twill::{Bytes, DelayedCall, Factory, Protocol, ReactorTime, Reason, Transport};
 
+use crate::factory_wrapper::{forward_client_factory, Refusals};
 use crate::handler::output::{time_or_reactor, OutputMeter};
+use crate::handler::timer::call_later_weak;
 
 /// The accounting window: Twisted checks once a second.
 const WINDOW: Duration = Duration::from_secs(1);
@@ -99,6 +99,7 @@ const WINDOW: Duration = Duration::from_secs(1);
 pub struct ThrottlingFactory<F: Factory> {
     inner: F,
     throttle: Rc<Throttle<F::Protocol>>,
+    refused: Refusals,
 }
 
 struct Throttle<P> {
@@ -114,7 +115,6 @@ struct Throttle<P> {
     reads_throttled: Cell<bool>,
     writes_throttled: Cell<bool>,
     conns: RefCell<Vec<Weak<Conn<P>>>>,
-    refused: Cell<u64>,
 }
 
 /// One connection, as the throttle reaches it.
@@ -243,15 +243,7 @@ impl<P: Protocol> Throttle<P> {
         let Some(time) = self.ticker_time.borrow().clone() else {
             return;
         };
-        let weak = Rc::downgrade(self);
-        let call = time.call_later(
-            WINDOW,
-            Box::new(move || {
-                if let Some(throttle) = weak.upgrade() {
-                    throttle.tick();
-                }
-            }),
-        );
+        let call = call_later_weak(&*time, WINDOW, self, Throttle::tick);
         *self.ticker.borrow_mut() = Some(call);
     }
 
@@ -325,8 +317,8 @@ impl<F: Factory> ThrottlingFactory<F> {
                 reads_throttled: Cell::new(false),
                 writes_throttled: Cell::new(false),
                 conns: RefCell::new(Vec::new()),
-                refused: Cell::new(0),
             }),
+            refused: Refusals::default(),
         }
     }
 
@@ -390,7 +382,7 @@ impl<F: Factory> ThrottlingFactory<F> {
 
     /// How many connections were refused over the connection limit.
     pub fn refused(&self) -> u64 {
-        self.throttle.refused.get()
+        self.refused.count()
     }
 
     /// The wrapped factory.
@@ -418,11 +410,10 @@ impl<F: Factory> Factory for ThrottlingFactory<F> {
         let throttle = &self.throttle;
         let open = throttle.connection_count();
         if open >= throttle.max_connections.get() {
-            throttle.refused.set(throttle.refused.get() + 1);
-            log::info!(
-                "refusing the connection from {peer}: the maximum of {open} connections is reached"
+            return self.refused.refuse(
+                peer,
+                format_args!("the maximum of {open} connections is reached"),
             );
-            return None;
         }
         let inner = self.inner.build_protocol(peer)?;
         let conn = Rc::new(Conn {
@@ -451,19 +442,7 @@ impl<F: Factory> Factory for ThrottlingFactory<F> {
     }
 }
 
-impl<F: ClientFactory> ClientFactory for ThrottlingFactory<F> {
-    fn started_connecting(&mut self, connector: &Connector) {
-        self.inner.started_connecting(connector);
-    }
-
-    fn client_connection_failed(&mut self, connector: &Connector, reason: &std::io::Error) {
-        self.inner.client_connection_failed(connector, reason);
-    }
-
-    fn client_connection_lost(&mut self, connector: &Connector, reason: &Reason) {
-        self.inner.client_connection_lost(connector, reason);
-    }
-}
+forward_client_factory!(ThrottlingFactory);
 
 impl<F: Factory> fmt::Debug for ThrottlingFactory<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use twill::{Bytes, DelayedCall, Protocol, ReactorTime, Reason, Transport};
 
 use crate::handler::output::{time_or_reactor, OutputMeter};
+use crate::handler::timer::call_later_weak;
 
 /// A [`Protocol`] under a [`TimeoutProtocol`]: what happens when its
 /// timeout expires. Twisted's `TimeoutMixin.timeoutConnection`.
@@ -125,18 +126,13 @@ impl State {
         let Some(time) = self.time.borrow().clone() else {
             return;
         };
-        let weak = Rc::downgrade(self);
-        let call = time.call_later(
-            period,
-            Box::new(move || {
-                let Some(state) = weak.upgrade() else { return };
-                state.call.borrow_mut().take();
-                let expire = state.expire.borrow().clone();
-                if let Some(expire) = expire {
-                    expire();
-                }
-            }),
-        );
+        let call = call_later_weak(&*time, period, self, |state| {
+            state.call.borrow_mut().take();
+            let expire = state.expire.borrow().clone();
+            if let Some(expire) = expire {
+                expire();
+            }
+        });
         *self.call.borrow_mut() = Some(call);
     }
 

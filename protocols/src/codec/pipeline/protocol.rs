@@ -2,6 +2,7 @@
 //! twill `Protocol`, and the [`PipelineContext`] handlers write through.
 
 use super::*;
+use crate::codec::undecodable;
 
 /// A handler's view of its connection: writes through the outbound stages
 /// and reaches the [`Pipeline`] to change it. Clones are the same context.
@@ -92,8 +93,7 @@ pub trait PipelineHandler: 'static {
     /// [recoverable](DecodeError::is_recoverable) the connection is closed
     /// whatever this method does.
     fn exception_caught(&mut self, ctx: &PipelineContext, error: DecodeError) {
-        log::warn!("closing the connection with {}: {error}", ctx.peer());
-        ctx.fail(error);
+        undecodable::close(&ctx.transport, error);
     }
 
     /// The peer closed its writing side, after what it sent was decoded and
@@ -189,11 +189,7 @@ impl<H: PipelineHandler> PipelineProtocol<H> {
     fn give_up(&mut self, ctx: &PipelineContext) {
         self.failed = true;
         self.pipeline.inner.borrow_mut().clear_inbound();
-        if !ctx.transport.is_closing() {
-            let why = "unrecoverable decode error";
-            log::warn!("closing the connection with {}: {why}", ctx.peer());
-            ctx.fail(DecodeError::Corrupt(why.to_owned()));
-        }
+        undecodable::give_up(&ctx.transport, "unrecoverable decode error");
     }
 }
 
