@@ -9,81 +9,14 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use twill::{
-    Bytes, ClientFactory, Connector, Factory, Protocol, Reactor, ReactorHandle, Reason, Transport,
-};
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-/// Runs the reactor until it stops, failing the test if a watchdog had to
-/// stop it after `LIMIT`.
-fn run(reactor: &Reactor) {
-    let handle = reactor.handle();
-    let (done, wait) = mpsc::channel::<()>();
-    let watchdog = thread::spawn(move || {
-        if wait.recv_timeout(LIMIT) == Err(mpsc::RecvTimeoutError::Timeout) {
-            handle.stop();
-            return true;
-        }
-        false
-    });
-    reactor.run().expect("reactor runs");
-    drop(done);
-    assert!(
-        !watchdog.join().unwrap(),
-        "the watchdog had to stop the reactor"
-    );
-}
-
-/// Listens with `factory` on `reactor`, runs `client` on another thread with
-/// the port's address and a handle on the reactor, runs the reactor until it
-/// is stopped, and returns what the client returned.
-fn serve<R: Send + 'static>(
-    reactor: &Reactor,
-    factory: impl Factory,
-    client: impl FnOnce(SocketAddr, ReactorHandle) -> R + Send + 'static,
-) -> R {
-    let port = reactor.listen_tcp("127.0.0.1:0", factory).unwrap();
-    let (addr, handle) = (port.host(), reactor.handle());
-    let client = thread::spawn(move || client(addr, handle));
-    run(reactor);
-    client.join().unwrap()
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    stream.set_write_timeout(Some(LIMIT)).unwrap();
-    stream
-}
+use twill::{Bytes, ClientFactory, Connector, Factory, Protocol, Reactor, Reason, Transport};
+use twill_test_support::events::{describe, Log};
+use twill_test_support::reactor::{connect, run, serve, LIMIT};
 
 fn read_to_end(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut all = Vec::new();
     stream.read_to_end(&mut all)?;
     Ok(all)
-}
-
-/// Events seen by a protocol, in order.
-#[derive(Clone, Default)]
-struct Log(Rc<RefCell<Vec<String>>>);
-
-impl Log {
-    fn push(&self, event: impl Into<String>) {
-        self.0.borrow_mut().push(event.into());
-    }
-    fn events(&self) -> Vec<String> {
-        self.0.borrow().clone()
-    }
-}
-
-fn describe(reason: &Reason) -> String {
-    match reason {
-        Reason::Done => "lost: done".into(),
-        Reason::Lost(err) => format!("lost: error {:?}", err.kind()),
-        Reason::Aborted => "lost: aborted".into(),
-        Reason::Failed(err) => format!("lost: failed {err}"),
-        other => format!("lost: {other}"),
-    }
 }
 
 /// Echoes, and records what happens to it.

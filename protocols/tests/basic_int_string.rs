@@ -7,9 +7,8 @@ mod support_basic;
 use std::time::Duration;
 
 use bytes::Bytes;
-use support_basic::{same_at_every_split, text};
+use support_basic::{feed, same_at_every_split, text};
 use twill::task::Clock;
-use twill::testing::StringTransport;
 use twill::Protocol;
 use twill_protocols::basic::{
     Int16StringReceiver, Int32StringReceiver, Int8StringReceiver, IntNStringReceiver,
@@ -41,18 +40,6 @@ impl StringReceiver for Rec {
             ctx.lose_connection();
         }
     }
-}
-
-fn feed<R: StringReceiver, const N: usize>(
-    mut protocol: IntNStringReceiver<R, N>,
-    chunks: &[&[u8]],
-) -> (IntNStringReceiver<R, N>, StringTransport) {
-    let transport = StringTransport::new();
-    protocol.connection_made(&transport.transport());
-    for chunk in chunks {
-        protocol.data_received(Bytes::copy_from_slice(chunk));
-    }
-    (protocol, transport)
 }
 
 #[derive(Debug, PartialEq)]

@@ -4,8 +4,7 @@
 mod support_basic;
 
 use bytes::Bytes;
-use support_basic::{same_at_every_split, same_at_sampled_splits, text};
-use twill::testing::StringTransport;
+use support_basic::{feed, same_at_every_split, same_at_sampled_splits, text};
 use twill::{Protocol, Reason};
 use twill_protocols::basic::{LineOnlyContext, LineOnlyReceiver, LineOnlyReceiverProtocol};
 
@@ -50,18 +49,6 @@ fn run(protocol: LineOnlyReceiverProtocol<Rec>, chunks: &[&[u8]]) -> Outcome {
         events: protocol.receiver().events.clone(),
         closed: transport.disconnecting(),
     }
-}
-
-fn feed<R: LineOnlyReceiver>(
-    mut protocol: LineOnlyReceiverProtocol<R>,
-    chunks: &[&[u8]],
-) -> (LineOnlyReceiverProtocol<R>, StringTransport) {
-    let transport = StringTransport::new();
-    protocol.connection_made(&transport.transport());
-    for chunk in chunks {
-        protocol.data_received(Bytes::copy_from_slice(chunk));
-    }
-    (protocol, transport)
 }
 
 fn lines(items: &[&str]) -> Vec<Ev> {

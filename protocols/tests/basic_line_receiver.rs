@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use support_basic::{same_at_every_split, same_at_sampled_splits, text};
+use support_basic::{feed, same_at_every_split, same_at_sampled_splits, text};
 use twill::task::Clock;
 use twill::testing::StringTransport;
 use twill::{Protocol, Reason};
@@ -73,19 +73,6 @@ impl LineReceiver for Rec {
     fn line_length_exceeded(&mut self, ctx: &LineContext, data: Bytes) {
         self.record(ctx, Ev::TooLong(text(&data)));
     }
-}
-
-/// Connects `protocol` to a new StringTransport and feeds it `chunks`.
-fn feed<R: LineReceiver>(
-    mut protocol: LineReceiverProtocol<R>,
-    chunks: &[&[u8]],
-) -> (LineReceiverProtocol<R>, StringTransport) {
-    let transport = StringTransport::new();
-    protocol.connection_made(&transport.transport());
-    for chunk in chunks {
-        protocol.data_received(Bytes::copy_from_slice(chunk));
-    }
-    (protocol, transport)
 }
 
 #[derive(Debug, PartialEq)]

@@ -4,8 +4,7 @@
 mod support_basic;
 
 use bytes::Bytes;
-use support_basic::{same_at_every_split, text};
-use twill::testing::StringTransport;
+use support_basic::{feed, same_at_every_split, text};
 use twill::Protocol;
 use twill_protocols::basic::{NetstringReceiver, StringContext, StringReceiver};
 
@@ -22,18 +21,6 @@ impl StringReceiver for Rec {
         self.received.push(text(&string));
         ctx.write(string);
     }
-}
-
-fn feed<R: StringReceiver>(
-    mut protocol: NetstringReceiver<R>,
-    chunks: &[&[u8]],
-) -> (NetstringReceiver<R>, StringTransport) {
-    let transport = StringTransport::new();
-    protocol.connection_made(&transport.transport());
-    for chunk in chunks {
-        protocol.data_received(Bytes::copy_from_slice(chunk));
-    }
-    (protocol, transport)
 }
 
 #[derive(Debug, PartialEq)]

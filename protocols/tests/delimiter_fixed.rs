@@ -6,7 +6,7 @@ mod support;
 use support::XorShift;
 
 use bytes::{Bytes, BytesMut};
-use support::{feed, same_at_every_split, Event};
+use support::{chunked, drive, feed, same_at_every_split, Event};
 use twill_protocols::codec::{
     DecodeError, Decoder, DelimiterBasedFrameDecoder, Delimiters, FixedLengthFrameDecoder,
 };
@@ -326,79 +326,6 @@ fn a_fixed_length_of_zero_is_rejected() {
 
 // Randomized runs.
 
-/// Like `support::feed`, checking after every `Ok(None)` that at most
-/// `bound` bytes stay buffered.
-fn drive<D: Decoder>(mut decoder: D, chunks: &[&[u8]], bound: usize) -> Vec<Event<D::Item>> {
-    let mut buffer = BytesMut::new();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        buffer.extend_from_slice(chunk);
-        loop {
-            let before = buffer.len();
-            match decoder.decode(&mut buffer) {
-                Ok(Some(item)) => {
-                    assert!(buffer.len() < before, "a frame consumes input");
-                    events.push(Event::Frame(item));
-                }
-                Ok(None) => {
-                    assert!(
-                        buffer.len() <= bound,
-                        "buffered {} of {bound}",
-                        buffer.len()
-                    );
-                    if buffer.len() == before || buffer.is_empty() {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    let stop = !err.is_recoverable();
-                    events.push(Event::Error(describe(&err)));
-                    if stop {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    loop {
-        match decoder.decode_eof(&mut buffer) {
-            Ok(Some(item)) => events.push(Event::Frame(item)),
-            Ok(None) => return events,
-            Err(err) => {
-                let stop = !err.is_recoverable();
-                events.push(Event::Error(describe(&err)));
-                if stop {
-                    return events;
-                }
-            }
-        }
-    }
-}
-
-fn describe(err: &DecodeError) -> String {
-    match err {
-        DecodeError::TooLongFrame { length, max } => format!("too long {length} > {max}"),
-        DecodeError::Truncated { remaining } => format!("truncated {remaining}"),
-        other => other.to_string(),
-    }
-}
-
-/// Splits `input` at random places (sometimes byte by byte).
-fn chunked<'a>(rng: &mut XorShift, input: &'a [u8]) -> Vec<&'a [u8]> {
-    if rng.chance(10) {
-        return input.chunks(1).collect();
-    }
-    let mut chunks = Vec::new();
-    let mut rest = input;
-    while !rest.is_empty() {
-        let at = 1 + rng.below(rest.len().min(16) as u64) as usize;
-        let (chunk, tail) = rest.split_at(at);
-        chunks.push(chunk);
-        rest = tail;
-    }
-    chunks
-}
-
 /// A byte from a small alphabet, so that delimiters are frequent.
 fn symbol(rng: &mut XorShift) -> u8 {
     match rng.below(10) {
@@ -478,7 +405,7 @@ fn random_delimited_inputs_in_random_chunks_match_the_model() {
             }
         }
         let bound = max + longest - 1;
-        let chunks = chunked(&mut rng, &input);
+        let chunks = chunked(&mut rng, &input, 16);
         let whole = drive(decoder.clone(), &[&input], bound);
         let split = drive(decoder.clone(), &chunks, bound);
         let context = format!("{delimiters:?} max {max} fail_fast {fail_fast} {chunks:?}");
@@ -507,7 +434,7 @@ fn random_fixed_length_inputs_in_random_chunks() {
         if tail > 0 {
             expected.push(error(&format!("truncated {tail}")));
         }
-        let chunks = chunked(&mut rng, &input);
+        let chunks = chunked(&mut rng, &input, 16);
         assert_eq!(
             drive(decoder, &chunks, length - 1),
             expected,

@@ -4,352 +4,19 @@
 //! `reverse_server` (five-digit length header, reversed body).
 //!
 //! The examples are built once with `cargo build -p twill-protocols
-//! --examples`; each child listens on 127.0.0.1:0 and the test reads the
-//! port from its `listening on ADDR` log line. Children are killed when a
-//! test ends, pass or fail. Every wait is bounded.
+//! --examples` (by `twill_test_support::process`); each child listens on
+//! 127.0.0.1:0 and the test reads the port from its `listening on ADDR` log
+//! line. Children are killed when a test ends, pass or fail. Every wait is
+//! bounded.
 
-use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
 
-/// How long to wait for any one thing a child or a socket should do.
-const WAIT: Duration = Duration::from_secs(10);
+use twill_test_support::client::Client;
+use twill_test_support::process::Proc;
 
-/// How long a socket must stay silent to count as "sent nothing".
-const QUIET: Duration = Duration::from_millis(150);
-
-// ---------------------------------------------------------------------------
-// Building and running the examples (as in the twill crate's tests)
-// ---------------------------------------------------------------------------
-
-/// The path of the example binary `name`, building all examples on first
-/// use.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<HashMap<String, PathBuf>, String>> = OnceLock::new();
-    let built = BUILT.get_or_init(build_examples);
-    match built {
-        Ok(paths) => paths
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no example named {name}; built: {paths:?}")),
-        Err(err) => panic!("building the examples failed:\n{err}"),
-    }
-}
-
-/// Runs `cargo build -p twill-protocols --examples` and reads where each
-/// example binary went from cargo's JSON messages (this honours
-/// CARGO_TARGET_DIR and any build configuration).
-fn build_examples() -> Result<HashMap<String, PathBuf>, String> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let output = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-p",
-            "twill-protocols",
-            "--examples",
-            "--message-format=json",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|err| format!("could not run cargo: {err}"))?;
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut paths = HashMap::new();
-    for line in stdout.lines() {
-        if !line.contains(r#""reason":"compiler-artifact""#)
-            || !line.contains(r#""kind":["example"]"#)
-        {
-            continue;
-        }
-        let target = &line[line.find(r#""target":"#).unwrap_or(0)..];
-        if let (Some(name), Some(exe)) =
-            (json_string(target, "name"), json_string(line, "executable"))
-        {
-            paths.insert(name, PathBuf::from(exe));
-        }
-    }
-    if paths.is_empty() {
-        return Err(format!("cargo reported no example binaries:\n{stdout}"));
-    }
-    Ok(paths)
-}
-
-/// The first string value of `"key":"…"` in a line of JSON (enough for
-/// cargo's messages: unescapes `\\` and `\"`).
-fn json_string(json: &str, key: &str) -> Option<String> {
-    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let mut value = String::new();
-    let mut chars = json[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(value),
-            '\\' => value.push(chars.next()?),
-            c => value.push(c),
-        }
-    }
-    None
-}
-
-/// A running example; killed (if still running) when dropped.
-struct Proc {
-    name: String,
-    child: Child,
-    stderr: Receiver<Option<String>>,
-    /// Every line so far, for failure messages.
-    transcript: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    /// Starts the example `name` listening on 127.0.0.1:0.
-    fn spawn(name: &str) -> Proc {
-        let mut child = Command::new(example(name))
-            .arg("127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("could not start {name}: {err}"));
-        let transcript = Arc::new(Mutex::new(Vec::new()));
-        // Nobody waits on stdout, but it is drained (and recorded) so the
-        // child never blocks on a full pipe.
-        let _stdout = lines(child.stdout.take().unwrap(), "out", &transcript);
-        let stderr = lines(child.stderr.take().unwrap(), "err", &transcript);
-        Proc {
-            name: name.to_owned(),
-            child,
-            stderr,
-            transcript,
-        }
-    }
-
-    fn transcript(&self) -> String {
-        self.transcript.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a line containing `needle` on stderr (where the log goes),
-    /// and returns it; lines before it are skipped.
-    fn wait_stderr(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(Some(line)) if line.contains(needle) => return line,
-                Ok(Some(_)) => {}
-                Ok(None) | Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{} closed its stderr before printing {needle:?}:\n{}",
-                    self.name,
-                    self.transcript()
-                ),
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{} did not print {needle:?} within {WAIT:?}:\n{}",
-                    self.name,
-                    self.transcript()
-                ),
-            }
-        }
-    }
-
-    /// The address from the `listening on ADDR` log line.
-    fn listening_addr(&self) -> SocketAddr {
-        let line = self.wait_stderr("listening on ");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_default();
-        let addr: SocketAddr = addr
-            .parse()
-            .unwrap_or_else(|_| panic!("no address in {line:?}"));
-        assert_eq!(addr.ip().to_string(), "127.0.0.1");
-        assert_ne!(addr.port(), 0);
-        addr
-    }
-
-    /// Sends SIGTERM with `kill -TERM PID`.
-    fn terminate(&self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
-    }
-
-    /// Waits for the child to exit: its stderr reaches EOF when it does.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{} did not exit within {WAIT:?}:\n{}",
-                    self.name,
-                    self.transcript()
-                ),
-            }
-        }
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the child") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} closed its stderr but did not exit within {WAIT:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads `pipe` line by line on a thread: `Some(line)` for each, `None` at
-/// EOF.
-fn lines(
-    pipe: impl Read + Send + 'static,
-    tag: &'static str,
-    transcript: &Arc<Mutex<Vec<String>>>,
-) -> Receiver<Option<String>> {
-    let (tx, rx) = mpsc::channel();
-    let transcript = transcript.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            transcript.lock().unwrap().push(format!("[{tag}] {line}"));
-            // The receiver may be gone (stdout is not read): keep draining.
-            let _ = tx.send(Some(line));
-        }
-        let _ = tx.send(None);
-    });
-    rx
-}
-
-// ---------------------------------------------------------------------------
-// A raw TCP client
-// ---------------------------------------------------------------------------
-
-struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.set_write_timeout(Some(WAIT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Client {
-            reader: BufReader::new(stream),
-        }
-    }
-
-    fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
-    }
-
-    fn send(&mut self, data: &[u8]) {
-        self.reader.get_mut().write_all(data).expect("send");
-    }
-
-    /// The next line, with its `\n`.
-    fn line(&mut self) -> Vec<u8> {
-        let mut line = Vec::new();
-        match self.reader.read_until(b'\n', &mut line) {
-            Ok(_) if line.ends_with(b"\n") => line,
-            Ok(_) => panic!(
-                "EOF instead of a line (got {:?})",
-                String::from_utf8_lossy(&line)
-            ),
-            Err(err) => panic!(
-                "no line within {WAIT:?}: {err} (got {:?})",
-                String::from_utf8_lossy(&line)
-            ),
-        }
-    }
-
-    /// The next line as text, with its line ending.
-    fn line_str(&mut self) -> String {
-        String::from_utf8(self.line()).expect("UTF-8 line")
-    }
-
-    /// Exactly `n` bytes.
-    fn read_exact(&mut self, n: usize) -> Vec<u8> {
-        let mut data = vec![0; n];
-        self.reader
-            .read_exact(&mut data)
-            .unwrap_or_else(|err| panic!("could not read {n} bytes within {WAIT:?}: {err}"));
-        data
-    }
-
-    /// Nothing arrives for a while.
-    fn expect_silence(&mut self) {
-        assert!(
-            self.reader.buffer().is_empty(),
-            "unexpected data: {:?}",
-            self.reader.buffer().escape_ascii().to_string()
-        );
-        self.stream().set_read_timeout(Some(QUIET)).unwrap();
-        let mut byte = [0];
-        let got = self.reader.get_mut().read(&mut byte);
-        self.stream().set_read_timeout(Some(WAIT)).unwrap();
-        match got {
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Ok(0) => panic!("the connection was closed"),
-            Ok(_) => panic!("unexpected data: {:?}", byte.escape_ascii().to_string()),
-            Err(err) => panic!("the connection failed: {err}"),
-        }
-    }
-
-    /// The server closed the connection (a clean EOF, or a reset if our
-    /// unread input was still in its socket), sending nothing more.
-    fn expect_closed(&mut self) {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) if rest.is_empty() => {}
-            Ok(_) => panic!("data before EOF: {:?}", rest.escape_ascii().to_string()),
-            Err(err) if err.kind() == io::ErrorKind::ConnectionReset && rest.is_empty() => {}
-            Err(err) => panic!(
-                "not closed within {WAIT:?}: {err} (after {:?})",
-                rest.escape_ascii().to_string()
-            ),
-        }
-    }
-
-    /// The server closed the connection cleanly: EOF, with nothing unread
-    /// before it and no reset.
-    fn expect_eof(&mut self) {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) if rest.is_empty() => {}
-            Ok(_) => panic!("data before EOF: {:?}", rest.escape_ascii().to_string()),
-            Err(err) => panic!("no clean EOF: {err} ({:?})", err.kind()),
-        }
-    }
-}
+/// The examples' cargo package.
+const PACKAGE: &str = "twill-protocols";
 
 // ---------------------------------------------------------------------------
 // chat_server
@@ -397,7 +64,7 @@ fn join(addr: SocketAddr, name: &str, others: &mut [Client]) -> Client {
 
 /// A chat server with `names` registered, in order.
 fn chat_with(names: &[&str]) -> (Proc, SocketAddr, Vec<Client>) {
-    let server = Proc::spawn("chat_server");
+    let server = Proc::example(PACKAGE, "chat_server", &["127.0.0.1:0"]);
     let addr = server.listening_addr();
     let mut clients = Vec::new();
     for name in names {
@@ -548,7 +215,7 @@ fn chat_server_closes_only_the_connection_that_sends_a_line_over_16384_bytes() {
 
     // One byte more closes carol's connection, and only hers.
     let too_long = format!("{}\r\n", "y".repeat(MAX_LINE + 1));
-    let _ = users[2].reader.get_mut().write_all(too_long.as_bytes());
+    let _ = users[2].try_send(too_long.as_bytes());
     users[2].expect_closed();
     drop(users.remove(2));
     assert_eq!(users[0].line_str(), left("carol"));
@@ -569,10 +236,7 @@ fn chat_server_closes_only_the_connection_that_sends_a_line_over_16384_bytes() {
 fn chat_server_closes_a_connection_as_soon_as_its_line_passes_the_limit() {
     let (_server, _addr, mut users) = chat_with(&["alice", "bob"]);
     // No line ending ever comes: the limit alone closes the connection.
-    let _ = users[1]
-        .reader
-        .get_mut()
-        .write_all("z".repeat(MAX_LINE + 1).as_bytes());
+    let _ = users[1].try_send("z".repeat(MAX_LINE + 1).as_bytes());
     users[1].expect_closed();
     drop(users.remove(1));
     assert_eq!(users[0].line_str(), left("bob"));
@@ -642,7 +306,7 @@ fn round_trip(client: &mut Client, bodies: &[&[u8]]) {
 }
 
 fn reverse_server() -> (Proc, SocketAddr) {
-    let server = Proc::spawn("reverse_server");
+    let server = Proc::example(PACKAGE, "reverse_server", &["127.0.0.1:0"]);
     let addr = server.listening_addr();
     (server, addr)
 }
@@ -787,7 +451,7 @@ fn pipeline_frame(header: [u8; 4], body: &[u8]) -> Vec<u8> {
 }
 
 fn codec_pipeline() -> (Proc, SocketAddr) {
-    let server = Proc::spawn("codec_pipeline");
+    let server = Proc::example(PACKAGE, "codec_pipeline", &["127.0.0.1:0"]);
     let addr = server.listening_addr();
     (server, addr)
 }

@@ -4,21 +4,22 @@
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::{mpsc, Once};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use log::Level;
 use twill::task::Clock;
 use twill::testing::StringTransport;
-use twill::{Bytes, Factory, Protocol, Reactor, ReactorHandle, Reason, Transport};
+use twill::{Bytes, Factory, Protocol, Reactor, Reason, Transport};
 use twill_protocols::handler::{
     hex_dump, AddressFilter, ByteFormat, Cidr, CidrParseError, FilterAction, IdleAware, IdleHandle,
     IdleState, IdleStateEvent, IdleStateHandler, LoggingHandler, ReadTimeout, ReadTimeoutHandler,
     WriteTimeout, WriteTimeoutHandler,
 };
+use twill_test_support::events::{describe, Log};
+use twill_test_support::reactor::{connect, serve, LIMIT};
 
 const ZERO: Duration = Duration::ZERO;
 
@@ -28,29 +29,6 @@ fn secs(s: u64) -> Duration {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// Events seen by a protocol, in order.
-#[derive(Clone, Default)]
-struct Log(Rc<RefCell<Vec<String>>>);
-
-impl Log {
-    fn push(&self, event: impl Into<String>) {
-        self.0.borrow_mut().push(event.into());
-    }
-    fn events(&self) -> Vec<String> {
-        self.0.borrow().clone()
-    }
-}
-
-fn describe(reason: &Reason) -> String {
-    match reason {
-        Reason::Done => "lost: done".into(),
-        Reason::Lost(err) => format!("lost: error {:?}", err.kind()),
-        Reason::Aborted => "lost: aborted".into(),
-        Reason::Failed(err) => format!("lost: failed {err}"),
-        other => format!("lost: {other}"),
-    }
 }
 
 /// Records what happens to it, with the clock's time for idle events.
@@ -705,49 +683,6 @@ fn address_filter_as_an_allow_list_over_both_families() {
 
 // ---------------------------------------------------------------------------
 // Loopback
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-/// Runs the reactor until it stops, failing the test if a watchdog had to
-/// stop it after `LIMIT`.
-fn run(reactor: &Reactor) {
-    let handle = reactor.handle();
-    let (done, wait) = mpsc::channel::<()>();
-    let watchdog = thread::spawn(move || {
-        if wait.recv_timeout(LIMIT) == Err(mpsc::RecvTimeoutError::Timeout) {
-            handle.stop();
-            return true;
-        }
-        false
-    });
-    reactor.run().expect("reactor runs");
-    drop(done);
-    assert!(
-        !watchdog.join().unwrap(),
-        "the watchdog had to stop the reactor"
-    );
-}
-
-/// Listens with `factory`, runs `client` on another thread, runs the
-/// reactor until it is stopped, and returns what the client returned.
-fn serve<R: Send + 'static>(
-    reactor: &Reactor,
-    factory: impl Factory,
-    client: impl FnOnce(SocketAddr, ReactorHandle) -> R + Send + 'static,
-) -> R {
-    let port = reactor.listen_tcp("127.0.0.1:0", factory).unwrap();
-    let (addr, handle) = (port.host(), reactor.handle());
-    let client = thread::spawn(move || client(addr, handle));
-    run(reactor);
-    client.join().unwrap()
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    stream.set_write_timeout(Some(LIMIT)).unwrap();
-    stream
-}
 
 /// What a `StopOnLost` does at `connection_made` (`None`) and with data.
 type Behaviour = Box<dyn FnMut(&Log, &Transport, Option<Bytes>)>;

@@ -1,11 +1,8 @@
 //! The runtime pipeline: ordering, mutation, pass-through, leftover
 //! handover, exceptions, and one real loopback connection.
 
-use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::rc::Rc;
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -19,19 +16,8 @@ use twill_protocols::codec::{
     DecodeError, Decoder, EncodeError, LineBasedFrameDecoder, LineEncoder, StringDecoder,
     StringEncoder,
 };
-
-/// A shared list of events.
-#[derive(Clone, Default)]
-struct Log(Rc<RefCell<Vec<String>>>);
-
-impl Log {
-    fn push(&self, event: impl Into<String>) {
-        self.0.borrow_mut().push(event.into());
-    }
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.borrow_mut())
-    }
-}
+use twill_test_support::events::Log;
+use twill_test_support::reactor::{serve, LIMIT};
 
 fn describe(message: &Message) -> String {
     if let Some(s) = message.downcast_ref::<String>() {
@@ -773,35 +759,21 @@ impl PipelineHandler for Upper {
 
 #[test]
 fn a_pipeline_per_connection_over_loopback() {
-    const LIMIT: Duration = Duration::from_secs(20);
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     let server_log = log.clone();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", move |_peer| {
-            let pipeline = Pipeline::new();
-            pipeline
-                .add_last("lines", Stage::decoder(LineBasedFrameDecoder::new(1024)))
-                .unwrap()
-                .add_last("utf8", Stage::message_decoder(StringDecoder))
-                .unwrap()
-                .add_last("encoder", Stage::encoder::<String, _>(LineEncoder::new()))
-                .unwrap();
-            PipelineProtocol::new(pipeline, Upper(server_log.clone()))
-        })
-        .unwrap();
-    let (addr, handle) = (port.host(), reactor.handle());
-
-    let (done, wait) = mpsc::channel::<()>();
-    let watchdog_handle = handle.clone();
-    let watchdog = thread::spawn(move || {
-        let fired = wait.recv_timeout(LIMIT) == Err(mpsc::RecvTimeoutError::Timeout);
-        if fired {
-            watchdog_handle.stop();
-        }
-        fired
-    });
-    let client = thread::spawn(move || {
+    let factory = move |_peer| {
+        let pipeline = Pipeline::new();
+        pipeline
+            .add_last("lines", Stage::decoder(LineBasedFrameDecoder::new(1024)))
+            .unwrap()
+            .add_last("utf8", Stage::message_decoder(StringDecoder))
+            .unwrap()
+            .add_last("encoder", Stage::encoder::<String, _>(LineEncoder::new()))
+            .unwrap();
+        PipelineProtocol::new(pipeline, Upper(server_log.clone()))
+    };
+    let replies = serve(&reactor, factory, |addr, handle| {
         let talk = || -> std::io::Result<Vec<u8>> {
             let mut replies = Vec::new();
             // Two connections, each with its own pipeline (and buffers).
@@ -820,13 +792,7 @@ fn a_pipeline_per_connection_over_loopback() {
         handle.stop();
         result
     });
-    reactor.run().unwrap();
-    drop(done);
-    assert!(
-        !watchdog.join().unwrap(),
-        "the watchdog had to stop the reactor"
-    );
-    let replies = client.join().unwrap().expect("the client talked");
+    let replies = replies.expect("the client talked");
     assert_eq!(
         String::from_utf8(replies).unwrap(),
         "HELLO\nWÖRLD\nBYE\nONE\nTWO\nLD\nBYE\n"

@@ -2,21 +2,20 @@
 //! `StringTransport` and a hand-advanced `Clock` (Twisted's own test
 //! timelines where it has them), and loopback tests with `std::net` peers.
 
-use std::cell::RefCell;
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use twill::task::Clock;
 use twill::testing::StringTransport;
-use twill::{Bytes, Factory, Protocol, Reactor, ReactorHandle, Reason, Transport};
+use twill::{Bytes, Factory, Protocol, Reactor, Reason, Transport};
 use twill_protocols::policies::{
     LimitConnectionsByPeer, LimitTotalConnections, ThrottlingFactory, TimeoutAware, TimeoutHandle,
     TimeoutProtocol,
 };
+use twill_test_support::events::{describe, Log};
+use twill_test_support::reactor::{connect, serve, LIMIT};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -30,29 +29,6 @@ fn secs_f(s: f64) -> Duration {
 fn pump(clock: &Clock, steps: &[f64]) {
     for &step in steps {
         clock.advance(secs_f(step));
-    }
-}
-
-/// Events seen by a protocol, in order.
-#[derive(Clone, Default)]
-struct Log(Rc<RefCell<Vec<String>>>);
-
-impl Log {
-    fn push(&self, event: impl Into<String>) {
-        self.0.borrow_mut().push(event.into());
-    }
-    fn events(&self) -> Vec<String> {
-        self.0.borrow().clone()
-    }
-}
-
-fn describe(reason: &Reason) -> String {
-    match reason {
-        Reason::Done => "lost: done".into(),
-        Reason::Lost(err) => format!("lost: error {:?}", err.kind()),
-        Reason::Aborted => "lost: aborted".into(),
-        Reason::Failed(err) => format!("lost: failed {err}"),
-        other => format!("lost: {other}"),
     }
 }
 
@@ -534,45 +510,6 @@ fn the_transports_own_pauses_pass_through() {
 
 // ---------------------------------------------------------------------------
 // Loopback
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn run(reactor: &Reactor) {
-    let handle = reactor.handle();
-    let (done, wait) = mpsc::channel::<()>();
-    let watchdog = thread::spawn(move || {
-        if wait.recv_timeout(LIMIT) == Err(mpsc::RecvTimeoutError::Timeout) {
-            handle.stop();
-            return true;
-        }
-        false
-    });
-    reactor.run().expect("reactor runs");
-    drop(done);
-    assert!(
-        !watchdog.join().unwrap(),
-        "the watchdog had to stop the reactor"
-    );
-}
-
-fn serve<R: Send + 'static>(
-    reactor: &Reactor,
-    factory: impl Factory,
-    client: impl FnOnce(SocketAddr, ReactorHandle) -> R + Send + 'static,
-) -> R {
-    let port = reactor.listen_tcp("127.0.0.1:0", factory).unwrap();
-    let (addr, handle) = (port.host(), reactor.handle());
-    let client = thread::spawn(move || client(addr, handle));
-    run(reactor);
-    client.join().unwrap()
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    stream.set_write_timeout(Some(LIMIT)).unwrap();
-    stream
-}
 
 /// Says hello, so a client knows it was served.
 struct Greeter;

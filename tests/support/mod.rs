@@ -1,69 +1,23 @@
-//! Helpers shared by the integration tests: a watchdog that bounds every
+//! Helpers shared by some of the twill crate's integration tests: a bounded
 //! reactor run, a capturing logger, and a loopback port that refuses
-//! connections.
+//! connections. Helpers shared with twill-protocols' tests live in the
+//! `twill-test-support` crate.
 
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, Once};
-use std::thread::JoinHandle;
+use std::sync::{Mutex, Once};
 use std::time::Duration;
 
-use twill::{Reactor, ReactorHandle};
+use twill::Reactor;
 
-/// Stops a reactor from another thread if the test has not finished within
-/// its time limit, so a broken rule fails the test instead of hanging it.
-pub struct Watchdog {
-    done: Option<mpsc::Sender<()>>,
-    fired: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Watchdog {
-    pub fn new(handle: ReactorHandle, limit: Duration) -> Watchdog {
-        let (done, wait) = mpsc::channel::<()>();
-        let fired = Arc::new(AtomicBool::new(false));
-        let flag = fired.clone();
-        let thread = std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
-                flag.store(true, Ordering::SeqCst);
-                handle.stop();
-            }
-        });
-        Watchdog {
-            done: Some(done),
-            fired,
-            thread: Some(thread),
-        }
-    }
-
-    /// Whether the watchdog had to stop the reactor.
-    pub fn fired(&self) -> bool {
-        self.fired.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        drop(self.done.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Runs `reactor` until the test stops it, failing the test if the
-/// watchdog has to stop it after `limit` instead.
+/// Runs `reactor` until the test stops it (with a 1 s shutdown timeout),
+/// failing the test if the watchdog of
+/// [`twill_test_support::reactor::run_bounded`] has to stop it after
+/// `limit` instead.
 pub fn run_bounded(reactor: &Reactor, limit: Duration) {
     reactor.set_shutdown_timeout(Duration::from_secs(1));
-    let watchdog = Watchdog::new(reactor.handle(), limit);
-    reactor.run().expect("reactor.run failed");
-    assert!(
-        !watchdog.fired(),
-        "the test did not stop the reactor within {limit:?}: the watchdog did"
-    );
+    twill_test_support::reactor::run_bounded(reactor, limit);
 }
 
 /// A loopback address where nothing listens: bound to find a free port,

@@ -58,6 +58,52 @@ fn drain<D: Decoder>(
     }
 }
 
+/// Like [`feed`], for randomized runs: feeds `chunks` to `decoder`,
+/// checking that every frame consumes input and that at most `most` bytes
+/// stay buffered after each `Ok(None)`.
+pub fn drive<D: Decoder>(mut decoder: D, chunks: &[&[u8]], most: usize) -> Vec<Event<D::Item>> {
+    let mut buffer = BytesMut::new();
+    let mut events = Vec::new();
+    for chunk in chunks {
+        buffer.extend_from_slice(chunk);
+        loop {
+            let before = buffer.len();
+            match decoder.decode(&mut buffer) {
+                Ok(Some(item)) => {
+                    assert!(buffer.len() < before, "a frame consumes input");
+                    events.push(Event::Frame(item));
+                }
+                Ok(None) => {
+                    assert!(buffer.len() <= most, "buffered {} of {most}", buffer.len());
+                    if buffer.len() == before || buffer.is_empty() {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    let stop = !err.is_recoverable();
+                    events.push(Event::Error(describe(&err)));
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    loop {
+        match decoder.decode_eof(&mut buffer) {
+            Ok(Some(item)) => events.push(Event::Frame(item)),
+            Ok(None) => return events,
+            Err(err) => {
+                let stop = !err.is_recoverable();
+                events.push(Event::Error(describe(&err)));
+                if stop {
+                    return events;
+                }
+            }
+        }
+    }
+}
+
 fn describe(err: &DecodeError) -> String {
     match err {
         DecodeError::TooLongFrame { length, max } => format!("too long {length} > {max}"),
@@ -120,4 +166,21 @@ impl XorShift {
         }
         chunks
     }
+}
+
+/// Splits `input` at random places into chunks of 1 to `max` bytes, or
+/// (one time in ten) byte by byte.
+pub fn chunked<'a>(rng: &mut XorShift, input: &'a [u8], max: usize) -> Vec<&'a [u8]> {
+    if rng.chance(10) {
+        return input.chunks(1).collect();
+    }
+    let mut chunks = Vec::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let at = 1 + rng.below(rest.len().min(max) as u64) as usize;
+        let (chunk, tail) = rest.split_at(at);
+        chunks.push(chunk);
+        rest = tail;
+    }
+    chunks
 }

@@ -1,9 +1,24 @@
-//! Helpers shared by the `basic_*` tests: feeding an input to a protocol
+//! Helpers shared by the `basic_*` tests: feeding an input to a protocol,
 //! in every way TCP could cut it.
 
 #![allow(dead_code)]
 
 use std::fmt::Debug;
+
+use bytes::Bytes;
+use twill::testing::StringTransport;
+use twill::Protocol;
+
+/// Connects `protocol` to a new `StringTransport` and feeds it `chunks`,
+/// one `data_received` each; returns both for inspection.
+pub fn feed<P: Protocol>(mut protocol: P, chunks: &[&[u8]]) -> (P, StringTransport) {
+    let transport = StringTransport::new();
+    protocol.connection_made(&transport.transport());
+    for chunk in chunks {
+        protocol.data_received(Bytes::copy_from_slice(chunk));
+    }
+    (protocol, transport)
+}
 
 /// The ways `input` may arrive: whole, in two pieces at every split point,
 /// byte by byte, and in packets of 2 to 9 bytes (Twisted's `test_buffer`
