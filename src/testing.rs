@@ -43,6 +43,8 @@ pub struct StringTransport {
 
 struct Recorder {
     written: RefCell<Vec<u8>>,
+    /// All bytes written, including those `clear` forgot.
+    total_written: Cell<u64>,
     peer: SocketAddr,
     host: SocketAddr,
     disconnecting: Cell<bool>,
@@ -69,6 +71,7 @@ impl StringTransport {
         StringTransport {
             inner: Rc::new(Recorder {
                 written: RefCell::new(Vec::new()),
+                total_written: Cell::new(0),
                 peer,
                 host,
                 disconnecting: Cell::new(false),
@@ -155,6 +158,8 @@ impl fmt::Debug for StringTransport {
 
 impl TransportImpl for Recorder {
     fn write(&self, data: Bytes) {
+        self.total_written
+            .set(self.total_written.get() + data.len() as u64);
         self.written.borrow_mut().extend_from_slice(&data);
     }
 
@@ -206,6 +211,15 @@ impl TransportImpl for Recorder {
 
     fn write_buffer_size(&self) -> usize {
         0
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.total_written.get()
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        // Everything written is "sent" at once.
+        self.total_written.get()
     }
 
     fn set_write_buffer_limits(&self, high: usize, low: usize) {

@@ -31,6 +31,8 @@ pub(crate) trait TransportImpl {
     fn set_tcp_keepalive(&self, on: bool) -> io::Result<()>;
     fn tcp_keepalive(&self) -> io::Result<bool>;
     fn write_buffer_size(&self) -> usize;
+    fn bytes_written(&self) -> u64;
+    fn bytes_sent(&self) -> u64;
     fn set_write_buffer_limits(&self, high: usize, low: usize);
     fn is_closing(&self) -> bool;
 }
@@ -193,6 +195,22 @@ impl Transport {
     /// Bytes written but not yet handed to the kernel.
     pub fn write_buffer_size(&self) -> usize {
         self.inner.write_buffer_size()
+    }
+
+    /// Bytes accepted by [`write`](Self::write) (and `write_sequence`) since
+    /// the connection was made, from anywhere. With
+    /// [`bytes_sent`](Self::bytes_sent), this lets a wrapper around a
+    /// protocol see its output exactly (idle detection, write timeouts,
+    /// throttling) without intercepting the writes.
+    pub fn bytes_written(&self) -> u64 {
+        self.inner.bytes_written()
+    }
+
+    /// Bytes handed to the kernel since the connection was made.
+    /// `bytes_written() - bytes_sent()` is what is buffered (or was
+    /// discarded by an abort).
+    pub fn bytes_sent(&self) -> u64 {
+        self.inner.bytes_sent()
     }
 
     /// Sets the write buffer's watermarks (asyncio's

@@ -1215,3 +1215,40 @@ fn connection_lost_comes_once_the_close_is_flushed_without_waiting_for_the_peer(
     assert_eq!(log.events(), ["lost: done"]);
     drop(stream);
 }
+
+#[test]
+fn the_transport_counts_bytes_written_and_bytes_sent() {
+    let reactor = Reactor::new().unwrap();
+    let counts = Rc::new(RefCell::new(Vec::new()));
+    let seen = counts.clone();
+    let got = serve(
+        &reactor,
+        move |_peer| {
+            let seen = seen.clone();
+            Inspect(move |t: &Transport| {
+                t.write("hello, ");
+                t.write_sequence(["wor", "ld"]);
+                seen.borrow_mut().push((t.bytes_written(), t.bytes_sent()));
+                let (later, transport) = (seen.clone(), t.clone());
+                twill::call_later(Duration::from_millis(1), move || {
+                    later
+                        .borrow_mut()
+                        .push((transport.bytes_written(), transport.bytes_sent()));
+                    transport.lose_connection();
+                });
+            })
+        },
+        |addr, handle| {
+            let mut stream = connect(addr);
+            let got = read_to_end(&mut stream).unwrap();
+            handle.stop();
+            got
+        },
+    );
+    assert_eq!(got, b"hello, world");
+    assert_eq!(
+        *counts.borrow(),
+        [(12, 0), (12, 12)],
+        "queued first, sent after the turn"
+    );
+}

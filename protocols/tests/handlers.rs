@@ -1010,3 +1010,20 @@ fn loopback_observe_output_holds_back_writer_idle_while_the_buffer_drains() {
         ]
     );
 }
+
+#[test]
+fn writer_idle_notices_writes_made_outside_the_protocols_callbacks() {
+    let (log, clock) = (Log::default(), Clock::new());
+    let recorder = StringTransport::new();
+    let mut handler = idle_handler(&log, &clock, ZERO, secs(3), ZERO);
+    handler.connection_made(&recorder.transport());
+    clock.advance(secs(2));
+    // Written past the handler (say from another connection's callback):
+    // the transport's counter shows it at the next look, the 3 s timer.
+    recorder.transport().write("a");
+    clock.pump(&[secs(1), secs(3)]);
+    assert_eq!(
+        log.events(),
+        ["made", "6s IdleStateEvent(WRITER_IDLE, first)"]
+    );
+}

@@ -57,6 +57,9 @@ struct ConnState {
     stream: Option<TcpStream>,
     out: VecDeque<Bytes>,
     out_len: usize,
+    /// Totals since the connection was made.
+    written: u64,
+    sent: u64,
     high: usize,
     low: usize,
     /// The protocol was told to pause writing.
@@ -130,6 +133,8 @@ impl Conn {
                 stream: None,
                 out: VecDeque::new(),
                 out_len: 0,
+                written: 0,
+                sent: 0,
                 high: DEFAULT_HIGH_WATERMARK,
                 low: DEFAULT_LOW_WATERMARK,
                 writing_paused: false,
@@ -540,6 +545,7 @@ fn write_out(st: &mut ConnState) -> io::Result<()> {
         stream,
         out,
         out_len,
+        sent,
         ..
     } = st;
     let Some(mut stream) = stream.as_ref() else {
@@ -564,6 +570,7 @@ fn write_out(st: &mut ConnState) -> io::Result<()> {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 *out_len -= n;
+                *sent += n as u64;
                 written_this_turn += n;
                 let mut left = n;
                 while left > 0 {
@@ -605,6 +612,7 @@ impl TransportImpl for Conn {
             return;
         }
         st.out_len += data.len();
+        st.written += data.len() as u64;
         st.out.push_back(data);
         self.mark_dirty(&mut st);
     }
@@ -660,6 +668,14 @@ impl TransportImpl for Conn {
 
     fn write_buffer_size(&self) -> usize {
         self.state.borrow().out_len
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.state.borrow().written
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.state.borrow().sent
     }
 
     fn set_write_buffer_limits(&self, high: usize, low: usize) {

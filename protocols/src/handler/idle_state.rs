@@ -116,13 +116,13 @@ pub trait IdleAware: Protocol {
 /// # What counts as activity
 ///
 /// Reading is every [`data_received`](Protocol::data_received). Writing is
-/// seen as the growth of the transport's write buffer across each call into
-/// the protocol (see [Seeing writes](crate::handler#seeing-writes)): writes
-/// the protocol makes from its own callbacks count, by the time they are
-/// queued (Netty counts a write when it completes). Writes made elsewhere
-/// count when they go through the [`IdleHandle`] (given to the protocol by
-/// [`with_handle`](Self::with_handle)), or are reported with
-/// [`IdleHandle::reset_write_timeout`].
+/// every byte written to the connection, read from the transport's counters
+/// before and after each call into the protocol and at each timer (see
+/// [Seeing writes](crate::handler#seeing-writes)); a write counts when it
+/// is queued (Netty counts it when it completes). A write made outside the
+/// protocol's callbacks is noticed at the next look; write through the
+/// [`IdleHandle`] (given by [`with_handle`](Self::with_handle)) to have it
+/// counted at its exact time.
 ///
 /// With [`observe_output`](Self::observe_output), as in Netty, a writer- or
 /// all-idle event after the first of a streak is not sent while the write
@@ -221,6 +221,9 @@ impl IdleHandle {
         match transport {
             Some(transport) => {
                 transport.write(data);
+                // Counted now, at its exact time: the next look must not
+                // count it again.
+                self.core.meter.look(&transport);
                 self.core.stamp_write();
             }
             None => log::warn!("IdleHandle::write with no connection: the data is dropped"),
@@ -291,7 +294,8 @@ impl Core {
         }
     }
 
-    /// Looks at the write buffer; growth is write activity.
+    /// Reads the output counters; bytes written since the last look are
+    /// write activity.
     fn look_at_output(&self) {
         let transport = self.transport.borrow().clone();
         if let Some(transport) = transport {

@@ -37,7 +37,7 @@ pub enum ByteFormat {
 /// | `pause_writing` / `resume_writing` | `WRITABILITY CHANGED: paused` / `resumed` | traffic level |
 /// | `connection_lost` | `INACTIVE: <reason>` | level |
 ///
-/// Writes are seen only as the growth of the write buffer during the inner
+/// Writes are seen through the transport's counters during the inner
 /// protocol's callbacks (see [Seeing writes](crate::handler#seeing-writes)),
 /// so they are logged by length, without their bytes; call [`hex_dump`]
 /// yourself to log what you send. Dumps are built only when their level is

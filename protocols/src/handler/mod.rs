@@ -17,25 +17,15 @@
 //!
 //! # Seeing writes
 //!
-//! twill's [`Transport`](twill::Transport) is a concrete type with no write
-//! hook, and a wrapper cannot hand its inner protocol a transport of its
-//! own, so no wrapper sees the bytes the inner protocol writes. What they
-//! can see is [`Transport::write_buffer_size`](twill::Transport::write_buffer_size):
-//! the reactor buffers every write made during a callback and flushes only
-//! after the callback returns, so the growth of the buffer across a call
-//! into the inner protocol is exactly what that call wrote. The wrappers
-//! read the buffer size before and after every call they delegate and when
-//! their timers run:
-//!
-//! * writes the inner protocol makes from its own callbacks (including
-//!   [`IdleAware::idle`]) are seen, by length only;
-//! * writes made from elsewhere (a timer of the protocol's own, another
-//!   connection's callback) are seen only if they are still buffered the
-//!   next time the wrapper looks; [`IdleHandle::write`] records them
-//!   exactly;
-//! * [`StringTransport`](twill::testing::StringTransport) reports an empty
-//!   buffer always, so in unit tests only what goes through an explicit
-//!   handle counts as written.
+//! A wrapper does not intercept what its inner protocol writes; it reads
+//! the transport's counters, [`bytes_written`](twill::Transport::bytes_written)
+//! and [`bytes_sent`](twill::Transport::bytes_sent), before and after every
+//! call it delegates and when its timers run. Every write counts, by
+//! length, whoever made it (the protocol's callbacks, its own timers,
+//! another connection's callback), from the moment it is queued; what was
+//! sent counts when the reactor hands it to the kernel.
+//! [`StringTransport`](twill::testing::StringTransport) counts every write
+//! as sent at once.
 
 mod address_filter;
 mod cidr;

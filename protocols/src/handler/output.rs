@@ -1,5 +1,4 @@
-//! What the wrappers can learn about a connection's output without a write
-//! hook: the growth of its write buffer (see the module docs of
+//! How the wrappers see a connection's output (see the module docs of
 //! [`handler`](crate::handler)), and where their time comes from.
 
 use std::cell::Cell;
@@ -7,26 +6,24 @@ use std::rc::Rc;
 
 use twill::{ReactorTime, Transport};
 
-/// Watches one connection's write buffer between looks.
-///
-/// The reactor flushes only after a callback returns, so looking right
-/// before and right after a call into a protocol gives exactly what that
-/// call wrote. Between callbacks the buffer drains (the reactor sent
-/// bytes) and may grow (someone else wrote); a look then sees only the net
-/// change.
+/// Watches one connection's output between looks, through the transport's
+/// [`bytes_written`](Transport::bytes_written) and
+/// [`bytes_sent`](Transport::bytes_sent) counters: every write counts,
+/// whoever made it.
 #[derive(Debug, Default)]
 pub(crate) struct OutputMeter {
-    last: Cell<usize>,
+    written: Cell<u64>,
+    sent: Cell<u64>,
 }
 
-/// What one look at the buffer found.
+/// What one look at the output found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Look {
-    /// Bytes that entered the buffer since the last look (at least).
+    /// Bytes written since the last look.
     pub(crate) added: usize,
-    /// Bytes that left it (at least).
+    /// Bytes sent since the last look.
     pub(crate) drained: usize,
-    /// What the buffer holds now.
+    /// What the write buffer holds now.
     pub(crate) size: usize,
 }
 
@@ -35,18 +32,20 @@ impl OutputMeter {
         OutputMeter::default()
     }
 
-    /// Looks at the buffer and compares with the last look.
+    /// Reads the counters and compares with the last look.
     pub(crate) fn look(&self, transport: &Transport) -> Look {
-        let size = transport.write_buffer_size();
-        let last = self.last.replace(size);
+        let written = transport.bytes_written();
+        let sent = transport.bytes_sent();
+        let added = written.saturating_sub(self.written.replace(written));
+        let drained = sent.saturating_sub(self.sent.replace(sent));
         Look {
-            added: size.saturating_sub(last),
-            drained: last.saturating_sub(size),
-            size,
+            added: usize::try_from(added).unwrap_or(usize::MAX),
+            drained: usize::try_from(drained).unwrap_or(usize::MAX),
+            size: transport.write_buffer_size(),
         }
     }
 
-    /// Bytes that entered the buffer since the last look.
+    /// Bytes written since the last look.
     pub(crate) fn added(&self, transport: &Transport) -> usize {
         self.look(transport).added
     }

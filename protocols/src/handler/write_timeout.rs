@@ -42,15 +42,13 @@ impl fmt::Display for WriteTimeout {
 impl Error for WriteTimeout {}
 
 /// Wraps any protocol and drops its connection when something it wrote is
-/// still unsent after `timeout`: Netty's `WriteTimeoutHandler`, measured
-/// on the transport's write buffer.
+/// still unsent after `timeout`: Netty's `WriteTimeoutHandler`.
 ///
-/// twill's [`Transport`] tells no one when a write completes, so the
-/// handler works from [`Transport::write_buffer_size`] (see
+/// The handler reads the transport's [`bytes_written`](Transport::bytes_written)
+/// and [`bytes_sent`](Transport::bytes_sent) counters (see
 /// [Seeing writes](crate::handler#seeing-writes)). The buffer is first in,
-/// first out: the handler counts the bytes that enter it during each call
-/// into the protocol, and a write is sent once as many bytes have left the
-/// buffer as had entered it up to that write. A write not sent within
+/// first out: a write is sent once as many bytes have been sent as had been
+/// written up to that write. A write not sent within
 /// `timeout` of being made times the connection out. Unlike a plain "the
 /// buffer stayed non-empty" rule, a producer that keeps the buffer between
 /// its watermarks while the peer keeps reading is not timed out. Writes

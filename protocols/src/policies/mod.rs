@@ -6,11 +6,8 @@
 //!
 //! Twisted builds these on `ProtocolWrapper`, which stands between the real
 //! transport and the wrapped protocol and so sees every write. A twill
-//! wrapper cannot hand its inner protocol a transport of its own (the
-//! [`Transport`](twill::Transport) type has no public constructor and no
-//! write hook), so writes are seen from the growth of the transport's write
-//! buffer across each call into the inner protocol; see
-//! [Seeing writes](crate::handler#seeing-writes).
+//! wrapper shares its inner protocol's transport and reads its write
+//! counters instead; see [Seeing writes](crate::handler#seeing-writes).
 //!
 //! Everything that waits takes an `Rc<dyn ReactorTime>` through a `clock`
 //! builder method (else the current thread's reactor), so tests use

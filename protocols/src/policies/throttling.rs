@@ -40,11 +40,10 @@ const WINDOW: Duration = Duration::from_secs(1);
 ///
 /// # Writes
 ///
-/// Writes are counted from the growth of each connection's write buffer
-/// (see [Seeing writes](crate::handler#seeing-writes)): exactly, for writes
-/// made in the inner protocol's callbacks; at the next look (the next
-/// callback or window boundary) for writes made elsewhere, and then only
-/// if they are still buffered. When the window's count passes the write
+/// Writes are counted from each connection's write counter (see
+/// [Seeing writes](crate::handler#seeing-writes)): at once for writes made
+/// in the inner protocol's callbacks, at the next look (the next callback
+/// or window boundary) for writes made elsewhere. When the window's count passes the write
 /// limit, every inner protocol is told
 /// [`pause_writing`](Protocol::pause_writing), and
 /// [`resume_writing`](Protocol::resume_writing) once a window boundary
