@@ -1,8 +1,14 @@
 //! Echoes back whatever each client sends.
 //!
 //! ```text
-//! cargo run --example echo_server [ADDR]      # default 127.0.0.1:8007
+//! cargo run --example echo_server [ADDR] [THREADS]   # default 127.0.0.1:8007, 1 thread
 //! ```
+//!
+//! With several threads, each runs its own reactor listening on the same
+//! port (SO_REUSEPORT) and the kernel spreads connections across them: how
+//! a twill server uses several cores.
+
+use std::io;
 
 use twill::{Bytes, Protocol, Reactor, Transport};
 
@@ -22,13 +28,45 @@ impl Protocol for Echo {
     }
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8007".into());
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8007".into());
+    let threads: usize = match args.next() {
+        Some(n) => n
+            .parse()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        None => 1,
+    };
     let reactor = Reactor::new()?;
-    let port = reactor.listen_tcp(addr.as_str(), |_peer| Echo { transport: None })?;
-    log::info!("listening on {}", port.host());
-    reactor.run()
+    if threads <= 1 {
+        let port = reactor.listen_tcp(addr.as_str(), |_peer| Echo { transport: None })?;
+        log::info!("listening on {}", port.host());
+        return reactor.run();
+    }
+    let port = reactor.listen_tcp_reuse_port(addr.as_str(), |_peer| Echo { transport: None })?;
+    let bound = port.host();
+    let mut workers = Vec::new();
+    for _ in 1..threads {
+        let (ready, wait) = std::sync::mpsc::channel();
+        workers.push(std::thread::spawn(move || -> io::Result<()> {
+            let reactor = Reactor::new()?;
+            let listening = reactor.listen_tcp_reuse_port(bound, |_peer| Echo { transport: None });
+            let started = listening.as_ref().map(|_| ()).map_err(|e| e.kind());
+            let _ = ready.send(started);
+            listening?;
+            reactor.run()
+        }));
+        wait.recv()
+            .map_err(|_| io::Error::other("a worker thread died"))?
+            .map_err(io::Error::from)?;
+    }
+    log::info!("listening on {bound} with {threads} reactor threads");
+    let result = reactor.run();
+    for worker in workers {
+        worker
+            .join()
+            .map_err(|_| io::Error::other("a worker thread panicked"))??;
+    }
+    result
 }

@@ -228,3 +228,21 @@ fn echo_server_out_of_file_descriptors_backs_off_instead_of_spinning() {
     client.send(b"still here\n");
     assert_eq!(client.line(), b"still here\n");
 }
+
+#[test]
+fn echo_server_with_several_reactor_threads_echoes_on_each_and_stops_on_sigterm() {
+    let mut server = Proc::example(PACKAGE, "echo_server", &["127.0.0.1:0", "3"]);
+    let addr = server.listening_addr();
+    let mut clients: Vec<Client> = (0..12).map(|_| Client::connect(addr)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let line = format!("client {i}\n");
+        client.send(line.as_bytes());
+        assert_eq!(client.line(), line.as_bytes());
+    }
+    server.terminate();
+    for client in &mut clients {
+        client.expect_eof();
+    }
+    let status = server.wait_exit();
+    assert!(status.success(), "echo_server exited with {status}");
+}

@@ -1252,3 +1252,45 @@ fn the_transport_counts_bytes_written_and_bytes_sent() {
         "queued first, sent after the turn"
     );
 }
+
+#[test]
+fn reactors_on_several_threads_can_share_a_port_and_the_kernel_spreads_connections() {
+    let reactor = Reactor::new().unwrap();
+    let port = reactor
+        .listen_tcp_reuse_port("127.0.0.1:0", |_peer| Inspect(|t: &Transport| t.write("A")))
+        .unwrap();
+    let addr = port.host();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let second = thread::spawn(move || {
+        let reactor = Reactor::new().unwrap();
+        reactor
+            .listen_tcp_reuse_port(addr, |_peer| Inspect(|t: &Transport| t.write("B")))
+            .unwrap();
+        ready_tx.send(reactor.handle()).unwrap();
+        run(&reactor);
+    });
+    let second_handle = ready_rx.recv_timeout(LIMIT).unwrap();
+    let handle = reactor.handle();
+    let client = thread::spawn(move || {
+        let mut served_by = std::collections::BTreeSet::new();
+        let mut streams = Vec::new();
+        for _ in 0..64 {
+            let mut stream = connect(addr);
+            let mut who = [0; 1];
+            stream.read_exact(&mut who).unwrap();
+            served_by.insert(who[0]);
+            streams.push(stream);
+        }
+        handle.stop();
+        second_handle.stop();
+        served_by
+    });
+    run(&reactor);
+    let served_by = client.join().unwrap();
+    second.join().unwrap();
+    assert_eq!(
+        served_by.into_iter().collect::<Vec<_>>(),
+        b"AB",
+        "both reactors served connections"
+    );
+}

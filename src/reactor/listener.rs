@@ -53,11 +53,12 @@ pub(super) fn listen(
     core: &Rc<Core>,
     addr: impl ToSocketAddrs,
     factory: Box<dyn DynFactory>,
+    reuse_port: bool,
 ) -> io::Result<ListeningPort> {
     let mut last_err = None;
     let mut bound = None;
     for addr in addr.to_socket_addrs()? {
-        match bind(addr) {
+        match bind(addr, reuse_port) {
             Ok(listener) => {
                 bound = Some(listener);
                 break;
@@ -104,9 +105,12 @@ pub(super) fn listen(
     Ok(ListeningPort { inner })
 }
 
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        set_reuse_port(&socket)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -114,6 +118,25 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+#[cfg(all(
+    unix,
+    not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
+))]
+fn set_reuse_port(socket: &Socket) -> io::Result<()> {
+    socket.set_reuse_port(true)
+}
+
+#[cfg(not(all(
+    unix,
+    not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
+)))]
+fn set_reuse_port(_socket: &Socket) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "SO_REUSEPORT is not available on this platform",
+    ))
 }
 
 impl ListeningPort {

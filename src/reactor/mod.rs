@@ -389,7 +389,49 @@ impl Reactor {
         addr: impl std::net::ToSocketAddrs,
         factory: impl Factory,
     ) -> io::Result<ListeningPort> {
-        listener::listen(&self.core, addr, Box::new(factory))
+        listener::listen(&self.core, addr, Box::new(factory), false)
+    }
+
+    /// Listens as [`listen_tcp`](Self::listen_tcp) does, with SO_REUSEPORT:
+    /// reactors on several threads may each listen on the same address and
+    /// port, and the kernel spreads incoming connections across them. This
+    /// is how a twill server uses several cores: one reactor per thread,
+    /// each with its own listening socket, factory and connections (bind the
+    /// first with port 0 if you like, then the others to the port it got).
+    ///
+    /// # Errors
+    ///
+    /// As `listen_tcp`; `Unsupported` where the platform has no
+    /// SO_REUSEPORT.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use twill::{Protocol, Reactor};
+    ///
+    /// struct Discard;
+    /// impl Protocol for Discard {
+    ///     fn data_received(&mut self, _: Bytes) {}
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let first = reactor.listen_tcp_reuse_port("127.0.0.1:0", |_peer| Discard)?;
+    /// let addr = first.host();
+    /// let worker = std::thread::spawn(move || -> std::io::Result<u16> {
+    ///     let reactor = Reactor::new()?;
+    ///     let port = reactor.listen_tcp_reuse_port(addr, |_peer| Discard)?;
+    ///     Ok(port.host().port())
+    /// });
+    /// assert_eq!(worker.join().unwrap()?, addr.port());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_tcp_reuse_port(
+        &self,
+        addr: impl std::net::ToSocketAddrs,
+        factory: impl Factory,
+    ) -> io::Result<ListeningPort> {
+        listener::listen(&self.core, addr, Box::new(factory), true)
     }
 
     /// Connects to `addr` with a 30 s timeout; see
