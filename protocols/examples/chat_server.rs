@@ -104,7 +104,7 @@ impl Handler for Chat {
         }
     }
 
-    fn connection_lost(&mut self, reason: &Reason) {
+    fn connection_lost(&mut self, _ctx: &Context<String>, reason: &Reason) {
         let Some(name) = self.name.take() else {
             log::info!("{} left without a name ({reason})", self.peer);
             return;

@@ -82,7 +82,7 @@ impl PipelineHandler for Recorder {
         self.log.push("eof");
         false
     }
-    fn connection_lost(&mut self, reason: &Reason) {
+    fn connection_lost(&mut self, _ctx: &PipelineContext, reason: &Reason) {
         self.log.push(format!("lost {}", reason.is_clean()));
     }
 }
@@ -752,7 +752,7 @@ impl PipelineHandler for Upper {
             ctx.lose_connection();
         }
     }
-    fn connection_lost(&mut self, reason: &Reason) {
+    fn connection_lost(&mut self, _ctx: &PipelineContext, reason: &Reason) {
         self.0.push(format!("lost clean={}", reason.is_clean()));
     }
 }

@@ -48,9 +48,11 @@ pub trait Handler: 'static {
         false
     }
 
-    /// The connection is gone; called once, last.
-    fn connection_lost(&mut self, reason: &Reason) {
-        let _ = reason;
+    /// The connection is gone; called once, last. Writes through `ctx` are
+    /// dropped now, but it still tells which connection this was (to
+    /// announce a departure to the others, say).
+    fn connection_lost(&mut self, ctx: &Context<Self::Reply>, reason: &Reason) {
+        let _ = (ctx, reason);
     }
 
     /// The write buffer went over its high watermark.
@@ -285,7 +287,9 @@ where
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
-        self.handler.connection_lost(reason);
+        if let Some(ctx) = &self.ctx {
+            self.handler.connection_lost(ctx, reason);
+        }
     }
 
     fn pause_writing(&mut self) {

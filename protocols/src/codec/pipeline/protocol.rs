@@ -103,9 +103,10 @@ pub trait PipelineHandler: 'static {
         false
     }
 
-    /// The connection is gone; called once, last.
-    fn connection_lost(&mut self, reason: &Reason) {
-        let _ = reason;
+    /// The connection is gone; called once, last. Writes through `ctx` are
+    /// dropped now, but it still tells which connection this was.
+    fn connection_lost(&mut self, ctx: &PipelineContext, reason: &Reason) {
+        let _ = (ctx, reason);
     }
 
     /// The write buffer went over its high watermark.
@@ -225,7 +226,9 @@ impl<H: PipelineHandler> Protocol for PipelineProtocol<H> {
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
-        self.handler.connection_lost(reason);
+        if let Some(ctx) = &self.ctx {
+            self.handler.connection_lost(ctx, reason);
+        }
     }
 
     fn pause_writing(&mut self) {
