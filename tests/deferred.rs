@@ -684,3 +684,39 @@ fn a_callback_returning_a_deferred_whose_result_went_elsewhere_ends_the_chain() 
     let error = outer.result().unwrap().unwrap_err();
     assert!(error.to_string().contains("already passed on"), "{error}");
 }
+
+#[test]
+fn peeking_at_a_pending_deferred_does_not_strand_the_future_awaiting_it() {
+    let reactor = Reactor::new().unwrap();
+    let d: Deferred<i32> = Deferred::new();
+    let awaited = Deferred::from_future({
+        let d = d.clone();
+        async move { d.await }
+    });
+    let peek = d.clone();
+    reactor.call_later(Duration::from_millis(1), move || {
+        assert!(peek.result().is_none())
+    });
+    let fire = d.clone();
+    reactor.call_later(Duration::from_millis(2), move || fire.callback(7));
+    assert_eq!(run_until(&reactor, &awaited).unwrap(), 7);
+}
+
+#[test]
+fn two_futures_awaiting_one_deferred_both_finish_and_one_gets_the_result() {
+    let reactor = Reactor::new().unwrap();
+    let d: Deferred<i32> = Deferred::new();
+    let (a, b) = (d.clone(), d.clone());
+    let both = Deferred::from_future(async move {
+        let first = Deferred::from_future(async move { Ok(a.await.is_ok()) });
+        let second = Deferred::from_future(async move { Ok(b.await.is_ok()) });
+        Ok((first.await?, second.await?))
+    });
+    let fire = d.clone();
+    reactor.call_later(Duration::from_millis(1), move || fire.callback(1));
+    let (first, second) = run_until(&reactor, &both).unwrap();
+    assert!(
+        first != second,
+        "exactly one awaiter gets the value: {first} {second}"
+    );
+}

@@ -103,7 +103,9 @@ struct State {
     canceller: Option<Canceller>,
     /// A canceller-less `cancel` swallows the one late firing to come.
     swallow_next_fire: bool,
-    waker: Option<Waker>,
+    /// Futures awaiting the result (several clones may be awaited; the
+    /// first to poll once it is ready takes it).
+    wakers: Vec<Waker>,
     /// The type `callback` takes, and the type the last link produces.
     fire_type: (TypeId, &'static str),
     tail_type: (TypeId, &'static str),
@@ -139,7 +141,7 @@ impl Chain {
                 running: false,
                 canceller: None,
                 swallow_next_fire: false,
-                waker: None,
+                wakers: Vec::new(),
                 fire_type: ty,
                 tail_type: ty,
             }),
@@ -281,20 +283,31 @@ impl Chain {
         }
     }
 
-    /// Takes the result for an `await`, or registers the waker.
-    pub(crate) fn poll_take(&self, waker: &Waker) -> Option<Outcome> {
+    /// Takes the result for an `await` (or for `result()`, with no waker),
+    /// or registers the waker to be woken when it is ready.
+    pub(crate) fn poll_take(&self, waker: Option<&Waker>) -> Option<Outcome> {
         let mut st = self.st.borrow_mut();
         let idle = st.links.is_empty() && !st.running && st.paused == 0 && st.waiting_on.is_none();
         match &st.slot {
             Slot::Ready(_) if idle => match mem::replace(&mut st.slot, Slot::Consumed) {
-                Slot::Ready(outcome) => Some(outcome),
+                Slot::Ready(outcome) => {
+                    // Anyone else awaiting learns the result went elsewhere.
+                    let others = mem::take(&mut st.wakers);
+                    drop(st);
+                    others.into_iter().for_each(Waker::wake);
+                    Some(outcome)
+                }
                 _ => unreachable!(),
             },
             Slot::Consumed => Some(Err(Failure::new(
                 "the Deferred's result was already passed on to another Deferred or await",
             ))),
             _ => {
-                st.waker = Some(waker.clone());
+                if let Some(waker) = waker {
+                    if !st.wakers.iter().any(|w| w.will_wake(waker)) {
+                        st.wakers.push(waker.clone());
+                    }
+                }
                 None
             }
         }
@@ -315,11 +328,9 @@ impl Chain {
         loop {
             let Some(link) = st.links.pop_front() else {
                 st.running = false;
-                let waker = st.waker.take();
+                let wakers = mem::take(&mut st.wakers);
                 drop(st);
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
+                wakers.into_iter().for_each(Waker::wake);
                 return Next::Pop;
             };
             let outcome = match mem::replace(&mut st.slot, Slot::Empty) {

@@ -447,8 +447,7 @@ impl<T: 'static> Deferred<T> {
     /// Deferred holds nothing (its failure counts as handled).
     pub fn result(&self) -> Option<Result<T, Failure>> {
         self.chain.check_tail_type::<T>();
-        let waker = std::task::Waker::noop();
-        self.chain.poll_take(waker).map(outcome_to_result::<T>)
+        self.chain.poll_take(None).map(outcome_to_result::<T>)
     }
 }
 
@@ -462,7 +461,7 @@ impl<T: 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.chain.poll_take(cx.waker()) {
+        match self.chain.poll_take(Some(cx.waker())) {
             Some(outcome) => Poll::Ready(outcome_to_result::<T>(outcome)),
             None => Poll::Pending,
         }

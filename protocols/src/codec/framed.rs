@@ -105,7 +105,8 @@ impl<Out: 'static> Context<Out> {
     /// (e.g. too long for its length field) is a bug in the sender: it is
     /// logged and the connection is closed with that error, so nothing is
     /// dropped silently.
-    pub fn write(&self, message: Out) {
+    pub fn write(&self, message: impl Into<Out>) {
+        let message = message.into();
         let encoded = {
             let mut state = self.encoder.borrow_mut();
             let EncodeState { encoder, scratch } = &mut *state;

@@ -14,8 +14,10 @@ use super::{DecodeError, Decoder};
 /// A line ends at `\n`; a `\r` just before it is part of the delimiter, a
 /// lone `\r` is data. `max_length` bounds a line without its delimiter (a
 /// line of exactly `max_length` bytes is accepted). A longer line is
-/// skipped and reported as [`DecodeError::TooLongFrame`]; decoding goes on
-/// with the next line. With `fail_fast` (off by default, as in Netty) the
+/// skipped and reported as [`DecodeError::TooLongFrame`]; the decoder can
+/// go on with the next line, but the default
+/// [`Handler::exception_caught`](super::Handler::exception_caught) closes
+/// the connection (override it to carry on). With `fail_fast` (off by default, as in Netty) the
 /// error comes as soon as the limit is passed, else once the end of the
 /// long line arrives. Scanning resumes where it stopped, so a long line
 /// arriving in small pieces is scanned once.
