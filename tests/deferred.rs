@@ -689,10 +689,8 @@ fn a_callback_returning_a_deferred_whose_result_went_elsewhere_ends_the_chain() 
 fn peeking_at_a_pending_deferred_does_not_strand_the_future_awaiting_it() {
     let reactor = Reactor::new().unwrap();
     let d: Deferred<i32> = Deferred::new();
-    let awaited = Deferred::from_future({
-        let d = d.clone();
-        async move { d.await }
-    });
+    // A Deferred is a future: from_future polls it like any other.
+    let awaited = Deferred::from_future(d.clone());
     let peek = d.clone();
     reactor.call_later(Duration::from_millis(1), move || {
         assert!(peek.result().is_none())
