@@ -204,6 +204,10 @@ impl<F: ClientFactory> ReconnectingClientFactory<F> {
         if !st.continue_trying {
             return;
         }
+        if st.clock.is_none() && Reactor::current().is_some_and(|reactor| reactor.is_stopping()) {
+            // The reactor is going down: a retry would never run.
+            return;
+        }
         st.retries += 1;
         if let Some(max) = st.max_retries {
             if st.retries > max {

@@ -739,3 +739,39 @@ fn reset_delay_restores_the_initial_delay_and_resumes_trying() {
         "no callbacks without a connector"
     );
 }
+
+/// Stops the reactor as soon as it is connected.
+struct StopWhenConnected;
+
+impl twill::Protocol for StopWhenConnected {
+    fn connection_made(&mut self, _transport: &twill::Transport) {
+        twill::stop();
+    }
+    fn data_received(&mut self, _data: twill::Bytes) {}
+}
+
+#[test]
+fn a_connection_lost_while_the_reactor_stops_schedules_no_retry() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut stream, _) = server.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+    });
+    let reactor = twill::Reactor::new().unwrap();
+    let factory = twill::ReconnectingClientFactory::new(|_peer| StopWhenConnected);
+    reactor.connect_tcp(addr, factory.clone()).unwrap();
+    let watchdog = reactor.call_later(Duration::from_secs(10), twill::stop);
+    reactor.run().unwrap();
+    assert!(watchdog.active(), "stopped by the watchdog");
+    peer.join().unwrap();
+    assert_eq!(
+        factory.retries(),
+        0,
+        "no retry was scheduled during shutdown"
+    );
+}

@@ -282,6 +282,11 @@ impl Reactor {
         self.core.state.get() == RunState::Running
     }
 
+    /// Whether the reactor is stopping or has stopped.
+    pub fn is_stopping(&self) -> bool {
+        self.core.is_shutting_down()
+    }
+
     /// A `Send + Clone` handle for other threads:
     /// [`call_from_thread`](ReactorHandle::call_from_thread) and
     /// [`stop`](ReactorHandle::stop).
