@@ -21,13 +21,13 @@
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use twill::{Bytes, Protocol, Reactor, Reason, Transport};
+use twill::{Protocol, Reactor};
 use twill_protocols::codec::{
     Context, DecodeError, Decoder, EncodeError, Encoder, Framed, Handler,
     LengthFieldBasedFrameDecoder, StringDecoder,
 };
 use twill_protocols::handler::{
-    IdleAware, IdleState, IdleStateEvent, IdleStateHandler, LoggingHandler, WriteTimeoutHandler,
+    IdleHandler, IdleState, IdleStateEvent, IdleStateHandler, LoggingHandler, WriteTimeoutHandler,
 };
 
 /// The largest frame accepted, header included.
@@ -66,38 +66,14 @@ impl Handler for Trimmer {
     }
 }
 
-/// The codec and handler, closing the connection when the peer is silent.
-struct Session<P>(P);
-
-impl<P: Protocol> Protocol for Session<P> {
-    fn connection_made(&mut self, transport: &Transport) {
-        self.0.connection_made(transport);
-    }
-    fn data_received(&mut self, data: Bytes) {
-        self.0.data_received(data);
-    }
-    fn eof_received(&mut self) -> bool {
-        self.0.eof_received()
-    }
-    fn connection_lost(&mut self, reason: &Reason) {
-        self.0.connection_lost(reason);
-    }
-    fn pause_writing(&mut self) {
-        self.0.pause_writing();
-    }
-    fn resume_writing(&mut self) {
-        self.0.resume_writing();
-    }
-}
-
-impl<P: Protocol> IdleAware for Session<P> {
-    fn idle(&mut self, transport: &Transport, event: IdleStateEvent) {
+impl IdleHandler for Trimmer {
+    fn idle(&mut self, ctx: &Context<String>, event: IdleStateEvent) {
         if event.state() == IdleState::ReaderIdle {
             log::info!(
                 "{} has been silent for {READER_IDLE:?}; closing",
-                transport.peer()
+                ctx.peer()
             );
-            transport.lose_connection();
+            ctx.lose_connection();
         }
     }
 }
@@ -113,8 +89,8 @@ fn build() -> impl Protocol {
     let decoder = frames
         .and_then(StringDecoder)
         .and_then(|text: String| Ok::<_, DecodeError>(text.trim().to_owned()));
-    let session = Session(Framed::new(decoder, ReplyEncoder, Trimmer));
-    let idle = IdleStateHandler::new(session, READER_IDLE, Duration::ZERO, Duration::ZERO);
+    let framed = Framed::new(decoder, ReplyEncoder, Trimmer);
+    let idle = IdleStateHandler::new(framed, READER_IDLE, Duration::ZERO, Duration::ZERO);
     LoggingHandler::new(WriteTimeoutHandler::new(idle, WRITE_TIMEOUT)).name("codec_pipeline")
 }
 

@@ -1027,3 +1027,43 @@ fn writer_idle_notices_writes_made_outside_the_protocols_callbacks() {
         ["made", "6s IdleStateEvent(WRITER_IDLE, first)"]
     );
 }
+
+#[test]
+fn a_codec_handler_hears_idle_events_through_framed() {
+    use twill_protocols::codec::{
+        Context, Decoder, Framed, Handler, LineBasedFrameDecoder, LineEncoder, StringDecoder,
+    };
+    use twill_protocols::handler::{IdleHandler, IdleState};
+
+    struct Quiet;
+    impl Handler for Quiet {
+        type Message = String;
+        type Reply = String;
+        fn message_received(&mut self, _ctx: &Context<String>, _line: String) {}
+    }
+    impl IdleHandler for Quiet {
+        fn idle(&mut self, ctx: &Context<String>, event: IdleStateEvent) {
+            if event.state() == IdleState::ReaderIdle {
+                ctx.write("bye");
+                ctx.lose_connection();
+            }
+        }
+    }
+
+    let clock = Clock::new();
+    let recorder = StringTransport::new();
+    let framed = Framed::new(
+        LineBasedFrameDecoder::new(64).and_then(StringDecoder),
+        LineEncoder::new(),
+        Quiet,
+    );
+    let mut idle = IdleStateHandler::new(framed, secs(5), ZERO, ZERO).clock(Rc::new(clock.clone()));
+    idle.connection_made(&recorder.transport());
+    clock.advance(secs(4));
+    idle.data_received(Bytes::from_static(b"still here\n"));
+    clock.advance(secs(4));
+    assert!(!recorder.disconnecting());
+    clock.advance(secs(1));
+    assert_eq!(recorder.value(), b"bye\n");
+    assert!(recorder.disconnecting());
+}

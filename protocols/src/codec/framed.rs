@@ -211,6 +211,12 @@ where
         &mut self.handler
     }
 
+    /// The handler and its context, once the connection is made.
+    pub fn handler_and_context(&mut self) -> Option<(&mut H, &Context<H::Reply>)> {
+        let ctx = self.ctx.as_ref()?;
+        Some((&mut self.handler, ctx))
+    }
+
     fn decode_all(&mut self, eof: bool) {
         let Some(ctx) = self.ctx.clone() else { return };
         while !self.failed {

@@ -93,6 +93,60 @@ impl fmt::Display for IdleStateEvent {
     }
 }
 
+/// A codec [`Handler`](crate::codec::Handler) that wants to hear when its
+/// connection goes idle. A [`Framed`](crate::codec::Framed) around it is
+/// [`IdleAware`], so it goes straight into an [`IdleStateHandler`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use twill_protocols::codec::{Context, Framed, Handler, LineBasedFrameDecoder, LineEncoder, StringDecoder, Decoder};
+/// use twill_protocols::handler::{IdleHandler, IdleState, IdleStateEvent, IdleStateHandler};
+///
+/// struct Chat;
+/// impl Handler for Chat {
+///     type Message = String;
+///     type Reply = String;
+///     fn message_received(&mut self, ctx: &Context<String>, line: String) {
+///         ctx.write(line);
+///     }
+/// }
+/// impl IdleHandler for Chat {
+///     fn idle(&mut self, ctx: &Context<String>, event: IdleStateEvent) {
+///         if event.state() == IdleState::ReaderIdle {
+///             ctx.write("bye: you were quiet too long");
+///             ctx.lose_connection();
+///         }
+///     }
+/// }
+///
+/// let reactor = twill::Reactor::new()?;
+/// reactor.listen_tcp("127.0.0.1:0", |_peer| {
+///     let chat = Framed::new(LineBasedFrameDecoder::new(1024).and_then(StringDecoder), LineEncoder::new(), Chat);
+///     IdleStateHandler::new(chat, Duration::from_secs(60), Duration::ZERO, Duration::ZERO)
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait IdleHandler: crate::codec::Handler {
+    /// The connection has been idle the way `event` says.
+    fn idle(&mut self, ctx: &crate::codec::Context<Self::Reply>, event: IdleStateEvent);
+}
+
+impl<D, E, H> IdleAware for crate::codec::Framed<D, E, H>
+where
+    D: crate::codec::Decoder<Item = H::Message> + 'static,
+    E: crate::codec::Encoder<H::Reply> + 'static,
+    H: IdleHandler,
+    H::Reply: 'static,
+{
+    fn idle(&mut self, _transport: &Transport, event: IdleStateEvent) {
+        if let Some((handler, ctx)) = self.handler_and_context() {
+            handler.idle(ctx, event);
+        }
+    }
+}
+
 /// A [`Protocol`] that wants to hear when its connection goes idle: what
 /// Netty's `userEventTriggered` with an `IdleStateEvent` is for.
 pub trait IdleAware: Protocol {
