@@ -142,7 +142,9 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
 /// assert!(factory.build_protocol("192.0.2.1:4000".parse().unwrap()).is_none());
 /// ```
 pub trait Factory: 'static {
-    /// The protocol this factory builds.
+    /// The protocol this factory builds. `Box<dyn Protocol>` is a protocol
+    /// too: use it to build different protocols from one factory, or to
+    /// avoid naming a long type (a codec stack, say).
     type Protocol: Protocol;
 
     /// Builds the protocol for a connection with `peer`, or `None` to refuse
