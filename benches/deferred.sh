@@ -4,10 +4,10 @@
 #   bash benches/deferred.sh --rounds 3
 #   bash benches/deferred.sh --smoke      # tiny sizes, one round, for CI
 #
-# Creates a virtualenv in target/twisted-venv and pip-installs twisted into it
-# (once), builds deferred_bench in release mode, runs deferred_bench (twill)
-# and benches/deferred_twisted.py (Twisted) alternately, then prints a
-# markdown table: median ops/s over rounds per side, and the ratio.
+# Creates the suite's virtualenv in target/twisted-venv (benches/venv.sh),
+# builds deferred_bench in release mode, runs deferred_bench (twill) and
+# benches/deferred_twisted.py (Twisted) alternately, then prints a markdown
+# table: median ops/s over rounds per side, and the ratio.
 # With --smoke, a venv or pip failure only skips the Twisted side.
 # The run stops by itself: each side's run has a time limit, and no new round
 # starts after ~100 s.
@@ -52,14 +52,7 @@ deadline=100      # no new round starts after this many seconds
 
 # --- Twisted in a virtualenv --------------------------------------------------
 setup_twisted() {
-    if [ ! -x "$venv/bin/python" ]; then
-        python3 -m venv "$venv" || return 1
-    fi
-    if ! "$venv/bin/python" -c 'import twisted' 2>/dev/null; then
-        echo "deferred.sh: installing twisted into $venv" >&2
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check twisted || return 1
-    fi
-    "$venv/bin/python" -c 'import twisted' 2>/dev/null
+    bash benches/venv.sh >/dev/null
 }
 
 twisted=1

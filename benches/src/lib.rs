@@ -15,6 +15,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+pub mod server;
+
 /// An error with a message for the user; binaries print it and exit non-zero.
 #[derive(Debug)]
 pub struct CliError(pub String);
@@ -173,37 +175,47 @@ pub fn parse_kv(line: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// Length of one period of the verification pattern: a prime, so two
-/// messages of the same connection can only carry equal bytes if they are a
-/// multiple of this many messages apart — far more than any in-flight window.
+/// Length of the pseudo-random byte sequence message payloads are cut
+/// from: a prime, so payloads do not line up with any message size.
 pub const PATTERN_PERIOD: usize = 65_521;
 
 /// The largest slice a caller may take from [`Pattern::slice`].
 pub const PATTERN_MAX_SLICE: usize = 64 * 1024;
 
+/// Bytes of the length header in front of every message.
+pub const FRAME_HEADER: usize = 4;
+
 /// The deterministic byte stream each load-generator connection sends.
 ///
-/// Connection `c` sends, at stream offset `o`, the byte
-/// `base[(phase(c) + o) % PATTERN_PERIOD]`, where `base` is a fixed
-/// pseudo-random sequence. The echo must reproduce it exactly, so lost,
-/// duplicated, corrupted or reordered bytes are detected, and so are bytes
-/// from another connection (each connection has its own phase). One buffer
-/// (period plus [`PATTERN_MAX_SLICE`], ~128 KiB) serves all connections and
-/// stays in cache; writing and checking are plain `memcpy`/`memcmp`-speed
+/// The stream is a sequence of length-prefixed messages of `size` bytes
+/// each, so that a plain echo server and a framing one (a length-field
+/// decoder with a prepender) can be driven by the same load:
+///
+/// ```text
+/// +--------------------+---------------------------------------+
+/// | len: u32 BE        | payload: len = size - 4 bytes         |
+/// +--------------------+---------------------------------------+
+/// ```
+///
+/// Payloads are consecutive cuts of a fixed pseudo-random sequence, so the
+/// stream repeats only after `period()` bytes (at least 251 messages, and
+/// at least ~64 KiB). Connection `c` starts at its own message phase, so
+/// bytes crossing between connections are caught too. The echo must
+/// reproduce the stream exactly, so lost, duplicated, corrupted or reordered
+/// bytes are detected. One buffer (period plus [`PATTERN_MAX_SLICE`]) serves
+/// all connections; writing and checking are plain `memcpy`/`memcmp`-speed
 /// slice operations.
 pub struct Pattern {
     buf: Vec<u8>,
-}
-
-impl Default for Pattern {
-    fn default() -> Self {
-        Self::new()
-    }
+    size: usize,
+    messages: usize,
 }
 
 impl Pattern {
-    /// Builds the pattern (xorshift64* bytes, fixed seed).
-    pub fn new() -> Self {
+    /// Builds the stream of `size`-byte messages (`size` > [`FRAME_HEADER`],
+    /// at most 1 MiB).
+    pub fn new(size: usize) -> Self {
+        assert!(size > FRAME_HEADER && size <= 1 << 20, "bad message size {size}");
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut base = Vec::with_capacity(PATTERN_PERIOD);
         while base.len() < PATTERN_PERIOD {
@@ -217,27 +229,54 @@ impl Pattern {
                 }
             }
         }
-        let mut buf = Vec::with_capacity(PATTERN_PERIOD + PATTERN_MAX_SLICE);
-        buf.extend_from_slice(&base);
-        while buf.len() < PATTERN_PERIOD + PATTERN_MAX_SLICE {
-            let take = (PATTERN_PERIOD + PATTERN_MAX_SLICE - buf.len()).min(PATTERN_PERIOD);
-            buf.extend_from_slice(&base[..take]);
+        // 251 is prime: connection phases (below) spread over all of them.
+        let messages = (PATTERN_PERIOD / size).max(251.min((8 << 20) / size)).max(1);
+        let period = messages * size;
+        let header = ((size - FRAME_HEADER) as u32).to_be_bytes();
+        let mut buf = Vec::with_capacity(period + PATTERN_MAX_SLICE);
+        let mut cut = 0;
+        while buf.len() < period {
+            let at = buf.len() % size;
+            if at < FRAME_HEADER {
+                buf.push(header[at]);
+            } else {
+                buf.push(base[cut % PATTERN_PERIOD]);
+                cut += 1;
+            }
         }
-        Pattern { buf }
+        // The tail repeats the start, so any slice is contiguous.
+        for i in 0..PATTERN_MAX_SLICE {
+            buf.push(buf[i % period]);
+        }
+        Pattern {
+            buf,
+            size,
+            messages,
+        }
     }
 
-    /// The starting phase of connection number `conn`.
-    pub fn phase(conn: usize) -> usize {
-        // 7919 is prime and coprime to the period, so phases are distinct
-        // for every connection count we will ever use.
-        (conn.wrapping_mul(7919)) % PATTERN_PERIOD
+    /// The message size.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The number of bytes after which the stream repeats.
+    pub fn period(&self) -> usize {
+        self.messages * self.size
+    }
+
+    /// The starting phase (in bytes, on a message boundary) of connection
+    /// number `conn`.
+    pub fn phase(&self, conn: usize) -> usize {
+        // 7919 is prime, so phases differ for up to `messages` connections.
+        (conn.wrapping_mul(7919) % self.messages) * self.size
     }
 
     /// The `len` bytes (at most [`PATTERN_MAX_SLICE`]) of the stream with
     /// phase `phase` starting at stream offset `offset`.
     pub fn slice(&self, phase: usize, offset: u64, len: usize) -> &[u8] {
         assert!(len <= PATTERN_MAX_SLICE);
-        let start = ((phase as u64 + offset) % PATTERN_PERIOD as u64) as usize;
+        let start = ((phase as u64 + offset) % self.period() as u64) as usize;
         &self.buf[start..start + len]
     }
 }
@@ -493,15 +532,29 @@ mod tests {
     }
 
     #[test]
-    fn pattern_phases_differ_and_wrap() {
-        let p = Pattern::new();
-        assert_ne!(
-            p.slice(Pattern::phase(0), 0, 16),
-            p.slice(Pattern::phase(1), 0, 16)
-        );
-        let period = PATTERN_PERIOD as u64;
-        assert_eq!(p.slice(3, 10, 100), p.slice(3, 10 + period, 100));
-        assert_eq!(p.slice(0, period - 5, 10)[5..], p.slice(0, 0, 5)[..]);
+    fn pattern_is_framed_phases_differ_and_wrap() {
+        for size in [5, 16, 64, 4096, 1 << 20] {
+            let p = Pattern::new(size);
+            let period = p.period() as u64;
+            assert_eq!(period as usize % size, 0);
+            assert!(p.period() >= PATTERN_PERIOD.min(size * 251) || size == 1 << 20);
+            // Every message starts with its payload length, big-endian.
+            for m in [0u64, 1, 7, period / size as u64 - 1] {
+                let at = m * size as u64;
+                let header = p.slice(p.phase(3), at, FRAME_HEADER);
+                assert_eq!(u32::from_be_bytes(header.try_into().unwrap()) as usize, size - 4);
+            }
+            assert_eq!(p.slice(size, 10, 100), p.slice(size, 10 + period, 100));
+            assert_eq!(
+                p.slice(0, period - 5, 10)[5..],
+                p.slice(0, 0, 5)[..],
+                "size {size}"
+            );
+        }
+        let p = Pattern::new(16);
+        assert_ne!(p.slice(p.phase(0), 0, 16), p.slice(p.phase(1), 0, 16));
+        // Consecutive messages differ: a reordering is visible.
+        assert_ne!(p.slice(0, 0, 16), p.slice(0, 16, 16));
     }
 
     #[test]

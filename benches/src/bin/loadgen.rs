@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Opens `--conns` TCP connections (TCP_NODELAY) to a loopback echo server.
-//! Each connection keeps `--inflight` messages of `--size` bytes in flight:
+//! Each connection keeps `--inflight` messages of `--size` bytes in flight
+//! (each a 4-byte big-endian length and `size - 4` payload bytes, so a
+//! length-field framing echo serves the same load as a plain one):
 //! it writes them back to back (pipelined) and sends a new one each time a
 //! whole message has come back. Every echoed byte is compared with the
 //! connection's deterministic byte stream ([`twill_bench::Pattern`]), so
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events, PollMode, Poller};
 use twill_bench::{
-    cli_err, clk_tck, loopback_addr, self_cpu_ticks, Args, CliError, Histogram, Pattern,
+    cli_err, clk_tck, FRAME_HEADER, loopback_addr, self_cpu_ticks, Args, CliError, Histogram, Pattern,
     PATTERN_MAX_SLICE,
 };
 
@@ -116,9 +118,14 @@ fn parse() -> Result<Config, CliError> {
         threads: a.parse_or("--threads", 1)?,
     };
     a.finish()?;
-    if cfg.conns == 0 || cfg.size == 0 || cfg.inflight == 0 || cfg.threads == 0 {
+    if cfg.conns == 0 || cfg.inflight == 0 || cfg.threads == 0 {
         return Err(cli_err!(
-            "--conns, --size, --inflight and --threads must be positive"
+            "--conns, --inflight and --threads must be positive"
+        ));
+    }
+    if cfg.size <= FRAME_HEADER {
+        return Err(cli_err!(
+            "--size must be more than the {FRAME_HEADER}-byte length header"
         ));
     }
     if cfg.duration.is_zero() {
@@ -142,7 +149,7 @@ fn run(cfg: Config) -> i32 {
             return 2;
         }
     };
-    let pattern = Arc::new(Pattern::new());
+    let pattern = Arc::new(Pattern::new(cfg.size));
     let start = Instant::now();
     let warm_end = start + cfg.warmup;
     let end = warm_end + cfg.duration;
@@ -315,7 +322,7 @@ fn worker(
         .map(|(id, stream)| Conn {
             stream,
             id,
-            phase: Pattern::phase(id),
+            phase: pattern.phase(id),
             issued: 0,
             sent: 0,
             recvd: 0,

@@ -7,17 +7,18 @@
 //!            [--smoke]
 //! ```
 //!
-//! Servers are binaries that take the listen address as their first argument
+//! Servers are programs that take the listen address as their first argument
 //! and report `listening on ADDR` on stderr (possibly after a log prefix).
-//! The defaults, looked up in the target directory, are twill's
-//! `examples/echo_server` (`twill`), `raw_polling_echo` (`raw_polling`, the
-//! ceiling) and `async_io_echo` (`async_io`); a missing binary is skipped
-//! with a warning. `--servers` picks some of them by name or adds others as
-//! `NAME=PATH`. The target directory is `--target-dir`, else
+//! The defaults are those of [`twill_bench::server::echo_servers`]: twill's
+//! Protocol echo and its codec-layer echo, the raw `polling` loop (the
+//! ceiling), `async-io`, tokio (current-thread and multi-thread), and
+//! asyncio, uvloop and Twisted from the suite's virtualenv; a missing one is
+//! skipped with a warning. `--servers` picks some of them by name or adds
+//! others as `NAME=PATH`. The target directory is `--target-dir`, else
 //! `$TWILL_BENCH_TARGET_DIR`, else the directory this binary is in.
 //!
-//! Scenarios are `CONNSxSIZExINFLIGHT`; the presets are `64x16x1`,
-//! `64x16x16` (the default set) and `16x4096x4`; `all` runs the three.
+//! Scenarios are `CONNSxSIZExINFLIGHT`; the presets (the default set, also
+//! `all`) are `64x16x1`, `64x16x16`, `16x4096x4` and `1000x64x1`.
 //!
 //! For each scenario and round, every server runs once (the order rotates
 //! each round, so machine drift hits all alike): the server is started
@@ -46,6 +47,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
+use twill_bench::server::{echo_servers, ServerSpec};
 use twill_bench::{cli_err, clk_tck, ksoftirqd_pids, Args, CliError};
 
 mod measure;
@@ -54,14 +56,7 @@ mod report;
 use measure::{run_one, Ctx};
 use report::{print_header, print_round, print_table};
 
-const PRESETS: [&str; 3] = ["64x16x1", "64x16x16", "16x4096x4"];
-const DEFAULT_SCENARIOS: [&str; 2] = ["64x16x1", "64x16x16"];
-/// (name, path in the target dir) of the servers run by default.
-const DEFAULT_SERVERS: [(&str, &str); 3] = [
-    ("twill", "examples/echo_server"),
-    ("raw_polling", "raw_polling_echo"),
-    ("async_io", "async_io_echo"),
-];
+const PRESETS: [&str; 4] = ["64x16x1", "64x16x16", "16x4096x4", "1000x64x1"];
 const CEILING: &str = "raw_polling";
 const TWILL: &str = "twill";
 
@@ -73,13 +68,7 @@ struct Opts {
     warmup: f64,
     threads: usize,
     target_dir: PathBuf,
-    servers: Vec<Server>,
-}
-
-/// A server binary under test.
-struct Server {
-    name: String,
-    path: PathBuf,
+    servers: Vec<ServerSpec>,
 }
 
 /// A load shape: connections × message size × messages in flight.
@@ -144,14 +133,10 @@ fn parse() -> Result<Opts, CliError> {
         .iter()
         .flat_map(|v| v.split(',').map(str::to_string))
         .collect();
-    if names.iter().any(|n| n == "all") {
+    if names.is_empty() && smoke {
+        names = vec![PRESETS[0].to_string()];
+    } else if names.is_empty() || names.iter().any(|n| n == "all") {
         names = PRESETS.iter().map(|s| s.to_string()).collect();
-    } else if names.is_empty() {
-        names = if smoke {
-            vec![DEFAULT_SCENARIOS[0].to_string()]
-        } else {
-            DEFAULT_SCENARIOS.iter().map(|s| s.to_string()).collect()
-        };
     }
     let scenarios = names
         .iter()
@@ -194,8 +179,9 @@ fn parse() -> Result<Opts, CliError> {
 const USAGE: &str = "usage: echo_bench [--scenario NAME[,NAME..]|all] [--rounds 3] \
 [--duration 5] [--warmup 1] [--threads 1] [--servers NAME|NAME=PATH,..] \
 [--target-dir DIR] [--smoke]
-scenarios: CONNSxSIZExINFLIGHT, presets 64x16x1 64x16x16 (default) 16x4096x4
-servers: twill (examples/echo_server), raw_polling, async_io (default: all found)";
+scenarios: CONNSxSIZExINFLIGHT, presets 64x16x1 64x16x16 16x4096x4 1000x64x1 (default: all)
+servers: twill twill_codec raw_polling async_io tokio_ct tokio_mt asyncio uvloop twisted
+(default: all found)";
 
 fn parse_scenario(name: &str) -> Result<Scenario, CliError> {
     let parts: Vec<usize> = name
@@ -218,32 +204,33 @@ fn parse_scenario(name: &str) -> Result<Scenario, CliError> {
 
 /// Resolves `--servers` (or the defaults); missing binaries are skipped with
 /// a warning.
-fn parse_servers(list: Option<&str>, dir: &Path) -> Result<Vec<Server>, CliError> {
-    let known = |name: &str| DEFAULT_SERVERS.iter().find(|(n, _)| *n == name);
-    let wanted: Vec<(String, PathBuf)> = match list {
-        None => DEFAULT_SERVERS
-            .iter()
-            .map(|(n, p)| (n.to_string(), dir.join(p)))
-            .collect(),
+fn parse_servers(list: Option<&str>, dir: &Path) -> Result<Vec<ServerSpec>, CliError> {
+    let known = echo_servers(dir);
+    let wanted: Vec<ServerSpec> = match list {
+        None => known,
         Some(list) => list
             .split(',')
             .filter(|s| !s.is_empty())
             .map(|item| match item.split_once('=') {
-                Some((n, p)) => Ok((n.to_string(), PathBuf::from(p))),
-                None => known(item)
-                    .map(|(n, p)| (n.to_string(), dir.join(p)))
+                Some((n, p)) => Ok(ServerSpec::new(n, p, &[])),
+                None => known
+                    .iter()
+                    .find(|s| s.name == item)
+                    .cloned()
                     .ok_or_else(|| cli_err!("unknown server {item:?} (use NAME=PATH)")),
             })
             .collect::<Result<_, _>>()?,
     };
     let mut servers = Vec::new();
-    for (name, path) in wanted {
-        if path.is_file() {
-            servers.push(Server { name, path });
+    for spec in wanted {
+        if spec.is_available() {
+            servers.push(spec);
         } else {
             eprintln!(
-                "echo_bench: warning: skipping {name}: {} not found (build it first)",
-                path.display()
+                "echo_bench: warning: skipping {}: {} not found (build it first, or run \
+                 benches/venv.sh for the Python servers)",
+                spec.name,
+                spec.program.display()
             );
         }
     }

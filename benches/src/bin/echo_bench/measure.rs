@@ -1,14 +1,14 @@
 //! Running one server under loadgen and sampling CPU time from `/proc`.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use twill_bench::{cpu_ticks, parse_kv, parse_listening_line, system_ticks, total_cpu_ticks};
+use twill_bench::server::{forward_lines, Reaper, RunningServer, ServerSpec};
+use twill_bench::{cpu_ticks, parse_kv, system_ticks, total_cpu_ticks};
 
-use super::{Opts, Sample, Scenario, Server};
+use super::{Opts, Sample, Scenario};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Beyond warm-up + duration: loadgen's connect budget plus slack.
@@ -30,58 +30,11 @@ struct Probe {
     steal: u64,
 }
 
-/// Kills and reaps a child process when dropped.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the server, runs loadgen against it, samples the server's CPU
 /// time over the measured window, kills the server.
-pub fn run_one(o: &Opts, ctx: &Ctx, server: &Server, sc: &Scenario) -> Result<Sample, String> {
-    let mut child = Command::new(&server.path)
-        .arg("127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", server.path.display()))?;
-    let pid = child.id();
-    // The ready line is expected on stderr (a log line); stdout is read too.
-    let (tx, server_out) = mpsc::channel();
-    forward_lines(child.stderr.take().expect("piped stderr"), tx.clone());
-    forward_lines(child.stdout.take().expect("piped stdout"), tx);
-    let mut server = Reaper(child);
-
-    let mut log: Vec<String> = Vec::new();
-    let ready_by = Instant::now() + READY_TIMEOUT;
-    let addr = loop {
-        match server_out.recv_timeout(ready_by.saturating_duration_since(Instant::now())) {
-            Ok(l) => match parse_listening_line(&l) {
-                Some(a) => break a,
-                None if log.len() < 20 => log.push(l),
-                None => {}
-            },
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                return Err(format!("no 'listening on' line within {READY_TIMEOUT:?}"))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = server.0.wait().map(|s| s.to_string()).unwrap_or_default();
-                return Err(format!(
-                    "server exited before it was ready ({status}); its output: {}",
-                    log.join(" | ")
-                ));
-            }
-        }
-    };
-    if !addr.ip().is_loopback() {
-        return Err(format!("server listens on non-loopback {addr}; refusing"));
-    }
+pub fn run_one(o: &Opts, ctx: &Ctx, server: &ServerSpec, sc: &Scenario) -> Result<Sample, String> {
+    let mut server = RunningServer::start(server, READY_TIMEOUT)?;
+    let (pid, addr) = (server.pid, server.addr);
 
     let mut lg = Command::new(&ctx.loadgen);
     lg.arg("--addr").arg(addr.to_string());
@@ -138,11 +91,10 @@ pub fn run_one(o: &Opts, ctx: &Ctx, server: &Server, sc: &Scenario) -> Result<Sa
             _ => format!("loadgen failed ({status})"),
         });
     }
-    if let Ok(Some(st)) = server.0.try_wait() {
+    if let Some(st) = server.exited() {
         return Err(format!("server exited during the run ({st})"));
     }
     drop(server);
-    drop(server_out);
 
     let (Some(Ok(t0)), Some(Ok(t1)), Some(r)) = (t0, t1, result) else {
         return Err("loadgen output lacked MARK/RESULT lines, or /proc was unreadable".into());
@@ -170,19 +122,4 @@ pub fn run_one(o: &Opts, ctx: &Ctx, server: &Server, sc: &Scenario) -> Result<Sa
         .max(0.0),
         steal_pct: pct(t0.steal, t1.steal),
     })
-}
-
-/// Reads a pipe line by line on a helper thread (so the child never blocks
-/// on a full pipe) and sends the lines to `tx`.
-fn forward_lines(pipe: impl Read + Send + 'static, tx: mpsc::Sender<String>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                // Nobody listens any more; keep draining so the child
-                // never blocks on a full pipe.
-                continue;
-            }
-        }
-    });
 }

@@ -5,12 +5,14 @@ use std::process::Command;
 
 use twill_bench::median;
 
-use super::{Opts, Sample, Scenario, Server, CEILING, TWILL};
+use twill_bench::server::ServerSpec;
+
+use super::{Opts, Sample, Scenario, CEILING, TWILL};
 
 /// Other load plus steal (% of one CPU) above which a round is flagged.
 const INTERFERENCE_PCT: f64 = 15.0;
 
-pub fn print_round(o: &Opts, round: usize, server: &Server, s: &Sample) {
+pub fn print_round(o: &Opts, round: usize, server: &ServerSpec, s: &Sample) {
     println!(
         "round {}/{} {:<12} {:>8.0} msg/s  p50 {:>6.1} us  p99 {:>6.1} us  \
          {:>5.2} us/msg | CPU %: server {:.0}, loader {:.0}, ksoftirqd {:.0}, other {:.0}, \

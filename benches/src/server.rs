@@ -1,0 +1,253 @@
+//! The servers under test: how each is started, and a handle on a running
+//! one.
+//!
+//! A server is any program that takes its listen address where its command
+//! line says [`ADDR`], listens there, and reports `listening on ADDR` (the
+//! bound address) on stderr or stdout when ready, possibly after a log
+//! prefix. [`RunningServer::start`] starts one on `127.0.0.1:0`, waits for
+//! that line and kills the server when dropped.
+
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::parse_listening_line;
+
+/// The placeholder in [`ServerSpec::args`] replaced by the listen address.
+pub const ADDR: &str = "{addr}";
+
+/// How to start one server.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    /// The name in reports (`twill`, `tokio_ct`, `twisted`, …).
+    pub name: String,
+    /// The program to run.
+    pub program: PathBuf,
+    /// Its arguments; [`ADDR`] stands for the listen address.
+    pub args: Vec<OsString>,
+}
+
+impl ServerSpec {
+    /// A server run as `program ADDR extra..`.
+    pub fn new(name: &str, program: impl Into<PathBuf>, extra: &[&str]) -> Self {
+        let mut args = vec![OsString::from(ADDR)];
+        args.extend(extra.iter().map(OsString::from));
+        ServerSpec {
+            name: name.to_string(),
+            program: program.into(),
+            args,
+        }
+    }
+
+    /// A Python server run as `python script ADDR extra..`.
+    pub fn python(name: &str, python: &Path, script: &Path, extra: &[&str]) -> Self {
+        let mut spec = ServerSpec::new(name, python, extra);
+        spec.args.insert(0, script.into());
+        spec
+    }
+
+    /// Whether the program (and a Python script, if any) exists.
+    pub fn is_available(&self) -> bool {
+        self.program.is_file()
+            && self
+                .args
+                .iter()
+                .filter(|a| a.to_string_lossy().ends_with(".py"))
+                .all(|a| Path::new(a).is_file())
+    }
+}
+
+/// The echo servers the suite knows, by name, with their binaries looked up
+/// in the release directory `target_dir`:
+///
+/// | name | what |
+/// |---|---|
+/// | `twill` | twill's `echo_server` example: a `Protocol` writing back what it gets |
+/// | `twill_codec` | twill-protocols' `frame_echo_server`: length-field decoder + prepender |
+/// | `raw_polling` | a hand-written level-triggered `polling` loop: the ceiling |
+/// | `async_io` | one task per connection on `async-io` + `async-executor` |
+/// | `tokio_ct` / `tokio_mt` | one task per connection on tokio's current-thread / multi-thread runtime |
+/// | `asyncio` / `uvloop` | an asyncio `Protocol`, on the default loop / on uvloop |
+/// | `twisted` | a Twisted `Protocol` on the epoll reactor |
+pub fn echo_servers(target_dir: &Path) -> Vec<ServerSpec> {
+    let python = venv_python(target_dir);
+    let py = python_dir();
+    vec![
+        ServerSpec::new("twill", target_dir.join("examples/echo_server"), &[]),
+        ServerSpec::new(
+            "twill_codec",
+            target_dir.join("examples/frame_echo_server"),
+            &[],
+        ),
+        ServerSpec::new("raw_polling", target_dir.join("raw_polling_echo"), &[]),
+        ServerSpec::new("async_io", target_dir.join("async_io_echo"), &[]),
+        ServerSpec::new(
+            "tokio_ct",
+            target_dir.join("examples/tokio_echo"),
+            &["current_thread"],
+        ),
+        ServerSpec::new(
+            "tokio_mt",
+            target_dir.join("examples/tokio_echo"),
+            &["multi_thread"],
+        ),
+        ServerSpec::python("asyncio", &python, &py.join("echo_asyncio.py"), &[]),
+        ServerSpec::python("uvloop", &python, &py.join("echo_asyncio.py"), &["--uvloop"]),
+        ServerSpec::python("twisted", &python, &py.join("echo_twisted.py"), &[]),
+    ]
+}
+
+/// Where the suite's Python servers are.
+pub fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("py")
+}
+
+/// The Python interpreter of the suite's virtualenv (which `venv.sh`
+/// creates with Twisted and uvloop installed): `$TWILL_BENCH_PYTHON`, else
+/// `twisted-venv/bin/python` next to the release directory `target_dir`.
+pub fn venv_python(target_dir: &Path) -> PathBuf {
+    match std::env::var_os("TWILL_BENCH_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => target_dir
+            .parent()
+            .unwrap_or(Path::new("target"))
+            .join("twisted-venv/bin/python"),
+    }
+}
+
+/// Kills and reaps a child process when dropped.
+pub struct Reaper(pub Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A server started by [`RunningServer::start`]; killed when dropped.
+pub struct RunningServer {
+    child: Reaper,
+    /// Its process id.
+    pub pid: u32,
+    /// The address it reported.
+    pub addr: SocketAddr,
+    /// Its output lines (stderr and stdout), still being read.
+    pub output: mpsc::Receiver<String>,
+}
+
+impl RunningServer {
+    /// Starts `spec` on `127.0.0.1:0` (with `RUST_LOG=info`) and waits up to
+    /// `ready_timeout` for its `listening on` line.
+    pub fn start(spec: &ServerSpec, ready_timeout: Duration) -> Result<Self, String> {
+        let args = spec.args.iter().map(|a| {
+            if a == ADDR {
+                OsString::from("127.0.0.1:0")
+            } else {
+                a.clone()
+            }
+        });
+        let mut child = Command::new(&spec.program)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", spec.program.display()))?;
+        let pid = child.id();
+        let (tx, output) = mpsc::channel();
+        forward_lines(child.stderr.take().expect("piped stderr"), tx.clone());
+        forward_lines(child.stdout.take().expect("piped stdout"), tx);
+        let mut child = Reaper(child);
+
+        let mut log: Vec<String> = Vec::new();
+        let ready_by = Instant::now() + ready_timeout;
+        let addr = loop {
+            match output.recv_timeout(ready_by.saturating_duration_since(Instant::now())) {
+                Ok(l) => match parse_listening_line(&l) {
+                    Some(a) => break a,
+                    None if log.len() < 20 => log.push(l),
+                    None => {}
+                },
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "no 'listening on' line within {ready_timeout:?}; its output: {}",
+                        log.join(" | ")
+                    ))
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.0.wait().map(|s| s.to_string()).unwrap_or_default();
+                    return Err(format!(
+                        "server exited before it was ready ({status}); its output: {}",
+                        log.join(" | ")
+                    ));
+                }
+            }
+        };
+        if !addr.ip().is_loopback() {
+            return Err(format!("server listens on non-loopback {addr}; refusing"));
+        }
+        Ok(RunningServer {
+            child,
+            pid,
+            addr,
+            output,
+        })
+    }
+
+    /// The exit status, if the server has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.0.try_wait().ok().flatten()
+    }
+}
+
+/// Reads a pipe line by line on a helper thread (so the child never blocks
+/// on a full pipe) and sends the lines to `tx`.
+pub fn forward_lines(pipe: impl Read + Send + 'static, tx: mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            // Once nobody listens, keep draining so the child never blocks
+            // on a full pipe.
+            let _ = tx.send(line);
+        }
+    });
+}
+
+/// The resident memory of process `pid` in bytes (`VmRSS`).
+pub fn rss_bytes(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_vm_rss(&status)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS line"))
+}
+
+/// Parses the `VmRSS:` line of `/proc/PID/status` into bytes.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss() {
+        let s = "Name:\techo\nVmPeak:\t  9000 kB\nVmRSS:\t    2048 kB\nThreads:\t1\n";
+        assert_eq!(parse_vm_rss(s), Some(2048 * 1024));
+        assert!(rss_bytes(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn python_spec_puts_the_script_first() {
+        let s = ServerSpec::python("x", Path::new("/py"), Path::new("/s.py"), &["--uvloop"]);
+        assert_eq!(s.args, ["/s.py", ADDR, "--uvloop"]);
+    }
+}
