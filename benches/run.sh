@@ -1,19 +1,70 @@
 #!/usr/bin/env bash
-# Builds the echo servers and the load generator in release mode, then runs
-# the side-by-side echo benchmark. Arguments go to echo_bench, e.g.
-#   bash benches/run.sh                 # 64x16x1 and 64x16x16, 3 rounds of 5 s
-#   bash benches/run.sh --smoke         # one 1 s round, for CI
-#   bash benches/run.sh --scenario all --rounds 5
-# Everything runs on loopback and stops by itself.
+# twill's benchmark suite: one command builds and runs all of it.
+#   bash benches/run.sh                  # the whole suite, ~30 min
+#   bash benches/run.sh --smoke          # every part, tiny and quick: CI's check
+#   bash benches/run.sh PART [ARGS..]    # one part, ARGS passed on
+# PART is one of:
+#   echo      echo servers side by side under loadgen (echo_bench)
+#   fanout    broadcast fan-out to 200 clients (fanout_bench)
+#   idle      resident memory per idle connection, 10,000 open (idle_bench)
+#   micro     call_later, decoders (cargo bench --bench micro)
+#   deferred  Deferred callbacks against Twisted's (deferred.sh)
+# It creates the Python virtualenv with Twisted and uvloop (benches/venv.sh)
+# and builds every server in release mode first. Everything runs on
+# loopback and stops by itself. benches/README.md explains the output.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 target_dir="${CARGO_TARGET_DIR:-target}/release"
 
-if ! cargo build --release --example echo_server; then
-    echo "run.sh: warning: could not build twill's echo_server example;" \
-         "the twill column is skipped (or uses a stale binary if one is left in $target_dir/examples)" >&2
-fi
-cargo build --release -p twill-bench
+usage() {
+    sed -n '2,/^[^#]/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
 
-exec "$target_dir/echo_bench" --target-dir "$target_dir" "$@"
+part=all
+smoke=()
+case "${1:-}" in
+    echo|fanout|idle|micro|deferred) part="$1"; shift ;;
+    --smoke) smoke=(--smoke); shift ;;
+    -h|--help) usage; exit 0 ;;
+    "") ;;
+    *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+esac
+if [ "$part" = all ] && [ $# -gt 0 ]; then
+    echo "run.sh: arguments are for one part: bash benches/run.sh PART ARGS.." >&2
+    exit 2
+fi
+
+# Python servers: without the venv they are skipped with a warning.
+if python="$(bash benches/venv.sh)"; then
+    export TWILL_BENCH_PYTHON="$python"
+else
+    echo "run.sh: warning: no Python virtualenv; the asyncio, uvloop and Twisted servers are skipped" >&2
+fi
+
+cargo build --release --example echo_server --example broadcast_server
+cargo build --release -p twill-protocols --example frame_echo_server
+cargo build --release -p twill-bench --bins --examples
+
+run_echo() { "$target_dir/echo_bench" --target-dir "$target_dir" "$@"; }
+run_fanout() { "$target_dir/fanout_bench" --target-dir "$target_dir" "$@"; }
+run_idle() { "$target_dir/idle_bench" --target-dir "$target_dir" "$@"; }
+run_micro() { cargo bench -p twill-bench --bench micro -- "$@"; }
+run_deferred() { bash benches/deferred.sh "$@"; }
+
+if [ "$part" != all ]; then
+    "run_$part" "$@"
+    exit
+fi
+
+status=0
+for p in echo fanout idle micro deferred; do
+    echo
+    echo "# $p"
+    if [ "$p" = echo ] && [ ${#smoke[@]} = 0 ]; then
+        "run_$p" --rounds 5 || status=1
+    else
+        "run_$p" "${smoke[@]}" || status=1
+    fi
+done
+exit $status

@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::transport::{Transport, TransportImpl};
 
@@ -161,6 +161,13 @@ impl TransportImpl for Recorder {
         self.total_written
             .set(self.total_written.get() + data.len() as u64);
         self.written.borrow_mut().extend_from_slice(&data);
+    }
+
+    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut)) -> bool {
+        let mut buf = BytesMut::new();
+        fill(&mut buf);
+        self.write(buf.freeze());
+        true
     }
 
     fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>) {

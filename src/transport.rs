@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// Default high watermark of the write buffer: above it the protocol is
 /// told to [`pause_writing`](crate::Protocol::pause_writing).
@@ -20,6 +20,8 @@ pub const DEFAULT_LOW_WATERMARK: usize = 16 * 1024;
 /// [`StringTransport`](crate::testing::StringTransport).
 pub(crate) trait TransportImpl {
     fn write(&self, data: Bytes);
+    /// Returns false (without calling `fill`) when writes are refused.
+    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut)) -> bool;
     fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>);
     fn abort_connection(&self);
     fn write_eof(&self);
@@ -88,6 +90,41 @@ impl Transport {
         if !data.is_empty() {
             self.inner.write(data);
         }
+    }
+
+    /// Appends bytes made in place to the write buffer, with no `Bytes` of
+    /// their own: `fill` gets the buffer and appends to it, exactly as an
+    /// [`Encoder`](https://docs.rs/tokio-util/latest/tokio_util/codec/trait.Encoder.html)
+    /// appends to its destination. The buffer may already hold bytes
+    /// written before and not sent yet; `fill` must leave them alone.
+    ///
+    /// This is how a codec encodes each message straight into the
+    /// connection's buffer. Returns what `fill` returned, or `None` (without
+    /// calling it) if the connection is closed, as [`write`](Self::write)
+    /// would drop the data. If `fill` panics, nothing it appended is sent.
+    ///
+    /// ```
+    /// use bytes::BufMut;
+    /// use twill::testing::StringTransport;
+    ///
+    /// let recorder = StringTransport::new();
+    /// let transport = recorder.transport();
+    /// let payload = b"ping";
+    /// transport.write_with(|buf| {
+    ///     buf.put_u16(payload.len() as u16);
+    ///     buf.put_slice(payload);
+    /// });
+    /// assert_eq!(recorder.value(), b"\x00\x04ping");
+    /// ```
+    pub fn write_with<R>(&self, fill: impl FnOnce(&mut BytesMut) -> R) -> Option<R> {
+        let mut fill = Some(fill);
+        let mut result = None;
+        self.inner.write_with(&mut |buf| {
+            if let Some(fill) = fill.take() {
+                result = Some(fill(buf));
+            }
+        });
+        result
     }
 
     /// Queues several pieces, sent together with one vectored write where

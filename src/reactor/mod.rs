@@ -15,6 +15,7 @@ mod remote;
 mod signals;
 mod slab;
 mod tcp;
+mod write_buffer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

@@ -2,26 +2,24 @@
 //! transport its protocol sees.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::error::Error;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Bytes, BytesMut};
 use polling::{Event, PollMode, Poller};
 use socket2::SockRef;
 
 use super::connector::ConnectorInner;
+use super::write_buffer::WriteBuffer;
 use super::{Core, Source};
 use crate::protocol::{Panicked, Protocol, Reason};
 use crate::time::DelayedCall;
 use crate::transport::{Transport, TransportImpl, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK};
 
-/// Buffers handed to one vectored write at most.
-const MAX_IOVECS: usize = 64;
 /// Bytes written to one connection per turn at most, so one fast consumer
 /// cannot starve the others.
 const MAX_WRITE_PER_TURN: usize = 1024 * 1024;
@@ -55,8 +53,7 @@ impl ConnState {
 struct ConnState {
     /// `None` once closed.
     stream: Option<TcpStream>,
-    out: VecDeque<Bytes>,
-    out_len: usize,
+    out: WriteBuffer,
     /// Totals since the connection was made.
     written: u64,
     sent: u64,
@@ -131,8 +128,7 @@ impl Conn {
             lost_notified: Cell::new(false),
             state: RefCell::new(ConnState {
                 stream: None,
-                out: VecDeque::new(),
-                out_len: 0,
+                out: WriteBuffer::default(),
                 written: 0,
                 sent: 0,
                 high: DEFAULT_HIGH_WATERMARK,
@@ -324,14 +320,14 @@ impl Conn {
             self.finish(Reason::Aborted);
             return;
         }
-        if st.out_len > 0 {
+        if st.out.len() > 0 {
             if let Err(err) = write_out(&mut st) {
                 drop(st);
                 self.finish(Reason::Lost(err));
                 return;
             }
         }
-        if st.out_len == 0 {
+        if st.out.len() == 0 {
             if let Some(reason) = st.closing.take() {
                 if st.eof_read {
                     drop(st);
@@ -355,10 +351,10 @@ impl Conn {
         }
         let notify = if st.is_closing() {
             None
-        } else if !st.writing_paused && st.out_len > st.high {
+        } else if !st.writing_paused && st.out.len() > st.high {
             st.writing_paused = true;
             Some(Notify::Pause)
-        } else if st.writing_paused && st.out_len <= st.low {
+        } else if st.writing_paused && st.out.len() <= st.low {
             st.writing_paused = false;
             Some(Notify::Resume)
         } else {
@@ -376,7 +372,7 @@ impl Conn {
     fn update_interest(&self, st: &mut ConnState) {
         let want_read =
             st.draining.is_some() || !st.reading_paused && st.closing.is_none() && !st.eof_read;
-        let want_write = st.out_len > 0 && !st.write_shut;
+        let want_write = st.out.len() > 0 && !st.write_shut;
         let want = (want_read, want_write);
         if st.registered && st.interest == want || !st.registered && want == (false, false) {
             st.interest = want;
@@ -442,7 +438,6 @@ impl Conn {
         let (stream, registered) = {
             let mut st = self.state.borrow_mut();
             st.out.clear();
-            st.out_len = 0;
             if let Some(linger) = st.draining.take() {
                 let _ = linger.cancel();
             }
@@ -523,7 +518,6 @@ impl Conn {
         }
         st.aborting = true;
         st.out.clear();
-        st.out_len = 0;
         self.mark_dirty(&mut st);
     }
 
@@ -539,82 +533,58 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Whether a write must be dropped because the connection (or its
+    /// writing side) is closed; warns once.
+    fn refuse_write(&self, st: &mut ConnState) -> bool {
+        if st.stream.is_some() && !st.aborting && !st.write_eof_requested && !st.write_shut {
+            return false;
+        }
+        if !st.warned_write_after_close {
+            st.warned_write_after_close = true;
+            log::warn!(
+                "dropped a write to {}: the connection is closed or its writing side was shut down",
+                self.peer
+            );
+        }
+        true
+    }
+}
+
 /// Writes as much of the buffer as the socket takes now.
 fn write_out(st: &mut ConnState) -> io::Result<()> {
     let ConnState {
-        stream,
-        out,
-        out_len,
-        sent,
-        ..
+        stream, out, sent, ..
     } = st;
-    let Some(mut stream) = stream.as_ref() else {
+    let Some(stream) = stream.as_ref() else {
         return Ok(());
     };
-    let mut written_this_turn = 0;
-    while *out_len > 0 && written_this_turn < MAX_WRITE_PER_TURN {
-        let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-        let mut count = 0;
-        let mut offered = 0;
-        for (slot, chunk) in iov.iter_mut().zip(out.iter()) {
-            *slot = IoSlice::new(chunk);
-            count += 1;
-            offered += chunk.len();
-        }
-        let result = if count == 1 {
-            stream.write(&out[0])
-        } else {
-            stream.write_vectored(&iov[..count])
-        };
-        match result {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                *out_len -= n;
-                *sent += n as u64;
-                written_this_turn += n;
-                let mut left = n;
-                while left > 0 {
-                    let front = out.front_mut().expect("written bytes were buffered");
-                    if left >= front.len() {
-                        left -= front.len();
-                        out.pop_front();
-                    } else {
-                        front.advance(left);
-                        left = 0;
-                    }
-                }
-                if n < offered {
-                    // A short write: the socket is full, and another write
-                    // would only return WouldBlock.
-                    break;
-                }
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
+    *sent += out.write_to(stream, MAX_WRITE_PER_TURN)? as u64;
     Ok(())
 }
 
 impl TransportImpl for Conn {
     fn write(&self, data: Bytes) {
         let mut st = self.state.borrow_mut();
-        if st.stream.is_none() || st.aborting || st.write_eof_requested || st.write_shut {
-            if !st.warned_write_after_close {
-                st.warned_write_after_close = true;
-                log::warn!(
-                    "dropped a write of {} bytes to {}: the connection is closed or its writing side was shut down",
-                    data.len(),
-                    self.peer
-                );
-            }
+        if self.refuse_write(&mut st) {
             return;
         }
-        st.out_len += data.len();
         st.written += data.len() as u64;
-        st.out.push_back(data);
+        st.out.push(data);
         self.mark_dirty(&mut st);
+    }
+
+    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut)) -> bool {
+        let mut st = self.state.borrow_mut();
+        if self.refuse_write(&mut st) {
+            return false;
+        }
+        let n = st.out.append_with(fill);
+        if n > 0 {
+            st.written += n as u64;
+            self.mark_dirty(&mut st);
+        }
+        true
     }
 
     fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>) {
@@ -667,7 +637,7 @@ impl TransportImpl for Conn {
     }
 
     fn write_buffer_size(&self) -> usize {
-        self.state.borrow().out_len
+        self.state.borrow().out.len()
     }
 
     fn bytes_written(&self) -> u64 {

@@ -70,14 +70,7 @@ pub trait Handler: 'static {
 /// encoder. A cheap handle; clones write to the same connection.
 pub struct Context<Out> {
     transport: Transport,
-    encoder: Rc<RefCell<EncodeState<Out>>>,
-}
-
-struct EncodeState<Out> {
-    encoder: Box<dyn Encoder<Out>>,
-    /// Encoded bytes are split off this buffer, which keeps its spare
-    /// capacity for the next message.
-    scratch: BytesMut,
+    encoder: Rc<RefCell<Box<dyn Encoder<Out>>>>,
 }
 
 impl<Out> Clone for Context<Out> {
@@ -94,10 +87,7 @@ impl<Out: 'static> Context<Out> {
     pub fn new(transport: Transport, encoder: impl Encoder<Out> + 'static) -> Context<Out> {
         Context {
             transport,
-            encoder: Rc::new(RefCell::new(EncodeState {
-                encoder: Box::new(encoder),
-                scratch: BytesMut::new(),
-            })),
+            encoder: Rc::new(RefCell::new(Box::new(encoder))),
         }
     }
 
@@ -107,19 +97,20 @@ impl<Out: 'static> Context<Out> {
     /// dropped silently.
     pub fn write(&self, message: impl Into<Out>) {
         let message = message.into();
-        let encoded = {
-            let mut state = self.encoder.borrow_mut();
-            let EncodeState { encoder, scratch } = &mut *state;
-            encoder
-                .encode(message, scratch)
-                .map(|()| scratch.split().freeze())
-        };
-        match encoded {
-            Ok(bytes) => self.transport.write(bytes),
-            Err(err) => {
-                log::error!("could not encode a message for {}: {err}", self.peer());
-                self.transport.fail(err);
+        let mut encoder = self.encoder.borrow_mut();
+        // Encoded straight into the connection's write buffer.
+        let encoded = self.transport.write_with(|buf| {
+            let start = buf.len();
+            let result = encoder.encode(message, buf);
+            if result.is_err() {
+                buf.truncate(start);
             }
+            result
+        });
+        drop(encoder);
+        if let Some(Err(err)) = encoded {
+            log::error!("could not encode a message for {}: {err}", self.peer());
+            self.transport.fail(err);
         }
     }
 

@@ -1,0 +1,301 @@
+//! A connection's outgoing bytes: what was written and is not sent yet.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Writes of at most this many bytes that arrive behind others are copied
+/// into one contiguous chunk instead of being queued one by one.
+///
+/// A codec that encodes each small message into its own `Bytes` would
+/// otherwise cost a queue entry, an iovec and a reference count per
+/// message; copying a few hundred bytes is cheaper than all three, and the
+/// kernel takes one long iovec faster than many short ones.
+const COALESCE_MAX: usize = 512;
+
+/// What the tail reserves when it has no room: enough for a turn's worth of
+/// small replies in one allocation.
+const TAIL_INITIAL: usize = 4096;
+
+/// The most iovecs handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// Queued writes, oldest first, sent with as few system calls as possible.
+///
+/// The first write of a burst is queued as the `Bytes` it came in (no
+/// copy: an echo sends the very buffer it read into). Small writes behind
+/// it, and whatever encoders make in place, are appended to `tail`, which
+/// is logically after every queued chunk.
+#[derive(Default)]
+pub(crate) struct WriteBuffer {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl WriteBuffer {
+    /// Bytes waiting to be sent.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Queues `data` behind everything written before.
+    pub(crate) fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        if data.len() <= COALESCE_MAX && self.len > data.len() {
+            self.reserve_tail(data.len());
+            self.tail.extend_from_slice(&data);
+        } else {
+            self.seal_tail();
+            self.chunks.push_back(data);
+        }
+    }
+
+    /// Lets `fill` append bytes in place, behind everything queued; returns
+    /// how many it appended. Should `fill` panic, what it appended is taken
+    /// back, so no half-made message is ever sent.
+    pub(crate) fn append_with(&mut self, fill: &mut dyn FnMut(&mut BytesMut)) -> usize {
+        /// Cuts the tail back to where it was unless disarmed.
+        struct Undo<'a> {
+            tail: &'a mut BytesMut,
+            before: usize,
+            armed: bool,
+        }
+        impl Drop for Undo<'_> {
+            fn drop(&mut self) {
+                if self.armed {
+                    self.tail.truncate(self.before);
+                }
+            }
+        }
+        self.reserve_tail(COALESCE_MAX);
+        let before = self.tail.len();
+        let mut undo = Undo {
+            tail: &mut self.tail,
+            before,
+            armed: true,
+        };
+        fill(undo.tail);
+        undo.armed = false;
+        // A filler must only append; one that cut into queued bytes would
+        // corrupt the stream, so treat that as the bug it is.
+        let after = undo.tail.len();
+        assert!(after >= before, "a write_with filler removed queued bytes");
+        self.len += after - before;
+        after - before
+    }
+
+    /// Drops everything queued (the connection is gone).
+    pub(crate) fn clear(&mut self) {
+        *self = WriteBuffer::default();
+    }
+
+    /// Moves the coalesced bytes into the queue, so nothing can be appended
+    /// in front of a later chunk.
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+    }
+
+    /// Writes as much as `sink` takes now, at most about `limit` bytes:
+    /// one `write` for a single chunk, `writev` for several. Returns the
+    /// bytes written; stops at the first short write or `WouldBlock`.
+    pub(crate) fn write_to(&mut self, mut sink: impl Write, limit: usize) -> io::Result<usize> {
+        let mut written = 0;
+        while self.len > 0 && written < limit {
+            // The tail goes out as the last iovec, without being split off
+            // into a `Bytes` of its own.
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            let pieces = self
+                .chunks
+                .iter()
+                .map(|chunk| &chunk[..])
+                .chain((!self.tail.is_empty()).then_some(&self.tail[..]));
+            for (slot, piece) in iov.iter_mut().zip(pieces) {
+                *slot = IoSlice::new(piece);
+                count += 1;
+            }
+            let offered: usize = iov[..count].iter().map(|piece| piece.len()).sum();
+            let result = if count == 1 {
+                sink.write(&iov[0])
+            } else {
+                sink.write_vectored(&iov[..count])
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.consume(n);
+                    written += n;
+                    if n < offered {
+                        // A short write: the socket is full, and another
+                        // write would only return WouldBlock.
+                        break;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        if self.len == 0 {
+            // Idle connections keep no buffer.
+            self.tail = BytesMut::new();
+        }
+        Ok(written)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(front) if n >= front.len() => {
+                    n -= front.len();
+                    self.chunks.pop_front();
+                }
+                Some(front) => {
+                    front.advance(n);
+                    n = 0;
+                }
+                None => {
+                    self.tail.advance(n);
+                    n = 0;
+                }
+            }
+        }
+        if self.tail.is_empty() {
+            // Reuse the tail's whole capacity from its start again.
+            self.tail.clear();
+        }
+    }
+
+    /// Makes room in the tail before an append, so a burst of small writes
+    /// does not grow it a few bytes at a time.
+    fn reserve_tail(&mut self, additional: usize) {
+        if self.tail.capacity() - self.tail.len() < additional {
+            self.tail.reserve(additional.max(TAIL_INITIAL));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that takes at most `room` bytes per call, then `WouldBlock`.
+    struct Sink {
+        got: Vec<u8>,
+        room: usize,
+        calls: usize,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.room);
+                self.got.extend_from_slice(&b[..take]);
+                self.room -= take;
+                n += take;
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn keeps_order_across_small_and_large_writes() {
+        let mut buf = WriteBuffer::default();
+        let big = Bytes::from(vec![b'L'; COALESCE_MAX + 1]);
+        buf.push(Bytes::from_static(b"first"));
+        buf.push(Bytes::from_static(b"-a"));
+        buf.push(big.clone());
+        buf.push(Bytes::from_static(b"-b"));
+        buf.push(Bytes::new());
+        buf.push(Bytes::from_static(b"-c"));
+        let mut want = b"first-a".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"-b-c");
+        assert_eq!(buf.len(), want.len());
+        // Small writes behind the first are coalesced: four chunks, not six.
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+            calls: 0,
+        };
+        assert_eq!(buf.write_to(&mut sink, usize::MAX).unwrap(), want.len());
+        assert_eq!(sink.got, want);
+        assert_eq!(sink.calls, 1);
+        assert_eq!(buf.len(), 0);
+    }
+
+    #[test]
+    fn in_place_appends_keep_their_place_and_a_panic_takes_them_back() {
+        let mut buf = WriteBuffer::default();
+        buf.push(Bytes::from_static(b"a"));
+        assert_eq!(buf.append_with(&mut |b| b.extend_from_slice(b"bc")), 2);
+        buf.push(Bytes::from(vec![b'd'; COALESCE_MAX + 1]));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            buf.append_with(&mut |b| {
+                b.extend_from_slice(b"half a message");
+                panic!("encoder bug");
+            })
+        }));
+        assert!(caught.is_err());
+        assert_eq!(buf.append_with(&mut |b| b.extend_from_slice(b"e")), 1);
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+            calls: 0,
+        };
+        let n = buf.write_to(&mut sink, usize::MAX).unwrap();
+        let mut want = b"abc".to_vec();
+        want.extend_from_slice(&[b'd'; COALESCE_MAX + 1]);
+        want.push(b'e');
+        assert_eq!(n, want.len());
+        assert_eq!(sink.got, want);
+    }
+
+    #[test]
+    fn short_writes_resume_where_they_stopped() {
+        let mut buf = WriteBuffer::default();
+        let mut want = Vec::new();
+        for i in 0..200u32 {
+            let chunk = Bytes::from(format!("<{i}>").repeat(i as usize % 7 + 1));
+            want.extend_from_slice(&chunk);
+            buf.push(chunk);
+        }
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: 0,
+            calls: 0,
+        };
+        while buf.len() > 0 {
+            sink.room = 13;
+            let before = buf.len();
+            let n = buf.write_to(&mut sink, usize::MAX).unwrap();
+            assert_eq!(before - buf.len(), n);
+            // More writes may arrive between flushes.
+            if sink.got.len() < 100 {
+                let more = Bytes::from_static(b"[more]");
+                want.extend_from_slice(&more);
+                buf.push(more);
+            }
+        }
+        assert_eq!(sink.got, want);
+    }
+}
