@@ -2,7 +2,7 @@
 //! timer queue shared by the reactor and [`Clock`](crate::task::Clock).
 
 use std::cell::{Cell, RefCell};
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::rc::{Rc, Weak};
@@ -84,9 +84,9 @@ impl std::error::Error for DelayedCallError {}
 /// assert_eq!(call.cancel(), Err(DelayedCallError::AlreadyCancelled));
 /// clock.advance(Duration::from_secs(2));
 /// ```
-#[derive(Clone)]
 pub struct DelayedCall {
-    entry: Rc<Entry>,
+    queue: Weak<TimerQueue>,
+    slot: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -96,44 +96,34 @@ enum State {
     Cancelled,
 }
 
-/// Heap key: due time in nanoseconds since the queue's epoch, then a
-/// sequence number so calls due at the same instant run in the order they
-/// were scheduled.
-type Key = (u64, u64);
-
-struct Entry {
-    /// When the call should run, and its tie-break sequence number.
-    due: Cell<Key>,
-    /// The key of the one heap item that is live for this entry. It differs
-    /// from `due` after a `reset`/`delay` to a later time: the item is then
-    /// moved when it reaches the top of the heap, instead of on every reset
-    /// (idle timeouts reset on every packet).
-    queued: Cell<Key>,
-    state: Cell<State>,
-    func: Cell<Option<Box<dyn FnOnce()>>>,
-    queue: Weak<TimerQueue>,
+/// One scheduled call, in the queue's slab. A slot lives until its call is
+/// over (called or cancelled) and no [`DelayedCall`] handle refers to it;
+/// then it is reused.
+struct Slot {
+    func: Option<Box<dyn FnOnce()>>,
+    /// When the call should run, in nanoseconds since the queue's epoch.
+    due: u64,
+    /// The sequence number of the one heap item that stands for this call.
+    /// After a `reset`/`delay` to a later time, `due` is later than that
+    /// item's: the item is moved when it reaches the top of the heap,
+    /// instead of on every reset (idle timeouts reset on every packet).
+    queued: u64,
+    /// Live `DelayedCall` handles.
+    handles: u32,
+    state: State,
 }
 
+/// A heap item: 16 bytes, so a heap of a million calls is 16 MB and a
+/// comparison touches nothing else.
+///
+/// Calls due at the same nanosecond run in the order they were scheduled:
+/// `seq` is the low 32 bits of a 64-bit counter, so that holds for any two
+/// calls scheduled fewer than 2³² calls apart.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 struct Item {
-    key: Key,
-    entry: Rc<Entry>,
-}
-
-impl PartialEq for Item {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl Eq for Item {}
-impl PartialOrd for Item {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Item {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key.cmp(&other.key)
-    }
+    due: u64,
+    seq: u32,
+    slot: u32,
 }
 
 /// How [`TimerQueue::run_due`] runs a pass.
@@ -157,10 +147,13 @@ pub(crate) enum TimeSource {
     Manual(Cell<u64>),
 }
 
-/// A binary heap of scheduled calls with lazy cancellation.
+/// Scheduled calls: a slab of [`Slot`]s and a binary min-heap of [`Item`]s
+/// with lazy cancellation.
 pub(crate) struct TimerQueue {
     epoch: Instant,
     source: TimeSource,
+    slots: RefCell<Vec<Slot>>,
+    free: RefCell<Vec<u32>>,
     heap: RefCell<BinaryHeap<Reverse<Item>>>,
     next_seq: Cell<u64>,
     /// Heap items that no longer stand for a pending call.
@@ -171,11 +164,19 @@ pub(crate) struct TimerQueue {
 /// half of it (Twisted's rule).
 const COMPACT_MIN_STALE: usize = 50;
 
+/// After this many calls in one pass, the rest of the due calls are taken
+/// out of the heap at once and sorted, instead of popped one by one: a sort
+/// walks memory in order, while each pop from a large heap misses the
+/// cache at every level.
+const BULK_AFTER: usize = 256;
+
 impl TimerQueue {
     pub(crate) fn new(source: TimeSource) -> Rc<TimerQueue> {
         Rc::new(TimerQueue {
             epoch: Instant::now(),
             source,
+            slots: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
             heap: RefCell::new(BinaryHeap::new()),
             next_seq: Cell::new(0),
             stale: Cell::new(0),
@@ -204,10 +205,26 @@ impl TimerQueue {
         }
     }
 
-    fn next_key(&self, delay: Duration) -> Key {
+    fn next_seq(&self) -> u64 {
         let seq = self.next_seq.get();
         self.next_seq.set(seq + 1);
-        (self.now_nanos().saturating_add(duration_nanos(delay)), seq)
+        seq
+    }
+
+    fn due_in(&self, delay: Duration) -> u64 {
+        self.now_nanos().saturating_add(duration_nanos(delay))
+    }
+
+    /// Queues a heap item for `slot` due at `due`, making it the slot's
+    /// live one.
+    fn enqueue(&self, slots: &mut [Slot], slot: u32, due: u64) {
+        let seq = self.next_seq();
+        slots[slot as usize].queued = seq;
+        self.heap.borrow_mut().push(Reverse(Item {
+            due,
+            seq: seq as u32,
+            slot,
+        }));
     }
 
     pub(crate) fn call_later(
@@ -215,19 +232,39 @@ impl TimerQueue {
         delay: Duration,
         f: Box<dyn FnOnce()>,
     ) -> DelayedCall {
-        let key = self.next_key(delay);
-        let entry = Rc::new(Entry {
-            due: Cell::new(key),
-            queued: Cell::new(key),
-            state: Cell::new(State::Pending),
-            func: Cell::new(Some(f)),
+        let due = self.due_in(delay);
+        let mut slots = self.slots.borrow_mut();
+        let fresh = Slot {
+            func: Some(f),
+            due,
+            queued: 0,
+            handles: 1,
+            state: State::Pending,
+        };
+        let slot = match self.free.borrow_mut().pop() {
+            Some(slot) => {
+                slots[slot as usize] = fresh;
+                slot
+            }
+            None => {
+                let slot = u32::try_from(slots.len()).expect("fewer than 2^32 pending calls");
+                slots.push(fresh);
+                slot
+            }
+        };
+        self.enqueue(&mut slots, slot, due);
+        DelayedCall {
             queue: Rc::downgrade(self),
-        });
-        self.heap.borrow_mut().push(Reverse(Item {
-            key,
-            entry: entry.clone(),
-        }));
-        DelayedCall { entry }
+            slot,
+        }
+    }
+
+    /// Frees `slot` if its call is over and no handle refers to it.
+    fn release_if_done(&self, slots: &mut [Slot], slot: u32) {
+        let s = &slots[slot as usize];
+        if s.handles == 0 && s.state != State::Pending {
+            self.free.borrow_mut().push(slot);
+        }
     }
 
     fn mark_stale(&self) {
@@ -235,22 +272,23 @@ impl TimerQueue {
         self.stale.set(stale);
         let mut heap = self.heap.borrow_mut();
         if stale > COMPACT_MIN_STALE && stale > heap.len() / 2 {
+            let slots = self.slots.borrow();
             let items = std::mem::take(&mut *heap).into_vec();
             *heap = items
                 .into_iter()
-                .filter(|Reverse(item)| item.is_live())
+                .filter(|Reverse(item)| is_live(&slots, item))
                 .collect();
             self.stale.set(0);
         }
     }
 
-    /// Removes stale items from the top and returns the key of the first
-    /// live one.
-    fn peek_live(&self) -> Option<Key> {
+    /// Removes stale items from the top and returns the first live one.
+    fn peek_live(&self) -> Option<Item> {
         let mut heap = self.heap.borrow_mut();
-        while let Some(Reverse(top)) = heap.peek() {
-            if top.is_live() {
-                return Some(top.key);
+        let slots = self.slots.borrow();
+        while let Some(&Reverse(top)) = heap.peek() {
+            if is_live(&slots, &top) {
+                return Some(top);
             }
             heap.pop();
             self.stale.set(self.stale.get().saturating_sub(1));
@@ -260,8 +298,27 @@ impl TimerQueue {
 
     /// The time until the earliest pending call (zero if it is overdue).
     pub(crate) fn time_to_next(&self) -> Option<Duration> {
-        let (due, _) = self.peek_live()?;
-        Some(Duration::from_nanos(due.saturating_sub(self.now_nanos())))
+        let top = self.peek_live()?;
+        Some(Duration::from_nanos(top.due.saturating_sub(self.now_nanos())))
+    }
+
+    /// Takes every item due by `now` out of the heap, live ones sorted, and
+    /// drops the stale ones.
+    fn take_due(&self, now: u64) -> Vec<Item> {
+        let mut heap = self.heap.borrow_mut();
+        let slots = self.slots.borrow();
+        let (mut due, rest): (Vec<Item>, Vec<Item>) = std::mem::take(&mut *heap)
+            .into_vec()
+            .into_iter()
+            .map(|Reverse(item)| item)
+            .partition(|item| item.due <= now);
+        let before = due.len();
+        due.retain(|item| is_live(&slots, item));
+        self.stale
+            .set(self.stale.get().saturating_sub(before - due.len()));
+        due.sort_unstable();
+        *heap = rest.into_iter().map(Reverse).collect();
+        due
     }
 
     /// Runs every call that is due now, and returns how many ran.
@@ -272,29 +329,59 @@ impl TimerQueue {
             Pass::Clock => u64::MAX,
         };
         let mut ran = 0;
+        let mut popped = 0;
         // Due calls (re)scheduled during this pass, to put back after it.
         let mut later = Vec::new();
-        while let Some(key) = self.peek_live() {
-            if key.0 > now {
-                break;
-            }
-            let Reverse(item) = self.heap.borrow_mut().pop().expect("peeked");
-            if key.1 >= limit {
-                later.push(item);
-                continue;
-            }
-            let entry = item.entry;
-            let due = entry.due.get();
-            if due != key {
-                // Moved later since it was queued: put it where it belongs now.
-                entry.queued.set(due);
-                self.heap
-                    .borrow_mut()
-                    .push(Reverse(Item { key: due, entry }));
-                continue;
-            }
-            entry.state.set(State::Called);
-            let Some(f) = entry.func.take() else { continue };
+        // Due items taken out in bulk, earliest last.
+        let mut bulk: Vec<Item> = Vec::new();
+        loop {
+            let item = match bulk.pop() {
+                Some(item) => item,
+                None => {
+                    match self.peek_live() {
+                        Some(top) if top.due <= now => {}
+                        _ => break,
+                    }
+                    popped += 1;
+                    if popped > BULK_AFTER {
+                        bulk = self.take_due(now);
+                        bulk.reverse();
+                        popped = 0;
+                        continue;
+                    }
+                    let Reverse(item) = self.heap.borrow_mut().pop().expect("peeked");
+                    item
+                }
+            };
+            let f = {
+                let mut slots = self.slots.borrow_mut();
+                if !is_live(&slots, &item) {
+                    // Cancelled or moved by a call that ran in this pass.
+                    self.stale.set(self.stale.get().saturating_sub(1));
+                    continue;
+                }
+                let slot = &mut slots[item.slot as usize];
+                if slot.queued >= limit {
+                    later.push(item);
+                    continue;
+                }
+                if slot.due != item.due {
+                    // Moved later since it was queued: put it where it
+                    // belongs now, and the rest of a bulk back with it,
+                    // so the heap keeps them in order.
+                    let due = slot.due;
+                    self.heap
+                        .borrow_mut()
+                        .extend(bulk.drain(..).map(Reverse));
+                    self.enqueue(&mut slots, item.slot, due);
+                    continue;
+                }
+                slot.state = State::Called;
+                let f = slot.func.take();
+                self.release_if_done(&mut slots, item.slot);
+                f
+            };
+            let Some(f) = f else { continue };
             ran += 1;
             match pass {
                 Pass::Clock => f(),
@@ -314,17 +401,26 @@ impl TimerQueue {
         ran
     }
 
-    pub(crate) fn delayed_calls(&self) -> Vec<DelayedCall> {
-        let heap = self.heap.borrow();
-        let mut calls: Vec<_> = heap
-            .iter()
-            .filter(|Reverse(item)| item.is_live())
-            .map(|Reverse(item)| item.entry.clone())
-            .collect();
-        calls.sort_by_key(|entry| entry.due.get());
-        calls
+    pub(crate) fn delayed_calls(self: &Rc<Self>) -> Vec<DelayedCall> {
+        let mut items: Vec<Item> = {
+            let heap = self.heap.borrow();
+            let slots = self.slots.borrow();
+            heap.iter()
+                .map(|Reverse(item)| *item)
+                .filter(|item| is_live(&slots, item))
+                .collect()
+        };
+        let mut slots = self.slots.borrow_mut();
+        items.sort_by_key(|item| (slots[item.slot as usize].due, item.seq));
+        items
             .into_iter()
-            .map(|entry| DelayedCall { entry })
+            .map(|item| {
+                slots[item.slot as usize].handles += 1;
+                DelayedCall {
+                    queue: Rc::downgrade(self),
+                    slot: item.slot,
+                }
+            })
             .collect()
     }
 }
@@ -333,18 +429,21 @@ impl Drop for TimerQueue {
     fn drop(&mut self) {
         // A pending call's closure may hold its own DelayedCall (a looping
         // call, a timeout): drop the closures so those cycles end with the
-        // clock.
-        for Reverse(item) in self.heap.get_mut().drain() {
-            drop(item.entry.func.take());
-        }
+        // clock. Their handles find the queue gone and do nothing.
+        let funcs: Vec<_> = self
+            .slots
+            .get_mut()
+            .iter_mut()
+            .filter_map(|slot| slot.func.take())
+            .collect();
+        drop(funcs);
     }
 }
 
-impl Item {
-    /// Whether this heap item still stands for a pending call.
-    fn is_live(&self) -> bool {
-        self.entry.state.get() == State::Pending && self.entry.queued.get() == self.key
-    }
+/// Whether `item` still stands for a pending call.
+fn is_live(slots: &[Slot], item: &Item) -> bool {
+    let slot = &slots[item.slot as usize];
+    slot.state == State::Pending && slot.queued as u32 == item.seq
 }
 
 fn duration_nanos(d: Duration) -> u64 {
@@ -352,8 +451,22 @@ fn duration_nanos(d: Duration) -> u64 {
 }
 
 impl DelayedCall {
+    /// Runs `f` on this call's slot, or returns `None` if the queue is gone
+    /// (its reactor or clock was dropped; the call never ran and never
+    /// will).
+    fn with_slot<R>(&self, f: impl FnOnce(&TimerQueue, &mut Vec<Slot>) -> R) -> Option<R> {
+        let queue = self.queue.upgrade()?;
+        let mut slots = queue.slots.borrow_mut();
+        Some(f(&queue, &mut slots))
+    }
+
+    fn state(&self) -> State {
+        self.with_slot(|_, slots| slots[self.slot as usize].state)
+            .unwrap_or(State::Cancelled)
+    }
+
     fn check_pending(&self) -> Result<(), DelayedCallError> {
-        match self.entry.state.get() {
+        match self.state() {
             State::Pending => Ok(()),
             State::Called => Err(DelayedCallError::AlreadyCalled),
             State::Cancelled => Err(DelayedCallError::AlreadyCancelled),
@@ -365,14 +478,23 @@ impl DelayedCall {
     /// # Errors
     ///
     /// [`DelayedCallError::AlreadyCalled`] if it ran (or is running),
-    /// [`DelayedCallError::AlreadyCancelled`] if it was cancelled before.
+    /// [`DelayedCallError::AlreadyCancelled`] if it was cancelled before
+    /// (or its reactor or clock is gone).
     pub fn cancel(&self) -> Result<(), DelayedCallError> {
         self.check_pending()?;
-        self.entry.state.set(State::Cancelled);
-        drop(self.entry.func.take());
-        if let Some(queue) = self.entry.queue.upgrade() {
-            queue.mark_stale();
-        }
+        let Some(queue) = self.queue.upgrade() else {
+            return Ok(());
+        };
+        let func = {
+            let mut slots = queue.slots.borrow_mut();
+            let slot = &mut slots[self.slot as usize];
+            slot.state = State::Cancelled;
+            slot.func.take()
+        };
+        queue.mark_stale();
+        // The function may hold handles of its own: dropped with no borrow
+        // held.
+        drop(func);
         Ok(())
     }
 
@@ -383,10 +505,9 @@ impl DelayedCall {
     /// As [`cancel`](Self::cancel).
     pub fn reset(&self, delay: Duration) -> Result<(), DelayedCallError> {
         self.check_pending()?;
-        let Some(queue) = self.entry.queue.upgrade() else {
-            return Ok(());
-        };
-        self.move_to(&queue, queue.next_key(delay));
+        if let Some(queue) = self.queue.upgrade() {
+            self.move_to(&queue, queue.due_in(delay));
+        }
         Ok(())
     }
 
@@ -397,58 +518,78 @@ impl DelayedCall {
     /// As [`cancel`](Self::cancel).
     pub fn delay(&self, by: Duration) -> Result<(), DelayedCallError> {
         self.check_pending()?;
-        let Some(queue) = self.entry.queue.upgrade() else {
-            return Ok(());
-        };
-        let (due, _) = self.entry.due.get();
-        let (_, seq) = queue.next_key(Duration::ZERO);
-        self.move_to(&queue, (due.saturating_add(duration_nanos(by)), seq));
+        if let Some(queue) = self.queue.upgrade() {
+            let due = queue.slots.borrow()[self.slot as usize].due;
+            self.move_to(&queue, due.saturating_add(duration_nanos(by)));
+        }
         Ok(())
     }
 
-    fn move_to(&self, queue: &TimerQueue, key: Key) {
-        self.entry.due.set(key);
-        if key < self.entry.queued.get() {
-            // Earlier than the queued item: queue a new one; the old one is
-            // skipped when it surfaces.
-            self.entry.queued.set(key);
-            queue.heap.borrow_mut().push(Reverse(Item {
-                key,
-                entry: self.entry.clone(),
-            }));
+    fn move_to(&self, queue: &TimerQueue, due: u64) {
+        let earlier = {
+            let mut slots = queue.slots.borrow_mut();
+            let earlier = due < slots[self.slot as usize].due;
+            slots[self.slot as usize].due = due;
+            if earlier {
+                // Queue a new item; the old one is skipped when it
+                // surfaces. A later time needs nothing now: the queued
+                // item is moved when it reaches the top.
+                queue.enqueue(&mut slots, self.slot, due);
+            }
+            earlier
+        };
+        if earlier {
             queue.mark_stale();
         }
     }
 
     /// Whether the call is still to run: neither called nor cancelled.
     pub fn active(&self) -> bool {
-        self.entry.state.get() == State::Pending
+        self.state() == State::Pending
     }
 
     /// Whether the call has run (or is running).
     pub fn called(&self) -> bool {
-        self.entry.state.get() == State::Called
+        self.state() == State::Called
     }
 
-    /// Whether the call was cancelled.
+    /// Whether the call was cancelled (a call whose reactor or clock is
+    /// gone counts as cancelled: it will never run).
     pub fn cancelled(&self) -> bool {
-        self.entry.state.get() == State::Cancelled
+        self.state() == State::Cancelled
     }
 
     /// When the call is (or was) due, on its clock. Twisted's `getTime`.
+    /// If the reactor or clock is gone, that is now.
     pub fn time(&self) -> Instant {
-        let (due, _) = self.entry.due.get();
-        match self.entry.queue.upgrade() {
-            Some(queue) => queue.instant(due),
-            None => Instant::now(),
+        self.with_slot(|queue, slots| queue.instant(slots[self.slot as usize].due))
+            .unwrap_or_else(Instant::now)
+    }
+}
+
+impl Clone for DelayedCall {
+    fn clone(&self) -> Self {
+        self.with_slot(|_, slots| slots[self.slot as usize].handles += 1);
+        DelayedCall {
+            queue: self.queue.clone(),
+            slot: self.slot,
         }
+    }
+}
+
+impl Drop for DelayedCall {
+    fn drop(&mut self) {
+        self.with_slot(|queue, slots| {
+            slots[self.slot as usize].handles -= 1;
+            queue.release_if_done(slots, self.slot);
+        });
     }
 }
 
 impl fmt::Debug for DelayedCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DelayedCall")
-            .field("state", &self.entry.state.get())
+            .field("state", &self.state())
             .field("time", &self.time())
             .finish()
     }

@@ -638,6 +638,85 @@ fn twenty_thousand_random_schedules_cancels_resets_and_delays_agree_with_a_simpl
     );
 }
 
+#[test]
+fn calls_whose_handles_are_dropped_run_in_order_while_finished_ones_make_room() {
+    // Handles dropped at once (fire and forget), a third of the calls
+    // cancelled first: the queue reuses what finished calls leave behind
+    // while their stale entries are still queued, and must never mistake
+    // one call for another.
+    let clock = Clock::new();
+    let ran = Rc::new(RefCell::new(Vec::new()));
+    let mut rng = Rng(0x5eed);
+    let mut pending: Vec<(u64, u64, usize)> = Vec::new();
+    let mut expected: Vec<usize> = Vec::new();
+    let (mut now, mut seq) = (0u64, 0u64);
+    for round in 0..60 {
+        for i in 0..500 {
+            let id = round * 500 + i;
+            let delay = rng.below(10_000_000);
+            let ran = ran.clone();
+            let call = clock.call_later(Duration::from_nanos(delay), move || {
+                ran.borrow_mut().push(id)
+            });
+            if rng.below(3) == 0 {
+                call.cancel().unwrap();
+            } else {
+                pending.push((now + delay, seq, id));
+            }
+            seq += 1;
+        }
+        let by = rng.below(8_000_000);
+        now += by;
+        pending.sort_unstable();
+        let due = pending.partition_point(|&(d, _, _)| d <= now);
+        expected.extend(pending.drain(..due).map(|(_, _, id)| id));
+        clock.advance(Duration::from_nanos(by));
+        assert_eq!(*ran.borrow(), expected, "round {round}");
+    }
+    clock.advance(Duration::from_secs(1));
+    pending.sort_unstable();
+    expected.extend(pending.iter().map(|&(_, _, id)| id));
+    assert_eq!(*ran.borrow(), expected);
+    assert!(clock.delayed_calls().is_empty());
+}
+
+#[test]
+fn a_call_moved_later_within_a_long_pass_still_runs_in_due_order() {
+    // A pass over many due calls takes them out of the queue in bulk; one
+    // moved later (but still due) by an earlier call must keep its place.
+    let clock = Clock::new();
+    let ran = Rc::new(RefCell::new(Vec::new()));
+    let calls: Vec<DelayedCall> = (1..=600u64)
+        .map(|i| {
+            let ran = ran.clone();
+            clock.call_later(ms(i), move || ran.borrow_mut().push(i))
+        })
+        .collect();
+    let moved = calls[399].clone();
+    let ran2 = ran.clone();
+    clock.call_later(Duration::from_micros(500), move || {
+        ran2.borrow_mut().push(0);
+        moved.delay(Duration::from_micros(1_500)).unwrap();
+    });
+    clock.advance(ms(1_000));
+    let mut want: Vec<u64> = (0..=600).filter(|&i| i != 400).collect();
+    want.insert(want.iter().position(|&i| i == 401).unwrap() + 1, 400);
+    assert_eq!(*ran.borrow(), want);
+}
+
+#[test]
+fn a_handle_outliving_its_clock_reports_a_call_that_will_never_run() {
+    let clock = Clock::new();
+    let call = clock.call_later(secs(1), || unreachable!());
+    drop(clock);
+    assert!(!call.active());
+    assert!(call.cancelled());
+    assert_eq!(call.cancel(), Err(DelayedCallError::AlreadyCancelled));
+    let copy = call.clone();
+    drop(call);
+    assert!(copy.cancelled());
+}
+
 // ---------------------------------------------------------------------------
 // The real reactor
 // ---------------------------------------------------------------------------
