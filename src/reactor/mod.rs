@@ -510,6 +510,16 @@ impl Drop for RestoreCurrent {
     }
 }
 
+/// Rounds a wait up to whole milliseconds, so calls due within the same
+/// millisecond share one wake-up instead of costing one each (a wake-up is
+/// several system calls). Calls never run early; they may run up to 1 ms
+/// late, as with Twisted's epoll reactor, whose timeouts are milliseconds.
+fn round_up_to_millis(wait: Duration) -> Duration {
+    const MILLI: u128 = 1_000_000;
+    let nanos = wait.as_nanos().div_ceil(MILLI) * MILLI;
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
 impl Core {
     fn run_loop(self: &Rc<Self>) -> io::Result<()> {
         let mut events = Events::new();
@@ -549,6 +559,7 @@ impl Core {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 }
+                .map(round_up_to_millis)
             };
             events.clear();
             if let Err(err) = self.poller.wait(&mut events, timeout) {
@@ -701,5 +712,22 @@ impl Reactor {
             async_task::spawn_local(future, move |runnable| remote.schedule(runnable));
         runnable.schedule();
         task
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_up_to_millis;
+    use std::time::Duration;
+
+    #[test]
+    fn waits_round_up_to_whole_milliseconds_and_never_down() {
+        let ms = Duration::from_millis;
+        assert_eq!(round_up_to_millis(Duration::ZERO), Duration::ZERO);
+        assert_eq!(round_up_to_millis(Duration::from_nanos(1)), ms(1));
+        assert_eq!(round_up_to_millis(Duration::from_micros(999)), ms(1));
+        assert_eq!(round_up_to_millis(ms(1)), ms(1));
+        assert_eq!(round_up_to_millis(Duration::from_micros(1_001)), ms(2));
+        assert_eq!(round_up_to_millis(Duration::MAX), Duration::from_nanos(u64::MAX));
     }
 }
