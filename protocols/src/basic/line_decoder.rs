@@ -290,20 +290,11 @@ fn checked_delimiter(delimiter: Bytes) -> Bytes {
 
 /// The first position of `needle` (non-empty) in `haystack`.
 pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let last_start = haystack.len().checked_sub(needle.len())?;
-    let mut from = 0;
-    while from <= last_start {
-        let at = from
-            + haystack[from..=last_start]
-                .iter()
-                .position(|&b| b == first)?;
-        if haystack[at + 1..at + needle.len()] == *rest {
-            return Some(at);
-        }
-        from = at + 1;
+    match needle {
+        [] => None,
+        [byte] => memchr::memchr(*byte, haystack),
+        _ => memchr::memmem::find(haystack, needle),
     }
-    None
 }
 
 #[cfg(test)]

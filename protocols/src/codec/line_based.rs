@@ -92,7 +92,7 @@ impl Decoder for LineBasedFrameDecoder {
     type Item = Bytes;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
-        let found = src[self.searched..].iter().position(|&b| b == b'\n');
+        let found = memchr::memchr(b'\n', &src[self.searched..]);
         let Some(at) = found.map(|i| i + self.searched) else {
             if let Some(discarded) = &mut self.discarding {
                 *discarded += src.len() as u64;
