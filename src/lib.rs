@@ -103,7 +103,7 @@ pub use time::{DelayedCall, DelayedCallError, ReactorTime};
 pub use transport::Transport;
 
 /// Re-exported so protocols can name the type they receive.
-pub use bytes::Bytes;
+pub use bytes::{Bytes, BytesMut};
 
 /// The reactor of the current thread: the one running, else the one most
 /// recently created here.

@@ -6,7 +6,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::reactor::Connector;
 use crate::transport::Transport;
@@ -59,6 +59,59 @@ pub trait Protocol: 'static {
     /// in several calls, several messages in one.
     fn data_received(&mut self, data: Bytes);
 
+    /// Offers a buffer for the reactor to read into directly, asyncio's
+    /// `BufferedProtocol.get_buffer`: a protocol that gathers input in a
+    /// buffer of its own (a frame decoder's cumulation buffer) saves a copy
+    /// of every read this way.
+    ///
+    /// Return the buffer and the reactor reads into its spare capacity
+    /// (making room first) and calls
+    /// [`buffer_updated`](Self::buffer_updated) instead of
+    /// [`data_received`](Self::data_received). The default, `None`, has
+    /// the reactor read into a buffer of its own and call `data_received`.
+    /// A wrapper that forwards one of the two must forward both.
+    ///
+    /// ```
+    /// use twill::{Bytes, BytesMut, Protocol};
+    ///
+    /// /// Counts newlines, reading straight into its own buffer.
+    /// #[derive(Default)]
+    /// struct LineCounter {
+    ///     pending: BytesMut,
+    ///     lines: usize,
+    /// }
+    ///
+    /// impl Protocol for LineCounter {
+    ///     fn data_received(&mut self, data: Bytes) {
+    ///         self.pending.extend_from_slice(&data);
+    ///         self.buffer_updated(data.len());
+    ///     }
+    ///
+    ///     fn get_buffer(&mut self) -> Option<&mut BytesMut> {
+    ///         Some(&mut self.pending)
+    ///     }
+    ///
+    ///     fn buffer_updated(&mut self, _appended: usize) {
+    ///         self.lines += self.pending.iter().filter(|&&b| b == b'\n').count();
+    ///         self.pending.clear();
+    ///     }
+    /// }
+    ///
+    /// let mut counter = LineCounter::default();
+    /// counter.data_received(Bytes::from_static(b"one\ntwo\n"));
+    /// assert_eq!(counter.lines, 2);
+    /// ```
+    fn get_buffer(&mut self) -> Option<&mut BytesMut> {
+        None
+    }
+
+    /// `appended` bytes were read onto the end of the buffer that
+    /// [`get_buffer`](Self::get_buffer) returned. asyncio's
+    /// `BufferedProtocol.buffer_updated`.
+    fn buffer_updated(&mut self, appended: usize) {
+        let _ = appended;
+    }
+
     /// The peer closed its writing side (it sent FIN).
     ///
     /// Return `false` (the default) to close the connection: what is still
@@ -93,6 +146,12 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
     }
     fn data_received(&mut self, data: Bytes) {
         (**self).data_received(data)
+    }
+    fn get_buffer(&mut self) -> Option<&mut BytesMut> {
+        (**self).get_buffer()
+    }
+    fn buffer_updated(&mut self, appended: usize) {
+        (**self).buffer_updated(appended)
     }
     fn eof_received(&mut self) -> bool {
         (**self).eof_received()

@@ -1294,3 +1294,87 @@ fn reactors_on_several_threads_can_share_a_port_and_the_kernel_spreads_connectio
         "both reactors served connections"
     );
 }
+
+/// Reads straight into its own buffer (`get_buffer`), echoes each complete
+/// line, and records how it was called.
+struct BufferedLines {
+    log: Log,
+    pending: twill::BytesMut,
+    transport: Option<Transport>,
+}
+
+impl Protocol for BufferedLines {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.transport = Some(transport.clone());
+    }
+    fn data_received(&mut self, _data: Bytes) {
+        self.log.push("data_received");
+    }
+    fn get_buffer(&mut self) -> Option<&mut twill::BytesMut> {
+        Some(&mut self.pending)
+    }
+    fn buffer_updated(&mut self, appended: usize) {
+        assert!(appended > 0 && appended <= self.pending.len());
+        if self.pending.starts_with(b"panic") {
+            panic!("asked to panic");
+        }
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line = self.pending.split_to(end + 1).freeze();
+            self.transport.as_ref().unwrap().write(line);
+        }
+    }
+    fn connection_lost(&mut self, reason: &Reason) {
+        self.log.push(describe(reason));
+    }
+}
+
+#[test]
+fn a_protocol_with_its_own_buffer_gets_every_byte_read_into_it() {
+    let reactor = Reactor::new().unwrap();
+    let log = Log::default();
+    let server_log = log.clone();
+    let (echoed, sent, doomed_end) = serve(
+        &reactor,
+        move |_peer| BufferedLines {
+            log: server_log.clone(),
+            pending: twill::BytesMut::new(),
+            transport: None,
+        },
+        |addr, handle| {
+            // Far more than one read's worth, in lines of every length.
+            let mut sent = Vec::new();
+            for i in 0..20_000 {
+                sent.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, i % 97));
+                sent.push(b'\n');
+            }
+            let mut stream = connect(addr);
+            let writer = {
+                let mut stream = stream.try_clone().unwrap();
+                let sent = sent.clone();
+                thread::spawn(move || {
+                    stream.write_all(&sent).unwrap();
+                    stream.shutdown(Shutdown::Write).unwrap();
+                })
+            };
+            let echoed = read_to_end(&mut stream).unwrap();
+            writer.join().unwrap();
+            // A panic in buffer_updated closes only that connection.
+            let mut doomed = connect(addr);
+            doomed.write_all(b"panic\n").unwrap();
+            let doomed_end = read_to_end(&mut doomed).map_err(|e| e.kind());
+            handle.stop();
+            (echoed, sent, doomed_end)
+        },
+    );
+    assert_eq!(echoed.len(), sent.len());
+    assert!(echoed == sent, "every byte, in order");
+    assert_eq!(doomed_end, Ok(Vec::new()));
+    assert_eq!(
+        log.events(),
+        [
+            "lost: done",
+            "lost: failed buffer_updated panicked: asked to panic"
+        ],
+        "data_received is never called"
+    );
+}

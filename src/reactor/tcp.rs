@@ -23,6 +23,14 @@ use crate::transport::{Transport, TransportImpl, DEFAULT_HIGH_WATERMARK, DEFAULT
 /// Bytes written to one connection per turn at most, so one fast consumer
 /// cannot starve the others.
 const MAX_WRITE_PER_TURN: usize = 1024 * 1024;
+/// A protocol's own read buffer is given room for this many bytes when it
+/// has less than `DIRECT_READ_MIN` spare.
+const DIRECT_READ_RESERVE: usize = 16 * 1024;
+const DIRECT_READ_MIN: usize = 1024;
+/// At most this much is read into a protocol's buffer at once, as with the
+/// reactor's own buffer, so one busy connection cannot hog a turn.
+const DIRECT_READ_MAX: usize = 64 * 1024;
+
 /// How long a gracefully closed connection waits for the peer's EOF before
 /// the socket is closed anyway.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -79,6 +87,16 @@ struct ConnState {
     interest: (bool, bool),
     in_dirty: bool,
     warned_write_after_close: bool,
+}
+
+/// How a read into a protocol's own buffer went.
+enum DirectRead {
+    /// The protocol has no buffer of its own: read the usual way.
+    NotOffered,
+    /// Bytes were read and handed over, or there was nothing to read.
+    Done,
+    Eof,
+    Failed(io::Error),
 }
 
 enum Notify {
@@ -248,6 +266,14 @@ impl Conn {
     }
 
     fn read(&self) {
+        if self.state.borrow().draining.is_none() {
+            match self.read_into_protocol_buffer() {
+                DirectRead::NotOffered => {}
+                DirectRead::Done => return,
+                DirectRead::Eof => return self.eof(),
+                DirectRead::Failed(err) => return self.finish(Reason::Lost(err)),
+            }
+        }
         let Some(core) = self.core.upgrade() else {
             return;
         };
@@ -281,6 +307,48 @@ impl Conn {
                 self.finish(Reason::Lost(err));
             }
         }
+    }
+
+    /// Reads straight into the buffer the protocol offers with
+    /// `get_buffer`, if it offers one, and tells it with `buffer_updated`.
+    fn read_into_protocol_buffer(&self) -> DirectRead {
+        let outcome = self.call_protocol("buffer_updated", |protocol| {
+            let Some(buf) = protocol.get_buffer() else {
+                return DirectRead::NotOffered;
+            };
+            if buf.capacity() - buf.len() < DIRECT_READ_MIN {
+                buf.reserve(DIRECT_READ_RESERVE);
+            }
+            let result = {
+                let st = self.state.borrow();
+                let Some(stream) = st.stream.as_ref() else {
+                    return DirectRead::Done;
+                };
+                let spare = buf.spare_capacity_mut();
+                let room = spare.len().min(DIRECT_READ_MAX);
+                SockRef::from(stream).recv(&mut spare[..room])
+            };
+            match result {
+                Ok(0) => DirectRead::Eof,
+                Ok(n) => {
+                    // SAFETY: `recv` initialized the first `n` bytes of the
+                    // spare capacity, right after the buffer's contents.
+                    unsafe { buf.set_len(buf.len() + n) };
+                    protocol.buffer_updated(n);
+                    DirectRead::Done
+                }
+                Err(err)
+                    if err.kind() == io::ErrorKind::WouldBlock
+                        || err.kind() == io::ErrorKind::Interrupted =>
+                {
+                    DirectRead::Done
+                }
+                Err(err) => DirectRead::Failed(err),
+            }
+        });
+        // `None`: the protocol panicked (the connection is failing) or is
+        // gone; either way the read is over.
+        outcome.unwrap_or(DirectRead::Done)
     }
 
     fn eof(&self) {

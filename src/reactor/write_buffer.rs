@@ -18,6 +18,9 @@ const COALESCE_MAX: usize = 512;
 /// small replies in one allocation.
 const TAIL_INITIAL: usize = 4096;
 
+/// The largest tail a burst starts with, however big the last one was.
+const TAIL_MAX_START: usize = 256 * 1024;
+
 /// The most iovecs handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 
@@ -32,6 +35,12 @@ pub(crate) struct WriteBuffer {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
+    /// Bytes appended to the tail since the buffer was last empty, and as
+    /// many in the burst before: the tail is freed between bursts, and the
+    /// next one starts at the last one's size instead of growing (and
+    /// copying) its way there again.
+    burst: usize,
+    last_burst: usize,
 }
 
 impl WriteBuffer {
@@ -49,6 +58,7 @@ impl WriteBuffer {
         if data.len() <= COALESCE_MAX && self.len > data.len() {
             self.reserve_tail(data.len());
             self.tail.extend_from_slice(&data);
+            self.burst += data.len();
         } else {
             self.seal_tail();
             self.chunks.push_back(data);
@@ -86,6 +96,7 @@ impl WriteBuffer {
         let after = undo.tail.len();
         assert!(after >= before, "a write_with filler removed queued bytes");
         self.len += after - before;
+        self.burst += after - before;
         after - before
     }
 
@@ -146,6 +157,8 @@ impl WriteBuffer {
         if self.len == 0 {
             // Idle connections keep no buffer.
             self.tail = BytesMut::new();
+            self.last_burst = self.burst.min(TAIL_MAX_START);
+            self.burst = 0;
         }
         Ok(written)
     }
@@ -178,7 +191,8 @@ impl WriteBuffer {
     /// does not grow it a few bytes at a time.
     fn reserve_tail(&mut self, additional: usize) {
         if self.tail.capacity() - self.tail.len() < additional {
-            self.tail.reserve(additional.max(TAIL_INITIAL));
+            self.tail
+                .reserve(additional.max(self.last_burst).max(TAIL_INITIAL));
         }
     }
 }

@@ -158,7 +158,9 @@ impl<Out> fmt::Debug for Context<Out> {
 /// [`Protocol`]: bytes in are cut into messages for the handler, messages
 /// out are encoded.
 ///
-/// Frames are split off the connection's input buffer (no copy per frame).
+/// The reactor reads straight into the input buffer (see
+/// [`Protocol::get_buffer`]), and frames are split off it: no copy of the
+/// input at all, and an idle connection keeps no buffer.
 /// Decoding stops as soon as the handler closes the connection: the rest of
 /// the input is not delivered. At EOF the decoder's
 /// [`decode_eof`](Decoder::decode_eof) sees what is left, so a truncated
@@ -206,6 +208,14 @@ where
     pub fn handler_and_context(&mut self) -> Option<(&mut H, &Context<H::Reply>)> {
         let ctx = self.ctx.as_ref()?;
         Some((&mut self.handler, ctx))
+    }
+
+    /// Frees the input buffer once everything in it is decoded, so an idle
+    /// connection holds no memory for input (the next read allocates).
+    fn release_empty_buffer(&mut self) {
+        if self.buffer.is_empty() && self.buffer.capacity() > 0 {
+            self.buffer = BytesMut::new();
+        }
     }
 
     fn decode_all(&mut self, eof: bool) {
@@ -274,6 +284,17 @@ where
         }
         self.buffer.extend_from_slice(&data);
         self.decode_all(false);
+        self.release_empty_buffer();
+    }
+
+    fn get_buffer(&mut self) -> Option<&mut BytesMut> {
+        // After a decode error, input goes to `data_received`, which drops it.
+        (!self.failed).then_some(&mut self.buffer)
+    }
+
+    fn buffer_updated(&mut self, _appended: usize) {
+        self.decode_all(false);
+        self.release_empty_buffer();
     }
 
     fn eof_received(&mut self) -> bool {
