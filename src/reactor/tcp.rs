@@ -269,7 +269,7 @@ impl Conn {
         if self.state.borrow().draining.is_none() {
             match self.read_into_protocol_buffer() {
                 DirectRead::NotOffered => {}
-                DirectRead::Done => return,
+                DirectRead::Done => return self.flush_replies(),
                 DirectRead::Eof => return self.eof(),
                 DirectRead::Failed(err) => return self.finish(Reason::Lost(err)),
             }
@@ -298,6 +298,7 @@ impl Conn {
                 let data = buf.split_to(n).freeze();
                 drop(buf);
                 self.call_protocol("data_received", |p| p.data_received(data));
+                self.flush_replies();
             }
             Err(err)
                 if err.kind() == io::ErrorKind::WouldBlock
@@ -306,6 +307,16 @@ impl Conn {
                 drop(buf);
                 self.finish(Reason::Lost(err));
             }
+        }
+    }
+
+    /// Sends what the protocol wrote in reply to a read right away, while
+    /// the socket is hot in the cache, instead of at the end of the turn
+    /// (which still sends what is written to other connections). Everything
+    /// the callback wrote goes out in one system call.
+    fn flush_replies(&self) {
+        if self.state.borrow().in_dirty {
+            self.flush();
         }
     }
 
