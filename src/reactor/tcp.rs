@@ -331,29 +331,51 @@ impl Conn {
     /// Reads straight into the buffer the protocol offers with
     /// `get_buffer`, if it offers one, and tells it with `buffer_updated`.
     fn read_into_protocol_buffer(&self) -> DirectRead {
+        let Some(core) = self.core.upgrade() else {
+            return DirectRead::Done;
+        };
         let outcome = self.call_protocol("buffer_updated", |protocol| {
             let Some(buf) = protocol.get_buffer() else {
                 return DirectRead::NotOffered;
             };
-            if buf.capacity() - buf.len() < DIRECT_READ_MIN {
-                buf.reserve(DIRECT_READ_RESERVE);
-            }
-            let result = {
-                let st = self.state.borrow();
-                let Some(stream) = st.stream.as_ref() else {
-                    return DirectRead::Done;
-                };
+            let st = self.state.borrow();
+            let Some(mut stream) = st.stream.as_ref() else {
+                return DirectRead::Done;
+            };
+            let shared_read = buf.is_empty();
+            let result = if shared_read {
+                // Nothing pending: read into the reactor's shared buffer and
+                // hand the bytes over as the protocol's buffer, which costs
+                // neither a copy nor an allocation.
+                let mut shared = core.read_buffer();
+                stream.read(&mut shared[..]).inspect(|&n| {
+                    *buf = shared.split_to(n);
+                })
+            } else {
+                // A partial message is pending: append to it in place.
+                if buf.capacity() - buf.len() < DIRECT_READ_MIN {
+                    buf.reserve(DIRECT_READ_RESERVE);
+                }
                 let spare = buf.spare_capacity_mut();
                 let room = spare.len().min(DIRECT_READ_MAX);
-                SockRef::from(stream).recv(&mut spare[..room])
-            };
-            match result {
-                Ok(0) => DirectRead::Eof,
-                Ok(n) => {
+                SockRef::from(stream).recv(&mut spare[..room]).inspect(|&n| {
                     // SAFETY: `recv` initialized the first `n` bytes of the
                     // spare capacity, right after the buffer's contents.
                     unsafe { buf.set_len(buf.len() + n) };
+                })
+            };
+            drop(st);
+            match result {
+                Ok(0) => DirectRead::Eof,
+                Ok(n) => {
                     protocol.buffer_updated(n);
+                    if shared_read {
+                        // A partial message left over would pin the whole
+                        // shared buffer: give it an allocation of its own.
+                        if let Some(left) = protocol.get_buffer().filter(|b| !b.is_empty()) {
+                            *left = BytesMut::from(&left[..]);
+                        }
+                    }
                     DirectRead::Done
                 }
                 Err(err)
