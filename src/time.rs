@@ -299,7 +299,9 @@ impl TimerQueue {
     /// The time until the earliest pending call (zero if it is overdue).
     pub(crate) fn time_to_next(&self) -> Option<Duration> {
         let top = self.peek_live()?;
-        Some(Duration::from_nanos(top.due.saturating_sub(self.now_nanos())))
+        Some(Duration::from_nanos(
+            top.due.saturating_sub(self.now_nanos()),
+        ))
     }
 
     /// Takes every item due by `now` out of the heap, live ones sorted, and
@@ -370,9 +372,7 @@ impl TimerQueue {
                     // belongs now, and the rest of a bulk back with it,
                     // so the heap keeps them in order.
                     let due = slot.due;
-                    self.heap
-                        .borrow_mut()
-                        .extend(bulk.drain(..).map(Reverse));
+                    self.heap.borrow_mut().extend(bulk.drain(..).map(Reverse));
                     self.enqueue(&mut slots, item.slot, due);
                     continue;
                 }

@@ -215,7 +215,10 @@ impl Pattern {
     /// Builds the stream of `size`-byte messages (`size` > [`FRAME_HEADER`],
     /// at most 1 MiB).
     pub fn new(size: usize) -> Self {
-        assert!(size > FRAME_HEADER && size <= 1 << 20, "bad message size {size}");
+        assert!(
+            size > FRAME_HEADER && size <= 1 << 20,
+            "bad message size {size}"
+        );
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut base = Vec::with_capacity(PATTERN_PERIOD);
         while base.len() < PATTERN_PERIOD {
@@ -230,7 +233,9 @@ impl Pattern {
             }
         }
         // 251 is prime: connection phases (below) spread over all of them.
-        let messages = (PATTERN_PERIOD / size).max(251.min((8 << 20) / size)).max(1);
+        let messages = (PATTERN_PERIOD / size)
+            .max(251.min((8 << 20) / size))
+            .max(1);
         let period = messages * size;
         let header = ((size - FRAME_HEADER) as u32).to_be_bytes();
         let mut buf = Vec::with_capacity(period + PATTERN_MAX_SLICE);
@@ -542,7 +547,10 @@ mod tests {
             for m in [0u64, 1, 7, period / size as u64 - 1] {
                 let at = m * size as u64;
                 let header = p.slice(p.phase(3), at, FRAME_HEADER);
-                assert_eq!(u32::from_be_bytes(header.try_into().unwrap()) as usize, size - 4);
+                assert_eq!(
+                    u32::from_be_bytes(header.try_into().unwrap()) as usize,
+                    size - 4
+                );
             }
             assert_eq!(p.slice(size, 10, 100), p.slice(size, 10 + period, 100));
             assert_eq!(

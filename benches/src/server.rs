@@ -96,7 +96,12 @@ pub fn echo_servers(target_dir: &Path) -> Vec<ServerSpec> {
             &["multi_thread"],
         ),
         ServerSpec::python("asyncio", &python, &py.join("echo_asyncio.py"), &[]),
-        ServerSpec::python("uvloop", &python, &py.join("echo_asyncio.py"), &["--uvloop"]),
+        ServerSpec::python(
+            "uvloop",
+            &python,
+            &py.join("echo_asyncio.py"),
+            &["--uvloop"],
+        ),
         ServerSpec::python("twisted", &python, &py.join("echo_twisted.py"), &[]),
     ]
 }
@@ -223,8 +228,7 @@ pub fn forward_lines(pipe: impl Read + Send + 'static, tx: mpsc::Sender<String>)
 /// The resident memory of process `pid` in bytes (`VmRSS`).
 pub fn rss_bytes(pid: u32) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_vm_rss(&status)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS line"))
+    parse_vm_rss(&status).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS line"))
 }
 
 /// Parses the `VmRSS:` line of `/proc/PID/status` into bytes.

@@ -46,7 +46,7 @@ fn main() -> std::io::Result<()> {
         .expect("a valid length-field configuration");
     let reactor = Reactor::new()?;
     let port = reactor.listen_tcp(addr.as_str(), move |_peer| {
-        Framed::new(decoder.clone(), prepender.clone(), Echo)
+        Framed::new(decoder.clone(), prepender, Echo)
     })?;
     log::info!("listening on {}", port.host());
     reactor.run()

@@ -728,6 +728,9 @@ mod tests {
         assert_eq!(round_up_to_millis(Duration::from_micros(999)), ms(1));
         assert_eq!(round_up_to_millis(ms(1)), ms(1));
         assert_eq!(round_up_to_millis(Duration::from_micros(1_001)), ms(2));
-        assert_eq!(round_up_to_millis(Duration::MAX), Duration::from_nanos(u64::MAX));
+        assert_eq!(
+            round_up_to_millis(Duration::MAX),
+            Duration::from_nanos(u64::MAX)
+        );
     }
 }

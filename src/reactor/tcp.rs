@@ -358,11 +358,13 @@ impl Conn {
                 }
                 let spare = buf.spare_capacity_mut();
                 let room = spare.len().min(DIRECT_READ_MAX);
-                SockRef::from(stream).recv(&mut spare[..room]).inspect(|&n| {
-                    // SAFETY: `recv` initialized the first `n` bytes of the
-                    // spare capacity, right after the buffer's contents.
-                    unsafe { buf.set_len(buf.len() + n) };
-                })
+                SockRef::from(stream)
+                    .recv(&mut spare[..room])
+                    .inspect(|&n| {
+                        // SAFETY: `recv` initialized the first `n` bytes of the
+                        // spare capacity, right after the buffer's contents.
+                        unsafe { buf.set_len(buf.len() + n) };
+                    })
             };
             drop(st);
             match result {

@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events, PollMode, Poller};
 use twill_bench::{
-    cli_err, clk_tck, FRAME_HEADER, loopback_addr, self_cpu_ticks, Args, CliError, Histogram, Pattern,
-    PATTERN_MAX_SLICE,
+    cli_err, clk_tck, loopback_addr, self_cpu_ticks, Args, CliError, Histogram, Pattern,
+    FRAME_HEADER, PATTERN_MAX_SLICE,
 };
 
 const USAGE: &str = "usage: loadgen --addr 127.0.0.1:PORT [--conns 64] [--size 16] \
