@@ -14,9 +14,8 @@ use bytes::{Buf, Bytes, BytesMut};
 /// kernel takes one long iovec faster than many short ones.
 const COALESCE_MAX: usize = 512;
 
-/// What the tail reserves when it has no room: enough for a turn's worth of
-/// small replies in one allocation.
-const TAIL_INITIAL: usize = 4096;
+/// What an in-place append is given at least, before any burst is known.
+const MIN_APPEND: usize = 64;
 
 /// The largest tail a burst starts with, however big the last one was.
 const TAIL_MAX_START: usize = 256 * 1024;
@@ -82,7 +81,7 @@ impl WriteBuffer {
                 }
             }
         }
-        self.reserve_tail(COALESCE_MAX);
+        self.reserve_tail(MIN_APPEND);
         let before = self.tail.len();
         let mut undo = Undo {
             tail: &mut self.tail,
@@ -187,12 +186,12 @@ impl WriteBuffer {
         }
     }
 
-    /// Makes room in the tail before an append, so a burst of small writes
-    /// does not grow it a few bytes at a time.
+    /// Gives an unallocated tail the size of the last burst before the
+    /// first append, so a burst of small writes does not grow it a few bytes
+    /// (and copies) at a time; past that it grows as any `BytesMut`.
     fn reserve_tail(&mut self, additional: usize) {
-        if self.tail.capacity() - self.tail.len() < additional {
-            self.tail
-                .reserve(additional.max(self.last_burst).max(TAIL_INITIAL));
+        if self.tail.capacity() == 0 {
+            self.tail.reserve(additional.max(self.last_burst));
         }
     }
 }
