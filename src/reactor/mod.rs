@@ -15,6 +15,7 @@ mod remote;
 mod signals;
 mod slab;
 mod tcp;
+mod wait;
 mod write_buffer;
 
 use std::cell::{Cell, RefCell};
@@ -27,10 +28,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use polling::{Events, Poller};
+use polling::Poller;
 
 use crate::protocol::{ClientFactory, Factory, Protocol, Reason};
 use crate::time::{DelayedCall, Pass, ReactorTime, TimeSource, TimerQueue};
+use wait::Waiter;
 
 pub use connector::{Connector, ConnectorState};
 pub use listener::ListeningPort;
@@ -522,7 +524,7 @@ fn round_up_to_millis(wait: Duration) -> Duration {
 
 impl Core {
     fn run_loop(self: &Rc<Self>) -> io::Result<()> {
-        let mut events = Events::new();
+        let mut waiter = Waiter::new();
         let mut deadline = None;
         loop {
             self.remote.run_calls();
@@ -561,13 +563,7 @@ impl Core {
                 }
                 .map(round_up_to_millis)
             };
-            events.clear();
-            if let Err(err) = self.poller.wait(&mut events, timeout) {
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
-            for event in events.iter() {
+            for event in waiter.wait(&self.poller, timeout)? {
                 let source = self.sources.borrow().get(event.key).cloned();
                 match source {
                     Some(Source::Conn(conn)) => conn.ready(event.readable, event.writable),

@@ -266,14 +266,10 @@ impl Conn {
     }
 
     fn read(&self) {
-        let (draining, was_dirty) = {
-            let st = self.state.borrow();
-            (st.draining.is_some(), st.in_dirty)
-        };
-        if !draining {
+        if self.state.borrow().draining.is_none() {
             match self.read_into_protocol_buffer() {
                 DirectRead::NotOffered => {}
-                DirectRead::Done => return self.flush_replies(was_dirty),
+                DirectRead::Done => return,
                 DirectRead::Eof => return self.eof(),
                 DirectRead::Failed(err) => return self.finish(Reason::Lost(err)),
             }
@@ -302,7 +298,6 @@ impl Conn {
                 let data = buf.split_to(n).freeze();
                 drop(buf);
                 self.call_protocol("data_received", |p| p.data_received(data));
-                self.flush_replies(was_dirty);
             }
             Err(err)
                 if err.kind() == io::ErrorKind::WouldBlock
@@ -311,20 +306,6 @@ impl Conn {
                 drop(buf);
                 self.finish(Reason::Lost(err));
             }
-        }
-    }
-
-    /// Sends what the protocol wrote in reply to a read right away, while
-    /// the socket is hot in the cache, instead of at the end of the turn
-    /// (which still sends what is written to other connections). Everything
-    /// the callback wrote goes out in one system call.
-    ///
-    /// Not when the connection was already waiting to be flushed before its
-    /// callback: others are writing to it this turn (a broadcast), and
-    /// flushing now would split their writes into more system calls.
-    fn flush_replies(&self, was_dirty: bool) {
-        if !was_dirty && self.state.borrow().in_dirty {
-            self.flush();
         }
     }
 
