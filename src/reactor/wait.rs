@@ -58,16 +58,15 @@ impl Waiter {
     ) -> io::Result<&[Ready]> {
         self.ready.clear();
         #[cfg(target_os = "linux")]
-        {
+        let timeout = {
             if self.wait_epoll(poller, timeout)? {
                 return Ok(&self.ready);
             }
             // The poller was notified: let it clear and re-arm its eventfd.
             // What the direct wait saw is reported again (level-triggered).
             self.ready.clear();
-            return self.wait_poller(poller, Some(Duration::ZERO));
-        }
-        #[cfg(not(target_os = "linux"))]
+            Some(Duration::ZERO)
+        };
         self.wait_poller(poller, timeout)
     }
 
