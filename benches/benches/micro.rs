@@ -85,6 +85,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio_util::codec::Decoder as TokioDecoder;
 use twill::Reactor;
+use twill_bench::report::{command_output, print_run_header};
 use twill_protocols::codec::{
     Decoder as TwillDecoder, LengthFieldBasedFrameDecoder, LineBasedFrameDecoder,
 };
@@ -968,41 +969,13 @@ fn parse_args() -> Result<(Config, Vec<String>), String> {
     Ok((cfg, args))
 }
 
-fn command_output(program: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn print_header(cfg: &Config, args: &[String]) {
-    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"])
-        .unwrap_or_else(|| "unknown".into());
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
     let mut command = "cargo bench -p twill-bench --bench micro".to_string();
     if !args.is_empty() {
         command.push_str(" -- ");
         command.push_str(&args.join(" "));
     }
-    println!("# twill micro-benchmarks\n");
-    println!("- date: {date}");
-    println!("- nproc: {nproc} ({cpu}; Linux {kernel})");
-    println!("- command: {command}");
+    print_run_header("twill micro-benchmarks", &command);
     if let Some(rustc) = command_output("rustc", &["--version"]) {
         println!("- {rustc}");
     }

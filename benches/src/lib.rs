@@ -15,6 +15,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+pub mod report;
 pub mod server;
 
 /// An error with a message for the user; binaries print it and exit non-zero.

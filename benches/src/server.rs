@@ -15,7 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::parse_listening_line;
+use crate::{cli_err, parse_listening_line, CliError};
 
 /// The placeholder in [`ServerSpec::args`] replaced by the listen address.
 pub const ADDR: &str = "{addr}";
@@ -104,6 +104,64 @@ pub fn echo_servers(target_dir: &Path) -> Vec<ServerSpec> {
         ),
         ServerSpec::python("twisted", &python, &py.join("echo_twisted.py"), &[]),
     ]
+}
+
+/// The release directory the binaries are in: `--target-dir` if given,
+/// else `$TWILL_BENCH_TARGET_DIR`, else the directory this program is in.
+pub fn target_dir(arg: Option<String>) -> PathBuf {
+    arg.map(PathBuf::from)
+        .or_else(|| std::env::var_os("TWILL_BENCH_TARGET_DIR").map(PathBuf::from))
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+        })
+        .unwrap_or_else(|| PathBuf::from("target/release"))
+}
+
+/// The servers a run uses: those of `known` named in `list`
+/// (comma-separated; `NAME=PATH` adds any other program), or all of `known`
+/// without a list. One that is not built is skipped with a warning from
+/// `program`; none left is an error.
+pub fn select_servers(
+    program: &str,
+    list: Option<&str>,
+    known: Vec<ServerSpec>,
+) -> Result<Vec<ServerSpec>, CliError> {
+    let wanted: Vec<ServerSpec> = match list {
+        None => known,
+        Some(list) => list
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|item| match item.split_once('=') {
+                Some((name, path)) => Ok(ServerSpec::new(name, path, &[])),
+                None => known
+                    .iter()
+                    .find(|s| s.name == item)
+                    .cloned()
+                    .ok_or_else(|| cli_err!("unknown server {item:?} (use NAME=PATH)")),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut servers = Vec::new();
+    for spec in wanted {
+        if spec.is_available() {
+            servers.push(spec);
+        } else {
+            eprintln!(
+                "{program}: warning: skipping {}: {} not found (`bash benches/run.sh` builds \
+                 every server; benches/venv.sh makes the Python virtualenv)",
+                spec.name,
+                spec.program.display()
+            );
+        }
+    }
+    if servers.is_empty() {
+        return Err(cli_err!(
+            "no server found (build them first: bash benches/run.sh)"
+        ));
+    }
+    Ok(servers)
 }
 
 /// Where the suite's Python servers are.

@@ -55,14 +55,17 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{exit, Command};
 use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use twill_bench::server::{echo_servers, rss_bytes, RunningServer, ServerSpec};
+use twill_bench::report::{fmt, print_run_header, this_command};
+use twill_bench::server::{
+    echo_servers, rss_bytes, select_servers, target_dir, RunningServer, ServerSpec,
+};
 use twill_bench::{cli_err, median, Args, CliError, Pattern};
 
 const USAGE: &str = "usage: idle_bench [--conns 10000] [--rounds 3] \
@@ -148,17 +151,12 @@ fn parse() -> Result<Opts, CliError> {
     let (conns, rounds) = if smoke { (200, 1) } else { (10_000, 3) };
     let conns = a.parse_or("--conns", conns)?;
     let rounds = a.parse_or("--rounds", rounds)?;
-    let target_dir = match a.value("--target-dir")? {
-        Some(d) => PathBuf::from(d),
-        None => match std::env::var_os("TWILL_BENCH_TARGET_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent().map(Path::to_path_buf))
-                .unwrap_or_else(|| PathBuf::from("target/release")),
-        },
-    };
-    let servers = parse_servers(a.value("--servers")?.as_deref(), &target_dir)?;
+    let target_dir = target_dir(a.value("--target-dir")?);
+    let servers = select_servers(
+        "idle_bench",
+        a.value("--servers")?.as_deref(),
+        echo_servers(&target_dir),
+    )?;
     a.finish()?;
     if conns == 0 || rounds == 0 || conns > 1_000_000 {
         return Err(cli_err!(
@@ -171,44 +169,6 @@ fn parse() -> Result<Opts, CliError> {
         target_dir,
         servers,
     })
-}
-
-/// Resolves `--servers` (or the defaults); missing binaries are skipped with
-/// a warning.
-fn parse_servers(list: Option<&str>, dir: &Path) -> Result<Vec<ServerSpec>, CliError> {
-    let known = echo_servers(dir);
-    let wanted: Vec<ServerSpec> = match list {
-        None => known,
-        Some(list) => list
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|item| match item.split_once('=') {
-                Some((n, p)) => Ok(ServerSpec::new(n, p, &[])),
-                None => known
-                    .iter()
-                    .find(|s| s.name == item)
-                    .cloned()
-                    .ok_or_else(|| cli_err!("unknown server {item:?} (use NAME=PATH)")),
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let mut servers = Vec::new();
-    for spec in wanted {
-        if spec.is_available() {
-            servers.push(spec);
-        } else {
-            eprintln!(
-                "idle_bench: warning: skipping {}: {} not found (build it first, or run \
-                 benches/venv.sh for the Python servers)",
-                spec.name,
-                spec.program.display()
-            );
-        }
-    }
-    if servers.is_empty() {
-        return Err(cli_err!("no server binary found in {}", dir.display()));
-    }
-    Ok(servers)
 }
 
 /// The soft and hard `RLIMIT_NOFILE` of this process, from
@@ -472,31 +432,11 @@ fn print_round(o: &Opts, round: usize, server: &ServerSpec, s: &Sample) {
     );
 }
 
-fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    let s = String::from_utf8(out.stdout).ok()?;
-    Some(s.trim().to_string()).filter(|s| !s.is_empty())
-}
-
 fn print_header(o: &Opts) {
-    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]).unwrap_or_default();
-    let nproc = command_output("nproc", &[]).unwrap_or_else(|| "?".into());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "?".into());
-    let kernel = command_output("uname", &["-sr"]).unwrap_or_default();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    println!("# twill idle-connection memory benchmark");
-    println!();
-    println!("- date: {date}");
-    println!("- nproc: {nproc} ({cpu}; {kernel})");
-    println!("- command: idle_bench {}", args.join(" "));
+    print_run_header(
+        "twill idle-connection memory benchmark",
+        &this_command("idle_bench"),
+    );
     println!(
         "- {} round(s); {} idle connections per server, each having echoed one {MESSAGE}-byte \
          frame; set up {WINDOW} at a time",
@@ -505,14 +445,6 @@ fn print_header(o: &Opts) {
     println!("- target dir: {}", o.target_dir.display());
     let names: Vec<&str> = o.servers.iter().map(|s| s.name.as_str()).collect();
     println!("- servers: {}", names.join(", "));
-}
-
-fn fmt(v: f64, decimals: usize) -> String {
-    if v.is_finite() {
-        format!("{v:.decimals$}")
-    } else {
-        "n/a".into()
-    }
 }
 
 fn print_table(o: &Opts, samples: &HashMap<String, Vec<Sample>>) {

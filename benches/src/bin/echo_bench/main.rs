@@ -44,10 +44,10 @@
 //! at the end of its run.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::exit;
 
-use twill_bench::server::{echo_servers, ServerSpec};
+use twill_bench::server::{echo_servers, select_servers, target_dir, ServerSpec};
 use twill_bench::{cli_err, clk_tck, ksoftirqd_pids, Args, CliError};
 
 mod measure;
@@ -147,17 +147,12 @@ fn parse() -> Result<Opts, CliError> {
     let duration = a.parse_or("--duration", duration)?;
     let warmup = a.parse_or("--warmup", warmup)?;
     let threads = a.parse_or("--threads", 1usize)?;
-    let target_dir = match a.value("--target-dir")? {
-        Some(d) => PathBuf::from(d),
-        None => match std::env::var_os("TWILL_BENCH_TARGET_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent().map(Path::to_path_buf))
-                .unwrap_or_else(|| PathBuf::from("target/release")),
-        },
-    };
-    let servers = parse_servers(a.value("--servers")?.as_deref(), &target_dir)?;
+    let target_dir = target_dir(a.value("--target-dir")?);
+    let servers = select_servers(
+        "echo_bench",
+        a.value("--servers")?.as_deref(),
+        echo_servers(&target_dir),
+    )?;
     a.finish()?;
     let secs_ok = |v: f64| v.is_finite() && (0.0..=3600.0).contains(&v);
     if rounds == 0 || threads == 0 || duration == 0.0 || !secs_ok(duration) || !secs_ok(warmup) {
@@ -200,44 +195,6 @@ fn parse_scenario(name: &str) -> Result<Scenario, CliError> {
             "bad scenario {name:?}: expected CONNSxSIZExINFLIGHT"
         )),
     }
-}
-
-/// Resolves `--servers` (or the defaults); missing binaries are skipped with
-/// a warning.
-fn parse_servers(list: Option<&str>, dir: &Path) -> Result<Vec<ServerSpec>, CliError> {
-    let known = echo_servers(dir);
-    let wanted: Vec<ServerSpec> = match list {
-        None => known,
-        Some(list) => list
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|item| match item.split_once('=') {
-                Some((n, p)) => Ok(ServerSpec::new(n, p, &[])),
-                None => known
-                    .iter()
-                    .find(|s| s.name == item)
-                    .cloned()
-                    .ok_or_else(|| cli_err!("unknown server {item:?} (use NAME=PATH)")),
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let mut servers = Vec::new();
-    for spec in wanted {
-        if spec.is_available() {
-            servers.push(spec);
-        } else {
-            eprintln!(
-                "echo_bench: warning: skipping {}: {} not found (build it first, or run \
-                 benches/venv.sh for the Python servers)",
-                spec.name,
-                spec.program.display()
-            );
-        }
-    }
-    if servers.is_empty() {
-        return Err(cli_err!("no server binary found in {}", dir.display()));
-    }
-    Ok(servers)
 }
 
 fn run(o: &Opts) -> i32 {

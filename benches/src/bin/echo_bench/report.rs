@@ -1,9 +1,9 @@
 //! The header, the per-round lines and the markdown tables.
 
 use std::collections::HashMap;
-use std::process::Command;
 
 use twill_bench::median;
+use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
 
 use twill_bench::server::ServerSpec;
 
@@ -37,53 +37,14 @@ pub fn print_round(o: &Opts, round: usize, server: &ServerSpec, s: &Sample) {
     );
 }
 
-fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    let s = String::from_utf8(out.stdout).ok()?;
-    Some(s.trim().to_string()).filter(|s| !s.is_empty())
-}
-
 pub fn print_header(o: &Opts) {
-    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]).unwrap_or_default();
-    let nproc = command_output("nproc", &[]).unwrap_or_else(|| "?".into());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "?".into());
-    let kernel = command_output("uname", &["-sr"]).unwrap_or_default();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    println!("# twill echo benchmark");
-    println!();
-    println!("- date: {date}");
-    println!("- nproc: {nproc} ({cpu}; {kernel})");
-    println!("- command: echo_bench {}", args.join(" "));
+    print_run_header("twill echo benchmark", &this_command("echo_bench"));
     println!(
         "- {} round(s), {} s measured after {} s warm-up, loadgen threads: {}",
         o.rounds, o.duration, o.warmup, o.threads
     );
     let names: Vec<&str> = o.servers.iter().map(|s| s.name.as_str()).collect();
     println!("- servers: {}", names.join(", "));
-}
-
-fn fmt(v: f64, decimals: usize) -> String {
-    if v.is_finite() {
-        format!("{v:.decimals$}")
-    } else {
-        "n/a".into()
-    }
-}
-
-fn fmt_ratio(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.2}×")
-    } else {
-        "n/a".into()
-    }
 }
 
 /// Median over rounds of the per-round ratio of messages per server

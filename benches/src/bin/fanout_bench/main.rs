@@ -58,7 +58,9 @@ use std::path::{Path, PathBuf};
 use std::process::exit;
 use std::time::Duration;
 
-use twill_bench::server::{python_dir, venv_python, RunningServer, ServerSpec};
+use twill_bench::server::{
+    python_dir, select_servers, target_dir, venv_python, RunningServer, ServerSpec,
+};
 use twill_bench::{
     cli_err, clk_tck, cpu_ticks, ksoftirqd_pids, self_cpu_ticks, system_ticks, total_cpu_ticks,
     Args, CliError,
@@ -153,16 +155,7 @@ fn parse() -> Result<Opts, CliError> {
     let duration: f64 = a.parse_or("--duration", duration)?;
     let warmup: f64 = a.parse_or("--warmup", warmup)?;
     let stall: f64 = a.parse_or("--stall", 5.0)?;
-    let target_dir = match a.value("--target-dir")? {
-        Some(d) => PathBuf::from(d),
-        None => match std::env::var_os("TWILL_BENCH_TARGET_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent().map(Path::to_path_buf))
-                .unwrap_or_else(|| PathBuf::from("target/release")),
-        },
-    };
+    let target_dir = target_dir(a.value("--target-dir")?);
     let list = a.value("--servers")?;
     a.finish()?;
     let secs_ok = |v: f64| v.is_finite() && (0.0..=3600.0).contains(&v);
@@ -183,7 +176,11 @@ fn parse() -> Result<Opts, CliError> {
              {MAX_OUTSTANDING_BYTES} bytes (so that every read a server makes holds whole messages)"
         ));
     }
-    let servers = parse_servers(list.as_deref().unwrap_or(DEFAULT_SERVERS), &target_dir)?;
+    let servers = select_servers(
+        "fanout_bench",
+        Some(list.as_deref().unwrap_or(DEFAULT_SERVERS)),
+        spreaders(&target_dir),
+    )?;
     Ok(Opts {
         load: Config {
             clients,
@@ -214,38 +211,6 @@ fn spreaders(target_dir: &Path) -> Vec<ServerSpec> {
             &[],
         ),
     ]
-}
-
-/// Resolves `--servers`; missing programs are skipped with a warning.
-fn parse_servers(list: &str, dir: &Path) -> Result<Vec<ServerSpec>, CliError> {
-    let known = spreaders(dir);
-    let mut servers = Vec::new();
-    for item in list.split(',').filter(|s| !s.is_empty()) {
-        let spec = match item.split_once('=') {
-            Some((n, p)) => ServerSpec::new(n, p, &[]),
-            None => known
-                .iter()
-                .find(|s| s.name == item)
-                .cloned()
-                .ok_or_else(|| cli_err!("unknown server {item:?} (use NAME=PATH)"))?,
-        };
-        if spec.is_available() {
-            servers.push(spec);
-        } else {
-            eprintln!(
-                "fanout_bench: warning: skipping {}: {} not found (build it first: \
-                 `cargo build --release --example broadcast_server` and \
-                 `cargo build --release -p twill-bench --examples`; for Twisted, \
-                 benches/venv.sh)",
-                spec.name,
-                spec.program.display()
-            );
-        }
-    }
-    if servers.is_empty() {
-        return Err(cli_err!("no server found in {}", dir.display()));
-    }
-    Ok(servers)
 }
 
 fn run(o: &Opts) -> i32 {
