@@ -96,7 +96,9 @@ impl Transport {
     /// their own: `fill` gets the buffer and appends to it, exactly as an
     /// [`Encoder`](https://docs.rs/tokio-util/latest/tokio_util/codec/trait.Encoder.html)
     /// appends to its destination. The buffer may already hold bytes
-    /// written before and not sent yet; `fill` must leave them alone.
+    /// written before and not sent yet; `fill` must leave them alone, and
+    /// must not use this transport (the buffer is borrowed while it runs:
+    /// such a call panics, which fails the connection).
     ///
     /// This is how a codec encodes each message straight into the
     /// connection's buffer. Returns what `fill` returned, or `None` (without
