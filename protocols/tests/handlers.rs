@@ -13,6 +13,7 @@ use log::Level;
 use twill::task::Clock;
 use twill::testing::StringTransport;
 use twill::{Bytes, Factory, Protocol, Reactor, Reason, Transport};
+use twill_protocols::codec::{BytesEncoder, Context, Framed, Handler, LineBasedFrameDecoder};
 use twill_protocols::handler::{
     hex_dump, AddressFilter, ByteFormat, Cidr, CidrParseError, FilterAction, IdleAware, IdleHandle,
     IdleState, IdleStateEvent, IdleStateHandler, LoggingHandler, ReadTimeout, ReadTimeoutHandler,
@@ -1066,4 +1067,41 @@ fn a_codec_handler_hears_idle_events_through_framed() {
     clock.advance(secs(1));
     assert_eq!(recorder.value(), b"bye\n");
     assert!(recorder.disconnecting());
+}
+
+#[test]
+fn read_timeout_passes_a_framed_buffer_through_and_counts_reads_into_it() {
+    // The reactor reads straight into the buffer of a Framed inside the
+    // handler (get_buffer / buffer_updated); the read still holds off the
+    // timeout, and the frames still arrive.
+    struct Frames(Log);
+    impl Handler for Frames {
+        type Message = Bytes;
+        type Reply = Bytes;
+        fn message_received(&mut self, _: &Context<Bytes>, frame: Bytes) {
+            self.0
+                .push(format!("frame {}", String::from_utf8_lossy(&frame)));
+        }
+    }
+    let (log, clock) = (Log::default(), Clock::new());
+    let recorder = StringTransport::new();
+    let framed = Framed::new(
+        LineBasedFrameDecoder::new(64),
+        BytesEncoder,
+        Frames(log.clone()),
+    );
+    let mut handler = ReadTimeoutHandler::new(framed, secs(10)).clock(Rc::new(clock.clone()));
+    handler.connection_made(&recorder.transport());
+    clock.advance(secs(9));
+    let buffer = handler.get_buffer().expect("Framed offers its buffer");
+    buffer.extend_from_slice(b"one\ntw");
+    handler.buffer_updated(6);
+    clock.advance(secs(9));
+    handler.get_buffer().unwrap().extend_from_slice(b"o\n");
+    handler.buffer_updated(2);
+    clock.advance(secs(9));
+    assert!(!handler.timed_out(), "each read held the timeout off");
+    assert_eq!(log.events(), ["frame one", "frame two"]);
+    clock.advance(secs(1));
+    assert!(handler.timed_out());
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use twill::{Bytes, Protocol, ReactorTime, Reason, Transport};
+use twill::{Bytes, BytesMut, Protocol, ReactorTime, Reason, Transport};
 
 use super::timer::Watch;
 
@@ -157,6 +157,14 @@ impl<P: Protocol> ReadTimeoutHandler<P> {
     }
 }
 
+impl<P> ReadTimeoutHandler<P> {
+    fn stamp_read(&self) {
+        if let Some(now) = self.state.watch.now() {
+            self.state.last_read.set(Some(now));
+        }
+    }
+}
+
 impl<P: Protocol> Protocol for ReadTimeoutHandler<P> {
     /// Starts the countdown, then passes the event on.
     ///
@@ -172,10 +180,17 @@ impl<P: Protocol> Protocol for ReadTimeoutHandler<P> {
     }
 
     fn data_received(&mut self, data: Bytes) {
-        if let Some(now) = self.state.watch.now() {
-            self.state.last_read.set(Some(now));
-        }
+        self.stamp_read();
         self.inner.data_received(data);
+    }
+
+    fn get_buffer(&mut self) -> Option<&mut BytesMut> {
+        self.inner.get_buffer()
+    }
+
+    fn buffer_updated(&mut self, appended: usize) {
+        self.stamp_read();
+        self.inner.buffer_updated(appended);
     }
 
     fn eof_received(&mut self) -> bool {

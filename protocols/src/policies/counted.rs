@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use twill::{Bytes, Protocol, Reason, Transport};
+use twill::{Bytes, BytesMut, Protocol, Reason, Transport};
 
 /// The protocol a connection-limiting factory
 /// ([`LimitConnectionsByPeer`](super::LimitConnectionsByPeer),
@@ -54,6 +54,14 @@ impl<P: Protocol> Protocol for Counted<P> {
 
     fn data_received(&mut self, data: Bytes) {
         self.inner.data_received(data);
+    }
+
+    fn get_buffer(&mut self) -> Option<&mut BytesMut> {
+        self.inner.get_buffer()
+    }
+
+    fn buffer_updated(&mut self, appended: usize) {
+        self.inner.buffer_updated(appended);
     }
 
     fn eof_received(&mut self) -> bool {
