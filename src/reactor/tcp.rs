@@ -89,16 +89,6 @@ struct ConnState {
     warned_write_after_close: bool,
 }
 
-/// How a read into a protocol's own buffer went.
-enum DirectRead {
-    /// The protocol has no buffer of its own: read the usual way.
-    NotOffered,
-    /// Bytes were read and handed over, or there was nothing to read.
-    Done,
-    Eof,
-    Failed(io::Error),
-}
-
 enum Notify {
     Pause,
     Resume,
@@ -204,6 +194,16 @@ impl Conn {
         callback: &'static str,
         f: impl FnOnce(&mut dyn Protocol) -> R,
     ) -> Option<R> {
+        self.call_protocol_as(&Cell::new(callback), f)
+    }
+
+    /// As `call_protocol`, for a call that decides on the way which
+    /// callback it makes: `callback` names it when it panics.
+    fn call_protocol_as<R>(
+        &self,
+        callback: &Cell<&'static str>,
+        f: impl FnOnce(&mut dyn Protocol) -> R,
+    ) -> Option<R> {
         let mut slot = self.protocol.borrow_mut();
         let protocol = slot.as_mut()?;
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut **protocol)));
@@ -211,6 +211,7 @@ impl Conn {
         match result {
             Ok(value) => Some(value),
             Err(panic) => {
+                let callback = callback.get();
                 let message = crate::panic_message(&*panic);
                 log::error!(
                     "protocol for {} panicked in {callback}: {message}; closing that connection",
@@ -266,113 +267,88 @@ impl Conn {
     }
 
     fn read(&self) {
-        if self.state.borrow().draining.is_none() {
-            match self.read_into_protocol_buffer() {
-                DirectRead::NotOffered => {}
-                DirectRead::Done => return,
-                DirectRead::Eof => return self.eof(),
-                DirectRead::Failed(err) => return self.finish(Reason::Lost(err)),
-            }
-        }
         let Some(core) = self.core.upgrade() else {
             return;
         };
-        let mut buf = core.read_buffer();
-        let result = {
+        let result = if self.state.borrow().draining.is_some() {
+            // Closing: the protocol is done with input, which is dropped.
             let st = self.state.borrow();
-            match st.stream.as_ref() {
-                Some(mut stream) => stream.read(&mut buf[..]),
-                None => return,
-            }
+            let Some(stream) = st.stream.as_ref() else {
+                return;
+            };
+            read_shared(&core, stream).map(|data| data.len())
+        } else {
+            let callback = Cell::new("data_received");
+            let delivered = self.call_protocol_as(&callback, |p| self.deliver(&core, p, &callback));
+            // `None`: the protocol panicked (the connection is failing) or
+            // is gone; either way the read is over.
+            let Some(result) = delivered else { return };
+            result
         };
         match result {
-            Ok(0) => {
-                drop(buf);
-                self.eof();
-            }
-            Ok(n) => {
-                if self.state.borrow().draining.is_some() {
-                    // Closing: the protocol is done with input.
-                    return;
-                }
-                let data = buf.split_to(n).freeze();
-                drop(buf);
-                self.call_protocol("data_received", |p| p.data_received(data));
-            }
+            Ok(0) => self.eof(),
+            Ok(_) => {}
             Err(err)
                 if err.kind() == io::ErrorKind::WouldBlock
                     || err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => {
-                drop(buf);
-                self.finish(Reason::Lost(err));
-            }
+            Err(err) => self.finish(Reason::Lost(err)),
         }
     }
 
-    /// Reads straight into the buffer the protocol offers with
-    /// `get_buffer`, if it offers one, and tells it with `buffer_updated`.
-    fn read_into_protocol_buffer(&self) -> DirectRead {
-        let Some(core) = self.core.upgrade() else {
-            return DirectRead::Done;
+    /// One read, handed to the protocol: as `Bytes` split off the shared
+    /// buffer to `data_received`; or, to a protocol that gathers input in a
+    /// buffer of its own (`get_buffer`), as that buffer itself when it is
+    /// empty (no copy, no allocation) or appended to it in place when a
+    /// partial message is pending, then `buffer_updated`. Returns what the
+    /// read returned; 0 is EOF, and the protocol is not called.
+    fn deliver(
+        &self,
+        core: &Core,
+        protocol: &mut dyn Protocol,
+        callback: &Cell<&'static str>,
+    ) -> io::Result<usize> {
+        let st = self.state.borrow();
+        let Some(stream) = st.stream.as_ref() else {
+            return Err(io::ErrorKind::WouldBlock.into());
         };
-        let outcome = self.call_protocol("buffer_updated", |protocol| {
-            let Some(buf) = protocol.get_buffer() else {
-                return DirectRead::NotOffered;
-            };
-            let st = self.state.borrow();
-            let Some(mut stream) = st.stream.as_ref() else {
-                return DirectRead::Done;
-            };
-            let shared_read = buf.is_empty();
-            let result = if shared_read {
-                // Nothing pending: read into the reactor's shared buffer and
-                // hand the bytes over as the protocol's buffer, which costs
-                // neither a copy nor an allocation.
-                let mut shared = core.read_buffer();
-                stream.read(&mut shared[..]).inspect(|&n| {
-                    *buf = shared.split_to(n);
-                })
-            } else {
-                // A partial message is pending: append to it in place.
-                if buf.capacity() - buf.len() < DIRECT_READ_MIN {
-                    buf.reserve(DIRECT_READ_RESERVE);
-                }
-                let spare = buf.spare_capacity_mut();
-                let room = spare.len().min(DIRECT_READ_MAX);
-                SockRef::from(stream)
-                    .recv(&mut spare[..room])
-                    .inspect(|&n| {
-                        // SAFETY: `recv` initialized the first `n` bytes of the
-                        // spare capacity, right after the buffer's contents.
-                        unsafe { buf.set_len(buf.len() + n) };
-                    })
-            };
+        let Some(buf) = protocol.get_buffer() else {
+            let data = read_shared(core, stream)?;
             drop(st);
-            match result {
-                Ok(0) => DirectRead::Eof,
-                Ok(n) => {
-                    protocol.buffer_updated(n);
-                    if shared_read {
-                        // A partial message left over would pin the whole
-                        // shared buffer: give it an allocation of its own.
-                        if let Some(left) = protocol.get_buffer().filter(|b| !b.is_empty()) {
-                            *left = BytesMut::from(&left[..]);
-                        }
-                    }
-                    DirectRead::Done
-                }
-                Err(err)
-                    if err.kind() == io::ErrorKind::WouldBlock
-                        || err.kind() == io::ErrorKind::Interrupted =>
-                {
-                    DirectRead::Done
-                }
-                Err(err) => DirectRead::Failed(err),
+            let n = data.len();
+            if n > 0 {
+                protocol.data_received(data.freeze());
             }
-        });
-        // `None`: the protocol panicked (the connection is failing) or is
-        // gone; either way the read is over.
-        outcome.unwrap_or(DirectRead::Done)
+            return Ok(n);
+        };
+        let shared = buf.is_empty();
+        let n = if shared {
+            *buf = read_shared(core, stream)?;
+            buf.len()
+        } else {
+            if buf.capacity() - buf.len() < DIRECT_READ_MIN {
+                buf.reserve(DIRECT_READ_RESERVE);
+            }
+            let spare = buf.spare_capacity_mut();
+            let room = spare.len().min(DIRECT_READ_MAX);
+            let n = SockRef::from(stream).recv(&mut spare[..room])?;
+            // SAFETY: `recv` initialized the first `n` bytes of the spare
+            // capacity, right after the buffer's contents.
+            unsafe { buf.set_len(buf.len() + n) };
+            n
+        };
+        drop(st);
+        if n > 0 {
+            callback.set("buffer_updated");
+            protocol.buffer_updated(n);
+            if shared {
+                // A partial message left over would pin the whole shared
+                // buffer: give it an allocation of its own.
+                if let Some(left) = protocol.get_buffer().filter(|b| !b.is_empty()) {
+                    *left = BytesMut::from(&left[..]);
+                }
+            }
+        }
+        Ok(n)
     }
 
     fn eof(&self) {
@@ -641,6 +617,14 @@ impl Conn {
         }
         true
     }
+}
+
+/// One read into the reactor's shared buffer; the bytes read are split off
+/// it (empty at EOF).
+fn read_shared(core: &Core, mut stream: &TcpStream) -> io::Result<BytesMut> {
+    let mut shared = core.read_buffer();
+    let n = stream.read(&mut shared[..])?;
+    Ok(shared.split_to(n))
 }
 
 /// Writes as much of the buffer as the socket takes now.
