@@ -283,8 +283,7 @@ where
             return;
         }
         self.buffer.extend_from_slice(&data);
-        self.decode_all(false);
-        self.release_empty_buffer();
+        self.buffer_updated(data.len());
     }
 
     fn get_buffer(&mut self) -> Option<&mut BytesMut> {
