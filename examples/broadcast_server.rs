@@ -7,28 +7,29 @@
 //! ```text
 //! cargo run --example broadcast_server [ADDR]   # default 127.0.0.1:8007
 //! ```
+//!
+//! The relaying goes through a [`BroadcastGroup`], which bounds what a
+//! client that does not keep up can cost. Its policy here is
+//! [`SlowClient::DropMessages`], the one a relay of a live stream wants: a
+//! client that has stayed over its high watermark (64 KiB unsent) for 5 s,
+//! or would have over 4 MiB unsent, misses messages (each one whole or not
+//! at all, counted) until it has drained, while everyone else gets every
+//! message without waiting for it. A client that never reads so costs the
+//! server at most 4 MiB, and one that reads at full speed receives
+//! everything.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
+use twill::broadcast::{BroadcastGroup, SlowClient};
 use twill::{Bytes, Protocol, Reactor, Reason, Transport};
 
-/// The connected clients, shared by every protocol.
-#[derive(Default)]
-struct Clients {
-    transports: Vec<Transport>,
-}
-
 struct Spreader {
-    clients: Rc<RefCell<Clients>>,
+    clients: BroadcastGroup,
     transport: Option<Transport>,
 }
 
 impl Protocol for Spreader {
     fn connection_made(&mut self, transport: &Transport) {
-        let mut clients = self.clients.borrow_mut();
-        clients.transports.push(transport.clone());
-        let number = clients.transports.len();
+        self.clients.add(transport);
+        let number = self.clients.len();
         log::info!("new connect: {number} ({})", transport.peer());
         transport.write(format!(
             "Welcome to Spread Site, you are client user number {number}!\n"
@@ -42,20 +43,16 @@ impl Protocol for Spreader {
             me.lose_connection();
             return;
         }
-        for other in &self.clients.borrow().transports {
-            if !other.same_connection(me) {
-                other.write(data.clone());
-            }
-        }
+        self.clients.broadcast_except(me, data);
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
-        let mut clients = self.clients.borrow_mut();
         if let Some(me) = self.transport.take() {
-            clients.transports.retain(|t| !t.same_connection(&me));
+            let skipped = self.clients.dropped(&me).unwrap_or(0);
+            self.clients.remove(&me);
             log::info!(
-                "lost connect: {} ({}: {reason})",
-                clients.transports.len(),
+                "lost connect: {} ({}: {reason}; {skipped} messages skipped for it)",
+                self.clients.len(),
                 me.peer()
             );
         }
@@ -68,7 +65,7 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8007".into());
     let reactor = Reactor::new()?;
-    let clients = Rc::new(RefCell::new(Clients::default()));
+    let clients = BroadcastGroup::new(SlowClient::DropMessages);
     let port = reactor.listen_tcp(addr.as_str(), move |_peer| Spreader {
         clients: clients.clone(),
         transport: None,

@@ -7,6 +7,14 @@
 //! With several threads, each runs its own reactor listening on the same
 //! port (SO_REUSEPORT) and the kernel spreads connections across them: how
 //! a twill server uses several cores.
+//!
+//! A client that sends and never reads its echo does not make the server
+//! buffer what it sends: with flow control on, a connection whose replies
+//! cannot leave (its write buffer over the 64 KiB high watermark) stops
+//! reading until they drain, so the client's data waits in the kernel's
+//! buffers and then in the client. Twisted writes this as
+//! `transport.registerProducer(transport, True)`; asyncio as
+//! `await writer.drain()` after each write.
 
 use std::io;
 
@@ -18,6 +26,7 @@ struct Echo {
 
 impl Protocol for Echo {
     fn connection_made(&mut self, transport: &Transport) {
+        transport.set_flow_control(true);
         self.transport = Some(transport.clone());
     }
 

@@ -81,6 +81,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod broadcast;
 pub mod defer;
 pub mod protocol;
 pub mod reactor;

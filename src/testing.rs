@@ -55,6 +55,10 @@ struct Recorder {
     nodelay: Cell<bool>,
     keepalive: Cell<bool>,
     limits: Cell<(usize, usize)>,
+    max: Cell<usize>,
+    flow_control: Cell<bool>,
+    /// What the test says is waiting to be sent.
+    buffered: Cell<usize>,
 }
 
 impl StringTransport {
@@ -85,6 +89,9 @@ impl StringTransport {
                     crate::transport::DEFAULT_HIGH_WATERMARK,
                     crate::transport::DEFAULT_LOW_WATERMARK,
                 )),
+                max: Cell::new(crate::transport::DEFAULT_MAX_WRITE_BUFFER),
+                flow_control: Cell::new(false),
+                buffered: Cell::new(0),
             }),
         }
     }
@@ -139,6 +146,18 @@ impl StringTransport {
     pub fn write_buffer_limits(&self) -> (usize, usize) {
         self.inner.limits.get()
     }
+
+    /// Pretends `bytes` are waiting to be sent, as when the peer stops
+    /// reading: [`Transport::write_buffer_size`] reports them,
+    /// [`Transport::is_writable`] is false while they are over the high
+    /// watermark, and a write that takes them past the hard cap
+    /// ([`Transport::set_write_buffer_max`]) aborts, as on a real
+    /// connection. What the protocol writes is still recorded, not added.
+    /// The protocol's `pause_writing` / `resume_writing` are not called:
+    /// the test calls them.
+    pub fn set_write_buffer_size(&self, bytes: usize) {
+        self.inner.buffered.set(bytes);
+    }
 }
 
 impl Default for StringTransport {
@@ -158,6 +177,14 @@ impl fmt::Debug for StringTransport {
 
 impl TransportImpl for Recorder {
     fn write(&self, data: Bytes) {
+        if self.aborted.get() {
+            return;
+        }
+        let max = self.max.get();
+        if self.buffered.get().saturating_add(data.len()) > max {
+            self.abort_with(Box::new(crate::transport::WriteBufferFull { limit: max }));
+            return;
+        }
         self.total_written
             .set(self.total_written.get() + data.len() as u64);
         self.written.borrow_mut().extend_from_slice(&data);
@@ -180,6 +207,13 @@ impl TransportImpl for Recorder {
     fn abort_connection(&self) {
         self.disconnecting.set(true);
         self.aborted.set(true);
+    }
+
+    fn abort_with(&self, error: Box<dyn Error + Send + Sync>) {
+        if self.failure.borrow().is_none() {
+            *self.failure.borrow_mut() = Some(error);
+        }
+        self.abort_connection();
     }
 
     fn write_eof(&self) {
@@ -217,7 +251,7 @@ impl TransportImpl for Recorder {
     }
 
     fn write_buffer_size(&self) -> usize {
-        0
+        self.buffered.get()
     }
 
     fn bytes_written(&self) -> u64 {
@@ -231,6 +265,27 @@ impl TransportImpl for Recorder {
 
     fn set_write_buffer_limits(&self, high: usize, low: usize) {
         self.limits.set((high, low));
+        self.max.set(self.max.get().max(high));
+    }
+
+    fn set_write_buffer_max(&self, max: usize) {
+        self.max.set(max.max(self.limits.get().0));
+    }
+
+    fn write_buffer_max(&self) -> usize {
+        self.max.get()
+    }
+
+    fn is_writable(&self) -> bool {
+        !self.disconnecting.get() && self.buffered.get() <= self.limits.get().0
+    }
+
+    fn set_flow_control(&self, on: bool) {
+        self.flow_control.set(on);
+    }
+
+    fn flow_control(&self) -> bool {
+        self.flow_control.get()
     }
 
     fn is_closing(&self) -> bool {

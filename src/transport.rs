@@ -15,6 +15,18 @@ pub const DEFAULT_HIGH_WATERMARK: usize = 64 * 1024;
 /// Default low watermark: once the buffer drains to it the protocol is told
 /// to [`resume_writing`](crate::Protocol::resume_writing).
 pub const DEFAULT_LOW_WATERMARK: usize = 16 * 1024;
+/// Default hard cap on the write buffer: past it the connection is aborted
+/// with [`WriteBufferFull`].
+///
+/// 256 times the high watermark. A protocol that stops producing when told
+/// to ([`pause_writing`](crate::Protocol::pause_writing)) overshoots the
+/// high watermark by at most what it writes in one callback, far below
+/// this; only a protocol that ignores a peer which does not read, or one
+/// that writes a whole large body at once, comes near it. The first is the
+/// case the cap is for; the second should raise it
+/// ([`Transport::set_write_buffer_max`]) or send the body in pieces as the
+/// buffer drains.
+pub const DEFAULT_MAX_WRITE_BUFFER: usize = 16 * 1024 * 1024;
 
 /// What a transport does, implemented by the reactor's TCP connection and by
 /// [`StringTransport`](crate::testing::StringTransport).
@@ -36,8 +48,52 @@ pub(crate) trait TransportImpl {
     fn bytes_written(&self) -> u64;
     fn bytes_sent(&self) -> u64;
     fn set_write_buffer_limits(&self, high: usize, low: usize);
+    fn set_write_buffer_max(&self, max: usize);
+    fn write_buffer_max(&self) -> usize;
+    fn is_writable(&self) -> bool;
+    fn set_flow_control(&self, on: bool);
+    fn flow_control(&self) -> bool;
+    fn abort_with(&self, error: Box<dyn Error + Send + Sync>);
     fn is_closing(&self) -> bool;
 }
+
+/// Why a connection was aborted when its write buffer passed its hard cap
+/// ([`Transport::set_write_buffer_max`]): the peer is not reading what the
+/// protocol writes. [`connection_lost`](crate::Protocol::connection_lost)
+/// receives it in [`Reason::Failed`](crate::Reason::Failed).
+///
+/// ```
+/// use twill::testing::StringTransport;
+///
+/// let recorder = StringTransport::new();
+/// let transport = recorder.transport();
+/// transport.set_write_buffer_limits(4, 2);
+/// transport.set_write_buffer_max(8);
+/// recorder.set_write_buffer_size(8); // the peer has read nothing
+/// transport.write("more");
+/// assert!(recorder.aborted());
+/// assert_eq!(
+///     recorder.failure().unwrap(),
+///     "write buffer over 8 bytes: peer not reading"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteBufferFull {
+    /// The cap that was passed, in bytes.
+    pub limit: usize,
+}
+
+impl fmt::Display for WriteBufferFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "write buffer over {} bytes: peer not reading",
+            self.limit
+        )
+    }
+}
+
+impl Error for WriteBufferFull {}
 
 /// A connection as its protocol sees it: Twisted's `ITCPTransport`,
 /// asyncio's `Transport`.
@@ -166,6 +222,15 @@ impl Transport {
         self.inner.abort_connection();
     }
 
+    /// Closes the connection at once, as
+    /// [`abort_connection`](Self::abort_connection), because of `error`:
+    /// `connection_lost` receives [`Reason::Failed`](crate::Reason::Failed)
+    /// with it. For a peer that must go now, without waiting for what is
+    /// buffered to be sent: one that stopped reading, say.
+    pub fn abort_with(&self, error: impl Into<Box<dyn Error + Send + Sync>>) {
+        self.inner.abort_with(error.into());
+    }
+
     /// Half-closes: once everything buffered is sent, shuts down the writing
     /// side (the peer reads EOF) and keeps reading. Twisted's
     /// `loseWriteConnection`, asyncio's `write_eof`.
@@ -253,9 +318,69 @@ impl Transport {
     }
 
     /// Sets the write buffer's watermarks (asyncio's
-    /// `set_write_buffer_limits`); `low` is capped at `high`.
+    /// `set_write_buffer_limits`); `low` is capped at `high`, and the hard
+    /// cap ([`set_write_buffer_max`](Self::set_write_buffer_max)) is raised
+    /// to `high` if it was below.
     pub fn set_write_buffer_limits(&self, high: usize, low: usize) {
         self.inner.set_write_buffer_limits(high, low.min(high));
+    }
+
+    /// Sets the write buffer's hard cap
+    /// ([`DEFAULT_MAX_WRITE_BUFFER`] unless set): a write that takes the
+    /// buffer past `max` bytes aborts the connection (the peer sees a
+    /// reset), logged once, and
+    /// [`connection_lost`](crate::Protocol::connection_lost) receives
+    /// [`Reason::Failed`](crate::Reason::Failed) with [`WriteBufferFull`].
+    /// The write that passed the cap and every later one are dropped with
+    /// the buffer. `max` is raised to the high watermark if below it.
+    /// `usize::MAX` means no cap.
+    pub fn set_write_buffer_max(&self, max: usize) {
+        self.inner.set_write_buffer_max(max);
+    }
+
+    /// The write buffer's hard cap.
+    pub fn write_buffer_max(&self) -> usize {
+        self.inner.write_buffer_max()
+    }
+
+    /// Whether writes are welcome: false from the moment the buffer went
+    /// over the high watermark ([`pause_writing`](crate::Protocol::pause_writing))
+    /// until it drains to the low one, and once the connection is closing.
+    /// Netty's `Channel.isWritable`.
+    pub fn is_writable(&self) -> bool {
+        self.inner.is_writable()
+    }
+
+    /// Turns flow control on or off (off by default for a plain
+    /// [`Protocol`](crate::Protocol); `twill-protocols`' codec layer turns
+    /// it on). While on, the connection stops reading whenever it is not
+    /// [writable](Self::is_writable), and reads again once the buffer
+    /// drains: a protocol that answers what it reads then holds at most
+    /// about the high watermark plus one read's replies for a peer that
+    /// does not read its replies, and that peer's further requests wait in
+    /// the kernel's buffers and then in the peer itself. This is Twisted's
+    /// `transport.registerProducer(transport, True)`, and what asyncio's
+    /// `await writer.drain()` does between reads.
+    ///
+    /// It is independent of [`pause_reading`](Self::pause_reading): the
+    /// connection reads only when neither stops it.
+    ///
+    /// ```
+    /// use twill::testing::StringTransport;
+    ///
+    /// let recorder = StringTransport::new();
+    /// let transport = recorder.transport();
+    /// assert!(!transport.flow_control());
+    /// transport.set_flow_control(true);
+    /// assert!(transport.flow_control());
+    /// ```
+    pub fn set_flow_control(&self, on: bool) {
+        self.inner.set_flow_control(on);
+    }
+
+    /// Whether [flow control](Self::set_flow_control) is on.
+    pub fn flow_control(&self) -> bool {
+        self.inner.flow_control()
     }
 
     /// Whether the connection is closing or closed.

@@ -246,6 +246,8 @@ struct Burst {
 
 impl Protocol for Burst {
     fn connection_made(&mut self, transport: &Transport) {
+        // Writes all of it at once, on purpose: past the default hard cap.
+        transport.set_write_buffer_max(usize::MAX);
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
         let mut left = self.size;
         while left > 0 {

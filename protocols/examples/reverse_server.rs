@@ -19,6 +19,12 @@
 //! arrives (the input has no way back into step), and so does closing the
 //! writing side in the middle of a request; other connections are not
 //! affected.
+//!
+//! A client that sends requests and never reads the replies costs the
+//! server about 64 KiB of replies, not everything it sends: [`Framed`]
+//! turns the transport's flow control on, so while the replies cannot
+//! leave, the connection stops reading (see `twill_protocols::codec`,
+//! "Backpressure").
 
 use bytes::{BufMut, Bytes, BytesMut};
 use twill::Reactor;

@@ -634,7 +634,7 @@ impl Core {
         let sources: Vec<Source> = self.sources.borrow().iter().cloned().collect();
         for source in sources {
             if let Source::Conn(conn) = source {
-                conn.abort();
+                conn.abort(Reason::Aborted);
             }
         }
     }

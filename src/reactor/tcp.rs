@@ -18,7 +18,10 @@ use super::write_buffer::WriteBuffer;
 use super::{Core, Source};
 use crate::protocol::{Panicked, Protocol, Reason};
 use crate::time::DelayedCall;
-use crate::transport::{Transport, TransportImpl, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK};
+use crate::transport::{
+    Transport, TransportImpl, WriteBufferFull, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK,
+    DEFAULT_MAX_WRITE_BUFFER,
+};
 
 /// Bytes written to one connection per turn at most, so one fast consumer
 /// cannot starve the others.
@@ -34,6 +37,11 @@ const DIRECT_READ_MAX: usize = 64 * 1024;
 /// How long a gracefully closed connection waits for the peer's EOF before
 /// the socket is closed anyway.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How much of the peer's input a closing connection reads and discards
+/// while it waits for that EOF. A peer that sends more after our FIN is not
+/// listening: the socket is closed at once (the kernel answers the rest
+/// with a reset) instead of reading a flood for `CLOSE_LINGER`.
+const CLOSE_DISCARD_MAX: usize = 256 * 1024;
 
 pub(crate) struct Conn {
     core: Weak<Core>,
@@ -54,7 +62,21 @@ impl ConnState {
     /// Closed, or on the way there: no more input for the protocol, and no
     /// second close.
     fn is_closing(&self) -> bool {
-        self.stream.is_none() || self.closing.is_some() || self.draining.is_some() || self.aborting
+        self.stream.is_none()
+            || self.closing.is_some()
+            || self.draining.is_some()
+            || self.aborting.is_some()
+    }
+
+    /// Whether reading is wanted: the protocol takes input, neither it
+    /// (`pause_reading`) nor flow control holds reading back, or a close
+    /// is draining the peer's input.
+    fn wants_read(&self) -> bool {
+        self.draining.is_some()
+            || !self.reading_paused
+                && !(self.flow_control && self.writing_paused)
+                && self.closing.is_none()
+                && !self.eof_read
     }
 }
 
@@ -67,18 +89,26 @@ struct ConnState {
     sent: u64,
     high: usize,
     low: usize,
+    /// The hard cap: a write past it aborts the connection.
+    max: usize,
     /// The protocol was told to pause writing.
     writing_paused: bool,
     reading_paused: bool,
+    /// Stop reading while `writing_paused` (`Transport::set_flow_control`).
+    flow_control: bool,
     /// `lose_connection` (or `fail`) was called: close with this reason once
     /// the buffer is flushed.
     closing: Option<Reason>,
-    aborting: bool,
+    /// `abort_connection` (or the hard cap): close at once, with a reset,
+    /// for this reason.
+    aborting: Option<Reason>,
     /// Our side is shut after a graceful close; reading (and discarding)
     /// until the peer's EOF, so unread input does not turn the close into a
     /// reset that could destroy the reply in flight. Holds the close reason
     /// and the timer that ends the wait.
     draining: Option<DelayedCall>,
+    /// Bytes read and dropped while draining.
+    discarded: usize,
     eof_read: bool,
     write_eof_requested: bool,
     write_shut: bool,
@@ -141,11 +171,14 @@ impl Conn {
                 sent: 0,
                 high: DEFAULT_HIGH_WATERMARK,
                 low: DEFAULT_LOW_WATERMARK,
+                max: DEFAULT_MAX_WRITE_BUFFER,
                 writing_paused: false,
                 reading_paused: false,
+                flow_control: false,
                 closing: None,
-                aborting: false,
+                aborting: None,
                 draining: None,
+                discarded: 0,
                 eof_read: false,
                 write_eof_requested: false,
                 write_shut: false,
@@ -287,11 +320,24 @@ impl Conn {
         };
         match result {
             Ok(0) => self.eof(),
-            Ok(_) => {}
+            Ok(n) => {
+                let mut st = self.state.borrow_mut();
+                if st.draining.is_some() {
+                    st.discarded += n;
+                    if st.discarded > CLOSE_DISCARD_MAX {
+                        drop(st);
+                        log::debug!(
+                            "{} kept sending after the close; closing the socket now",
+                            self.peer
+                        );
+                        self.finish(Reason::Done, false);
+                    }
+                }
+            }
             Err(err)
                 if err.kind() == io::ErrorKind::WouldBlock
                     || err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => self.finish(Reason::Lost(err)),
+            Err(err) => self.finish(Reason::Lost(err), false),
         }
     }
 
@@ -359,7 +405,7 @@ impl Conn {
             if let Some(linger) = st.draining.take() {
                 let _ = linger.cancel();
                 drop(st);
-                self.finish(Reason::Done);
+                self.finish(Reason::Done, false);
                 return;
             }
             if st.closing.is_some() {
@@ -383,15 +429,15 @@ impl Conn {
         if st.stream.is_none() {
             return;
         }
-        if st.aborting {
+        if let Some(reason) = st.aborting.take() {
             drop(st);
-            self.finish(Reason::Aborted);
+            self.finish(reason, true);
             return;
         }
         if st.out.len() > 0 {
             if let Err(err) = write_out(&mut st) {
                 drop(st);
-                self.finish(Reason::Lost(err));
+                self.finish(Reason::Lost(err), false);
                 return;
             }
         }
@@ -399,7 +445,7 @@ impl Conn {
             if let Some(reason) = st.closing.take() {
                 if st.eof_read {
                     drop(st);
-                    self.finish(reason);
+                    self.finish(reason, false);
                 } else {
                     self.start_draining(st, reason);
                 }
@@ -412,7 +458,7 @@ impl Conn {
                 }
                 if st.eof_read {
                     drop(st);
-                    self.finish(Reason::Done);
+                    self.finish(Reason::Done, false);
                     return;
                 }
             }
@@ -438,8 +484,7 @@ impl Conn {
     }
 
     fn update_interest(&self, st: &mut ConnState) {
-        let want_read =
-            st.draining.is_some() || !st.reading_paused && st.closing.is_none() && !st.eof_read;
+        let want_read = st.wants_read();
         let want_write = st.out.len() > 0 && !st.write_shut;
         let want = (want_read, want_write);
         if st.registered && st.interest == want || !st.registered && want == (false, false) {
@@ -463,7 +508,7 @@ impl Conn {
             }
             Err(err) => {
                 log::error!("could not update poller interest for {}: {err}", self.peer);
-                st.aborting = true;
+                st.aborting.get_or_insert(Reason::Lost(err));
                 self.mark_dirty(st);
             }
         }
@@ -490,7 +535,7 @@ impl Conn {
                 if let Some(conn) = me.upgrade() {
                     let lingering = conn.state.borrow_mut().draining.take().is_some();
                     if lingering {
-                        conn.finish(Reason::Done);
+                        conn.finish(Reason::Done, false);
                     }
                 }
             }),
@@ -501,8 +546,9 @@ impl Conn {
         self.notify_lost(reason);
     }
 
-    /// Closes the socket and tells the protocol (and the connector), once.
-    fn finish(&self, reason: Reason) {
+    /// Closes the socket (with a reset if `reset`, else after a FIN) and
+    /// tells the protocol (and the connector), once.
+    fn finish(&self, reason: Reason, reset: bool) {
         let (stream, registered) = {
             let mut st = self.state.borrow_mut();
             st.out.clear();
@@ -520,14 +566,11 @@ impl Conn {
             core.sources.borrow_mut().remove(self.key);
             core.connections.set(core.connections.get() - 1);
         }
-        match reason {
-            Reason::Aborted => {
-                // Linger off with a zero timeout: close sends RST.
-                let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-            }
-            _ => {
-                let _ = stream.shutdown(Shutdown::Write);
-            }
+        if reset {
+            // Linger on with a zero timeout: close sends RST.
+            let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        } else {
+            let _ = stream.shutdown(Shutdown::Write);
         }
         drop(stream);
         self.notify_lost(reason);
@@ -567,7 +610,7 @@ impl Conn {
 
     pub(crate) fn lose(&self, error: Option<Box<dyn Error + Send + Sync>>) {
         let mut st = self.state.borrow_mut();
-        if st.stream.is_none() || st.draining.is_some() || st.aborting {
+        if st.stream.is_none() || st.draining.is_some() || st.aborting.is_some() {
             return;
         }
         if st.closing.is_none() {
@@ -579,14 +622,29 @@ impl Conn {
         self.mark_dirty(&mut st);
     }
 
-    pub(crate) fn abort(&self) {
+    /// Closes at once with a reset; `connection_lost` gets `reason` (the
+    /// first one, if aborted twice).
+    pub(crate) fn abort(&self, reason: Reason) {
         let mut st = self.state.borrow_mut();
         if st.stream.is_none() {
             return;
         }
-        st.aborting = true;
+        st.aborting.get_or_insert(reason);
         st.out.clear();
         self.mark_dirty(&mut st);
+    }
+
+    /// Aborts the connection if the last write took the buffer past its
+    /// hard cap.
+    fn check_max(&self, st: &mut ConnState) {
+        if st.out.len() <= st.max || st.aborting.is_some() {
+            return;
+        }
+        let full = WriteBufferFull { limit: st.max };
+        log::warn!("aborting the connection with {}: {full}", self.peer);
+        st.aborting = Some(Reason::Failed(Box::new(full)));
+        st.out.clear();
+        self.mark_dirty(st);
     }
 
     fn socket_option<R>(&self, f: impl FnOnce(SockRef<'_>) -> io::Result<R>) -> io::Result<R> {
@@ -605,7 +663,11 @@ impl Conn {
     /// Whether a write must be dropped because the connection (or its
     /// writing side) is closed; warns once.
     fn refuse_write(&self, st: &mut ConnState) -> bool {
-        if st.stream.is_some() && !st.aborting && !st.write_eof_requested && !st.write_shut {
+        if st.stream.is_some()
+            && st.aborting.is_none()
+            && !st.write_eof_requested
+            && !st.write_shut
+        {
             return false;
         }
         if !st.warned_write_after_close {
@@ -648,6 +710,7 @@ impl TransportImpl for Conn {
         st.written += data.len() as u64;
         st.out.push(data);
         self.mark_dirty(&mut st);
+        self.check_max(&mut st);
     }
 
     fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut)) -> bool {
@@ -659,6 +722,7 @@ impl TransportImpl for Conn {
         if n > 0 {
             st.written += n as u64;
             self.mark_dirty(&mut st);
+            self.check_max(&mut st);
         }
         true
     }
@@ -668,7 +732,11 @@ impl TransportImpl for Conn {
     }
 
     fn abort_connection(&self) {
-        self.abort();
+        self.abort(Reason::Aborted);
+    }
+
+    fn abort_with(&self, error: Box<dyn Error + Send + Sync>) {
+        self.abort(Reason::Failed(error));
     }
 
     fn write_eof(&self) {
@@ -728,7 +796,35 @@ impl TransportImpl for Conn {
         let mut st = self.state.borrow_mut();
         st.high = high;
         st.low = low;
+        st.max = st.max.max(high);
         self.mark_dirty(&mut st);
+    }
+
+    fn set_write_buffer_max(&self, max: usize) {
+        let mut st = self.state.borrow_mut();
+        st.max = max.max(st.high);
+        self.check_max(&mut st);
+    }
+
+    fn write_buffer_max(&self) -> usize {
+        self.state.borrow().max
+    }
+
+    fn is_writable(&self) -> bool {
+        let st = self.state.borrow();
+        !st.writing_paused && !st.is_closing()
+    }
+
+    fn set_flow_control(&self, on: bool) {
+        let mut st = self.state.borrow_mut();
+        if st.flow_control != on {
+            st.flow_control = on;
+            self.mark_dirty(&mut st);
+        }
+    }
+
+    fn flow_control(&self) -> bool {
+        self.state.borrow().flow_control
     }
 
     fn is_closing(&self) -> bool {

@@ -90,6 +90,8 @@ where
             log::warn!("connection_made called twice; the first transport is kept");
             return;
         }
+        // On before the receiver runs, so it can turn it off.
+        transport.set_flow_control(true);
         self.call(made);
     }
 

@@ -202,6 +202,8 @@ impl<R: LineOnlyReceiver> Protocol for LineOnlyReceiverProtocol<R> {
             transport: transport.clone(),
             delimiter: self.decoder.delimiter().clone(),
         };
+        // On before the receiver runs, so it can turn it off.
+        transport.set_flow_control(true);
         self.receiver.connection_made(&ctx);
         self.ctx = Some(ctx);
     }

@@ -162,7 +162,8 @@ impl<Out> fmt::Debug for Context<Out> {
 /// [`Protocol::get_buffer`]), and frames are split off it: no copy of the
 /// input at all, and an idle connection keeps no buffer.
 /// Decoding stops as soon as the handler closes the connection: the rest of
-/// the input is not delivered. At EOF the decoder's
+/// the input is not delivered. While the replies cannot leave, the
+/// connection stops reading (see [Backpressure](super#backpressure)). At EOF the decoder's
 /// [`decode_eof`](Decoder::decode_eof) sees what is left, so a truncated
 /// frame is an error, not silence.
 pub struct Framed<D, E, H: Handler> {
@@ -274,6 +275,8 @@ where
     fn connection_made(&mut self, transport: &Transport) {
         let encoder = self.encoder.take().expect("connection_made is called once");
         let ctx = Context::new(transport.clone(), encoder);
+        // On before the handler runs, so it can turn it off.
+        transport.set_flow_control(true);
         self.handler.connection_made(&ctx);
         self.ctx = Some(ctx);
     }

@@ -12,6 +12,42 @@
 //! [`DecodeError`], never unbounded memory. Errors reach the handler's
 //! [`exception_caught`](Handler::exception_caught), whose default closes
 //! that connection only.
+//!
+//! # Backpressure
+//!
+//! [`Framed`], the [`pipeline`] and the Twisted framers in
+//! [`basic`](crate::basic) turn the transport's
+//! [flow control](twill::Transport::set_flow_control) on when the
+//! connection is made: while the connection's write buffer is over its high
+//! watermark (its replies cannot leave), it stops reading, and it reads
+//! again once the buffer drains. A peer that sends requests and never reads
+//! the answers then holds the server to about the high watermark (64 KiB)
+//! plus the replies to one read, not to everything it sends. A handler that
+//! must keep reading while its output is stuck (one that writes mostly to
+//! *other* connections and wants to see a `quit` from this one, say) turns
+//! it off in its `connection_made`:
+//!
+//! ```
+//! use twill_protocols::codec::{Context, Handler};
+//!
+//! struct Relay;
+//!
+//! impl Handler for Relay {
+//!     type Message = String;
+//!     type Reply = String;
+//!
+//!     fn connection_made(&mut self, ctx: &Context<String>) {
+//!         ctx.transport().set_flow_control(false);
+//!     }
+//!
+//!     fn message_received(&mut self, _ctx: &Context<String>, _line: String) {}
+//! }
+//! ```
+//!
+//! Whatever the setting, the transport's hard cap
+//! ([`set_write_buffer_max`](twill::Transport::set_write_buffer_max))
+//! still bounds each connection, and a handler that broadcasts bounds its
+//! fan-out with a [`BroadcastGroup`](twill::broadcast::BroadcastGroup).
 
 mod delimiter_based;
 mod error;

@@ -200,6 +200,8 @@ impl<H: PipelineHandler> Protocol for PipelineProtocol<H> {
             transport: transport.clone(),
             pipeline: self.pipeline.share(),
         };
+        // On before the handler runs, so it can turn it off.
+        transport.set_flow_control(true);
         self.handler.connection_made(&ctx);
         self.ctx = Some(ctx);
     }
