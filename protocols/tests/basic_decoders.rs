@@ -5,7 +5,7 @@
 mod support;
 
 use bytes::{Bytes, BytesMut};
-use support::{feed, same_at_every_split, Event};
+use support::{assert_model, chunked, feed, maxima, plus, same_at_every_split, Event, XorShift};
 use twill::testing::StringTransport;
 use twill::Protocol;
 use twill_protocols::basic::{
@@ -267,4 +267,284 @@ fn a_recoverable_error_that_skips_nothing_closes_instead_of_looping() {
         transport.disconnecting(),
         "closed rather than looping forever"
     );
+}
+
+// "No limit" written as usize::MAX (issue 10): `max_length + delimiter`
+// overflowed in LineDecoder when a read ended without a delimiter.
+
+#[test]
+fn line_decoder_with_no_limit_waits_for_a_delimiter_split_after_its_cr() {
+    for decoder in [
+        LineDecoder::new("\r\n", usize::MAX),
+        LineDecoder::line_only("\r\n", usize::MAX),
+    ] {
+        let events = feed(&decoder, &[b"hello\r", b"\nworld\r", b"\n"]);
+        assert_eq!(events, [frame("hello"), frame("world")]);
+        let events = same_at_every_split(&decoder, b"a\r\nb\nc\r\r\nd\r");
+        assert_eq!(events, [frame("a"), frame("b\nc\r"), error("truncated 2")]);
+    }
+}
+
+#[test]
+fn line_only_with_a_delimiter_longer_than_the_tail_does_not_underflow() {
+    // A one-byte tail, a maximum of 0 and a three-byte delimiter: the
+    // partial-delimiter check used to compute `1 - 2` before checking that
+    // the tail ends with two bytes of the delimiter.
+    let decoder = LineDecoder::line_only("abc", 0);
+    let input = b"xabcabc";
+    for at in 0..=input.len() {
+        let (a, b) = input.split_at(at);
+        assert_eq!(
+            kinds(feed(&decoder, &[a, b])),
+            ["error", ""],
+            "split at {at}"
+        );
+    }
+    assert_eq!(kinds(feed(&decoder, &[b"x"])), ["error"]);
+}
+
+// Randomized: the decoders of `basic` against whole-input models, each
+// also with usize::MAX.
+
+/// A byte from a small alphabet, so that delimiters are frequent.
+fn symbol(rng: &mut XorShift) -> u8 {
+    [b'a', b'a', b'a', b'b', b'\r', b'\n'][rng.below(6) as usize]
+}
+
+/// `input` cut at the first `delimiter` of the rest each time: the lines
+/// and the unterminated tail.
+fn split_lines<'a>(delimiter: &[u8], input: &'a [u8]) -> (Vec<&'a [u8]>, &'a [u8]) {
+    let mut lines = Vec::new();
+    let mut rest = input;
+    while let Some(at) = rest.windows(delimiter.len()).position(|w| w == delimiter) {
+        lines.push(&rest[..at]);
+        rest = &rest[at + delimiter.len()..];
+    }
+    (lines, rest)
+}
+
+#[test]
+fn random_lines_match_the_model_at_the_exact_limit_and_without_one() {
+    let mut rng = XorShift(0xa076_1d64_78bd_642f);
+    for _ in 0..3000 {
+        let delimiter: Vec<u8> = (0..1 + rng.below(3)).map(|_| symbol(&mut rng)).collect();
+        let input: Vec<u8> = (0..rng.below(100)).map(|_| symbol(&mut rng)).collect();
+        let chunks = chunked(&mut rng, &input, 16);
+        // No line is too long: each is delivered, and an unterminated tail
+        // is truncated at EOF.
+        let (lines, tail) = split_lines(&delimiter, &input);
+        let mut expected: Vec<Event<Bytes>> = lines
+            .iter()
+            .map(|line| Event::Frame(Bytes::copy_from_slice(line)))
+            .collect();
+        if !tail.is_empty() {
+            expected.push(error(&format!("truncated {}", tail.len())));
+        }
+        // The longest line, or the tail, is exactly at the limit.
+        let exact = lines
+            .iter()
+            .map(|line| line.len())
+            .chain([tail.len()])
+            .max();
+        let exact = exact.unwrap_or(0);
+        for max in maxima(exact) {
+            for decoder in [
+                LineDecoder::new(delimiter.clone(), max),
+                LineDecoder::line_only(delimiter.clone(), max),
+            ] {
+                let most = plus(max, delimiter.len() - 1);
+                let context = format!("{delimiter:?} max {max} {decoder:?}");
+                assert_model(&decoder, &input, &chunks, most, &expected, |e| e, &context);
+            }
+        }
+    }
+}
+
+/// IntN strings applied to the whole input at once: a too-long string is
+/// reported and skipped (as much of it as there is).
+fn intn_model(n: usize, max: usize, input: &[u8]) -> Vec<Event<Bytes>> {
+    let mut events = Vec::new();
+    let mut rest = input;
+    while rest.len() >= n {
+        let length = rest[..n].iter().fold(0u64, |v, &b| v << 8 | u64::from(b));
+        if length > max as u64 {
+            events.push(error(&format!("too long {length} > {max}")));
+            let skip = (length as usize).min(rest.len() - n);
+            rest = &rest[n + skip..];
+            continue;
+        }
+        let length = length as usize;
+        if rest.len() - n < length {
+            break;
+        }
+        events.push(Event::Frame(Bytes::copy_from_slice(&rest[n..n + length])));
+        rest = &rest[n + length..];
+    }
+    if !rest.is_empty() {
+        events.push(error(&format!("truncated {}", rest.len())));
+    }
+    events
+}
+
+#[test]
+fn random_intn_strings_match_the_model_with_any_maximum() {
+    let mut rng = XorShift(0xe703_7ed1_a0b4_28db);
+    let mut counts = [0usize; 3]; // frames, too long, truncated
+    for _ in 0..3000 {
+        let n = [1usize, 2, 4][rng.below(3) as usize];
+        let small = rng.below(30) as usize;
+        let mut input = Vec::new();
+        for _ in 0..rng.below(6) {
+            let length = rng.below(small as u64 + 10);
+            input.extend_from_slice(&length.to_be_bytes()[8 - n..]);
+            // Mostly the announced length, sometimes less (a truncated or
+            // misaligned stream).
+            let body = if rng.chance(90) {
+                length
+            } else {
+                rng.below(10)
+            };
+            input.extend((0..body).map(|_| rng.next() as u8));
+        }
+        let chunks = chunked(&mut rng, &input, 16);
+        for max in maxima(small) {
+            let expected = intn_model(n, max, &input);
+            for event in &expected {
+                match event {
+                    Event::Frame(_) => counts[0] += 1,
+                    Event::Error(s) if s.starts_with("too long") => counts[1] += 1,
+                    Event::Error(_) => counts[2] += 1,
+                }
+            }
+            let decoder = IntNDecoder::new(n, max);
+            let context = format!("prefix {n} max {max}");
+            assert_model(
+                &decoder,
+                &input,
+                &chunks,
+                plus(max, n),
+                &expected,
+                |e| e,
+                &context,
+            );
+        }
+    }
+    assert!(counts.iter().all(|&c| c > 300), "{counts:?}");
+}
+
+/// Netstrings applied to the whole input at once: malformed input stops
+/// the decoder.
+fn netstring_model(max: usize, input: &[u8]) -> Vec<Event<Bytes>> {
+    const MISSING_LENGTH: &str =
+        "corrupt input: The received netstring does not start with a length specification.";
+    const MISSING_COMMA: &str =
+        "corrupt input: The received netstring is not terminated by a comma.";
+    let too_long = format!(
+        "corrupt input: The received netstring is longer than the maximum {max} specified by \
+         MAX_LENGTH"
+    );
+    let mut events = Vec::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let mut value: u128 = 0;
+        let mut colon = None;
+        for (i, &byte) in rest.iter().enumerate() {
+            match byte {
+                b':' if i > 0 => {
+                    colon = Some(i);
+                    break;
+                }
+                b'0'..=b'9' if i == 1 && rest[0] == b'0' => {
+                    events.push(error(MISSING_LENGTH));
+                    return events;
+                }
+                b'0'..=b'9' => {
+                    let next = value
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add(u128::from(byte - b'0')));
+                    match next {
+                        Some(v) if v <= max as u128 => value = v,
+                        _ => {
+                            events.push(error(&too_long));
+                            return events;
+                        }
+                    }
+                }
+                _ => {
+                    events.push(error(MISSING_LENGTH));
+                    return events;
+                }
+            }
+        }
+        let Some(colon) = colon else {
+            events.push(error(&format!("truncated {}", rest.len())));
+            return events;
+        };
+        let payload = &rest[colon + 1..];
+        let length = value as usize;
+        if payload.len() <= length {
+            events.push(error(&format!("truncated {}", payload.len())));
+            return events;
+        }
+        if payload[length] != b',' {
+            events.push(error(MISSING_COMMA));
+            return events;
+        }
+        events.push(Event::Frame(Bytes::copy_from_slice(&payload[..length])));
+        rest = &payload[length + 1..];
+    }
+    events
+}
+
+#[test]
+fn random_netstrings_match_the_model_with_any_maximum() {
+    let mut rng = XorShift(0x8ebc_6af0_9c88_c6e3);
+    let mut counts = [0usize; 3]; // frames, malformed, truncated
+    for _ in 0..3000 {
+        let small = rng.below(20) as usize;
+        let mut input = Vec::new();
+        for _ in 0..rng.below(5) {
+            match rng.below(30) {
+                0 => input.extend_from_slice(b"01:a,"),
+                1 => input.extend_from_slice(b"x"),
+                2 => input.extend_from_slice(b"2:abX"),
+                // More than usize::MAX: too long even without a limit.
+                3 => input.extend_from_slice(b"123456789012345678901234567890:"),
+                // Unfinished, if last.
+                4 => input.extend_from_slice(b"1"),
+                5 => input.extend_from_slice(b"3:a"),
+                _ => {
+                    let length = rng.below(small as u64 + 6) as usize;
+                    input.extend_from_slice(length.to_string().as_bytes());
+                    input.push(b':');
+                    input.extend((0..length).map(|_| b"ab:,0"[rng.below(5) as usize]));
+                    input.push(b',');
+                }
+            }
+        }
+        let chunks = chunked(&mut rng, &input, 16);
+        for max in maxima(small) {
+            let expected = netstring_model(max, &input);
+            for event in &expected {
+                match event {
+                    Event::Frame(_) => counts[0] += 1,
+                    Event::Error(s) if s.starts_with("corrupt") => counts[1] += 1,
+                    Event::Error(_) => counts[2] += 1,
+                }
+            }
+            let decoder = NetstringDecoder::new(max);
+            let context = format!("max {max}");
+            // The digits of a length and its ':' come on top of the payload.
+            assert_model(
+                &decoder,
+                &input,
+                &chunks,
+                plus(max, 24),
+                &expected,
+                |e| e,
+                &context,
+            );
+        }
+    }
+    assert!(counts.iter().all(|&c| c > 300), "{counts:?}");
 }

@@ -6,7 +6,7 @@ mod support;
 use support::XorShift;
 
 use bytes::{Bytes, BytesMut};
-use support::{chunked, drive, feed, same_at_every_split, Event};
+use support::{chunked, drive, feed, maxima, plus, same_at_every_split, Event};
 use twill_protocols::codec::{
     DecodeError, Decoder, DelimiterBasedFrameDecoder, Delimiters, FixedLengthFrameDecoder,
 };
@@ -380,43 +380,47 @@ fn delimiter_model(
 #[test]
 fn random_delimited_inputs_in_random_chunks_match_the_model() {
     let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
-    let mut counts = [0usize; 2]; // frames, too long
+    let mut counts = [0usize; 3]; // frames, too long, runs with usize::MAX
     for _ in 0..4000 {
         let delimiters: Vec<Vec<u8>> = (0..1 + rng.below(3))
             .map(|_| (0..1 + rng.below(3)).map(|_| symbol(&mut rng)).collect())
             .collect();
         let longest = delimiters.iter().map(Vec::len).max().unwrap();
-        let max = 1 + rng.below(12) as usize;
+        let small = 1 + rng.below(12) as usize;
         let strip = rng.chance(70);
         let fail_fast = rng.chance(50);
-        let decoder = DelimiterBasedFrameDecoder::new(max, &delimiters)
-            .unwrap()
-            .strip_delimiter(strip)
-            .fail_fast(fail_fast);
         let input: Vec<u8> = (0..rng.below(120)).map(|_| symbol(&mut rng)).collect();
-        let expected = delimiter_model(&delimiters, max, strip, &input);
-        for event in &expected {
-            match event {
-                Event::Frame(f) => {
-                    assert!(f.len() <= max + if strip { 0 } else { longest });
-                    counts[0] += 1;
-                }
-                Event::Error(_) => counts[1] += 1,
-            }
-        }
-        let bound = max + longest - 1;
         let chunks = chunked(&mut rng, &input, 16);
-        let whole = drive(decoder.clone(), &[&input], bound);
-        let split = drive(decoder.clone(), &chunks, bound);
-        let context = format!("{delimiters:?} max {max} fail_fast {fail_fast} {chunks:?}");
-        if fail_fast {
-            // Lengths of early errors depend on the split.
-            let expected = without_lengths(expected);
-            assert_eq!(without_lengths(whole), expected, "{context}");
-            assert_eq!(without_lengths(split), expected, "{context}");
-        } else {
-            assert_eq!(whole, expected, "{context}");
-            assert_eq!(split, expected, "{context}");
+        // The same input and chunks with "no limit" too (issue 10).
+        for max in maxima(small) {
+            let decoder = DelimiterBasedFrameDecoder::new(max, &delimiters)
+                .unwrap()
+                .strip_delimiter(strip)
+                .fail_fast(fail_fast);
+            let expected = delimiter_model(&delimiters, max, strip, &input);
+            for event in &expected {
+                match event {
+                    Event::Frame(f) => {
+                        assert!(f.len() <= plus(max, if strip { 0 } else { longest }));
+                        counts[0] += 1;
+                    }
+                    Event::Error(_) => counts[1] += 1,
+                }
+            }
+            counts[2] += usize::from(max == usize::MAX);
+            let bound = plus(max, longest - 1);
+            let whole = drive(decoder.clone(), &[&input], bound);
+            let split = drive(decoder.clone(), &chunks, bound);
+            let context = format!("{delimiters:?} max {max} fail_fast {fail_fast} {chunks:?}");
+            if fail_fast {
+                // Lengths of early errors depend on the split.
+                let expected = without_lengths(expected);
+                assert_eq!(without_lengths(whole), expected, "{context}");
+                assert_eq!(without_lengths(split), expected, "{context}");
+            } else {
+                assert_eq!(whole, expected, "{context}");
+                assert_eq!(split, expected, "{context}");
+            }
         }
     }
     assert!(counts.iter().all(|&n| n > 1000), "{counts:?}");
@@ -426,19 +430,43 @@ fn random_delimited_inputs_in_random_chunks_match_the_model() {
 fn random_fixed_length_inputs_in_random_chunks() {
     let mut rng = XorShift(0x1234_5678_9abc_def1);
     for _ in 0..3000 {
-        let length = 1 + rng.below(10) as usize;
-        let decoder = FixedLengthFrameDecoder::new(length).unwrap();
+        let small = 1 + rng.below(10) as usize;
         let input: Vec<u8> = (0..rng.below(100)).map(|_| rng.next() as u8).collect();
-        let mut expected: Vec<Event<Bytes>> = input.chunks_exact(length).map(frame).collect();
-        let tail = input.len() % length;
-        if tail > 0 {
-            expected.push(error(&format!("truncated {tail}")));
-        }
         let chunks = chunked(&mut rng, &input, 16);
-        assert_eq!(
-            drive(decoder, &chunks, length - 1),
-            expected,
-            "{length} {chunks:?}"
-        );
+        // A frame length of usize::MAX is no maximum but the same kind of
+        // extreme: no frame ever completes, and nothing may overflow.
+        for length in maxima(small) {
+            let decoder = FixedLengthFrameDecoder::new(length).unwrap();
+            let mut expected: Vec<Event<Bytes>> = input.chunks_exact(length).map(frame).collect();
+            let tail = input.len() % length;
+            if tail > 0 {
+                expected.push(error(&format!("truncated {tail}")));
+            }
+            assert_eq!(
+                drive(decoder, &chunks, length - 1),
+                expected,
+                "{length} {chunks:?}"
+            );
+        }
     }
+}
+
+#[test]
+fn no_limit_delimiters_work_like_netty_line_and_nul_delimiters() {
+    // DelimiterBasedFrameDecoderTest.testFailSlowTooLongFrameRecovery's
+    // input, which is not too long without a limit.
+    let decoder = DelimiterBasedFrameDecoder::nul_delimiter(usize::MAX)
+        .unwrap()
+        .fail_fast(false);
+    assert_eq!(
+        same_at_every_split(&decoder, b"\x01\x02\0A\0"),
+        [frame(b"\x01\x02"), frame(b"A")]
+    );
+    // DelimiterBasedFrameDecoderTest.testDecode, with usize::MAX for 8192
+    // (the tail is delivered at EOF here, see the type's docs).
+    let decoder = DelimiterBasedFrameDecoder::line_delimiter(usize::MAX).unwrap();
+    assert_eq!(
+        same_at_every_split(&decoder, b"first\r\nsecond\nthird"),
+        [frame(b"first"), frame(b"second"), frame(b"third")]
+    );
 }

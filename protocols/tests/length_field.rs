@@ -8,7 +8,7 @@ mod support;
 use support::XorShift;
 
 use bytes::{Bytes, BytesMut};
-use support::{chunked, drive, feed, same_at_every_split, Event};
+use support::{chunked, drive, feed, maxima, same_at_every_split, Event};
 use twill_protocols::codec::{
     ByteOrder, DecodeError, Decoder, EncodeError, Encoder, LengthFieldBasedFrameDecoder,
     LengthFieldPrepender,
@@ -773,7 +773,8 @@ fn random_input(rng: &mut XorShift, c: &Config) -> Vec<u8> {
 fn random_inputs_in_random_chunks_match_the_model() {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut built = 0;
-    let mut events_seen = [0usize; 4]; // frames, too long, corrupt, truncated
+    // Frames, too long, corrupt, truncated, runs with usize::MAX.
+    let mut events_seen = [0usize; 5];
     for _ in 0..4000 {
         let len = [1, 2, 3, 4, 8][rng.below(5) as usize];
         let offset = rng.below(4) as usize;
@@ -791,45 +792,51 @@ fn random_inputs_in_random_chunks_match_the_model() {
             strip: rng.below(end as u64 + 3) as usize,
             fail_fast: rng.chance(50),
         };
-        let result = LengthFieldBasedFrameDecoder::builder(c.max)
-            .byte_order(c.order)
-            .length_field_offset(c.offset)
-            .length_field_length(c.len)
-            .length_adjustment(c.adjustment)
-            .initial_bytes_to_strip(c.strip)
-            .fail_fast(c.fail_fast)
-            .build();
-        let decoder = match result {
-            Ok(decoder) => decoder,
-            Err(_) => {
-                assert!(c.max == 0 || c.strip > c.max);
-                continue;
-            }
-        };
-        built += 1;
         let input = random_input(&mut rng, &c);
-        let expected = model(&c, &input);
-        for event in &expected {
-            match event {
-                Event::Frame(f) => {
-                    assert!(f.len() + c.strip <= c.max);
-                    events_seen[0] += 1;
-                }
-                Event::Error(s) if s.starts_with("too long") => events_seen[1] += 1,
-                Event::Error(s) if s == "corrupt" => events_seen[2] += 1,
-                Event::Error(_) => events_seen[3] += 1,
-            }
-        }
-        // Fewer than `max` bytes stay buffered.
-        let whole = normalized(drive(decoder.clone(), &[&input], c.max - 1));
-        assert_eq!(whole, expected, "{c:?} {input:02x?}");
         let chunks = chunked(&mut rng, &input, 24);
-        assert_eq!(
-            normalized(drive(decoder.clone(), &chunks, c.max - 1)),
-            expected,
-            "{c:?} {chunks:02x?}"
-        );
-        assert_eq!(normalized(feed(&decoder, &chunks)), expected);
+        // The input is made for the small maximum; it runs with "no limit"
+        // (usize::MAX) too (issue 10).
+        for max in maxima(c.max) {
+            let c = Config { max, ..c };
+            let result = LengthFieldBasedFrameDecoder::builder(c.max)
+                .byte_order(c.order)
+                .length_field_offset(c.offset)
+                .length_field_length(c.len)
+                .length_adjustment(c.adjustment)
+                .initial_bytes_to_strip(c.strip)
+                .fail_fast(c.fail_fast)
+                .build();
+            let decoder = match result {
+                Ok(decoder) => decoder,
+                Err(_) => {
+                    assert!(c.max == 0 || c.strip > c.max);
+                    continue;
+                }
+            };
+            built += usize::from(max != usize::MAX);
+            let expected = model(&c, &input);
+            for event in &expected {
+                match event {
+                    Event::Frame(f) => {
+                        assert!(f.len() + c.strip <= c.max);
+                        events_seen[0] += 1;
+                    }
+                    Event::Error(s) if s.starts_with("too long") => events_seen[1] += 1,
+                    Event::Error(s) if s == "corrupt" => events_seen[2] += 1,
+                    Event::Error(_) => events_seen[3] += 1,
+                }
+            }
+            events_seen[4] += usize::from(max == usize::MAX);
+            // Fewer than `max` bytes stay buffered.
+            let whole = normalized(drive(decoder.clone(), &[&input], c.max - 1));
+            assert_eq!(whole, expected, "{c:?} {input:02x?}");
+            assert_eq!(
+                normalized(drive(decoder.clone(), &chunks, c.max - 1)),
+                expected,
+                "{c:?} {chunks:02x?}"
+            );
+            assert_eq!(normalized(feed(&decoder, &chunks)), expected);
+        }
     }
     assert!(built > 3000, "{built}");
     assert!(events_seen.iter().all(|&n| n > 100), "{events_seen:?}");

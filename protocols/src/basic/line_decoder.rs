@@ -110,7 +110,7 @@ impl Default for LineDecoder {
 
 impl LineDecoder {
     /// Lines ending in `delimiter`, at most `max_length` bytes, with
-    /// `LineReceiver`'s rules.
+    /// `LineReceiver`'s rules. `usize::MAX` means no limit.
     ///
     /// # Panics
     ///
@@ -126,7 +126,7 @@ impl LineDecoder {
     }
 
     /// Lines ending in `delimiter`, at most `max_length` bytes, with
-    /// `LineOnlyReceiver`'s rules.
+    /// `LineOnlyReceiver`'s rules. `usize::MAX` means no limit.
     ///
     /// # Panics
     ///
@@ -212,7 +212,10 @@ impl LineDecoder {
                     }
                 }
                 (None, Rules::LineReceiver) => {
-                    if src.len() >= self.max_length + dlen {
+                    // checked: with a limit near usize::MAX ("no limit")
+                    // no tail can reach it.
+                    let limit = self.max_length.checked_add(dlen);
+                    if limit.is_some_and(|limit| src.len() >= limit) {
                         self.searched = 0;
                         Some(LineStep::TooLong(src.split().freeze()))
                     } else {
@@ -240,9 +243,11 @@ impl LineDecoder {
     /// `LineOnly` rules: whether a tail without a delimiter can still end as
     /// a line of at most `max_length` bytes.
     fn tail_may_be_a_line(&self, tail: &[u8]) -> bool {
+        // ends_with first: it guarantees tail.len() >= k, so the
+        // subtraction cannot underflow on a tail shorter than the delimiter.
         tail.len() <= self.max_length
             || (1..self.delimiter.len())
-                .any(|k| tail.len() - k <= self.max_length && tail.ends_with(&self.delimiter[..k]))
+                .any(|k| tail.ends_with(&self.delimiter[..k]) && tail.len() - k <= self.max_length)
     }
 }
 

@@ -112,6 +112,7 @@ enum Search {
 impl DelimiterBasedFrameDecoder {
     /// Frames of at most `max_frame_length` bytes (without delimiter) ending
     /// in one of `delimiters`, delimiters stripped, `fail_fast`.
+    /// `usize::MAX` means no limit.
     ///
     /// # Errors
     ///

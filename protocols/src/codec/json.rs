@@ -60,7 +60,7 @@ impl JsonObjectDecoder {
         JsonObjectDecoder::with_max_object_length(DEFAULT_MAX_OBJECT_LENGTH)
     }
 
-    /// Values of at most `max` bytes.
+    /// Values of at most `max` bytes; `usize::MAX` means no limit.
     pub fn with_max_object_length(max: usize) -> Self {
         JsonObjectDecoder {
             max_object_length: max,
@@ -106,7 +106,10 @@ impl Decoder for JsonObjectDecoder {
                 }
             }
         }
-        let end = src.len().min(self.max_object_length + 1);
+        // One byte past the limit is enough to know a value is too long;
+        // saturating, as usize::MAX means "no limit" (wrapping to 0 would
+        // stop the scan before it starts).
+        let end = src.len().min(self.max_object_length.saturating_add(1));
         while self.scanned < end {
             let byte = src[self.scanned];
             self.scanned += 1;

@@ -316,7 +316,8 @@ impl LengthFieldBasedFrameDecoderBuilder {
 
 impl LengthFieldBasedFrameDecoder {
     /// A builder for frames of at most `max_frame_length` bytes, header
-    /// included (before stripping), with the defaults above.
+    /// included (before stripping), with the defaults above. `usize::MAX`
+    /// means no limit.
     pub fn builder(max_frame_length: usize) -> LengthFieldBasedFrameDecoderBuilder {
         LengthFieldBasedFrameDecoderBuilder {
             byte_order: ByteOrder::BigEndian,

@@ -51,7 +51,7 @@ pub struct LineBasedFrameDecoder {
 
 impl LineBasedFrameDecoder {
     /// Lines of at most `max_length` bytes, delimiters stripped, errors
-    /// reported at the end of a too-long line.
+    /// reported at the end of a too-long line. `usize::MAX` means no limit.
     pub fn new(max_length: usize) -> Self {
         LineBasedFrameDecoder {
             max_length,
@@ -94,19 +94,23 @@ impl Decoder for LineBasedFrameDecoder {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
         let found = memchr::memchr(b'\n', &src[self.searched..]);
         let Some(at) = found.map(|i| i + self.searched) else {
+            // A trailing "\r" may be the first half of a "\r\n" split across
+            // reads: it is not counted yet, so that neither the limit nor a
+            // reported length depends on where the input was cut.
+            let pending_cr = usize::from(src.last() == Some(&b'\r'));
+            let content = src.len() - pending_cr;
             if let Some(discarded) = &mut self.discarding {
-                *discarded += src.len() as u64;
-                src.clear();
-                self.searched = 0;
+                *discarded += content as u64;
+                let _ = src.split_to(content);
+                self.searched = src.len();
                 return Ok(None);
             }
-            // A line of exactly max_length whose "\r\n" is split across
-            // reads is not too long yet.
-            let pending_cr = src.last() == Some(&b'\r') && src.len() == self.max_length + 1;
-            if src.len() > self.max_length && !pending_cr {
-                let dropped = src.len() as u64;
-                src.clear();
-                self.searched = 0;
+            // Compared without arithmetic on the limit, which may be
+            // usize::MAX ("no limit").
+            if content > self.max_length {
+                let dropped = content as u64;
+                let _ = src.split_to(content);
+                self.searched = src.len();
                 self.discarding = Some(dropped);
                 if self.fail_fast {
                     return Err(self.too_long(dropped));
@@ -123,7 +127,10 @@ impl Decoder for LineBasedFrameDecoder {
             let _ = src.split_to(at + 1);
             let total = discarded + at as u64 + 1 - delimiter as u64;
             if self.fail_fast {
-                return Ok(None);
+                // Reported when the limit was passed. Go on with the next
+                // line (not discarding now, so this recurses once), so that
+                // `Ok(None)` still means "more input needed".
+                return self.decode(src);
             }
             return Err(self.too_long(total));
         }

@@ -184,3 +184,46 @@ pub fn chunked<'a>(rng: &mut XorShift, input: &'a [u8], max: usize) -> Vec<&'a [
     }
     chunks
 }
+
+/// The maxima every randomized decoder test runs with: the test's own
+/// small one, which exercises the limit, and `usize::MAX`, the way to say
+/// "no limit", which must not overflow any arithmetic on the maximum
+/// (issue 10: `max + 1` panicked in debug builds and wrapped to 0 in
+/// release).
+pub fn maxima(small: usize) -> [usize; 2] {
+    [small, usize::MAX]
+}
+
+/// `max + extra` for a buffering bound given to [`drive`], saturating so
+/// that the bound stays meaningful (and the test does not overflow) when
+/// `max` is `usize::MAX`.
+pub fn plus(max: usize, extra: usize) -> usize {
+    max.saturating_add(extra)
+}
+
+/// Checks `decoder` against the events a whole-input model predicts
+/// (`expected`): `input` in one piece and in `chunks`, through [`drive`] (at most `most` bytes
+/// buffered after each `Ok(None)`) and [`feed`], each compared after
+/// `normalize` (for error details the model does not predict).
+pub fn assert_model<D>(
+    decoder: &D,
+    input: &[u8],
+    chunks: &[&[u8]],
+    most: usize,
+    expected: &[Event<D::Item>],
+    normalize: impl Fn(Vec<Event<D::Item>>) -> Vec<Event<D::Item>>,
+    context: &dyn std::fmt::Debug,
+) where
+    D: Decoder + Clone,
+    D::Item: PartialEq + std::fmt::Debug,
+{
+    let whole = normalize(drive(decoder.clone(), &[input], most));
+    assert_eq!(whole, expected, "whole input, {context:?}");
+    let split = normalize(drive(decoder.clone(), chunks, most));
+    assert_eq!(split, expected, "in chunks {chunks:?}, {context:?}");
+    assert_eq!(
+        normalize(feed(decoder, chunks)),
+        expected,
+        "fed, {context:?}"
+    );
+}
