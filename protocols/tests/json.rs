@@ -283,3 +283,14 @@ fn random_values_in_random_chunks_match_the_model_with_any_maximum() {
     }
     assert!(counts.iter().all(|&n| n > 500), "{counts:?}");
 }
+
+#[test]
+fn a_buffer_that_shrank_behind_the_decoders_back_does_not_panic() {
+    // A pipeline stage removed with its bytes keeps its scan state; added
+    // again, it starts over on its new, shorter input.
+    let mut decoder = JsonObjectDecoder::new();
+    let mut buffer = bytes::BytesMut::from(&b"[[1,2,3"[..]);
+    assert_eq!(decoder.decode(&mut buffer).unwrap(), None);
+    let mut shorter = bytes::BytesMut::from(&b"{}"[..]);
+    assert_eq!(decoder.decode(&mut shorter).unwrap().unwrap(), "{}");
+}

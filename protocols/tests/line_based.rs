@@ -221,3 +221,17 @@ fn random_lines_in_random_chunks_match_the_model_with_any_maximum() {
     }
     assert!(counts.iter().all(|&n| n > 1000), "{counts:?}");
 }
+
+#[test]
+fn a_buffer_that_shrank_behind_the_decoders_back_does_not_panic() {
+    // A pipeline stage removed with its bytes keeps its scan offset; added
+    // again, it must not index past the end of its new, shorter input.
+    use twill_protocols::codec::Decoder;
+    let mut decoder = LineBasedFrameDecoder::new(64);
+    let mut buffer = bytes::BytesMut::from(&b"abcdef"[..]);
+    assert_eq!(decoder.decode(&mut buffer).unwrap(), None);
+    let mut shorter = bytes::BytesMut::from(&b"x"[..]);
+    assert_eq!(decoder.decode(&mut shorter).unwrap(), None);
+    shorter.extend_from_slice(b"y\n");
+    assert_eq!(decoder.decode(&mut shorter).unwrap().unwrap(), "xy");
+}

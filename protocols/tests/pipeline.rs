@@ -518,6 +518,181 @@ fn removing_the_string_decoder_midstream_lets_frames_through_as_bytes() {
     assert_eq!(log.take(), ["str a", "str bytes", "bytes b"]);
 }
 
+/// Reads one `a` and announces an upgrade; the handler then takes it out:
+/// the decoder of ByteToMessageDecoderTest.testRemoveWhileInCallDecode.
+#[derive(Debug, Clone)]
+struct UpgradeOnA;
+
+impl Decoder for UpgradeOnA {
+    type Item = String;
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<String>, DecodeError> {
+        match src.first() {
+            Some(b'a') => {
+                let _ = src.split_to(1);
+                Ok(Some("UPGRADE".to_owned()))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+#[test]
+fn removing_a_decoder_from_message_received_delivers_its_leftovers_right_after() {
+    // ByteToMessageDecoderTest.testRemoveWhileInCallDecode: "abc" in one
+    // read, the decoder takes "a" and the handler removes it on the
+    // resulting message; "bc" follows at once, in the same read.
+    let log = Log::default();
+    let pipeline = Pipeline::new();
+    pipeline
+        .add_last("upgrade", Stage::decoder(UpgradeOnA))
+        .unwrap();
+    let handler = Recorder::new(&log).hook(|ctx, message| {
+        if message == "UPGRADE" {
+            assert!(ctx.pipeline().remove("upgrade").unwrap().is_inbound());
+        }
+    });
+    let (mut protocol, _t) = connect(pipeline, handler);
+    protocol.data_received(Bytes::from_static(b"abc"));
+    assert_eq!(log.take(), ["str UPGRADE", "bytes bc"]);
+    assert!(names(protocol.pipeline()).is_empty());
+    protocol.data_received(Bytes::from_static(b"a"));
+    assert_eq!(log.take(), ["bytes a"]);
+}
+
+#[test]
+fn leftovers_of_a_stage_removed_mid_stream_come_before_later_output_of_earlier_stages() {
+    // Frames, then lines inside them, then UTF-8. On "UP" the line decoder
+    // goes: the "b" it still holds must reach the handler before the next
+    // frame's "c\n", which the frame decoder only cuts afterwards.
+    let log = Log::default();
+    let run = |chunks: &[&[u8]]| {
+        let log = log.clone();
+        let handler = Recorder::new(&log).hook(|ctx, line| {
+            if line == "UP" {
+                ctx.pipeline().remove("lines").unwrap();
+            }
+        });
+        let pipeline = lines_and_strings();
+        pipeline
+            .add_first("frames", Stage::decoder(TinyLength))
+            .unwrap();
+        let (mut protocol, _t) = connect(pipeline, handler);
+        for chunk in chunks {
+            protocol.data_received(Bytes::copy_from_slice(chunk));
+        }
+        assert_eq!(names(protocol.pipeline()), ["frames", "utf8"]);
+        log.take()
+    };
+    let input = b"\x06a\nUP\nb\x02c\n";
+    let expected = ["str a", "str UP", "str b", "str c\n"];
+    assert_eq!(run(&[input]), expected);
+    for at in 0..=input.len() {
+        let (a, b) = input.split_at(at);
+        assert_eq!(run(&[a, b]), expected, "split at {at}");
+    }
+}
+
+#[test]
+fn a_stage_removed_while_decoding_at_eof_hands_its_leftovers_on_before_eof() {
+    let log = Log::default();
+    let pipeline = Pipeline::new();
+    pipeline
+        .add_last("lines", Stage::decoder(LineBasedFrameDecoder::new(64)))
+        .unwrap()
+        .add_last("spaces", Stage::decoder(SpaceSplitter))
+        .unwrap()
+        .add_last("utf8", Stage::message_decoder(StringDecoder))
+        .unwrap();
+    let handler = Recorder::new(&log).hook(|ctx, word| {
+        if word == "UP" {
+            ctx.pipeline().remove("spaces").unwrap();
+        }
+    });
+    let (mut protocol, _t) = connect(pipeline, handler);
+    protocol.data_received(Bytes::from("a b \nUP c d"));
+    assert_eq!(log.take(), ["str a", "str b"]);
+    // The last line comes out of the line decoder at EOF; the splitter,
+    // removed after its first word, hands "c d" on whole.
+    assert!(!protocol.eof_received());
+    assert_eq!(log.take(), ["str UP", "str c d", "eof"]);
+}
+
+#[test]
+fn removing_a_decoder_from_outside_a_callback_loses_and_reorders_nothing() {
+    // ByteToMessageDecoderTest.testInternalBufferClearReadPartly's case:
+    // the decoder holds "b" when it goes. Removed from outside any callback
+    // (a timer, the owner of the protocol), its leftovers go to the next
+    // stage or the handler ahead of anything read later.
+    let log = Log::default();
+    let pipeline = Pipeline::new();
+    pipeline
+        .add_last("lines", Stage::decoder(LineBasedFrameDecoder::new(64)))
+        .unwrap();
+    let (mut protocol, _t) = connect(pipeline, Recorder::new(&log));
+    protocol.data_received(Bytes::from("a\nb"));
+    assert_eq!(log.take(), ["bytes a"]);
+    assert!(protocol.pipeline().remove("lines").unwrap().is_inbound());
+    protocol.data_received(Bytes::from("c\n"));
+    assert_eq!(log.take(), ["bytes b", "bytes c\n"]);
+
+    // With nothing read afterwards, EOF delivers them.
+    let pipeline = lines_and_strings();
+    let (mut protocol, _t) = connect(pipeline, Recorder::new(&log));
+    protocol.data_received(Bytes::from("a\nb"));
+    protocol.pipeline().remove("lines").unwrap();
+    assert!(!protocol.eof_received());
+    assert_eq!(log.take(), ["str a", "str b", "eof"]);
+}
+
+#[test]
+#[ignore = "needs PipelineProtocol to let the pipeline drive its handler (protocol.rs)"]
+fn removing_a_decoder_from_outside_a_callback_delivers_its_leftovers_at_once() {
+    // What Netty does (ByteToMessageDecoder.handlerRemoved fires the
+    // leftover bytes down the pipeline at once). A Pipeline cannot reach
+    // the handler, which its PipelineProtocol owns, so the bytes wait for
+    // the next read or EOF (see the test above).
+    let log = Log::default();
+    let pipeline = Pipeline::new();
+    pipeline
+        .add_last("lines", Stage::decoder(LineBasedFrameDecoder::new(64)))
+        .unwrap();
+    let (mut protocol, _t) = connect(pipeline, Recorder::new(&log));
+    protocol.data_received(Bytes::from("a\nb"));
+    assert_eq!(log.take(), ["bytes a"]);
+    protocol.pipeline().remove("lines").unwrap();
+    assert_eq!(log.take(), ["bytes b"]);
+}
+
+#[test]
+fn replacing_a_decoder_from_outside_a_callback_hands_its_leftovers_to_the_new_one() {
+    let log = Log::default();
+    let (mut protocol, _t) = connect(lines_and_strings(), Recorder::new(&log));
+    protocol.data_received(Bytes::from_static(b"hello\n\x03ab"));
+    assert_eq!(log.take(), ["str hello"]);
+    let old = protocol
+        .pipeline()
+        .replace("lines", "frames", Stage::decoder(TinyLength))
+        .unwrap();
+    assert!(old.is_inbound());
+    assert_eq!(names(protocol.pipeline()), ["frames", "utf8"]);
+    // "\x03ab" went to the new decoder, which completes the frame with the
+    // next read's "c".
+    protocol.data_received(Bytes::from_static(b"c\x01d"));
+    assert_eq!(log.take(), ["str abc", "str d"]);
+}
+
+#[test]
+fn replacing_a_decoder_from_message_received_decodes_its_leftovers_in_the_same_read() {
+    // The upgrade of the tests above, every frame of the new protocol
+    // arriving in the read that carried "UPGRADE": all are delivered
+    // before data_received returns, none waits for the next read.
+    let log = Log::default();
+    let (mut protocol, transport) = upgrading_protocol(&log);
+    protocol.data_received(Bytes::from_static(b"UPGRADE\n\x02hi\x00\x03abc"));
+    assert_eq!(log.take(), ["str UPGRADE", "str hi", "str ", "str abc"]);
+    assert_eq!(transport.value(), b"OK\n");
+}
+
 // ------------------------------------------------ mutation at run time
 
 #[test]

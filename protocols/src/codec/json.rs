@@ -87,6 +87,14 @@ impl Decoder for JsonObjectDecoder {
             src.clear();
             return Ok(None);
         }
+        if self.scanned > src.len() {
+            // The buffer shrank behind the decoder's back (a pipeline stage
+            // handed its bytes on and was added again): scan from the start.
+            self.scanned = 0;
+            self.depth = 0;
+            self.in_string = false;
+            self.escaped = false;
+        }
         if self.depth == 0 {
             // Between values: skip whitespace, expect an opening bracket.
             let skip = src.iter().take_while(|b| b.is_ascii_whitespace()).count();

@@ -92,8 +92,12 @@ impl Decoder for LineBasedFrameDecoder {
     type Item = Bytes;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
-        let found = memchr::memchr(b'\n', &src[self.searched..]);
-        let Some(at) = found.map(|i| i + self.searched) else {
+        // The buffer may have shrunk behind the decoder's back (a pipeline
+        // stage handed its bytes on and was added again): never index past
+        // its end.
+        let from = self.searched.min(src.len());
+        let found = memchr::memchr(b'\n', &src[from..]);
+        let Some(at) = found.map(|i| i + from) else {
             // A trailing "\r" may be the first half of a "\r\n" split across
             // reads: it is not counted yet, so that neither the limit nor a
             // reported length depends on where the input was cut.

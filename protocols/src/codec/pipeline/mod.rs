@@ -12,7 +12,16 @@
 //!
 //! Removing or replacing a [`Decoder`] stage hands its unconsumed bytes to
 //! the stage after it (for `replace`: to the new stage, which is in place
-//! first), so a handler can switch protocols mid-stream (Netty §9.5).
+//! first), so a handler can switch protocols mid-stream (Netty §9.5). Done
+//! from [`message_received`](PipelineHandler::message_received) or
+//! [`exception_caught`](PipelineHandler::exception_caught) (the usual
+//! upgrade), the bytes are decoded and delivered right after the current
+//! message, in order, before the read (or EOF) being processed returns.
+//! Done from anywhere else (another callback, a timer, the code owning the
+//! [`PipelineProtocol`]), they are queued at the next stage, ahead of
+//! anything read later, and delivered when the next read or the EOF is
+//! processed (so never, once EOF was): the pipeline cannot reach the
+//! handler, which its `PipelineProtocol` owns. Netty delivers them at once.
 
 use std::any::{type_name, Any};
 use std::cell::{RefCell, RefMut};
@@ -424,6 +433,13 @@ impl Stages {
     }
 
     /// Gives what `old` (taken out at `at`) held to the stages from `at`.
+    ///
+    /// They are queued, not decoded here: the handler must see each message
+    /// before the stages produce the next one (it may change the pipeline
+    /// again, a second upgrade), and only the protocol's loop can deliver
+    /// to it. Appended to the next stage's input (behind what it holds,
+    /// which came earlier), they are decoded by that loop before any later
+    /// read, which is appended behind them.
     fn hand_over_leftovers(&mut self, at: usize, mut old: Stage) -> Stage {
         if let Kind::Inbound(stage) = &mut old.kind {
             let left = stage.leftovers();
@@ -614,9 +630,15 @@ impl Pipeline {
     }
 
     /// Removes the stage named `name` and returns it. What an inbound stage
-    /// still held (a decoder's unconsumed bytes, as one `Bytes`) goes to the
-    /// next inbound stage, or to the handler. Fails with
+    /// still held (a decoder's unconsumed bytes, as one `Bytes`, then the
+    /// messages it had not passed on) goes to the next inbound stage, or to
+    /// the handler, ahead of anything that comes later; see the
+    /// [module docs](crate::codec::pipeline) for when it is delivered. Fails with
     /// [`PipelineError::NoSuchStage`].
+    ///
+    /// The returned stage keeps its codec's state: a decoder that held
+    /// bytes may have scanned part of them, so to decode with it again add
+    /// a new stage with a fresh decoder rather than this one.
     pub fn remove(&self, name: &str) -> Result<Stage, PipelineError> {
         let mut stages = self.inner.borrow_mut();
         let at = stages.index(name)?;
