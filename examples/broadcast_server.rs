@@ -9,13 +9,20 @@
 //! ```
 //!
 //! The relaying goes through a [`BroadcastGroup`], which bounds what a
-//! client that does not keep up can cost. Its policy here is
-//! [`SlowClient::DropMessages`], the one a relay of a live stream wants: a
-//! client that has stayed over its high watermark (64 KiB unsent) for 5 s,
-//! or would have over 4 MiB unsent, misses messages (each one whole or not
-//! at all, counted) until it has drained, while everyone else gets every
-//! message without waiting for it. A client that never reads so costs the
-//! server at most 4 MiB, and one that reads at full speed receives
+//! client that does not keep up can cost:
+//!
+//! - While a client is behind (over its high watermark, 64 KiB unsent),
+//!   the server stops reading from the clients that send, for 2 s at most
+//!   ([`BroadcastGroup::pause_while_behind`]): a client that reads, even
+//!   slowly, catches up and misses nothing.
+//! - A client still behind after 2 s, or that would have over 4 MiB
+//!   unsent, is given up on by the policy, [`SlowClient::DropMessages`],
+//!   the one a relay of a live stream wants: from then on it misses the
+//!   messages sent while it is behind (each one whole or not at all,
+//!   counted, and logged when it leaves), and nobody waits for it again.
+//!
+//! So a client that never reads costs the server at most 4 MiB and the
+//! senders one pause of 2 s, and one that reads at full speed receives
 //! everything.
 
 use twill::broadcast::{BroadcastGroup, SlowClient};
@@ -44,6 +51,7 @@ impl Protocol for Spreader {
             return;
         }
         self.clients.broadcast_except(me, data);
+        self.clients.pause_while_behind(me);
     }
 
     fn connection_lost(&mut self, reason: &Reason) {

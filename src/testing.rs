@@ -59,6 +59,7 @@ struct Recorder {
     flow_control: Cell<bool>,
     /// What the test says is waiting to be sent.
     buffered: Cell<usize>,
+    writable_waiters: RefCell<Vec<Box<dyn FnOnce()>>>,
 }
 
 impl StringTransport {
@@ -92,6 +93,7 @@ impl StringTransport {
                 max: Cell::new(crate::transport::DEFAULT_MAX_WRITE_BUFFER),
                 flow_control: Cell::new(false),
                 buffered: Cell::new(0),
+                writable_waiters: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -155,8 +157,17 @@ impl StringTransport {
     /// connection. What the protocol writes is still recorded, not added.
     /// The protocol's `pause_writing` / `resume_writing` are not called:
     /// the test calls them.
+    ///
+    /// Making it writable again (at or under the high watermark) runs what
+    /// waits in [`Transport::when_writable`].
     pub fn set_write_buffer_size(&self, bytes: usize) {
         self.inner.buffered.set(bytes);
+        if self.inner.is_writable() {
+            let waiters = std::mem::take(&mut *self.inner.writable_waiters.borrow_mut());
+            for waiter in waiters {
+                waiter();
+            }
+        }
     }
 }
 
@@ -207,6 +218,10 @@ impl TransportImpl for Recorder {
     fn abort_connection(&self) {
         self.disconnecting.set(true);
         self.aborted.set(true);
+        let waiters = std::mem::take(&mut *self.writable_waiters.borrow_mut());
+        for waiter in waiters {
+            waiter();
+        }
     }
 
     fn abort_with(&self, error: Box<dyn Error + Send + Sync>) {
@@ -278,6 +293,14 @@ impl TransportImpl for Recorder {
 
     fn is_writable(&self) -> bool {
         !self.disconnecting.get() && self.buffered.get() <= self.limits.get().0
+    }
+
+    fn when_writable(&self, f: Box<dyn FnOnce()>) {
+        if self.is_writable() || self.disconnecting.get() {
+            f();
+        } else {
+            self.writable_waiters.borrow_mut().push(f);
+        }
     }
 
     fn set_flow_control(&self, on: bool) {

@@ -51,6 +51,7 @@ pub(crate) trait TransportImpl {
     fn set_write_buffer_max(&self, max: usize);
     fn write_buffer_max(&self) -> usize;
     fn is_writable(&self) -> bool;
+    fn when_writable(&self, f: Box<dyn FnOnce()>);
     fn set_flow_control(&self, on: bool);
     fn flow_control(&self) -> bool;
     fn abort_with(&self, error: Box<dyn Error + Send + Sync>);
@@ -349,6 +350,32 @@ impl Transport {
     /// Netty's `Channel.isWritable`.
     pub fn is_writable(&self) -> bool {
         self.inner.is_writable()
+    }
+
+    /// Runs `f` once the transport is [writable](Self::is_writable) again,
+    /// or the connection is over: right after the protocol's
+    /// [`resume_writing`](crate::Protocol::resume_writing), or after its
+    /// [`connection_lost`](crate::Protocol::connection_lost). If it is
+    /// writable now (or already over), `f` runs before this returns.
+    /// asyncio's `await writer.drain()`, for code that is not the
+    /// connection's protocol: a producer elsewhere, a
+    /// [`BroadcastGroup`](crate::broadcast::BroadcastGroup).
+    ///
+    /// A panic in `f` is logged; the connection is not affected.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// use twill::testing::StringTransport;
+    ///
+    /// let recorder = StringTransport::new();
+    /// let transport = recorder.transport();
+    /// let ran = Rc::new(Cell::new(false));
+    /// let flag = ran.clone();
+    /// transport.when_writable(move || flag.set(true));
+    /// assert!(ran.get(), "writable now: runs at once");
+    /// ```
+    pub fn when_writable(&self, f: impl FnOnce() + 'static) {
+        self.inner.when_writable(Box::new(f));
     }
 
     /// Turns flow control on or off (off by default for a plain

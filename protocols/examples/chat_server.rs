@@ -32,14 +32,16 @@
 //! users go on chatting and are told that user has left.
 //!
 //! Chat lines go out through a [`BroadcastGroup`] of the named users, each
-//! line encoded once and shared by every recipient. Its policy is
-//! [`SlowClient::Disconnect`]: a user that has not read what was sent to
-//! it for 5 s while over its high watermark (64 KiB unsent), or would have
-//! over 4 MiB unsent, is disconnected, and the others are told that user
-//! has left. A chat should not skip lines silently, and a user that cannot
-//! take them is gone in all but name. A client that never reads so costs
-//! the server at most 4 MiB, and one that reads at full speed receives
-//! every line.
+//! line encoded once and shared by every recipient. While a user is behind
+//! (over its high watermark, 64 KiB unsent), the server stops reading from
+//! the users who talk, for 2 s at most, so a user that reads slowly
+//! catches up and misses nothing. The group's policy is
+//! [`SlowClient::Disconnect`]: a user still behind after 2 s, or that would
+//! have over 4 MiB unsent, is disconnected, and the others are told that
+//! user has left. A chat should not skip lines silently, and a user that
+//! cannot take them is gone in all but name. A client that never reads so
+//! costs the server at most 4 MiB, and one that reads at full speed
+//! receives every line.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -118,6 +120,7 @@ impl Chat {
     fn handle_chat(&self, ctx: &Context<String>, name: &str, message: &str) {
         let users = self.users.borrow();
         users.announce(Some(ctx), format!("<{name}> {message}"));
+        users.room.pause_while_behind(ctx.transport());
     }
 }
 

@@ -117,6 +117,9 @@ struct ConnState {
     interest: (bool, bool),
     in_dirty: bool,
     warned_write_after_close: bool,
+    /// Run once the buffer drains to the low watermark, or the connection
+    /// ends (`Transport::when_writable`).
+    writable_waiters: Vec<Box<dyn FnOnce()>>,
 }
 
 enum Notify {
@@ -186,6 +189,7 @@ impl Conn {
                 interest: (true, false),
                 in_dirty: false,
                 warned_write_after_close: false,
+                writable_waiters: Vec::new(),
             }),
             connector,
         });
@@ -477,10 +481,30 @@ impl Conn {
         self.update_interest(&mut st);
         drop(st);
         match notify {
-            Some(Notify::Pause) => self.call_protocol("pause_writing", |p| p.pause_writing()),
-            Some(Notify::Resume) => self.call_protocol("resume_writing", |p| p.resume_writing()),
-            None => None,
-        };
+            Some(Notify::Pause) => {
+                self.call_protocol("pause_writing", |p| p.pause_writing());
+            }
+            Some(Notify::Resume) => {
+                self.call_protocol("resume_writing", |p| p.resume_writing());
+                self.wake_writable_waiters();
+            }
+            None => {}
+        }
+    }
+
+    /// Runs what waits for the connection to be writable (or over); a
+    /// panic in one is logged and the others still run.
+    fn wake_writable_waiters(&self) {
+        let waiters = std::mem::take(&mut self.state.borrow_mut().writable_waiters);
+        for waiter in waiters {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(waiter)) {
+                log::error!(
+                    "a when_writable callback for {} panicked: {}",
+                    self.peer,
+                    crate::panic_message(&*panic)
+                );
+            }
+        }
     }
 
     fn update_interest(&self, st: &mut ConnState) {
@@ -597,14 +621,18 @@ impl Conn {
         if let Some(connector) = &self.connector {
             connector.connection_lost(reason);
         }
+        self.wake_writable_waiters();
     }
 
     /// Drops the socket and the protocol without callbacks: the reactor
     /// itself is going away.
     pub(crate) fn discard(&self, poller: &Poller) {
-        if let Some(stream) = self.state.borrow_mut().stream.take() {
+        let mut st = self.state.borrow_mut();
+        if let Some(stream) = st.stream.take() {
             let _ = poller.delete(&stream);
         }
+        st.writable_waiters.clear();
+        drop(st);
         drop(self.protocol.borrow_mut().take());
     }
 
@@ -813,6 +841,18 @@ impl TransportImpl for Conn {
     fn is_writable(&self) -> bool {
         let st = self.state.borrow();
         !st.writing_paused && !st.is_closing()
+    }
+
+    fn when_writable(&self, f: Box<dyn FnOnce()>) {
+        let mut st = self.state.borrow_mut();
+        // A closing connection will not drain for its protocol again, but
+        // may still be flushing: only its end wakes the waiters.
+        if !st.writing_paused && !st.is_closing() || self.lost_notified.get() {
+            drop(st);
+            f();
+            return;
+        }
+        st.writable_waiters.push(f);
     }
 
     fn set_flow_control(&self, on: bool) {
