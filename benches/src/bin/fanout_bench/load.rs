@@ -40,6 +40,32 @@
 //! as a bad marker and is reported with the bytes around it. A message that
 //! never arrives stops its sender; if a message stays incomplete for
 //! `stall` seconds, the run fails naming the message and who lacks it.
+//!
+//! # Slow clients
+//!
+//! With `slow` > 0, that many clients (spread evenly over the connection
+//! order, see [`is_slow`]) read slowly: each connects with a 4 KiB
+//! `SO_RCVBUF` ([`SLOW_RCVBUF`]) and is not polled; every [`SLOW_TICK`]
+//! the loop reads from it what its budget of `slow_rate` bytes per second
+//! allows. They send like everyone else: their messages must still reach
+//! every attentive client, so the server keeps reading from them and
+//! relaying their data while it holds back what it owes them, which is
+//! the situation a bounded server has to handle. (Receive-only slow
+//! clients would only make the load lighter, and the attentive figure
+//! would then not compare with the run without slow clients.)
+//!
+//! The attentive clients are verified as above. A message is complete,
+//! and its sender sends the next one, when every *attentive* client other
+//! than its sender has it, so a slow client never holds the load back, and
+//! the stall check looks at attentive clients only. A slow client's stream
+//! is verified as strictly as any, except that gaps are allowed: a server
+//! bounding its memory drops messages for a client that does not read.
+//! Each gap counts as missed messages; a repeat, a message out of order or
+//! a damaged one is still an error. A server closing a slow client's
+//! connection is counted, not an error; messages that client had
+//! outstanding then no longer need to complete (the server may have
+//! dropped them with the connection), though an attentive client that gets
+//! them must still get them in order.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -48,6 +74,8 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events, PollMode, Poller};
 use twill_bench::Histogram;
+
+use super::sock::{connect_small_rcvbuf, RcvbufSet};
 
 /// The smallest message: marker, sender, sequence number, 4 filler bytes,
 /// end marker.
@@ -66,6 +94,15 @@ const HEADER: usize = 11;
 const CONNECT_BUDGET: Duration = Duration::from_secs(20);
 /// How long the loop sleeps at most between checks of the clock.
 const TICK: Duration = Duration::from_millis(100);
+/// A slow client's `SO_RCVBUF`: small, so that what it does not read
+/// stays in the server rather than in this machine's socket buffers.
+pub const SLOW_RCVBUF: u32 = 4096;
+/// How often the slow clients are read. Short enough that a budget of a
+/// few KiB/s is read in small pieces, as a slow reader would.
+pub const SLOW_TICK: Duration = Duration::from_millis(10);
+/// The most a slow client may read in one go (its budget does not pile up
+/// beyond this while nothing is there to read).
+const SLOW_BURST: f64 = SLOW_RCVBUF as f64;
 
 /// What to run.
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +114,38 @@ pub struct Config {
     pub duration: Duration,
     /// A run fails when a message stays incomplete for this long.
     pub stall: Duration,
+    /// How many clients read slowly (0: none; at most `clients - 2`, so
+    /// that every message has an attentive receiver).
+    pub slow: usize,
+    /// Bytes per second each slow client reads at most.
+    pub slow_rate: u64,
+}
+
+/// Whether client `i` of `clients` is one of the `slow` slow ones: they
+/// are spread evenly over the connection order (exactly `slow` of them),
+/// so that a server treating early or late clients differently treats
+/// slow and attentive ones alike.
+pub fn is_slow(i: usize, clients: usize, slow: usize) -> bool {
+    (i + 1) * slow / clients > i * slow / clients
+}
+
+/// What the slow clients saw, over the whole run (warm-up, measured window
+/// and the drain after it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SlowStats {
+    /// Messages they received (all verified).
+    pub received: u64,
+    /// Bytes they received.
+    pub bytes: u64,
+    /// Messages missing in their streams: gaps, each followed by a later
+    /// message of the same sender (dropped by the server).
+    pub missed: u64,
+    /// At the end, messages sent to the slow clients still connected that
+    /// they had neither received nor shown as missed: still queued in the
+    /// server or the kernel, or dropped with nothing after them yet.
+    pub behind: u64,
+    /// Slow clients whose connection the server closed.
+    pub disconnected: u64,
 }
 
 /// Why a run failed.
@@ -98,24 +167,34 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// An edge of the measured window, reported to the caller as it passes.
+/// A moment of the run, reported to the caller as it passes: the edges
+/// of the measured window, and ticks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mark {
+    /// The measured window starts.
     Start,
+    /// The measured window ends.
     End,
+    /// About every [`TICK`], from the first message to the end of the run:
+    /// a moment to sample what changes during it (memory).
+    Tick,
 }
 
 /// What one run measured.
 pub struct Outcome {
-    /// Receptions in the measured window.
+    /// Receptions by attentive clients in the measured window.
     pub delivered: u64,
-    /// Messages that reached every other client in the measured window.
+    /// Messages that reached every other attentive client in the measured
+    /// window.
     pub completed: u64,
     /// The measured window as it happened (from mark to mark).
     pub window: Duration,
-    /// Latency of each reception in the window: from the moment the
-    /// message was written to the moment the read that held it returned.
+    /// Latency of each reception by an attentive client in the window:
+    /// from the moment the message was written to the moment the read that
+    /// held it returned.
     pub hist: Histogram,
+    /// What the slow clients saw.
+    pub slow: SlowStats,
 }
 
 /// Builds message `seq` of `sender` into `out` (`out.len()` is the size).
@@ -184,8 +263,14 @@ struct Client {
     received: u64,
     /// The next sequence number to send.
     next_seq: u64,
-    /// Messages of this client that reached everyone.
+    /// Messages of this client that reached every attentive client.
     completed: u64,
+    /// One of the slow readers.
+    slow: bool,
+    /// A slow client whose connection the server closed.
+    gone: bool,
+    /// A slow client's read budget, in bytes.
+    budget: f64,
 }
 
 /// The whole load's state. Counters are indexed `[sender * window + seq %
@@ -194,8 +279,11 @@ struct Client {
 struct Load {
     cfg: Config,
     clients: Vec<Client>,
-    /// Receptions so far of each outstanding message.
+    /// Receptions by attentive clients so far of each outstanding message.
     counts: Vec<u32>,
+    /// Per sender, the receptions that complete one of its messages: the
+    /// attentive clients other than itself.
+    need: Vec<u32>,
     /// When each outstanding message was written.
     sent_at: Vec<Instant>,
     /// The sequence number each receiver expects next from each sender.
@@ -212,6 +300,7 @@ struct Load {
     draining: bool,
     /// Messages sent and not yet complete, over all clients.
     outstanding: usize,
+    slow_stats: SlowStats,
 }
 
 /// Connects the clients, checks their welcomes, runs warm-up and the
@@ -226,19 +315,27 @@ pub fn run(
     let poller = Poller::new().map_err(|e| Failure::Other(format!("poller: {e}")))?;
     let n = cfg.clients;
     let now = Instant::now();
+    let attentive = (n - cfg.slow) as u32;
     let mut load = Load {
         cfg,
         clients: streams
             .into_iter()
-            .map(|stream| Client {
+            .enumerate()
+            .map(|(i, stream)| Client {
                 stream,
                 partial: Vec::with_capacity(cfg.size),
                 received: 0,
                 next_seq: 0,
                 completed: 0,
+                slow: is_slow(i, n, cfg.slow),
+                gone: false,
+                budget: 0.0,
             })
             .collect(),
         counts: vec![0; n * cfg.window],
+        need: (0..n)
+            .map(|i| attentive - u32::from(!is_slow(i, n, cfg.slow)))
+            .collect(),
         sent_at: vec![now; n * cfg.window],
         expect: vec![0; n * n],
         to_send: Vec::with_capacity(n),
@@ -249,15 +346,18 @@ pub fn run(
         measuring: false,
         draining: false,
         outstanding: 0,
+        slow_stats: SlowStats::default(),
     };
-    for (key, c) in load.clients.iter().enumerate() {
+    // Slow clients are read on a timer instead: polled level-triggered,
+    // their unread data would wake the loop all the time.
+    for (key, c) in load.clients.iter().enumerate().filter(|(_, c)| !c.slow) {
         // SAFETY: every stream is deleted from the poller below, before the
         // clients are dropped.
         unsafe { poller.add_with_mode(&c.stream, Event::readable(key), PollMode::Level) }
             .map_err(|e| Failure::Other(format!("register client {key}: {e}")))?;
     }
     let result = load.drive(&poller, on_mark);
-    for c in &load.clients {
+    for c in load.clients.iter().filter(|c| !c.slow) {
         let _ = poller.delete(&c.stream);
     }
     result
@@ -268,6 +368,7 @@ pub fn run(
 fn connect(cfg: &Config, addr: SocketAddr) -> Result<Vec<TcpStream>, Failure> {
     let deadline = Instant::now() + CONNECT_BUDGET;
     let mut out = Vec::with_capacity(cfg.clients);
+    let mut warned = false;
     for i in 0..cfg.clients {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -279,8 +380,21 @@ fn connect(cfg: &Config, addr: SocketAddr) -> Result<Vec<TcpStream>, Failure> {
         let fail = |what: &str, e: io::Error| {
             Failure::Other(format!("client {i} of {}: {what}: {e}", cfg.clients))
         };
-        let s = TcpStream::connect_timeout(&addr, left.min(Duration::from_secs(5)))
-            .map_err(|e| fail("connect", e))?;
+        let timeout = left.min(Duration::from_secs(5));
+        let s = if is_slow(i, cfg.clients, cfg.slow) {
+            let (s, how) = connect_small_rcvbuf(addr, SLOW_RCVBUF, timeout)
+                .map_err(|e| fail("connect (slow client)", e))?;
+            if how == RcvbufSet::AfterConnect && !warned {
+                warned = true;
+                eprintln!(
+                    "fanout_bench: warning: the slow clients' SO_RCVBUF is set after connecting \
+                     (not IPv4 on Linux): the handshake advertised the default window"
+                );
+            }
+            s
+        } else {
+            TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail("connect", e))?
+        };
         s.set_nodelay(true).map_err(|e| fail("nodelay", e))?;
         s.set_read_timeout(Some(left.min(Duration::from_secs(5))))
             .map_err(|e| fail("timeout", e))?;
@@ -327,6 +441,7 @@ impl Load {
         let warm_end = start + self.cfg.warmup;
         let end = warm_end + self.cfg.duration;
         let mut checked = start;
+        let mut slow_read_at = start;
         for s in 0..self.clients.len() {
             self.send(s, self.cfg.window, start)?;
         }
@@ -351,6 +466,7 @@ impl Load {
                     completed: self.completions - c0,
                     window,
                     hist: std::mem::take(&mut self.hist),
+                    slow: SlowStats::default(),
                 });
                 // From now on nothing new is sent: the run ends once every
                 // message sent has reached everyone, so a message lost at
@@ -358,17 +474,30 @@ impl Load {
                 self.draining = true;
             }
             if self.draining && self.outstanding == 0 {
-                return Ok(result.expect("set when draining starts"));
+                let mut out = result.expect("set when draining starts");
+                out.slow = self.final_slow_stats();
+                return Ok(out);
             }
             if now.duration_since(checked) >= TICK {
                 checked = now;
                 self.check_stall(now)?;
+                on_mark(Mark::Tick);
             }
-            let timeout = match (started, &result) {
+            let mut timeout = match (started, &result) {
                 (None, _) => warm_end - now,
                 (Some(_), None) => end - now,
                 (Some(_), Some(_)) => TICK,
             };
+            if self.cfg.slow > 0 {
+                let next = slow_read_at + SLOW_TICK;
+                if now >= next {
+                    self.read_slow(now.duration_since(slow_read_at), &mut buf)?;
+                    slow_read_at = now;
+                    timeout = timeout.min(SLOW_TICK);
+                } else {
+                    timeout = timeout.min(next - now);
+                }
+            }
             events.clear();
             poller
                 .wait(&mut events, Some(timeout.min(TICK)))
@@ -381,10 +510,36 @@ impl Load {
         }
     }
 
-    /// One read from client `r`: parses, verifies and counts the messages
-    /// in it, then sends the next message of every sender that completed.
-    fn on_readable(&mut self, r: usize, buf: &mut [u8]) -> Result<(), Failure> {
+    /// Gives every connected slow client `elapsed` worth of its read budget
+    /// and reads what the budget allows.
+    fn read_slow(&mut self, elapsed: Duration, buf: &mut [u8]) -> Result<(), Failure> {
+        let earned = self.cfg.slow_rate as f64 * elapsed.as_secs_f64();
+        for r in 0..self.clients.len() {
+            let c = &mut self.clients[r];
+            if !c.slow || c.gone {
+                continue;
+            }
+            c.budget = (c.budget + earned).min(SLOW_BURST);
+            let want = (c.budget as usize).min(buf.len());
+            if want == 0 {
+                continue;
+            }
+            let got = self.on_readable(r, &mut buf[..want])?;
+            self.clients[r].budget -= got as f64;
+        }
+        Ok(())
+    }
+
+    /// One read from client `r` into `buf` (its length is the most read):
+    /// parses, verifies and counts the messages in it, then sends the next
+    /// message of every sender that completed. Returns the bytes read.
+    fn on_readable(&mut self, r: usize, buf: &mut [u8]) -> Result<usize, Failure> {
         let n = match (&self.clients[r].stream).read(buf) {
+            // A server may close a slow client to bound its memory.
+            Ok(0) if self.clients[r].slow => {
+                self.slow_client_gone(r);
+                return Ok(0);
+            }
             Ok(0) => {
                 return Err(Failure::Other(format!(
                     "the server closed client {r}'s connection after {} bytes",
@@ -396,12 +551,21 @@ impl Load {
                 if e.kind() == io::ErrorKind::WouldBlock
                     || e.kind() == io::ErrorKind::Interrupted =>
             {
-                return Ok(())
+                return Ok(0)
+            }
+            // A server that gives up on a slow client may reset it.
+            Err(e) if self.clients[r].slow && is_disconnect(&e) => {
+                self.slow_client_gone(r);
+                return Ok(0);
             }
             Err(e) => return Err(Failure::Other(format!("client {r}: read: {e}"))),
         };
         let now = Instant::now();
         let size = self.cfg.size;
+        let slow = self.clients[r].slow;
+        if slow {
+            self.slow_stats.bytes += n as u64;
+        }
         let mut data = &buf[..n];
         let mut partial = std::mem::take(&mut self.clients[r].partial);
         if !partial.is_empty() {
@@ -409,17 +573,27 @@ impl Load {
             if data.len() < need {
                 partial.extend_from_slice(data);
                 self.clients[r].partial = partial;
-                return Ok(());
+                return Ok(n);
             }
             partial.extend_from_slice(&data[..need]);
             data = &data[need..];
-            let res = self.deliver(r, &partial, now);
+            let res = if slow {
+                self.deliver_slow(r, &partial)
+            } else {
+                self.deliver(r, &partial, now)
+            };
             partial.clear();
             res?;
         }
         let mut chunks = data.chunks_exact(size);
-        for msg in &mut chunks {
-            self.deliver(r, msg, now)?;
+        if slow {
+            for msg in &mut chunks {
+                self.deliver_slow(r, msg)?;
+            }
+        } else {
+            for msg in &mut chunks {
+                self.deliver(r, msg, now)?;
+            }
         }
         partial.extend_from_slice(chunks.remainder());
         self.clients[r].partial = partial;
@@ -433,56 +607,99 @@ impl Load {
             self.to_send = senders;
             self.to_send.clear();
         }
-        Ok(())
+        Ok(n)
     }
 
-    /// Checks one message received by `r` and counts it.
+    /// The server closed slow client `r`: counted, and its messages still
+    /// outstanding no longer need to complete.
+    fn slow_client_gone(&mut self, r: usize) {
+        let c = &mut self.clients[r];
+        if c.gone {
+            return;
+        }
+        c.gone = true;
+        self.outstanding -= (c.next_seq - c.completed) as usize;
+        self.slow_stats.disconnected += 1;
+    }
+
+    /// Verifies message `msg` received by client `r` and returns its sender
+    /// and sequence number: what every receiver's stream must satisfy
+    /// (markers, filler, an existing sender other than itself, nothing not
+    /// yet sent, nothing repeated or out of order), and for an attentive
+    /// receiver no gap either. Moves `r`'s byte offset on.
     #[inline]
-    fn deliver(&mut self, r: usize, msg: &[u8], now: Instant) -> Result<(), Failure> {
+    fn check(&mut self, r: usize, msg: &[u8]) -> Result<(usize, u64), Failure> {
         let n = self.clients.len();
         let offset = self.clients[r].received;
         self.clients[r].received += msg.len() as u64;
-        let bad = |why: String| {
-            Failure::Verify(format!(
-                "client {r}, message at byte {offset} of what it received: {why}; bytes: {}",
-                hex(msg)
-            ))
-        };
         let (s, q) = decode(msg).map_err(|e| {
-            bad(format!(
-                "{e} (a server that relays a chunk holding part of a message, \
-                 then another client's data, interleaves them like this)"
-            ))
+            bad(
+                r,
+                offset,
+                msg,
+                format!(
+                    "{e} (a server that relays a chunk holding part of a message, \
+                     then another client's data, interleaves them like this)"
+                ),
+            )
         })?;
         let s = s as usize;
         if s >= n {
-            return Err(bad(format!("sender {s} does not exist ({n} clients)")));
+            return Err(bad(
+                r,
+                offset,
+                msg,
+                format!("sender {s} does not exist ({n} clients)"),
+            ));
         }
         if s == r {
-            return Err(bad(format!(
-                "it got its own message {q} back (a Spreader sends to the others only)"
-            )));
-        }
-        let exp = &mut self.expect[r * n + s];
-        if q != *exp {
-            let what = if q < *exp {
-                format!("message {q} of client {s} again (duplicated or reordered)")
-            } else {
-                format!(
-                    "message {q} of client {s} where {} was expected: {} message(s) lost",
-                    *exp,
-                    q - *exp
-                )
-            };
-            return Err(bad(what));
+            return Err(bad(
+                r,
+                offset,
+                msg,
+                format!("it got its own message {q} back (a Spreader sends to the others only)"),
+            ));
         }
         if q >= self.clients[s].next_seq {
-            return Err(bad(format!(
-                "message {q} of client {s} was never sent (it sent {})",
-                self.clients[s].next_seq
-            )));
+            return Err(bad(
+                r,
+                offset,
+                msg,
+                format!(
+                    "message {q} of client {s} was never sent (it sent {})",
+                    self.clients[s].next_seq
+                ),
+            ));
         }
-        *exp += 1;
+        let exp = self.expect[r * n + s];
+        if q < exp {
+            return Err(bad(
+                r,
+                offset,
+                msg,
+                format!("message {q} of client {s} again (duplicated or reordered)"),
+            ));
+        }
+        if q > exp && !self.clients[r].slow {
+            return Err(bad(
+                r,
+                offset,
+                msg,
+                format!(
+                    "message {q} of client {s} where {exp} was expected: {} message(s) lost",
+                    q - exp
+                ),
+            ));
+        }
+        Ok((s, q))
+    }
+
+    /// Checks one message received by attentive client `r` and counts it.
+    #[inline]
+    fn deliver(&mut self, r: usize, msg: &[u8], now: Instant) -> Result<(), Failure> {
+        let n = self.clients.len();
+        let (s, q) = self.check(r, msg)?;
+        self.expect[r * n + s] += 1;
         let w = self.cfg.window;
         let slot = s * w + (q % w as u64) as usize;
         if self.measuring {
@@ -490,8 +707,12 @@ impl Load {
                 .record(now.saturating_duration_since(self.sent_at[slot]).as_nanos() as u64);
         }
         self.delivered += 1;
+        if self.clients[s].gone {
+            // Its outstanding messages were written off when it went.
+            return Ok(());
+        }
         self.counts[slot] += 1;
-        if self.counts[slot] as usize == n - 1 {
+        if self.counts[slot] == self.need[s] {
             // Every receiver gets a sender's messages in order, so this is
             // the sender's oldest outstanding message.
             debug_assert_eq!(q, self.clients[s].completed);
@@ -504,8 +725,39 @@ impl Load {
         Ok(())
     }
 
+    /// Checks one message received by slow client `r`, which may have
+    /// missed earlier ones, and counts it; it completes nothing.
+    #[inline]
+    fn deliver_slow(&mut self, r: usize, msg: &[u8]) -> Result<(), Failure> {
+        let n = self.clients.len();
+        let (s, q) = self.check(r, msg)?;
+        let exp = &mut self.expect[r * n + s];
+        self.slow_stats.missed += q - *exp;
+        self.slow_stats.received += 1;
+        *exp = q + 1;
+        Ok(())
+    }
+
+    /// The slow clients' figures at the end, with what they are behind.
+    fn final_slow_stats(&self) -> SlowStats {
+        let n = self.clients.len();
+        let mut stats = self.slow_stats;
+        for (r, c) in self.clients.iter().enumerate() {
+            if c.slow && !c.gone {
+                stats.behind += (0..n)
+                    .filter(|&s| s != r)
+                    .map(|s| self.clients[s].next_seq - self.expect[r * n + s])
+                    .sum::<u64>();
+            }
+        }
+        stats
+    }
+
     /// Writes the next `count` messages of client `s` in one write.
     fn send(&mut self, s: usize, count: usize, now: Instant) -> Result<(), Failure> {
+        if self.clients[s].gone {
+            return Ok(());
+        }
         let size = self.cfg.size;
         let w = self.cfg.window as u64;
         let c = &mut self.clients[s];
@@ -516,9 +768,9 @@ impl Load {
             self.sent_at[s * w as usize + (seq % w) as usize] = now;
         }
         let bytes = &self.msg[..count * size];
-        loop {
+        let written = loop {
             match (&c.stream).write(bytes) {
-                Ok(k) if k == bytes.len() => break,
+                Ok(k) if k == bytes.len() => break true,
                 // A part of a message in a server's read would break the
                 // message boundaries of everyone's streams: the loader must
                 // never cause that. With at most 4 KiB outstanding per client
@@ -536,8 +788,15 @@ impl Load {
                         "client {s}: its socket is full: the server stopped reading from it"
                     )))
                 }
+                // The server closed a slow client: found here before its
+                // next read would.
+                Err(e) if c.slow && is_disconnect(&e) => break false,
                 Err(e) => return Err(Failure::Other(format!("client {s}: write: {e}"))),
             }
+        };
+        if !written {
+            self.slow_client_gone(s);
+            return Ok(());
         }
         c.next_seq += count as u64;
         self.outstanding += count;
@@ -545,12 +804,14 @@ impl Load {
     }
 
     /// Fails if a message has been outstanding for longer than the stall
-    /// limit, naming it and the clients that lack it.
+    /// limit, naming it and the attentive clients that lack it.
     fn check_stall(&self, now: Instant) -> Result<(), Failure> {
         let n = self.clients.len();
         let w = self.cfg.window;
         let oldest = (0..n)
-            .filter(|&s| self.clients[s].completed < self.clients[s].next_seq)
+            .filter(|&s| {
+                !self.clients[s].gone && self.clients[s].completed < self.clients[s].next_seq
+            })
             .map(|s| {
                 let q = self.clients[s].completed;
                 (self.sent_at[s * w + (q % w as u64) as usize], s, q)
@@ -563,16 +824,16 @@ impl Load {
             return Ok(());
         }
         let missing: Vec<usize> = (0..n)
-            .filter(|&r| r != s && self.expect[r * n + s] <= q)
+            .filter(|&r| r != s && !self.clients[r].slow && self.expect[r * n + s] <= q)
             .collect();
         let shown: Vec<String> = missing.iter().take(10).map(|r| r.to_string()).collect();
+        let need = self.need[s] as usize;
         Err(Failure::Verify(format!(
-            "message {q} of client {s} still incomplete after {:?}: it reached {} of the {} \
-             other clients; missing at client(s) {}{} (lost by the server, or it stopped \
-             relaying)",
+            "message {q} of client {s} still incomplete after {:?}: it reached {} of the {need} \
+             other attentive clients; missing at client(s) {}{} (lost by the server, or it \
+             stopped relaying)",
             self.cfg.stall,
-            n - 1 - missing.len(),
-            n - 1,
+            need - missing.len(),
             shown.join(", "),
             if missing.len() > shown.len() {
                 ", …"
@@ -581,6 +842,25 @@ impl Load {
             }
         )))
     }
+}
+
+/// A verification error about the message at byte `offset` of what client
+/// `r` received, with its bytes.
+fn bad(r: usize, offset: u64, msg: &[u8], why: String) -> Failure {
+    Failure::Verify(format!(
+        "client {r}, message at byte {offset} of what it received: {why}; bytes: {}",
+        hex(msg)
+    ))
+}
+
+/// Whether an I/O error means the server closed or reset the connection.
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 #[cfg(test)]
@@ -609,5 +889,17 @@ mod tests {
         let mut spliced = a;
         spliced[8..].copy_from_slice(&b[..8]);
         assert!(decode(&spliced).is_err());
+    }
+
+    #[test]
+    fn slow_clients_are_exactly_as_many_as_asked_and_spread() {
+        for (n, k) in [(8, 2), (200, 20), (200, 1), (10, 8), (5, 0)] {
+            let slow: Vec<usize> = (0..n).filter(|&i| is_slow(i, n, k)).collect();
+            assert_eq!(slow.len(), k, "{n} clients, {k} slow");
+        }
+        // Every tenth client, the last of each ten.
+        let slow: Vec<usize> = (0..200).filter(|&i| is_slow(i, 200, 20)).collect();
+        assert_eq!(slow, (0..20).map(|j| j * 10 + 9).collect::<Vec<_>>());
+        assert!(is_slow(3, 8, 2) && is_slow(7, 8, 2) && !is_slow(2, 8, 2));
     }
 }

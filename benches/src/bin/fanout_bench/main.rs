@@ -7,6 +7,7 @@
 //! ```text
 //! fanout_bench [--clients 200] [--size 16] [--window 1] [--rounds 3]
 //!              [--duration 5] [--warmup 1] [--stall 5] [--servers LIST]
+//!              [--slow PERCENT[,PERCENT..]] [--slow-rate BYTES_PER_S]
 //!              [--target-dir DIR] [--smoke]
 //! ```
 //!
@@ -42,9 +43,38 @@
 //! The report gives, per server, medians over rounds of delivered messages
 //! per second, p50/p99 delivery latency (write of a message to the read
 //! that got it, per reception), server CPU %, server CPU ns per delivery,
-//! deliveries per server CPU-second and the server's resident memory at the
-//! end of the window; and, against `twill`, the median of the per-round
-//! ratios of deliveries per second and per server CPU-second.
+//! deliveries per server CPU-second, the server's resident memory at the
+//! end of the window and its peak resident memory (`VmHWM`, read from
+//! `/proc/PID/status` after the run, before the server is killed); and,
+//! against `twill`, the median of the per-round ratios of deliveries per
+//! second and per server CPU-second.
+//!
+//! # Slow clients
+//!
+//! `--slow 10` makes 10 % of the clients (rounded, at least one, at most
+//! all but two) slow readers: each connects with a 4 KiB `SO_RCVBUF` and
+//! reads at most `--slow-rate` bytes per second (default 16 KiB/s: with 200
+//! clients each client is sent some 800 KiB/s on this machine, so a slow
+//! one reads about 2 % of what it is owed, and falls behind by the
+//! megabyte every second or two). Slow clients send their messages like
+//! the others (see `load.rs` for why and for what is verified: attentive
+//! clients must get everything, slow ones may see gaps but nothing out of
+//! order, repeated or damaged; a slow client the server disconnects is
+//! counted, not a failure). The load only waits for attentive clients, so
+//! deliveries, latency, deliveries per server CPU-second and the ratios
+//! count attentive clients only; the server still spends CPU on the slow
+//! ones, which is the point. Per server the report adds what the slow
+//! clients received, the messages they missed (gaps), how far behind they
+//! were at the end, and how many were disconnected; the peak memory shows
+//! what holding their backlog cost (twill's `broadcast_server` bounds it;
+//! the tokio and Twisted Spreaders queue without bound, which is what they
+//! are there to show: over a run of a few seconds that is some hundreds of
+//! MiB at most, so the run's length is the bound).
+//!
+//! `--slow` takes a list: `--slow 0,10` runs every server both ways in each
+//! round (paired, interleaved) and adds a table of each server's attentive
+//! deliveries per server CPU-second with slow clients against the run
+//! without (the median of the per-round ratios), with both peak memories.
 //!
 //! `--smoke` is one round of 1 s after 0.2 s warm-up with 20 clients (unless
 //! given). Exit status: 0 when every run succeeded, 1 when any failed
@@ -69,25 +99,57 @@ use twill_bench::{
 mod load;
 mod report;
 
-use load::{Config, Failure, Mark, MAX_CLIENTS, MAX_OUTSTANDING_BYTES, MIN_SIZE};
-use report::{print_header, print_round, print_table};
+mod sock;
+
+use load::{Config, Failure, Mark, SlowStats, MAX_CLIENTS, MAX_OUTSTANDING_BYTES, MIN_SIZE};
+use report::{print_header, print_round, print_slow_summary, print_table};
 
 const TWILL: &str = "twill";
 const DEFAULT_SERVERS: &str = "twill,tokio_ct,twisted";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes per second a slow client reads by default.
+const DEFAULT_SLOW_RATE: u64 = 16 * 1024;
 
 const USAGE: &str = "usage: fanout_bench [--clients 200] [--size 16] [--window 1] \
 [--rounds 3] [--duration 5] [--warmup 1] [--stall 5] [--servers NAME|NAME=PATH,..] \
-[--target-dir DIR] [--smoke]
+[--slow PERCENT[,PERCENT..]] [--slow-rate BYTES_PER_S] [--target-dir DIR] [--smoke]
 servers: twill tokio_ct tokio_mt twisted (default: twill,tokio_ct,twisted, those found)";
 
 /// The parsed command line.
 pub struct Opts {
+    /// The load, without slow clients.
     pub load: Config,
+    /// The cases run for every server in every round: the share of slow
+    /// clients, in %.
+    pub slow: Vec<f64>,
     pub rounds: usize,
     pub target_dir: PathBuf,
     pub servers: Vec<ServerSpec>,
 }
+
+impl Opts {
+    /// The load of case `case` (an index into `slow`).
+    pub fn config(&self, case: usize) -> Config {
+        Config {
+            slow: slow_count(self.load.clients, self.slow[case]),
+            ..self.load
+        }
+    }
+}
+
+/// How many of `clients` are slow with `percent` % slow: rounded, at least
+/// one when `percent` is above 0.
+pub fn slow_count(clients: usize, percent: f64) -> usize {
+    if percent <= 0.0 {
+        0
+    } else {
+        ((clients as f64 * percent / 100.0).round() as usize).max(1)
+    }
+}
+
+/// The samples of every run, by server name and case, one per round
+/// (`None` for a failed or skipped run).
+pub type Samples = HashMap<(String, usize), Vec<Option<Sample>>>;
 
 /// One server's numbers from one round.
 pub struct Sample {
@@ -103,19 +165,36 @@ pub struct Sample {
     /// one CPU: interference.
     pub other_pct: f64,
     pub steal_pct: f64,
+    /// Resident memory at the end of the measured window.
     pub rss_mib: f64,
+    /// Peak resident memory over the server's life (`VmHWM`), read after
+    /// the run.
+    pub peak_mib: f64,
+    /// The peak rise of the kernel's TCP memory (all sockets of the
+    /// machine, from `/proc/net/sockstat`, sampled every 100 ms) over its
+    /// value before the run: mostly the server's unsent data, which its
+    /// resident memory does not show.
+    pub tcp_mib: f64,
+    /// What the slow clients saw (zeros without any).
+    pub slow: SlowStats,
+    /// Messages the server says it skipped for slow clients, when it says.
+    pub server_dropped: Option<u64>,
 }
 
 impl Sample {
+    /// Delivered messages (to attentive clients) per second.
     pub fn per_s(&self) -> f64 {
         self.delivered / self.window_s
     }
+    /// Server CPU time in % of one CPU.
     pub fn server_cpu_pct(&self) -> f64 {
         self.server_cpu_s / self.window_s * 100.0
     }
+    /// Server CPU nanoseconds per delivery.
     pub fn cpu_ns_per_delivery(&self) -> f64 {
         self.server_cpu_s * 1e9 / self.delivered
     }
+    /// Deliveries (to attentive clients) per server CPU-second.
     pub fn per_cpu_s(&self) -> f64 {
         if self.server_cpu_s > 0.0 {
             self.delivered / self.server_cpu_s
@@ -155,6 +234,8 @@ fn parse() -> Result<Opts, CliError> {
     let duration: f64 = a.parse_or("--duration", duration)?;
     let warmup: f64 = a.parse_or("--warmup", warmup)?;
     let stall: f64 = a.parse_or("--stall", 5.0)?;
+    let slow = parse_slow(a.value("--slow")?.as_deref().unwrap_or("0"))?;
+    let slow_rate = a.parse_or("--slow-rate", DEFAULT_SLOW_RATE)?;
     let target_dir = target_dir(a.value("--target-dir")?);
     let list = a.value("--servers")?;
     a.finish()?;
@@ -169,6 +250,14 @@ fn parse() -> Result<Opts, CliError> {
     }
     if !(2..=MAX_CLIENTS).contains(&clients) {
         return Err(cli_err!("--clients must be 2 to {MAX_CLIENTS}"));
+    }
+    if let Some(&p) = slow.iter().find(|&&p| slow_count(clients, p) + 2 > clients) {
+        return Err(cli_err!(
+            "--slow {p} leaves fewer than 2 attentive clients of {clients}"
+        ));
+    }
+    if slow_rate == 0 || slow_rate > 1 << 30 {
+        return Err(cli_err!("--slow-rate must be 1 to 2^30 bytes per second"));
     }
     if size < MIN_SIZE || window == 0 || size * window > MAX_OUTSTANDING_BYTES {
         return Err(cli_err!(
@@ -189,11 +278,32 @@ fn parse() -> Result<Opts, CliError> {
             warmup: Duration::from_secs_f64(warmup),
             duration: Duration::from_secs_f64(duration),
             stall: Duration::from_secs_f64(stall),
+            slow: 0,
+            slow_rate,
         },
+        slow,
         rounds,
         target_dir,
         servers,
     })
+}
+
+/// Parses `--slow`: comma-separated percentages, each at least 0 and
+/// below 100, no two alike.
+fn parse_slow(list: &str) -> Result<Vec<f64>, CliError> {
+    let mut out: Vec<f64> = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let p: f64 = item
+            .parse()
+            .ok()
+            .filter(|p: &f64| (0.0..100.0).contains(p))
+            .ok_or_else(|| cli_err!("--slow: {item:?} is not a percentage from 0 to below 100"))?;
+        if out.contains(&p) {
+            return Err(cli_err!("--slow: {p} is given twice"));
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 /// The Spreaders the benchmark knows, by name, with their programs looked
@@ -218,34 +328,42 @@ fn run(o: &Opts) -> i32 {
     let ksoftirqd = ksoftirqd_pids();
     print_header(o);
     println!();
-    let mut samples: HashMap<String, Vec<Option<Sample>>> = HashMap::new();
+    let mut samples: Samples = HashMap::new();
     let mut failures: Vec<String> = Vec::new();
-    let mut failed: Vec<String> = Vec::new(); // servers dropped after a failure
+    // Every (server, case) pair runs once per round; the order rotates each
+    // round, so slow drifts of the machine hit every pair alike.
+    let pairs: Vec<(usize, usize)> = (0..o.servers.len())
+        .flat_map(|s| (0..o.slow.len()).map(move |c| (s, c)))
+        .collect();
+    let mut failed: Vec<(usize, usize)> = Vec::new(); // pairs dropped after a failure
     for round in 0..o.rounds {
-        let n = o.servers.len();
-        for i in 0..n {
-            let server = &o.servers[(i + round) % n];
-            let slot = samples.entry(server.name.clone()).or_default();
-            if failed.contains(&server.name) {
+        for k in 0..pairs.len() {
+            let (s, case) = pairs[(k + round) % pairs.len()];
+            let server = &o.servers[s];
+            let slot = samples.entry((server.name.clone(), case)).or_default();
+            if failed.contains(&(s, case)) {
                 slot.push(None);
                 continue;
             }
-            match run_one(o, clk, &ksoftirqd, server) {
-                Ok(s) => {
-                    print_round(o, round, server, &s);
-                    slot.push(Some(s));
+            match run_one(o, case, clk, &ksoftirqd, server) {
+                Ok(sample) => {
+                    print_round(o, round, case, server, &sample);
+                    slot.push(Some(sample));
                 }
                 Err(e) => {
-                    let msg = format!("{} round {}: {e}", server.name, round + 1);
+                    let msg = format!("{} round {}: {e}", run_name(o, s, case), round + 1);
                     println!("FAILED {msg}");
                     failures.push(msg);
-                    failed.push(server.name.clone());
+                    failed.push((s, case));
                     slot.push(None);
                 }
             }
         }
     }
-    print_table(o, &samples);
+    for case in 0..o.slow.len() {
+        print_table(o, case, &samples);
+    }
+    print_slow_summary(o, &samples);
     if failures.is_empty() {
         0
     } else {
@@ -254,6 +372,17 @@ fn run(o: &Opts) -> i32 {
             eprintln!("  {f}");
         }
         1
+    }
+}
+
+/// The name of server `s` in case `case`, as the report shows it: the
+/// server's name, followed by the share of slow clients when there are
+/// any.
+pub fn run_name(o: &Opts, s: usize, case: usize) -> String {
+    let name = &o.servers[s].name;
+    match o.slow[case] {
+        p if p > 0.0 => format!("{name} (slow {p} %)"),
+        _ => name.clone(),
     }
 }
 
@@ -269,7 +398,13 @@ struct Probe {
 
 /// Starts the server, runs the load against it while sampling CPU time at
 /// the window's edges, then closes the clients and kills the server.
-fn run_one(o: &Opts, clk: f64, ksoftirqd: &[u32], spec: &ServerSpec) -> Result<Sample, String> {
+fn run_one(
+    o: &Opts,
+    case: usize,
+    clk: f64,
+    ksoftirqd: &[u32],
+    spec: &ServerSpec,
+) -> Result<Sample, String> {
     let mut server = RunningServer::start(spec, READY_TIMEOUT)?;
     let pid = server.pid;
     let probe = || -> std::io::Result<Probe> {
@@ -284,11 +419,22 @@ fn run_one(o: &Opts, clk: f64, ksoftirqd: &[u32], spec: &ServerSpec) -> Result<S
     };
     let mut probes: [Option<std::io::Result<Probe>>; 2] = [None, None];
     let mut rss = None;
-    let outcome = load::run(o.load, server.addr, &mut |mark| match mark {
-        Mark::Start => probes[0] = Some(probe()),
-        Mark::End => {
-            probes[1] = Some(probe());
-            rss = twill_bench::server::rss_bytes(pid).ok();
+    // The kernel's TCP memory is machine-wide: its rise over the value
+    // before the clients connect is what this run's sockets hold (the
+    // server's unsent data above all), give or take other programs'.
+    let tcp_before = tcp_mem_bytes().ok();
+    let mut tcp_peak = 0u64;
+    let outcome = load::run(o.config(case), server.addr, &mut |mark| {
+        match mark {
+            Mark::Start => probes[0] = Some(probe()),
+            Mark::End => {
+                probes[1] = Some(probe());
+                rss = twill_bench::server::rss_bytes(pid).ok();
+            }
+            Mark::Tick => {}
+        }
+        if let Ok(m) = tcp_mem_bytes() {
+            tcp_peak = tcp_peak.max(m);
         }
     });
     let outcome = match outcome {
@@ -304,6 +450,12 @@ fn run_one(o: &Opts, clk: f64, ksoftirqd: &[u32], spec: &ServerSpec) -> Result<S
     if let Some(st) = server.exited() {
         return Err(format!("server exited during the run ({st})"));
     }
+    // The clients are closed now; a server that counts what it skipped
+    // for each says so as it sees them go.
+    let server_dropped = server_skipped(&server.output, o.load.clients);
+    // Before the server is killed: the peak over its whole life, which
+    // holds the run.
+    let peak = peak_rss_bytes(pid).ok();
     drop(server);
     let [Some(Ok(t0)), Some(Ok(t1))] = probes else {
         return Err(Failure::Other("could not read CPU times from /proc".into()).to_string());
@@ -330,6 +482,139 @@ fn run_one(o: &Opts, clk: f64, ksoftirqd: &[u32], spec: &ServerSpec) -> Result<S
             ))
         .max(0.0),
         steal_pct: pct(t0.steal, t1.steal),
-        rss_mib: rss.map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0)),
+        rss_mib: rss.map_or(f64::NAN, mib),
+        peak_mib: peak.map_or(f64::NAN, mib),
+        tcp_mib: tcp_before.map_or(f64::NAN, |b| mib(tcp_peak.saturating_sub(b))),
+        slow: outcome.slow,
+        server_dropped,
     })
+}
+
+/// How long the server may be quiet before it is taken to have said all
+/// it had to about the closed clients.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// The messages the server skipped for its clients (all of them slow ones:
+/// an attentive client missing anything fails verification), by its own
+/// count: the sum of the `… N messages skipped for it)` that twill's
+/// `broadcast_server` logs as each connection closes. Read until every
+/// client's line came, or the server was quiet for [`QUIET`], or 3 s;
+/// `None` if it logged no such line (the other servers skip nothing).
+fn server_skipped(output: &std::sync::mpsc::Receiver<String>, clients: usize) -> Option<u64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let (mut seen, mut total) = (0usize, 0u64);
+    while seen < clients {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = output.recv_timeout(left.min(QUIET)) else {
+            break;
+        };
+        if let Some(k) = parse_skipped(&line) {
+            seen += 1;
+            total += k;
+        }
+    }
+    (seen > 0).then_some(total)
+}
+
+/// The `N` of a `… N messages skipped for it` log line.
+fn parse_skipped(line: &str) -> Option<u64> {
+    let before = &line[..line.find(" messages skipped for it")?];
+    before
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// The memory of all TCP sockets (of this network namespace) in bytes:
+/// the `mem` pages of the `TCP:` line of `/proc/net/sockstat`.
+fn tcp_mem_bytes() -> std::io::Result<u64> {
+    let s = std::fs::read_to_string("/proc/net/sockstat")?;
+    parse_tcp_mem_pages(&s)
+        .map(|pages| pages * page_size())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no TCP mem"))
+}
+
+/// The `mem` field (pages) of the `TCP:` line of `/proc/net/sockstat`.
+fn parse_tcp_mem_pages(sockstat: &str) -> Option<u64> {
+    let line = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut words = line.split_whitespace();
+    words.find(|&w| w == "mem")?;
+    words.next()?.parse().ok()
+}
+
+/// The page size the kernel counts socket memory in: the
+/// `KernelPageSize` of this process's first mapping (read once), else
+/// 4 KiB.
+fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/smaps")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("KernelPageSize:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .map_or(4096, |kib| kib * 1024)
+    })
+}
+
+/// The peak resident memory of process `pid` in bytes (`VmHWM`).
+fn peak_rss_bytes(pid: u32) -> std::io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_vm_hwm(&status)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no VmHWM line"))
+}
+
+/// Parses the `VmHWM:` line of `/proc/PID/status` into bytes.
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_hwm() {
+        let s = "Name:\tx\nVmHWM:\t  5120 kB\nVmRSS:\t  2048 kB\n";
+        assert_eq!(parse_vm_hwm(s), Some(5120 * 1024));
+        let me = std::process::id();
+        assert!(peak_rss_bytes(me).unwrap() >= twill_bench::server::rss_bytes(me).unwrap());
+    }
+
+    #[test]
+    fn skipped() {
+        let line = "[2026-12-02T04:40:00Z INFO  broadcast_server] lost connect: 3 \
+                    (127.0.0.1:5000: connection done; 1234 messages skipped for it)";
+        assert_eq!(parse_skipped(line), Some(1234));
+        assert_eq!(parse_skipped("new connect: 3 (127.0.0.1:5000)"), None);
+    }
+
+    #[test]
+    fn tcp_mem() {
+        let s =
+            "sockets: used 12\nTCP: inuse 1 orphan 0 tw 188 alloc 1 mem 195\nUDP: inuse 0 mem 0\n";
+        assert_eq!(parse_tcp_mem_pages(s), Some(195));
+        assert!(tcp_mem_bytes().is_ok());
+    }
+
+    #[test]
+    fn slow_shares() {
+        assert_eq!(slow_count(200, 0.0), 0);
+        assert_eq!(slow_count(200, 10.0), 20);
+        assert_eq!(slow_count(8, 1.0), 1);
+        assert_eq!(slow_count(8, 25.0), 2);
+        assert_eq!(parse_slow("0,10").unwrap(), vec![0.0, 10.0]);
+        assert!(parse_slow("10,10").is_err());
+        assert!(parse_slow("100").is_err());
+        assert!(parse_slow("-1").is_err());
+        assert!(parse_slow("x").is_err());
+    }
 }
