@@ -54,6 +54,17 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! # Bounded memory
+//!
+//! Writes never block, so a peer that does not read would make a server
+//! buffer without end. A [`Transport`] stops reading while its replies
+//! cannot leave if its flow control is on
+//! ([`Transport::set_flow_control`]; `twill-protocols`' codec layer turns
+//! it on), a [`broadcast::BroadcastGroup`] gives up on a member that stays
+//! behind, and every connection has a hard cap on its write buffer past
+//! which it is aborted ([`Transport::set_write_buffer_max`], 16 MiB by
+//! default).
+//!
 //! # Deferreds
 //!
 //! [`defer::Deferred`] is Twisted's Deferred: a result that comes later,

@@ -80,6 +80,20 @@ impl ConnState {
     }
 }
 
+/// A connection's state. What it does in each phase:
+///
+/// | phase | set by | reads | takes writes | ends |
+/// |---|---|---|---|---|
+/// | open | `start` | unless `reading_paused`, or `flow_control` while `writing_paused` | yes | any of the below |
+/// | peer half-closed | `eof_read` (protocol kept it open) | no | yes | `lose_connection` |
+/// | half-closed by us | `write_eof_requested`, then `write_shut` | as when open | no | the peer's EOF |
+/// | closing | `closing` (`lose_connection`, `fail`, a panic) | no | yes, sent first | buffer flushed: draining, or closed if the peer's EOF came |
+/// | draining | `draining` | discards, 256 KiB at most | no | the peer's EOF, `CLOSE_LINGER`, or the discard limit: closed |
+/// | aborting | `aborting` (`abort_connection`, `abort_with`, the hard cap) | no | no (buffer dropped) | next flush: closed with a reset |
+/// | closed | `stream` is `None` | no | no (dropped, warned once) | — |
+///
+/// `connection_lost` is called once, when draining starts or when the
+/// socket is closed, whichever is first.
 struct ConnState {
     /// `None` once closed.
     stream: Option<TcpStream>,
