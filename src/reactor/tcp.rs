@@ -685,6 +685,8 @@ impl Conn {
         let full = WriteBufferFull { limit: st.max };
         log::warn!("aborting the connection with {}: {full}", self.peer);
         st.aborting = Some(Reason::Failed(Box::new(full)));
+        // The writes dropped from now on are what this warning is about.
+        st.warned_write_after_close = true;
         st.out.clear();
         self.mark_dirty(st);
     }

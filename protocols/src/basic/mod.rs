@@ -35,6 +35,12 @@
 //! running: what a callback asks for (a mode switch, a pause, bytes handed
 //! back) takes effect for the rest of the buffered input once it returns.
 //!
+//! Unlike Twisted's, every protocol here turns its transport's flow control
+//! on when the connection is made: while its replies cannot leave, it stops
+//! reading (see [the codec layer's backpressure](crate::codec#backpressure));
+//! a receiver turns it off in `connection_made` with
+//! `ctx.transport().set_flow_control(false)`.
+//!
 //! # Examples
 //!
 //! A netstring echo server and a line client, on a real reactor:
