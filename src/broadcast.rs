@@ -1,0 +1,594 @@
+//! [`BroadcastGroup`]: one message to many connections, with a policy for
+//! the ones that fall behind.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::reactor::Reactor;
+use crate::time::{DelayedCall, ReactorTime};
+use crate::transport::Transport;
+
+/// How long a member may stay unwritable before [`SlowClient`] applies,
+/// unless set with [`BroadcastGroup::grace`]: long enough for a client on
+/// a slow link to take in a burst of a megabyte or so, short enough that
+/// senders held back by [`BroadcastGroup::pause_while_behind`] hardly
+/// notice a client that stopped reading.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
+
+/// How many bytes may wait in a member's write buffer before
+/// [`SlowClient`] applies at once, unless set with
+/// [`BroadcastGroup::max_buffer`]: 64 times the default high watermark, so
+/// a burst to a client that reads at full speed never comes near it.
+pub const DEFAULT_MAX_BUFFER: usize = 4 * 1024 * 1024;
+
+/// What a [`BroadcastGroup`] does with a member that falls behind: one whose
+/// transport has stayed [unwritable](Transport::is_writable) (its buffer
+/// over the high watermark) for longer than the group's grace time, or
+/// whose buffer would pass the group's maximum.
+///
+/// Until then a member gets every message, whatever its buffer holds: a
+/// short burst to a client that reads trips nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowClient {
+    /// From then on, skip messages for it whenever it is unwritable,
+    /// counting them ([`BroadcastGroup::dropped`]), and no longer wait for
+    /// it ([`BroadcastGroup::pause_while_behind`]); once it drains to its
+    /// low watermark it gets messages again. What it does get is whole and
+    /// in order: a message is written entirely or not at all. tokio's
+    /// `broadcast` channel, whose receiver sees `Lagged(n)`.
+    DropMessages,
+    /// Abort its connection (what is buffered for it is discarded and the
+    /// peer sees a reset) and take it out of the group; its protocol's
+    /// `connection_lost` receives [`Reason::Failed`](crate::Reason::Failed)
+    /// with [`FellBehind`]. Netty users write this by hand on
+    /// `Channel.isWritable()`.
+    Disconnect,
+}
+
+/// Why a [`BroadcastGroup`] with [`SlowClient::Disconnect`] closed a
+/// connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FellBehind {
+    /// Bytes waiting in its write buffer when it was closed.
+    pub buffered: usize,
+    /// How long it had been unwritable.
+    pub behind_for: Duration,
+}
+
+impl fmt::Display for FellBehind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "fell behind the broadcast: {} bytes unsent, not writable for {:.1} s",
+            self.buffered,
+            self.behind_for.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for FellBehind {}
+
+/// A set of connections that receive the same messages: Netty's
+/// `ChannelGroup`, with tokio's `broadcast` answer to slow receivers.
+///
+/// [`broadcast`](Self::broadcast) writes one [`Bytes`] to every member (each
+/// write shares it: no copy per member). Members that close are taken out
+/// on the next broadcast if the protocol did not
+/// [`remove`](Self::remove) them itself.
+///
+/// # Bounded memory, and nothing lost for those who read
+///
+/// A member that does not read would otherwise hold a copy of every message
+/// for ever. The group lets a member's buffer grow while it is unwritable
+/// for at most the [grace](Self::grace) time and at most
+/// [`max_buffer`](Self::max_buffer) bytes; past either, the
+/// [`SlowClient`] policy applies. So the group holds at most about
+/// `max_buffer` bytes per member, whatever the members do.
+///
+/// A member that reads, but more slowly than the senders send, would fall
+/// behind too. [`pause_while_behind`](Self::pause_while_behind), called
+/// after each broadcast of a sender's input, stops reading from that
+/// sender while a member is behind within its grace time: the member
+/// catches up and misses nothing, and a member that does not catch up
+/// holds the senders for the grace time at most, once. This is how a
+/// relay keeps up with its slowest reader that still reads, as a producer
+/// paused by its consumer does in Twisted.
+///
+/// Whether a member is behind is decided from its transport at each
+/// broadcast and, while something waits for the group, when a member
+/// drains or a grace time runs out.
+///
+/// # Examples
+///
+/// ```
+/// use twill::broadcast::{BroadcastGroup, SlowClient};
+/// use twill::testing::StringTransport;
+///
+/// let group = BroadcastGroup::new(SlowClient::DropMessages);
+/// let (alice, bob) = (StringTransport::new(), StringTransport::new());
+/// group.add(&alice.transport());
+/// group.add(&bob.transport());
+///
+/// group.broadcast_except(&alice.transport(), "from alice\n");
+/// assert_eq!(alice.value(), b"");
+/// assert_eq!(bob.value(), b"from alice\n");
+///
+/// // Bob stops reading: 5 MiB wait for him, past the group's maximum.
+/// bob.set_write_buffer_size(5 << 20);
+/// assert_eq!(group.broadcast("news\n"), 1);
+/// assert_eq!(alice.value(), b"news\n");
+/// assert_eq!(group.dropped(&bob.transport()), Some(1));
+/// ```
+#[derive(Clone)]
+pub struct BroadcastGroup {
+    inner: Rc<RefCell<Group>>,
+}
+
+struct Group {
+    members: Vec<Member>,
+    policy: SlowClient,
+    grace: Duration,
+    max_buffer: usize,
+    time: Option<Rc<dyn ReactorTime>>,
+    dropped: u64,
+    disconnected: u64,
+    /// Run once no member is behind within its grace time
+    /// ([`BroadcastGroup::when_writable`]).
+    waiters: Vec<Box<dyn FnOnce()>>,
+    /// Wakes the group when the first grace time among the members behind
+    /// runs out, while there are waiters.
+    deadline: Option<DelayedCall>,
+}
+
+struct Member {
+    transport: Transport,
+    /// When it was first seen unwritable, since it last was writable.
+    behind_since: Option<Instant>,
+    /// Under `DropMessages`: it fell behind once, so it is not waited for
+    /// again, and messages are skipped whenever it is unwritable.
+    lagged: bool,
+    dropped: u64,
+    /// The group asked its transport to say when it is writable.
+    watched: bool,
+}
+
+impl BroadcastGroup {
+    /// An empty group that treats members that fall behind by `policy`,
+    /// with the default grace time ([`DEFAULT_GRACE`]) and maximum
+    /// ([`DEFAULT_MAX_BUFFER`]).
+    pub fn new(policy: SlowClient) -> BroadcastGroup {
+        BroadcastGroup {
+            inner: Rc::new(RefCell::new(Group {
+                members: Vec::new(),
+                policy,
+                grace: DEFAULT_GRACE,
+                max_buffer: DEFAULT_MAX_BUFFER,
+                time: None,
+                dropped: 0,
+                disconnected: 0,
+                waiters: Vec::new(),
+                deadline: None,
+            })),
+        }
+    }
+
+    /// How long a member may stay unwritable (over its high watermark)
+    /// before the policy applies. `Duration::ZERO` applies it as soon as a
+    /// member is seen unwritable.
+    pub fn grace(self, grace: Duration) -> BroadcastGroup {
+        self.inner.borrow_mut().grace = grace;
+        self
+    }
+
+    /// How many bytes may wait in a member's write buffer: a message that
+    /// would take it past this applies the policy at once, grace or not.
+    pub fn max_buffer(self, bytes: usize) -> BroadcastGroup {
+        self.inner.borrow_mut().max_buffer = bytes;
+        self
+    }
+
+    /// Measures the grace time on `time` (a [`Clock`](crate::task::Clock)
+    /// in tests) instead of the current thread's reactor.
+    pub fn clock(self, time: Rc<dyn ReactorTime>) -> BroadcastGroup {
+        self.inner.borrow_mut().time = Some(time);
+        self
+    }
+
+    /// Adds a connection; false if it is a member already.
+    pub fn add(&self, transport: &Transport) -> bool {
+        let mut group = self.inner.borrow_mut();
+        if group.position(transport).is_some() {
+            return false;
+        }
+        group.members.push(Member {
+            transport: transport.clone(),
+            behind_since: None,
+            lagged: false,
+            dropped: 0,
+            watched: false,
+        });
+        true
+    }
+
+    /// Takes a connection out; false if it was not a member.
+    pub fn remove(&self, transport: &Transport) -> bool {
+        let removed = {
+            let mut group = self.inner.borrow_mut();
+            match group.position(transport) {
+                Some(at) => {
+                    group.members.remove(at);
+                    true
+                }
+                None => false,
+            }
+        };
+        if removed {
+            // It may have been the one the others waited for.
+            self.wake();
+        }
+        removed
+    }
+
+    /// Whether `transport` is a member.
+    pub fn contains(&self, transport: &Transport) -> bool {
+        self.inner.borrow().position(transport).is_some()
+    }
+
+    /// How many members there are.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().members.len()
+    }
+
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes `message` to every member; returns how many it was written
+    /// to.
+    pub fn broadcast(&self, message: impl Into<Bytes>) -> usize {
+        self.send(None, message.into())
+    }
+
+    /// Writes `message` to every member but `sender` (which need not be a
+    /// member); returns how many it was written to.
+    pub fn broadcast_except(&self, sender: &Transport, message: impl Into<Bytes>) -> usize {
+        self.send(Some(sender), message.into())
+    }
+
+    /// Whether every member keeps up: none is
+    /// [unwritable](Transport::is_writable) and still within its grace
+    /// time. Members that the policy gave up on do not count.
+    pub fn is_writable(&self) -> bool {
+        let disconnect = self.inner.borrow_mut().refresh();
+        self.disconnect(disconnect);
+        !self.inner.borrow().congested()
+    }
+
+    /// Runs `f` once the group is [writable](Self::is_writable): when every
+    /// member behind has drained, left, or been given up on at the end of
+    /// its grace time (which this wait enforces, broadcasts or not). If
+    /// the group is writable now, `f` runs before this returns.
+    pub fn when_writable(&self, f: impl FnOnce() + 'static) {
+        if self.is_writable() {
+            f();
+            return;
+        }
+        self.inner.borrow_mut().waiters.push(Box::new(f));
+        self.watch();
+    }
+
+    /// Pauses reading from `sender` while the group is not
+    /// [writable](Self::is_writable), and resumes it after: the sources of
+    /// a broadcast wait for a member that is slow but keeps up, so that
+    /// member misses nothing, and for one that does not, for the grace time
+    /// at most. Call it after each broadcast from `sender`'s input.
+    ///
+    /// It resumes reading with [`Transport::resume_reading`], so a protocol
+    /// that pauses reading for reasons of its own as well must not use it.
+    ///
+    /// ```
+    /// use twill::broadcast::{BroadcastGroup, SlowClient};
+    /// use twill::testing::StringTransport;
+    ///
+    /// let group = BroadcastGroup::new(SlowClient::DropMessages);
+    /// let (sender, reader) = (StringTransport::new(), StringTransport::new());
+    /// group.add(&sender.transport());
+    /// group.add(&reader.transport());
+    ///
+    /// reader.set_write_buffer_size(100 << 10); // over its high watermark
+    /// group.broadcast_except(&sender.transport(), "news");
+    /// group.pause_while_behind(&sender.transport());
+    /// assert!(sender.reading_paused());
+    ///
+    /// reader.set_write_buffer_size(0); // it caught up
+    /// assert!(!sender.reading_paused());
+    /// ```
+    pub fn pause_while_behind(&self, sender: &Transport) {
+        if self.is_writable() {
+            return;
+        }
+        sender.pause_reading();
+        let sender = sender.clone();
+        self.when_writable(move || sender.resume_reading());
+    }
+
+    /// Messages skipped for `transport` under [`SlowClient::DropMessages`]
+    /// since it joined; `None` if it is not a member.
+    pub fn dropped(&self, transport: &Transport) -> Option<u64> {
+        let group = self.inner.borrow();
+        group
+            .position(transport)
+            .map(|at| group.members[at].dropped)
+    }
+
+    /// Whether `transport` is a member that messages are being skipped for
+    /// now.
+    pub fn is_lagging(&self, transport: &Transport) -> bool {
+        let group = self.inner.borrow();
+        group
+            .position(transport)
+            .is_some_and(|at| {
+                let member = &group.members[at];
+                member.lagged && !member.transport.is_writable()
+            })
+    }
+
+    /// Messages skipped, for all members that ever were, in total.
+    pub fn total_dropped(&self) -> u64 {
+        self.inner.borrow().dropped
+    }
+
+    /// Members disconnected by [`SlowClient::Disconnect`], in total.
+    pub fn disconnected(&self) -> u64 {
+        self.inner.borrow().disconnected
+    }
+
+    /// Bytes waiting in the members' write buffers, together: what the
+    /// group holds now.
+    pub fn buffered(&self) -> usize {
+        let group = self.inner.borrow();
+        group
+            .members
+            .iter()
+            .map(|member| member.transport.write_buffer_size())
+            .sum()
+    }
+
+    fn send(&self, sender: Option<&Transport>, message: Bytes) -> usize {
+        // Writes and aborts run with the group released, so a protocol the
+        // transport calls back on the way may use the group.
+        let mut targets = Vec::new();
+        let mut disconnect = {
+            let mut group = self.inner.borrow_mut();
+            let mut disconnect = group.refresh();
+            let now = group.now();
+            let (policy, max_buffer) = (group.policy, group.max_buffer);
+            let mut dropped = 0;
+            group.members.retain_mut(|member| {
+                if sender.is_some_and(|s| s.same_connection(&member.transport)) {
+                    return true;
+                }
+                let skip = member.lagged && !member.transport.is_writable();
+                let buffered = member.transport.write_buffer_size();
+                if !skip && buffered.saturating_add(message.len()) <= max_buffer {
+                    targets.push(member.transport.clone());
+                    return true;
+                }
+                let behind_for = member
+                    .behind_since
+                    .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+                match member.give_up(policy, behind_for) {
+                    Some(why) => {
+                        disconnect.push((member.transport.clone(), why));
+                        false
+                    }
+                    None => {
+                        member.dropped += 1;
+                        dropped += 1;
+                        true
+                    }
+                }
+            });
+            group.dropped += dropped;
+            disconnect
+        };
+        for transport in &targets {
+            transport.write(message.clone());
+        }
+        self.disconnect(std::mem::take(&mut disconnect));
+        targets.len()
+    }
+
+    /// Aborts the members the policy gave up on (out of the group already).
+    fn disconnect(&self, members: Vec<(Transport, FellBehind)>) {
+        if members.is_empty() {
+            return;
+        }
+        self.inner.borrow_mut().disconnected += members.len() as u64;
+        for (transport, why) in members {
+            log::warn!("disconnecting {}: {why}", transport.peer());
+            transport.abort_with(why);
+        }
+    }
+
+    /// Runs the waiters if the group is writable; else makes sure it hears
+    /// when that may have changed.
+    fn wake(&self) {
+        if self.inner.borrow().waiters.is_empty() {
+            return;
+        }
+        if !self.is_writable() {
+            self.watch();
+            return;
+        }
+        let waiters = {
+            let mut group = self.inner.borrow_mut();
+            if let Some(deadline) = group.deadline.take() {
+                let _ = deadline.cancel();
+            }
+            std::mem::take(&mut group.waiters)
+        };
+        for waiter in waiters {
+            waiter();
+        }
+    }
+
+    /// Asks every member behind to say when it is writable, and the clock
+    /// to say when the first grace time runs out.
+    fn watch(&self) {
+        let weak = Rc::downgrade(&self.inner);
+        let (to_watch, first_deadline, time) = {
+            let mut group = self.inner.borrow_mut();
+            let grace = group.grace;
+            let mut first_deadline: Option<Instant> = None;
+            let mut to_watch = Vec::new();
+            for member in group.members.iter_mut().filter(|m| m.is_behind()) {
+                if let Some(since) = member.behind_since {
+                    let deadline = since + grace;
+                    first_deadline = Some(first_deadline.map_or(deadline, |d| d.min(deadline)));
+                }
+                if !member.watched {
+                    member.watched = true;
+                    to_watch.push(member.transport.clone());
+                }
+            }
+            if let Some(old) = group.deadline.take() {
+                let _ = old.cancel();
+            }
+            (to_watch, first_deadline, group.time())
+        };
+        for transport in to_watch {
+            let (weak, watched) = (weak.clone(), transport.clone());
+            transport.when_writable(move || {
+                if let Some(inner) = weak.upgrade() {
+                    {
+                        let mut group = inner.borrow_mut();
+                        if let Some(at) = group.position(&watched) {
+                            group.members[at].watched = false;
+                        }
+                    }
+                    BroadcastGroup { inner }.wake();
+                }
+            });
+        }
+        if let (Some(deadline), Some(time)) = (first_deadline, time) {
+            let delay = deadline.saturating_duration_since(time.now());
+            let call = time.call_later(
+                delay,
+                Box::new(move || {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.borrow_mut().deadline = None;
+                        BroadcastGroup { inner }.wake();
+                    }
+                }),
+            );
+            self.inner.borrow_mut().deadline = Some(call);
+        }
+    }
+}
+
+impl Group {
+    fn position(&self, transport: &Transport) -> Option<usize> {
+        self.members
+            .iter()
+            .position(|m| m.transport.same_connection(transport))
+    }
+
+    fn time(&self) -> Option<Rc<dyn ReactorTime>> {
+        match &self.time {
+            Some(time) => Some(time.clone()),
+            None => Reactor::current().map(|reactor| Rc::new(reactor) as Rc<dyn ReactorTime>),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.time()
+            .map(|time| time.now())
+            .unwrap_or_else(Instant::now)
+    }
+
+    /// Brings every member's standing up to date: closing members leave,
+    /// members that drained are back, members behind for the grace time
+    /// are given up on. Returns those to disconnect.
+    fn refresh(&mut self) -> Vec<(Transport, FellBehind)> {
+        let now = self.now();
+        let (policy, grace) = (self.policy, self.grace);
+        let mut disconnect = Vec::new();
+        self.members.retain_mut(|member| {
+            if member.transport.is_closing() {
+                return false;
+            }
+            if member.transport.is_writable() {
+                member.behind_since = None;
+                return true;
+            }
+            let since = *member.behind_since.get_or_insert(now);
+            let behind_for = now.saturating_duration_since(since);
+            if member.lagged || behind_for < grace {
+                return true;
+            }
+            match member.give_up(policy, behind_for) {
+                Some(why) => {
+                    disconnect.push((member.transport.clone(), why));
+                    false
+                }
+                None => true,
+            }
+        });
+        disconnect
+    }
+
+    /// Whether a member is behind and not given up on yet.
+    fn congested(&self) -> bool {
+        self.members.iter().any(Member::is_behind)
+    }
+}
+
+impl Member {
+    /// Unwritable, within its grace time (as of the last refresh).
+    fn is_behind(&self) -> bool {
+        !self.lagged && self.behind_since.is_some()
+    }
+
+    /// Applies the policy: under `DropMessages` it lags from now on (and
+    /// `None` is returned); under `Disconnect`, why it goes.
+    fn give_up(&mut self, policy: SlowClient, behind_for: Duration) -> Option<FellBehind> {
+        let buffered = self.transport.write_buffer_size();
+        match policy {
+            SlowClient::DropMessages => {
+                if !self.lagged {
+                    log::info!(
+                        "{} fell behind the broadcast ({buffered} bytes unsent): \
+                         skipping messages for it whenever it is behind",
+                        self.transport.peer()
+                    );
+                    self.lagged = true;
+                }
+                None
+            }
+            SlowClient::Disconnect => Some(FellBehind {
+                buffered,
+                behind_for,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for BroadcastGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let group = self.inner.borrow();
+        f.debug_struct("BroadcastGroup")
+            .field("members", &group.members.len())
+            .field("policy", &group.policy)
+            .field("grace", &group.grace)
+            .field("max_buffer", &group.max_buffer)
+            .field("dropped", &group.dropped)
+            .field("disconnected", &group.disconnected)
+            .finish()
+    }
+}
