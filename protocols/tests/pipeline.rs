@@ -645,12 +645,9 @@ fn removing_a_decoder_from_outside_a_callback_loses_and_reorders_nothing() {
 }
 
 #[test]
-#[ignore = "needs PipelineProtocol to let the pipeline drive its handler (protocol.rs)"]
 fn removing_a_decoder_from_outside_a_callback_delivers_its_leftovers_at_once() {
-    // What Netty does (ByteToMessageDecoder.handlerRemoved fires the
-    // leftover bytes down the pipeline at once). A Pipeline cannot reach
-    // the handler, which its PipelineProtocol owns, so the bytes wait for
-    // the next read or EOF (see the test above).
+    // ByteToMessageDecoder.handlerRemoved fires the leftover bytes down the
+    // pipeline at once; so does remove here, outside any callback.
     let log = Log::default();
     let pipeline = Pipeline::new();
     pipeline

@@ -74,7 +74,7 @@ impl ConnState {
     fn wants_read(&self) -> bool {
         self.draining.is_some()
             || !self.reading_paused
-                && !(self.flow_control && self.writing_paused)
+                && (!self.flow_control || !self.writing_paused)
                 && self.closing.is_none()
                 && !self.eof_read
     }

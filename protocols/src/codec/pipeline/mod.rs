@@ -13,22 +13,18 @@
 //! Removing or replacing a [`Decoder`] stage hands its unconsumed bytes to
 //! the stage after it (for `replace`: to the new stage, which is in place
 //! first), so a handler can switch protocols mid-stream (Netty §9.5). Done
-//! from [`message_received`](PipelineHandler::message_received) or
-//! [`exception_caught`](PipelineHandler::exception_caught) (the usual
-//! upgrade), the bytes are decoded and delivered right after the current
-//! message, in order, before the read (or EOF) being processed returns.
-//! Done from anywhere else (another callback, a timer, the code owning the
-//! [`PipelineProtocol`]), they are queued at the next stage, ahead of
-//! anything read later, and delivered when the next read or the EOF is
-//! processed (so never, once EOF was): the pipeline cannot reach the
-//! handler, which its `PipelineProtocol` owns. Netty delivers them at once.
+//! from a handler callback (the usual upgrade), the bytes are decoded and
+//! delivered right after the callback returns, in order, before anything
+//! read later. Done from anywhere else (a timer, the code owning the
+//! [`PipelineProtocol`]), they are decoded and delivered before `remove`
+//! or `replace` returns, as Netty does.
 
 use std::any::{type_name, Any};
 use std::cell::{RefCell, RefMut};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use bytes::{Bytes, BytesMut};
 use twill::{Protocol, Reason, Transport};
@@ -387,6 +383,9 @@ struct Stages {
     entries: Vec<Entry>,
     /// Messages for the handler (leftovers with no inbound stage after).
     to_handler: VecDeque<Message>,
+    /// The protocol's delivery loop, so that leftovers handed over outside
+    /// it reach the handler at once (it does nothing when already running).
+    driver: Option<Weak<dyn Fn()>>,
 }
 
 /// What [`Stages::step`] did.
@@ -437,9 +436,9 @@ impl Stages {
     /// They are queued, not decoded here: the handler must see each message
     /// before the stages produce the next one (it may change the pipeline
     /// again, a second upgrade), and only the protocol's loop can deliver
-    /// to it. Appended to the next stage's input (behind what it holds,
-    /// which came earlier), they are decoded by that loop before any later
-    /// read, which is appended behind them.
+    /// to it (see `Pipeline::drive`). Appended to the next stage's input
+    /// (behind what it holds, which came earlier), they are decoded by
+    /// that loop before any later read, which is appended behind them.
     fn hand_over_leftovers(&mut self, at: usize, mut old: Stage) -> Stage {
         if let Kind::Inbound(stage) = &mut old.kind {
             let left = stage.leftovers();
@@ -640,10 +639,27 @@ impl Pipeline {
     /// bytes may have scanned part of them, so to decode with it again add
     /// a new stage with a fresh decoder rather than this one.
     pub fn remove(&self, name: &str) -> Result<Stage, PipelineError> {
-        let mut stages = self.inner.borrow_mut();
-        let at = stages.index(name)?;
-        let old = stages.entries.remove(at).stage;
-        Ok(stages.hand_over_leftovers(at, old))
+        let old = {
+            let mut stages = self.inner.borrow_mut();
+            let at = stages.index(name)?;
+            let old = stages.entries.remove(at).stage;
+            stages.hand_over_leftovers(at, old)
+        };
+        self.drive();
+        Ok(old)
+    }
+
+    /// Lets the protocol deliver what a removal handed over, now that the
+    /// pipeline is not borrowed.
+    fn drive(&self) {
+        let driver = self.inner.borrow().driver.as_ref().and_then(Weak::upgrade);
+        if let Some(driver) = driver {
+            driver();
+        }
+    }
+
+    fn set_driver(&self, driver: Weak<dyn Fn()>) {
+        self.inner.borrow_mut().driver = Some(driver);
     }
 
     /// Puts `stage`, named `new_name`, in place of the stage named `old`,
@@ -670,7 +686,10 @@ impl Pipeline {
             stage,
         };
         let old = std::mem::replace(&mut stages.entries[at], new).stage;
-        Ok(stages.hand_over_leftovers(at, old))
+        let old = stages.hand_over_leftovers(at, old);
+        drop(stages);
+        self.drive();
+        Ok(old)
     }
 
     /// The stages' names, first to last.

@@ -1,6 +1,8 @@
 //! [`PipelineProtocol`]: a [`Pipeline`] and a [`PipelineHandler`] as one
 //! twill `Protocol`, and the [`PipelineContext`] handlers write through.
 
+use std::cell::{Cell, Ref};
+
 use super::*;
 use crate::codec::undecodable;
 
@@ -125,56 +127,62 @@ pub trait PipelineHandler: 'static {
 /// goes to the handler. Decoding stops once the connection is closing; see
 /// [`Pipeline`] for an example.
 pub struct PipelineProtocol<H> {
-    pipeline: Pipeline,
-    handler: H,
-    ctx: Option<PipelineContext>,
-    /// After an unrecoverable decode error, input is ignored.
-    failed: bool,
+    core: Rc<Core<H>>,
+    /// What the pipeline calls (through a `Weak`) when a stage removed
+    /// outside the delivery loop left bytes to deliver.
+    driver: Option<Rc<dyn Fn()>>,
 }
 
-impl<H: PipelineHandler> PipelineProtocol<H> {
-    /// Runs `pipeline` for `handler`.
-    pub fn new(pipeline: Pipeline, handler: H) -> Self {
-        PipelineProtocol {
-            pipeline,
-            handler,
-            ctx: None,
-            failed: false,
+/// The state the pipeline's driver shares with the protocol.
+struct Core<H> {
+    pipeline: Pipeline,
+    handler: RefCell<H>,
+    ctx: RefCell<Option<PipelineContext>>,
+    /// After an unrecoverable decode error, input is ignored.
+    failed: Cell<bool>,
+    /// EOF was received: stages get `decode_eof` from then on.
+    eof: Cell<bool>,
+    /// The handler is running (the delivery loop or another callback):
+    /// leftovers handed over meanwhile are delivered when it returns.
+    busy: Cell<bool>,
+}
+
+impl<H: PipelineHandler> Core<H> {
+    /// Runs `f` on the handler, marked busy.
+    fn call<R>(&self, f: impl FnOnce(&mut H, &PipelineContext) -> R) -> Option<R> {
+        let ctx = self.ctx.borrow().clone()?;
+        let was_busy = self.busy.replace(true);
+        let result = f(&mut self.handler.borrow_mut(), &ctx);
+        self.busy.set(was_busy);
+        Some(result)
+    }
+
+    /// Decodes and delivers what the stages hold, unless that is already
+    /// going on further up the stack.
+    fn run(&self) {
+        if self.busy.get() || self.failed.get() {
+            return;
         }
-    }
-
-    /// The pipeline.
-    pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
-    }
-
-    /// The handler.
-    pub fn handler(&self) -> &H {
-        &self.handler
-    }
-
-    /// The handler, mutably.
-    pub fn handler_mut(&mut self) -> &mut H {
-        &mut self.handler
-    }
-
-    fn run(&mut self, eof: bool) {
-        let Some(ctx) = self.ctx.clone() else { return };
+        let Some(ctx) = self.ctx.borrow().clone() else {
+            return;
+        };
+        self.busy.set(true);
         // At EOF the stages get `decode_eof` one after another, each once
         // the ones before it have nothing left.
+        let eof = self.eof.get();
         let mut eof_through = 0;
-        while !self.failed {
+        while !self.failed.get() {
             if ctx.transport.is_closing() {
                 self.pipeline.inner.borrow_mut().clear_inbound();
-                return;
+                break;
             }
             let step = self.pipeline.inner.borrow_mut().step(eof_through);
             match step {
-                Step::Deliver(message) => self.handler.message_received(&ctx, message),
+                Step::Deliver(message) => self.handler.borrow_mut().message_received(&ctx, message),
                 Step::Moved => {}
                 Step::Failed(error) => {
                     let recoverable = error.is_recoverable();
-                    self.handler.exception_caught(&ctx, error);
+                    self.handler.borrow_mut().exception_caught(&ctx, error);
                     if !recoverable {
                         self.give_up(&ctx);
                     }
@@ -182,75 +190,119 @@ impl<H: PipelineHandler> PipelineProtocol<H> {
                 Step::Idle if eof && eof_through < self.pipeline.inner.borrow().entries.len() => {
                     eof_through += 1;
                 }
-                Step::Idle => return,
+                Step::Idle => break,
             }
         }
+        self.busy.set(false);
     }
 
-    fn give_up(&mut self, ctx: &PipelineContext) {
-        self.failed = true;
+    fn give_up(&self, ctx: &PipelineContext) {
+        self.failed.set(true);
         self.pipeline.inner.borrow_mut().clear_inbound();
         undecodable::give_up(&ctx.transport, "unrecoverable decode error");
     }
 }
 
+impl<H: PipelineHandler> PipelineProtocol<H> {
+    /// Runs `pipeline` for `handler`.
+    pub fn new(pipeline: Pipeline, handler: H) -> Self {
+        let core = Rc::new(Core {
+            pipeline,
+            handler: RefCell::new(handler),
+            ctx: RefCell::new(None),
+            failed: Cell::new(false),
+            eof: Cell::new(false),
+            busy: Cell::new(false),
+        });
+        let weak = Rc::downgrade(&core);
+        let driver: Rc<dyn Fn()> = Rc::new(move || {
+            if let Some(core) = weak.upgrade() {
+                core.run();
+            }
+        });
+        core.pipeline.set_driver(Rc::downgrade(&driver));
+        PipelineProtocol {
+            core,
+            driver: Some(driver),
+        }
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.core.pipeline
+    }
+
+    /// The handler. Drop the guard before the protocol runs again.
+    pub fn handler(&self) -> Ref<'_, H> {
+        self.core.handler.borrow()
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> RefMut<'_, H> {
+        self.core.handler.borrow_mut()
+    }
+
+    /// Runs `f` on the handler, then delivers what it left queued (a stage
+    /// it removed from this callback).
+    fn call(&self, f: impl FnOnce(&mut H, &PipelineContext)) {
+        self.core.call(f);
+        self.core.run();
+    }
+}
+
 impl<H: PipelineHandler> Protocol for PipelineProtocol<H> {
     fn connection_made(&mut self, transport: &Transport) {
-        let ctx = PipelineContext {
-            transport: transport.clone(),
-            pipeline: self.pipeline.share(),
-        };
         // On before the handler runs, so it can turn it off.
         transport.set_flow_control(true);
-        self.handler.connection_made(&ctx);
-        self.ctx = Some(ctx);
+        let ctx = PipelineContext {
+            transport: transport.clone(),
+            pipeline: self.core.pipeline.share(),
+        };
+        *self.core.ctx.borrow_mut() = Some(ctx);
+        self.call(|handler, ctx| handler.connection_made(ctx));
     }
 
     fn data_received(&mut self, data: Bytes) {
-        if self.failed {
+        if self.core.failed.get() {
             return;
         }
-        self.pipeline
+        self.core
+            .pipeline
             .inner
             .borrow_mut()
             .hand_over(0, vec![Box::new(data)]);
-        self.run(false);
+        self.core.run();
     }
 
     fn eof_received(&mut self) -> bool {
-        if !self.failed {
-            self.run(true);
-        }
-        match &self.ctx {
-            Some(ctx) => self.handler.eof_received(ctx),
-            None => false,
-        }
+        self.core.eof.set(true);
+        self.core.run();
+        let keep = self.core.call(|handler, ctx| handler.eof_received(ctx));
+        self.core.run();
+        keep.unwrap_or(false)
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
-        if let Some(ctx) = &self.ctx {
-            self.handler.connection_lost(ctx, reason);
-        }
+        // Nothing is delivered any more: the driver goes.
+        self.driver = None;
+        self.core
+            .call(|handler, ctx| handler.connection_lost(ctx, reason));
     }
 
     fn pause_writing(&mut self) {
-        if let Some(ctx) = &self.ctx {
-            self.handler.pause_writing(ctx);
-        }
+        self.call(|handler, ctx| handler.pause_writing(ctx));
     }
 
     fn resume_writing(&mut self) {
-        if let Some(ctx) = &self.ctx {
-            self.handler.resume_writing(ctx);
-        }
+        self.call(|handler, ctx| handler.resume_writing(ctx));
     }
 }
 
 impl<H> fmt::Debug for PipelineProtocol<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineProtocol")
-            .field("pipeline", &self.pipeline)
-            .field("failed", &self.failed)
+            .field("pipeline", &self.core.pipeline)
+            .field("failed", &self.core.failed.get())
             .finish()
     }
 }
