@@ -13,5 +13,6 @@
 
 pub mod client;
 pub mod events;
+pub mod pressure;
 pub mod process;
 pub mod reactor;
