@@ -10,31 +10,20 @@
 
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::rc::Rc;
 use std::thread;
 use std::time::Duration;
 
-use socket2::{Domain, Socket, Type};
 use twill::broadcast::{BroadcastGroup, SlowClient};
 use twill::transport::{WriteBufferFull, DEFAULT_HIGH_WATERMARK, DEFAULT_MAX_WRITE_BUFFER};
 use twill::{Bytes, Protocol, Reactor, Reason, Transport};
 use twill_test_support::events::{describe, Log};
+use twill_test_support::pressure::{connect_small, SMALL_RCVBUF};
 use twill_test_support::reactor::{connect, serve, LIMIT};
 
 /// The most the reactor reads at once.
 const READ_MAX: usize = 64 * 1024;
-
-/// Connects with a 4 KiB receive buffer: a peer whose kernel takes little
-/// of what the server sends it.
-fn connect_small_rcvbuf(addr: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    stream
-}
 
 /// Writes `chunk` until a write has not gone through for `stall` (the
 /// peer stopped taking data) or until `max` bytes; returns what got
@@ -115,7 +104,7 @@ fn flow_control_stops_reading_while_the_replies_cannot_leave_and_loses_nothing()
         &reactor,
         move |_peer| Echo::new(true, &server_peak, &server_log),
         |addr, handle| {
-            let mut stalled = connect_small_rcvbuf(addr);
+            let mut stalled = connect_small(addr, SMALL_RCVBUF);
             let chunk: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
             let (sent, _) =
                 send_until_stalled(&mut stalled, &chunk, 256 << 20, Duration::from_millis(500));
@@ -163,7 +152,7 @@ fn the_hard_cap_aborts_a_protocol_that_ignores_a_peer_that_does_not_read() {
             ..Echo::new(false, &server_peak, &server_log)
         },
         |addr, handle| {
-            let mut stream = connect_small_rcvbuf(addr);
+            let mut stream = connect_small(addr, SMALL_RCVBUF);
             let chunk = vec![b'x'; 64 * 1024];
             let result = send_until_stalled(&mut stream, &chunk, 1 << 30, LIMIT);
             handle.stop();
@@ -198,7 +187,7 @@ fn without_any_setting_a_connection_holds_at_most_the_default_cap() {
         &reactor,
         move |_peer| Echo::new(false, &server_peak, &server_log),
         |addr, handle| {
-            let mut stream = connect_small_rcvbuf(addr);
+            let mut stream = connect_small(addr, SMALL_RCVBUF);
             let chunk = vec![b'x'; 64 * 1024];
             let (_, error) = send_until_stalled(&mut stream, &chunk, 1 << 30, LIMIT);
             handle.stop();
@@ -255,7 +244,7 @@ fn pause_reading_holds_when_flow_control_would_read_again() {
             transport: None,
         },
         |addr, _| {
-            let mut stream = connect_small_rcvbuf(addr);
+            let mut stream = connect_small(addr, SMALL_RCVBUF);
             stream.write_all(b"x").unwrap();
             let mut all = vec![0; 16 << 20];
             stream.read_exact(&mut all).unwrap();
@@ -349,7 +338,7 @@ fn a_broadcast_group_bounds_a_member_that_never_reads_and_serves_the_others_in_f
             peak: server_peak.clone(),
         },
         move |addr, handle| {
-            let mut silent = connect_small_rcvbuf(addr);
+            let mut silent = connect_small(addr, SMALL_RCVBUF);
             let mut attentive = connect(addr);
             let mut sender = connect(addr);
             // Every connection is a member before anything is sent.
