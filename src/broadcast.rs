@@ -262,7 +262,9 @@ impl BroadcastGroup {
 
     /// Whether every member keeps up: none is
     /// [unwritable](Transport::is_writable) and still within its grace
-    /// time. Members that the policy gave up on do not count.
+    /// time. Members that the policy gave up on do not count. Asking
+    /// applies the policy to members whose grace time is over (under
+    /// [`SlowClient::Disconnect`], they are disconnected now).
     pub fn is_writable(&self) -> bool {
         let disconnect = self.inner.borrow_mut().refresh();
         self.disconnect(disconnect);
