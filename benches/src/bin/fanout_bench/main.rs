@@ -54,22 +54,38 @@
 //! `--slow 10` makes 10 % of the clients (rounded, at least one, at most
 //! all but two) slow readers: each connects with a 4 KiB `SO_RCVBUF` and
 //! reads at most `--slow-rate` bytes per second (default 16 KiB/s: with 200
-//! clients each client is sent some 800 KiB/s on this machine, so a slow
-//! one reads about 2 % of what it is owed, and falls behind by the
-//! megabyte every second or two). Slow clients send their messages like
-//! the others (see `load.rs` for why and for what is verified: attentive
-//! clients must get everything, slow ones may see gaps but nothing out of
-//! order, repeated or damaged; a slow client the server disconnects is
-//! counted, not a failure). The load only waits for attentive clients, so
-//! deliveries, latency, deliveries per server CPU-second and the ratios
-//! count attentive clients only; the server still spends CPU on the slow
-//! ones, which is the point. Per server the report adds what the slow
-//! clients received, the messages they missed (gaps), how far behind they
-//! were at the end, and how many were disconnected; the peak memory shows
-//! what holding their backlog cost (twill's `broadcast_server` bounds it;
-//! the tokio and Twisted Spreaders queue without bound, which is what they
-//! are there to show: over a run of a few seconds that is some hundreds of
-//! MiB at most, so the run's length is the bound).
+//! clients each client is sent 0.5 to 0.9 MiB/s on the 2-core machine, so
+//! a slow one reads 2 to 3 % of what it is owed). Slow clients send their
+//! messages like the others (see `load.rs` for why and for what is
+//! verified: attentive clients must get everything, slow ones may see gaps
+//! but nothing out of order, repeated or damaged; a slow client the server
+//! disconnects is counted, not a failure). The load only waits for
+//! attentive clients, so deliveries, latency, deliveries per server
+//! CPU-second and the ratios count attentive clients only; the server
+//! still spends CPU on the slow ones, which is the point.
+//!
+//! Per server the report adds what the slow clients received, the
+//! messages they saw missing (gaps), how far behind they were at the end,
+//! how many were disconnected, and the messages the server says it dropped
+//! for them (twill's `broadcast_server` logs its count for each connection
+//! as it closes; the tokio and Twisted Spreaders drop nothing and say
+//! nothing: `n/a`). A slow client only sees a gap once it has read up to
+//! it, which at 16 KiB/s and megabytes behind takes minutes, so in a short
+//! run the server's count is the one that tells.
+//!
+//! Where the backlog sits: on loopback the server's socket send buffer
+//! grows to `net.ipv4.tcp_wmem`'s maximum (4 MiB by default; loopback's
+//! 64 KiB segments let it), so some 4 MiB per slow client wait in the
+//! kernel before the server's own buffer grows at all; at the fan-out rate
+//! that takes 3 to 5 s, and only then does a server's slow-client policy
+//! come into play (twill's group, after its grace time or at its cap). A
+//! run meant to show the steady state therefore wants a warm-up of 10 s
+//! or so (`--warmup 10`). The kernel's part does
+//! not show in the server's resident memory; the report gives the rise of
+//! the machine's TCP memory (`/proc/net/sockstat`, sampled every 100 ms)
+//! next to it. The tokio and Twisted Spreaders queue without bound, which
+//! is what they are there to show: the run's length is their bound (some
+//! 250 MiB for tokio over a 15 s run with 20 slow clients of 200).
 //!
 //! `--slow` takes a list: `--slow 0,10` runs every server both ways in each
 //! round (paired, interleaved) and adds a table of each server's attentive
