@@ -157,15 +157,24 @@ fn pause_while_behind_holds_a_sender_until_the_slow_member_drains() {
     assert!(clock.delayed_calls().is_empty(), "the grace timer is gone");
 }
 
+/// Two members: the first sends "a" and is held, because the second is
+/// over its high watermark.
+fn sender_held_by_a_member_behind(
+    policy: SlowClient,
+) -> (Clock, BroadcastGroup, Vec<StringTransport>) {
+    let clock = Clock::new();
+    let group = group(policy, &clock);
+    let m = members(&group, 2);
+    m[1].set_write_buffer_size(HIGH + 1);
+    group.broadcast_except(&m[0].transport(), "a");
+    group.pause_while_behind(&m[0].transport());
+    (clock, group, m)
+}
+
 #[test]
 fn pause_while_behind_holds_a_sender_for_the_grace_time_at_most() {
-    let clock = Clock::new();
-    let group = group(SlowClient::DropMessages, &clock);
-    let m = members(&group, 2);
+    let (clock, group, m) = sender_held_by_a_member_behind(SlowClient::DropMessages);
     let sender = m[0].transport();
-    m[1].set_write_buffer_size(HIGH + 1);
-    group.broadcast_except(&sender, "a");
-    group.pause_while_behind(&sender);
     assert!(m[0].reading_paused());
     clock.advance(DEFAULT_GRACE - Duration::from_millis(1));
     assert!(m[0].reading_paused());
@@ -179,13 +188,7 @@ fn pause_while_behind_holds_a_sender_for_the_grace_time_at_most() {
 
 #[test]
 fn the_grace_time_disconnects_without_a_broadcast_while_a_sender_waits() {
-    let clock = Clock::new();
-    let group = group(SlowClient::Disconnect, &clock);
-    let m = members(&group, 2);
-    let sender = m[0].transport();
-    m[1].set_write_buffer_size(HIGH + 1);
-    group.broadcast_except(&sender, "a");
-    group.pause_while_behind(&sender);
+    let (clock, group, m) = sender_held_by_a_member_behind(SlowClient::Disconnect);
     clock.advance(DEFAULT_GRACE);
     assert!(m[1].aborted());
     assert_eq!(group.disconnected(), 1);
@@ -194,13 +197,7 @@ fn the_grace_time_disconnects_without_a_broadcast_while_a_sender_waits() {
 
 #[test]
 fn removing_the_member_behind_releases_the_senders() {
-    let clock = Clock::new();
-    let group = group(SlowClient::DropMessages, &clock);
-    let m = members(&group, 2);
-    let sender = m[0].transport();
-    m[1].set_write_buffer_size(HIGH + 1);
-    group.broadcast_except(&sender, "a");
-    group.pause_while_behind(&sender);
+    let (_clock, group, m) = sender_held_by_a_member_behind(SlowClient::DropMessages);
     assert!(m[0].reading_paused());
     group.remove(&m[1].transport());
     assert!(!m[0].reading_paused());
