@@ -11,18 +11,20 @@
 //! The relaying goes through a [`BroadcastGroup`], which bounds what a
 //! client that does not keep up can cost:
 //!
-//! - While a client is behind (over its high watermark, 64 KiB unsent),
-//!   the server stops reading from the clients that send, for 2 s at most
-//!   ([`BroadcastGroup::pause_while_behind`]): a client that reads, even
-//!   slowly, catches up and misses nothing.
-//! - A client still behind after 2 s, or that would have over 4 MiB
-//!   unsent, is given up on by the policy, [`SlowClient::DropMessages`],
-//!   the one a relay of a live stream wants: from then on it misses the
-//!   messages sent while it is behind (each one whole or not at all,
-//!   counted, and logged when it leaves), and nobody waits for it again.
+//! - While a client is behind (over its high watermark, 64 KiB unsent)
+//!   and catching up, the server stops reading from the clients that send
+//!   ([`BroadcastGroup::pause_while_behind`]): a client that reads at full
+//!   speed misses nothing, however fast the others send.
+//! - A client not on course to catch up within 2 s (judged every 100 ms
+//!   while the senders wait), still behind after 2 s, or that would have
+//!   over 4 MiB unsent, is given up on by the policy,
+//!   [`SlowClient::DropMessages`], the one a relay of a live stream wants:
+//!   from then on it misses the messages sent while it is behind (each one
+//!   whole or not at all, counted, and logged when it leaves), and nobody
+//!   waits for it again.
 //!
 //! So a client that never reads costs the server at most 4 MiB and the
-//! senders one pause of 2 s, and one that reads at full speed receives
+//! senders one pause of 100 ms, and one that reads at full speed receives
 //! everything.
 
 use twill::broadcast::{BroadcastGroup, SlowClient};

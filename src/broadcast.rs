@@ -14,9 +14,7 @@ use crate::transport::Transport;
 
 /// How long a member may stay unwritable before [`SlowClient`] applies,
 /// unless set with [`BroadcastGroup::grace`]: long enough for a client on
-/// a slow link to take in a burst of a megabyte or so, short enough that
-/// senders held back by [`BroadcastGroup::pause_while_behind`] hardly
-/// notice a client that stopped reading.
+/// a slow link to take in a burst of a megabyte or so.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
 
 /// How many bytes may wait in a member's write buffer before
@@ -28,7 +26,9 @@ pub const DEFAULT_MAX_BUFFER: usize = 4 * 1024 * 1024;
 /// What a [`BroadcastGroup`] does with a member that falls behind: one whose
 /// transport has stayed [unwritable](Transport::is_writable) (its buffer
 /// over the high watermark) for longer than the group's grace time, or
-/// whose buffer would pass the group's maximum.
+/// whose buffer would pass the group's maximum, or that is not on course
+/// to catch up while senders wait for it
+/// ([`BroadcastGroup::pause_while_behind`]).
 ///
 /// Until then a member gets every message, whatever its buffer holds: a
 /// short burst to a client that reads trips nothing.
@@ -89,18 +89,21 @@ impl std::error::Error for FellBehind {}
 /// [`SlowClient`] policy applies. So the group holds at most about
 /// `max_buffer` bytes per member, whatever the members do.
 ///
-/// A member that reads, but more slowly than the senders send, would fall
-/// behind too. [`pause_while_behind`](Self::pause_while_behind), called
-/// after each broadcast of a sender's input, stops reading from that
-/// sender while a member is behind within its grace time: the member
-/// catches up and misses nothing, and a member that does not catch up
-/// holds the senders for the grace time at most, once. This is how a
-/// relay keeps up with its slowest reader that still reads, as a producer
-/// paused by its consumer does in Twisted.
+/// A member that reads, but more slowly than the senders send for a
+/// while, would fall behind too. [`pause_while_behind`](Self::pause_while_behind),
+/// called after each broadcast of a sender's input, stops reading from
+/// that sender while a member is behind and catching up: the member
+/// misses nothing, as a producer paused by its consumer in Twisted. While
+/// senders wait, the group looks at each member behind every twentieth of
+/// the grace time (100 ms by default): one that has not drained fast enough
+/// to reach its low watermark within its grace time is given up on then.
+/// So a client that stopped reading, or reads far more slowly than the
+/// others are sent, holds the senders for 100 ms once, not for the grace
+/// time, and twenty of them for two seconds at most.
 ///
 /// Whether a member is behind is decided from its transport at each
 /// broadcast and, while something waits for the group, when a member
-/// drains or a grace time runs out.
+/// drains, at each look, and when a grace time runs out.
 ///
 /// # Examples
 ///
@@ -148,6 +151,9 @@ struct Member {
     transport: Transport,
     /// When it was first seen unwritable, since it last was writable.
     behind_since: Option<Instant>,
+    /// While behind: when its progress was last looked at, and its
+    /// `bytes_sent` then.
+    progress: Option<(Instant, u64)>,
     /// Under `DropMessages`: it fell behind once, so it is not waited for
     /// again, and messages are skipped whenever it is unwritable.
     lagged: bool,
@@ -207,6 +213,7 @@ impl BroadcastGroup {
         group.members.push(Member {
             transport: transport.clone(),
             behind_since: None,
+            progress: None,
             lagged: false,
             dropped: 0,
             watched: false,
@@ -263,7 +270,8 @@ impl BroadcastGroup {
     /// Whether every member keeps up: none is
     /// [unwritable](Transport::is_writable) and still within its grace
     /// time. Members that the policy gave up on do not count. Asking
-    /// applies the policy to members whose grace time is over (under
+    /// applies the policy to members whose grace time is over, or, while
+    /// senders wait, that are not on course to catch up (under
     /// [`SlowClient::Disconnect`], they are disconnected now).
     pub fn is_writable(&self) -> bool {
         let disconnect = self.inner.borrow_mut().refresh();
@@ -286,9 +294,10 @@ impl BroadcastGroup {
 
     /// Pauses reading from `sender` while the group is not
     /// [writable](Self::is_writable), and resumes it after: the sources of
-    /// a broadcast wait for a member that is slow but keeps up, so that
-    /// member misses nothing, and for one that does not, for the grace time
-    /// at most. Call it after each broadcast from `sender`'s input.
+    /// a broadcast wait for a member that is behind but catching up, so
+    /// that member misses nothing, and for one that is not, for a
+    /// twentieth of the grace time (see [Bounded memory](Self#bounded-memory-and-nothing-lost-for-those-who-read)).
+    /// Call it after each broadcast from `sender`'s input.
     ///
     /// It resumes reading with [`Transport::resume_reading`], so a protocol
     /// that pauses reading for reasons of its own as well must not use it.
@@ -446,12 +455,15 @@ impl BroadcastGroup {
         let weak = Rc::downgrade(&self.inner);
         let (to_watch, first_deadline, time) = {
             let mut group = self.inner.borrow_mut();
-            let grace = group.grace;
+            let (grace, now) = (group.grace, group.now());
             let mut first_deadline: Option<Instant> = None;
             let mut to_watch = Vec::new();
             for member in group.members.iter_mut().filter(|m| m.is_behind()) {
-                if let Some(since) = member.behind_since {
-                    let deadline = since + grace;
+                // Its progress is judged from now on.
+                let sent = member.transport.bytes_sent();
+                member.progress.get_or_insert((now, sent));
+                let deadlines = member.behind_since.map(|since| since + grace);
+                for deadline in deadlines.into_iter().chain(member.next_probe(grace)) {
                     first_deadline = Some(first_deadline.map_or(deadline, |d| d.min(deadline)));
                 }
                 if !member.watched {
@@ -517,9 +529,15 @@ impl Group {
     /// Brings every member's standing up to date: closing members leave,
     /// members that drained are back, members behind for the grace time
     /// are given up on. Returns those to disconnect.
+    ///
+    /// While senders wait, a member is also given up on as soon as it is
+    /// not on course to drain within its grace time (see
+    /// [`Member::on_course`]): a slow reader holds the senders for a probe
+    /// of a twentieth of the grace time, not for all of it.
     fn refresh(&mut self) -> Vec<(Transport, FellBehind)> {
         let now = self.now();
         let (policy, grace) = (self.policy, self.grace);
+        let holding = !self.waiters.is_empty();
         let mut disconnect = Vec::new();
         self.members.retain_mut(|member| {
             if member.transport.is_closing() {
@@ -527,11 +545,15 @@ impl Group {
             }
             if member.transport.is_writable() {
                 member.behind_since = None;
+                member.progress = None;
                 return true;
             }
             let since = *member.behind_since.get_or_insert(now);
             let behind_for = now.saturating_duration_since(since);
-            if member.lagged || behind_for < grace {
+            if member.lagged {
+                return true;
+            }
+            if behind_for < grace && (!holding || member.on_course(now, grace - behind_for, grace)) {
                 return true;
             }
             match member.give_up(policy, behind_for) {
@@ -551,10 +573,39 @@ impl Group {
     }
 }
 
+/// How long a member behind is watched before its progress is judged.
+fn probe(grace: Duration) -> Duration {
+    grace / 20
+}
+
 impl Member {
     /// Unwritable, within its grace time (as of the last refresh).
     fn is_behind(&self) -> bool {
         !self.lagged && self.behind_since.is_some()
+    }
+
+    /// Whether, at the rate it drained since it was last looked at (a
+    /// probe of at least `grace / 20` ago), it reaches its low watermark
+    /// within `remaining`. A member looked at too recently to tell is on
+    /// course.
+    fn on_course(&mut self, now: Instant, remaining: Duration, grace: Duration) -> bool {
+        let sent = self.transport.bytes_sent();
+        let (then, sent_then) = *self.progress.get_or_insert((now, sent));
+        let elapsed = now.saturating_duration_since(then);
+        if elapsed < probe(grace) {
+            return true;
+        }
+        self.progress = Some((now, sent));
+        let drained = u128::from(sent.saturating_sub(sent_then));
+        let (_, low) = self.transport.write_buffer_limits();
+        let excess = self.transport.write_buffer_size().saturating_sub(low) as u128;
+        // excess / (drained / elapsed) <= remaining, without dividing.
+        excess * elapsed.as_nanos() <= drained * remaining.as_nanos()
+    }
+
+    /// When the member's progress can next be judged.
+    fn next_probe(&self, grace: Duration) -> Option<Instant> {
+        self.progress.map(|(then, _)| then + probe(grace))
     }
 
     /// Applies the policy: under `DropMessages` it lags from now on (and

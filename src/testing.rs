@@ -59,6 +59,11 @@ struct Recorder {
     flow_control: Cell<bool>,
     /// What the test says is waiting to be sent.
     buffered: Cell<usize>,
+    /// What the test let drain from `buffered`: counted as sent.
+    drained: Cell<u64>,
+    /// `buffered` went over the high watermark and has not been back to
+    /// the low one since.
+    over_high: Cell<bool>,
     writable_waiters: RefCell<Vec<Box<dyn FnOnce()>>>,
 }
 
@@ -93,6 +98,8 @@ impl StringTransport {
                 max: Cell::new(crate::transport::DEFAULT_MAX_WRITE_BUFFER),
                 flow_control: Cell::new(false),
                 buffered: Cell::new(0),
+                drained: Cell::new(0),
+                over_high: Cell::new(false),
                 writable_waiters: RefCell::new(Vec::new()),
             }),
         }
@@ -151,17 +158,26 @@ impl StringTransport {
 
     /// Pretends `bytes` are waiting to be sent, as when the peer stops
     /// reading: [`Transport::write_buffer_size`] reports them,
-    /// [`Transport::is_writable`] is false while they are over the high
-    /// watermark, and a write that takes them past the hard cap
+    /// [`Transport::is_writable`] is false from when they go over the high
+    /// watermark until they are back at the low one, and a write that takes them past the hard cap
     /// ([`Transport::set_write_buffer_max`]) aborts, as on a real
     /// connection. What the protocol writes is still recorded, not added.
     /// The protocol's `pause_writing` / `resume_writing` are not called:
-    /// the test calls them.
+    /// the test calls them. Lowering the figure counts the difference as
+    /// sent ([`Transport::bytes_sent`]), as a peer reading it would.
     ///
     /// Making it writable again (at or under the high watermark) runs what
     /// waits in [`Transport::when_writable`].
     pub fn set_write_buffer_size(&self, bytes: usize) {
-        self.inner.buffered.set(bytes);
+        let before = self.inner.buffered.replace(bytes);
+        let drained = before.saturating_sub(bytes) as u64;
+        self.inner.drained.set(self.inner.drained.get() + drained);
+        let (high, low) = self.inner.limits.get();
+        if bytes > high {
+            self.inner.over_high.set(true);
+        } else if bytes <= low {
+            self.inner.over_high.set(false);
+        }
         if self.inner.is_writable() {
             let waiters = std::mem::take(&mut *self.inner.writable_waiters.borrow_mut());
             for waiter in waiters {
@@ -274,8 +290,9 @@ impl TransportImpl for Recorder {
     }
 
     fn bytes_sent(&self) -> u64 {
-        // Everything written is "sent" at once.
-        self.total_written.get()
+        // Everything written is "sent" at once, and so is what the test
+        // lets drain.
+        self.total_written.get() + self.drained.get()
     }
 
     fn set_write_buffer_limits(&self, high: usize, low: usize) {
@@ -291,8 +308,12 @@ impl TransportImpl for Recorder {
         self.max.get()
     }
 
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        self.limits.get()
+    }
+
     fn is_writable(&self) -> bool {
-        !self.disconnecting.get() && self.buffered.get() <= self.limits.get().0
+        !self.disconnecting.get() && !self.over_high.get()
     }
 
     fn when_writable(&self, f: Box<dyn FnOnce()>) {

@@ -50,6 +50,7 @@ pub(crate) trait TransportImpl {
     fn set_write_buffer_limits(&self, high: usize, low: usize);
     fn set_write_buffer_max(&self, max: usize);
     fn write_buffer_max(&self) -> usize;
+    fn write_buffer_limits(&self) -> (usize, usize);
     fn is_writable(&self) -> bool;
     fn when_writable(&self, f: Box<dyn FnOnce()>);
     fn set_flow_control(&self, on: bool);
@@ -324,6 +325,11 @@ impl Transport {
     /// to `high` if it was below.
     pub fn set_write_buffer_limits(&self, high: usize, low: usize) {
         self.inner.set_write_buffer_limits(high, low.min(high));
+    }
+
+    /// The write buffer's watermarks, `(high, low)`.
+    pub fn write_buffer_limits(&self) -> (usize, usize) {
+        self.inner.write_buffer_limits()
     }
 
     /// Sets the write buffer's hard cap

@@ -10,6 +10,10 @@ use twill::task::Clock;
 use twill::testing::StringTransport;
 
 const HIGH: usize = twill::transport::DEFAULT_HIGH_WATERMARK;
+const LOW: usize = twill::transport::DEFAULT_LOW_WATERMARK;
+/// How long a member behind is watched before its progress is judged while
+/// senders wait: a twentieth of the grace time.
+const PROBE: Duration = Duration::from_millis(100);
 
 fn group(policy: SlowClient, clock: &Clock) -> BroadcastGroup {
     BroadcastGroup::new(policy).clock(Rc::new(clock.clone()))
@@ -132,11 +136,13 @@ fn a_member_behind_within_its_grace_time_makes_the_group_unwritable() {
     m[1].set_write_buffer_size(HIGH + 1);
     assert!(!group.is_writable());
     m[1].set_write_buffer_size(HIGH);
-    assert!(group.is_writable(), "at the high watermark is not over it");
+    assert!(!group.is_writable(), "still behind until the low watermark");
+    m[1].set_write_buffer_size(LOW);
+    assert!(group.is_writable());
 }
 
 #[test]
-fn pause_while_behind_holds_a_sender_until_the_slow_member_drains() {
+fn pause_while_behind_holds_a_sender_while_the_member_behind_catches_up() {
     let clock = Clock::new();
     let group = group(SlowClient::DropMessages, &clock);
     let m = members(&group, 3);
@@ -145,16 +151,83 @@ fn pause_while_behind_holds_a_sender_until_the_slow_member_drains() {
     group.pause_while_behind(&sender);
     assert!(!m[0].reading_paused(), "nobody is behind");
 
-    m[2].set_write_buffer_size(HIGH + 1);
+    m[2].set_write_buffer_size(200 << 10);
     group.broadcast_except(&sender, "b");
     group.pause_while_behind(&sender);
     assert!(m[0].reading_paused());
-    clock.advance(Duration::from_secs(1));
+    // 50 KiB drained in a probe: on course to reach the low watermark
+    // (134 KiB to go) well within the grace time.
+    m[2].set_write_buffer_size(150 << 10);
+    clock.advance(PROBE);
+    assert!(m[0].reading_paused());
+    m[2].set_write_buffer_size(100 << 10);
+    clock.advance(PROBE);
     assert!(m[0].reading_paused());
     m[2].set_write_buffer_size(10);
     assert!(!m[0].reading_paused(), "resumed when the member drained");
     assert_eq!(m[2].value(), b"ab", "and it missed nothing");
-    assert!(clock.delayed_calls().is_empty(), "the grace timer is gone");
+    assert!(!group.is_lagging(&m[2].transport()));
+    assert!(clock.delayed_calls().is_empty(), "no timer is left");
+}
+
+#[test]
+fn a_member_that_does_not_drain_holds_a_sender_for_one_probe() {
+    let (clock, group, m) = sender_held_by_a_member_behind(SlowClient::DropMessages);
+    let sender = m[0].transport();
+    assert!(m[0].reading_paused());
+    clock.advance(PROBE - Duration::from_millis(1));
+    assert!(m[0].reading_paused());
+    clock.advance(Duration::from_millis(1));
+    assert!(!m[0].reading_paused(), "the silent member is given up on");
+    assert!(group.is_lagging(&m[1].transport()));
+    group.broadcast_except(&sender, "b");
+    group.pause_while_behind(&sender);
+    assert!(!m[0].reading_paused(), "a member given up on holds nobody");
+}
+
+#[test]
+fn a_member_too_slow_to_catch_up_within_the_grace_time_is_given_up_on_at_a_probe() {
+    let (clock, group, m) = sender_held_by_a_member_behind(SlowClient::DropMessages);
+    // 8 KiB a probe: 48 KiB over the low watermark would take 6 probes.
+    m[1].set_write_buffer_size(HIGH + 1 - (8 << 10));
+    clock.advance(PROBE);
+    assert!(m[0].reading_paused(), "on course so far");
+    let mut left = HIGH + 1 - (8 << 10);
+    let mut probes = 1;
+    while m[0].reading_paused() {
+        // From now on 1 KiB a probe: far too slow.
+        left -= 1 << 10;
+        m[1].set_write_buffer_size(left);
+        clock.advance(PROBE);
+        probes += 1;
+        assert!(probes < 20, "held for the whole grace time");
+    }
+    assert_eq!(probes, 2);
+    assert!(group.is_lagging(&m[1].transport()));
+}
+
+#[test]
+fn a_member_on_course_that_does_not_make_it_is_given_up_on_at_the_grace_time() {
+    let (clock, group, m) = sender_held_by_a_member_behind(SlowClient::DropMessages);
+    const FULL: usize = 100 << 10;
+    // Drains twice its excess over the low watermark every probe (so it
+    // always looks on course), but is refilled as fast: it never gets
+    // there.
+    let drain_and_refill = || {
+        for _ in 0..2 {
+            m[1].set_write_buffer_size(LOW + 1);
+            m[1].set_write_buffer_size(FULL);
+        }
+    };
+    for probe in 1..20 {
+        drain_and_refill();
+        clock.advance(PROBE);
+        assert!(m[0].reading_paused(), "released at probe {probe}");
+    }
+    drain_and_refill();
+    clock.advance(PROBE);
+    assert!(!m[0].reading_paused(), "held past the grace time");
+    assert!(group.is_lagging(&m[1].transport()));
 }
 
 /// Two members: the first sends "a" and is held, because the second is
@@ -172,22 +245,7 @@ fn sender_held_by_a_member_behind(
 }
 
 #[test]
-fn pause_while_behind_holds_a_sender_for_the_grace_time_at_most() {
-    let (clock, group, m) = sender_held_by_a_member_behind(SlowClient::DropMessages);
-    let sender = m[0].transport();
-    assert!(m[0].reading_paused());
-    clock.advance(DEFAULT_GRACE - Duration::from_millis(1));
-    assert!(m[0].reading_paused());
-    clock.advance(Duration::from_millis(1));
-    assert!(!m[0].reading_paused(), "the silent member is given up on");
-    assert!(group.is_lagging(&m[1].transport()));
-    group.broadcast_except(&sender, "b");
-    group.pause_while_behind(&sender);
-    assert!(!m[0].reading_paused(), "a member given up on holds nobody");
-}
-
-#[test]
-fn the_grace_time_disconnects_without_a_broadcast_while_a_sender_waits() {
+fn a_silent_member_is_disconnected_without_a_broadcast_while_a_sender_waits() {
     let (clock, group, m) = sender_held_by_a_member_behind(SlowClient::Disconnect);
     clock.advance(DEFAULT_GRACE);
     assert!(m[1].aborted());

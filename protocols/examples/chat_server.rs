@@ -33,12 +33,12 @@
 //!
 //! Chat lines go out through a [`BroadcastGroup`] of the named users, each
 //! line encoded once and shared by every recipient. While a user is behind
-//! (over its high watermark, 64 KiB unsent), the server stops reading from
-//! the users who talk, for 2 s at most, so a user that reads slowly
-//! catches up and misses nothing. The group's policy is
-//! [`SlowClient::Disconnect`]: a user still behind after 2 s, or that would
-//! have over 4 MiB unsent, is disconnected, and the others are told that
-//! user has left. A chat should not skip lines silently, and a user that
+//! (over its high watermark, 64 KiB unsent) and catching up, the server
+//! stops reading from the users who talk, so a user that reads misses
+//! nothing. The group's policy is [`SlowClient::Disconnect`]: a user not on
+//! course to catch up within 2 s (judged every 100 ms while the others
+//! wait), still behind after 2 s, or that would have over 4 MiB unsent, is
+//! disconnected, and the others are told that user has left. A chat should not skip lines silently, and a user that
 //! cannot take them is gone in all but name. A client that never reads so
 //! costs the server at most 4 MiB, and one that reads at full speed
 //! receives every line.

@@ -854,6 +854,11 @@ impl TransportImpl for Conn {
         self.state.borrow().max
     }
 
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        let st = self.state.borrow();
+        (st.high, st.low)
+    }
+
     fn is_writable(&self) -> bool {
         let st = self.state.borrow();
         !st.writing_paused && !st.is_closing()
