@@ -13,7 +13,7 @@
 //!
 //! - While a client is behind (over its high watermark, 64 KiB unsent)
 //!   and catching up, the server stops reading from the clients that send
-//!   ([`BroadcastGroup::pause_while_behind`]): a client that reads at full
+//!   ([`BroadcastGroup::broadcast_from`]): a client that reads at full
 //!   speed misses nothing, however fast the others send.
 //! - A client not on course to catch up within 2 s (judged every 100 ms
 //!   while the senders wait), still behind after 2 s, or that would have
@@ -52,8 +52,7 @@ impl Protocol for Spreader {
             me.lose_connection();
             return;
         }
-        self.clients.broadcast_except(me, data);
-        self.clients.pause_while_behind(me);
+        self.clients.broadcast_from(me, data);
     }
 
     fn connection_lost(&mut self, reason: &Reason) {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::reactor::Reactor;
 use crate::time::{DelayedCall, ReactorTime};
-use crate::transport::Transport;
+use crate::transport::{Transport, WriteState};
 
 /// How long a member may stay unwritable before [`SlowClient`] applies,
 /// unless set with [`BroadcastGroup::grace`]: long enough for a client on
@@ -75,8 +75,10 @@ impl std::error::Error for FellBehind {}
 /// A set of connections that receive the same messages: Netty's
 /// `ChannelGroup`, with tokio's `broadcast` answer to slow receivers.
 ///
-/// [`broadcast`](Self::broadcast) writes one [`Bytes`] to every member (each
-/// write shares it: no copy per member). Members that close are taken out
+/// [`broadcast`](Self::broadcast) writes one [`Bytes`] to every member: each
+/// member's buffer shares it, except that a small message queued behind
+/// others is copied into the member's buffer (cheaper than a reference to
+/// count and a piece to send apart). Members that close are taken out
 /// on the next broadcast if the protocol did not
 /// [`remove`](Self::remove) them itself.
 ///
@@ -258,13 +260,22 @@ impl BroadcastGroup {
     /// Writes `message` to every member; returns how many it was written
     /// to.
     pub fn broadcast(&self, message: impl Into<Bytes>) -> usize {
-        self.send(None, message.into())
+        self.send(None, &message.into(), false)
     }
 
     /// Writes `message` to every member but `sender` (which need not be a
     /// member); returns how many it was written to.
     pub fn broadcast_except(&self, sender: &Transport, message: impl Into<Bytes>) -> usize {
-        self.send(Some(sender), message.into())
+        self.send(Some(sender), &message.into(), false)
+    }
+
+    /// Relays `message` from `sender`: writes it to every member but
+    /// `sender`, as [`broadcast_except`](Self::broadcast_except), then
+    /// holds `sender` as [`pause_while_behind`](Self::pause_while_behind)
+    /// does, in one pass over the members. What a relay (a chat, the
+    /// Spreader) calls for each message a member sends.
+    pub fn broadcast_from(&self, sender: &Transport, message: impl Into<Bytes>) -> usize {
+        self.send(Some(sender), &message.into(), true)
     }
 
     /// Whether every member keeps up: none is
@@ -320,9 +331,13 @@ impl BroadcastGroup {
     /// assert!(!sender.reading_paused());
     /// ```
     pub fn pause_while_behind(&self, sender: &Transport) {
-        if self.is_writable() {
-            return;
+        if !self.is_writable() {
+            self.hold(sender);
         }
+    }
+
+    /// Pauses reading from `sender` until the group is writable.
+    fn hold(&self, sender: &Transport) {
         sender.pause_reading();
         let sender = sender.clone();
         self.when_writable(move || sender.resume_reading());
@@ -370,29 +385,46 @@ impl BroadcastGroup {
             .sum()
     }
 
-    fn send(&self, sender: Option<&Transport>, message: Bytes) -> usize {
-        // Writes and aborts run with the group released, so a protocol the
-        // transport calls back on the way may use the group.
-        let mut targets = Vec::new();
-        let mut disconnect = {
+    /// Writes `message` to every member but `sender`, bringing each
+    /// member's standing up to date on the way (one look at each); holds
+    /// `sender` if `hold` and a member is behind.
+    fn send(&self, sender: Option<&Transport>, message: &Bytes, hold: bool) -> usize {
+        let mut written = 0;
+        let (disconnect, congested) = {
             let mut group = self.inner.borrow_mut();
-            let mut disconnect = group.refresh();
-            let now = group.now();
-            let (policy, max_buffer) = (group.policy, group.max_buffer);
-            let mut dropped = 0;
-            group.members.retain_mut(|member| {
+            let holding = !group.waiters.is_empty();
+            let Group {
+                members,
+                policy,
+                grace,
+                max_buffer,
+                time,
+                dropped,
+                ..
+            } = &mut *group;
+            let (policy, grace, max_buffer) = (*policy, *grace, *max_buffer);
+            let mut now = Now::new(time);
+            let mut disconnect = Vec::new();
+            let mut congested = false;
+            let mut skipped = 0;
+            // Writing does not call back into any protocol (the reactor
+            // flushes at the end of the turn), so it is done in the loop.
+            members.retain_mut(|member| {
+                let state = member.transport.write_state();
+                if !member.stand(state, &mut now, holding, policy, grace, &mut disconnect) {
+                    return false;
+                }
+                congested |= member.is_behind();
                 if sender.is_some_and(|s| s.same_connection(&member.transport)) {
                     return true;
                 }
-                let skip = member.lagged && !member.transport.is_writable();
-                let buffered = member.transport.write_buffer_size();
-                if !skip && buffered.saturating_add(message.len()) <= max_buffer {
-                    targets.push(member.transport.clone());
+                let skip = member.lagged && !state.writable;
+                if !skip && state.buffered.saturating_add(message.len()) <= max_buffer {
+                    member.transport.write_shared(message);
+                    written += 1;
                     return true;
                 }
-                let behind_for = member
-                    .behind_since
-                    .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+                let behind_for = member.behind_for(&mut now);
                 match member.give_up(policy, behind_for) {
                     Some(why) => {
                         disconnect.push((member.transport.clone(), why));
@@ -400,19 +432,19 @@ impl BroadcastGroup {
                     }
                     None => {
                         member.dropped += 1;
-                        dropped += 1;
+                        skipped += 1;
                         true
                     }
                 }
             });
-            group.dropped += dropped;
-            disconnect
+            *dropped += skipped;
+            (disconnect, congested)
         };
-        for transport in &targets {
-            transport.write(message.clone());
+        self.disconnect(disconnect);
+        if let (true, true, Some(sender)) = (hold, congested, sender) {
+            self.hold(sender);
         }
-        self.disconnect(std::mem::take(&mut disconnect));
-        targets.len()
+        written
     }
 
     /// Aborts the members the policy gave up on (out of the group already).
@@ -514,16 +546,11 @@ impl Group {
     }
 
     fn time(&self) -> Option<Rc<dyn ReactorTime>> {
-        match &self.time {
-            Some(time) => Some(time.clone()),
-            None => Reactor::current().map(|reactor| Rc::new(reactor) as Rc<dyn ReactorTime>),
-        }
+        time_source(&self.time)
     }
 
     fn now(&self) -> Instant {
-        self.time()
-            .map(|time| time.now())
-            .unwrap_or_else(Instant::now)
+        Now::new(&self.time).get()
     }
 
     /// Brings every member's standing up to date: closing members leave,
@@ -535,34 +562,13 @@ impl Group {
     /// [`Member::on_course`]): a slow reader holds the senders for a probe
     /// of a twentieth of the grace time, not for all of it.
     fn refresh(&mut self) -> Vec<(Transport, FellBehind)> {
-        let now = self.now();
         let (policy, grace) = (self.policy, self.grace);
         let holding = !self.waiters.is_empty();
+        let mut now = Now::new(&self.time);
         let mut disconnect = Vec::new();
         self.members.retain_mut(|member| {
-            if member.transport.is_closing() {
-                return false;
-            }
-            if member.transport.is_writable() {
-                member.behind_since = None;
-                member.progress = None;
-                return true;
-            }
-            let since = *member.behind_since.get_or_insert(now);
-            let behind_for = now.saturating_duration_since(since);
-            if member.lagged {
-                return true;
-            }
-            if behind_for < grace && (!holding || member.on_course(now, grace - behind_for, grace)) {
-                return true;
-            }
-            match member.give_up(policy, behind_for) {
-                Some(why) => {
-                    disconnect.push((member.transport.clone(), why));
-                    false
-                }
-                None => true,
-            }
+            let state = member.transport.write_state();
+            member.stand(state, &mut now, holding, policy, grace, &mut disconnect)
         });
         disconnect
     }
@@ -578,7 +584,82 @@ fn probe(grace: Duration) -> Duration {
     grace / 20
 }
 
+/// The group's clock, or else the current reactor's.
+fn time_source(time: &Option<Rc<dyn ReactorTime>>) -> Option<Rc<dyn ReactorTime>> {
+    match time {
+        Some(time) => Some(time.clone()),
+        None => Reactor::current().map(|reactor| Rc::new(reactor) as Rc<dyn ReactorTime>),
+    }
+}
+
+/// The time, read once and only if needed: a pass over members that all
+/// keep up never asks.
+struct Now<'a> {
+    time: &'a Option<Rc<dyn ReactorTime>>,
+    now: Option<Instant>,
+}
+
+impl<'a> Now<'a> {
+    fn new(time: &'a Option<Rc<dyn ReactorTime>>) -> Now<'a> {
+        Now { time, now: None }
+    }
+
+    fn get(&mut self) -> Instant {
+        let time = self.time;
+        *self.now.get_or_insert_with(|| {
+            time_source(time)
+                .map(|time| time.now())
+                .unwrap_or_else(Instant::now)
+        })
+    }
+}
+
 impl Member {
+    /// Brings its standing up to date from `state`: false if it leaves the
+    /// group (closing, or disconnected by the policy: then it is added to
+    /// `disconnect`). Behind for the grace time, or while senders wait
+    /// (`holding`) not on course to catch up, it is given up on.
+    fn stand(
+        &mut self,
+        state: WriteState,
+        now: &mut Now<'_>,
+        holding: bool,
+        policy: SlowClient,
+        grace: Duration,
+        disconnect: &mut Vec<(Transport, FellBehind)>,
+    ) -> bool {
+        if state.closing {
+            return false;
+        }
+        if state.writable {
+            self.behind_since = None;
+            self.progress = None;
+            return true;
+        }
+        if self.lagged {
+            return true;
+        }
+        let now = now.get();
+        let since = *self.behind_since.get_or_insert(now);
+        let behind_for = now.saturating_duration_since(since);
+        if behind_for < grace && (!holding || self.on_course(now, grace - behind_for, grace)) {
+            return true;
+        }
+        match self.give_up(policy, behind_for) {
+            Some(why) => {
+                disconnect.push((self.transport.clone(), why));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// How long it has been behind.
+    fn behind_for(&self, now: &mut Now<'_>) -> Duration {
+        self.behind_since
+            .map_or(Duration::ZERO, |since| now.get().saturating_duration_since(since))
+    }
+
     /// Unwritable, within its grace time (as of the last refresh).
     fn is_behind(&self) -> bool {
         !self.lagged && self.behind_since.is_some()

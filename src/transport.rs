@@ -32,6 +32,10 @@ pub const DEFAULT_MAX_WRITE_BUFFER: usize = 16 * 1024 * 1024;
 /// [`StringTransport`](crate::testing::StringTransport).
 pub(crate) trait TransportImpl {
     fn write(&self, data: Bytes);
+    /// As `write`, for bytes shared with other connections.
+    fn write_shared(&self, data: &Bytes) {
+        self.write(data.clone());
+    }
     /// Returns false (without calling `fill`) when writes are refused.
     fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut)) -> bool;
     fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>);
@@ -52,11 +56,28 @@ pub(crate) trait TransportImpl {
     fn write_buffer_max(&self) -> usize;
     fn write_buffer_limits(&self) -> (usize, usize);
     fn is_writable(&self) -> bool;
+    /// `is_closing`, `is_writable` and `write_buffer_size` in one look.
+    fn write_state(&self) -> WriteState {
+        WriteState {
+            closing: self.is_closing(),
+            writable: self.is_writable(),
+            buffered: self.write_buffer_size(),
+        }
+    }
     fn when_writable(&self, f: Box<dyn FnOnce()>);
     fn set_flow_control(&self, on: bool);
     fn flow_control(&self) -> bool;
     fn abort_with(&self, error: Box<dyn Error + Send + Sync>);
     fn is_closing(&self) -> bool;
+}
+
+/// What a [`BroadcastGroup`](crate::broadcast::BroadcastGroup) asks of each
+/// member for each message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriteState {
+    pub(crate) closing: bool,
+    pub(crate) writable: bool,
+    pub(crate) buffered: usize,
 }
 
 /// Why a connection was aborted when its write buffer passed its hard cap
@@ -185,6 +206,18 @@ impl Transport {
             }
         });
         result
+    }
+
+    /// Queues `data`, shared with other connections: a small one is copied
+    /// behind what is queued with no reference count taken.
+    pub(crate) fn write_shared(&self, data: &Bytes) {
+        if !data.is_empty() {
+            self.inner.write_shared(data);
+        }
+    }
+
+    pub(crate) fn write_state(&self) -> WriteState {
+        self.inner.write_state()
     }
 
     /// Queues several pieces, sent together with one vectored write where

@@ -311,8 +311,7 @@ impl Protocol for Spreader {
     }
     fn data_received(&mut self, data: Bytes) {
         let me = self.transport.as_ref().unwrap();
-        self.group.broadcast_except(me, data);
-        self.group.pause_while_behind(me);
+        self.group.broadcast_from(me, data);
         self.peak.set(self.peak.get().max(self.group.buffered()));
     }
     fn connection_lost(&mut self, _reason: &Reason) {

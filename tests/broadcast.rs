@@ -171,6 +171,22 @@ fn pause_while_behind_holds_a_sender_while_the_member_behind_catches_up() {
 }
 
 #[test]
+fn broadcast_from_writes_and_holds_the_sender_in_one_call() {
+    let clock = Clock::new();
+    let group = group(SlowClient::DropMessages, &clock);
+    let m = members(&group, 3);
+    let sender = m[0].transport();
+    assert_eq!(group.broadcast_from(&sender, "a"), 2);
+    assert!(!m[0].reading_paused());
+    m[2].set_write_buffer_size(HIGH + 1);
+    assert_eq!(group.broadcast_from(&sender, "b"), 2);
+    assert!(m[0].reading_paused());
+    assert_eq!((m[0].value(), m[1].value()), (b"".to_vec(), b"ab".to_vec()));
+    m[2].set_write_buffer_size(LOW);
+    assert!(!m[0].reading_paused());
+}
+
+#[test]
 fn a_member_that_does_not_drain_holds_a_sender_for_one_probe() {
     let (clock, group, m) = sender_held_by_a_member_behind(SlowClient::DropMessages);
     let sender = m[0].transport();

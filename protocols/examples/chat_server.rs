@@ -83,7 +83,8 @@ impl Users {
             return;
         }
         match except {
-            Some(sender) => self.room.broadcast_except(sender.transport(), encoded),
+            // Holds the sender while someone is behind and catching up.
+            Some(sender) => self.room.broadcast_from(sender.transport(), encoded),
             None => self.room.broadcast(encoded),
         };
     }
@@ -120,7 +121,6 @@ impl Chat {
     fn handle_chat(&self, ctx: &Context<String>, name: &str, message: &str) {
         let users = self.users.borrow();
         users.announce(Some(ctx), format!("<{name}> {message}"));
-        users.room.pause_while_behind(ctx.transport());
     }
 }
 

@@ -19,8 +19,8 @@ use super::{Core, Source};
 use crate::protocol::{Panicked, Protocol, Reason};
 use crate::time::DelayedCall;
 use crate::transport::{
-    Transport, TransportImpl, WriteBufferFull, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK,
-    DEFAULT_MAX_WRITE_BUFFER,
+    Transport, TransportImpl, WriteBufferFull, WriteState, DEFAULT_HIGH_WATERMARK,
+    DEFAULT_LOW_WATERMARK, DEFAULT_MAX_WRITE_BUFFER,
 };
 
 /// Bytes written to one connection per turn at most, so one fast consumer
@@ -704,6 +704,19 @@ impl Conn {
 }
 
 impl Conn {
+    /// Queues a write of `len` bytes made by `push`, unless writes are
+    /// refused.
+    fn queue(&self, len: usize, push: impl FnOnce(&mut WriteBuffer)) {
+        let mut st = self.state.borrow_mut();
+        if self.refuse_write(&mut st) {
+            return;
+        }
+        st.written += len as u64;
+        push(&mut st.out);
+        self.mark_dirty(&mut st);
+        self.check_max(&mut st);
+    }
+
     /// Whether a write must be dropped because the connection (or its
     /// writing side) is closed; warns once.
     fn refuse_write(&self, st: &mut ConnState) -> bool {
@@ -747,14 +760,11 @@ fn write_out(st: &mut ConnState) -> io::Result<()> {
 
 impl TransportImpl for Conn {
     fn write(&self, data: Bytes) {
-        let mut st = self.state.borrow_mut();
-        if self.refuse_write(&mut st) {
-            return;
-        }
-        st.written += data.len() as u64;
-        st.out.push(data);
-        self.mark_dirty(&mut st);
-        self.check_max(&mut st);
+        self.queue(data.len(), |out| out.push(data));
+    }
+
+    fn write_shared(&self, data: &Bytes) {
+        self.queue(data.len(), |out| out.push_shared(data));
     }
 
     fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut)) -> bool {
@@ -862,6 +872,16 @@ impl TransportImpl for Conn {
     fn is_writable(&self) -> bool {
         let st = self.state.borrow();
         !st.writing_paused && !st.is_closing()
+    }
+
+    fn write_state(&self) -> WriteState {
+        let st = self.state.borrow();
+        let closing = st.is_closing();
+        WriteState {
+            closing,
+            writable: !st.writing_paused && !closing,
+            buffered: st.out.len(),
+        }
     }
 
     fn when_writable(&self, f: Box<dyn FnOnce()>) {

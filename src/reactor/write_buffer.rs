@@ -50,18 +50,40 @@ impl WriteBuffer {
 
     /// Queues `data` behind everything written before.
     pub(crate) fn push(&mut self, data: Bytes) {
+        if !self.coalesce(&data) {
+            self.queue(data);
+        }
+    }
+
+    /// As [`push`](Self::push), for bytes shared with others (a broadcast):
+    /// a small write that is coalesced costs no reference count.
+    pub(crate) fn push_shared(&mut self, data: &Bytes) {
+        if !self.coalesce(data) {
+            self.queue(data.clone());
+        }
+    }
+
+    /// Copies `data` into the tail if it is small and behind other bytes;
+    /// returns whether it did (or `data` is empty).
+    fn coalesce(&mut self, data: &[u8]) -> bool {
         if data.is_empty() {
-            return;
+            return true;
+        }
+        if data.len() > COALESCE_MAX || self.len == 0 {
+            return false;
         }
         self.len += data.len();
-        if data.len() <= COALESCE_MAX && self.len > data.len() {
-            self.reserve_tail(data.len());
-            self.tail.extend_from_slice(&data);
-            self.burst += data.len();
-        } else {
-            self.seal_tail();
-            self.chunks.push_back(data);
-        }
+        self.reserve_tail(data.len());
+        self.tail.extend_from_slice(data);
+        self.burst += data.len();
+        true
+    }
+
+    /// Queues `data` as a chunk of its own.
+    fn queue(&mut self, data: Bytes) {
+        self.len += data.len();
+        self.seal_tail();
+        self.chunks.push_back(data);
     }
 
     /// Lets `fill` append bytes in place, behind everything queued; returns
