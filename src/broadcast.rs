@@ -356,12 +356,10 @@ impl BroadcastGroup {
     /// now.
     pub fn is_lagging(&self, transport: &Transport) -> bool {
         let group = self.inner.borrow();
-        group
-            .position(transport)
-            .is_some_and(|at| {
-                let member = &group.members[at];
-                member.lagged && !member.transport.is_writable()
-            })
+        group.position(transport).is_some_and(|at| {
+            let member = &group.members[at];
+            member.lagged && !member.transport.is_writable()
+        })
     }
 
     /// Messages skipped, for all members that ever were, in total.
@@ -656,8 +654,9 @@ impl Member {
 
     /// How long it has been behind.
     fn behind_for(&self, now: &mut Now<'_>) -> Duration {
-        self.behind_since
-            .map_or(Duration::ZERO, |since| now.get().saturating_duration_since(since))
+        self.behind_since.map_or(Duration::ZERO, |since| {
+            now.get().saturating_duration_since(since)
+        })
     }
 
     /// Unwritable, within its grace time (as of the last refresh).

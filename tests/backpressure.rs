@@ -292,7 +292,10 @@ fn a_closing_connection_does_not_read_a_flood_for_long() {
         ),
         "{error:?}"
     );
-    assert!(sent < 64 << 20, "the peer sent {sent} bytes into a closed connection");
+    assert!(
+        sent < 64 << 20,
+        "the peer sent {sent} bytes into a closed connection"
+    );
 }
 
 /// The Spreader of `examples/broadcast_server.rs`, with its group shared

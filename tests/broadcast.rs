@@ -323,7 +323,10 @@ fn disconnect_aborts_a_member_behind_for_the_grace_time_and_takes_it_out() {
     assert!(m[1].aborted());
     let why = m[1].failure().unwrap();
     assert!(
-        why.starts_with(&format!("fell behind the broadcast: {} bytes unsent", HIGH + 1)),
+        why.starts_with(&format!(
+            "fell behind the broadcast: {} bytes unsent",
+            HIGH + 1
+        )),
         "{why}"
     );
     assert_eq!(group.len(), 1);
@@ -361,4 +364,3 @@ fn the_group_reports_what_its_members_hold() {
     assert_eq!(group.buffered(), 42);
     assert!(!group.is_empty());
 }
-

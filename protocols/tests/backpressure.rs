@@ -162,9 +162,7 @@ fn a_peer_that_never_reads_its_replies_holds_the_server_to_the_high_watermark() 
                 assert!(sent_lines < 2_000_000, "the server never stopped reading");
             }
             // Finish the line in progress, then read every reply.
-            stream
-                .set_write_timeout(Some(LIMIT))
-                .unwrap();
+            stream.set_write_timeout(Some(LIMIT)).unwrap();
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let writer = std::thread::spawn(move || {
                 stream.write_all(&pending).unwrap();

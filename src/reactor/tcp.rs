@@ -720,10 +720,7 @@ impl Conn {
     /// Whether a write must be dropped because the connection (or its
     /// writing side) is closed; warns once.
     fn refuse_write(&self, st: &mut ConnState) -> bool {
-        if st.stream.is_some()
-            && st.aborting.is_none()
-            && !st.write_eof_requested
-            && !st.write_shut
+        if st.stream.is_some() && st.aborting.is_none() && !st.write_eof_requested && !st.write_shut
         {
             return false;
         }
