@@ -75,7 +75,7 @@ use std::time::{Duration, Instant};
 use polling::{Event, Events, PollMode, Poller};
 use twill_bench::Histogram;
 
-use super::sock::{connect_small_rcvbuf, RcvbufSet};
+use super::sock::connect_small_rcvbuf;
 
 /// The smallest message: marker, sender, sequence number, 4 filler bytes,
 /// end marker.
@@ -96,7 +96,7 @@ const CONNECT_BUDGET: Duration = Duration::from_secs(20);
 const TICK: Duration = Duration::from_millis(100);
 /// A slow client's `SO_RCVBUF`: small, so that what it does not read
 /// stays in the server rather than in this machine's socket buffers.
-pub const SLOW_RCVBUF: u32 = 4096;
+pub const SLOW_RCVBUF: usize = 4096;
 /// How often the slow clients are read. Short enough that a budget of a
 /// few KiB/s is read in small pieces, as a slow reader would.
 pub const SLOW_TICK: Duration = Duration::from_millis(10);
@@ -368,7 +368,6 @@ pub fn run(
 fn connect(cfg: &Config, addr: SocketAddr) -> Result<Vec<TcpStream>, Failure> {
     let deadline = Instant::now() + CONNECT_BUDGET;
     let mut out = Vec::with_capacity(cfg.clients);
-    let mut warned = false;
     for i in 0..cfg.clients {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -382,16 +381,8 @@ fn connect(cfg: &Config, addr: SocketAddr) -> Result<Vec<TcpStream>, Failure> {
         };
         let timeout = left.min(Duration::from_secs(5));
         let s = if is_slow(i, cfg.clients, cfg.slow) {
-            let (s, how) = connect_small_rcvbuf(addr, SLOW_RCVBUF, timeout)
-                .map_err(|e| fail("connect (slow client)", e))?;
-            if how == RcvbufSet::AfterConnect && !warned {
-                warned = true;
-                eprintln!(
-                    "fanout_bench: warning: the slow clients' SO_RCVBUF is set after connecting \
-                     (not IPv4 on Linux): the handshake advertised the default window"
-                );
-            }
-            s
+            connect_small_rcvbuf(addr, SLOW_RCVBUF, timeout)
+                .map_err(|e| fail("connect (slow client)", e))?
         } else {
             TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail("connect", e))?
         };
