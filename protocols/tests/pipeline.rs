@@ -621,8 +621,8 @@ fn a_stage_removed_while_decoding_at_eof_hands_its_leftovers_on_before_eof() {
 fn removing_a_decoder_from_outside_a_callback_loses_and_reorders_nothing() {
     // ByteToMessageDecoderTest.testInternalBufferClearReadPartly's case:
     // the decoder holds "b" when it goes. Removed from outside any callback
-    // (a timer, the owner of the protocol), its leftovers go to the next
-    // stage or the handler ahead of anything read later.
+    // (a timer, the owner of the protocol), its leftovers reach the next
+    // stage or the handler ahead of anything read later or the EOF.
     let log = Log::default();
     let pipeline = Pipeline::new();
     pipeline
@@ -635,7 +635,7 @@ fn removing_a_decoder_from_outside_a_callback_loses_and_reorders_nothing() {
     protocol.data_received(Bytes::from("c\n"));
     assert_eq!(log.take(), ["bytes b", "bytes c\n"]);
 
-    // With nothing read afterwards, EOF delivers them.
+    // The same with a stage after it, then EOF.
     let pipeline = lines_and_strings();
     let (mut protocol, _t) = connect(pipeline, Recorder::new(&log));
     protocol.data_received(Bytes::from("a\nb"));
