@@ -6,7 +6,7 @@ mod support;
 use support::XorShift;
 
 use bytes::{Bytes, BytesMut};
-use support::{chunked, drive, feed, maxima, plus, same_at_every_split, Event};
+use support::{chunked, drive, feed, maxima, plus, same_at_every_split, without_lengths, Event};
 use twill_protocols::codec::{
     DecodeError, Decoder, DelimiterBasedFrameDecoder, Delimiters, FixedLengthFrameDecoder,
 };
@@ -21,18 +21,6 @@ fn error(s: &str) -> Event<Bytes> {
 
 fn delimited(max: usize, delimiters: &[&[u8]]) -> DelimiterBasedFrameDecoder {
     DelimiterBasedFrameDecoder::new(max, delimiters.iter().copied()).unwrap()
-}
-
-/// Too-long errors without their length, which depends on where the input
-/// was split when the error comes early (fail fast).
-fn without_lengths(events: Vec<Event<Bytes>>) -> Vec<Event<Bytes>> {
-    events
-        .into_iter()
-        .map(|event| match event {
-            Event::Error(s) if s.starts_with("too long") => error("too long"),
-            other => other,
-        })
-        .collect()
 }
 
 /// For fail-fast decoders: the same events, lengths aside, at every split

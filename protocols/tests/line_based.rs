@@ -3,7 +3,9 @@
 mod support;
 
 use bytes::Bytes;
-use support::{assert_model, chunked, maxima, plus, same_at_every_split, Event, XorShift};
+use support::{
+    assert_model, chunked, maxima, plus, same_at_every_split, without_lengths, Event, XorShift,
+};
 use twill_protocols::codec::LineBasedFrameDecoder;
 
 fn frame(s: &str) -> Event<Bytes> {
@@ -162,18 +164,6 @@ fn model(max: usize, strip: bool, input: &[u8]) -> Vec<Event<Bytes>> {
         events.push(Event::Frame(Bytes::copy_from_slice(rest)));
     }
     events
-}
-
-/// Too-long errors without their length, which depends on where the input
-/// was split when the error comes early (fail fast).
-fn without_lengths(events: Vec<Event<Bytes>>) -> Vec<Event<Bytes>> {
-    events
-        .into_iter()
-        .map(|event| match event {
-            Event::Error(s) if s.starts_with("too long") => error("too long"),
-            other => other,
-        })
-        .collect()
 }
 
 #[test]
