@@ -68,6 +68,11 @@ impl ConnState {
             || self.aborting.is_some()
     }
 
+    /// Whether writes are welcome (`Transport::is_writable`).
+    fn is_writable(&self) -> bool {
+        !self.writing_paused && !self.is_closing()
+    }
+
     /// Whether reading is wanted: the protocol takes input, neither it
     /// (`pause_reading`) nor flow control holds reading back, or a close
     /// is draining the peer's input.
@@ -867,16 +872,14 @@ impl TransportImpl for Conn {
     }
 
     fn is_writable(&self) -> bool {
-        let st = self.state.borrow();
-        !st.writing_paused && !st.is_closing()
+        self.state.borrow().is_writable()
     }
 
     fn write_state(&self) -> WriteState {
         let st = self.state.borrow();
-        let closing = st.is_closing();
         WriteState {
-            closing,
-            writable: !st.writing_paused && !closing,
+            closing: st.is_closing(),
+            writable: st.is_writable(),
             buffered: st.out.len(),
         }
     }
@@ -885,7 +888,7 @@ impl TransportImpl for Conn {
         let mut st = self.state.borrow_mut();
         // A closing connection will not drain for its protocol again, but
         // may still be flushing: only its end wakes the waiters.
-        if !st.writing_paused && !st.is_closing() || self.lost_notified.get() {
+        if st.is_writable() || self.lost_notified.get() {
             drop(st);
             f();
             return;
