@@ -147,6 +147,9 @@ struct Group {
     /// Wakes the group when the first grace time among the members behind
     /// runs out, while there are waiters.
     deadline: Option<DelayedCall>,
+    /// Senders paused by `hold`, each once however many messages of one
+    /// read it relayed.
+    held: Vec<Transport>,
 }
 
 struct Member {
@@ -180,6 +183,7 @@ impl BroadcastGroup {
                 disconnected: 0,
                 waiters: Vec::new(),
                 deadline: None,
+                held: Vec::new(),
             })),
         }
     }
@@ -338,9 +342,24 @@ impl BroadcastGroup {
 
     /// Pauses reading from `sender` until the group is writable.
     fn hold(&self, sender: &Transport) {
+        {
+            let mut group = self.inner.borrow_mut();
+            if group.held.iter().any(|h| h.same_connection(sender)) {
+                return;
+            }
+            group.held.push(sender.clone());
+        }
         sender.pause_reading();
-        let sender = sender.clone();
-        self.when_writable(move || sender.resume_reading());
+        let (weak, sender) = (Rc::downgrade(&self.inner), sender.clone());
+        self.when_writable(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner
+                    .borrow_mut()
+                    .held
+                    .retain(|h| !h.same_connection(&sender));
+            }
+            sender.resume_reading();
+        });
     }
 
     /// Messages skipped for `transport` under [`SlowClient::DropMessages`]
