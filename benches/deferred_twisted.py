@@ -1,15 +1,32 @@
 """Twisted's side of the Deferred benchmark (benches/deferred.sh).
 
-The same four workloads as src/bin/deferred_bench.rs, on
+The four workloads of src/bin/deferred_bench.rs and three more, on
 twisted.internet.defer.Deferred:
 
-  chain   one Deferred, N callbacks that each add 1, fired with 0 -> N
-  single  create a Deferred, add one callback (+1), fire it, read the result
-  steal   one Deferred, N callbacks that each return succeed(x + 1), i.e. an
-          already-fired Deferred whose result the chain takes over -> N
-  nested  N Deferreds, each fired and waiting on the next (its callback
-          returns an unfired Deferred, then it adds 1); the innermost is
-          fired last with 0 -> N - 1 at the outermost
+  chain           one Deferred, N callbacks that each add 1, fired with 0 -> N
+                  (callbacks per second)
+  single          create a Deferred, add one callback (+1), fire it, read the
+                  result (Deferreds per second)
+  steal           one Deferred, N callbacks that each return succeed(x + 1),
+                  i.e. an already-fired Deferred whose result the chain takes
+                  over -> N (callbacks per second)
+  nested          N Deferreds, each fired and waiting on the next (its
+                  callback returns an unfired Deferred, then it adds 1); the
+                  innermost is fired last with 0 -> N - 1 at the outermost
+                  (Deferreds per second)
+  gather          N unfired Deferreds, gatherResults over them, each fired
+                  with its index -> [0, 1, .., N - 1] (unit "gathers": whole
+                  gathers of N Deferreds per second, not Deferreds per second;
+                  N is --size)
+  coroutine       ensureDeferred(coro(d)) where coro is
+                  `async def coro(d): v = await d; return v + 1` and d is an
+                  already-fired succeed(1): the coroutine completes at once
+                  -> 2 (unit "round_trips": coroutines run to their result
+                  per second; --single-batch of them per call)
+  coroutine_wait  the same, but d is an unfired Deferred: the coroutine waits,
+                  then d is fired with 1 -> 2 (round_trips per second)
+
+--workloads picks some of them, comma-separated (default: all seven).
 
 Every result is checked. Each workload is calibrated so that one repetition
 lasts about --rep-time seconds, then timed --reps times with
@@ -26,7 +43,7 @@ import sys
 import time
 
 from twisted import __version__ as twisted_version
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
 
 
 def _add1(x):
@@ -88,17 +105,64 @@ def nested(n):
         raise AssertionError(f"nested: got {r!r}, expected {n - 1}")
 
 
-# name -> (function, unit); each call does n operations.
+def gather(n):
+    ds = [Deferred() for _ in range(n)]
+    g = gatherResults(ds)
+    for i, d in enumerate(ds):
+        d.callback(i)
+    r = g.result
+    if r != list(range(n)):
+        raise AssertionError(f"gather: got {r!r:.80}, expected [0, .., {n - 1}]")
+
+
+async def _await_add1(d):
+    v = await d
+    return v + 1
+
+
+def coroutine(n):
+    for _ in range(n):
+        r = ensureDeferred(_await_add1(succeed(1))).result
+        if r != 2:
+            raise AssertionError(f"coroutine: got {r!r}, expected 2")
+
+
+def coroutine_wait(n):
+    for _ in range(n):
+        d = Deferred()
+        c = ensureDeferred(_await_add1(d))
+        if c.called:
+            raise AssertionError("coroutine_wait: the coroutine did not wait")
+        d.callback(1)
+        r = c.result
+        if r != 2:
+            raise AssertionError(f"coroutine_wait: got {r!r}, expected 2")
+
+
+def _all(n):
+    return n
+
+
+def _one(n):
+    return 1
+
+
+# name -> (function, unit, the option giving n, operations per call of
+# function(n)).
 WORKLOADS = {
-    "chain": (chain, "callbacks"),
-    "single": (single, "deferreds"),
-    "steal": (steal, "callbacks"),
-    "nested": (nested, "deferreds"),
+    "chain": (chain, "callbacks", "size", _all),
+    "single": (single, "deferreds", "single_batch", _all),
+    "steal": (steal, "callbacks", "size", _all),
+    "nested": (nested, "deferreds", "size", _all),
+    "gather": (gather, "gathers", "size", _one),
+    "coroutine": (coroutine, "round_trips", "single_batch", _all),
+    "coroutine_wait": (coroutine_wait, "round_trips", "single_batch", _all),
 }
 
 
-def measure(fn, n, reps, rep_time):
-    """Returns (median, best) operations per second."""
+def measure(fn, n, ops, reps, rep_time):
+    """Returns (median, best) operations per second, ops operations per
+    call of fn(n), and the calls per repetition."""
     fn(n)  # warm-up, and a first check
     iters = 1
     while True:
@@ -116,7 +180,7 @@ def measure(fn, n, reps, rep_time):
         for _ in range(iters):
             fn(n)
         dt = time.perf_counter() - t0
-        rates.append(iters * n / dt)
+        rates.append(iters * ops / dt)
     rates.sort()
     mid = len(rates) // 2
     median = rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
@@ -125,23 +189,30 @@ def measure(fn, n, reps, rep_time):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=int, default=1000, help="chain length / nesting depth")
+    p.add_argument("--size", type=int, default=1000,
+                   help="chain length / nesting depth / Deferreds per gather")
     p.add_argument("--single-batch", type=int, default=1000,
-                   help="Deferreds per call of the single workload")
+                   help="Deferreds (single) or round trips (coroutine, "
+                        "coroutine_wait) per call")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--rep-time", type=float, default=0.1, help="seconds per repetition")
-    p.add_argument("--workloads", default="chain,single,steal,nested")
+    p.add_argument("--workloads", default=",".join(WORKLOADS),
+                   help="comma-separated, from: " + ", ".join(WORKLOADS))
     p.add_argument("--round", default="1")
     a = p.parse_args()
     if a.size < 1 or a.single_batch < 1 or a.reps < 1:
         p.error("--size, --single-batch and --reps must be >= 1")
+    names = a.workloads.split(",")
+    for name in names:
+        if name not in WORKLOADS:
+            p.error(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)})")
 
     print(f"INFO impl=twisted twisted_version={twisted_version} "
           f"python={sys.version.split()[0]}", flush=True)
-    for name in a.workloads.split(","):
-        fn, unit = WORKLOADS[name]
-        n = a.single_batch if name == "single" else a.size
-        median, best, iters = measure(fn, n, a.reps, a.rep_time)
+    for name in names:
+        fn, unit, size_option, ops_per_call = WORKLOADS[name]
+        n = getattr(a, size_option)
+        median, best, iters = measure(fn, n, ops_per_call(n), a.reps, a.rep_time)
         print(f"RESULT impl=twisted round={a.round} workload={name} n={n} unit={unit} "
               f"ops_per_s={median:.1f} best_ops_per_s={best:.1f} reps={a.reps} iters={iters}",
               flush=True)

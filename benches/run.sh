@@ -9,6 +9,7 @@
 #   idle      resident memory per idle connection, 10,000 open (idle_bench)
 #   micro     call_later, decoders (cargo bench --bench micro)
 #   deferred  Deferred callbacks against Twisted's (deferred.sh)
+#   executor  !Send futures: LocalExecutor against an async-task queue (executor_bench)
 # It creates the Python virtualenv with Twisted and uvloop (benches/venv.sh)
 # and builds every server in release mode first. Everything runs on
 # loopback and stops by itself. benches/README.md explains the output.
@@ -24,7 +25,7 @@ usage() {
 part=all
 smoke=()
 case "${1:-}" in
-    echo|fanout|idle|micro|deferred) part="$1"; shift ;;
+    echo|fanout|idle|micro|deferred|executor) part="$1"; shift ;;
     --smoke) smoke=(--smoke); shift ;;
     -h|--help) usage; exit 0 ;;
     "") ;;
@@ -51,6 +52,7 @@ run_fanout() { "$target_dir/fanout_bench" --target-dir "$target_dir" "$@"; }
 run_idle() { "$target_dir/idle_bench" --target-dir "$target_dir" "$@"; }
 run_micro() { cargo bench -p twill-bench --bench micro -- "$@"; }
 run_deferred() { bash benches/deferred.sh "$@"; }
+run_executor() { "$target_dir/executor_bench" "$@"; }
 
 if [ "$part" != all ]; then
     "run_$part" "$@"
@@ -58,7 +60,7 @@ if [ "$part" != all ]; then
 fi
 
 status=0
-for p in echo fanout idle micro deferred; do
+for p in echo fanout idle micro deferred executor; do
     echo
     echo "# $p"
     if [ "$p" = echo ] && [ ${#smoke[@]} = 0 ]; then
