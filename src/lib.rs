@@ -94,6 +94,7 @@
 
 pub mod broadcast;
 pub mod defer;
+mod executor;
 pub mod protocol;
 pub mod reactor;
 mod reconnect;
@@ -167,14 +168,13 @@ pub fn stop() {
     reactor().stop()
 }
 
-/// Runs `future` on the current thread's reactor, polled between I/O
+/// Runs `future` on this thread's executor (`async-executor`'s
+/// `LocalExecutor`), which the reactor runs once per turn, between I/O
 /// events; it may hold `Rc`s and await [`Deferred`](defer::Deferred)s. A
-/// panic in it is logged. To get its output, use
-/// [`Deferred::from_future`](defer::Deferred::from_future) instead.
-///
-/// # Panics
-///
-/// If no reactor exists on this thread.
+/// panic in it is logged. It starts on the reactor's next turn; to run a
+/// future at once and get its output, use
+/// [`Deferred::from_future`](defer::Deferred::from_future) instead. Futures
+/// still pending when the reactor is dropped are dropped with it.
 ///
 /// # Examples
 ///
@@ -183,23 +183,24 @@ pub fn stop() {
 ///
 /// let reactor = twill::Reactor::new()?;
 /// let d: Deferred<&str> = Deferred::new();
-/// let waiting = d.clone();
+/// let fire = d.resolver();
+/// let waiting = d;
 /// twill::spawn(async move {
 ///     assert_eq!(waiting.await.unwrap(), "fired");
 ///     twill::stop();
 /// });
-/// twill::call_later(std::time::Duration::ZERO, move || d.callback("fired"));
+/// twill::call_later(std::time::Duration::ZERO, move || fire.callback("fired"));
 /// reactor.run()?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn spawn(future: impl std::future::Future<Output = ()> + 'static) {
-    use futures_lite::FutureExt;
+    use futures::FutureExt;
     let guarded = async move {
         if let Err(panic) = std::panic::AssertUnwindSafe(future).catch_unwind().await {
             log::error!("panic in a spawned future: {}", panic_message(&*panic));
         }
     };
-    reactor().spawn_task(guarded).detach();
+    executor::spawn(guarded).detach();
 }
 
 /// The text of a panic's payload.

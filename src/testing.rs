@@ -1,4 +1,6 @@
-//! Helpers for testing protocols without sockets: [`StringTransport`].
+//! Helpers for testing protocols without sockets: [`StringTransport`];
+//! and for testing Deferreds: [`success_result_of`], [`failure_result_of`]
+//! and [`assert_no_result`], Twisted's `SynchronousTestCase` assertions.
 //!
 //! Together with [`Clock`](crate::task::Clock), a protocol can be driven
 //! by hand: call its methods with the bytes you choose, advance time, and
@@ -335,4 +337,89 @@ impl TransportImpl for Recorder {
     fn is_closing(&self) -> bool {
         self.disconnecting.get()
     }
+}
+
+/// The value `d` has, cloned; `d` keeps it: Twisted's `successResultOf`,
+/// without taking the result, so a test can look twice.
+///
+/// # Panics
+///
+/// If `d` has no result yet (or its chain is paused or waiting), or has a
+/// failure.
+///
+/// # Examples
+///
+/// ```
+/// use twill::defer::succeed;
+/// use twill::testing::success_result_of;
+///
+/// let d = succeed(3);
+/// assert_eq!(success_result_of(&d), 3);
+/// assert_eq!(success_result_of(&d), 3); // still there
+/// ```
+#[track_caller]
+pub fn success_result_of<T: Clone + 'static>(d: &crate::defer::Deferred<T>) -> T {
+    match crate::defer::peek_outcome(d) {
+        Some(Ok(value)) => value,
+        Some(Err(failure)) => panic!("success result expected on {}, found failure result instead: {failure:?}", describe(d)),
+        None => panic!("success result expected on {}, found no result instead", describe(d)),
+    }
+}
+
+/// The failure `d` has (the same failure: [`Failure`](crate::defer::Failure)
+/// is a shared handle), which then no longer counts as unhandled; `d`
+/// keeps it: Twisted's `failureResultOf`. Check its type with
+/// [`check`](crate::defer::Failure::check).
+///
+/// # Panics
+///
+/// If `d` has no result yet (or its chain is paused or waiting), or has a
+/// value.
+///
+/// # Examples
+///
+/// ```
+/// use twill::defer::{fail, CancelledError, Deferred};
+/// use twill::testing::failure_result_of;
+///
+/// let d: Deferred<()> = Deferred::new();
+/// d.cancel();
+/// assert!(failure_result_of(&d).check::<CancelledError>());
+/// ```
+#[track_caller]
+pub fn failure_result_of<T: 'static>(d: &crate::defer::Deferred<T>) -> crate::defer::Failure {
+    match d.peek_result(|outcome| outcome.map(|_| ()).map_err(Clone::clone)) {
+        Some(Err(failure)) => failure,
+        Some(Ok(())) => panic!("failure result expected on {}, found success result instead", describe(d)),
+        None => panic!("failure result expected on {}, found no result instead", describe(d)),
+    }
+}
+
+/// Asserts that `d` has no result yet: Twisted's `assertNoResult`.
+///
+/// # Panics
+///
+/// If `d` has a result (value or failure) at the end of its chain.
+///
+/// # Examples
+///
+/// ```
+/// use twill::defer::Deferred;
+/// use twill::testing::assert_no_result;
+///
+/// let d: Deferred<i32> = Deferred::new();
+/// assert_no_result(&d);
+/// ```
+#[track_caller]
+pub fn assert_no_result<T: 'static>(d: &crate::defer::Deferred<T>) {
+    if let Some(found) = d.peek_result(|outcome| match outcome {
+        Ok(_) => "a success result".to_owned(),
+        Err(failure) => format!("a failure result {failure:?}"),
+    }) {
+        panic!("no result expected on {}, found {found} instead", describe(d));
+    }
+}
+
+fn describe<T: 'static>(d: &crate::defer::Deferred<T>) -> String {
+    format!("{:?}", d.id())
 }

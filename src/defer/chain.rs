@@ -1,64 +1,111 @@
-//! The untyped callback chain behind every `Deferred<T>`, and Twisted's
+//! The typed callback chain behind every `Deferred<T>`, and Twisted's
 //! iterative algorithm for running it.
 //!
-//! A chain holds its current result as `Result<Box<dyn Any>, Failure>` and a
-//! queue of links. Running it pops links until one blocks. The subtle part is
-//! a callback that returns another, unfired Deferred: the outer chain does
-//! not recurse into the inner one. It records what it waits on and appends a
-//! `Resume` link to the *end* of the inner chain; when the inner chain gets
-//! there, it hands its result over and the outer chain is pushed on an
-//! explicit stack (`run`), so 100,000 nested Deferreds use one stack frame.
-//! `chain_deferred` works the same way through a `Fire` link.
+//! A [`Core<T>`] holds the current result (`Result<T, Failure>`, stored
+//! inline) and a queue of links. Running it pops links until one blocks.
+//! Three links hand the result to another core instead of to a callback:
 //!
-//! Waiting on an inner Deferred is its own state (`waiting_on`), apart from
-//! the user's pause count, so an `unpause` cannot release a waiting chain
-//! early (Twisted issue #12726).
+//! - `Then`: [`then`](super::Deferred::then) changed the value's type, so
+//!   the chain goes on in a new core of the new type (a *segment*);
+//! - `Resume`: a callback of another core returned this Deferred, and that
+//!   core waits for the result here;
+//! - `Fire`: [`chain_deferred`](super::Deferred::chain_deferred).
+//!
+//! Each of them ends this core's chain: the handle that could add more
+//! links was consumed on the way (returned from the callback, or taken by
+//! `then` / `chain_deferred`), so no callback is ever added behind a result
+//! that already left. The core handed to is not run recursively: it is
+//! returned to [`run_from`], which keeps an explicit stack, so 100,000
+//! nested Deferreds use one stack frame, as in Twisted.
+//!
+//! Waiting on an inner Deferred is its own state (`Chained::WaitingOn`),
+//! apart from the user's pause count, so an `unpause` cannot release a
+//! waiting chain early (Twisted issue #12726).
+//!
+//! Ownership, so that nothing pending forms a cycle of strong references:
+//! an inner core holds the core waiting on it (its `Resume` link) and a
+//! core holds the segment after it (its `Then` link) strongly; the way back
+//! (`waiting_on`, a segment's upstream) is weak. Whoever can fire a core
+//! (a [`Resolver`](super::Resolver), a timer, a driven future) keeps
+//! everything after it alive; a core nobody can fire any more is freed.
 
-use std::any::{Any, TypeId};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::fmt;
 use std::mem;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
 
-use super::failure::{
-    AlreadyCalledError, CancelledError, ChainedToItselfError, Failure, NotPausedError,
-};
+use super::failure::{AlreadyCalledError, CancelledError, ChainedToItselfError, Failure, PassedOnError};
+use super::Deferred;
 
-pub(crate) type Value = Box<dyn Any>;
-pub(crate) type Outcome = Result<Value, Failure>;
+pub(crate) type Outcome<T> = Result<T, Failure>;
 
 /// What a callback produced.
-pub(crate) enum Step {
+pub(crate) enum Step<T> {
     /// A value or a failure: the chain goes on with it.
-    Done(Outcome),
+    Done(Outcome<T>),
     /// Another Deferred: the chain waits for its result.
-    Wait(Rc<Chain>),
+    Wait(Deferred<T>),
+    /// The result was taken (by a list, a race): the chain ends here.
+    End,
 }
 
-pub(crate) type PairFn = Box<dyn FnOnce(Outcome) -> Step>;
-pub(crate) type Canceller = Box<dyn FnOnce(&Rc<Chain>)>;
+pub(crate) type Pair<T> = Box<dyn FnOnce(Outcome<T>) -> Step<T>>;
 
-enum Link {
+/// A `then` link: the callback and the segment it fires.
+pub(crate) trait ThenLink<T> {
+    /// Runs the callback and hands its outcome to the next segment, which
+    /// is returned to be run; or says why the segment refused it.
+    fn run(self: Box<Self>, outcome: Outcome<T>) -> Result<Rc<dyn Node>, AlreadyCalledError>;
+    /// The segment, for dropping deep chains without recursion.
+    fn next(&self) -> Rc<dyn Node>;
+}
+
+struct Then<U, F> {
+    f: F,
+    next: Rc<Core<U>>,
+}
+
+impl<T: 'static, U: 'static, F> ThenLink<T> for Then<U, F>
+where
+    F: FnOnce(Outcome<T>) -> Step<U>,
+{
+    fn run(self: Box<Self>, outcome: Outcome<T>) -> Result<Rc<dyn Node>, AlreadyCalledError> {
+        let Then { f, next } = *self;
+        let step = catch_unwind(AssertUnwindSafe(move || f(outcome)))
+            .unwrap_or_else(|panic| Step::Done(Err(Failure::from_panic(&*panic))));
+        next.deliver(step)?;
+        Ok(next)
+    }
+
+    fn next(&self) -> Rc<dyn Node> {
+        self.next.clone()
+    }
+}
+
+enum Link<T> {
     /// A callback/errback pair, as one function that looks at the outcome.
-    Pair(PairFn),
-    /// A chain waits on this one: hand it the result here.
-    Resume(Weak<Chain>),
-    /// `chain_deferred`: fire that chain with the result here.
-    Fire(Rc<Chain>),
+    Pair(Pair<T>),
+    /// The chain goes on in a segment of another type.
+    Then(Box<dyn ThenLink<T>>),
+    /// A core waits on this one: hand it the result here.
+    Resume(Rc<Core<T>>),
+    /// `chain_deferred`: fire that core with the result here.
+    Fire(Rc<Core<T>>),
 }
 
 /// The links, with the first one stored inline: most Deferreds get one or
 /// two callbacks, and this saves the queue's allocation for them.
-#[derive(Default)]
-struct Links {
-    first: Option<Link>,
-    rest: VecDeque<Link>,
+struct Links<T> {
+    first: Option<Link<T>>,
+    rest: VecDeque<Link<T>>,
 }
 
-impl Links {
-    fn push_back(&mut self, link: Link) {
+impl<T> Links<T> {
+    fn push_back(&mut self, link: Link<T>) {
         if self.first.is_none() && self.rest.is_empty() {
             self.first = Some(link);
         } else {
@@ -66,7 +113,7 @@ impl Links {
         }
     }
 
-    fn pop_front(&mut self) -> Option<Link> {
+    fn pop_front(&mut self) -> Option<Link<T>> {
         self.first.take().or_else(|| self.rest.pop_front())
     }
 
@@ -74,108 +121,227 @@ impl Links {
         self.first.is_none() && self.rest.is_empty()
     }
 
-    fn into_iter(self) -> impl Iterator<Item = Link> {
-        self.first.into_iter().chain(self.rest)
+    fn drain(&mut self) -> impl Iterator<Item = Link<T>> {
+        let first = self.first.take();
+        let rest = mem::take(&mut self.rest);
+        first.into_iter().chain(rest)
     }
 }
 
-enum Slot {
+pub(crate) enum Slot<T> {
     /// Not fired yet, or a callback is running with the result.
     Empty,
-    Ready(Outcome),
-    /// Handed to a waiting chain or an `await`: later callbacks never run.
-    Consumed,
+    Ready(Outcome<T>),
+    /// The result left: to another core, or to an `await`.
+    PassedOn,
 }
 
-pub(crate) struct Chain {
-    st: RefCell<State>,
+/// What this core is chained to, for cancelling and for `Debug`.
+enum Chained {
+    None,
+    /// A callback returned that Deferred; this core waits for its result.
+    WaitingOn(Weak<dyn Node>),
+    /// That core will fire this one: `then`'s upstream (`cancel_up`: a
+    /// cancel here is the upstream's), or a `chain_deferred` source.
+    FiredBy { from: Weak<dyn Node>, cancel_up: bool },
 }
 
-struct State {
+/// Who waits for the result at the end of the chain.
+pub(crate) enum Waiter {
+    None,
+    Waker(Waker),
+    /// A future driven by `from_future`, resumed at once (Twisted resumes a
+    /// coroutine inside the `callback` that fires what it awaits).
+    Driver(Weak<dyn Resume>),
+}
+
+impl Waiter {
+    fn notify(self) {
+        match self {
+            Waiter::None => {}
+            Waiter::Waker(waker) => waker.wake(),
+            Waiter::Driver(driver) => {
+                if let Some(driver) = driver.upgrade() {
+                    driver.resume();
+                }
+            }
+        }
+    }
+}
+
+/// A driven future, resumed when what it awaits has a result.
+pub(crate) trait Resume {
+    fn resume(self: Rc<Self>);
+}
+
+/// Cancels a driven future: see `future.rs`.
+pub(crate) trait DriverCancel {
+    fn cancel(self: Rc<Self>);
+}
+
+pub(crate) enum Canceller<T> {
+    None,
+    Once(Box<dyn FnOnce(&super::Resolver<T>)>),
+    /// `from_future`: the driver forwards the cancel to what the future
+    /// awaits, and fires the Deferred itself when the future is done.
+    Driver(Weak<dyn DriverCancel>),
+}
+
+static DEBUGGING: AtomicBool = AtomicBool::new(false);
+
+/// Turns debug mode on or off: see [`set_debugging`](super::set_debugging).
+pub(crate) fn set_debugging(on: bool) {
+    DEBUGGING.store(on, Ordering::Relaxed);
+}
+
+pub(crate) fn debugging() -> bool {
+    DEBUGGING.load(Ordering::Relaxed)
+}
+
+/// Where a Deferred was created and first fired, kept in debug mode.
+pub(crate) struct DebugInfo {
+    created: &'static Location<'static>,
+    created_trace: std::backtrace::Backtrace,
+    fired: Option<(&'static Location<'static>, std::backtrace::Backtrace)>,
+}
+
+impl fmt::Display for DebugInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, " C: created at {}\n{}", self.created, self.created_trace)?;
+        if let Some((at, trace)) = &self.fired {
+            write!(f, "\n I: first fired at {at}\n{trace}")?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct Core<T> {
+    st: RefCell<State<T>>,
+}
+
+pub(crate) struct State<T> {
+    pub(crate) slot: Slot<T>,
+    links: Links<T>,
     called: bool,
-    slot: Slot,
-    links: Links,
+    running: bool,
     /// The user's `pause` count.
     paused: u32,
-    /// The Deferred a callback returned, until it hands its result back.
-    waiting_on: Option<Rc<Chain>>,
-    running: bool,
-    canceller: Option<Canceller>,
     /// A canceller-less `cancel` swallows the one late firing to come.
     swallow_next_fire: bool,
-    /// Futures awaiting the result (several clones may be awaited; the
-    /// first to poll once it is ready takes it).
-    wakers: Vec<Waker>,
-    /// The type `callback` takes, and the type the last link produces.
-    fire_type: (TypeId, &'static str),
-    tail_type: (TypeId, &'static str),
+    /// A test looked at the failure (`failure_result_of`): not unhandled.
+    failure_seen: bool,
+    chained: Chained,
+    canceller: Canceller<T>,
+    waiter: Waiter,
+    debug: Option<Box<DebugInfo>>,
 }
 
 thread_local! {
-    static UNHANDLED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    static UNHANDLED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// How many Deferreds on this thread were dropped holding a failure that no
 /// errback handled (each was logged as `Unhandled error in Deferred`).
 pub(crate) fn unhandled_count() -> u64 {
-    UNHANDLED.with(|count| count.get())
+    UNHANDLED.with(Cell::get)
 }
 
-enum Next {
-    /// This chain can go no further now.
-    Pop,
-    /// Run that chain next, then come back.
-    Push(Rc<Chain>),
+/// Logs and counts a failure nobody handled.
+pub(crate) fn report_unhandled(failure: &Failure, debug: Option<&DebugInfo>) {
+    UNHANDLED.with(|count| count.set(count.get() + 1));
+    match debug {
+        Some(debug) => log::error!("Unhandled error in Deferred: {failure}\n(debug:\n{debug})"),
+        None => log::error!("Unhandled error in Deferred: {failure}"),
+    }
 }
 
-impl Chain {
-    pub(crate) fn new<T: 'static>() -> Rc<Chain> {
-        let ty = (TypeId::of::<T>(), std::any::type_name::<T>());
-        Rc::new(Chain {
+/// A core seen without its type: what running, cancelling and dropping a
+/// chain of several types needs.
+pub(crate) trait Node {
+    /// Runs links until the chain blocks or hands its result to another
+    /// core, which is returned to run next.
+    fn step(self: Rc<Self>) -> Option<Rc<dyn Node>>;
+    /// One step of `cancel`: what to cancel instead of this core, if
+    /// anything.
+    fn cancel_step(self: Rc<Self>) -> Option<Rc<dyn Node>>;
+    /// Moves out the cores its links hold, so dropping a deep chain does
+    /// not recurse.
+    fn take_children(&self, into: &mut Vec<Rc<dyn Node>>);
+    /// Identity, for `Debug` and `chained_to`.
+    fn address(&self) -> usize;
+}
+
+/// Runs `start`, then the core it hands its result to, and so on: a loop,
+/// not recursion. A core that hands its result on has nothing left to run
+/// (no link can follow a hand-over), so no stack is needed.
+pub(crate) fn run_from(start: Rc<dyn Node>) {
+    let mut current = start;
+    while let Some(next) = current.step() {
+        current = next;
+    }
+}
+
+/// Cancels `start`, or what it stands for: the Deferred it waits on, or
+/// the unfired upstream of a segment.
+pub(crate) fn cancel_from(start: Rc<dyn Node>) {
+    let mut current = start;
+    while let Some(next) = current.cancel_step() {
+        current = next;
+    }
+}
+
+impl<T: 'static> Core<T> {
+    #[track_caller]
+    pub(crate) fn new() -> Rc<Core<T>> {
+        Rc::new(Core {
             st: RefCell::new(State {
-                called: false,
                 slot: Slot::Empty,
-                links: Links::default(),
-                paused: 0,
-                waiting_on: None,
+                links: Links {
+                    first: None,
+                    rest: VecDeque::new(),
+                },
+                called: false,
                 running: false,
-                canceller: None,
+                paused: 0,
                 swallow_next_fire: false,
-                wakers: Vec::new(),
-                fire_type: ty,
-                tail_type: ty,
+                failure_seen: false,
+                chained: Chained::None,
+                canceller: Canceller::None,
+                waiter: Waiter::None,
+                debug: debugging().then(|| {
+                    Box::new(DebugInfo {
+                        created: Location::caller(),
+                        created_trace: std::backtrace::Backtrace::force_capture(),
+                        fired: None,
+                    })
+                }),
             }),
         })
     }
 
-    pub(crate) fn set_canceller(&self, canceller: Canceller) {
-        self.st.borrow_mut().canceller = Some(canceller);
+    /// A core that already holds `outcome` (`succeed`, `fail`): nothing to
+    /// run yet.
+    #[track_caller]
+    pub(crate) fn fired(outcome: Outcome<T>) -> Rc<Core<T>> {
+        let core = Core::new();
+        {
+            let mut st = core.st.borrow_mut();
+            st.called = true;
+            st.slot = Slot::Ready(outcome);
+            if let Some(debug) = &mut st.debug {
+                debug.fired = Some((Location::caller(), std::backtrace::Backtrace::force_capture()));
+            }
+        }
+        core
     }
 
-    pub(crate) fn check_fire_type<T: 'static>(&self) {
-        let (id, name) = self.st.borrow().fire_type;
-        assert!(
-            id == TypeId::of::<T>(),
-            "this Deferred is fired with {name}, not {}",
-            std::any::type_name::<T>()
-        );
+    pub(crate) fn set_canceller(&self, canceller: Canceller<T>) {
+        self.st.borrow_mut().canceller = canceller;
     }
 
-    pub(crate) fn check_tail_type<T: 'static>(&self) {
-        let (id, name) = self.st.borrow().tail_type;
-        assert!(
-            id == TypeId::of::<T>(),
-            "this Deferred's chain now carries {name}, not {}: add callbacks through the handle `then` returned",
-            std::any::type_name::<T>()
-        );
-    }
-
-    pub(crate) fn tail_type(&self) -> TypeId {
-        self.st.borrow().tail_type.0
-    }
-
-    pub(crate) fn set_tail_type<T: 'static>(&self) {
-        self.st.borrow_mut().tail_type = (TypeId::of::<T>(), std::any::type_name::<T>());
+    /// A segment, fired by `upstream` (`then`) or by a `chain_deferred`.
+    pub(crate) fn set_fired_by(&self, from: Weak<dyn Node>, cancel_up: bool) {
+        self.st.borrow_mut().chained = Chained::FiredBy { from, cancel_up };
     }
 
     pub(crate) fn called(&self) -> bool {
@@ -186,156 +352,203 @@ impl Chain {
         self.st.borrow().paused > 0
     }
 
-    pub(crate) fn is_waiting(&self) -> bool {
-        self.st.borrow().waiting_on.is_some()
+    pub(crate) fn chained_to(&self) -> Option<usize> {
+        match &self.st.borrow().chained {
+            Chained::None => None,
+            Chained::WaitingOn(to) | Chained::FiredBy { from: to, .. } => {
+                Some(to.as_ptr() as *const () as usize)
+            }
+        }
     }
 
     /// Fires the chain (`callback` / `errback`).
-    pub(crate) fn fire(self: &Rc<Self>, outcome: Outcome) -> Result<(), AlreadyCalledError> {
+    #[track_caller]
+    pub(crate) fn fire(self: &Rc<Self>, outcome: Outcome<T>) -> Result<(), AlreadyCalledError> {
+        self.fire_at(outcome, Location::caller())
+    }
+
+    fn fire_at(self: &Rc<Self>, outcome: Outcome<T>, at: &'static Location<'static>) -> Result<(), AlreadyCalledError> {
         {
             let mut st = self.st.borrow_mut();
             if st.called {
                 if mem::take(&mut st.swallow_next_fire) {
                     return Ok(());
                 }
-                return Err(AlreadyCalledError);
+                return Err(AlreadyCalledError {
+                    debug: st.debug.as_ref().map(|debug| debug.to_string()),
+                });
             }
             st.called = true;
             st.slot = Slot::Ready(outcome);
-            st.canceller = None;
+            st.canceller = Canceller::None;
+            st.chained = Chained::None;
+            if let Some(debug) = &mut st.debug {
+                debug.fired = Some((at, std::backtrace::Backtrace::force_capture()));
+            }
         }
-        run(self.clone());
+        self.run();
         Ok(())
     }
 
-    pub(crate) fn add_pair(self: &Rc<Self>, pair: PairFn) {
+    /// Takes what a `then` callback or a `chain_deferred` source hands
+    /// over, without running it: the caller's run loop does.
+    fn deliver(self: &Rc<Self>, step: Step<T>) -> Result<(), AlreadyCalledError> {
+        let mut st = self.st.borrow_mut();
+        if st.called {
+            if mem::take(&mut st.swallow_next_fire) {
+                return Ok(());
+            }
+            return Err(AlreadyCalledError {
+                debug: st.debug.as_ref().map(|debug| debug.to_string()),
+            });
+        }
+        st.called = true;
+        st.canceller = Canceller::None;
+        st.chained = Chained::None;
+        self.settle(&mut st, step);
+        Ok(())
+    }
+
+    /// Runs the chain, and every chain it hands its result to.
+    pub(crate) fn run(self: &Rc<Self>) {
+        if let Some(next) = self.step_typed() {
+            run_from(next);
+        }
+    }
+
+    pub(crate) fn add_pair(self: &Rc<Self>, pair: Pair<T>) {
         self.add_link(Link::Pair(pair));
     }
 
-    /// `chain_deferred`: whatever reaches this point fires `other`.
-    pub(crate) fn add_fire(self: &Rc<Self>, other: Rc<Chain>) {
-        self.add_link(Link::Fire(other));
+    pub(crate) fn add_then<U: 'static>(
+        self: &Rc<Self>,
+        f: impl FnOnce(Outcome<T>) -> Step<U> + 'static,
+    ) -> Rc<Core<U>> {
+        let next = Core::<U>::new();
+        next.set_fired_by(Rc::downgrade(self) as Weak<dyn Node>, true);
+        self.add_link(Link::Then(Box::new(Then {
+            f,
+            next: next.clone(),
+        })));
+        next
     }
 
-    fn add_link(self: &Rc<Self>, link: Link) {
+    /// `chain_deferred`: whatever reaches this point fires `target`.
+    pub(crate) fn add_fire(self: &Rc<Self>, target: Rc<Core<T>>) {
+        target.set_fired_by(Rc::downgrade(self) as Weak<dyn Node>, false);
+        self.add_link(Link::Fire(target));
+    }
+
+    fn add_link(self: &Rc<Self>, link: Link<T>) {
         {
             let mut st = self.st.borrow_mut();
-            if matches!(st.slot, Slot::Consumed) {
-                log::warn!(
-                    "a callback was added to a Deferred whose result was already passed on; it will never run"
-                );
-                return;
+            if matches!(st.slot, Slot::PassedOn) {
+                // An await took the result: what comes after sees that.
+                st.slot = Slot::Ready(Err(Failure::from(PassedOnError)));
             }
             st.links.push_back(link);
             if !st.called || st.running {
                 return;
             }
         }
-        run(self.clone());
+        self.run();
     }
 
     pub(crate) fn pause(&self) {
         self.st.borrow_mut().paused += 1;
     }
 
-    pub(crate) fn unpause(self: &Rc<Self>) -> Result<(), NotPausedError> {
+    pub(crate) fn unpause(self: &Rc<Self>) -> Result<(), super::NotPausedError> {
         {
             let mut st = self.st.borrow_mut();
             if st.paused == 0 {
-                return Err(NotPausedError);
+                return Err(super::NotPausedError);
             }
             st.paused -= 1;
             if st.paused > 0 || !st.called {
                 return Ok(());
             }
         }
-        run(self.clone());
+        self.run();
         Ok(())
     }
 
-    pub(crate) fn cancel(self: &Rc<Self>) {
-        let (called, waiting_on) = {
-            let st = self.st.borrow();
-            (st.called, st.waiting_on.clone())
-        };
-        if called {
-            // Waiting on an inner Deferred: cancelling that is what stops the
-            // work. Otherwise the result is already here: nothing to do.
-            if let Some(inner) = waiting_on {
-                inner.cancel();
-            }
-            return;
-        }
-        let canceller = self.st.borrow_mut().canceller.take();
-        match canceller {
-            Some(canceller) => {
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| canceller(self))) {
-                    log::error!(
-                        "panic in a Deferred's canceller: {}",
-                        crate::panic_message(&*panic)
-                    );
-                }
-            }
-            None => self.st.borrow_mut().swallow_next_fire = true,
-        }
-        if !self.called() {
-            let _ = self.fire(Err(Failure::new(CancelledError)));
+    /// The result, if the chain has run to its end: taken (`take`), or
+    /// looked at through `peek`.
+    pub(crate) fn with_result<R>(&self, f: impl FnOnce(&mut State<T>) -> R) -> Option<R> {
+        let mut st = self.st.borrow_mut();
+        if st.is_idle() && matches!(st.slot, Slot::Ready(_)) {
+            Some(f(&mut st))
+        } else {
+            None
         }
     }
 
-    /// Takes the result for an `await` (or for `result()`, with no waker),
-    /// or registers the waker to be woken when it is ready.
-    pub(crate) fn poll_take(&self, waker: Option<&Waker>) -> Option<Outcome> {
-        let mut st = self.st.borrow_mut();
-        let idle = st.links.is_empty() && !st.running && st.paused == 0 && st.waiting_on.is_none();
-        match &st.slot {
-            Slot::Ready(_) if idle => match mem::replace(&mut st.slot, Slot::Consumed) {
-                Slot::Ready(outcome) => {
-                    // Anyone else awaiting learns the result went elsewhere.
-                    let others = mem::take(&mut st.wakers);
-                    drop(st);
-                    others.into_iter().for_each(Waker::wake);
-                    Some(outcome)
-                }
-                _ => unreachable!(),
-            },
-            Slot::Consumed => Some(Err(Failure::new(
-                "the Deferred's result was already passed on to another Deferred or await",
-            ))),
-            _ => {
-                if let Some(waker) = waker {
-                    if !st.wakers.iter().any(|w| w.will_wake(waker)) {
-                        st.wakers.push(waker.clone());
-                    }
-                }
-                None
-            }
-        }
+    /// Whether the result has left for an `await`.
+    pub(crate) fn is_passed_on(&self) -> bool {
+        matches!(self.st.borrow().slot, Slot::PassedOn)
     }
 
-    /// Processes links until the chain blocks, finishes, or hands its result
-    /// to another chain.
-    fn step(self: &Rc<Self>) -> Next {
+    /// Takes the result for an `await`, or registers who waits for it.
+    pub(crate) fn poll_take(&self, waiter: impl FnOnce() -> Waiter) -> Option<Outcome<T>> {
         let mut st = self.st.borrow_mut();
-        if st.running
-            || st.paused > 0
-            || st.waiting_on.is_some()
-            || !matches!(st.slot, Slot::Ready(_))
-        {
-            return Next::Pop;
+        if st.is_idle() {
+            match mem::replace(&mut st.slot, Slot::PassedOn) {
+                Slot::Ready(outcome) => return Some(outcome),
+                Slot::PassedOn => return Some(Err(Failure::from(PassedOnError))),
+                Slot::Empty => st.slot = Slot::Empty,
+            }
+        }
+        st.waiter = waiter();
+        None
+    }
+
+    /// The current result's shape, for `Debug`.
+    pub(crate) fn describe(&self, f: &mut fmt::Formatter<'_>, show: impl FnOnce(&T, &mut fmt::Formatter<'_>) -> fmt::Result) -> fmt::Result {
+        let st = self.st.borrow();
+        write!(f, "<Deferred at {:#x}", self.address())?;
+        if let Chained::WaitingOn(inner) = &st.chained {
+            write!(f, " waiting on Deferred at {:#x}", inner.as_ptr() as *const () as usize)?;
+        } else {
+            match &st.slot {
+                Slot::Ready(Ok(value)) => {
+                    f.write_str(" current result: ")?;
+                    show(value, f)?;
+                }
+                Slot::Ready(Err(failure)) => write!(f, " current result: {failure:?}")?,
+                Slot::PassedOn => f.write_str(" current result: passed on")?,
+                Slot::Empty => {}
+            }
+        }
+        if st.paused > 0 {
+            f.write_str(" (paused)")?;
+        }
+        f.write_str(">")
+    }
+
+    /// Steps a chain of this type; see [`Node::step`].
+    fn step_typed(self: &Rc<Self>) -> Option<Rc<dyn Node>> {
+        let mut st = self.st.borrow_mut();
+        if st.running || st.paused > 0 || st.is_waiting() || !matches!(st.slot, Slot::Ready(_)) {
+            return None;
         }
         st.running = true;
         loop {
             let Some(link) = st.links.pop_front() else {
                 st.running = false;
-                let wakers = mem::take(&mut st.wakers);
+                let waiter = mem::replace(&mut st.waiter, Waiter::None);
                 drop(st);
-                wakers.into_iter().for_each(Waker::wake);
-                return Next::Pop;
+                waiter.notify();
+                return None;
             };
             let outcome = match mem::replace(&mut st.slot, Slot::Empty) {
                 Slot::Ready(outcome) => outcome,
-                _ => unreachable!("a running chain has a result"),
+                // A step ended the chain: nothing can have been added after.
+                other => {
+                    st.slot = other;
+                    st.running = false;
+                    return None;
+                }
             };
             match link {
                 Link::Pair(pair) => {
@@ -343,125 +556,235 @@ impl Chain {
                     let step = catch_unwind(AssertUnwindSafe(move || pair(outcome)))
                         .unwrap_or_else(|panic| Step::Done(Err(Failure::from_panic(&*panic))));
                     st = self.st.borrow_mut();
-                    match step {
-                        Step::Done(outcome) => st.slot = Slot::Ready(outcome),
-                        Step::Wait(inner) if Rc::ptr_eq(&inner, self) => {
-                            st.slot = Slot::Ready(Err(Failure::new(ChainedToItselfError)));
-                        }
-                        Step::Wait(inner) => {
-                            let mut inner_st = inner.st.borrow_mut();
-                            if matches!(inner_st.slot, Slot::Consumed) {
-                                // Its result went elsewhere: none comes here
-                                // either.
-                                st.slot = Slot::Consumed;
-                                st.running = false;
-                                return Next::Pop;
-                            }
-                            let ready = matches!(inner_st.slot, Slot::Ready(_))
-                                && inner_st.paused == 0
-                                && inner_st.waiting_on.is_none()
-                                && !inner_st.running;
-                            if ready {
-                                // The inner result is here: take it over.
-                                let slot = mem::replace(&mut inner_st.slot, Slot::Consumed);
-                                st.slot = slot;
-                            } else {
-                                inner_st.links.push_back(Link::Resume(Rc::downgrade(self)));
-                                drop(inner_st);
-                                st.waiting_on = Some(inner);
-                                st.running = false;
-                                return Next::Pop;
-                            }
-                        }
+                    if self.settle(&mut st, step) {
+                        st.running = false;
+                        return None;
                     }
                 }
-                Link::Resume(waiting) => match waiting.upgrade() {
-                    Some(waiting) => {
-                        st.slot = Slot::Consumed;
-                        st.running = false;
-                        drop(st);
-                        let mut waiting_st = waiting.st.borrow_mut();
-                        waiting_st.waiting_on = None;
-                        waiting_st.slot = Slot::Ready(outcome);
-                        drop(waiting_st);
-                        return Next::Push(waiting);
+                Link::Then(then) => {
+                    st.slot = Slot::PassedOn;
+                    drop(st);
+                    let handed = then.run(outcome);
+                    st = self.st.borrow_mut();
+                    match handed {
+                        Ok(next) => {
+                            st.running = false;
+                            return Some(next);
+                        }
+                        // The segment was fired by someone else: keep the
+                        // error, reported if nobody handles it.
+                        Err(refused) => st.slot = Slot::Ready(Err(Failure::from(refused))),
                     }
-                    // Nobody waits any more: keep the result (a failure is
-                    // then reported when this chain is dropped).
-                    None => st.slot = Slot::Ready(outcome),
-                },
-                Link::Fire(target) => {
-                    let mut target_st = target.st.borrow_mut();
-                    if target_st.called && !mem::take(&mut target_st.swallow_next_fire) {
-                        drop(target_st);
-                        st.slot = Slot::Ready(Err(Failure::new(AlreadyCalledError)));
-                        // The result we failed to pass on is dropped here.
-                        drop(outcome);
-                        continue;
-                    }
-                    let fresh = !target_st.called;
-                    if fresh {
-                        target_st.called = true;
-                        target_st.slot = Slot::Ready(outcome);
-                        target_st.canceller = None;
-                    }
-                    drop(target_st);
-                    st.slot = Slot::Consumed;
+                }
+                Link::Resume(waiting) => {
+                    st.slot = Slot::PassedOn;
                     st.running = false;
                     drop(st);
-                    return if fresh { Next::Push(target) } else { Next::Pop };
+                    waiting.resume_with(outcome);
+                    return Some(waiting);
                 }
+                Link::Fire(target) => match target.deliver(Step::Done(outcome)) {
+                    Ok(()) => {
+                        st.slot = Slot::PassedOn;
+                        st.running = false;
+                        return Some(target);
+                    }
+                    Err(refused) => st.slot = Slot::Ready(Err(Failure::from(refused))),
+                },
             }
         }
     }
+
+    /// Puts a callback's step in place: a value or failure goes on; a
+    /// Deferred with a result that is free to take is taken over (Twisted's
+    /// "steal"); any other Deferred is waited on. Returns whether the chain
+    /// now waits.
+    fn settle(self: &Rc<Self>, st: &mut State<T>, step: Step<T>) -> bool {
+        let inner = match step {
+            Step::Done(outcome) => {
+                st.slot = Slot::Ready(outcome);
+                return false;
+            }
+            Step::End => {
+                st.slot = Slot::PassedOn;
+                return false;
+            }
+            Step::Wait(inner) => inner,
+        };
+        if Rc::ptr_eq(&inner.core, self) {
+            st.slot = Slot::Ready(Err(Failure::from(ChainedToItselfError)));
+            return false;
+        }
+        let mut inner_st = inner.core.st.borrow_mut();
+        if inner_st.is_idle() && matches!(inner_st.slot, Slot::Ready(_)) {
+            st.slot = mem::replace(&mut inner_st.slot, Slot::PassedOn);
+            return false;
+        }
+        inner_st.links.push_back(Link::Resume(self.clone()));
+        drop(inner_st);
+        st.chained = Chained::WaitingOn(Rc::downgrade(&inner.core) as Weak<dyn Node>);
+        true
+    }
+
+    /// The inner core this one waited on hands over its result.
+    fn resume_with(&self, outcome: Outcome<T>) {
+        let mut st = self.st.borrow_mut();
+        st.chained = Chained::None;
+        st.slot = Slot::Ready(outcome);
+    }
+
+    fn cancel_head(self: &Rc<Self>) {
+        let canceller = {
+            let mut st = self.st.borrow_mut();
+            match mem::replace(&mut st.canceller, Canceller::None) {
+                Canceller::Driver(driver) => {
+                    // Kept: a driven future may be cancelled again after it
+                    // recovered from the first cancel.
+                    st.canceller = Canceller::Driver(driver.clone());
+                    Canceller::Driver(driver)
+                }
+                Canceller::None => {
+                    st.swallow_next_fire = true;
+                    Canceller::None
+                }
+                once => once,
+            }
+        };
+        match canceller {
+            Canceller::Once(canceller) => {
+                // A panic here goes on out of `cancel`, the Deferred unfired,
+                // as Twisted's `cancel` raises what its canceller raised.
+                canceller(&super::Resolver {
+                    core: self.clone(),
+                });
+            }
+            Canceller::Driver(driver) => {
+                if let Some(driver) = driver.upgrade() {
+                    return driver.cancel();
+                }
+            }
+            Canceller::None => {}
+        }
+        if !self.called() {
+            let _ = self.fire(Err(Failure::from(CancelledError)));
+        }
+    }
+
 }
 
-/// Runs `start` and every chain it hands a result to, with an explicit
-/// stack instead of recursion (which only allocates once a chain hands its
-/// result on).
-fn run(start: Rc<Chain>) {
-    let mut current = start;
-    let mut stack = Vec::new();
-    loop {
-        match current.step() {
-            Next::Pop => match stack.pop() {
-                Some(below) => current = below,
-                None => return,
-            },
-            Next::Push(next) => stack.push(std::mem::replace(&mut current, next)),
-        }
+impl<T> State<T> {
+    /// A test looked at the failure: it no longer counts as unhandled.
+    pub(crate) fn mark_failure_seen(&mut self) {
+        self.failure_seen = true;
+    }
+
+    fn is_waiting(&self) -> bool {
+        matches!(self.chained, Chained::WaitingOn(_))
+    }
+
+    /// Not running, not paused, not waiting, nothing left to run.
+    fn is_idle(&self) -> bool {
+        !self.running && self.paused == 0 && !self.is_waiting() && self.links.is_empty()
     }
 }
 
-impl Drop for Chain {
+impl<T: 'static> Node for Core<T> {
+    fn step(self: Rc<Self>) -> Option<Rc<dyn Node>> {
+        self.step_typed()
+    }
+
+    fn cancel_step(self: Rc<Self>) -> Option<Rc<dyn Node>> {
+        enum Target {
+            Inner(Weak<dyn Node>),
+            Upstream(Weak<dyn Node>),
+            Here,
+            Nothing,
+        }
+        let target = {
+            let st = self.st.borrow();
+            match &st.chained {
+                Chained::WaitingOn(inner) => Target::Inner(inner.clone()),
+                _ if st.called => Target::Nothing,
+                Chained::FiredBy {
+                    from,
+                    cancel_up: true,
+                } => Target::Upstream(from.clone()),
+                _ => Target::Here,
+            }
+        };
+        match target {
+            Target::Inner(inner) => inner.upgrade().or_else(|| {
+                // The inner Deferred is gone, so it can never fire: this
+                // core gets what cancelling it would have given.
+                self.resume_with(Err(Failure::from(CancelledError)));
+                self.run();
+                None
+            }),
+            Target::Upstream(upstream) => upstream.upgrade().or_else(|| {
+                self.cancel_head();
+                None
+            }),
+            Target::Here => {
+                self.cancel_head();
+                None
+            }
+            Target::Nothing => None,
+        }
+    }
+
+    fn take_children(&self, into: &mut Vec<Rc<dyn Node>>) {
+        let Ok(mut st) = self.st.try_borrow_mut() else {
+            return;
+        };
+        for link in st.links.drain() {
+            match link {
+                Link::Pair(_) => {}
+                Link::Then(then) => into.push(then.next()),
+                Link::Resume(core) | Link::Fire(core) => into.push(core),
+            }
+        }
+    }
+
+    fn address(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+}
+
+impl<T> Drop for Core<T> {
     fn drop(&mut self) {
         let st = self.st.get_mut();
         if let Slot::Ready(Err(failure)) = &st.slot {
-            UNHANDLED.with(|count| count.set(count.get() + 1));
-            log::error!("Unhandled error in Deferred: {failure}");
+            if !st.failure_seen {
+                report_unhandled(failure, st.debug.as_deref());
+            }
         }
-        // Deep chains of Deferreds waiting on each other would drop
-        // recursively, one stack frame per link: unlink them here and drop
-        // them one by one.
-        if st.waiting_on.is_none() && st.links.is_empty() {
+        if st.links.is_empty() {
             return;
         }
-        let mut pending = take_children(st);
-        while let Some(child) = pending.pop() {
-            if let Ok(chain) = Rc::try_unwrap(child) {
-                let mut chain = chain;
-                pending.extend(take_children(chain.st.get_mut()));
+        // Deep chains of cores holding each other would drop recursively,
+        // one stack frame per link: unlink them and drop them one by one.
+        let mut same_type: Vec<Rc<Core<T>>> = Vec::new();
+        let mut others: Vec<Rc<dyn Node>> = Vec::new();
+        let mut links: Vec<Link<T>> = st.links.drain().collect();
+        loop {
+            for link in links.drain(..) {
+                match link {
+                    Link::Pair(_) => {}
+                    Link::Then(then) => others.push(then.next()),
+                    Link::Resume(core) | Link::Fire(core) => same_type.push(core),
+                }
+            }
+            let Some(core) = same_type.pop() else { break };
+            if Rc::strong_count(&core) == 1 {
+                if let Ok(mut st) = core.st.try_borrow_mut() {
+                    links.extend(st.links.drain());
+                }
+            }
+        }
+        while let Some(child) = others.pop() {
+            if Rc::strong_count(&child) == 1 {
+                child.take_children(&mut others);
             }
         }
     }
-}
-
-fn take_children(st: &mut State) -> Vec<Rc<Chain>> {
-    let mut children: Vec<Rc<Chain>> = st.waiting_on.take().into_iter().collect();
-    for link in mem::take(&mut st.links).into_iter() {
-        if let Link::Fire(target) = link {
-            children.push(target);
-        }
-    }
-    children
 }

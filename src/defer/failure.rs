@@ -3,14 +3,21 @@
 use std::backtrace::Backtrace;
 use std::error::Error;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An error travelling down a Deferred's error path: Twisted's `Failure`.
 ///
-/// It wraps any error (`Box<dyn Error + Send + Sync>`); `?` converts any
-/// `std::error::Error` into one. Its `Display` prints the error and its
-/// cause chain (`outer: inner: root`). With `RUST_BACKTRACE=1` it also keeps
-/// the backtrace of where it was made.
+/// It wraps any error; `?` converts any `std::error::Error` into one. Its
+/// `Display` prints the error and its cause chain (`outer: inner: root`).
+/// With `RUST_BACKTRACE=1` it also keeps the backtrace of where it was made.
+///
+/// A `Failure` is a shared handle: cloning it is cheap (one reference
+/// count) and gives the *same* failure, so one failure can errback several
+/// Deferreds, sit in a [`DeferredList`](super::DeferredList)'s results and
+/// still be checked and trapped. Two failures are equal only when they are
+/// the same failure ([`ptr_eq`](Self::ptr_eq)), as Twisted's compare by
+/// identity. It is `Send` and `Sync`, so a thread can make one.
 ///
 /// # Examples
 ///
@@ -23,27 +30,34 @@ use std::time::Duration;
 /// assert_eq!(failure.downcast_ref::<io::Error>().unwrap().kind(), io::ErrorKind::NotFound);
 /// assert_eq!(failure.to_string(), "no such user");
 ///
-/// // trap: recover from one kind of error, pass the others on.
+/// // trap: handle one kind of error, pass the others on, unchanged.
 /// let other = Failure::new("something else");
-/// assert!(other.trap::<io::Error>().is_err());
+/// let passed_on = other.trap::<io::Error>().unwrap_err();
+/// assert!(passed_on.ptr_eq(&other));
 /// ```
+#[derive(Clone)]
 pub struct Failure {
-    // One pointer wide, so results that may hold a failure stay small on
-    // the success path.
-    inner: Box<Inner>,
+    inner: Arc<Inner>,
 }
 
 struct Inner {
     error: Box<dyn Error + Send + Sync + 'static>,
+    /// The error's type, when the failure was made from a typed error.
+    type_name: Option<&'static str>,
     backtrace: Backtrace,
 }
 
 impl Failure {
     /// Wraps an error, or a message (`&str`, `String`).
     pub fn new(error: impl Into<Box<dyn Error + Send + Sync + 'static>>) -> Failure {
+        Failure::make(error.into(), None)
+    }
+
+    fn make(error: Box<dyn Error + Send + Sync + 'static>, type_name: Option<&'static str>) -> Failure {
         Failure {
-            inner: Box::new(Inner {
-                error: error.into(),
+            inner: Arc::new(Inner {
+                error,
+                type_name,
                 backtrace: Backtrace::capture(),
             }),
         }
@@ -59,18 +73,16 @@ impl Failure {
         self.inner.error.downcast_ref::<E>()
     }
 
-    /// Takes the error out as an `E`, or gives the failure back unchanged
-    /// (Twisted's `trap`: in an errback, `let e = failure.trap::<E>()?;`
-    /// handles `E` and passes every other failure on).
+    /// The error as an `E`, or this failure to pass on (Twisted's `trap`:
+    /// in an errback, `let e = failure.trap::<E>()?;` handles `E` and passes
+    /// every other failure on, the very same one).
     ///
     /// # Errors
     ///
-    /// The failure itself, when its error is not an `E`.
-    pub fn trap<E: Error + 'static>(self) -> Result<Box<E>, Failure> {
-        let Inner { error, backtrace } = *self.inner;
-        error.downcast::<E>().map_err(|error| Failure {
-            inner: Box::new(Inner { error, backtrace }),
-        })
+    /// A clone of this failure (the same failure), when its error is not
+    /// an `E`.
+    pub fn trap<E: Error + 'static>(&self) -> Result<&E, Failure> {
+        self.downcast_ref::<E>().ok_or_else(|| self.clone())
     }
 
     /// The wrapped error.
@@ -78,9 +90,10 @@ impl Failure {
         &*self.inner.error
     }
 
-    /// Unwraps the error.
-    pub fn into_error(self) -> Box<dyn Error + Send + Sync + 'static> {
-        self.inner.error
+    /// Whether `self` and `other` are the same failure (clones of one
+    /// another), not merely equal-looking ones.
+    pub fn ptr_eq(&self, other: &Failure) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Where the failure was made (captured when `RUST_BACKTRACE` or
@@ -90,7 +103,7 @@ impl Failure {
     }
 
     pub(crate) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Failure {
-        Failure::new(crate::Panicked {
+        Failure::from(crate::Panicked {
             callback: "a Deferred callback",
             message: crate::panic_message(payload),
         })
@@ -99,9 +112,18 @@ impl Failure {
 
 impl<E: Error + Send + Sync + 'static> From<E> for Failure {
     fn from(error: E) -> Failure {
-        Failure::new(error)
+        Failure::make(Box::new(error), Some(std::any::type_name::<E>()))
     }
 }
+
+impl PartialEq for Failure {
+    /// Identity, as Twisted's: see [`ptr_eq`](Failure::ptr_eq).
+    fn eq(&self, other: &Failure) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl Eq for Failure {}
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -115,21 +137,32 @@ impl fmt::Display for Failure {
     }
 }
 
+/// As Twisted's `repr`: `<Failure TYPE: text>`, the type when it is known.
 impl fmt::Debug for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Failure")
-            .field("error", &self.inner.error)
-            .finish()
+        match self.inner.type_name {
+            Some(name) => write!(f, "<Failure {name}: {self}>"),
+            None => write!(f, "<Failure {self}>"),
+        }
     }
 }
 
 /// A Deferred was fired a second time (Twisted's `AlreadyCalledError`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AlreadyCalledError;
+///
+/// With [`set_debugging`](super::set_debugging) on, it says where the
+/// Deferred was created (`C:`) and first fired (`I:`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AlreadyCalledError {
+    pub(crate) debug: Option<String>,
+}
 
 impl fmt::Display for AlreadyCalledError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AlreadyCalledError: the Deferred was already fired")
+        f.write_str("AlreadyCalledError: the Deferred was already fired")?;
+        if let Some(debug) = &self.debug {
+            write!(f, "\n{debug}")?;
+        }
+        Ok(())
     }
 }
 
@@ -188,3 +221,19 @@ impl fmt::Display for ChainedToItselfError {
 }
 
 impl Error for ChainedToItselfError {}
+
+/// What a Deferred holds once its result went to an `await` that polled it
+/// by reference (`(&mut d).await`, `futures::select!`): callbacks added to
+/// it afterwards run on the error path with this failure, and polling it
+/// again gives it. Twisted's Deferred goes on with `None` there; a
+/// `Deferred<T>` has no `T` left to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassedOnError;
+
+impl fmt::Display for PassedOnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the Deferred's result was already taken by an await")
+    }
+}
+
+impl Error for PassedOnError {}

@@ -7,7 +7,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
-use super::{fail, Deferred, Failure};
+use super::{CancelHandle, Deferred, Failure, Resolver};
 
 /// Builds a Deferred that waits for a list of Deferreds: Twisted's
 /// `DeferredList`.
@@ -27,26 +27,25 @@ use super::{fail, Deferred, Failure};
 /// still cancelled); the list then fires as its inputs make it fire. After
 /// it fired, cancelling does nothing.
 ///
-/// # What the inputs hold afterwards
+/// # The inputs
 ///
-/// The list appends one callback/errback pair to each input, at its current
-/// end: callbacks already on an input shape what the list sees, callbacks
-/// added later see what the pair passes on. A [`Failure`] cannot be copied,
-/// and an input stays a `Deferred<T>`, so Twisted's rules are kept thus:
+/// The list takes its inputs (Twisted's are left holding `None`): it
+/// appends one callback/errback pair to each, at its current end, so
+/// callbacks already on an input shape what the list sees, and nothing can
+/// be added after the list's pair. So `T` need not be `Clone`.
 ///
-/// - A value is cloned into the list and passed on unchanged, hence
-///   `T: Clone` (wrap a value that is not `Clone` in an `Rc`).
-/// - A failure the list records is the original, to
-///   [`check`](Failure::check) or [`trap`](Failure::trap). Without
-///   [`consume_errors`](Self::consume_errors) the input goes on down its
-///   error path with a [`ListedFailure`] of the same text: it is still
-///   reported as unhandled if nobody handles it, and errbacks added later
-///   see it. A failure arriving after the list fired is not recorded: the
-///   input keeps the original.
-/// - With `consume_errors` the list takes the failure and the input's chain
-///   ends there: nothing is reported, callbacks added to it later never run
-///   and awaiting it never completes (Twisted's input goes on with `None`,
-///   which a `Deferred<T>` cannot hold).
+/// A failure the list delivers is the input's very failure (a [`Failure`]
+/// is a shared handle), to [`check`](Failure::check) or
+/// [`trap`](Failure::trap): in the results, or inside the [`FirstError`].
+/// It is then the list's consumer's to handle. A failure the list does not
+/// deliver, because the list had already fired, is reported as unhandled
+/// (`Unhandled error in Deferred`), unless
+/// [`consume_errors`](Self::consume_errors) is on.
+///
+/// The list keeps its inputs alive until each has fired, so cancelling it
+/// reaches their cancellers, and the inputs keep the list alive, so its
+/// callbacks run even if nobody holds its handle. A list over inputs that
+/// nobody will ever fire, dropped without being cancelled, is never freed.
 ///
 /// # Examples
 ///
@@ -54,13 +53,12 @@ use super::{fail, Deferred, Failure};
 /// use twill::defer::{Deferred, DeferredList, Failure};
 ///
 /// let (a, b, c) = (Deferred::new(), Deferred::new(), Deferred::new());
-/// let list = DeferredList::new(vec![a.clone(), b.clone(), c.clone()])
-///     .consume_errors(true)
-///     .build();
-/// c.callback(3);
-/// b.errback(Failure::new("no b"));
+/// let (fire_a, fire_b, fire_c) = (a.resolver(), b.resolver(), c.resolver());
+/// let list = DeferredList::new(vec![a, b, c]).build();
+/// fire_c.callback(3);
+/// fire_b.errback(Failure::new("no b"));
 /// assert!(list.result().is_none()); // a has not fired yet
-/// a.callback(1);
+/// fire_a.callback(1);
 /// let results = list.result().unwrap().unwrap();
 /// assert_eq!(results[0].as_ref().unwrap(), &1);
 /// assert_eq!(results[1].as_ref().unwrap_err().to_string(), "no b");
@@ -73,10 +71,10 @@ use super::{fail, Deferred, Failure};
 /// use twill::defer::{Deferred, DeferredList};
 ///
 /// let (a, b) = (Deferred::new(), Deferred::new());
-/// let first = DeferredList::new(vec![a.clone(), b.clone()]).fire_on_one_callback();
-/// b.callback("b");
+/// let fire_b = b.resolver();
+/// let first = DeferredList::new(vec![a, b]).fire_on_one_callback();
+/// fire_b.callback("b");
 /// assert_eq!(first.result().unwrap().unwrap(), ("b", 1));
-/// # a.callback("a");
 /// ```
 #[must_use = "a DeferredList does nothing until `build` or `fire_on_one_callback`"]
 pub struct DeferredList<T> {
@@ -85,7 +83,7 @@ pub struct DeferredList<T> {
     consume_errors: bool,
 }
 
-impl<T: Clone + 'static> DeferredList<T> {
+impl<T: 'static> DeferredList<T> {
     /// A list over `deferreds`, with every option off.
     pub fn new(deferreds: Vec<Deferred<T>>) -> DeferredList<T> {
         DeferredList {
@@ -102,9 +100,9 @@ impl<T: Clone + 'static> DeferredList<T> {
         self
     }
 
-    /// Take the inputs' failures: they are then not reported as unhandled,
-    /// and the inputs' chains end there. Off by default; see
-    /// [what the inputs hold](Self#what-the-inputs-hold-afterwards).
+    /// Take the inputs' failures that arrive after the list fired, instead
+    /// of reporting them as unhandled. Off by default; see
+    /// [the inputs](Self#the-inputs).
     pub fn consume_errors(mut self, on: bool) -> Self {
         self.consume_errors = on;
         self
@@ -137,7 +135,7 @@ impl<T: Clone + 'static> DeferredList<T> {
 impl<T> fmt::Debug for DeferredList<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeferredList")
-            .field("deferreds", &self.deferreds)
+            .field("deferreds", &self.deferreds.len())
             .field("fire_on_one_errback", &self.fire_on_one_errback)
             .field("consume_errors", &self.consume_errors)
             .finish()
@@ -151,43 +149,45 @@ impl<T> fmt::Debug for DeferredList<T> {
 /// It is a [`DeferredList`] with `fire_on_one_errback`: cancelling it
 /// cancels every input not yet fired; it then succeeds if all their
 /// cancellers gave values, else fails with a `FirstError` (most often
-/// wrapping [`CancelledError`](super::CancelledError)). Failures stay on the
-/// inputs too (see [`DeferredList`]); use
-/// [`gather_results_consume_errors`] to take them.
+/// wrapping [`CancelledError`](super::CancelledError)). Failures that
+/// arrive after the first are reported as unhandled (see
+/// [`DeferredList`]); [`gather_results_consume_errors`] takes them.
 ///
 /// # Examples
 ///
 /// ```
-/// use twill::defer::{gather_results, Deferred, FirstError, Failure};
+/// use twill::defer::{gather_results, gather_results_consume_errors, Deferred, FirstError, Failure};
 ///
 /// let (a, b) = (Deferred::new(), Deferred::new());
-/// let all = gather_results(vec![a.clone(), b.clone()]);
-/// b.callback(2);
-/// a.callback(1);
+/// let (fire_a, fire_b) = (a.resolver(), b.resolver());
+/// let all = gather_results(vec![a, b]);
+/// fire_b.callback(2);
+/// fire_a.callback(1);
 /// assert_eq!(all.result().unwrap().unwrap(), [1, 2]);
 ///
 /// let (c, d) = (Deferred::<i32>::new(), Deferred::new());
-/// let all = gather_results(vec![c.clone(), d.clone()]);
-/// d.errback(Failure::new("no d"));
+/// let fire_d = d.resolver();
+/// let all = gather_results_consume_errors(vec![c, d]);
+/// fire_d.errback(Failure::new("no d"));
 /// let failure = all.result().unwrap().unwrap_err();
 /// let first = failure.downcast_ref::<FirstError>().unwrap();
 /// assert_eq!(first.index, 1);
 /// assert_eq!(first.to_string(), "FirstError[#1, no d]");
 /// ```
-pub fn gather_results<T: Clone + 'static>(deferreds: Vec<Deferred<T>>) -> Deferred<Vec<T>> {
+pub fn gather_results<T: 'static>(deferreds: Vec<Deferred<T>>) -> Deferred<Vec<T>> {
     gather(DeferredList::new(deferreds))
 }
 
 /// As [`gather_results`], taking the inputs' failures (Twisted's
 /// `gatherResults(..., consumeErrors=True)`): no input reports its failure
 /// as unhandled.
-pub fn gather_results_consume_errors<T: Clone + 'static>(
+pub fn gather_results_consume_errors<T: 'static>(
     deferreds: Vec<Deferred<T>>,
 ) -> Deferred<Vec<T>> {
     gather(DeferredList::new(deferreds).consume_errors(true))
 }
 
-fn gather<T: Clone + 'static>(list: DeferredList<T>) -> Deferred<Vec<T>> {
+fn gather<T: 'static>(list: DeferredList<T>) -> Deferred<Vec<T>> {
     list.fire_on_one_errback(true)
         .build()
         .then(|results: Vec<Result<T, Failure>>| results.into_iter().collect::<Result<_, _>>())
@@ -199,10 +199,8 @@ fn gather<T: Clone + 'static>(list: DeferredList<T>) -> Deferred<Vec<T>> {
 /// cancels every input still running. As Twisted's, it never fires over an
 /// empty list.
 ///
-/// It consumes its inputs (Twisted's leave `None` in them): a value or
-/// failure goes to the race, or is dropped without a report once the race
-/// is decided, and the inputs' chains end there. So `T` need not be
-/// `Clone`.
+/// It takes its inputs, as [`DeferredList`] does: a value or failure goes
+/// to the race, or is dropped without a report once the race is decided.
 ///
 /// # Examples
 ///
@@ -210,15 +208,16 @@ fn gather<T: Clone + 'static>(list: DeferredList<T>) -> Deferred<Vec<T>> {
 /// use twill::defer::{race, Deferred};
 ///
 /// let (slow, fast) = (Deferred::<&str>::new(), Deferred::new());
-/// let first = race(vec![slow.clone(), fast.clone()]);
-/// fast.callback("fast");
+/// let (fire_slow, fire_fast) = (slow.resolver(), fast.resolver());
+/// let first = race(vec![slow, fast]);
+/// fire_fast.callback("fast");
 /// assert_eq!(first.result().unwrap().unwrap(), (1, "fast"));
-/// assert!(slow.called()); // cancelled, its failure ignored
+/// assert!(fire_slow.called()); // cancelled, its failure ignored
 /// ```
 pub fn race<T: 'static>(deferreds: Vec<Deferred<T>>) -> Deferred<(usize, T)> {
     let count = deferreds.len();
     let core = Rc::new(RefCell::new(RaceCore {
-        members: deferreds.iter().cloned().map(Some).collect(),
+        members: deferreds.iter().map(|d| Some(d.cancel_handle())).collect(),
         failures: (0..count).map(|_| None).collect(),
         failed: 0,
         target: None,
@@ -230,13 +229,13 @@ pub fn race<T: 'static>(deferreds: Vec<Deferred<T>>) -> Deferred<(usize, T)> {
             cancel_all(inputs, "race");
         }
     });
-    core.borrow_mut().target = Some(target.clone());
+    core.borrow_mut().target = Some(target.resolver());
     for (index, d) in deferreds.into_iter().enumerate() {
-        let (on_value, on_failure) = (core.clone(), core.clone());
-        d.add_callbacks(
-            move |value| race_value(&on_value, index, value),
-            move |failure| race_failure(&on_failure, index, failure),
-        );
+        let core = core.clone();
+        d.end_with(move |outcome| {
+            race_outcome(&core, index, outcome);
+            None
+        });
     }
     target
 }
@@ -245,10 +244,10 @@ pub fn race<T: 'static>(deferreds: Vec<Deferred<T>>) -> Deferred<(usize, T)> {
 /// [`gather_results`]: the first input to fail, and its failure (Twisted's
 /// `FirstError`; Twisted calls the failure `subFailure`).
 ///
-/// Its `Display` is `FirstError[#index, failure]`; its
-/// [`source`](Error::source) is the failure's error, so a [`Failure`]
-/// holding a `FirstError` prints the failure's text twice.
-#[derive(Debug)]
+/// Its `Display` is `FirstError[#index, failure]` and its `Debug`
+/// `FirstError[#index, <Failure …>]`, as Twisted's `str` and `repr`. Two are
+/// equal when their index and failure are (the same failure).
+#[derive(Clone, PartialEq, Eq)]
 pub struct FirstError {
     /// The index of the input that failed.
     pub index: usize,
@@ -259,6 +258,12 @@ pub struct FirstError {
 impl fmt::Display for FirstError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "FirstError[#{}, {}]", self.index, self.failure)
+    }
+}
+
+impl fmt::Debug for FirstError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FirstError[#{}, {:?}]", self.index, self.failure)
     }
 }
 
@@ -287,50 +292,14 @@ impl fmt::Display for FailureGroup {
 
 impl Error for FailureGroup {}
 
-/// What an input of a [`DeferredList`] without `consume_errors` holds once
-/// the list took its failure: a failure with the same text, so the input
-/// still goes down its error path and is reported as unhandled if nobody
-/// handles it. The original is in the list's results (or its
-/// [`FirstError`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedFailure {
-    /// The input's index in the list.
-    pub index: usize,
-    /// The original failure's text (with its causes).
-    pub message: String,
-}
-
-impl fmt::Display for ListedFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (the failure itself went to a DeferredList, as #{})",
-            self.message, self.index
-        )
-    }
-}
-
-impl Error for ListedFailure {}
-
-/// A `Deferred<T>` whose result was already taken. A callback returning it
-/// ends its chain the same way: the chain holds nothing (no unhandled
-/// report), later callbacks never run, and an `await` on it fails with
-/// "already passed on".
-fn taken<T: 'static>() -> Deferred<T> {
-    let d = Deferred::new();
-    let _ = d.try_errback(Failure::new("taken by a DeferredList or race"));
-    let _ = d.result();
-    d
-}
-
 /// The inputs whose result has not been seen yet.
-fn pending<T>(members: &[Option<Deferred<T>>]) -> Vec<(usize, Deferred<T>)> {
+fn pending(members: &[Option<CancelHandle>]) -> Vec<(usize, CancelHandle)> {
     let live = members.iter().enumerate();
-    live.filter_map(|(i, d)| Some((i, d.clone()?))).collect()
+    live.filter_map(|(i, d)| Some((i, d.as_ref()?.clone_handle()))).collect()
 }
 
 /// Cancels `inputs`, logging a panic and going on with the others.
-fn cancel_all<T: 'static>(inputs: Vec<(usize, Deferred<T>)>, what: &str) {
+fn cancel_all(inputs: Vec<(usize, CancelHandle)>, what: &str) {
     for (index, d) in inputs {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| d.cancel())) {
             log::error!(
@@ -343,8 +312,8 @@ fn cancel_all<T: 'static>(inputs: Vec<(usize, Deferred<T>)>, what: &str) {
 
 /// The list's Deferred, until it fires.
 enum Target<T> {
-    All(Deferred<Vec<Result<T, Failure>>>),
-    First(Deferred<(T, usize)>),
+    All(Resolver<Vec<Result<T, Failure>>>),
+    First(Resolver<(T, usize)>),
 }
 
 impl<T: 'static> Target<T> {
@@ -354,32 +323,21 @@ impl<T: 'static> Target<T> {
             Target::First(d) => d.called(),
         }
     }
-
-    fn errback(self, failure: Failure) {
-        let refused = match self {
-            Target::All(d) => d.try_errback(failure),
-            Target::First(d) => d.try_errback(failure),
-        };
-        if refused.is_err() {
-            log::warn!(
-                "a DeferredList's Deferred was fired by someone else; its failure is dropped"
-            );
-        }
-    }
 }
 
 struct ListCore<T> {
     results: Vec<Option<Result<T, Failure>>>,
-    members: Vec<Option<Deferred<T>>>,
+    members: Vec<Option<CancelHandle>>,
     remaining: usize,
     fire_on_one_errback: bool,
+    consume_errors: bool,
     target: Option<Target<T>>,
 }
 
 /// What to fire once the core is no longer borrowed.
 enum Fire<T> {
-    All(Deferred<Vec<Result<T, Failure>>>, Vec<Result<T, Failure>>),
-    First(Deferred<(T, usize)>, T, usize),
+    All(Resolver<Vec<Result<T, Failure>>>, Vec<Result<T, Failure>>),
+    First(Resolver<(T, usize)>, T, usize),
     Fail(Target<T>, Failure),
 }
 
@@ -388,7 +346,8 @@ impl<T: 'static> Fire<T> {
         let refused = match self {
             Fire::All(d, results) => d.try_callback(results),
             Fire::First(d, value, index) => d.try_callback((value, index)),
-            Fire::Fail(target, failure) => return target.errback(failure),
+            Fire::Fail(Target::All(d), failure) => d.try_errback(failure),
+            Fire::Fail(Target::First(d), failure) => d.try_errback(failure),
         };
         if refused.is_err() {
             log::warn!(
@@ -422,16 +381,44 @@ impl<T: 'static> ListCore<T> {
             Target::All(d) => Some(Fire::All(d, results.collect())),
             target @ Target::First(_) => {
                 let failures = results.filter_map(Result::err).collect();
-                let group = Failure::new(FailureGroup { failures });
+                let group = Failure::from(FailureGroup { failures });
                 Some(Fire::Fail(target, group))
             }
         }
     }
+
+    /// Records input `index`'s outcome; what to fire, and a failure the
+    /// list did not take.
+    fn record(&mut self, index: usize, outcome: Result<T, Failure>) -> (Option<Fire<T>>, Option<Failure>) {
+        if !self.see(index) {
+            let left = outcome.err().filter(|_| !self.consume_errors);
+            return (None, left);
+        }
+        let fire = match outcome {
+            Ok(value) => match self.target.take() {
+                Some(Target::First(d)) => Some(Fire::First(d, value, index)),
+                other => {
+                    self.target = other;
+                    self.results[index] = Some(Ok(value));
+                    self.check_done()
+                }
+            },
+            Err(failure) if self.fire_on_one_errback => {
+                let target = self.target.take().expect("a waiting list has a target");
+                Some(Fire::Fail(target, Failure::from(FirstError { index, failure })))
+            }
+            Err(failure) => {
+                self.results[index] = Some(Err(failure));
+                self.check_done()
+            }
+        };
+        (fire, None)
+    }
 }
 
-fn attach<T: Clone + 'static, U: 'static>(
+fn attach<T: 'static, U: 'static>(
     list: DeferredList<T>,
-    wrap: impl FnOnce(Deferred<U>) -> Target<T>,
+    wrap: impl FnOnce(Resolver<U>) -> Target<T>,
 ) -> (Deferred<U>, Rc<RefCell<ListCore<T>>>) {
     let DeferredList {
         deferreds,
@@ -440,9 +427,10 @@ fn attach<T: Clone + 'static, U: 'static>(
     } = list;
     let core = Rc::new(RefCell::new(ListCore {
         results: (0..deferreds.len()).map(|_| None).collect(),
-        members: deferreds.iter().cloned().map(Some).collect(),
+        members: deferreds.iter().map(|d| Some(d.cancel_handle())).collect(),
         remaining: deferreds.len(),
         fire_on_one_errback,
+        consume_errors,
         target: None,
     }));
     let weak = Rc::downgrade(&core);
@@ -452,139 +440,70 @@ fn attach<T: Clone + 'static, U: 'static>(
             cancel_all(inputs, "DeferredList");
         }
     });
-    core.borrow_mut().target = Some(wrap(target.clone()));
+    core.borrow_mut().target = Some(wrap(target.resolver()));
     for (index, d) in deferreds.into_iter().enumerate() {
-        let (on_value, on_failure) = (core.clone(), core.clone());
-        d.add_callbacks(
-            move |value: T| {
-                list_value(&on_value, index, &value);
-                Ok(value)
-            },
-            move |failure| match list_failure(&on_failure, index, failure) {
-                _ if consume_errors => taken(),
-                Ok(message) => fail(ListedFailure { index, message }),
-                Err(failure) => fail(failure),
-            },
-        );
+        let core = core.clone();
+        d.end_with(move |outcome| {
+            let (fire, left) = core.borrow_mut().record(index, outcome);
+            if let Some(fire) = fire {
+                fire.run();
+            }
+            left
+        });
     }
     (target, core)
 }
 
-fn list_value<T: Clone + 'static>(core: &Rc<RefCell<ListCore<T>>>, index: usize, value: &T) {
-    let fire = {
-        let mut st = core.borrow_mut();
-        if !st.see(index) {
-            return;
-        }
-        match st.target.take() {
-            Some(Target::First(d)) => Some(Fire::First(d, value.clone(), index)),
-            other => {
-                st.target = other;
-                st.results[index] = Some(Ok(value.clone()));
-                st.check_done()
-            }
-        }
-    };
-    if let Some(fire) = fire {
-        fire.run();
-    }
-}
-
-/// Records a failure: `Ok(its text)` if the list took it, else gives it
-/// back.
-fn list_failure<T: 'static>(
-    core: &Rc<RefCell<ListCore<T>>>,
-    index: usize,
-    failure: Failure,
-) -> Result<String, Failure> {
-    let message = failure.to_string();
-    let fire = {
-        let mut st = core.borrow_mut();
-        if !st.see(index) {
-            return Err(failure);
-        }
-        if st.fire_on_one_errback {
-            let target = st.target.take().expect("a waiting list has a target");
-            Some(Fire::Fail(
-                target,
-                Failure::new(FirstError { index, failure }),
-            ))
-        } else {
-            st.results[index] = Some(Err(failure));
-            st.check_done()
-        }
-    };
-    if let Some(fire) = fire {
-        fire.run();
-    }
-    Ok(message)
-}
-
 struct RaceCore<T> {
-    members: Vec<Option<Deferred<T>>>,
+    members: Vec<Option<CancelHandle>>,
     failures: Vec<Option<Failure>>,
     failed: usize,
-    target: Option<Deferred<(usize, T)>>,
+    target: Option<Resolver<(usize, T)>>,
 }
 
 impl<T: 'static> RaceCore<T> {
-    /// Marks input `index` as seen; the race's Deferred if still undecided.
-    fn see(&mut self, index: usize) -> Option<&Deferred<(usize, T)>> {
+    /// Marks input `index` as seen; whether the race is still undecided.
+    fn see(&mut self, index: usize) -> bool {
         self.members[index] = None;
-        if self.target.as_ref().is_some_and(Deferred::called) {
+        if self.target.as_ref().is_some_and(Resolver::called) {
             self.target = None;
         }
-        self.target.as_ref()
+        self.target.is_some()
     }
 }
 
-fn race_value<T: 'static>(core: &Rc<RefCell<RaceCore<T>>>, index: usize, value: T) -> Deferred<T> {
-    let decided = {
-        let mut st = core.borrow_mut();
-        if st.see(index).is_some() {
-            st.target
-                .take()
-                .map(|target| (target, pending(&st.members)))
-        } else {
-            None
+fn race_outcome<T: 'static>(core: &Rc<RefCell<RaceCore<T>>>, index: usize, outcome: Result<T, Failure>) {
+    let mut st = core.borrow_mut();
+    if !st.see(index) {
+        // Decided: ignored without a report, as Twisted.
+        return;
+    }
+    match outcome {
+        Ok(value) => {
+            let target = st.target.take().expect("an undecided race has a target");
+            let losers = pending(&st.members);
+            drop(st);
+            // Twisted's order: cancel the losers, then fire.
+            cancel_all(losers, "race");
+            if target.try_callback((index, value)).is_err() {
+                log::warn!("a race's Deferred was fired by someone else; its winner is dropped");
+            }
         }
-    };
-    if let Some((target, losers)) = decided {
-        // Twisted's order: cancel the losers, then fire.
-        cancel_all(losers, "race");
-        if target.try_callback((index, value)).is_err() {
-            log::warn!("a race's Deferred was fired by someone else; its winner is dropped");
+        Err(failure) => {
+            st.failures[index] = Some(failure);
+            st.failed += 1;
+            if st.failed < st.failures.len() {
+                return;
+            }
+            let failures = std::mem::take(&mut st.failures).into_iter().flatten();
+            let group = FailureGroup {
+                failures: failures.collect(),
+            };
+            let target = st.target.take().expect("an undecided race has a target");
+            drop(st);
+            if target.try_errback(group).is_err() {
+                log::warn!("a race's Deferred was fired by someone else; its failures are dropped");
+            }
         }
     }
-    taken()
-}
-
-fn race_failure<T: 'static>(
-    core: &Rc<RefCell<RaceCore<T>>>,
-    index: usize,
-    failure: Failure,
-) -> Deferred<T> {
-    let lost = {
-        let mut st = core.borrow_mut();
-        if st.see(index).is_none() {
-            // Decided: ignored without a report, as Twisted.
-            return taken();
-        }
-        st.failures[index] = Some(failure);
-        st.failed += 1;
-        if st.failed < st.failures.len() {
-            return taken();
-        }
-        let failures = std::mem::take(&mut st.failures).into_iter().flatten();
-        let group = FailureGroup {
-            failures: failures.collect(),
-        };
-        st.target.take().map(|target| (target, group))
-    };
-    if let Some((target, group)) = lost {
-        if target.try_errback(group).is_err() {
-            log::warn!("a race's Deferred was fired by someone else; its failures are dropped");
-        }
-    }
-    taken()
 }

@@ -12,7 +12,7 @@ use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
 
-use super::{maybe_deferred, succeed, Deferred, Failure, IntoStep};
+use super::{maybe_deferred, succeed, Deferred, Failure, IntoStep, Resolver};
 
 /// A lock for callbacks: Twisted's `DeferredLock`.
 ///
@@ -273,7 +273,7 @@ impl Error for ZeroTokensError {}
 struct Core<H> {
     tokens: usize,
     limit: usize,
-    waiting: VecDeque<(u64, Deferred<H>)>,
+    waiting: VecDeque<(u64, Resolver<H>)>,
     next_id: u64,
 }
 
@@ -310,7 +310,7 @@ fn acquire<H: Clone + 'static>(core: &Shared<H>, handle: &H) -> Deferred<H> {
         }
         // Still unfired: the chain fails it with CancelledError.
     });
-    st.waiting.push_back((id, waiter.clone()));
+    st.waiting.push_back((id, waiter.resolver()));
     waiter
 }
 

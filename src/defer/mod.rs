@@ -4,14 +4,30 @@
 //! The rules are Twisted's: callbacks run in the order they were added; a
 //! callback that fails (returns `Err`, or panics) switches the chain to the
 //! error path, an errback that returns `Ok` switches it back; a callback may
-//! return another `Deferred`, and the chain waits for it. A Deferred fires
-//! once. One dropped while holding a failure no errback handled logs
-//! `Unhandled error in Deferred: …`.
+//! return another `Deferred`, and the chain waits for it (or takes its
+//! result at once if it has one). A Deferred fires once. One dropped while
+//! holding a failure no errback handled logs `Unhandled error in Deferred:
+//! …`.
 //!
-//! In Rust's types: [`Deferred::add_callback`] keeps the value's type, and
-//! [`Deferred::then`] changes it. A Deferred is also a `Future`
-//! (`d.await` gives `Result<T, Failure>`), and [`Deferred::from_future`]
-//! turns a future into a Deferred.
+//! # In Rust's types
+//!
+//! A `Deferred<T>` is the one handle to its chain: it is not `Clone`.
+//! Whoever fires it gets a [`Resolver`] ([`Deferred::resolver`]), which can
+//! fire and pause it but not add callbacks. So a result that moves on
+//! cannot leave a callback behind: a Deferred returned from a callback is
+//! moved into the chain that waits for it, [`then`](Deferred::then) (which
+//! changes the value's type) consumes the handle and gives the next one,
+//! and so do [`chain_deferred`](Deferred::chain_deferred) and the
+//! [lists](DeferredList). Where Twisted's Deferred goes on with `None` after
+//! handing its result over, a twill one has no handle left to add a callback
+//! with. The one way to keep a handle is to await it by reference
+//! (`(&mut d).await`, `futures::select!`): callbacks added to it afterwards
+//! run on the error path with [`PassedOnError`].
+//!
+//! A Deferred is also a `Future` (`d.await` gives `Result<T, Failure>`;
+//! it is `Unpin` and fused, so `futures::select!` and `join!` take it), and
+//! [`Deferred::from_future`] turns a future into a Deferred, driven as
+//! Twisted drives a coroutine.
 
 mod chain;
 mod failure;
@@ -22,19 +38,19 @@ mod queue;
 
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use chain::{Chain, Outcome, Step};
+use chain::{Canceller, Core, Node, Outcome, Step};
 
 pub use failure::{
-    AlreadyCalledError, CancelledError, ChainedToItselfError, Failure, NotPausedError, TimeoutError,
+    AlreadyCalledError, CancelledError, ChainedToItselfError, Failure, NotPausedError,
+    PassedOnError, TimeoutError,
 };
 
-pub use future::defer_to_thread;
+pub use future::{defer_to_thread, oneshot, SenderDropped};
 pub use list::*;
 pub use lock::*;
 pub use queue::*;
@@ -44,9 +60,9 @@ use crate::time::ReactorTime;
 /// A result that will come later, with the callbacks waiting for it:
 /// Twisted's `Deferred`.
 ///
-/// `Deferred<T>` is a cheap handle (clone it to fire it from one place and
-/// add callbacks in another); every clone is the same Deferred. It lives on
-/// one thread, like the reactor.
+/// It lives on one thread, like the reactor. Fire it with
+/// [`callback`](Self::callback) / [`errback`](Self::errback), here or
+/// through a [`Resolver`] handed to whoever produces the result.
 ///
 /// # Examples
 ///
@@ -76,141 +92,138 @@ use crate::time::ReactorTime;
 /// use twill::defer::{succeed, Deferred};
 ///
 /// let inner = Deferred::new();
-/// let waiting = inner.clone();
-/// let outer = succeed(1).then(move |n: i32| waiting.then(move |m: i32| Ok(n + m)));
+/// let fire_inner = inner.resolver();
+/// let outer = succeed(1).then(move |n: i32| inner.then(move |m: i32| Ok(n + m)));
 /// assert!(outer.result().is_none());
-/// inner.callback(41);
+/// fire_inner.callback(41);
 /// assert_eq!(outer.result().unwrap().unwrap(), 42);
 /// ```
+///
+/// A handle moved into a chain cannot be used afterwards, so no callback
+/// can be added behind a result that left:
+///
+/// ```compile_fail
+/// use twill::defer::{succeed, Deferred};
+///
+/// let inner = succeed(1);
+/// let outer = Deferred::new();
+/// outer.add_callback(move |_: i32| inner);
+/// inner.add_callback(|n| Ok(n)); // `inner` was moved into the callback
+/// ```
+#[must_use = "a Deferred does nothing by itself: add callbacks, await it, or fire it"]
 pub struct Deferred<T> {
-    chain: Rc<Chain>,
-    _type: PhantomData<*const T>,
+    core: Rc<Core<T>>,
+    /// The first core of the chain, when this handle is a segment that
+    /// `then` made: kept alive so that cancelling reaches its canceller.
+    head: Option<Rc<dyn Node>>,
 }
 
-impl<T> Clone for Deferred<T> {
+/// The producer's handle to a [`Deferred`]: fires it, and can pause it, but
+/// cannot add callbacks. Cheap to clone; every clone fires the same
+/// Deferred.
+///
+/// # Examples
+///
+/// ```
+/// use twill::defer::Deferred;
+///
+/// let d = Deferred::new();
+/// let fire = d.resolver();
+/// let doubled = d.then(|n: i32| Ok(n * 2));
+/// fire.callback(21);
+/// assert_eq!(doubled.result().unwrap().unwrap(), 42);
+/// ```
+pub struct Resolver<T> {
+    core: Rc<Core<T>>,
+}
+
+impl<T> Clone for Resolver<T> {
     fn clone(&self) -> Self {
-        Deferred {
-            chain: self.chain.clone(),
-            _type: PhantomData,
+        Resolver {
+            core: self.core.clone(),
         }
+    }
+}
+
+/// A Deferred's identity, for comparing and printing: what
+/// [`Deferred::chained_to`] names. Prints as `Deferred at 0x…`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeferredId(usize);
+
+impl fmt::Debug for DeferredId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Deferred at {:#x}", self.0)
     }
 }
 
 /// What a callback may return: `Result<T, Failure>` (a value, or a failure
 /// for the error path), or a `Deferred<T>` to wait for.
 pub trait IntoStep<T> {
-    /// Converts into the chain's next step; `spare` is the box the previous
-    /// value travelled in, reused when the types allow.
+    /// Converts into the chain's next step.
     #[doc(hidden)]
-    fn into_step(self, spare: Option<chain::Value>) -> StepInner;
+    fn into_step(self) -> StepInner<T>;
 }
 
 /// Opaque: the chain's next step.
 #[doc(hidden)]
-pub struct StepInner(Step);
+pub struct StepInner<T>(Step<T>);
 
-impl fmt::Debug for StepInner {
+impl<T> fmt::Debug for StepInner<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("StepInner")
     }
 }
 
-impl<T: 'static> IntoStep<T> for Result<T, Failure> {
-    fn into_step(self, spare: Option<chain::Value>) -> StepInner {
-        StepInner(Step::Done(self.map(|value| put(value, spare))))
+impl<T> IntoStep<T> for Result<T, Failure> {
+    fn into_step(self) -> StepInner<T> {
+        StepInner(Step::Done(self))
     }
 }
 
-impl<T: 'static> IntoStep<T> for Deferred<T> {
-    fn into_step(self, _spare: Option<chain::Value>) -> StepInner {
-        if self.chain.tail_type() != std::any::TypeId::of::<T>() {
-            return StepInner(Step::Done(Err(Failure::new(format!(
-                "a callback returned a Deferred whose chain no longer carries {}",
-                std::any::type_name::<T>()
-            )))));
-        }
-        StepInner(Step::Wait(self.chain))
+impl<T> IntoStep<T> for StepInner<T> {
+    fn into_step(self) -> StepInner<T> {
+        self
     }
 }
 
-/// Values travel down a chain boxed as `Option<T>`, so a callback that keeps
-/// the type hands its result on in the box its argument came in: no
-/// allocation per step.
-fn put<T: 'static>(value: T, spare: Option<chain::Value>) -> chain::Value {
-    match spare {
-        Some(mut slot) => match slot.downcast_mut::<Option<T>>() {
-            Some(empty) => {
-                *empty = Some(value);
-                slot
-            }
-            None => Box::new(Some(value)),
-        },
-        None => Box::new(Some(value)),
+impl<T> IntoStep<T> for Deferred<T> {
+    fn into_step(self) -> StepInner<T> {
+        StepInner(Step::Wait(self))
     }
 }
 
-fn take<T: 'static>(slot: &mut chain::Value) -> T {
-    slot.downcast_mut::<Option<T>>()
-        .and_then(Option::take)
-        .unwrap_or_else(|| {
-            panic!(
-                "a Deferred carried a value that is not {}",
-                std::any::type_name::<T>()
-            )
-        })
-}
-
-fn outcome_to_result<T: 'static>(outcome: Outcome) -> Result<T, Failure> {
-    outcome.map(|mut slot| take::<T>(&mut slot))
-}
-
-/// Runs a function for both paths, reusing the value's box.
-fn on_both<T: 'static, U, R: IntoStep<U>>(
-    outcome: Outcome,
-    f: impl FnOnce(Result<T, Failure>) -> R,
-) -> Step {
-    match outcome {
-        Ok(mut slot) => {
-            let value = take::<T>(&mut slot);
-            f(Ok(value)).into_step(Some(slot)).0
-        }
-        Err(failure) => f(Err(failure)).into_step(None).0,
-    }
-}
-
-/// Runs a callback on the success path, reusing the value's box.
-fn on_value<T: 'static, U, R: IntoStep<U>>(mut slot: chain::Value, f: impl FnOnce(T) -> R) -> Step {
-    let value = take::<T>(&mut slot);
-    f(value).into_step(Some(slot)).0
+fn step<T, R: IntoStep<T>>(r: R) -> Step<T> {
+    r.into_step().0
 }
 
 impl<T: 'static> Deferred<T> {
     /// A Deferred that has not fired.
+    #[track_caller]
     pub fn new() -> Deferred<T> {
-        Deferred {
-            chain: Chain::new::<T>(),
-            _type: PhantomData,
-        }
+        Deferred::from_core(Core::new())
     }
 
     /// A Deferred whose [`cancel`](Self::cancel) calls `canceller` first (to
-    /// stop the work); if the canceller does not fire it, it fails with
-    /// [`CancelledError`].
-    pub fn with_canceller(canceller: impl FnOnce(&Deferred<T>) + 'static) -> Deferred<T> {
+    /// stop the work; it may fire the Deferred through the resolver it is
+    /// given); if the canceller does not fire it, it fails with
+    /// [`CancelledError`]. A canceller that panics makes `cancel` panic with
+    /// it and leaves the Deferred unfired, as Twisted's `cancel` raises
+    /// what its canceller raised.
+    #[track_caller]
+    pub fn with_canceller(canceller: impl FnOnce(&Resolver<T>) + 'static) -> Deferred<T> {
         let d = Deferred::new();
-        d.chain.set_canceller(Box::new(move |chain| {
-            canceller(&Deferred {
-                chain: chain.clone(),
-                _type: PhantomData,
-            })
-        }));
+        d.core.set_canceller(Canceller::Once(Box::new(canceller)));
         d
     }
 
-    fn from_chain(chain: Rc<Chain>) -> Deferred<T> {
-        Deferred {
-            chain,
-            _type: PhantomData,
+    fn from_core(core: Rc<Core<T>>) -> Deferred<T> {
+        Deferred { core, head: None }
+    }
+
+    /// A handle that fires this Deferred, for whoever produces the result.
+    pub fn resolver(&self) -> Resolver<T> {
+        Resolver {
+            core: self.core.clone(),
         }
     }
 
@@ -221,8 +234,9 @@ impl<T: 'static> Deferred<T> {
     /// If it was fired before ([`AlreadyCalledError`]; see
     /// [`try_callback`](Self::try_callback)), unless it was cancelled
     /// without a canceller, which swallows one late firing.
+    #[track_caller]
     pub fn callback(&self, value: T) {
-        if let Err(err) = self.try_callback(value) {
+        if let Err(err) = self.core.fire(Ok(value)) {
             panic!("{err}");
         }
     }
@@ -232,9 +246,9 @@ impl<T: 'static> Deferred<T> {
     /// # Errors
     ///
     /// [`AlreadyCalledError`] if it was fired before.
+    #[track_caller]
     pub fn try_callback(&self, value: T) -> Result<(), AlreadyCalledError> {
-        self.chain.check_fire_type::<T>();
-        self.chain.fire(Ok(put(value, None)))
+        self.core.fire(Ok(value))
     }
 
     /// Fires the Deferred with a failure: the errbacks run now.
@@ -242,8 +256,9 @@ impl<T: 'static> Deferred<T> {
     /// # Panics
     ///
     /// If it was fired before, as [`callback`](Self::callback).
+    #[track_caller]
     pub fn errback(&self, failure: impl Into<Failure>) {
-        if let Err(err) = self.try_errback(failure) {
+        if let Err(err) = self.core.fire(Err(failure.into())) {
             panic!("{err}");
         }
     }
@@ -253,8 +268,9 @@ impl<T: 'static> Deferred<T> {
     /// # Errors
     ///
     /// [`AlreadyCalledError`] if it was fired before.
+    #[track_caller]
     pub fn try_errback(&self, failure: impl Into<Failure>) -> Result<(), AlreadyCalledError> {
-        self.chain.fire(Err(failure.into()))
+        self.core.fire(Err(failure.into()))
     }
 
     /// Adds a callback and an errback as one step: `callback` runs on the
@@ -269,19 +285,17 @@ impl<T: 'static> Deferred<T> {
         R1: IntoStep<T>,
         R2: IntoStep<T>,
     {
-        self.chain.check_tail_type::<T>();
-        self.chain.add_pair(Box::new(move |outcome| match outcome {
-            Ok(value) => on_value(value, callback),
-            Err(failure) => errback(failure).into_step(None).0,
+        self.core.add_pair(Box::new(move |outcome| match outcome {
+            Ok(value) => step(callback(value)),
+            Err(failure) => step(errback(failure)),
         }));
         self
     }
 
     /// Adds a callback for the success path; failures pass it by.
     pub fn add_callback<R: IntoStep<T>>(&self, callback: impl FnOnce(T) -> R + 'static) -> &Self {
-        self.chain.check_tail_type::<T>();
-        self.chain.add_pair(Box::new(move |outcome| match outcome {
-            Ok(value) => on_value(value, callback),
+        self.core.add_pair(Box::new(move |outcome| match outcome {
+            Ok(value) => step(callback(value)),
             Err(failure) => Step::Done(Err(failure)),
         }));
         self
@@ -293,10 +307,9 @@ impl<T: 'static> Deferred<T> {
         &self,
         errback: impl FnOnce(Failure) -> R + 'static,
     ) -> &Self {
-        self.chain.check_tail_type::<T>();
-        self.chain.add_pair(Box::new(move |outcome| match outcome {
+        self.core.add_pair(Box::new(move |outcome| match outcome {
             Ok(value) => Step::Done(Ok(value)),
-            Err(failure) => errback(failure).into_step(None).0,
+            Err(failure) => step(errback(failure)),
         }));
         self
     }
@@ -307,15 +320,17 @@ impl<T: 'static> Deferred<T> {
         &self,
         f: impl FnOnce(Result<T, Failure>) -> R + 'static,
     ) -> &Self {
-        self.chain.check_tail_type::<T>();
-        self.chain
-            .add_pair(Box::new(move |outcome| on_both(outcome, f)));
+        self.core.add_pair(Box::new(move |outcome| step(f(outcome))));
         self
     }
 
     /// Adds a callback that changes the value's type, and returns the
-    /// Deferred as a `Deferred<U>` (the same Deferred: Twisted's callbacks
-    /// may change the type, Rust's handle says so). Failures pass by.
+    /// Deferred that carries the new type. Failures pass by. Twisted's
+    /// callbacks change the type of the same Deferred; here the handle
+    /// says so, and the old one is gone.
+    ///
+    /// The new Deferred is fired by this one ([`chained_to`](Self::chained_to)
+    /// names it until then), and cancelling it cancels this one.
     ///
     /// # Examples
     ///
@@ -325,42 +340,43 @@ impl<T: 'static> Deferred<T> {
     /// let d = succeed(21).then(|n: i32| Ok(n * 2)).then(|n| Ok(format!("{n}!")));
     /// assert_eq!(d.result().unwrap().unwrap(), "42!");
     /// ```
+    #[track_caller]
     pub fn then<U: 'static, R: IntoStep<U>>(self, f: impl FnOnce(T) -> R + 'static) -> Deferred<U> {
-        self.chain.check_tail_type::<T>();
-        self.chain.set_tail_type::<U>();
-        self.chain.add_pair(Box::new(move |outcome| match outcome {
-            Ok(value) => on_value(value, f),
-            Err(failure) => Step::Done(Err(failure)),
-        }));
-        Deferred::from_chain(self.chain)
+        self.then_both(move |outcome| match outcome {
+            Ok(value) => f(value).into_step(),
+            Err(failure) => StepInner(Step::Done(Err(failure))),
+        })
     }
 
     /// As [`then`](Self::then), with one function for both paths.
+    #[track_caller]
     pub fn then_both<U: 'static, R: IntoStep<U>>(
         self,
         f: impl FnOnce(Result<T, Failure>) -> R + 'static,
     ) -> Deferred<U> {
-        self.chain.check_tail_type::<T>();
-        self.chain.set_tail_type::<U>();
-        self.chain
-            .add_pair(Box::new(move |outcome| on_both(outcome, f)));
-        Deferred::from_chain(self.chain)
+        let next = self.core.add_then(move |outcome| step(f(outcome)));
+        let head = self.head.unwrap_or(self.core);
+        Deferred {
+            core: next,
+            head: Some(head),
+        }
     }
 
     /// Fires `other` with whatever reaches this point of the chain (value or
-    /// failure); this chain then holds nothing more. Unlike Twisted's, any
-    /// number of links runs without recursion.
-    pub fn chain_deferred(&self, other: &Deferred<T>) -> &Self {
-        self.chain.check_tail_type::<T>();
-        other.chain.check_fire_type::<T>();
-        self.chain.add_fire(other.chain.clone());
-        self
+    /// failure): Twisted's `chainDeferred`. This chain ends there, so the
+    /// handle is consumed; `other` names it in
+    /// [`chained_to`](Self::chained_to) until it fires. Firing `other`
+    /// yourself first makes this chain end with [`AlreadyCalledError`]
+    /// (reported as unhandled). Unlike Twisted's, any number of links runs
+    /// without recursion.
+    pub fn chain_deferred(self, other: &Deferred<T>) {
+        self.core.add_fire(other.core.clone());
     }
 
     /// Pauses the chain: a result that arrives is kept, and no callback runs
     /// until as many [`unpause`](Self::unpause) calls.
     pub fn pause(&self) {
-        self.chain.pause();
+        self.core.pause();
     }
 
     /// Undoes one [`pause`](Self::pause); the last one runs what waited.
@@ -369,32 +385,27 @@ impl<T: 'static> Deferred<T> {
     ///
     /// [`NotPausedError`] if the Deferred is not paused.
     pub fn unpause(&self) -> Result<(), NotPausedError> {
-        self.chain.unpause()
+        self.core.unpause()
     }
 
     /// Cancels the work: runs the canceller if there is one; if the
     /// Deferred is still unfired then, it fails with [`CancelledError`].
     /// If it waits on a Deferred a callback returned, that one is cancelled
-    /// instead. Does nothing once the result is here.
-    pub fn cancel(&self) {
-        self.chain.cancel();
-    }
-
-    /// Cancels the Deferred if it has not fired within `timeout` on the
-    /// current reactor; it then fails with [`TimeoutError`] (unless its
-    /// canceller gave it another result). Covers the callbacks added before
-    /// this call.
+    /// instead; if `then` made it, the Deferred it came from is. Does
+    /// nothing once the result is here.
     ///
     /// # Panics
     ///
-    /// If no reactor exists on this thread; see
-    /// [`add_timeout_on`](Self::add_timeout_on).
-    pub fn add_timeout(&self, timeout: Duration) -> &Self {
-        self.add_timeout_on(timeout, &crate::reactor())
+    /// If the canceller panics (the Deferred is then left unfired).
+    pub fn cancel(&self) {
+        chain::cancel_from(self.core.clone());
     }
 
-    /// As [`add_timeout`](Self::add_timeout), on the given clock (a
-    /// [`Clock`](crate::task::Clock) in tests).
+    /// Cancels the Deferred if it has not fired within `timeout` on `clock`
+    /// (the reactor, or a [`Clock`](crate::task::Clock) in tests); it then
+    /// fails with [`TimeoutError`] (unless its canceller gave it another
+    /// result). Covers the callbacks added before this call. Twisted's
+    /// `addTimeout`.
     ///
     /// # Examples
     ///
@@ -404,29 +415,62 @@ impl<T: 'static> Deferred<T> {
     ///
     /// let clock = Clock::new();
     /// let d: Deferred<()> = Deferred::new();
-    /// d.add_timeout_on(Duration::from_secs(5), &clock);
+    /// d.add_timeout(Duration::from_secs(5), &clock);
     /// clock.advance(Duration::from_secs(5));
     /// assert!(d.result().unwrap().unwrap_err().check::<TimeoutError>());
     /// ```
-    pub fn add_timeout_on(&self, timeout: Duration, clock: &dyn ReactorTime) -> &Self {
+    pub fn add_timeout(&self, timeout: Duration, clock: &dyn ReactorTime) -> &Self {
+        self.add_timeout_with(timeout, clock, |result, timeout| match result {
+            Err(failure) if failure.check::<CancelledError>() => {
+                Err(Failure::from(TimeoutError { timeout }))
+            }
+            other => other,
+        })
+    }
+
+    /// As [`add_timeout`](Self::add_timeout), with Twisted's
+    /// `onTimeoutCancel`: when the timeout cancelled the Deferred, the
+    /// result (whatever the cancel gave) goes through
+    /// `on_timeout_cancel(result, timeout)` instead of the default, which
+    /// turns a [`CancelledError`] into a [`TimeoutError`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use twill::{defer::Deferred, task::Clock};
+    ///
+    /// let clock = Clock::new();
+    /// let d: Deferred<&str> = Deferred::new();
+    /// d.add_timeout_with(Duration::from_secs(1), &clock, |_, _| Ok("gave up"));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(d.result().unwrap().unwrap(), "gave up");
+    /// ```
+    pub fn add_timeout_with(
+        &self,
+        timeout: Duration,
+        clock: &dyn ReactorTime,
+        on_timeout_cancel: impl FnOnce(Result<T, Failure>, Duration) -> Result<T, Failure> + 'static,
+    ) -> &Self {
         let timed_out = Rc::new(std::cell::Cell::new(false));
-        let (flag, target) = (timed_out.clone(), self.clone());
+        let (flag, target) = (timed_out.clone(), Rc::downgrade(&self.core));
         let timer = clock.call_later(
             timeout,
             Box::new(move || {
-                flag.set(true);
-                target.cancel();
+                if let Some(core) = target.upgrade() {
+                    flag.set(true);
+                    chain::cancel_from(core);
+                }
             }),
         );
         self.add_both(move |result| {
             if timer.active() {
                 let _ = timer.cancel();
             }
-            match result {
-                Err(failure) if timed_out.get() && failure.check::<CancelledError>() => {
-                    Err(Failure::new(TimeoutError { timeout }))
-                }
-                other => other,
+            if timed_out.get() {
+                on_timeout_cancel(result, timeout)
+            } else {
+                result
             }
         })
     }
@@ -434,24 +478,179 @@ impl<T: 'static> Deferred<T> {
     /// Whether the Deferred was fired (its result may still be waiting on
     /// another Deferred, or paused).
     pub fn called(&self) -> bool {
-        self.chain.called()
+        self.core.called()
     }
 
     /// Whether it is paused.
     pub fn is_paused(&self) -> bool {
-        self.chain.is_paused()
+        self.core.is_paused()
     }
 
-    /// Takes the result if the chain has run to its end: Twisted's
-    /// `successResultOf` / `failureResultOf` for tests. Afterwards the
-    /// Deferred holds nothing (its failure counts as handled).
+    /// This Deferred's identity.
+    pub fn id(&self) -> DeferredId {
+        DeferredId(self.core.address())
+    }
+
+    /// What this Deferred is chained to, until that resolves (Twisted's
+    /// `_chainedTo`): the Deferred a callback returned, while this one
+    /// waits on it; or the one that will fire this one, after
+    /// [`then`](Self::then) or [`chain_deferred`](Self::chain_deferred),
+    /// until it does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use twill::defer::Deferred;
+    ///
+    /// let inner: Deferred<i32> = Deferred::new();
+    /// let (inner_id, fire_inner) = (inner.id(), inner.resolver());
+    /// let outer = Deferred::new();
+    /// outer.add_callback(move |_: i32| inner);
+    /// outer.callback(0);
+    /// assert_eq!(outer.chained_to(), Some(inner_id));
+    /// fire_inner.callback(1);
+    /// assert_eq!(outer.chained_to(), None);
+    /// ```
+    pub fn chained_to(&self) -> Option<DeferredId> {
+        self.core.chained_to().map(DeferredId)
+    }
+
+    /// Takes the result if the chain has run to its end. Afterwards the
+    /// Deferred holds nothing (a failure counts as handled). For looking
+    /// without taking, see [`testing`](crate::testing)'s
+    /// `success_result_of` and `failure_result_of`.
     pub fn result(&self) -> Option<Result<T, Failure>> {
-        self.chain.check_tail_type::<T>();
-        self.chain.poll_take(None).map(outcome_to_result::<T>)
+        self.core.with_result(|st| match std::mem::replace(&mut st.slot, chain::Slot::PassedOn) {
+            chain::Slot::Ready(outcome) => outcome,
+            _ => unreachable!("with_result only gives a ready result"),
+        })
+    }
+
+    /// Looks at the result, if the chain has run to its end, without taking
+    /// it. A failure looked at this way no longer counts as unhandled.
+    pub fn peek_result<R>(&self, f: impl FnOnce(Result<&T, &Failure>) -> R) -> Option<R> {
+        self.core.with_result(|st| match &st.slot {
+            chain::Slot::Ready(Ok(value)) => f(Ok(value)),
+            chain::Slot::Ready(Err(failure)) => {
+                let seen = f(Err(failure));
+                st.mark_failure_seen();
+                seen
+            }
+            _ => unreachable!("with_result only gives a ready result"),
+        })
+    }
+}
+
+/// Cancels a Deferred whose handle was given away (to a list's pair),
+/// keeping it alive meanwhile.
+pub(crate) struct CancelHandle {
+    node: Rc<dyn Node>,
+    _head: Option<Rc<dyn Node>>,
+}
+
+impl CancelHandle {
+    pub(crate) fn clone_handle(&self) -> CancelHandle {
+        CancelHandle {
+            node: self.node.clone(),
+            _head: self._head.clone(),
+        }
+    }
+
+    pub(crate) fn cancel(&self) {
+        chain::cancel_from(self.node.clone());
+    }
+}
+
+impl<T: 'static> Deferred<T> {
+    pub(crate) fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            node: self.core.clone(),
+            _head: self.head.clone(),
+        }
+    }
+
+    /// Ends the chain with `f`, which takes the result; a failure it gives
+    /// back stays as the chain's result (reported if nobody handles it).
+    pub(crate) fn end_with(self, f: impl FnOnce(Result<T, Failure>) -> Option<Failure> + 'static) {
+        self.core.add_pair(Box::new(move |outcome| match f(outcome) {
+            None => Step::End,
+            Some(failure) => Step::Done(Err(failure)),
+        }));
+    }
+}
+
+impl<T: 'static> Resolver<T> {
+    /// As [`Deferred::callback`].
+    ///
+    /// # Panics
+    ///
+    /// If the Deferred was fired before.
+    #[track_caller]
+    pub fn callback(&self, value: T) {
+        if let Err(err) = self.core.fire(Ok(value)) {
+            panic!("{err}");
+        }
+    }
+
+    /// As [`Deferred::try_callback`].
+    ///
+    /// # Errors
+    ///
+    /// [`AlreadyCalledError`] if it was fired before.
+    #[track_caller]
+    pub fn try_callback(&self, value: T) -> Result<(), AlreadyCalledError> {
+        self.core.fire(Ok(value))
+    }
+
+    /// As [`Deferred::errback`].
+    ///
+    /// # Panics
+    ///
+    /// If the Deferred was fired before.
+    #[track_caller]
+    pub fn errback(&self, failure: impl Into<Failure>) {
+        if let Err(err) = self.core.fire(Err(failure.into())) {
+            panic!("{err}");
+        }
+    }
+
+    /// As [`Deferred::try_errback`].
+    ///
+    /// # Errors
+    ///
+    /// [`AlreadyCalledError`] if it was fired before.
+    #[track_caller]
+    pub fn try_errback(&self, failure: impl Into<Failure>) -> Result<(), AlreadyCalledError> {
+        self.core.fire(Err(failure.into()))
+    }
+
+    /// Whether the Deferred was fired.
+    pub fn called(&self) -> bool {
+        self.core.called()
+    }
+
+    /// As [`Deferred::pause`].
+    pub fn pause(&self) {
+        self.core.pause();
+    }
+
+    /// As [`Deferred::unpause`].
+    ///
+    /// # Errors
+    ///
+    /// [`NotPausedError`] if the Deferred is not paused.
+    pub fn unpause(&self) -> Result<(), NotPausedError> {
+        self.core.unpause()
+    }
+
+    /// The Deferred's identity.
+    pub fn id(&self) -> DeferredId {
+        DeferredId(self.core.address())
     }
 }
 
 impl<T: 'static> Default for Deferred<T> {
+    #[track_caller]
     fn default() -> Self {
         Deferred::new()
     }
@@ -461,35 +660,45 @@ impl<T: 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.chain.poll_take(Some(cx.waker())) {
-            Some(outcome) => Poll::Ready(outcome_to_result::<T>(outcome)),
+        match future::poll_deferred(&self.core, cx) {
+            Some(outcome) => Poll::Ready(outcome),
             None => Poll::Pending,
         }
     }
 }
 
-impl<T> fmt::Debug for Deferred<T> {
+impl<T: 'static> futures::future::FusedFuture for Deferred<T> {
+    fn is_terminated(&self) -> bool {
+        self.core.is_passed_on()
+    }
+}
+
+/// As Twisted's `repr`: `<Deferred at 0x… current result: 42>`,
+/// `<Deferred at 0x… waiting on Deferred at 0x…>`, or `<Deferred at 0x…>`
+/// while it has nothing.
+impl<T: fmt::Debug + 'static> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Deferred")
-            .field("called", &self.chain.called())
-            .field("paused", &self.chain.is_paused())
-            .field("waiting", &self.chain.is_waiting())
-            .finish()
+        self.core.describe(f, |value, f| write!(f, "{value:?}"))
+    }
+}
+
+impl<T: fmt::Debug + 'static> fmt::Debug for Resolver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver for ")?;
+        self.core.describe(f, |value, f| write!(f, "{value:?}"))
     }
 }
 
 /// A Deferred that already has `value`: callbacks added run at once.
+#[track_caller]
 pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
-    let d = Deferred::new();
-    d.callback(value);
-    d
+    Deferred::from_core(Core::fired(Ok(value)))
 }
 
 /// A Deferred that already failed with `failure`.
+#[track_caller]
 pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
-    let d = Deferred::new();
-    d.errback(failure);
-    d
+    Deferred::from_core(Core::fired(Err(failure.into())))
 }
 
 /// Calls `f` now and gives its outcome as a Deferred: a value or failure
@@ -506,17 +715,15 @@ pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
 /// let panicked = maybe_deferred(|| -> Result<i32, Failure> { panic!("boom") });
 /// assert!(panicked.result().unwrap().is_err());
 /// ```
+#[track_caller]
 pub fn maybe_deferred<T: 'static, R: IntoStep<T>>(f: impl FnOnce() -> R) -> Deferred<T> {
-    let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map(|r| r.into_step(None).0)
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map(step)
         .unwrap_or_else(|panic| Step::Done(Err(Failure::from_panic(&*panic))));
-    match step {
-        Step::Done(outcome) => {
-            let d = Deferred::new();
-            let _ = d.chain.fire(outcome);
-            d
-        }
-        Step::Wait(chain) => Deferred::from_chain(chain),
+    match outcome {
+        Step::Done(outcome) => Deferred::from_core(Core::fired(outcome)),
+        Step::Wait(d) => d,
+        Step::End => unreachable!("only the lists end a chain"),
     }
 }
 
@@ -535,4 +742,40 @@ pub fn maybe_deferred<T: 'static, R: IntoStep<T>>(f: impl FnOnce() -> R) -> Defe
 /// ```
 pub fn unhandled_failures() -> u64 {
     chain::unhandled_count()
+}
+
+/// Turns Twisted's debug mode on or off (`setDebugging`), for every thread:
+/// Deferreds created while it is on record where they were created and
+/// first fired (source location and backtrace), and
+/// [`AlreadyCalledError`] and the `Unhandled error in Deferred` report
+/// print both (` C:` creator, ` I:` first invoker). Off by default; when
+/// off it costs one relaxed atomic load per Deferred.
+///
+/// # Examples
+///
+/// ```
+/// use twill::defer::{set_debugging, Deferred};
+///
+/// set_debugging(true);
+/// let d = Deferred::new();
+/// d.callback(1);
+/// let err = d.try_callback(2).unwrap_err();
+/// set_debugging(false);
+/// let text = err.to_string();
+/// assert!(text.contains(" C: created at") && text.contains(" I: first fired at"));
+/// ```
+pub fn set_debugging(on: bool) {
+    chain::set_debugging(on);
+}
+
+/// Whether debug mode is on ([`set_debugging`]).
+pub fn get_debugging() -> bool {
+    chain::debugging()
+}
+
+/// The result of `d`, for the [`testing`](crate::testing) helpers: the
+/// value cloned, or the failure (marked as seen), if the chain has run to
+/// its end.
+pub(crate) fn peek_outcome<T: Clone + 'static>(d: &Deferred<T>) -> Option<Outcome<T>> {
+    d.peek_result(|outcome| outcome.cloned().map_err(Failure::clone))
 }

@@ -6,7 +6,7 @@ use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
 
-use super::{succeed, Deferred};
+use super::{succeed, Deferred, Resolver};
 
 /// A queue of values for callbacks: Twisted's `DeferredQueue`.
 ///
@@ -53,7 +53,7 @@ pub struct DeferredQueue<T> {
 
 struct Core<T> {
     pending: VecDeque<T>,
-    waiting: VecDeque<(u64, Deferred<T>)>,
+    waiting: VecDeque<(u64, Resolver<T>)>,
     size: Option<usize>,
     backlog: Option<usize>,
     next_id: u64,
@@ -139,7 +139,7 @@ impl<T: 'static> DeferredQueue<T> {
                 drop(removed);
             }
         });
-        st.waiting.push_back((id, waiter.clone()));
+        st.waiting.push_back((id, waiter.resolver()));
         Ok(waiter)
     }
 

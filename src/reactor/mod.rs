@@ -157,6 +157,8 @@ pub(crate) struct Core {
     /// `Bytes`, so an idle connection holds no read buffer.
     read_buf: RefCell<BytesMut>,
     remote: Arc<Remote>,
+    /// Runs the thread's futures once per turn.
+    ticker: RefCell<crate::executor::Ticker>,
     state: Cell<RunState>,
     connections: Cell<usize>,
     triggers: RefCell<Vec<Trigger>>,
@@ -208,8 +210,12 @@ impl Reactor {
     /// The OS poller could not be created.
     pub fn new() -> io::Result<Reactor> {
         let poller = Arc::new(Poller::new()?);
+        let notify = poller.clone();
         let core = Rc::new(Core {
             remote: Arc::new(Remote::new(poller.clone())),
+            ticker: RefCell::new(crate::executor::Ticker::new(move || {
+                let _ = notify.notify();
+            })),
             poller,
             timers: TimerQueue::new(TimeSource::Monotonic),
             sources: RefCell::new(Slab::new()),
@@ -528,7 +534,7 @@ impl Core {
         let mut deadline = None;
         loop {
             self.remote.run_calls();
-            self.remote.run_tasks();
+            self.ticker.borrow_mut().tick();
             if self.remote.stop_requested() && self.state.get() == RunState::Running {
                 self.begin_shutdown();
                 deadline = Some(Instant::now() + self.shutdown_timeout.get());
@@ -550,7 +556,7 @@ impl Core {
                 }
             }
             let timeout = if !self.soon.borrow().is_empty()
-                || self.remote.has_tasks()
+                || self.ticker.borrow().has_work()
                 || (self.remote.stop_requested() && self.state.get() == RunState::Running)
             {
                 Some(Duration::ZERO)
@@ -690,24 +696,6 @@ impl Drop for Core {
         self.soon.get_mut().clear();
         self.dirty.get_mut().clear();
         self.remote.close();
-    }
-}
-
-impl Reactor {
-    /// Runs `future` on this reactor's thread, polled between I/O events;
-    /// it may hold `Rc`s and await [`Deferred`](crate::defer::Deferred)s.
-    /// The returned task gives its output; dropping it cancels the future
-    /// (call `detach` to let it run on). A panic in the future is logged.
-    pub(crate) fn spawn_task<F>(&self, future: F) -> async_task::Task<F::Output>
-    where
-        F: std::future::Future + 'static,
-        F::Output: 'static,
-    {
-        let remote = self.core.remote.clone();
-        let (runnable, task) =
-            async_task::spawn_local(future, move |runnable| remote.schedule(runnable));
-        runnable.schedule();
-        task
     }
 }
 

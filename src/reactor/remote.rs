@@ -6,10 +6,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use polling::Poller;
 
-use std::collections::VecDeque;
-
-use async_task::Runnable;
-
 type RemoteCall = Box<dyn FnOnce() + Send>;
 
 /// The part of the reactor other threads may touch.
@@ -17,9 +13,6 @@ pub(crate) struct Remote {
     poller: Arc<Poller>,
     /// `None` once the reactor has stopped: later calls are refused.
     calls: Mutex<Option<Vec<RemoteCall>>>,
-    /// Futures spawned on the reactor that were woken, from any thread.
-    /// `None` once the reactor has stopped.
-    runnables: Mutex<Option<VecDeque<Runnable>>>,
     stop: AtomicBool,
 }
 
@@ -28,7 +21,6 @@ impl Remote {
         Remote {
             poller,
             calls: Mutex::new(Some(Vec::new())),
-            runnables: Mutex::new(Some(VecDeque::new())),
             stop: AtomicBool::new(false),
         }
     }
@@ -62,75 +54,9 @@ impl Remote {
         }
     }
 
-    /// Queues a woken future to be polled on the reactor thread.
-    pub(crate) fn schedule(&self, runnable: Runnable) {
-        let refused = {
-            let mut queue = self
-                .runnables
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match queue.as_mut() {
-                Some(queue) => {
-                    queue.push_back(runnable);
-                    None
-                }
-                None => Some(runnable),
-            }
-        };
-        match refused {
-            None => {
-                let _ = self.poller.notify();
-            }
-            // The reactor is gone. The future belongs to its thread and must
-            // not be dropped here (async-task would panic): leak it.
-            Some(runnable) => std::mem::forget(runnable),
-        }
-    }
-
-    /// Polls the futures woken so far; futures woken meanwhile wait for the
-    /// next turn, so I/O is never starved. Returns whether any ran.
-    pub(crate) fn run_tasks(&self) -> bool {
-        let ready = {
-            let mut queue = self
-                .runnables
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match queue.as_mut() {
-                Some(queue) if !queue.is_empty() => std::mem::take(queue),
-                _ => return false,
-            }
-        };
-        for runnable in ready {
-            if let Err(panic) =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runnable.run()))
-            {
-                log::error!(
-                    "panic in a future on the reactor: {}",
-                    crate::panic_message(&*panic)
-                );
-            }
-        }
-        true
-    }
-
-    pub(crate) fn has_tasks(&self) -> bool {
-        let queue = self
-            .runnables
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        queue.as_ref().is_some_and(|queue| !queue.is_empty())
-    }
-
     /// The reactor has stopped: refuse further calls, and say how many
     /// queued ones will never run.
     pub(crate) fn close(&self) {
-        // Futures still queued are dropped here, on the reactor's thread.
-        let tasks = self
-            .runnables
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(tasks);
         let left = self
             .calls
             .lock()

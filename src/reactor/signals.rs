@@ -9,7 +9,7 @@
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use async_signal::{Signal, Signals};
-use futures_lite::StreamExt;
+use futures::StreamExt;
 
 use super::ReactorHandle;
 

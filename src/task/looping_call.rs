@@ -7,7 +7,7 @@ use std::fmt;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::defer::{maybe_deferred, succeed, Deferred, Failure, IntoStep};
+use crate::defer::{maybe_deferred, succeed, Deferred, Failure, IntoStep, Resolver};
 use crate::reactor::Reactor;
 use crate::time::{DelayedCall, ReactorTime};
 
@@ -175,7 +175,7 @@ struct State {
     /// The pending call, between calls of the function.
     call: Option<DelayedCall>,
     /// What `start` returned, until it fires.
-    deferred: Option<Deferred<LoopingCall>>,
+    deferred: Option<Resolver<LoopingCall>>,
     /// [`LoopingCall::with_count`]: when the function was last called.
     last_time: Option<Instant>,
 }
@@ -269,7 +269,7 @@ impl LoopingCall {
             st.start_time = Some(start_time);
             st.run_at_start = now;
             st.last_time = None;
-            st.deferred = Some(deferred.clone());
+            st.deferred = Some(deferred.resolver());
             (deferred, start_time)
         };
         if now {
@@ -391,7 +391,7 @@ impl LoopingCall {
     }
 
     /// Fires the Deferred `start` returned (unless its holder fired it).
-    fn fire(&self, deferred: &Deferred<LoopingCall>, outcome: Result<(), Failure>) {
+    fn fire(&self, deferred: &Resolver<LoopingCall>, outcome: Result<(), Failure>) {
         let fired = match outcome {
             Ok(()) => deferred.try_callback(self.clone()),
             Err(failure) => deferred.try_errback(failure),
@@ -544,7 +544,7 @@ pub fn defer_later<T: 'static, R: IntoStep<T>>(
             let _ = call.cancel();
         }
     });
-    let trigger = elapsed.clone();
+    let trigger = elapsed.resolver();
     timer.set(Some(clock.call_later(
         delay,
         Box::new(move || {
