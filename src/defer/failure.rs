@@ -137,13 +137,23 @@ impl fmt::Display for Failure {
     }
 }
 
-/// As Twisted's `repr`: `<Failure TYPE: text>`, the type when it is known.
+/// As Twisted's `repr`: `<Failure TYPE: text>`, the error's type name
+/// (without its path) when it is known.
 impl fmt::Debug for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.inner.type_name {
-            Some(name) => write!(f, "<Failure {name}: {self}>"),
+            Some(name) => write!(f, "<Failure {}: {self}>", short_type_name(name)),
             None => write!(f, "<Failure {self}>"),
         }
+    }
+}
+
+/// `a::b::Name<c::D>` → `Name<c::D>`.
+fn short_type_name(name: &str) -> &str {
+    let path = name.split('<').next().unwrap_or(name);
+    match path.rfind("::") {
+        Some(at) => &name[at + 2..],
+        None => name,
     }
 }
 

@@ -187,6 +187,30 @@ pub fn gather_results_consume_errors<T: 'static>(
     gather(DeferredList::new(deferreds).consume_errors(true))
 }
 
+/// [`gather_results`] over the Deferreds a `Stream` yields, once it ends:
+/// the values in the order the stream gave their Deferreds. Cancelling it
+/// while the stream is still running drops the stream; afterwards it
+/// cancels the gathered Deferreds, as `gather_results` does.
+///
+/// # Examples
+///
+/// ```
+/// use twill::defer::{gather_stream, succeed};
+///
+/// let deferreds = futures::stream::iter((1..=3).map(succeed));
+/// let all = gather_stream(deferreds);
+/// assert_eq!(all.result().unwrap().unwrap(), [1, 2, 3]);
+/// ```
+pub fn gather_stream<T: 'static>(
+    deferreds: impl futures::Stream<Item = Deferred<T>> + 'static,
+) -> Deferred<Vec<T>> {
+    use futures::StreamExt;
+    Deferred::from_future(async move {
+        let deferreds = deferreds.collect::<Vec<_>>().await;
+        gather_results(deferreds).await
+    })
+}
+
 fn gather<T: 'static>(list: DeferredList<T>) -> Deferred<Vec<T>> {
     list.fire_on_one_errback(true)
         .build()

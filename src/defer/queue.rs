@@ -4,7 +4,10 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::error::Error;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use super::{succeed, Deferred, Resolver};
 
@@ -47,8 +50,10 @@ use super::{succeed, Deferred, Resolver};
 /// assert_eq!(queue.get().unwrap().result().unwrap().unwrap(), 1);
 /// assert_eq!(queue.get().unwrap_err(), QueueUnderflow); // no waiting allowed
 /// ```
-pub struct DeferredQueue<T> {
+pub struct DeferredQueue<T: 'static> {
     core: Rc<RefCell<Core<T>>>,
+    /// The `get` this handle's `Stream` waits on, if any.
+    next: Option<Deferred<T>>,
 }
 
 struct Core<T> {
@@ -76,6 +81,7 @@ impl<T: 'static> DeferredQueue<T> {
                 backlog,
                 next_id: 0,
             })),
+            next: None,
         }
     }
 
@@ -116,14 +122,19 @@ impl<T: 'static> DeferredQueue<T> {
     /// [`QueueUnderflow`] if no value is kept and `backlog` `get`s wait
     /// already.
     pub fn get(&self) -> Result<Deferred<T>, QueueUnderflow> {
+        self.get_within(true)
+    }
+
+    fn get_within(&self, backlog: bool) -> Result<Deferred<T>, QueueUnderflow> {
         let mut st = self.core.borrow_mut();
         if let Some(item) = st.pending.pop_front() {
             drop(st);
             return Ok(succeed(item));
         }
-        if st
-            .backlog
-            .is_some_and(|backlog| st.waiting.len() >= backlog)
+        if backlog
+            && st
+                .backlog
+                .is_some_and(|backlog| st.waiting.len() >= backlog)
         {
             return Err(QueueUnderflow);
         }
@@ -164,10 +175,67 @@ impl<T: 'static> DeferredQueue<T> {
     }
 }
 
-impl<T> Clone for DeferredQueue<T> {
+impl<T: 'static> Clone for DeferredQueue<T> {
+    /// Another handle to the same queue (its `Stream` is its own: a clone
+    /// does not share the `get` this one's stream waits on).
     fn clone(&self) -> Self {
         DeferredQueue {
             core: self.core.clone(),
+            next: None,
+        }
+    }
+}
+
+/// The values, oldest first, for `async` code: each `poll_next` that finds
+/// the queue empty makes one waiting `get` (it does not count against the
+/// backlog), kept until a value arrives. The stream never ends. Dropping
+/// the handle takes its waiting `get` out of the queue, so no value is
+/// lost to it.
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use twill::defer::{Deferred, DeferredQueue};
+///
+/// let queue = DeferredQueue::new();
+/// let mut stream = queue.clone();
+/// let firsts = Deferred::from_future(async move {
+///     let a = stream.next().await.unwrap();
+///     let b = stream.next().await.unwrap();
+///     Ok(vec![a, b])
+/// });
+/// queue.put("a").unwrap();
+/// queue.put("b").unwrap();
+/// assert_eq!(firsts.result().unwrap().unwrap(), ["a", "b"]);
+/// ```
+impl<T: 'static> futures::Stream for DeferredQueue<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = self.get_mut();
+        let mut next = match this.next.take() {
+            Some(next) => next,
+            None => this.get_within(false).expect("a get without a backlog always waits"),
+        };
+        match Pin::new(&mut next).poll(cx) {
+            Poll::Ready(Ok(item)) => Poll::Ready(Some(item)),
+            // Nobody else can fire or cancel this get.
+            Poll::Ready(Err(failure)) => unreachable!("a stream's get failed: {failure}"),
+            Poll::Pending => {
+                this.next = Some(next);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T: 'static> Drop for DeferredQueue<T> {
+    fn drop(&mut self) {
+        if let Some(next) = self.next.take() {
+            next.cancel();
+            // The CancelledError is expected: take it so it is not reported.
+            let _ = next.result();
         }
     }
 }
@@ -178,7 +246,7 @@ impl<T: 'static> Default for DeferredQueue<T> {
     }
 }
 
-impl<T> fmt::Debug for DeferredQueue<T> {
+impl<T: 'static> fmt::Debug for DeferredQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let st = self.core.borrow();
         f.debug_struct("DeferredQueue")
