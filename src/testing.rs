@@ -379,7 +379,7 @@ pub fn success_result_of<T: Clone + 'static>(d: &crate::defer::Deferred<T>) -> T
 /// # Examples
 ///
 /// ```
-/// use twill::defer::{fail, CancelledError, Deferred};
+/// use twill::defer::{CancelledError, Deferred};
 /// use twill::testing::failure_result_of;
 ///
 /// let d: Deferred<()> = Deferred::new();

@@ -113,7 +113,7 @@ impl<T: 'static> Deferred<T> {
     /// Cancelling reaches the awaited Deferred, and the future may recover:
     ///
     /// ```
-    /// use twill::defer::{CancelledError, Deferred, Failure};
+    /// use twill::defer::{CancelledError, Deferred};
     ///
     /// let awaited: Deferred<i32> = Deferred::new();
     /// let d = Deferred::from_future(async move {

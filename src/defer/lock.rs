@@ -33,9 +33,10 @@ use super::{maybe_deferred, succeed, Deferred, Failure, IntoStep, Resolver};
 /// let lock = DeferredLock::new();
 /// let log = Rc::new(RefCell::new(Vec::new()));
 /// let reply = Deferred::new();
+/// let fire_reply = reply.resolver();
 ///
 /// // The first job holds the lock until `reply` fires...
-/// let (waiting, first) = (reply.clone(), log.clone());
+/// let (waiting, first) = (reply, log.clone());
 /// let one = lock.run(move || {
 ///     first.borrow_mut().push("one starts");
 ///     waiting
@@ -49,7 +50,7 @@ use super::{maybe_deferred, succeed, Deferred, Failure, IntoStep, Resolver};
 /// assert_eq!(*log.borrow(), ["one starts"]);
 /// assert!(lock.locked());
 ///
-/// reply.callback(1);
+/// fire_reply.callback(1);
 /// assert_eq!(*log.borrow(), ["one starts", "two starts"]);
 /// assert_eq!(one.result().unwrap().unwrap(), 1);
 /// assert_eq!(two.result().unwrap().unwrap(), 2);
@@ -149,11 +150,11 @@ impl fmt::Debug for DeferredLock {
 /// use twill::defer::{Deferred, DeferredSemaphore};
 ///
 /// let semaphore = DeferredSemaphore::new(2)?;
-/// let replies: Vec<Deferred<u32>> = (0..3).map(|_| Deferred::new()).collect();
-/// let jobs: Vec<Deferred<u32>> = replies
-///     .iter()
-///     .map(|reply| {
-///         let reply = reply.clone();
+/// let mut replies = Vec::new();
+/// let jobs: Vec<Deferred<u32>> = (0..3)
+///     .map(|_| {
+///         let reply = Deferred::new();
+///         replies.push(reply.resolver());
 ///         semaphore.run(move || reply)
 ///     })
 ///     .collect();

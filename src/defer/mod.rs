@@ -24,6 +24,22 @@
 //! (`(&mut d).await`, `futures::select!`): callbacks added to it afterwards
 //! run on the error path with [`PassedOnError`].
 //!
+//! So the type checker refuses what would otherwise lose a callback, or
+//! meet a value of the wrong type. There is no second handle to go stale:
+//!
+//! ```compile_fail
+//! let d = twill::defer::Deferred::<i32>::new();
+//! let other = d.clone(); // a Deferred is not Clone; use d.resolver() to fire it elsewhere
+//! ```
+//!
+//! and the handle `then` consumed cannot add a callback for the old type:
+//!
+//! ```compile_fail
+//! let d = twill::defer::Deferred::<i32>::new();
+//! let text = d.then(|n| Ok(n.to_string()));
+//! d.add_callback(|n| Ok(n + 1)); // `d` moved into `then`
+//! ```
+//!
 //! A Deferred is also a `Future` (`d.await` gives `Result<T, Failure>`;
 //! it is `Unpin` and fused, so `futures::select!` and `join!` take it), and
 //! [`Deferred::from_future`] turns a future into a Deferred, driven as
