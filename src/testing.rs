@@ -361,8 +361,14 @@ impl TransportImpl for Recorder {
 pub fn success_result_of<T: Clone + 'static>(d: &crate::defer::Deferred<T>) -> T {
     match crate::defer::peek_outcome(d) {
         Some(Ok(value)) => value,
-        Some(Err(failure)) => panic!("success result expected on {}, found failure result instead: {failure:?}", describe(d)),
-        None => panic!("success result expected on {}, found no result instead", describe(d)),
+        Some(Err(failure)) => panic!(
+            "success result expected on {}, found failure result instead: {failure:?}",
+            describe(d)
+        ),
+        None => panic!(
+            "success result expected on {}, found no result instead",
+            describe(d)
+        ),
     }
 }
 
@@ -390,8 +396,14 @@ pub fn success_result_of<T: Clone + 'static>(d: &crate::defer::Deferred<T>) -> T
 pub fn failure_result_of<T: 'static>(d: &crate::defer::Deferred<T>) -> crate::defer::Failure {
     match d.peek_result(|outcome| outcome.map(|_| ()).map_err(Clone::clone)) {
         Some(Err(failure)) => failure,
-        Some(Ok(())) => panic!("failure result expected on {}, found success result instead", describe(d)),
-        None => panic!("failure result expected on {}, found no result instead", describe(d)),
+        Some(Ok(())) => panic!(
+            "failure result expected on {}, found success result instead",
+            describe(d)
+        ),
+        None => panic!(
+            "failure result expected on {}, found no result instead",
+            describe(d)
+        ),
     }
 }
 
@@ -416,7 +428,10 @@ pub fn assert_no_result<T: 'static>(d: &crate::defer::Deferred<T>) {
         Ok(_) => "a success result".to_owned(),
         Err(failure) => format!("a failure result {failure:?}"),
     }) {
-        panic!("no result expected on {}, found {found} instead", describe(d));
+        panic!(
+            "no result expected on {}, found {found} instead",
+            describe(d)
+        );
     }
 }
 

@@ -73,7 +73,10 @@ fn the_future_resumes_inside_the_callback_that_fires_what_it_awaits() {
     order.borrow_mut().push("before callback");
     fire.callback(5);
     order.borrow_mut().push("after callback");
-    assert_eq!(*order.borrow(), ["before callback", "resumed", "after callback"]);
+    assert_eq!(
+        *order.borrow(),
+        ["before callback", "resumed", "after callback"]
+    );
     assert_eq!(success_result_of(&d), 5);
 }
 
@@ -100,7 +103,8 @@ fn a_panicking_future_fails_its_deferred() {
 fn cancelling_cancels_what_the_future_awaits_and_it_sees_cancelled_error() {
     let order = log();
     let o = order.clone();
-    let awaited: Deferred<i32> = Deferred::with_canceller(move |_| o.borrow_mut().push("inner canceller"));
+    let awaited: Deferred<i32> =
+        Deferred::with_canceller(move |_| o.borrow_mut().push("inner canceller"));
     let o = order.clone();
     let d = Deferred::from_future(async move {
         let got = awaited.await;
@@ -108,7 +112,10 @@ fn cancelling_cancels_what_the_future_awaits_and_it_sees_cancelled_error() {
         got
     });
     d.cancel();
-    assert_eq!(*order.borrow(), ["inner canceller", "coroutine sees the cancel"]);
+    assert_eq!(
+        *order.borrow(),
+        ["inner canceller", "coroutine sees the cancel"]
+    );
     assert!(failure_result_of(&d).check::<CancelledError>());
 }
 
@@ -126,7 +133,11 @@ fn the_future_sees_what_the_inner_canceller_gave() {
     let by_value: Deferred<i32> = Deferred::with_canceller(|r| r.callback(99));
     let d = Deferred::from_future(async move { by_value.await });
     d.cancel();
-    assert_eq!(success_result_of(&d), 99, "a canceller's value reaches the future");
+    assert_eq!(
+        success_result_of(&d),
+        99,
+        "a canceller's value reaches the future"
+    );
 
     let by_error: Deferred<i32> = Deferred::with_canceller(|r| r.errback(Interrupted));
     let d = Deferred::from_future(async move {
@@ -164,7 +175,10 @@ fn a_future_that_recovers_from_a_cancel_goes_on_and_can_be_cancelled_again() {
     fire_second.callback(6543);
     assert_no_result(&d);
     d.cancel();
-    assert!(fire_third.called(), "the second cancel reached the third await");
+    assert!(
+        fire_third.called(),
+        "the second cancel reached the third await"
+    );
     assert_eq!(success_result_of(&d), 7543);
 }
 
@@ -172,7 +186,8 @@ fn a_future_that_recovers_from_a_cancel_goes_on_and_can_be_cancelled_again() {
 fn nested_coroutines_cancel_innermost_first() {
     let order = log();
     let o = order.clone();
-    let innermost: Deferred<i32> = Deferred::with_canceller(move |_| o.borrow_mut().push("innermost cancelled"));
+    let innermost: Deferred<i32> =
+        Deferred::with_canceller(move |_| o.borrow_mut().push("innermost cancelled"));
     let o = order.clone();
     let middle = Deferred::from_future(async move {
         let got = innermost.await;
@@ -284,7 +299,11 @@ fn dropping_a_waiting_stream_leaves_no_get_behind() {
     d.cancel(); // drops the future, and the stream with it
     assert_eq!(queue.waiting(), 0);
     queue.put(7).unwrap();
-    assert_eq!(queue.pending(), 1, "the value is kept, not handed to nobody");
+    assert_eq!(
+        queue.pending(),
+        1,
+        "the value is kept, not handed to nobody"
+    );
 }
 
 #[test]
@@ -307,7 +326,10 @@ fn a_oneshot_fires_from_another_thread_through_the_reactor() {
     let worker = std::thread::spawn(move || sender.send(Ok("from a thread".to_owned())));
     let (dropped, dropped_sender) = oneshot::<u8>();
     drop(dropped_sender);
-    let both = twill::defer::gather_results(vec![d.then(|s| Ok(s.len())), dropped.then(|n| Ok(usize::from(n)))]);
+    let both = twill::defer::gather_results(vec![
+        d.then(|s| Ok(s.len())),
+        dropped.then(|n| Ok(usize::from(n))),
+    ]);
     let result = Rc::new(RefCell::new(None));
     let sink = result.clone();
     both.add_both(move |r| {

@@ -20,10 +20,16 @@ use twill::testing::{assert_no_result, failure_result_of, success_result_of};
 fn debug_is_twisted_repr() {
     let d: Deferred<&str> = Deferred::new();
     let unfired = format!("{d:?}");
-    assert!(unfired.starts_with("<Deferred at 0x") && unfired.ends_with('>'), "{unfired}");
+    assert!(
+        unfired.starts_with("<Deferred at 0x") && unfired.ends_with('>'),
+        "{unfired}"
+    );
     assert!(!unfired.contains("result"), "{unfired}");
     d.callback("orange");
-    assert!(format!("{d:?}").ends_with(" current result: \"orange\">"), "{d:?}");
+    assert!(
+        format!("{d:?}").ends_with(" current result: \"orange\">"),
+        "{d:?}"
+    );
 
     let failed: Deferred<()> = fail(Failure::new("no"));
     let text = format!("{failed:?}");
@@ -36,20 +42,35 @@ fn debug_is_twisted_repr() {
     let outer = succeed(0);
     outer.add_callback(move |_| inner);
     let text = format!("{outer:?}");
-    assert!(text.ends_with(&format!(" waiting on {inner_id}>")), "{text} / {inner_id}");
+    assert!(
+        text.ends_with(&format!(" waiting on {inner_id}>")),
+        "{text} / {inner_id}"
+    );
     fire_inner.callback(1);
 }
 
 #[test]
 fn first_error_prints_its_index_and_failure() {
     let failure = Failure::from(CancelledError);
-    let first = FirstError { index: 3, failure: failure.clone() };
-    assert_eq!(first.to_string(), "FirstError[#3, the Deferred was cancelled]");
+    let first = FirstError {
+        index: 3,
+        failure: failure.clone(),
+    };
+    assert_eq!(
+        first.to_string(),
+        "FirstError[#3, the Deferred was cancelled]"
+    );
     assert_eq!(
         format!("{first:?}"),
         "FirstError[#3, <Failure CancelledError: the Deferred was cancelled>]"
     );
-    assert_eq!(first, FirstError { index: 3, failure: failure.clone() });
+    assert_eq!(
+        first,
+        FirstError {
+            index: 3,
+            failure: failure.clone()
+        }
+    );
     assert_ne!(first, FirstError { index: 2, failure });
 }
 
@@ -65,12 +86,19 @@ fn debug_mode_names_where_a_deferred_was_made_and_first_fired() {
     let created = text.find(" C: created at").expect("creator");
     let fired = text.find(" I: first fired at").expect("first invoker");
     assert!(created < fired, "{text}");
-    assert_eq!(text.matches(here).count() >= 2, true, "both sites are in this file: {text}");
+    assert_eq!(
+        text.matches(here).count() >= 2,
+        true,
+        "both sites are in this file: {text}"
+    );
 
     let quiet = Deferred::new();
     quiet.callback(1);
     let err = quiet.try_callback(2).unwrap_err();
-    assert_eq!(err.to_string(), "AlreadyCalledError: the Deferred was already fired");
+    assert_eq!(
+        err.to_string(),
+        "AlreadyCalledError: the Deferred was already fired"
+    );
 }
 
 #[test]
@@ -95,7 +123,10 @@ fn add_timeout_turns_the_timeout_cancel_into_timeout_error() {
     assert_no_result(&d);
     clock.advance(Duration::from_secs(1));
     let failure = failure_result_of(&d);
-    assert_eq!(failure.downcast_ref::<TimeoutError>().unwrap().timeout, Duration::from_secs(5));
+    assert_eq!(
+        failure.downcast_ref::<TimeoutError>().unwrap().timeout,
+        Duration::from_secs(5)
+    );
 }
 
 #[test]
@@ -136,7 +167,10 @@ fn on_timeout_cancel_is_not_called_without_a_timeout() {
         r
     });
     cancelled.cancel();
-    assert!(failure_result_of(&cancelled).check::<CancelledError>(), "a manual cancel is not a timeout");
+    assert!(
+        failure_result_of(&cancelled).check::<CancelledError>(),
+        "a manual cancel is not a timeout"
+    );
     clock.advance(Duration::from_secs(2));
     assert!(!called.get());
 }
@@ -159,7 +193,11 @@ fn one_failure_can_fail_several_deferreds_and_stays_itself() {
     assert!(failure_result_of(&a).ptr_eq(&failure));
     assert!(failure_result_of(&b).ptr_eq(&failure));
     assert_eq!(failure_result_of(&a), failure_result_of(&b));
-    assert_ne!(Failure::new("shared"), failure, "equal text is not the same failure");
+    assert_ne!(
+        Failure::new("shared"),
+        failure,
+        "equal text is not the same failure"
+    );
     let trapped = failure.trap::<CancelledError>().unwrap_err();
     assert!(trapped.ptr_eq(&failure), "trap passes the same failure on");
 }
@@ -206,7 +244,11 @@ fn result_helpers_look_without_taking() {
     let first = failure_result_of(&failed);
     assert!(failure_result_of(&failed).ptr_eq(&first));
     drop(failed);
-    assert_eq!(unhandled_failures(), before, "a failure a test looked at is handled");
+    assert_eq!(
+        unhandled_failures(),
+        before,
+        "a failure a test looked at is handled"
+    );
 }
 
 #[test]

@@ -115,7 +115,11 @@ fn a_failing_inner_hands_its_very_failure_on_and_is_not_reported() {
     assert_eq!(success_result_of(&outer), -1);
     assert!(seen.borrow().as_ref().unwrap().ptr_eq(&failure));
     drop(outer);
-    assert_eq!(unhandled_failures(), before, "the inner's failure was handled by the outer");
+    assert_eq!(
+        unhandled_failures(),
+        before,
+        "the inner's failure was handled by the outer"
+    );
 }
 
 #[test]
@@ -147,9 +151,16 @@ fn then_hands_the_value_to_the_next_handle_and_cancels_through_it() {
     let head: Deferred<i32> = Deferred::with_canceller(move |_| *flag.borrow_mut() = true);
     let head_id = head.id();
     let tail = head.then(|n| Ok(n.to_string()));
-    assert_eq!(tail.chained_to(), Some(head_id), "the segment waits for its head");
+    assert_eq!(
+        tail.chained_to(),
+        Some(head_id),
+        "the segment waits for its head"
+    );
     tail.cancel();
-    assert!(*cancelled.borrow(), "cancelling the tail reached the head's canceller");
+    assert!(
+        *cancelled.borrow(),
+        "cancelling the tail reached the head's canceller"
+    );
     assert!(failure_result_of(&tail).check::<CancelledError>());
     assert_eq!(tail.chained_to(), None);
 }
@@ -178,8 +189,16 @@ fn chain_deferred_into_a_fired_deferred_reports_already_called() {
     source.chain_deferred(&target);
     fire_source.callback(1);
     drop(fire_source);
-    assert_eq!(success_result_of(&target), 0, "the target keeps its own result");
-    assert_eq!(unhandled_failures(), before + 1, "the refused result is not lost silently");
+    assert_eq!(
+        success_result_of(&target),
+        0,
+        "the target keeps its own result"
+    );
+    assert_eq!(
+        unhandled_failures(),
+        before + 1,
+        "the refused result is not lost silently"
+    );
 }
 
 #[test]

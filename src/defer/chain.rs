@@ -38,7 +38,9 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
 
-use super::failure::{AlreadyCalledError, CancelledError, ChainedToItselfError, Failure, PassedOnError};
+use super::failure::{
+    AlreadyCalledError, CancelledError, ChainedToItselfError, Failure, PassedOnError,
+};
 use super::Deferred;
 
 pub(crate) type Outcome<T> = Result<T, Failure>;
@@ -143,7 +145,10 @@ enum Chained {
     WaitingOn(Weak<dyn Node>),
     /// That core will fire this one: `then`'s upstream (`cancel_up`: a
     /// cancel here is the upstream's), or a `chain_deferred` source.
-    FiredBy { from: Weak<dyn Node>, cancel_up: bool },
+    FiredBy {
+        from: Weak<dyn Node>,
+        cancel_up: bool,
+    },
 }
 
 /// Who waits for the result at the end of the chain.
@@ -179,9 +184,12 @@ pub(crate) trait DriverCancel {
     fn cancel(self: Rc<Self>);
 }
 
+/// A user's canceller: Twisted's, given the Deferred to fire.
+pub(crate) type UserCanceller<T> = Box<dyn FnOnce(&super::Resolver<T>)>;
+
 pub(crate) enum Canceller<T> {
     None,
-    Once(Box<dyn FnOnce(&super::Resolver<T>)>),
+    Once(UserCanceller<T>),
     /// `from_future`: the driver forwards the cancel to what the future
     /// awaits, and fires the Deferred itself when the future is done.
     Driver(Weak<dyn DriverCancel>),
@@ -329,7 +337,10 @@ impl<T: 'static> Core<T> {
             st.called = true;
             st.slot = Slot::Ready(outcome);
             if let Some(debug) = &mut st.debug {
-                debug.fired = Some((Location::caller(), std::backtrace::Backtrace::force_capture()));
+                debug.fired = Some((
+                    Location::caller(),
+                    std::backtrace::Backtrace::force_capture(),
+                ));
             }
         }
         core
@@ -367,7 +378,11 @@ impl<T: 'static> Core<T> {
         self.fire_at(outcome, Location::caller())
     }
 
-    fn fire_at(self: &Rc<Self>, outcome: Outcome<T>, at: &'static Location<'static>) -> Result<(), AlreadyCalledError> {
+    fn fire_at(
+        self: &Rc<Self>,
+        outcome: Outcome<T>,
+        at: &'static Location<'static>,
+    ) -> Result<(), AlreadyCalledError> {
         {
             let mut st = self.st.borrow_mut();
             if st.called {
@@ -504,11 +519,19 @@ impl<T: 'static> Core<T> {
     }
 
     /// The current result's shape, for `Debug`.
-    pub(crate) fn describe(&self, f: &mut fmt::Formatter<'_>, show: impl FnOnce(&T, &mut fmt::Formatter<'_>) -> fmt::Result) -> fmt::Result {
+    pub(crate) fn describe(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        show: impl FnOnce(&T, &mut fmt::Formatter<'_>) -> fmt::Result,
+    ) -> fmt::Result {
         let st = self.st.borrow();
         write!(f, "<Deferred at {:#x}", self.address())?;
         if let Chained::WaitingOn(inner) = &st.chained {
-            write!(f, " waiting on Deferred at {:#x}", inner.as_ptr() as *const () as usize)?;
+            write!(
+                f,
+                " waiting on Deferred at {:#x}",
+                inner.as_ptr() as *const () as usize
+            )?;
         } else {
             match &st.slot {
                 Slot::Ready(Ok(value)) => {
@@ -654,9 +677,7 @@ impl<T: 'static> Core<T> {
             Canceller::Once(canceller) => {
                 // A panic here goes on out of `cancel`, the Deferred unfired,
                 // as Twisted's `cancel` raises what its canceller raised.
-                canceller(&super::Resolver {
-                    core: self.clone(),
-                });
+                canceller(&super::Resolver { core: self.clone() });
             }
             Canceller::Driver(driver) => {
                 if let Some(driver) = driver.upgrade() {
@@ -669,7 +690,6 @@ impl<T: 'static> Core<T> {
             let _ = self.fire(Err(Failure::from(CancelledError)));
         }
     }
-
 }
 
 impl<T> State<T> {

@@ -53,7 +53,10 @@ impl Failure {
         Failure::make(error.into(), None)
     }
 
-    fn make(error: Box<dyn Error + Send + Sync + 'static>, type_name: Option<&'static str>) -> Failure {
+    fn make(
+        error: Box<dyn Error + Send + Sync + 'static>,
+        type_name: Option<&'static str>,
+    ) -> Failure {
         Failure {
             inner: Arc::new(Inner {
                 error,

@@ -52,7 +52,10 @@ thread_local! {
 
 /// `Future::poll` for a Deferred: its result if the chain has run to its
 /// end, else `None` with the awaiter registered.
-pub(crate) fn poll_deferred<T: 'static>(core: &Rc<Core<T>>, cx: &mut Context<'_>) -> Option<Outcome<T>> {
+pub(crate) fn poll_deferred<T: 'static>(
+    core: &Rc<Core<T>>,
+    cx: &mut Context<'_>,
+) -> Option<Outcome<T>> {
     core.poll_take(|| {
         CURRENT.with(|current| match &*current.borrow() {
             Some(driver) => {
@@ -155,8 +158,9 @@ impl<T: 'static> Deferred<T> {
             kept: Cell::new(None),
             me: me.clone(),
         });
-        d.core
-            .set_canceller(Canceller::Driver(Rc::downgrade(&driver) as Weak<dyn DriverCancel>));
+        d.core.set_canceller(Canceller::Driver(
+            Rc::downgrade(&driver) as Weak<dyn DriverCancel>
+        ));
         driver.poll_now();
         d
     }
@@ -200,7 +204,11 @@ impl Wake for DriverWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let shell = self.shell.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let shell = self
+            .shell
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         match shell {
             Some(shell) => shell.wake(),
             None => self.woken.store(true, Ordering::Release),
@@ -316,8 +324,12 @@ where
         if self.future.borrow().is_none() {
             return;
         }
-        let awaited: Vec<Rc<dyn Node>> =
-            self.awaiting.borrow().iter().filter_map(Weak::upgrade).collect();
+        let awaited: Vec<Rc<dyn Node>> = self
+            .awaiting
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         if awaited.is_empty() {
             self.drop_future();
             return self.finish(Err(Failure::from(CancelledError)));
@@ -357,7 +369,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let driver = &self.0;
         {
-            let mut shell = driver.wake.shell.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut shell = driver
+                .wake
+                .shell
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if !shell.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *shell = Some(cx.waker().clone());
             }
@@ -425,7 +441,10 @@ where
 /// assert_eq!(d.result().unwrap().unwrap(), 7);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn oneshot<T: Send + 'static>() -> (Deferred<T>, futures::channel::oneshot::Sender<Result<T, Failure>>) {
+pub fn oneshot<T: Send + 'static>() -> (
+    Deferred<T>,
+    futures::channel::oneshot::Sender<Result<T, Failure>>,
+) {
     let (sender, receiver) = futures::channel::oneshot::channel();
     let d = Deferred::from_future(async move {
         receiver

@@ -181,9 +181,7 @@ pub fn gather_results<T: 'static>(deferreds: Vec<Deferred<T>>) -> Deferred<Vec<T
 /// As [`gather_results`], taking the inputs' failures (Twisted's
 /// `gatherResults(..., consumeErrors=True)`): no input reports its failure
 /// as unhandled.
-pub fn gather_results_consume_errors<T: 'static>(
-    deferreds: Vec<Deferred<T>>,
-) -> Deferred<Vec<T>> {
+pub fn gather_results_consume_errors<T: 'static>(deferreds: Vec<Deferred<T>>) -> Deferred<Vec<T>> {
     gather(DeferredList::new(deferreds).consume_errors(true))
 }
 
@@ -319,7 +317,8 @@ impl Error for FailureGroup {}
 /// The inputs whose result has not been seen yet.
 fn pending(members: &[Option<CancelHandle>]) -> Vec<(usize, CancelHandle)> {
     let live = members.iter().enumerate();
-    live.filter_map(|(i, d)| Some((i, d.as_ref()?.clone_handle()))).collect()
+    live.filter_map(|(i, d)| Some((i, d.as_ref()?.clone_handle())))
+        .collect()
 }
 
 /// Cancels `inputs`, logging a panic and going on with the others.
@@ -413,7 +412,11 @@ impl<T: 'static> ListCore<T> {
 
     /// Records input `index`'s outcome; what to fire, and a failure the
     /// list did not take.
-    fn record(&mut self, index: usize, outcome: Result<T, Failure>) -> (Option<Fire<T>>, Option<Failure>) {
+    fn record(
+        &mut self,
+        index: usize,
+        outcome: Result<T, Failure>,
+    ) -> (Option<Fire<T>>, Option<Failure>) {
         if !self.see(index) {
             let left = outcome.err().filter(|_| !self.consume_errors);
             return (None, left);
@@ -429,7 +432,10 @@ impl<T: 'static> ListCore<T> {
             },
             Err(failure) if self.fire_on_one_errback => {
                 let target = self.target.take().expect("a waiting list has a target");
-                Some(Fire::Fail(target, Failure::from(FirstError { index, failure })))
+                Some(Fire::Fail(
+                    target,
+                    Failure::from(FirstError { index, failure }),
+                ))
             }
             Err(failure) => {
                 self.results[index] = Some(Err(failure));
@@ -496,7 +502,11 @@ impl<T: 'static> RaceCore<T> {
     }
 }
 
-fn race_outcome<T: 'static>(core: &Rc<RefCell<RaceCore<T>>>, index: usize, outcome: Result<T, Failure>) {
+fn race_outcome<T: 'static>(
+    core: &Rc<RefCell<RaceCore<T>>>,
+    index: usize,
+    outcome: Result<T, Failure>,
+) {
     let mut st = core.borrow_mut();
     if !st.see(index) {
         // Decided: ignored without a report, as Twisted.

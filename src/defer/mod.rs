@@ -336,7 +336,8 @@ impl<T: 'static> Deferred<T> {
         &self,
         f: impl FnOnce(Result<T, Failure>) -> R + 'static,
     ) -> &Self {
-        self.core.add_pair(Box::new(move |outcome| step(f(outcome))));
+        self.core
+            .add_pair(Box::new(move |outcome| step(f(outcome))));
         self
     }
 
@@ -536,10 +537,12 @@ impl<T: 'static> Deferred<T> {
     /// without taking, see [`testing`](crate::testing)'s
     /// `success_result_of` and `failure_result_of`.
     pub fn result(&self) -> Option<Result<T, Failure>> {
-        self.core.with_result(|st| match std::mem::replace(&mut st.slot, chain::Slot::PassedOn) {
-            chain::Slot::Ready(outcome) => outcome,
-            _ => unreachable!("with_result only gives a ready result"),
-        })
+        self.core.with_result(
+            |st| match std::mem::replace(&mut st.slot, chain::Slot::PassedOn) {
+                chain::Slot::Ready(outcome) => outcome,
+                _ => unreachable!("with_result only gives a ready result"),
+            },
+        )
     }
 
     /// Looks at the result, if the chain has run to its end, without taking
@@ -588,10 +591,11 @@ impl<T: 'static> Deferred<T> {
     /// Ends the chain with `f`, which takes the result; a failure it gives
     /// back stays as the chain's result (reported if nobody handles it).
     pub(crate) fn end_with(self, f: impl FnOnce(Result<T, Failure>) -> Option<Failure> + 'static) {
-        self.core.add_pair(Box::new(move |outcome| match f(outcome) {
-            None => Step::End,
-            Some(failure) => Step::Done(Err(failure)),
-        }));
+        self.core
+            .add_pair(Box::new(move |outcome| match f(outcome) {
+                None => Step::End,
+                Some(failure) => Step::Done(Err(failure)),
+            }));
     }
 }
 

@@ -216,7 +216,9 @@ impl<T: 'static> futures::Stream for DeferredQueue<T> {
         let this = self.get_mut();
         let mut next = match this.next.take() {
             Some(next) => next,
-            None => this.get_within(false).expect("a get without a backlog always waits"),
+            None => this
+                .get_within(false)
+                .expect("a get without a backlog always waits"),
         };
         match Pin::new(&mut next).poll(cx) {
             Poll::Ready(Ok(item)) => Poll::Ready(Some(item)),
