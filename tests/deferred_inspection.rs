@@ -9,8 +9,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
 
+mod support;
+
+use support::{capture_logs, logged};
 use twill::defer::{
-    fail, gather_results, set_debugging, succeed, unhandled_failures, CancelledError, Deferred,
+    fail, gather_results, get_debugging, set_debugging, succeed, unhandled_failures, CancelledError, Deferred,
     Failure, FirstError, TimeoutError,
 };
 use twill::task::Clock;
@@ -74,13 +77,25 @@ fn first_error_prints_its_index_and_failure() {
     assert_ne!(first, FirstError { index: 2, failure });
 }
 
+/// One test for everything debug mode does: the switch is global, so two
+/// tests flipping it would race.
 #[test]
 fn debug_mode_names_where_a_deferred_was_made_and_first_fired() {
+    capture_logs();
     set_debugging(true);
+    assert!(get_debugging());
     let d = Deferred::new();
     d.callback(1);
     let err = d.try_callback(2).unwrap_err();
+    let lost: Deferred<()> = Deferred::new();
+    lost.errback(Failure::new("lost in debug mode"));
+    drop(lost);
     set_debugging(false);
+    let report = logged("lost in debug mode");
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert!(report[0].starts_with("ERROR Unhandled error in Deferred: lost in debug mode"));
+    assert!(report[0].contains("(debug:") && report[0].contains(" C: created at"));
+    assert!(report[0].contains(" I: first fired at") && report[0].contains(file!()));
     let text = err.to_string();
     let here = file!();
     let created = text.find(" C: created at").expect("creator");
