@@ -8,8 +8,9 @@ use std::rc::Rc;
 
 use twill::defer::{
     CancelledError, Deferred, DeferredLock, DeferredQueue, DeferredSemaphore, Failure,
-    NotAcquiredError, QueueUnderflow, ZeroTokensError,
+    NotAcquiredError, QueueUnderflow, Resolver, ZeroTokensError,
 };
+use twill::testing::assert_no_result;
 
 type Log = Rc<RefCell<Vec<&'static str>>>;
 
@@ -44,7 +45,7 @@ fn acquire_fires_with_the_lock_itself() {
 fn waiting_acquires_get_the_lock_in_fifo_order() {
     let lock = DeferredLock::new();
     let log = Log::default();
-    lock.acquire();
+    let _held = lock.acquire();
     for name in ["a", "b", "c"] {
         let log = log.clone();
         lock.acquire().add_callback(move |lock: DeferredLock| {
@@ -63,7 +64,7 @@ fn waiting_acquires_get_the_lock_in_fifo_order() {
 #[test]
 fn release_hands_the_lock_to_the_first_waiter_and_stays_locked() {
     let lock = DeferredLock::new();
-    lock.acquire();
+    let _held = lock.acquire();
     let next = lock.acquire();
     assert!(!next.called());
     lock.release();
@@ -90,7 +91,7 @@ fn releasing_an_unlocked_lock_is_an_error() {
 #[test]
 fn cancelling_a_waiting_acquire_removes_it_and_fails_it_with_cancelled_error() {
     let lock = DeferredLock::new();
-    lock.acquire();
+    let _held = lock.acquire();
     let cancelled = lock.acquire();
     let next = lock.acquire();
     cancelled.cancel();
@@ -131,7 +132,7 @@ fn run_acquires_calls_releases_and_returns_the_result() {
 fn run_waits_for_the_lock_in_turn() {
     let lock = DeferredLock::new();
     let log = Log::default();
-    lock.acquire();
+    let _held = lock.acquire();
     let first = lock.run(push(&log, "first"));
     let second = lock.run(push(&log, "second"));
     assert!(log.borrow().is_empty());
@@ -146,10 +147,11 @@ fn run_waits_for_the_lock_in_turn() {
 fn run_holds_the_lock_until_a_returned_deferred_fires() {
     let lock = DeferredLock::new();
     let reply = Deferred::new();
-    let waiting = reply.clone();
-    let d = lock.run(move || waiting);
+    let fire_reply = reply.resolver();
+    let d = lock.run(move || reply);
     assert!(lock.locked());
-    reply.callback("done");
+    assert_no_result(&d);
+    fire_reply.callback("done");
     assert!(!lock.locked());
     assert_eq!(d.result().unwrap().unwrap(), "done");
 }
@@ -175,7 +177,7 @@ fn run_releases_when_the_function_panics() {
 fn cancelling_a_waiting_run_means_the_function_never_runs() {
     let lock = DeferredLock::new();
     let log = Log::default();
-    lock.acquire();
+    let _held = lock.acquire();
     let d = lock.run(push(&log, "never"));
     d.cancel();
     assert!(d.result().unwrap().unwrap_err().check::<CancelledError>());
@@ -188,10 +190,11 @@ fn cancelling_a_waiting_run_means_the_function_never_runs() {
 fn cancelling_a_running_run_cancels_its_deferred_and_releases() {
     let lock = DeferredLock::new();
     let reply = Deferred::<u32>::new();
-    let waiting = reply.clone();
-    let d = lock.run(move || waiting);
+    let fire_reply = reply.resolver();
+    let d = lock.run(move || reply);
+    assert!(lock.locked());
     d.cancel();
-    assert!(reply.called(), "the function's Deferred was cancelled");
+    assert!(fire_reply.called(), "the function's Deferred was cancelled");
     assert!(d.result().unwrap().unwrap_err().check::<CancelledError>());
     assert!(!lock.locked());
 }
@@ -221,7 +224,7 @@ fn a_semaphore_lets_limit_holders_in_and_queues_the_rest() {
 fn semaphore_release_hands_the_token_to_the_first_waiter() {
     let semaphore = DeferredSemaphore::new(1).unwrap();
     let log = Log::default();
-    semaphore.acquire();
+    let _held = semaphore.acquire();
     for name in ["first", "second"] {
         let log = log.clone();
         semaphore
@@ -244,7 +247,7 @@ fn semaphore_release_hands_the_token_to_the_first_waiter() {
 fn releasing_a_semaphore_past_its_limit_is_an_error() {
     let semaphore = DeferredSemaphore::new(2).unwrap();
     assert_eq!(semaphore.try_release(), Err(NotAcquiredError));
-    semaphore.acquire();
+    let _held = semaphore.acquire();
     assert_eq!(semaphore.try_release(), Ok(()));
     assert!(catch_unwind(AssertUnwindSafe(|| semaphore.release())).is_err());
     assert_eq!(semaphore.tokens(), 2);
@@ -253,7 +256,7 @@ fn releasing_a_semaphore_past_its_limit_is_an_error() {
 #[test]
 fn cancelling_a_waiting_semaphore_acquire_removes_it() {
     let semaphore = DeferredSemaphore::new(1).unwrap();
-    semaphore.acquire();
+    let _held = semaphore.acquire();
     let cancelled = semaphore.acquire();
     cancelled.cancel();
     assert_eq!(semaphore.waiting(), 0);
@@ -270,18 +273,16 @@ fn cancelling_a_waiting_semaphore_acquire_removes_it() {
 fn semaphore_run_limits_concurrency_and_releases_on_failure() {
     let semaphore = DeferredSemaphore::new(2).unwrap();
     let replies: Vec<Deferred<u32>> = (0..3).map(|_| Deferred::new()).collect();
+    let fire: Vec<Resolver<u32>> = replies.iter().map(Deferred::resolver).collect();
     let runs: Vec<Deferred<u32>> = replies
-        .iter()
-        .map(|reply| {
-            let reply = reply.clone();
-            semaphore.run(move || reply)
-        })
+        .into_iter()
+        .map(|reply| semaphore.run(move || reply))
         .collect();
     assert_eq!(semaphore.waiting(), 1);
-    replies[0].errback(Failure::new("failed"));
+    fire[0].errback(Failure::new("failed"));
     assert_eq!(semaphore.waiting(), 0, "the failure released a token");
-    replies[1].callback(1);
-    replies[2].callback(2);
+    fire[1].callback(1);
+    fire[2].callback(2);
     assert_eq!(semaphore.tokens(), 2);
     assert!(runs[0].result().unwrap().is_err());
     assert_eq!(runs[2].result().unwrap().unwrap(), 2);

@@ -11,8 +11,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use twill::defer::{fail, CancelledError, Deferred, Failure};
+use twill::defer::{fail, CancelledError, Deferred, Failure, Resolver};
 use twill::task::{defer_later, Clock, LoopingCall, LoopingCallError, WeakLoopingCall};
+use twill::testing::{assert_no_result, failure_result_of, success_result_of};
 use twill::{Panicked, Reactor, ReactorTime};
 
 use support::run_bounded;
@@ -77,17 +78,15 @@ impl std::fmt::Display for TestException {
 impl std::error::Error for TestException {}
 
 /// The LoopingCall a start Deferred fired with.
+#[track_caller]
 fn stopped_with(d: &Deferred<LoopingCall>) -> LoopingCall {
-    d.result()
-        .expect("the start Deferred has fired")
-        .expect("the start Deferred succeeded")
+    success_result_of(d)
 }
 
 /// The failure a start Deferred failed with.
+#[track_caller]
 fn failed_with(d: &Deferred<LoopingCall>) -> Failure {
-    d.result()
-        .expect("the start Deferred has fired")
-        .expect_err("the start Deferred failed")
+    failure_result_of(d)
 }
 
 // ---------------------------------------------------------------------------
@@ -112,7 +111,7 @@ fn basic_function() {
     time.clock.pump(&[ms(50), ms(100), ms(100)]);
     assert_eq!(*calls.borrow(), [("a", "b", "d"); 3]);
 
-    assert!(started.result().is_none());
+    assert_no_result(&started);
     lc.stop().unwrap();
     assert!(stopped_with(&started) == lc);
     assert!(!lc.running());
@@ -156,7 +155,7 @@ fn callback_time_skips() {
     })
     .clock(time.rc());
 
-    lc.start(ms(500), true).unwrap();
+    let done = lc.start(ms(500), true).unwrap();
     assert_eq!(*times.borrow(), [0]);
     assert_eq!(time.ms(), 2000);
 
@@ -178,6 +177,7 @@ fn callback_time_skips() {
     assert_eq!(*times.borrow(), [0, 2500, 4000]);
     assert_eq!(time.ms(), 4000);
     lc.stop().unwrap();
+    assert!(stopped_with(&done) == lc);
 }
 
 /// test_reactorTimeSkips: interval 0.5, an instant function; `advance(2)`
@@ -193,7 +193,7 @@ fn reactor_time_skips() {
     })
     .clock(time.rc());
 
-    lc.start(ms(500), true).unwrap();
+    let done = lc.start(ms(500), true).unwrap();
     assert_eq!(*times.borrow(), [0]);
     time.clock.advance(secs(2));
     assert_eq!(*times.borrow(), [0, 2000]);
@@ -202,6 +202,7 @@ fn reactor_time_skips() {
     time.clock.advance(Duration::ZERO);
     assert_eq!(*times.borrow(), [0, 2000, 3000]);
     lc.stop().unwrap();
+    assert!(stopped_with(&done) == lc);
 }
 
 /// What a `with_count` loop's function got: `(time in ms, count)` per call.
@@ -227,7 +228,7 @@ fn reactor_time_count_skips() {
     let (lc, calls) = counting_loop(&time);
     let (interval, realistic_delay) = (500, 10);
 
-    lc.start(ms(interval), true).unwrap();
+    let done = lc.start(ms(interval), true).unwrap();
     assert_eq!(calls.borrow_mut().pop(), Some((0, 1)));
 
     time.clock.advance(ms(interval + realistic_delay));
@@ -245,6 +246,7 @@ fn reactor_time_count_skips() {
     time.clock.advance(Duration::ZERO);
     assert!(calls.borrow().is_empty());
     lc.stop().unwrap();
+    assert!(stopped_with(&done) == lc);
 }
 
 /// test_countLengthyIntervalCounts: calls at T+d, 2.75T+d and 3T+d all get
@@ -255,7 +257,7 @@ fn count_lengthy_interval_counts() {
     let (lc, calls) = counting_loop(&time);
     let (interval, realistic_delay) = (500, 10);
 
-    lc.start(ms(interval), true).unwrap();
+    let done = lc.start(ms(interval), true).unwrap();
     assert_eq!(calls.borrow_mut().pop(), Some((0, 1)));
 
     // About one interval later…
@@ -282,6 +284,7 @@ fn count_lengthy_interval_counts() {
     time.clock.advance(Duration::ZERO);
     assert!(calls.borrow().is_empty());
     lc.stop().unwrap();
+    assert!(stopped_with(&done) == lc);
 }
 
 /// test_deferredWithCount: interval 0.2, `now = false`; the first call (at
@@ -291,19 +294,17 @@ fn count_lengthy_interval_counts() {
 fn deferred_with_count() {
     let time = Time::new();
     let pending: Deferred<()> = Deferred::new();
+    let fire_pending = pending.resolver();
     let counts = Rc::new(RefCell::new(Vec::new()));
-    let (log, first) = (counts.clone(), pending.clone());
+    let (log, mut first) = (counts.clone(), Some(pending));
     let lc = LoopingCall::with_count(move |count| {
         log.borrow_mut().push(count);
-        if log.borrow().len() == 1 {
-            first.clone()
-        } else {
-            twill::defer::succeed(())
-        }
+        // The first call returns `pending`; the others succeed at once.
+        first.take().unwrap_or_else(|| twill::defer::succeed(()))
     })
     .clock(time.rc());
 
-    lc.start(ms(200), false).unwrap();
+    let done = lc.start(ms(200), false).unwrap();
     assert!(counts.borrow().is_empty());
 
     time.clock.pump(&[ms(200), ms(400)]);
@@ -311,10 +312,11 @@ fn deferred_with_count() {
     // Waiting on the Deferred: nothing is scheduled.
     assert!(time.clock.delayed_calls().is_empty());
 
-    pending.callback(());
+    fire_pending.callback(());
     time.clock.pump(&[ms(200)]);
     assert_eq!(*counts.borrow(), [1, 3]);
     lc.stop().unwrap();
+    assert!(stopped_with(&done) == lc);
 }
 
 /// test_reset: `start(2, now=False)`, `advance(1)`, `reset()`,
@@ -330,7 +332,7 @@ fn reset() {
     })
     .clock(time.rc());
 
-    lc.start(secs(2), false).unwrap();
+    let done = lc.start(secs(2), false).unwrap();
     time.clock.advance(secs(1));
     lc.reset().unwrap();
     time.clock.advance(secs(1));
@@ -338,6 +340,7 @@ fn reset() {
     time.clock.advance(secs(1));
     assert_eq!(ran.get(), 1);
     lc.stop().unwrap();
+    assert!(stopped_with(&done) == lc);
 }
 
 /// testStopAtOnce: started with `now = false` and interval 0, stopped at
@@ -417,7 +420,7 @@ fn wait_deferred() {
             lc.get().stop().unwrap();
             Ok(())
         });
-        let fire = d.clone();
+        let fire = d.resolver();
         inner.clock.call_later(secs(1), move || fire.callback(()));
         d
     })
@@ -439,7 +442,7 @@ fn failure_propagation() {
     let inner = time.clone();
     let lc = LoopingCall::new(move || {
         let d: Deferred<()> = Deferred::new();
-        let fire = d.clone();
+        let fire = d.resolver();
         inner.clock.call_later(ms(300), move || {
             fire.errback(TestException("later".into()));
         });
@@ -448,7 +451,7 @@ fn failure_propagation() {
     .clock(time.rc());
 
     let started = lc.start(secs(1), true).unwrap();
-    assert!(started.result().is_none());
+    assert_no_result(&started);
     time.clock.pump(&[ms(300)]);
     let failure = failed_with(&started);
     assert!(failure.check::<TestException>(), "{failure}");
@@ -500,9 +503,10 @@ fn start_refuses_an_interval_the_clock_cannot_schedule() {
     assert!(!lc.running());
     assert!(lc.interval().is_none());
     let limit = Duration::from_nanos(u64::MAX);
-    lc.start(limit, false).unwrap();
+    let done = lc.start(limit, false).unwrap();
     assert_eq!(lc.interval(), Some(limit));
     lc.stop().unwrap();
+    assert!(stopped_with(&done) == lc);
 }
 
 #[test]
@@ -584,18 +588,18 @@ fn an_err_from_the_function_fails_the_loop_and_can_be_handled() {
 #[test]
 fn a_loop_stopped_mid_call_restarts_once_the_call_completes() {
     let time = Time::new();
-    let work: Rc<RefCell<Vec<Deferred<()>>>> = Rc::default();
+    let work: Rc<RefCell<Vec<Resolver<()>>>> = Rc::default();
     let log = work.clone();
     let lc = LoopingCall::new(move || {
         let d = Deferred::new();
-        log.borrow_mut().push(d.clone());
+        log.borrow_mut().push(d.resolver());
         d
     })
     .clock(time.rc());
     let started = lc.start(secs(1), true).unwrap();
     lc.stop().unwrap();
     assert!(!lc.running());
-    assert!(started.result().is_none(), "the call is still under way");
+    assert_no_result(&started); // the call is still under way
     assert_eq!(
         lc.start(secs(1), true).unwrap_err(),
         LoopingCallError::AlreadyRunning
@@ -633,12 +637,13 @@ fn reset_during_a_call_does_nothing() {
     })
     .clock(time.rc());
     me.set(&lc);
-    lc.start(secs(1), true).unwrap();
+    let done = lc.start(secs(1), true).unwrap();
     time.clock.pump(&[ms(1500), ms(1000)]);
     assert_eq!(*times.borrow(), [0, 1500, 2500]);
     let next = time.clock.delayed_calls();
     assert_eq!(next[0].time() - time.t0, secs(3));
     lc.stop().unwrap();
+    assert!(stopped_with(&done) == lc);
 }
 
 #[test]
@@ -656,9 +661,10 @@ fn with_count_gives_one_for_interval_zero() {
     })
     .clock(time.rc());
     me.set(&lc);
-    lc.start(Duration::ZERO, true).unwrap();
+    let done = lc.start(Duration::ZERO, true).unwrap();
     time.clock.advance(secs(3));
     assert_eq!(*counts.borrow(), [1, 1, 1, 1]);
+    assert!(stopped_with(&done) == lc, "stopped by its fourth call");
 }
 
 /// A delayed first call counts from the start; a restart counts from its
@@ -667,17 +673,19 @@ fn with_count_gives_one_for_interval_zero() {
 fn with_count_counts_from_the_start_of_each_run() {
     let time = Rc::new(Time::new());
     let (lc, calls) = counting_loop(&time);
-    lc.start(secs(1), false).unwrap();
+    let done = lc.start(secs(1), false).unwrap();
     time.clock.advance(ms(3500));
     assert_eq!(*calls.borrow(), [(3500, 3)]);
     lc.stop().unwrap();
+    assert!(stopped_with(&done) == lc);
 
     time.clock.advance(secs(10));
-    lc.start(secs(1), true).unwrap();
+    let done = lc.start(secs(1), true).unwrap();
     assert_eq!(*calls.borrow(), [(3500, 3), (13500, 1)]);
     time.clock.advance(secs(1));
     assert_eq!(calls.borrow().last(), Some(&(14500, 1)));
     lc.stop().unwrap();
+    assert!(stopped_with(&done) == lc);
 }
 
 /// Interval 0 on the real reactor: one call per reactor turn, from the
@@ -754,7 +762,7 @@ fn defer_later_fires_with_the_value_after_the_delay() {
     let time = Time::new();
     let d = defer_later(&time.clock, secs(3), || Ok::<_, Failure>(42));
     time.clock.advance(ms(2999));
-    assert!(d.result().is_none());
+    assert_no_result(&d);
     time.clock.advance(ms(1));
     assert_eq!(d.result().unwrap().unwrap(), 42);
     assert!(time.clock.delayed_calls().is_empty());
@@ -764,11 +772,11 @@ fn defer_later_fires_with_the_value_after_the_delay() {
 fn defer_later_waits_for_a_deferred_the_function_returns() {
     let time = Time::new();
     let inner: Deferred<&str> = Deferred::new();
-    let returned = inner.clone();
-    let d = defer_later(&time.clock, secs(1), move || returned);
+    let fire_inner = inner.resolver();
+    let d = defer_later(&time.clock, secs(1), move || inner);
     time.clock.advance(secs(1));
-    assert!(d.result().is_none());
-    inner.callback("later");
+    assert_no_result(&d);
+    fire_inner.callback("later");
     assert_eq!(d.result().unwrap().unwrap(), "later");
 }
 
@@ -822,7 +830,7 @@ fn cancelling_defer_later_cancels_the_timer_and_never_calls_the_function() {
 fn defer_later_with_zero_delay_fires_on_the_next_advance() {
     let time = Time::new();
     let d = defer_later(&time.clock, Duration::ZERO, || Ok::<_, Failure>("soon"));
-    assert!(d.result().is_none(), "never synchronously");
+    assert_no_result(&d); // never synchronously
     time.clock.advance(Duration::ZERO);
     assert_eq!(d.result().unwrap().unwrap(), "soon");
 }
