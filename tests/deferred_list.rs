@@ -386,7 +386,7 @@ fn with_consume_errors_a_failure_after_the_list_fired_is_not_reported() {
 /// even if a later input wins a `fireOnOneCallback` list: a failure the
 /// list takes and never delivers must not vanish.
 #[test]
-#[ignore = "bug: fire_on_one_callback drops, unreported, a failure that arrived before the winner"]
+
 fn without_consume_errors_a_failure_before_the_winner_is_reported() {
     let before = unhandled_failures();
     let (ds, rs) = unfired::<u32>(2);
@@ -495,7 +495,7 @@ fn a_panicking_input_canceller_is_logged_and_the_others_are_still_cancelled() {
 /// cancels the members: the list fires as its inputs make it fire, as
 /// `DeferredList`'s documentation says.
 #[test]
-#[ignore = "bug: a list whose input canceller panicked fails itself with CancelledError instead of waiting for its inputs"]
+
 fn a_list_whose_input_canceller_panicked_waits_for_that_input() {
     capture_logs();
     let bad = Deferred::<u32>::with_canceller(|_| panic!("canceller bug 81c0"));
@@ -530,7 +530,7 @@ fn cancelling_the_list_reaches_an_input_waiting_on_an_inner_deferred() {
 /// whether or not anything else refers to the inner one; a canceller that
 /// calls back makes the outer Deferred (and so the list) get its value.
 #[test]
-#[ignore = "bug: cancel does not reach an inner Deferred that only the waiting chain refers to; its canceller never runs"]
+
 fn cancelling_the_list_runs_the_canceller_of_an_inner_deferred_nobody_else_holds() {
     let log = Log::default();
     let inner_log = log.clone();

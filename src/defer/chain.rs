@@ -142,7 +142,13 @@ pub(crate) enum Slot<T> {
 enum Chained {
     None,
     /// A callback returned that Deferred; this core waits for its result.
-    WaitingOn(Weak<dyn Node>),
+    /// Held weakly, so that a chain waiting on a Deferred nobody can fire
+    /// is freed; but held strongly too (`_keep`) when cancelling it would
+    /// run a user's canceller, which may be the only thing that can fire it.
+    WaitingOn {
+        inner: Weak<dyn Node>,
+        _keep: Option<super::CancelHandle>,
+    },
     /// That core will fire this one: `then`'s upstream (`cancel_up`: a
     /// cancel here is the upstream's), or a `chain_deferred` source.
     FiredBy {
@@ -179,20 +185,18 @@ pub(crate) trait Resume {
     fn resume(self: Rc<Self>);
 }
 
-/// Cancels a driven future: see `future.rs`.
-pub(crate) trait DriverCancel {
-    fn cancel(self: Rc<Self>);
-}
-
 /// A user's canceller: Twisted's, given the Deferred to fire.
 pub(crate) type UserCanceller<T> = Box<dyn FnOnce(&super::Resolver<T>)>;
 
 pub(crate) enum Canceller<T> {
     None,
     Once(UserCanceller<T>),
-    /// `from_future`: the driver forwards the cancel to what the future
-    /// awaits, and fires the Deferred itself when the future is done.
-    Driver(Weak<dyn DriverCancel>),
+    /// The cancel is passed on to the work this Deferred stands for (what
+    /// a driven future awaits, a list's inputs), which fires it in its own
+    /// time; kept, since that work may be cancelled again. Returns whether
+    /// the work was still there: if not, the Deferred fails with
+    /// `CancelledError`.
+    Forward(Rc<dyn Fn() -> bool>),
 }
 
 static DEBUGGING: AtomicBool = AtomicBool::new(false);
@@ -272,6 +276,9 @@ pub(crate) trait Node {
     /// One step of `cancel`: what to cancel instead of this core, if
     /// anything.
     fn cancel_step(self: Rc<Self>) -> Option<Rc<dyn Node>>;
+    /// Whether cancelling it now would run a user's canceller (its own, or
+    /// its head's for a segment that has not fired).
+    fn cancel_runs_user_canceller(&self) -> bool;
     /// Moves out the cores its links hold, so dropping a deep chain does
     /// not recurse.
     fn take_children(&self, into: &mut Vec<Rc<dyn Node>>);
@@ -366,7 +373,7 @@ impl<T: 'static> Core<T> {
     pub(crate) fn chained_to(&self) -> Option<usize> {
         match &self.st.borrow().chained {
             Chained::None => None,
-            Chained::WaitingOn(to) | Chained::FiredBy { from: to, .. } => {
+            Chained::WaitingOn { inner: to, .. } | Chained::FiredBy { from: to, .. } => {
                 Some(to.as_ptr() as *const () as usize)
             }
         }
@@ -526,7 +533,7 @@ impl<T: 'static> Core<T> {
     ) -> fmt::Result {
         let st = self.st.borrow();
         write!(f, "<Deferred at {:#x}", self.address())?;
-        if let Chained::WaitingOn(inner) = &st.chained {
+        if let Chained::WaitingOn { inner, .. } = &st.chained {
             write!(
                 f,
                 " waiting on Deferred at {:#x}",
@@ -645,7 +652,14 @@ impl<T: 'static> Core<T> {
         }
         inner_st.links.push_back(Link::Resume(self.clone()));
         drop(inner_st);
-        st.chained = Chained::WaitingOn(Rc::downgrade(&inner.core) as Weak<dyn Node>);
+        let keep = inner
+            .core
+            .cancel_runs_user_canceller()
+            .then(|| inner.cancel_handle());
+        st.chained = Chained::WaitingOn {
+            inner: Rc::downgrade(&inner.core) as Weak<dyn Node>,
+            _keep: keep,
+        };
         true
     }
 
@@ -660,11 +674,9 @@ impl<T: 'static> Core<T> {
         let canceller = {
             let mut st = self.st.borrow_mut();
             match mem::replace(&mut st.canceller, Canceller::None) {
-                Canceller::Driver(driver) => {
-                    // Kept: a driven future may be cancelled again after it
-                    // recovered from the first cancel.
-                    st.canceller = Canceller::Driver(driver.clone());
-                    Canceller::Driver(driver)
+                Canceller::Forward(forward) => {
+                    st.canceller = Canceller::Forward(forward.clone());
+                    Canceller::Forward(forward)
                 }
                 Canceller::None => {
                     st.swallow_next_fire = true;
@@ -679,9 +691,9 @@ impl<T: 'static> Core<T> {
                 // as Twisted's `cancel` raises what its canceller raised.
                 canceller(&super::Resolver { core: self.clone() });
             }
-            Canceller::Driver(driver) => {
-                if let Some(driver) = driver.upgrade() {
-                    return driver.cancel();
+            Canceller::Forward(forward) => {
+                if forward() {
+                    return;
                 }
             }
             Canceller::None => {}
@@ -699,7 +711,7 @@ impl<T> State<T> {
     }
 
     fn is_waiting(&self) -> bool {
-        matches!(self.chained, Chained::WaitingOn(_))
+        matches!(self.chained, Chained::WaitingOn { .. })
     }
 
     /// Not running, not paused, not waiting, nothing left to run.
@@ -723,7 +735,7 @@ impl<T: 'static> Node for Core<T> {
         let target = {
             let st = self.st.borrow();
             match &st.chained {
-                Chained::WaitingOn(inner) => Target::Inner(inner.clone()),
+                Chained::WaitingOn { inner, .. } => Target::Inner(inner.clone()),
                 _ if st.called => Target::Nothing,
                 Chained::FiredBy {
                     from,
@@ -749,6 +761,20 @@ impl<T: 'static> Node for Core<T> {
                 None
             }
             Target::Nothing => None,
+        }
+    }
+
+    fn cancel_runs_user_canceller(&self) -> bool {
+        let st = self.st.borrow();
+        match &st.chained {
+            _ if st.called => false,
+            Chained::FiredBy {
+                from,
+                cancel_up: true,
+            } => from
+                .upgrade()
+                .is_some_and(|upstream| upstream.cancel_runs_user_canceller()),
+            _ => matches!(st.canceller, Canceller::Once(_)),
         }
     }
 

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::chain::{self, Canceller, Core, DriverCancel, Node, Outcome, Resume, Waiter};
+use super::chain::{self, Canceller, Core, Node, Outcome, Resume, Waiter};
 use super::{CancelledError, Deferred, Failure, Resolver};
 use crate::executor;
 
@@ -158,9 +158,16 @@ impl<T: 'static> Deferred<T> {
             kept: Cell::new(None),
             me: me.clone(),
         });
-        d.core.set_canceller(Canceller::Driver(
-            Rc::downgrade(&driver) as Weak<dyn DriverCancel>
-        ));
+        let cancel = Rc::downgrade(&driver);
+        d.core.set_canceller(Canceller::Forward(Rc::new(move || {
+            match cancel.upgrade() {
+                Some(driver) => {
+                    driver.cancel();
+                    true
+                }
+                None => false,
+            }
+        })));
         driver.poll_now();
         d
     }
@@ -312,10 +319,12 @@ where
     }
 }
 
-impl<T: 'static, F> DriverCancel for Driver<T, F>
+impl<T: 'static, F> Driver<T, F>
 where
     F: Future<Output = Result<T, Failure>> + 'static,
 {
+    /// Cancels what the future awaits, or drops a future that awaits no
+    /// Deferred.
     fn cancel(self: Rc<Self>) {
         if self.polling.get() {
             self.cancel_requested.set(true);

@@ -7,6 +7,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
+use super::chain;
 use super::{CancelHandle, Deferred, Failure, Resolver};
 
 /// Builds a Deferred that waits for a list of Deferreds: Twisted's
@@ -122,7 +123,9 @@ impl<T: 'static> DeferredList<T> {
     }
 
     /// Attaches to the inputs and returns a Deferred that fires with the
-    /// first value and its index (Twisted's `fireOnOneCallback`). If every
+    /// first value and its index (Twisted's `fireOnOneCallback`). Failures
+    /// of inputs that failed before that value are reported as unhandled,
+    /// unless [`consume_errors`](Self::consume_errors) is on. If every
     /// input fails (and `fire_on_one_errback` is off) it fails with a
     /// [`FailureGroup`] of the failures in index order, where Twisted fires
     /// with the list of failures. As Twisted's, it never fires over an
@@ -245,11 +248,13 @@ pub fn race<T: 'static>(deferreds: Vec<Deferred<T>>) -> Deferred<(usize, T)> {
         target: None,
     }));
     let weak = Rc::downgrade(&core);
-    let target = Deferred::with_canceller(move |_| {
-        if let Some(core) = Weak::upgrade(&weak) {
-            let inputs = pending(&core.borrow().members);
-            cancel_all(inputs, "race");
-        }
+    let target = Deferred::with_forwarding_canceller(move || {
+        let Some(core) = Weak::upgrade(&weak) else {
+            return false;
+        };
+        let inputs = pending(&core.borrow().members);
+        cancel_all(inputs, "race");
+        true
     });
     core.borrow_mut().target = Some(target.resolver());
     for (index, d) in deferreds.into_iter().enumerate() {
@@ -423,7 +428,16 @@ impl<T: 'static> ListCore<T> {
         }
         let fire = match outcome {
             Ok(value) => match self.target.take() {
-                Some(Target::First(d)) => Some(Fire::First(d, value, index)),
+                Some(Target::First(d)) => {
+                    // Failures kept in case every input failed: with a
+                    // winner, nobody gets them.
+                    for earlier in std::mem::take(&mut self.results).into_iter().flatten() {
+                        if let (Err(failure), false) = (earlier, self.consume_errors) {
+                            chain::report_unhandled(&failure, None);
+                        }
+                    }
+                    Some(Fire::First(d, value, index))
+                }
                 other => {
                     self.target = other;
                     self.results[index] = Some(Ok(value));
@@ -464,11 +478,13 @@ fn attach<T: 'static, U: 'static>(
         target: None,
     }));
     let weak = Rc::downgrade(&core);
-    let target = Deferred::with_canceller(move |_| {
-        if let Some(core) = Weak::upgrade(&weak) {
-            let inputs = pending(&core.borrow().members);
-            cancel_all(inputs, "DeferredList");
-        }
+    let target = Deferred::with_forwarding_canceller(move || {
+        let Some(core) = Weak::upgrade(&weak) else {
+            return false;
+        };
+        let inputs = pending(&core.borrow().members);
+        cancel_all(inputs, "DeferredList");
+        true
     });
     core.borrow_mut().target = Some(wrap(target.resolver()));
     for (index, d) in deferreds.into_iter().enumerate() {

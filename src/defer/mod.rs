@@ -581,6 +581,16 @@ impl CancelHandle {
 }
 
 impl<T: 'static> Deferred<T> {
+    /// A Deferred whose cancel is passed on to the work it stands for
+    /// (`forward`), which fires it in its own time; `forward` returns
+    /// whether that work was still there (if not, the Deferred fails with
+    /// [`CancelledError`]). Twisted's `DeferredList.cancel`.
+    pub(crate) fn with_forwarding_canceller(forward: impl Fn() -> bool + 'static) -> Deferred<T> {
+        let d = Deferred::new();
+        d.core.set_canceller(Canceller::Forward(Rc::new(forward)));
+        d
+    }
+
     pub(crate) fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
             node: self.core.clone(),
