@@ -27,7 +27,10 @@
 //! core holds the segment after it (its `Then` link) strongly; the way back
 //! (`waiting_on`, a segment's upstream) is weak. Whoever can fire a core
 //! (a [`Resolver`](super::Resolver), a timer, a driven future) keeps
-//! everything after it alive; a core nobody can fire any more is freed.
+//! everything after it alive; a core nobody can fire any more is freed. One
+//! exception: a core waits on an inner Deferred with a user's canceller
+//! strongly, since cancelling may be the only way that Deferred ever fires
+//! (so the two are freed only once it fires or is cancelled).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
