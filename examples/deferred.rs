@@ -20,7 +20,7 @@ use std::io;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use twill::defer::{Deferred, Failure};
+use twill::defer::{Deferred, Failure, Resolver};
 use twill::Reactor;
 
 fn print_square(n: i64) -> Result<i64, Failure> {
@@ -41,19 +41,21 @@ fn on_error(failure: Failure) -> Result<i64, Failure> {
 }
 
 /// The chain: `print_square`, `on_error`, `print_twice`, then stop the
-/// reactor whatever the outcome.
-fn make_deferred() -> Deferred<i64> {
+/// reactor whatever the outcome. Returns the chain's last handle and the
+/// resolver that fires it.
+fn make_deferred() -> (Deferred<()>, Resolver<i64>) {
     let d = Deferred::new();
+    let resolver = d.resolver();
     d.add_callback(print_square)
         .add_errback(on_error)
         .add_callback(print_twice);
     // The last step ends the chain: the outcome was reported above, so
     // nothing is left unhandled.
-    d.clone().then_both(|_outcome: Result<i64, Failure>| {
+    let done = d.then_both(|_outcome: Result<i64, Failure>| {
         twill::stop();
         Ok(())
     });
-    d
+    (done, resolver)
 }
 
 fn main() -> io::Result<ExitCode> {
@@ -68,12 +70,12 @@ fn main() -> io::Result<ExitCode> {
     };
 
     let reactor = Reactor::new()?;
-    let d = make_deferred();
+    let (_done, fire) = make_deferred();
     twill::call_later(Duration::from_secs(2), move || {
         if call_error {
-            d.errback(Failure::new("call_error asked for the errback path"));
+            fire.errback(Failure::new("call_error asked for the errback path"));
         } else {
-            d.callback(5);
+            fire.callback(5);
         }
     });
     reactor.run()?;
