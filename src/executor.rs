@@ -26,9 +26,9 @@ use std::thread::ThreadId;
 use async_executor::{LocalExecutor, Task};
 
 thread_local! {
-    /// How many tickers (reactors) this thread has: the last one to go
+    /// How many leases (reactors) this thread has: the last one to go
     /// resets the thread's futures.
-    static TICKERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static LEASES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     static EXECUTOR: RefCell<Rc<LocalExecutor<'static>>> = RefCell::new(Rc::new(LocalExecutor::new()));
     static KEPT: RefCell<Kept> = RefCell::new(Kept::default());
 }
@@ -83,7 +83,7 @@ pub(crate) fn release(key: usize) {
 }
 
 /// Drops every future pending on this thread: the executor's tasks and the
-/// driven futures. The last reactor of the thread does, when it is dropped.
+/// driven futures. The thread's last [`Lease`] does, when it is dropped.
 fn reset() {
     let old = EXECUTOR.with(|executor| {
         std::mem::replace(&mut *executor.borrow_mut(), Rc::new(LocalExecutor::new()))
@@ -93,8 +93,9 @@ fn reset() {
     drop(kept);
 }
 
-/// The reactor's side: runs the thread's executor once per turn, when
-/// something was scheduled.
+/// The running reactor's side: runs the thread's executor once per turn,
+/// when something was scheduled. Made when a reactor starts running and
+/// dropped when it stops, so the executor only wakes a running one.
 pub(crate) struct Ticker {
     run: Pin<Box<dyn Future<Output = ()>>>,
     wake: Arc<LoopWake>,
@@ -125,7 +126,6 @@ impl Ticker {
     /// another thread.
     pub(crate) fn new(notify: impl Fn() + Send + Sync + 'static) -> Ticker {
         let executor = EXECUTOR.with(|executor| executor.borrow().clone());
-        TICKERS.with(|tickers| tickers.set(tickers.get() + 1));
         let wake = Arc::new(LoopWake {
             // Polled once at the start, so the executor knows whom to wake.
             scheduled: AtomicBool::new(true),
@@ -154,15 +154,32 @@ impl Ticker {
     }
 }
 
-impl Drop for Ticker {
+/// Held by each reactor: when the thread's last one is dropped, so are the
+/// futures still pending on the thread.
+pub(crate) struct Lease(());
+
+impl Lease {
+    pub(crate) fn new() -> Lease {
+        LEASES.with(|leases| leases.set(leases.get() + 1));
+        Lease(())
+    }
+}
+
+impl Drop for Lease {
     fn drop(&mut self) {
-        let left = TICKERS.with(|tickers| {
-            tickers.set(tickers.get() - 1);
-            tickers.get()
+        let left = LEASES.with(|leases| {
+            leases.set(leases.get() - 1);
+            leases.get()
         });
         if left == 0 {
             reset();
         }
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lease")
     }
 }
 

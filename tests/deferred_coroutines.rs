@@ -131,11 +131,11 @@ fn the_future_sees_what_the_inner_canceller_gave() {
     impl std::error::Error for Interrupted {}
 
     let by_value: Deferred<i32> = Deferred::with_canceller(|r| r.callback(99));
-    let d = Deferred::from_future(async move { by_value.await });
+    let d = Deferred::from_future(async move { by_value.await.map(|n| n * 10) });
     d.cancel();
     assert_eq!(
         success_result_of(&d),
-        99,
+        990,
         "a canceller's value reaches the future"
     );
 

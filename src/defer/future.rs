@@ -174,7 +174,7 @@ impl<T: 'static> Deferred<T> {
 }
 
 /// Drives one future for [`Deferred::from_future`].
-struct Driver<T, F> {
+struct Driver<T: 'static, F> {
     /// `None` once the future finished or was dropped. Pinned in place: the
     /// driver lives in an `Rc` and the future is never moved out of it, only
     /// dropped where it is (by assigning `None`).
@@ -367,7 +367,7 @@ where
 }
 
 /// The executor task of a driver: polls its future when woken.
-struct Shell<T, F>(Rc<Driver<T, F>>);
+struct Shell<T: 'static, F>(Rc<Driver<T, F>>);
 
 impl<T: 'static, F> Future for Shell<T, F>
 where

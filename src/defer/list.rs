@@ -78,7 +78,7 @@ use super::{CancelHandle, Deferred, Failure, Resolver};
 /// assert_eq!(first.result().unwrap().unwrap(), ("b", 1));
 /// ```
 #[must_use = "a DeferredList does nothing until `build` or `fire_on_one_callback`"]
-pub struct DeferredList<T> {
+pub struct DeferredList<T: 'static> {
     deferreds: Vec<Deferred<T>>,
     fire_on_one_errback: bool,
     consume_errors: bool,
@@ -135,7 +135,7 @@ impl<T: 'static> DeferredList<T> {
     }
 }
 
-impl<T> fmt::Debug for DeferredList<T> {
+impl<T: 'static> fmt::Debug for DeferredList<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeferredList")
             .field("deferreds", &self.deferreds.len())
@@ -339,7 +339,7 @@ fn cancel_all(inputs: Vec<(usize, CancelHandle)>, what: &str) {
 }
 
 /// The list's Deferred, until it fires.
-enum Target<T> {
+enum Target<T: 'static> {
     All(Resolver<Vec<Result<T, Failure>>>),
     First(Resolver<(T, usize)>),
 }
@@ -353,7 +353,7 @@ impl<T: 'static> Target<T> {
     }
 }
 
-struct ListCore<T> {
+struct ListCore<T: 'static> {
     results: Vec<Option<Result<T, Failure>>>,
     members: Vec<Option<CancelHandle>>,
     remaining: usize,
@@ -363,7 +363,7 @@ struct ListCore<T> {
 }
 
 /// What to fire once the core is no longer borrowed.
-enum Fire<T> {
+enum Fire<T: 'static> {
     All(Resolver<Vec<Result<T, Failure>>>, Vec<Result<T, Failure>>),
     First(Resolver<(T, usize)>, T, usize),
     Fail(Target<T>, Failure),
@@ -500,7 +500,7 @@ fn attach<T: 'static, U: 'static>(
     (target, core)
 }
 
-struct RaceCore<T> {
+struct RaceCore<T: 'static> {
     members: Vec<Option<CancelHandle>>,
     failures: Vec<Option<Failure>>,
     failed: usize,

@@ -271,7 +271,7 @@ impl fmt::Display for ZeroTokensError {
 impl Error for ZeroTokensError {}
 
 /// The state both handles share; `H` is the handle waiters get.
-struct Core<H> {
+struct Core<H: 'static> {
     tokens: usize,
     limit: usize,
     waiting: VecDeque<(u64, Resolver<H>)>,
@@ -280,7 +280,7 @@ struct Core<H> {
 
 type Shared<H> = Rc<RefCell<Core<H>>>;
 
-impl<H> Core<H> {
+impl<H: 'static> Core<H> {
     fn shared(tokens: usize) -> Shared<H> {
         Rc::new(RefCell::new(Core {
             tokens,

@@ -127,7 +127,7 @@ use crate::time::ReactorTime;
 /// inner.add_callback(|n| Ok(n)); // `inner` was moved into the callback
 /// ```
 #[must_use = "a Deferred does nothing by itself: add callbacks, await it, or fire it"]
-pub struct Deferred<T> {
+pub struct Deferred<T: 'static> {
     core: Rc<Core<T>>,
     /// The first core of the chain, when this handle is a segment that
     /// `then` made: kept alive so that cancelling reaches its canceller.
@@ -149,11 +149,11 @@ pub struct Deferred<T> {
 /// fire.callback(21);
 /// assert_eq!(doubled.result().unwrap().unwrap(), 42);
 /// ```
-pub struct Resolver<T> {
+pub struct Resolver<T: 'static> {
     core: Rc<Core<T>>,
 }
 
-impl<T> Clone for Resolver<T> {
+impl<T: 'static> Clone for Resolver<T> {
     fn clone(&self) -> Self {
         Resolver {
             core: self.core.clone(),
@@ -174,7 +174,7 @@ impl fmt::Debug for DeferredId {
 
 /// What a callback may return: `Result<T, Failure>` (a value, or a failure
 /// for the error path), or a `Deferred<T>` to wait for.
-pub trait IntoStep<T> {
+pub trait IntoStep<T: 'static> {
     /// Converts into the chain's next step.
     #[doc(hidden)]
     fn into_step(self) -> StepInner<T>;
@@ -182,33 +182,33 @@ pub trait IntoStep<T> {
 
 /// Opaque: the chain's next step.
 #[doc(hidden)]
-pub struct StepInner<T>(Step<T>);
+pub struct StepInner<T: 'static>(Step<T>);
 
-impl<T> fmt::Debug for StepInner<T> {
+impl<T: 'static> fmt::Debug for StepInner<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("StepInner")
     }
 }
 
-impl<T> IntoStep<T> for Result<T, Failure> {
+impl<T: 'static> IntoStep<T> for Result<T, Failure> {
     fn into_step(self) -> StepInner<T> {
         StepInner(Step::Done(self))
     }
 }
 
-impl<T> IntoStep<T> for StepInner<T> {
+impl<T: 'static> IntoStep<T> for StepInner<T> {
     fn into_step(self) -> StepInner<T> {
         self
     }
 }
 
-impl<T> IntoStep<T> for Deferred<T> {
+impl<T: 'static> IntoStep<T> for Deferred<T> {
     fn into_step(self) -> StepInner<T> {
         StepInner(Step::Wait(self))
     }
 }
 
-fn step<T, R: IntoStep<T>>(r: R) -> Step<T> {
+fn step<T: 'static, R: IntoStep<T>>(r: R) -> Step<T> {
     r.into_step().0
 }
 

@@ -56,7 +56,7 @@ pub struct DeferredQueue<T: 'static> {
     next: Option<Deferred<T>>,
 }
 
-struct Core<T> {
+struct Core<T: 'static> {
     pending: VecDeque<T>,
     waiting: VecDeque<(u64, Resolver<T>)>,
     size: Option<usize>,

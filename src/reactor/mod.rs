@@ -157,8 +157,9 @@ pub(crate) struct Core {
     /// `Bytes`, so an idle connection holds no read buffer.
     read_buf: RefCell<BytesMut>,
     remote: Arc<Remote>,
-    /// Runs the thread's futures once per turn.
-    ticker: RefCell<crate::executor::Ticker>,
+    /// While a reactor exists, the thread's futures do: the last one to go
+    /// drops those still pending.
+    _futures: crate::executor::Lease,
     state: Cell<RunState>,
     connections: Cell<usize>,
     triggers: RefCell<Vec<Trigger>>,
@@ -210,12 +211,9 @@ impl Reactor {
     /// The OS poller could not be created.
     pub fn new() -> io::Result<Reactor> {
         let poller = Arc::new(Poller::new()?);
-        let notify = poller.clone();
         let core = Rc::new(Core {
             remote: Arc::new(Remote::new(poller.clone())),
-            ticker: RefCell::new(crate::executor::Ticker::new(move || {
-                let _ = notify.notify();
-            })),
+            _futures: crate::executor::Lease::new(),
             poller,
             timers: TimerQueue::new(TimeSource::Monotonic),
             sources: RefCell::new(Slab::new()),
@@ -532,9 +530,15 @@ impl Core {
     fn run_loop(self: &Rc<Self>) -> io::Result<()> {
         let mut waiter = Waiter::new();
         let mut deadline = None;
+        // Only while running: a reactor that is not running must not be the
+        // one the executor wakes.
+        let notify = self.poller.clone();
+        let mut ticker = crate::executor::Ticker::new(move || {
+            let _ = notify.notify();
+        });
         loop {
             self.remote.run_calls();
-            self.ticker.borrow_mut().tick();
+            ticker.tick();
             if self.remote.stop_requested() && self.state.get() == RunState::Running {
                 self.begin_shutdown();
                 deadline = Some(Instant::now() + self.shutdown_timeout.get());
@@ -556,7 +560,7 @@ impl Core {
                 }
             }
             let timeout = if !self.soon.borrow().is_empty()
-                || self.ticker.borrow().has_work()
+                || ticker.has_work()
                 || (self.remote.stop_requested() && self.state.get() == RunState::Running)
             {
                 Some(Duration::ZERO)
