@@ -47,7 +47,7 @@ if [ "$smoke" = 1 ]; then
     rounds=1
     sizes=(--size 10 --single-batch 10 --reps 1 --rep-time 0)
 fi
-side_timeout=30   # seconds for one side's run of all four workloads
+side_timeout=30   # seconds for one side's run of all seven workloads
 deadline=100      # no new round starts after this many seconds
 
 # --- Twisted in a virtualenv --------------------------------------------------
