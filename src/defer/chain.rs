@@ -138,7 +138,7 @@ enum Chained {
     /// run a user's canceller, which may be the only thing that can fire it.
     WaitingOn {
         inner: Weak<dyn Node>,
-        _keep: Option<super::CancelHandle>,
+        _keep: Option<Rc<dyn Node>>,
     },
     /// That core will fire this one: `then`'s upstream (`cancel_up`: a
     /// cancel here is the upstream's), or a `chain_deferred` source.
@@ -184,10 +184,14 @@ pub(crate) enum Canceller<T: 'static> {
     Once(UserCanceller<T>),
     /// The cancel is passed on to the work this Deferred stands for (what
     /// a driven future awaits, a list's inputs), which fires it in its own
-    /// time; kept, since that work may be cancelled again. Returns whether
-    /// the work was still there: if not, the Deferred fails with
-    /// `CancelledError`.
-    Forward(Rc<dyn Fn() -> bool>),
+    /// time; kept, since that work may be cancelled again. If the work is
+    /// gone, the Deferred fails with `CancelledError`.
+    Forward(Weak<dyn ForwardCancel>),
+}
+
+/// Work that a cancel is passed on to: see [`Canceller::Forward`].
+pub(crate) trait ForwardCancel {
+    fn forward_cancel(self: Rc<Self>);
 }
 
 static DEBUGGING: AtomicBool = AtomicBool::new(false);
@@ -234,9 +238,14 @@ pub(crate) struct State<T: 'static> {
     /// A test looked at the failure (`failure_result_of`): not unhandled.
     failure_seen: bool,
     chained: Chained,
-    canceller: Canceller<T>,
     waiter: Waiter,
-    debug: Option<Box<DebugInfo>>,
+    /// What few Deferreds have, out of line to keep the common one small.
+    extra: Option<Box<Extra<T>>>,
+}
+
+struct Extra<T: 'static> {
+    canceller: Canceller<T>,
+    debug: Option<DebugInfo>,
 }
 
 thread_local! {
@@ -256,6 +265,16 @@ pub(crate) fn report_unhandled(failure: &Failure, debug: Option<&DebugInfo>) {
         Some(debug) => log::error!("Unhandled error in Deferred: {failure}\n(debug:\n{debug})"),
         None => log::error!("Unhandled error in Deferred: {failure}"),
     }
+}
+
+/// How a run of a chain's links ended.
+enum Ran {
+    /// The result went to that core: run it next.
+    HandedOn(Rc<dyn Node>),
+    /// Every link ran: tell whoever waits for the result.
+    Finished(Waiter),
+    /// The chain waits, or ended.
+    Stopped,
 }
 
 /// A core seen without its type: what running, cancelling and dropping a
@@ -309,13 +328,15 @@ impl<T: 'static> Core<T> {
                 swallow_next_fire: false,
                 failure_seen: false,
                 chained: Chained::None,
-                canceller: Canceller::None,
                 waiter: Waiter::None,
-                debug: debugging().then(|| {
-                    Box::new(DebugInfo {
-                        created: Location::caller(),
-                        created_trace: std::backtrace::Backtrace::force_capture(),
-                        fired: None,
+                extra: debugging().then(|| {
+                    Box::new(Extra {
+                        canceller: Canceller::None,
+                        debug: Some(DebugInfo {
+                            created: Location::caller(),
+                            created_trace: std::backtrace::Backtrace::force_capture(),
+                            fired: None,
+                        }),
                     })
                 }),
             }),
@@ -331,7 +352,7 @@ impl<T: 'static> Core<T> {
             let mut st = core.st.borrow_mut();
             st.called = true;
             st.slot = Slot::Ready(outcome);
-            if let Some(debug) = &mut st.debug {
+            if let Some(debug) = st.debug_mut() {
                 debug.fired = Some((
                     Location::caller(),
                     std::backtrace::Backtrace::force_capture(),
@@ -342,7 +363,7 @@ impl<T: 'static> Core<T> {
     }
 
     pub(crate) fn set_canceller(&self, canceller: Canceller<T>) {
-        self.st.borrow_mut().canceller = canceller;
+        self.st.borrow_mut().extra().canceller = canceller;
     }
 
     /// A segment, fired by `upstream` (`then`) or by a `chain_deferred`.
@@ -385,14 +406,14 @@ impl<T: 'static> Core<T> {
                     return Ok(());
                 }
                 return Err(AlreadyCalledError {
-                    debug: st.debug.as_ref().map(|debug| debug.to_string()),
+                    debug: st.debug().map(|debug| debug.to_string()),
                 });
             }
             st.called = true;
             st.slot = Slot::Ready(outcome);
-            st.canceller = Canceller::None;
+            st.take_canceller();
             st.chained = Chained::None;
-            if let Some(debug) = &mut st.debug {
+            if let Some(debug) = st.debug_mut() {
                 debug.fired = Some((at, std::backtrace::Backtrace::force_capture()));
             }
         }
@@ -409,11 +430,11 @@ impl<T: 'static> Core<T> {
                 return Ok(());
             }
             return Err(AlreadyCalledError {
-                debug: st.debug.as_ref().map(|debug| debug.to_string()),
+                debug: st.debug().map(|debug| debug.to_string()),
             });
         }
         st.called = true;
-        st.canceller = Canceller::None;
+        st.take_canceller();
         st.chained = Chained::None;
         self.settle(&mut st, step);
         Ok(())
@@ -546,18 +567,40 @@ impl<T: 'static> Core<T> {
 
     /// Steps a chain of this type; see [`Node::step`].
     fn step_typed(self: &Rc<Self>) -> Option<Rc<dyn Node>> {
-        let mut st = self.st.borrow_mut();
-        if st.running || st.paused > 0 || st.is_waiting() || !matches!(st.slot, Slot::Ready(_)) {
-            return None;
+        {
+            let mut st = self.st.borrow_mut();
+            if st.running || st.paused > 0 || st.is_waiting() || !matches!(st.slot, Slot::Ready(_))
+            {
+                return None;
+            }
+            st.running = true;
         }
-        st.running = true;
+        loop {
+            // One unwind guard for the whole run rather than one per
+            // callback: a panicking callback leaves the chain running, with
+            // no result, and its failure goes on down the error path.
+            match catch_unwind(AssertUnwindSafe(|| self.run_links())) {
+                Ok(Ran::HandedOn(next)) => return Some(next),
+                Ok(Ran::Finished(waiter)) => {
+                    waiter.notify();
+                    return None;
+                }
+                Ok(Ran::Stopped) => return None,
+                Err(panic) => {
+                    self.st.borrow_mut().slot = Slot::Ready(Err(Failure::from_panic(&*panic)))
+                }
+            }
+        }
+    }
+
+    /// The loop of [`step_typed`](Self::step_typed), with the chain marked
+    /// running and a result in the slot.
+    fn run_links(self: &Rc<Self>) -> Ran {
+        let mut st = self.st.borrow_mut();
         loop {
             let Some(link) = st.links.pop_front() else {
                 st.running = false;
-                let waiter = mem::replace(&mut st.waiter, Waiter::None);
-                drop(st);
-                waiter.notify();
-                return None;
+                return Ran::Finished(mem::replace(&mut st.waiter, Waiter::None));
             };
             let outcome = match mem::replace(&mut st.slot, Slot::Empty) {
                 Slot::Ready(outcome) => outcome,
@@ -565,18 +608,17 @@ impl<T: 'static> Core<T> {
                 other => {
                     st.slot = other;
                     st.running = false;
-                    return None;
+                    return Ran::Stopped;
                 }
             };
             match link {
                 Link::Pair(pair) => {
                     drop(st);
-                    let step = catch_unwind(AssertUnwindSafe(move || pair(outcome)))
-                        .unwrap_or_else(|panic| Step::Done(Err(Failure::from_panic(&*panic))));
+                    let step = pair(outcome);
                     st = self.st.borrow_mut();
                     if self.settle(&mut st, step) {
                         st.running = false;
-                        return None;
+                        return Ran::Stopped;
                     }
                 }
                 Link::Then(then) => {
@@ -587,7 +629,7 @@ impl<T: 'static> Core<T> {
                     match handed {
                         Ok(next) => {
                             st.running = false;
-                            return Some(next);
+                            return Ran::HandedOn(next);
                         }
                         // The segment was fired by someone else: keep the
                         // error, reported if nobody handles it.
@@ -599,13 +641,13 @@ impl<T: 'static> Core<T> {
                     st.running = false;
                     drop(st);
                     waiting.resume_with(outcome);
-                    return Some(waiting);
+                    return Ran::HandedOn(waiting);
                 }
                 Link::Fire(target) => match target.deliver(Step::Done(outcome)) {
                     Ok(()) => {
                         st.slot = Slot::PassedOn;
                         st.running = false;
-                        return Some(target);
+                        return Ran::HandedOn(target);
                     }
                     Err(refused) => st.slot = Slot::Ready(Err(Failure::from(refused))),
                 },
@@ -653,7 +695,7 @@ impl<T: 'static> Core<T> {
         let keep = inner
             .core
             .cancel_runs_user_canceller()
-            .then(|| inner.cancel_handle());
+            .then(|| inner.keepalive());
         st.chained = Chained::WaitingOn {
             inner: Rc::downgrade(&inner.core) as Weak<dyn Node>,
             _keep: keep,
@@ -671,9 +713,9 @@ impl<T: 'static> Core<T> {
     fn cancel_head(self: &Rc<Self>) {
         let canceller = {
             let mut st = self.st.borrow_mut();
-            match mem::replace(&mut st.canceller, Canceller::None) {
+            match st.take_canceller() {
                 Canceller::Forward(forward) => {
-                    st.canceller = Canceller::Forward(forward.clone());
+                    st.extra().canceller = Canceller::Forward(forward.clone());
                     Canceller::Forward(forward)
                 }
                 Canceller::None => {
@@ -690,8 +732,8 @@ impl<T: 'static> Core<T> {
                 canceller(&super::Resolver { core: self.clone() });
             }
             Canceller::Forward(forward) => {
-                if forward() {
-                    return;
+                if let Some(work) = forward.upgrade() {
+                    return work.forward_cancel();
                 }
             }
             Canceller::None => {}
@@ -703,6 +745,34 @@ impl<T: 'static> Core<T> {
 }
 
 impl<T: 'static> State<T> {
+    fn extra(&mut self) -> &mut Extra<T> {
+        self.extra.get_or_insert_with(|| {
+            Box::new(Extra {
+                canceller: Canceller::None,
+                debug: None,
+            })
+        })
+    }
+
+    fn canceller(&self) -> Option<&Canceller<T>> {
+        self.extra.as_ref().map(|extra| &extra.canceller)
+    }
+
+    fn take_canceller(&mut self) -> Canceller<T> {
+        match &mut self.extra {
+            Some(extra) => mem::replace(&mut extra.canceller, Canceller::None),
+            None => Canceller::None,
+        }
+    }
+
+    fn debug(&self) -> Option<&DebugInfo> {
+        self.extra.as_ref().and_then(|extra| extra.debug.as_ref())
+    }
+
+    fn debug_mut(&mut self) -> Option<&mut DebugInfo> {
+        self.extra.as_mut().and_then(|extra| extra.debug.as_mut())
+    }
+
     /// A test looked at the failure: it no longer counts as unhandled.
     pub(crate) fn mark_failure_seen(&mut self) {
         self.failure_seen = true;
@@ -772,7 +842,7 @@ impl<T: 'static> Node for Core<T> {
             } => from
                 .upgrade()
                 .is_some_and(|upstream| upstream.cancel_runs_user_canceller()),
-            _ => matches!(st.canceller, Canceller::Once(_)),
+            _ => matches!(st.canceller(), Some(Canceller::Once(_))),
         }
     }
 
@@ -798,13 +868,10 @@ impl<T: 'static> Drop for Core<T> {
         let st = self.st.get_mut();
         if let Slot::Ready(Err(failure)) = &st.slot {
             if !st.failure_seen {
-                report_unhandled(failure, st.debug.as_deref());
+                report_unhandled(failure, st.debug());
             }
         }
-        if st.links.is_empty()
-            && matches!(st.canceller, Canceller::None)
-            && matches!(st.chained, Chained::None)
-        {
+        if st.links.is_empty() && st.extra.is_none() && matches!(st.chained, Chained::None) {
             return;
         }
         let held: Box<dyn std::any::Any> = Box::new((
@@ -815,7 +882,7 @@ impl<T: 'static> Drop for Core<T> {
                     rest: VecDeque::new(),
                 },
             ),
-            mem::replace(&mut st.canceller, Canceller::None),
+            st.extra.take(),
             mem::replace(&mut st.chained, Chained::None),
         ));
         if DROPPING.with(Cell::get) {

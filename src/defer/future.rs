@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::chain::{self, Canceller, Core, Node, Outcome, Resume, Waiter};
+use super::chain::{self, Canceller, Core, ForwardCancel, Node, Outcome, Resume, Waiter};
 use super::{CancelledError, Deferred, Failure, Resolver};
 use crate::executor;
 
@@ -158,16 +158,9 @@ impl<T: 'static> Deferred<T> {
             kept: Cell::new(None),
             me: me.clone(),
         });
-        let cancel = Rc::downgrade(&driver);
-        d.core.set_canceller(Canceller::Forward(Rc::new(move || {
-            match cancel.upgrade() {
-                Some(driver) => {
-                    driver.cancel();
-                    true
-                }
-                None => false,
-            }
-        })));
+        d.core.set_canceller(Canceller::Forward(
+            Rc::downgrade(&driver) as Weak<dyn ForwardCancel>
+        ));
         driver.poll_now();
         d
     }
@@ -259,7 +252,7 @@ where
                 None => return,
                 Some(Ok(Poll::Pending)) => {
                     if self.cancel_requested.take() {
-                        return self.clone().cancel();
+                        return self.clone().forward_cancel();
                     }
                     if self.repoll.get() {
                         continue;
@@ -319,13 +312,13 @@ where
     }
 }
 
-impl<T: 'static, F> Driver<T, F>
+impl<T: 'static, F> ForwardCancel for Driver<T, F>
 where
     F: Future<Output = Result<T, Failure>> + 'static,
 {
     /// Cancels what the future awaits, or drops a future that awaits no
     /// Deferred.
-    fn cancel(self: Rc<Self>) {
+    fn forward_cancel(self: Rc<Self>) {
         if self.polling.get() {
             self.cancel_requested.set(true);
             return;

@@ -7,7 +7,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
-use super::chain;
+use super::chain::{self, ForwardCancel};
 use super::{CancelHandle, Deferred, Failure, Resolver};
 
 /// Builds a Deferred that waits for a list of Deferreds: Twisted's
@@ -247,15 +247,8 @@ pub fn race<T: 'static>(deferreds: Vec<Deferred<T>>) -> Deferred<(usize, T)> {
         failed: 0,
         target: None,
     }));
-    let weak = Rc::downgrade(&core);
-    let target = Deferred::with_forwarding_canceller(move || {
-        let Some(core) = Weak::upgrade(&weak) else {
-            return false;
-        };
-        let inputs = pending(&core.borrow().members);
-        cancel_all(inputs, "race");
-        true
-    });
+    let target =
+        Deferred::with_forwarding_canceller(Rc::downgrade(&core) as Weak<dyn ForwardCancel>);
     core.borrow_mut().target = Some(target.resolver());
     for (index, d) in deferreds.into_iter().enumerate() {
         let core = core.clone();
@@ -477,15 +470,8 @@ fn attach<T: 'static, U: 'static>(
         consume_errors,
         target: None,
     }));
-    let weak = Rc::downgrade(&core);
-    let target = Deferred::with_forwarding_canceller(move || {
-        let Some(core) = Weak::upgrade(&weak) else {
-            return false;
-        };
-        let inputs = pending(&core.borrow().members);
-        cancel_all(inputs, "DeferredList");
-        true
-    });
+    let target =
+        Deferred::with_forwarding_canceller(Rc::downgrade(&core) as Weak<dyn ForwardCancel>);
     core.borrow_mut().target = Some(wrap(target.resolver()));
     for (index, d) in deferreds.into_iter().enumerate() {
         let core = core.clone();
@@ -498,6 +484,22 @@ fn attach<T: 'static, U: 'static>(
         });
     }
     (target, core)
+}
+
+/// Cancelling the list cancels its inputs that have not fired.
+impl<T: 'static> ForwardCancel for RefCell<ListCore<T>> {
+    fn forward_cancel(self: Rc<Self>) {
+        let inputs = pending(&self.borrow().members);
+        cancel_all(inputs, "DeferredList");
+    }
+}
+
+/// Cancelling the race cancels its inputs that have not fired.
+impl<T: 'static> ForwardCancel for RefCell<RaceCore<T>> {
+    fn forward_cancel(self: Rc<Self>) {
+        let inputs = pending(&self.borrow().members);
+        cancel_all(inputs, "race");
+    }
 }
 
 struct RaceCore<T: 'static> {

@@ -55,11 +55,11 @@ mod queue;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use chain::{Canceller, Core, Node, Outcome, Step};
+use chain::{Canceller, Core, ForwardCancel, Node, Outcome, Step};
 
 pub use failure::{
     AlreadyCalledError, CancelledError, ChainedToItselfError, Failure, NotPausedError,
@@ -581,14 +581,21 @@ impl CancelHandle {
 }
 
 impl<T: 'static> Deferred<T> {
-    /// A Deferred whose cancel is passed on to the work it stands for
-    /// (`forward`), which fires it in its own time; `forward` returns
-    /// whether that work was still there (if not, the Deferred fails with
-    /// [`CancelledError`]). Twisted's `DeferredList.cancel`.
-    pub(crate) fn with_forwarding_canceller(forward: impl Fn() -> bool + 'static) -> Deferred<T> {
+    /// A Deferred whose cancel is passed on to the work it stands for,
+    /// which fires it in its own time (if the work is gone, the Deferred
+    /// fails with [`CancelledError`]). Twisted's `DeferredList.cancel`.
+    pub(crate) fn with_forwarding_canceller(work: Weak<dyn ForwardCancel>) -> Deferred<T> {
         let d = Deferred::new();
-        d.core.set_canceller(Canceller::Forward(Rc::new(forward)));
+        d.core.set_canceller(Canceller::Forward(work));
         d
+    }
+
+    /// What keeps this Deferred's chain alive: its head, or itself.
+    pub(crate) fn keepalive(&self) -> Rc<dyn Node> {
+        match &self.head {
+            Some(head) => head.clone(),
+            None => self.core.clone(),
+        }
     }
 
     pub(crate) fn cancel_handle(&self) -> CancelHandle {
