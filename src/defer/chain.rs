@@ -96,14 +96,20 @@ enum Link<T: 'static> {
     Fire(Rc<Core<T>>),
 }
 
-/// The links, with the first one stored inline: most Deferreds get one or
-/// two callbacks, and this saves the queue's allocation for them.
+/// The links, first in first out, with the first one stored inline: most
+/// Deferreds get one or two callbacks, and this saves the queue's
+/// allocation for them.
 struct Links<T: 'static> {
     first: Option<Link<T>>,
     rest: VecDeque<Link<T>>,
 }
 
 impl<T: 'static> Links<T> {
+    const EMPTY: Links<T> = Links {
+        first: None,
+        rest: VecDeque::new(),
+    };
+
     fn push_back(&mut self, link: Link<T>) {
         if self.first.is_none() && self.rest.is_empty() {
             self.first = Some(link);
@@ -134,11 +140,11 @@ enum Chained {
     None,
     /// A callback returned that Deferred; this core waits for its result.
     /// Held weakly, so that a chain waiting on a Deferred nobody can fire
-    /// is freed; but held strongly too (`_keep`) when cancelling it would
-    /// run a user's canceller, which may be the only thing that can fire it.
+    /// is freed; but held strongly too (`Extra::keep`) when cancelling it
+    /// would run a user's canceller, which may be the only thing that can
+    /// fire it.
     WaitingOn {
         inner: Weak<dyn Node>,
-        _keep: Option<Rc<dyn Node>>,
     },
     /// That core will fire this one: `then`'s upstream (`cancel_up`: a
     /// cancel here is the upstream's), or a `chain_deferred` source.
@@ -246,6 +252,8 @@ pub(crate) struct State<T: 'static> {
 struct Extra<T: 'static> {
     canceller: Canceller<T>,
     debug: Option<DebugInfo>,
+    /// The inner Deferred waited on, when only this chain keeps it.
+    keep: Option<Rc<dyn Node>>,
 }
 
 thread_local! {
@@ -318,10 +326,7 @@ impl<T: 'static> Core<T> {
         Rc::new(Core {
             st: RefCell::new(State {
                 slot: Slot::Empty,
-                links: Links {
-                    first: None,
-                    rest: VecDeque::new(),
-                },
+                links: Links::EMPTY,
                 called: false,
                 running: false,
                 paused: 0,
@@ -332,6 +337,7 @@ impl<T: 'static> Core<T> {
                 extra: debugging().then(|| {
                     Box::new(Extra {
                         canceller: Canceller::None,
+                        keep: None,
                         debug: Some(DebugInfo {
                             created: Location::caller(),
                             created_trace: std::backtrace::Backtrace::force_capture(),
@@ -692,13 +698,11 @@ impl<T: 'static> Core<T> {
         }
         inner_st.links.push_back(Link::Resume(self.clone()));
         drop(inner_st);
-        let keep = inner
-            .core
-            .cancel_runs_user_canceller()
-            .then(|| inner.keepalive());
+        if inner.core.cancel_runs_user_canceller() {
+            st.extra().keep = Some(inner.keepalive());
+        }
         st.chained = Chained::WaitingOn {
             inner: Rc::downgrade(&inner.core) as Weak<dyn Node>,
-            _keep: keep,
         };
         true
     }
@@ -707,7 +711,10 @@ impl<T: 'static> Core<T> {
     fn resume_with(&self, outcome: Outcome<T>) {
         let mut st = self.st.borrow_mut();
         st.chained = Chained::None;
+        let kept = st.extra.as_mut().and_then(|extra| extra.keep.take());
         st.slot = Slot::Ready(outcome);
+        drop(st);
+        drop(kept);
     }
 
     fn cancel_head(self: &Rc<Self>) {
@@ -750,6 +757,7 @@ impl<T: 'static> State<T> {
             Box::new(Extra {
                 canceller: Canceller::None,
                 debug: None,
+                keep: None,
             })
         })
     }
@@ -875,13 +883,7 @@ impl<T: 'static> Drop for Core<T> {
             return;
         }
         let held: Box<dyn std::any::Any> = Box::new((
-            mem::replace(
-                &mut st.links,
-                Links {
-                    first: None,
-                    rest: VecDeque::new(),
-                },
-            ),
+            mem::replace(&mut st.links, Links::EMPTY),
             st.extra.take(),
             mem::replace(&mut st.chained, Chained::None),
         ));
