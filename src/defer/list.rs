@@ -215,7 +215,15 @@ pub fn gather_stream<T: 'static>(
 fn gather<T: 'static>(list: DeferredList<T>) -> Deferred<Vec<T>> {
     list.fire_on_one_errback(true)
         .build()
-        .then(|results: Vec<Result<T, Failure>>| results.into_iter().collect::<Result<_, _>>())
+        .then(|results: Vec<Result<T, Failure>>| {
+            // With fire_on_one_errback every result is a value; a loop
+            // rather than `collect` allocates the Vec once.
+            let mut values = Vec::with_capacity(results.len());
+            for result in results {
+                values.push(result?);
+            }
+            Ok(values)
+        })
 }
 
 /// Fires with the index and value of the first Deferred to *succeed*, then
@@ -397,7 +405,11 @@ impl<T: 'static> ListCore<T> {
         if self.remaining > 0 {
             return None;
         }
-        let results = std::mem::take(&mut self.results).into_iter().flatten();
+        // Every input was seen: each slot holds its result (an exact-size
+        // iterator, so the Vec is allocated once).
+        let results = std::mem::take(&mut self.results)
+            .into_iter()
+            .map(|result| result.expect("every input was seen"));
         match self.target.take()? {
             Target::All(d) => Some(Fire::All(d, results.collect())),
             target @ Target::First(_) => {
