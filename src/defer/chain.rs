@@ -407,18 +407,10 @@ impl<T: 'static> Core<T> {
     ) -> Result<(), AlreadyCalledError> {
         {
             let mut st = self.st.borrow_mut();
-            if st.called {
-                if mem::take(&mut st.swallow_next_fire) {
-                    return Ok(());
-                }
-                return Err(AlreadyCalledError {
-                    debug: st.debug().map(|debug| debug.to_string()),
-                });
+            if !st.claim()? {
+                return Ok(());
             }
-            st.called = true;
             st.slot = Slot::Ready(outcome);
-            st.take_canceller();
-            st.chained = Chained::None;
             if let Some(debug) = st.debug_mut() {
                 debug.fired = Some((at, std::backtrace::Backtrace::force_capture()));
             }
@@ -431,18 +423,9 @@ impl<T: 'static> Core<T> {
     /// over, without running it: the caller's run loop does.
     fn deliver(self: &Rc<Self>, step: Step<T>) -> Result<(), AlreadyCalledError> {
         let mut st = self.st.borrow_mut();
-        if st.called {
-            if mem::take(&mut st.swallow_next_fire) {
-                return Ok(());
-            }
-            return Err(AlreadyCalledError {
-                debug: st.debug().map(|debug| debug.to_string()),
-            });
+        if st.claim()? {
+            self.settle(&mut st, step);
         }
-        st.called = true;
-        st.take_canceller();
-        st.chained = Chained::None;
-        self.settle(&mut st, step);
         Ok(())
     }
 
@@ -752,6 +735,24 @@ impl<T: 'static> Core<T> {
 }
 
 impl<T: 'static> State<T> {
+    /// Marks the Deferred fired: whether the result is to be taken (not
+    /// swallowed after a canceller-less cancel), or that it was fired
+    /// before.
+    fn claim(&mut self) -> Result<bool, AlreadyCalledError> {
+        if self.called {
+            if mem::take(&mut self.swallow_next_fire) {
+                return Ok(false);
+            }
+            return Err(AlreadyCalledError {
+                debug: self.debug().map(|debug| debug.to_string()),
+            });
+        }
+        self.called = true;
+        self.take_canceller();
+        self.chained = Chained::None;
+        Ok(true)
+    }
+
     fn extra(&mut self) -> &mut Extra<T> {
         self.extra.get_or_insert_with(|| {
             Box::new(Extra {

@@ -252,9 +252,7 @@ impl<T: 'static> Deferred<T> {
     /// without a canceller, which swallows one late firing.
     #[track_caller]
     pub fn callback(&self, value: T) {
-        if let Err(err) = self.core.fire(Ok(value)) {
-            panic!("{err}");
-        }
+        fire_or_panic(&self.core, Ok(value));
     }
 
     /// Fires the Deferred with a value, or says it was fired already.
@@ -274,9 +272,7 @@ impl<T: 'static> Deferred<T> {
     /// If it was fired before, as [`callback`](Self::callback).
     #[track_caller]
     pub fn errback(&self, failure: impl Into<Failure>) {
-        if let Err(err) = self.core.fire(Err(failure.into())) {
-            panic!("{err}");
-        }
+        fire_or_panic(&self.core, Err(failure.into()));
     }
 
     /// Fires the Deferred with a failure, or says it was fired already.
@@ -624,9 +620,7 @@ impl<T: 'static> Resolver<T> {
     /// If the Deferred was fired before.
     #[track_caller]
     pub fn callback(&self, value: T) {
-        if let Err(err) = self.core.fire(Ok(value)) {
-            panic!("{err}");
-        }
+        fire_or_panic(&self.core, Ok(value));
     }
 
     /// As [`Deferred::try_callback`].
@@ -646,9 +640,7 @@ impl<T: 'static> Resolver<T> {
     /// If the Deferred was fired before.
     #[track_caller]
     pub fn errback(&self, failure: impl Into<Failure>) {
-        if let Err(err) = self.core.fire(Err(failure.into())) {
-            panic!("{err}");
-        }
+        fire_or_panic(&self.core, Err(failure.into()));
     }
 
     /// As [`Deferred::try_errback`].
@@ -723,6 +715,15 @@ impl<T: fmt::Debug + 'static> fmt::Debug for Resolver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Resolver for ")?;
         self.core.describe(f, |value, f| write!(f, "{value:?}"))
+    }
+}
+
+/// `callback` / `errback`: Twisted raises `AlreadyCalledError`, Rust panics
+/// with it.
+#[track_caller]
+fn fire_or_panic<T: 'static>(core: &Rc<Core<T>>, outcome: Outcome<T>) {
+    if let Err(err) = core.fire(outcome) {
+        panic!("{err}");
     }
 }
 
