@@ -883,14 +883,15 @@ impl<T: 'static> Drop for Core<T> {
         if st.links.is_empty() && st.extra.is_none() && matches!(st.chained, Chained::None) {
             return;
         }
-        let held: Box<dyn std::any::Any> = Box::new((
+        let held = (
             mem::replace(&mut st.links, Links::EMPTY),
             st.extra.take(),
             mem::replace(&mut st.chained, Chained::None),
-        ));
+        );
         if DROPPING.with(Cell::get) {
             // While the thread ends there is no list: what is held is then
             // dropped with the refused closure.
+            let held: Box<dyn std::any::Any> = Box::new(held);
             let _ = LATER.try_with(move |later| later.borrow_mut().push(held));
             return;
         }
