@@ -152,6 +152,11 @@ enum Chained {
         from: Weak<dyn Node>,
         cancel_up: bool,
     },
+    /// The work this Deferred stands for (what a driven future awaits, a
+    /// list's inputs) will fire it: a cancel is passed on to it, which
+    /// fires the Deferred in its own time. If the work is gone, the
+    /// Deferred fails with `CancelledError`.
+    StandsFor(Weak<dyn ForwardCancel>),
 }
 
 /// Who waits for the result at the end of the chain.
@@ -188,14 +193,9 @@ pub(crate) type UserCanceller<T> = Box<dyn FnOnce(&super::Resolver<T>)>;
 pub(crate) enum Canceller<T: 'static> {
     None,
     Once(UserCanceller<T>),
-    /// The cancel is passed on to the work this Deferred stands for (what
-    /// a driven future awaits, a list's inputs), which fires it in its own
-    /// time; kept, since that work may be cancelled again. If the work is
-    /// gone, the Deferred fails with `CancelledError`.
-    Forward(Weak<dyn ForwardCancel>),
 }
 
-/// Work that a cancel is passed on to: see [`Canceller::Forward`].
+/// Work that a cancel is passed on to: see [`Chained::StandsFor`].
 pub(crate) trait ForwardCancel {
     fn forward_cancel(self: Rc<Self>);
 }
@@ -372,6 +372,11 @@ impl<T: 'static> Core<T> {
         self.st.borrow_mut().extra().canceller = canceller;
     }
 
+    /// A Deferred for work that fires it, and takes its cancel.
+    pub(crate) fn set_stands_for(&self, work: Weak<dyn ForwardCancel>) {
+        self.st.borrow_mut().chained = Chained::StandsFor(work);
+    }
+
     /// A segment, fired by `upstream` (`then`) or by a `chain_deferred`.
     pub(crate) fn set_fired_by(&self, from: Weak<dyn Node>, cancel_up: bool) {
         self.st.borrow_mut().chained = Chained::FiredBy { from, cancel_up };
@@ -388,6 +393,7 @@ impl<T: 'static> Core<T> {
     pub(crate) fn chained_to(&self) -> Option<usize> {
         match &self.st.borrow().chained {
             Chained::None => None,
+            Chained::StandsFor(_) => None,
             Chained::WaitingOn { inner: to, .. } | Chained::FiredBy { from: to, .. } => {
                 Some(to.as_ptr() as *const () as usize)
             }
@@ -704,10 +710,6 @@ impl<T: 'static> Core<T> {
         let canceller = {
             let mut st = self.st.borrow_mut();
             match st.take_canceller() {
-                Canceller::Forward(forward) => {
-                    st.extra().canceller = Canceller::Forward(forward.clone());
-                    Canceller::Forward(forward)
-                }
                 Canceller::None => {
                     st.swallow_next_fire = true;
                     Canceller::None
@@ -720,11 +722,6 @@ impl<T: 'static> Core<T> {
                 // A panic here goes on out of `cancel`, the Deferred unfired,
                 // as Twisted's `cancel` raises what its canceller raised.
                 canceller(&super::Resolver { core: self.clone() });
-            }
-            Canceller::Forward(forward) => {
-                if let Some(work) = forward.upgrade() {
-                    return work.forward_cancel();
-                }
             }
             Canceller::None => {}
         }
@@ -806,6 +803,7 @@ impl<T: 'static> Node for Core<T> {
         enum Target {
             Inner(Weak<dyn Node>),
             Upstream(Weak<dyn Node>),
+            Work(Weak<dyn ForwardCancel>),
             Here,
             Nothing,
         }
@@ -818,6 +816,7 @@ impl<T: 'static> Node for Core<T> {
                     from,
                     cancel_up: true,
                 } => Target::Upstream(from.clone()),
+                Chained::StandsFor(work) => Target::Work(work.clone()),
                 _ => Target::Here,
             }
         };
@@ -833,6 +832,13 @@ impl<T: 'static> Node for Core<T> {
                 self.cancel_head();
                 None
             }),
+            Target::Work(work) => {
+                match work.upgrade() {
+                    Some(work) => work.forward_cancel(),
+                    None => self.cancel_head(),
+                }
+                None
+            }
             Target::Here => {
                 self.cancel_head();
                 None

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::chain::{self, Canceller, Core, ForwardCancel, Node, Outcome, Resume, Waiter};
+use super::chain::{self, Core, ForwardCancel, Node, Outcome, Resume, Waiter};
 use super::{CancelledError, Deferred, Failure, Resolver};
 use crate::executor;
 
@@ -158,9 +158,8 @@ impl<T: 'static> Deferred<T> {
             kept: Cell::new(None),
             me: me.clone(),
         });
-        d.core.set_canceller(Canceller::Forward(
-            Rc::downgrade(&driver) as Weak<dyn ForwardCancel>
-        ));
+        d.core
+            .set_stands_for(Rc::downgrade(&driver) as Weak<dyn ForwardCancel>);
         driver.poll_now();
         d
     }

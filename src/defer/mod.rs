@@ -582,7 +582,7 @@ impl<T: 'static> Deferred<T> {
     /// fails with [`CancelledError`]). Twisted's `DeferredList.cancel`.
     pub(crate) fn with_forwarding_canceller(work: Weak<dyn ForwardCancel>) -> Deferred<T> {
         let d = Deferred::new();
-        d.core.set_canceller(Canceller::Forward(work));
+        d.core.set_stands_for(work);
         d
     }
 
