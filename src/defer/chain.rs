@@ -349,6 +349,17 @@ impl<T: 'static> Core<T> {
         })
     }
 
+    /// A core whose result an await already took.
+    pub(crate) fn passed_on() -> Rc<Core<T>> {
+        let core = Core::new();
+        {
+            let mut st = core.st.borrow_mut();
+            st.called = true;
+            st.slot = Slot::PassedOn;
+        }
+        core
+    }
+
     /// A core that already holds `outcome` (`succeed`, `fail`): nothing to
     /// run yet.
     #[track_caller]
@@ -611,9 +622,15 @@ impl<T: 'static> Core<T> {
                     drop(st);
                     let step = pair(outcome);
                     st = self.st.borrow_mut();
-                    if self.settle(&mut st, step) {
-                        st.running = false;
-                        return Ran::Stopped;
+                    match step {
+                        // The common case, kept in this loop.
+                        Step::Done(outcome) => st.slot = Slot::Ready(outcome),
+                        step => {
+                            if self.settle(&mut st, step) {
+                                st.running = false;
+                                return Ran::Stopped;
+                            }
+                        }
                     }
                 }
                 Link::Then(then) => {
@@ -666,11 +683,16 @@ impl<T: 'static> Core<T> {
             }
             Step::Wait(inner) => inner,
         };
-        if Rc::ptr_eq(&inner.core, self) {
+        if let Some(outcome) = inner.take_ready() {
+            // Made fired and never looked at: take its result as it is.
+            st.slot = Slot::Ready(outcome);
+            return false;
+        }
+        if Rc::ptr_eq(inner.core(), self) {
             st.slot = Slot::Ready(Err(Failure::from(ChainedToItselfError)));
             return false;
         }
-        let mut inner_st = inner.core.st.borrow_mut();
+        let mut inner_st = inner.core().st.borrow_mut();
         if inner_st.is_idle() {
             match &inner_st.slot {
                 Slot::Ready(_) => {
@@ -687,11 +709,11 @@ impl<T: 'static> Core<T> {
         }
         inner_st.links.push_back(Link::Resume(self.clone()));
         drop(inner_st);
-        if inner.core.cancel_runs_user_canceller() {
+        if inner.core().cancel_runs_user_canceller() {
             st.extra().keep = Some(inner.keepalive());
         }
         st.chained = Chained::WaitingOn {
-            inner: Rc::downgrade(&inner.core) as Weak<dyn Node>,
+            inner: Rc::downgrade(inner.core()) as Weak<dyn Node>,
         };
         true
     }

@@ -158,7 +158,7 @@ impl<T: 'static> Deferred<T> {
             kept: Cell::new(None),
             me: me.clone(),
         });
-        d.core
+        d.core()
             .set_stands_for(Rc::downgrade(&driver) as Weak<dyn ForwardCancel>);
         driver.poll_now();
         d

@@ -52,6 +52,7 @@ mod list;
 mod lock;
 mod queue;
 
+use std::cell::{Cell, OnceCell};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -128,7 +129,12 @@ use crate::time::ReactorTime;
 /// ```
 #[must_use = "a Deferred does nothing by itself: add callbacks, await it, or fire it"]
 pub struct Deferred<T: 'static> {
-    core: Rc<Core<T>>,
+    /// Made when first needed: a Deferred made fired (`succeed`, `fail`)
+    /// keeps its result in `ready` until then, so one whose result is
+    /// taken at once (returned from a callback, awaited) costs no
+    /// allocation.
+    core: OnceCell<Rc<Core<T>>>,
+    ready: Cell<Option<Outcome<T>>>,
     /// The first core of the chain, when this handle is a segment that
     /// `then` made: kept alive so that cancelling reaches its canceller.
     head: Option<Rc<dyn Node>>,
@@ -228,18 +234,72 @@ impl<T: 'static> Deferred<T> {
     #[track_caller]
     pub fn with_canceller(canceller: impl FnOnce(&Resolver<T>) + 'static) -> Deferred<T> {
         let d = Deferred::new();
-        d.core.set_canceller(Canceller::Once(Box::new(canceller)));
+        d.core().set_canceller(Canceller::Once(Box::new(canceller)));
         d
     }
 
     fn from_core(core: Rc<Core<T>>) -> Deferred<T> {
-        Deferred { core, head: None }
+        Deferred {
+            core: OnceCell::from(core),
+            ready: Cell::new(None),
+            head: None,
+        }
+    }
+
+    fn segment(core: Rc<Core<T>>, head: Rc<dyn Node>) -> Deferred<T> {
+        Deferred {
+            core: OnceCell::from(core),
+            ready: Cell::new(None),
+            head: Some(head),
+        }
+    }
+
+    /// A Deferred that already has `outcome`, its core made only if needed
+    /// (at once in debug mode, to record where it was made).
+    #[track_caller]
+    fn from_ready(outcome: Outcome<T>) -> Deferred<T> {
+        if chain::debugging() {
+            return Deferred::from_core(Core::fired(outcome));
+        }
+        Deferred {
+            core: OnceCell::new(),
+            ready: Cell::new(Some(outcome)),
+            head: None,
+        }
+    }
+
+    /// The chain, made now for a Deferred made fired.
+    #[inline]
+    fn core(&self) -> &Rc<Core<T>> {
+        match self.core.get() {
+            Some(core) => core,
+            None => self.make_core(),
+        }
+    }
+
+    #[cold]
+    fn make_core(&self) -> &Rc<Core<T>> {
+        self.core.get_or_init(|| match self.ready.take() {
+            Some(outcome) => Core::fired(outcome),
+            // Its result was taken by an await.
+            None => Core::passed_on(),
+        })
+    }
+
+    /// The result of a Deferred made fired whose chain was never needed:
+    /// taken by whoever takes the result over (an await, a chain the
+    /// Deferred was returned to), without making the chain.
+    pub(crate) fn take_ready(&self) -> Option<Outcome<T>> {
+        match self.core.get() {
+            Some(_) => None,
+            None => self.ready.take(),
+        }
     }
 
     /// A handle that fires this Deferred, for whoever produces the result.
     pub fn resolver(&self) -> Resolver<T> {
         Resolver {
-            core: self.core.clone(),
+            core: self.core().clone(),
         }
     }
 
@@ -252,7 +312,7 @@ impl<T: 'static> Deferred<T> {
     /// without a canceller, which swallows one late firing.
     #[track_caller]
     pub fn callback(&self, value: T) {
-        fire_or_panic(&self.core, Ok(value));
+        fire_or_panic(self.core(), Ok(value));
     }
 
     /// Fires the Deferred with a value, or says it was fired already.
@@ -262,7 +322,7 @@ impl<T: 'static> Deferred<T> {
     /// [`AlreadyCalledError`] if it was fired before.
     #[track_caller]
     pub fn try_callback(&self, value: T) -> Result<(), AlreadyCalledError> {
-        self.core.fire(Ok(value))
+        self.core().fire(Ok(value))
     }
 
     /// Fires the Deferred with a failure: the errbacks run now.
@@ -272,7 +332,7 @@ impl<T: 'static> Deferred<T> {
     /// If it was fired before, as [`callback`](Self::callback).
     #[track_caller]
     pub fn errback(&self, failure: impl Into<Failure>) {
-        fire_or_panic(&self.core, Err(failure.into()));
+        fire_or_panic(self.core(), Err(failure.into()));
     }
 
     /// Fires the Deferred with a failure, or says it was fired already.
@@ -282,7 +342,7 @@ impl<T: 'static> Deferred<T> {
     /// [`AlreadyCalledError`] if it was fired before.
     #[track_caller]
     pub fn try_errback(&self, failure: impl Into<Failure>) -> Result<(), AlreadyCalledError> {
-        self.core.fire(Err(failure.into()))
+        self.core().fire(Err(failure.into()))
     }
 
     /// Adds a callback and an errback as one step: `callback` runs on the
@@ -297,7 +357,7 @@ impl<T: 'static> Deferred<T> {
         R1: IntoStep<T>,
         R2: IntoStep<T>,
     {
-        self.core.add_pair(Box::new(move |outcome| match outcome {
+        self.core().add_pair(Box::new(move |outcome| match outcome {
             Ok(value) => step(callback(value)),
             Err(failure) => step(errback(failure)),
         }));
@@ -306,7 +366,7 @@ impl<T: 'static> Deferred<T> {
 
     /// Adds a callback for the success path; failures pass it by.
     pub fn add_callback<R: IntoStep<T>>(&self, callback: impl FnOnce(T) -> R + 'static) -> &Self {
-        self.core.add_pair(Box::new(move |outcome| match outcome {
+        self.core().add_pair(Box::new(move |outcome| match outcome {
             Ok(value) => step(callback(value)),
             Err(failure) => Step::Done(Err(failure)),
         }));
@@ -319,7 +379,7 @@ impl<T: 'static> Deferred<T> {
         &self,
         errback: impl FnOnce(Failure) -> R + 'static,
     ) -> &Self {
-        self.core.add_pair(Box::new(move |outcome| match outcome {
+        self.core().add_pair(Box::new(move |outcome| match outcome {
             Ok(value) => Step::Done(Ok(value)),
             Err(failure) => step(errback(failure)),
         }));
@@ -332,7 +392,7 @@ impl<T: 'static> Deferred<T> {
         &self,
         f: impl FnOnce(Result<T, Failure>) -> R + 'static,
     ) -> &Self {
-        self.core
+        self.core()
             .add_pair(Box::new(move |outcome| step(f(outcome))));
         self
     }
@@ -367,12 +427,10 @@ impl<T: 'static> Deferred<T> {
         self,
         f: impl FnOnce(Result<T, Failure>) -> R + 'static,
     ) -> Deferred<U> {
-        let next = self.core.add_then(move |outcome| step(f(outcome)));
-        let head = self.head.unwrap_or(self.core);
-        Deferred {
-            core: next,
-            head: Some(head),
-        }
+        let core = self.core().clone();
+        let next = core.add_then(move |outcome| step(f(outcome)));
+        let head = self.head.clone().unwrap_or(core);
+        Deferred::segment(next, head)
     }
 
     /// Fires `other` with whatever reaches this point of the chain (value or
@@ -383,13 +441,13 @@ impl<T: 'static> Deferred<T> {
     /// (reported as unhandled). Unlike Twisted's, any number of links runs
     /// without recursion.
     pub fn chain_deferred(self, other: &Deferred<T>) {
-        self.core.add_fire(other.core.clone());
+        self.core().add_fire(other.core().clone());
     }
 
     /// Pauses the chain: a result that arrives is kept, and no callback runs
     /// until as many [`unpause`](Self::unpause) calls.
     pub fn pause(&self) {
-        self.core.pause();
+        self.core().pause();
     }
 
     /// Undoes one [`pause`](Self::pause); the last one runs what waited.
@@ -398,7 +456,7 @@ impl<T: 'static> Deferred<T> {
     ///
     /// [`NotPausedError`] if the Deferred is not paused.
     pub fn unpause(&self) -> Result<(), NotPausedError> {
-        self.core.unpause()
+        self.core().unpause()
     }
 
     /// Cancels the work: runs the canceller if there is one; if the
@@ -411,7 +469,7 @@ impl<T: 'static> Deferred<T> {
     ///
     /// If the canceller panics (the Deferred is then left unfired).
     pub fn cancel(&self) {
-        chain::cancel_from(self.core.clone());
+        chain::cancel_from(self.core().clone());
     }
 
     /// Cancels the Deferred if it has not fired within `timeout` on `clock`
@@ -466,7 +524,7 @@ impl<T: 'static> Deferred<T> {
         on_timeout_cancel: impl FnOnce(Result<T, Failure>, Duration) -> Result<T, Failure> + 'static,
     ) -> &Self {
         let timed_out = Rc::new(std::cell::Cell::new(false));
-        let (flag, target) = (timed_out.clone(), Rc::downgrade(&self.core));
+        let (flag, target) = (timed_out.clone(), Rc::downgrade(self.core()));
         let timer = clock.call_later(
             timeout,
             Box::new(move || {
@@ -491,17 +549,17 @@ impl<T: 'static> Deferred<T> {
     /// Whether the Deferred was fired (its result may still be waiting on
     /// another Deferred, or paused).
     pub fn called(&self) -> bool {
-        self.core.called()
+        self.core().called()
     }
 
     /// Whether it is paused.
     pub fn is_paused(&self) -> bool {
-        self.core.is_paused()
+        self.core().is_paused()
     }
 
     /// This Deferred's identity.
     pub fn id(&self) -> DeferredId {
-        DeferredId(self.core.address())
+        DeferredId(self.core().address())
     }
 
     /// What this Deferred is chained to, until that resolves (Twisted's
@@ -525,7 +583,7 @@ impl<T: 'static> Deferred<T> {
     /// assert_eq!(outer.chained_to(), None);
     /// ```
     pub fn chained_to(&self) -> Option<DeferredId> {
-        self.core.chained_to().map(DeferredId)
+        self.core().chained_to().map(DeferredId)
     }
 
     /// Takes the result if the chain has run to its end. Afterwards the
@@ -533,7 +591,10 @@ impl<T: 'static> Deferred<T> {
     /// without taking, see [`testing`](crate::testing)'s
     /// `success_result_of` and `failure_result_of`.
     pub fn result(&self) -> Option<Result<T, Failure>> {
-        self.core.with_result(
+        if let Some(outcome) = self.take_ready() {
+            return Some(outcome);
+        }
+        self.core().with_result(
             |st| match std::mem::replace(&mut st.slot, chain::Slot::PassedOn) {
                 chain::Slot::Ready(outcome) => outcome,
                 _ => unreachable!("with_result only gives a ready result"),
@@ -544,7 +605,7 @@ impl<T: 'static> Deferred<T> {
     /// Looks at the result, if the chain has run to its end, without taking
     /// it. A failure looked at this way no longer counts as unhandled.
     pub fn peek_result<R>(&self, f: impl FnOnce(Result<&T, &Failure>) -> R) -> Option<R> {
-        self.core.with_result(|st| match &st.slot {
+        self.core().with_result(|st| match &st.slot {
             chain::Slot::Ready(Ok(value)) => f(Ok(value)),
             chain::Slot::Ready(Err(failure)) => {
                 let seen = f(Err(failure));
@@ -582,7 +643,7 @@ impl<T: 'static> Deferred<T> {
     /// fails with [`CancelledError`]). Twisted's `DeferredList.cancel`.
     pub(crate) fn with_forwarding_canceller(work: Weak<dyn ForwardCancel>) -> Deferred<T> {
         let d = Deferred::new();
-        d.core.set_stands_for(work);
+        d.core().set_stands_for(work);
         d
     }
 
@@ -590,13 +651,13 @@ impl<T: 'static> Deferred<T> {
     pub(crate) fn keepalive(&self) -> Rc<dyn Node> {
         match &self.head {
             Some(head) => head.clone(),
-            None => self.core.clone(),
+            None => self.core().clone(),
         }
     }
 
     pub(crate) fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
-            node: self.core.clone(),
+            node: self.core().clone(),
             _head: self.head.clone(),
         }
     }
@@ -604,7 +665,7 @@ impl<T: 'static> Deferred<T> {
     /// Ends the chain with `f`, which takes the result; a failure it gives
     /// back stays as the chain's result (reported if nobody handles it).
     pub(crate) fn end_with(self, f: impl FnOnce(Result<T, Failure>) -> Option<Failure> + 'static) {
-        self.core
+        self.core()
             .add_pair(Box::new(move |outcome| match f(outcome) {
                 None => Step::End,
                 Some(failure) => Step::Done(Err(failure)),
@@ -685,11 +746,17 @@ impl<T: 'static> Default for Deferred<T> {
     }
 }
 
+/// A Deferred never pins its value: it is moved out, never polled.
+impl<T> Unpin for Deferred<T> {}
+
 impl<T: 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match future::poll_deferred(&self.core, cx) {
+        if let Some(outcome) = self.take_ready() {
+            return Poll::Ready(outcome);
+        }
+        match future::poll_deferred(self.core(), cx) {
             Some(outcome) => Poll::Ready(outcome),
             None => Poll::Pending,
         }
@@ -698,7 +765,25 @@ impl<T: 'static> Future for Deferred<T> {
 
 impl<T: 'static> futures::future::FusedFuture for Deferred<T> {
     fn is_terminated(&self) -> bool {
-        self.core.is_passed_on()
+        match self.core.get() {
+            Some(core) => core.is_passed_on(),
+            None => {
+                let ready = self.ready.take();
+                let taken = ready.is_none();
+                self.ready.set(ready);
+                taken
+            }
+        }
+    }
+}
+
+/// A Deferred made failed whose chain was never needed reports its failure
+/// here, as its chain would have.
+impl<T> Drop for Deferred<T> {
+    fn drop(&mut self) {
+        if let Some(Err(failure)) = self.ready.get_mut() {
+            chain::report_unhandled(failure, None);
+        }
     }
 }
 
@@ -707,7 +792,7 @@ impl<T: 'static> futures::future::FusedFuture for Deferred<T> {
 /// while it has nothing.
 impl<T: fmt::Debug + 'static> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.core.describe(f, |value, f| write!(f, "{value:?}"))
+        self.core().describe(f, |value, f| write!(f, "{value:?}"))
     }
 }
 
@@ -730,13 +815,13 @@ fn fire_or_panic<T: 'static>(core: &Rc<Core<T>>, outcome: Outcome<T>) {
 /// A Deferred that already has `value`: callbacks added run at once.
 #[track_caller]
 pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
-    Deferred::from_core(Core::fired(Ok(value)))
+    Deferred::from_ready(Ok(value))
 }
 
 /// A Deferred that already failed with `failure`.
 #[track_caller]
 pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
-    Deferred::from_core(Core::fired(Err(failure.into())))
+    Deferred::from_ready(Err(failure.into()))
 }
 
 /// Calls `f` now and gives its outcome as a Deferred: a value or failure
@@ -759,7 +844,7 @@ pub fn maybe_deferred<T: 'static, R: IntoStep<T>>(f: impl FnOnce() -> R) -> Defe
         .map(step)
         .unwrap_or_else(|panic| Step::Done(Err(Failure::from_panic(&*panic))));
     match outcome {
-        Step::Done(outcome) => Deferred::from_core(Core::fired(outcome)),
+        Step::Done(outcome) => Deferred::from_ready(outcome),
         Step::Wait(d) => d,
         Step::End => unreachable!("only the lists end a chain"),
     }
