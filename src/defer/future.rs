@@ -140,14 +140,14 @@ impl<T: 'static> Deferred<T> {
             }
         }
         let future = given.take().expect("the future is still there");
-        let d = Deferred::new();
         let wake = Arc::new(DriverWake {
             woken: AtomicBool::new(false),
             shell: Mutex::new(None),
         });
         let driver = Rc::new_cyclic(|me: &Weak<Driver<T, F>>| Driver {
             future: RefCell::new(Some(future)),
-            resolver: RefCell::new(Some(d.resolver())),
+            resolver: RefCell::new(None),
+            early: RefCell::new(None),
             polling: Cell::new(false),
             repoll: Cell::new(false),
             cancel_requested: Cell::new(false),
@@ -158,9 +158,15 @@ impl<T: 'static> Deferred<T> {
             kept: Cell::new(None),
             me: me.clone(),
         });
+        driver.poll_now();
+        // Done at once: no chain was needed to wait for it.
+        if let Some(outcome) = driver.early.borrow_mut().take() {
+            return Deferred::from_ready(outcome);
+        }
+        let d = Deferred::new();
         d.core()
             .set_stands_for(Rc::downgrade(&driver) as Weak<dyn ForwardCancel>);
-        driver.poll_now();
+        *driver.resolver.borrow_mut() = Some(d.resolver());
         d
     }
 }
@@ -171,8 +177,12 @@ struct Driver<T: 'static, F> {
     /// driver lives in an `Rc` and the future is never moved out of it, only
     /// dropped where it is (by assigning `None`).
     future: RefCell<Option<F>>,
-    /// Taken when the Deferred is fired.
+    /// Taken when the Deferred is fired; there from the first time the
+    /// future waits.
     resolver: RefCell<Option<Resolver<T>>>,
+    /// The output of a future that finished in its first poll, before there
+    /// was a Deferred to fire.
+    early: RefCell<Option<Outcome<T>>>,
     polling: Cell<bool>,
     /// Resumed while polling: poll again.
     repoll: Cell<bool>,
@@ -294,10 +304,13 @@ where
         let shell = self.shell.borrow_mut().take();
         drop(shell);
         let resolver = self.resolver.borrow_mut().take();
-        if let Some(resolver) = resolver {
-            if resolver.core.fire(outcome).is_err() {
-                log::debug!("a future finished after its Deferred was fired");
+        match resolver {
+            Some(resolver) => {
+                if resolver.core.fire(outcome).is_err() {
+                    log::debug!("a future finished after its Deferred was fired");
+                }
             }
+            None => *self.early.borrow_mut() = Some(outcome),
         }
     }
 }
