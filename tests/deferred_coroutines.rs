@@ -410,3 +410,48 @@ fn a_pending_future_nobody_holds_is_freed_with_the_reactor() {
 async fn async_io_sleep() {
     futures::future::pending::<()>().await;
 }
+
+/// Wakes its waker at once and waits one poll, as `yield_now` does.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+#[test]
+fn a_future_woken_by_something_else_than_a_deferred_runs_on_the_reactor() {
+    let reactor = Reactor::new().unwrap();
+    let yielded = Deferred::from_future(async {
+        YieldOnce(false).await;
+        YieldOnce(false).await;
+        Ok("after two yields")
+    });
+    let inner = Deferred::from_future(async {
+        let n = twill::defer::defer_to_thread(|| Ok(20)).await?;
+        YieldOnce(false).await;
+        Ok(n + 1)
+    });
+    let outer = Deferred::from_future(async move {
+        let text = yielded.await?;
+        Ok((text, inner.await? * 2))
+    });
+    outer.add_both(|result| {
+        twill::stop();
+        result
+    });
+    twill::call_later(Duration::from_secs(10), twill::stop);
+    reactor.run().unwrap();
+    assert_eq!(success_result_of(&outer), ("after two yields", 42));
+}

@@ -22,7 +22,7 @@
 //! is freed with the reactor instead of living on in a cycle.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -140,10 +140,6 @@ impl<T: 'static> Deferred<T> {
             }
         }
         let future = given.take().expect("the future is still there");
-        let wake = Arc::new(DriverWake {
-            woken: AtomicBool::new(false),
-            shell: Mutex::new(None),
-        });
         let driver = Rc::new_cyclic(|me: &Weak<Driver<T, F>>| Driver {
             future: RefCell::new(Some(future)),
             resolver: RefCell::new(None),
@@ -152,8 +148,7 @@ impl<T: 'static> Deferred<T> {
             repoll: Cell::new(false),
             cancel_requested: Cell::new(false),
             awaiting: RefCell::new(Vec::new()),
-            waker: Waker::from(wake.clone()),
-            wake,
+            own_waker: OnceCell::new(),
             shell: RefCell::new(None),
             kept: Cell::new(None),
             me: me.clone(),
@@ -190,8 +185,10 @@ struct Driver<T: 'static, F> {
     cancel_requested: Cell<bool>,
     /// The Deferreds the last poll left pending.
     awaiting: RefCell<Vec<Weak<dyn Node>>>,
-    wake: Arc<DriverWake>,
-    waker: Waker,
+    /// The driver's own waker, made the first time the future keeps a waker
+    /// or is woken other than by a Deferred; until then it is polled with
+    /// the thread's shared one.
+    own_waker: OnceCell<(Arc<DriverWake>, Waker)>,
     /// The executor task that polls the future when a waker other than a
     /// Deferred's wakes it; made the first time one is handed out.
     shell: RefCell<Option<async_executor::Task<()>>>,
@@ -225,9 +222,28 @@ impl Wake for DriverWake {
     }
 }
 
-/// A waker's `Arc` is held by the driver and by its `Waker`: more means a
-/// future kept a clone to wake it later.
-const DRIVER_OWN_WAKE_REFS: usize = 2;
+/// The waker drivers poll with until a future needs one of its own: it only
+/// notes that it was woken. A future that keeps a clone of it (its `Arc`
+/// count grows during the poll) or wakes it is polled again at once with
+/// a waker of its own driver's, which the thing it waits on then keeps.
+struct SharedWake(AtomicBool);
+
+impl Wake for SharedWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+thread_local! {
+    static SHARED_WAKER: (Arc<SharedWake>, Waker) = {
+        let wake = Arc::new(SharedWake(AtomicBool::new(false)));
+        (wake.clone(), Waker::from(wake))
+    };
+}
 
 impl<T: 'static, F> Driver<T, F>
 where
@@ -242,20 +258,30 @@ where
             self.polling.set(true);
             self.repoll.set(false);
             self.awaiting.borrow_mut().clear();
-            let context: Rc<dyn DriverContext> = self.clone();
-            let outer = CURRENT.with(|current| current.borrow_mut().replace(context));
-            let polled = {
-                let mut slot = self.future.borrow_mut();
-                slot.as_mut().map(|future| {
-                    // SAFETY: the future lives inside this driver's `Rc`
-                    // allocation and is never moved out of it: it is only
-                    // ever dropped in place, by assigning `None` to the slot.
-                    let future = unsafe { Pin::new_unchecked(future) };
-                    let mut cx = Context::from_waker(&self.waker);
-                    catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx)))
-                })
+            let polled = match self.own_waker.get() {
+                Some((_, waker)) => self.poll_with(waker),
+                None => SHARED_WAKER.with(|(shared, waker)| {
+                    let refs = Arc::strong_count(shared);
+                    // An outer driver's poll may be under way: its note is
+                    // put back after this one's.
+                    let outer_woken = shared.0.swap(false, Ordering::AcqRel);
+                    let polled = self.poll_with(waker);
+                    let woken = shared.0.swap(outer_woken, Ordering::AcqRel);
+                    let pending = matches!(polled, Some(Ok(Poll::Pending)));
+                    let kept = Arc::strong_count(shared) > refs || woken;
+                    if pending && kept {
+                        self.own_waker.get_or_init(|| {
+                            let wake = Arc::new(DriverWake {
+                                woken: AtomicBool::new(false),
+                                shell: Mutex::new(None),
+                            });
+                            (wake.clone(), Waker::from(wake))
+                        });
+                        self.repoll.set(true);
+                    }
+                    polled
+                }),
             };
-            CURRENT.with(|current| *current.borrow_mut() = outer);
             self.polling.set(false);
             let outcome = match polled {
                 None => return,
@@ -276,15 +302,32 @@ where
         }
     }
 
+    /// Polls the future once with `waker`, as the current driver.
+    fn poll_with(self: &Rc<Self>, waker: &Waker) -> Option<std::thread::Result<Poll<Outcome<T>>>> {
+        let context: Rc<dyn DriverContext> = self.clone();
+        let outer = CURRENT.with(|current| current.borrow_mut().replace(context));
+        let polled = {
+            let mut slot = self.future.borrow_mut();
+            slot.as_mut().map(|future| {
+                // SAFETY: the future lives inside this driver's `Rc`
+                // allocation and is never moved out of it: it is only ever
+                // dropped in place, by assigning `None` to the slot.
+                let future = unsafe { Pin::new_unchecked(future) };
+                let mut cx = Context::from_waker(waker);
+                catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx)))
+            })
+        };
+        CURRENT.with(|current| *current.borrow_mut() = outer);
+        polled
+    }
+
     /// The future waits: keep the driver alive, and give it an executor task
-    /// if a waker other than a Deferred's may wake it.
+    /// if something other than a Deferred may wake it.
     fn after_pending(self: &Rc<Self>) {
         if self.kept.get().is_none() {
             self.kept.set(Some(executor::keep(self.clone())));
         }
-        let handed_out = Arc::strong_count(&self.wake) > DRIVER_OWN_WAKE_REFS
-            || self.wake.woken.load(Ordering::Acquire);
-        if handed_out && self.shell.borrow().is_none() {
+        if self.own_waker.get().is_some() && self.shell.borrow().is_none() {
             let task = executor::spawn(Shell(self.clone()));
             *self.shell.borrow_mut() = Some(task);
         }
@@ -363,7 +406,10 @@ where
     }
 
     fn owns(&self, waker: &Waker) -> bool {
-        waker.will_wake(&self.waker)
+        match self.own_waker.get() {
+            Some((_, own)) => waker.will_wake(own),
+            None => SHARED_WAKER.with(|(_, shared)| waker.will_wake(shared)),
+        }
     }
 
     fn resume_handle(&self) -> Weak<dyn Resume> {
@@ -382,17 +428,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let driver = &self.0;
+        let (wake, _) = driver
+            .own_waker
+            .get()
+            .expect("a driver has its own waker before its task is made");
         {
-            let mut shell = driver
-                .wake
-                .shell
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut shell = wake.shell.lock().unwrap_or_else(PoisonError::into_inner);
             if !shell.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *shell = Some(cx.waker().clone());
             }
         }
-        driver.wake.woken.store(false, Ordering::Release);
+        wake.woken.store(false, Ordering::Release);
         driver.poll_now();
         if driver.future.borrow().is_none() {
             Poll::Ready(())
