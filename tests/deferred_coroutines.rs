@@ -455,3 +455,30 @@ fn a_future_woken_by_something_else_than_a_deferred_runs_on_the_reactor() {
     reactor.run().unwrap();
     assert_eq!(success_result_of(&outer), ("after two yields", 42));
 }
+
+#[test]
+fn cancelling_a_future_that_reads_a_queue_stream_ends_the_stream() {
+    let queue: DeferredQueue<i32> = DeferredQueue::new();
+    let mut stream = queue.clone();
+    let d = Deferred::from_future(async move { Ok(stream.next().await.unwrap_or(-1)) });
+    d.cancel();
+    assert_eq!(success_result_of(&d), -1, "the future saw the stream end");
+    assert_eq!(queue.waiting(), 0);
+}
+
+#[test]
+fn a_value_that_reached_a_dropped_stream_goes_back_to_the_queue() {
+    use futures::FutureExt;
+    let queue = DeferredQueue::new();
+    let mut stream = queue.clone();
+    assert!(stream.next().now_or_never().is_none(), "it waits");
+    queue.put(1).unwrap();
+    queue.put(2).unwrap();
+    drop(stream);
+    assert_eq!(
+        success_result_of(&queue.get().unwrap()),
+        1,
+        "first in line again"
+    );
+    assert_eq!(success_result_of(&queue.get().unwrap()), 2);
+}

@@ -290,3 +290,62 @@ fn success_result_of_fails_on_a_failure() {
 fn failure_result_of_fails_on_a_value() {
     failure_result_of(&succeed(1));
 }
+
+#[test]
+fn a_timeout_ends_a_wait_on_a_deferred_nobody_else_holds() {
+    let clock = Rc::new(Clock::new());
+    let outer = succeed(0);
+    let timer_clock = clock.clone();
+    outer.add_callback(move |_| {
+        let inner: Deferred<i32> = Deferred::new();
+        inner.add_timeout(Duration::from_secs(5), &*timer_clock);
+        inner
+    });
+    assert_no_result(&outer);
+    clock.advance(Duration::from_secs(5));
+    assert!(failure_result_of(&outer).check::<TimeoutError>());
+}
+
+#[test]
+fn a_canceller_dropped_when_its_deferred_fires_may_touch_that_deferred() {
+    /// Fails the work if it is abandoned: by then the Deferred has fired.
+    struct FailOnDrop(twill::defer::Resolver<i32>, Rc<Cell<bool>>);
+    impl Drop for FailOnDrop {
+        fn drop(&mut self) {
+            self.1
+                .set(self.0.try_errback(Failure::new("abandoned")).is_err());
+        }
+    }
+    let refused = Rc::new(Cell::new(false));
+    let slot: Rc<RefCell<Option<FailOnDrop>>> = Rc::default();
+    let owned = slot.clone();
+    let d: Deferred<i32> = Deferred::with_canceller(move |_| drop(owned));
+    *slot.borrow_mut() = Some(FailOnDrop(d.resolver(), refused.clone()));
+    drop(slot); // the canceller holds the guard now
+    d.add_callback(|n| Ok(n * 2));
+    d.callback(5);
+    assert!(
+        refused.get(),
+        "the guard ran after the firing, and was refused"
+    );
+    assert_eq!(success_result_of(&d), 10);
+}
+
+#[test]
+fn a_failure_seen_once_does_not_hide_a_later_one() {
+    let before = unhandled_failures();
+    let d: Deferred<i32> = fail(Failure::new("first"));
+    let _ = failure_result_of(&d);
+    d.add_errback(|_| Err(Failure::new("second, unhandled")));
+    drop(d);
+    assert_eq!(unhandled_failures(), before + 1);
+}
+
+#[test]
+fn peek_result_may_look_at_the_deferred_again() {
+    let d = succeed(3);
+    let inside = d.peek_result(|value| (value.copied().ok(), d.called(), format!("{d:?}")));
+    let (value, called, text) = inside.unwrap();
+    assert_eq!((value, called), (Some(3), true));
+    assert!(text.contains("current result: 3"));
+}

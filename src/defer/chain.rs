@@ -422,16 +422,20 @@ impl<T: 'static> Core<T> {
         outcome: Outcome<T>,
         at: &'static Location<'static>,
     ) -> Result<(), AlreadyCalledError> {
-        {
+        let canceller = {
             let mut st = self.st.borrow_mut();
-            if !st.claim()? {
+            let Some(canceller) = st.claim()? else {
                 return Ok(());
-            }
+            };
             st.slot = Slot::Ready(outcome);
             if let Some(debug) = st.debug_mut() {
                 debug.fired = Some((at, std::backtrace::Backtrace::force_capture()));
             }
-        }
+            canceller
+        };
+        // Dropped with nothing borrowed: its captures' `Drop` may be user
+        // code touching this Deferred.
+        drop(canceller);
         self.run();
         Ok(())
     }
@@ -440,8 +444,10 @@ impl<T: 'static> Core<T> {
     /// over, without running it: the caller's run loop does.
     fn deliver(self: &Rc<Self>, step: Step<T>) -> Result<(), AlreadyCalledError> {
         let mut st = self.st.borrow_mut();
-        if st.claim()? {
+        if let Some(canceller) = st.claim()? {
             self.settle(&mut st, step);
+            drop(st);
+            drop(canceller);
         }
         Ok(())
     }
@@ -510,8 +516,7 @@ impl<T: 'static> Core<T> {
         Ok(())
     }
 
-    /// The result, if the chain has run to its end: taken (`take`), or
-    /// looked at through `peek`.
+    /// The result, if the chain has run to its end, for `f` to take.
     pub(crate) fn with_result<R>(&self, f: impl FnOnce(&mut State<T>) -> R) -> Option<R> {
         let mut st = self.st.borrow_mut();
         if st.is_idle() && matches!(st.slot, Slot::Ready(_)) {
@@ -519,6 +524,26 @@ impl<T: 'static> Core<T> {
         } else {
             None
         }
+    }
+
+    /// Looks at the result, if the chain has run to its end, under a shared
+    /// borrow; marks a failure seen.
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(Result<&T, &Failure>) -> R) -> Option<R> {
+        let (seen, failed) = {
+            let st = self.st.borrow();
+            if !st.is_idle() {
+                return None;
+            }
+            match &st.slot {
+                Slot::Ready(Ok(value)) => (f(Ok(value)), false),
+                Slot::Ready(Err(failure)) => (f(Err(failure)), true),
+                _ => return None,
+            }
+        };
+        if failed {
+            self.st.borrow_mut().failure_seen = true;
+        }
+        Some(seen)
     }
 
     /// Whether the result has left for an `await`.
@@ -608,6 +633,8 @@ impl<T: 'static> Core<T> {
                 st.running = false;
                 return Ran::Finished(mem::replace(&mut st.waiter, Waiter::None));
             };
+            // The result changes: a failure seen before is not this one.
+            st.failure_seen = false;
             let outcome = match mem::replace(&mut st.slot, Slot::Empty) {
                 Slot::Ready(outcome) => outcome,
                 // A step ended the chain: nothing can have been added after.
@@ -754,22 +781,22 @@ impl<T: 'static> Core<T> {
 }
 
 impl<T: 'static> State<T> {
-    /// Marks the Deferred fired: whether the result is to be taken (not
-    /// swallowed after a canceller-less cancel), or that it was fired
+    /// Marks the Deferred fired. Gives the canceller, spent now, for the
+    /// caller to drop once nothing is borrowed; `None` if this firing is
+    /// the one a canceller-less cancel swallows; or says it was fired
     /// before.
-    fn claim(&mut self) -> Result<bool, AlreadyCalledError> {
+    fn claim(&mut self) -> Result<Option<Canceller<T>>, AlreadyCalledError> {
         if self.called {
             if mem::take(&mut self.swallow_next_fire) {
-                return Ok(false);
+                return Ok(None);
             }
             return Err(AlreadyCalledError {
                 debug: self.debug().map(|debug| debug.to_string()),
             });
         }
         self.called = true;
-        self.take_canceller();
         self.chained = Chained::None;
-        Ok(true)
+        Ok(Some(self.take_canceller()))
     }
 
     fn extra(&mut self) -> &mut Extra<T> {
@@ -799,11 +826,6 @@ impl<T: 'static> State<T> {
 
     fn debug_mut(&mut self) -> Option<&mut DebugInfo> {
         self.extra.as_mut().and_then(|extra| extra.debug.as_mut())
-    }
-
-    /// A test looked at the failure: it no longer counts as unhandled.
-    pub(crate) fn mark_failure_seen(&mut self) {
-        self.failure_seen = true;
     }
 
     fn is_waiting(&self) -> bool {

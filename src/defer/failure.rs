@@ -106,8 +106,16 @@ impl Failure {
     }
 
     pub(crate) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Failure {
+        Failure::from_panic_in("a Deferred callback", payload)
+    }
+
+    /// A panic in `what` (named in the failure's text).
+    pub(crate) fn from_panic_in(
+        what: &'static str,
+        payload: &(dyn std::any::Any + Send),
+    ) -> Failure {
         Failure::from(crate::Panicked {
-            callback: "a Deferred callback",
+            callback: what,
             message: crate::panic_message(payload),
         })
     }
@@ -245,7 +253,7 @@ pub struct PassedOnError;
 
 impl fmt::Display for PassedOnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the Deferred's result was already taken by an await")
+        f.write_str("the Deferred's result was already taken (by an await, or result())")
     }
 }
 

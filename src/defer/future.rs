@@ -84,7 +84,11 @@ impl<T: 'static> Deferred<T> {
     /// as a Twisted coroutine does; so with only Deferreds to await it needs
     /// no reactor (a [`Clock`](crate::task::Clock) will do in a test).
     /// Anything else it awaits wakes it through the thread's executor, which
-    /// the reactor runs once per turn.
+    /// the reactor runs once per turn; so do combinators that poll with
+    /// wakers of their own (`FuturesUnordered`, `join_all` over many
+    /// futures). A driver resumed by a Deferred resumes the one awaiting it
+    /// from inside, as Twisted's coroutines do: nesting `from_future`s
+    /// thousands deep takes as much stack.
     ///
     /// Cancelling the Deferred cancels the Deferreds the future awaits at
     /// that moment (and so, through nested `from_future`s, innermost
@@ -185,9 +189,8 @@ struct Driver<T: 'static, F> {
     cancel_requested: Cell<bool>,
     /// The Deferreds the last poll left pending.
     awaiting: RefCell<Vec<Weak<dyn Node>>>,
-    /// The driver's own waker, made the first time the future keeps a waker
-    /// or is woken other than by a Deferred; until then it is polled with
-    /// the thread's shared one.
+    /// The driver's own waker, made when the future first waits (its first
+    /// poll uses a no-op waker).
     own_waker: OnceCell<(Arc<DriverWake>, Waker)>,
     /// The executor task that polls the future when a waker other than a
     /// Deferred's wakes it; made the first time one is handed out.
@@ -222,29 +225,6 @@ impl Wake for DriverWake {
     }
 }
 
-/// The waker drivers poll with until a future needs one of its own: it only
-/// notes that it was woken. A future that keeps a clone of it (its `Arc`
-/// count grows during the poll) or wakes it is polled again at once with
-/// a waker of its own driver's, which the thing it waits on then keeps.
-struct SharedWake(AtomicBool);
-
-impl Wake for SharedWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.store(true, Ordering::Release);
-    }
-}
-
-thread_local! {
-    static SHARED_WAKER: (Arc<SharedWake>, Waker) = {
-        let wake = Arc::new(SharedWake(AtomicBool::new(false)));
-        (wake.clone(), Waker::from(wake))
-    };
-}
-
 impl<T: 'static, F> Driver<T, F>
 where
     F: Future<Output = Result<T, Failure>> + 'static,
@@ -260,16 +240,14 @@ where
             self.awaiting.borrow_mut().clear();
             let polled = match self.own_waker.get() {
                 Some((_, waker)) => self.poll_with(waker),
-                None => SHARED_WAKER.with(|(shared, waker)| {
-                    let refs = Arc::strong_count(shared);
-                    // An outer driver's poll may be under way: its note is
-                    // put back after this one's.
-                    let outer_woken = shared.0.swap(false, Ordering::AcqRel);
-                    let polled = self.poll_with(waker);
-                    let woken = shared.0.swap(outer_woken, Ordering::AcqRel);
-                    let pending = matches!(polled, Some(Ok(Poll::Pending)));
-                    let kept = Arc::strong_count(shared) > refs || woken;
-                    if pending && kept {
+                None => {
+                    // The first poll: most futures are done in it, or wait
+                    // only on Deferreds, which resume the driver without a
+                    // waker. One that waits gets a waker of its own and is
+                    // polled again with it, so whatever it waits on keeps
+                    // that one.
+                    let polled = self.poll_with(Waker::noop());
+                    if matches!(polled, Some(Ok(Poll::Pending))) {
                         self.own_waker.get_or_init(|| {
                             let wake = Arc::new(DriverWake {
                                 woken: AtomicBool::new(false),
@@ -280,7 +258,7 @@ where
                         self.repoll.set(true);
                     }
                     polled
-                }),
+                }
             };
             self.polling.set(false);
             let outcome = match polled {
@@ -295,7 +273,10 @@ where
                     return self.after_pending();
                 }
                 Some(Ok(Poll::Ready(outcome))) => outcome,
-                Some(Err(panic)) => Err(Failure::from_panic(&*panic)),
+                Some(Err(panic)) => Err(Failure::from_panic_in(
+                    "a future given to Deferred::from_future",
+                    &*panic,
+                )),
             };
             self.drop_future();
             return self.finish(outcome);
@@ -327,7 +308,13 @@ where
         if self.kept.get().is_none() {
             self.kept.set(Some(executor::keep(self.clone())));
         }
-        if self.own_waker.get().is_some() && self.shell.borrow().is_none() {
+        let Some((wake, _)) = self.own_waker.get() else {
+            return;
+        };
+        // The driver and its `Waker` hold the `Arc`: a third holder is
+        // something that will wake the future; so is a wake already made.
+        let handed_out = Arc::strong_count(wake) > 2 || wake.woken.load(Ordering::Acquire);
+        if handed_out && self.shell.borrow().is_none() {
             let task = executor::spawn(Shell(self.clone()));
             *self.shell.borrow_mut() = Some(task);
         }
@@ -408,7 +395,7 @@ where
     fn owns(&self, waker: &Waker) -> bool {
         match self.own_waker.get() {
             Some((_, own)) => waker.will_wake(own),
-            None => SHARED_WAKER.with(|(_, shared)| waker.will_wake(shared)),
+            None => waker.will_wake(Waker::noop()),
         }
     }
 

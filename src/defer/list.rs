@@ -149,7 +149,9 @@ impl<T: 'static> fmt::Debug for DeferredList<T> {
 /// fails with [`FirstError`] at the first failure: Twisted's
 /// `gatherResults`. An empty list gives an empty `Vec` at once.
 ///
-/// It is a [`DeferredList`] with `fire_on_one_errback`: cancelling it
+/// It is a [`DeferredList`] with `fire_on_one_errback` (and holds its
+/// inputs as a list does, see [its inputs](DeferredList#the-inputs)):
+/// cancelling it
 /// cancels every input not yet fired; it then succeeds if all their
 /// cancellers gave values, else fails with a `FirstError` (most often
 /// wrapping [`CancelledError`](super::CancelledError)). Failures that
@@ -232,8 +234,9 @@ fn gather<T: 'static>(list: DeferredList<T>) -> Deferred<Vec<T>> {
 /// cancels every input still running. As Twisted's, it never fires over an
 /// empty list.
 ///
-/// It takes its inputs, as [`DeferredList`] does: a value or failure goes
-/// to the race, or is dropped without a report once the race is decided.
+/// It takes and holds its inputs, as [`DeferredList`] does: a value or
+/// failure goes to the race, or is dropped without a report once the race
+/// is decided.
 ///
 /// # Examples
 ///

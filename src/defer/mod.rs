@@ -40,6 +40,22 @@
 //! d.add_callback(|n| Ok(n + 1)); // `d` moved into `then`
 //! ```
 //!
+//! # Memory
+//!
+//! A chain lives while something can fire it (a [`Resolver`], a timer, a
+//! driven future) and is freed when nothing can. Three waits are held
+//! strongly, because cancelling may be the only thing that ends them: a
+//! Deferred with a user's canceller returned from a callback (held by the
+//! chain that waits on it), a Deferred with a pending
+//! [`add_timeout`](Deferred::add_timeout) (held by the timer), and the
+//! inputs of a [`DeferredList`] (held by the list). Such a wait that is
+//! never fired and never cancelled is never freed; Twisted's garbage
+//! collector would free it, Rust's reference counts cannot. A
+//! `from_future` waiting on something that will never come is freed with
+//! the thread's last reactor.
+//!
+//! # As a future
+//!
 //! A Deferred is also a `Future` (`d.await` gives `Result<T, Failure>`;
 //! it is `Unpin` and fused, so `futures::select!` and `join!` take it), and
 //! [`Deferred::from_future`] turns a future into a Deferred, driven as
@@ -403,7 +419,9 @@ impl<T: 'static> Deferred<T> {
     /// says so, and the old one is gone.
     ///
     /// The new Deferred is fired by this one ([`chained_to`](Self::chained_to)
-    /// names it until then), and cancelling it cancels this one.
+    /// names it until then), and cancelling it cancels this one. Pausing it
+    /// holds only the callbacks added to it: to hold those before `then`
+    /// too, pause this one first (or through its [`Resolver`]).
     ///
     /// # Examples
     ///
@@ -467,7 +485,11 @@ impl<T: 'static> Deferred<T> {
     ///
     /// # Panics
     ///
-    /// If the canceller panics (the Deferred is then left unfired).
+    /// If the canceller panics: the panic goes on out of `cancel`, as
+    /// Twisted's `cancel` raises, and the Deferred is left as the canceller
+    /// left it (unfired, unless it fired it before panicking). The
+    /// canceller is spent either way: a later `cancel` acts as if there had
+    /// been none.
     pub fn cancel(&self) {
         chain::cancel_from(self.core().clone());
     }
@@ -524,14 +546,14 @@ impl<T: 'static> Deferred<T> {
         on_timeout_cancel: impl FnOnce(Result<T, Failure>, Duration) -> Result<T, Failure> + 'static,
     ) -> &Self {
         let timed_out = Rc::new(std::cell::Cell::new(false));
-        let (flag, target) = (timed_out.clone(), Rc::downgrade(self.core()));
+        // Held by the timer until it runs or is cancelled (when the result
+        // comes): a timeout is what ends a wait nobody else would end.
+        let (flag, target) = (timed_out.clone(), self.core().clone());
         let timer = clock.call_later(
             timeout,
             Box::new(move || {
-                if let Some(core) = target.upgrade() {
-                    flag.set(true);
-                    chain::cancel_from(core);
-                }
+                flag.set(true);
+                chain::cancel_from(target);
             }),
         );
         self.add_both(move |result| {
@@ -603,17 +625,11 @@ impl<T: 'static> Deferred<T> {
     }
 
     /// Looks at the result, if the chain has run to its end, without taking
-    /// it. A failure looked at this way no longer counts as unhandled.
+    /// it. A failure looked at this way no longer counts as unhandled
+    /// (until the chain's result changes). `f` may look at this Deferred
+    /// but not change it (add callbacks, fire, pause): that panics.
     pub fn peek_result<R>(&self, f: impl FnOnce(Result<&T, &Failure>) -> R) -> Option<R> {
-        self.core().with_result(|st| match &st.slot {
-            chain::Slot::Ready(Ok(value)) => f(Ok(value)),
-            chain::Slot::Ready(Err(failure)) => {
-                let seen = f(Err(failure));
-                st.mark_failure_seen();
-                seen
-            }
-            _ => unreachable!("with_result only gives a ready result"),
-        })
+        self.core().peek(f)
     }
 }
 

@@ -154,6 +154,20 @@ impl<T: 'static> DeferredQueue<T> {
         Ok(waiter)
     }
 
+    /// Hands a value taken from the queue back: to the oldest waiting
+    /// `get`, else first in line.
+    fn give_back(&self, item: T) {
+        loop {
+            let waiter = self.core.borrow_mut().waiting.pop_front();
+            match waiter {
+                // A waiter someone else fired does not take the value.
+                Some((_, waiter)) if waiter.called() => continue,
+                Some((_, waiter)) => return waiter.callback(item),
+                None => return self.core.borrow_mut().pending.push_front(item),
+            }
+        }
+    }
+
     /// How many values are kept, waiting for a `get`.
     pub fn pending(&self) -> usize {
         self.core.borrow().pending.len()
@@ -188,9 +202,10 @@ impl<T: 'static> Clone for DeferredQueue<T> {
 
 /// The values, oldest first, for `async` code: each `poll_next` that finds
 /// the queue empty makes one waiting `get` (it does not count against the
-/// backlog), kept until a value arrives. The stream never ends. Dropping
-/// the handle takes its waiting `get` out of the queue, so no value is
-/// lost to it.
+/// backlog), kept until a value arrives. The stream ends only if that `get`
+/// is cancelled (cancelling a `from_future` cancels what its future
+/// awaits). Dropping the handle takes its waiting `get` out of the queue,
+/// and hands back a value that reached it, so no value is lost to it.
 ///
 /// # Examples
 ///
@@ -222,8 +237,9 @@ impl<T: 'static> futures::Stream for DeferredQueue<T> {
         };
         match Pin::new(&mut next).poll(cx) {
             Poll::Ready(Ok(item)) => Poll::Ready(Some(item)),
-            // Nobody else can fire or cancel this get.
-            Poll::Ready(Err(failure)) => unreachable!("a stream's get failed: {failure}"),
+            // The get was cancelled: cancelling a `from_future` cancels what
+            // its future awaits. The stream ends.
+            Poll::Ready(Err(_)) => Poll::Ready(None),
             Poll::Pending => {
                 this.next = Some(next);
                 Poll::Pending
@@ -234,10 +250,14 @@ impl<T: 'static> futures::Stream for DeferredQueue<T> {
 
 impl<T: 'static> Drop for DeferredQueue<T> {
     fn drop(&mut self) {
-        if let Some(next) = self.next.take() {
-            next.cancel();
-            // The CancelledError is expected: take it so it is not reported.
-            let _ = next.result();
+        let Some(next) = self.next.take() else {
+            return;
+        };
+        next.cancel();
+        // A value had reached the get: it goes back, first in line. (The
+        // CancelledError otherwise there is taken, so not reported.)
+        if let Some(Ok(item)) = next.result() {
+            self.give_back(item);
         }
     }
 }
