@@ -421,7 +421,10 @@ impl<T: 'static> Deferred<T> {
     /// The new Deferred is fired by this one ([`chained_to`](Self::chained_to)
     /// names it until then), and cancelling it cancels this one. Pausing it
     /// holds only the callbacks added to it: to hold those before `then`
-    /// too, pause this one first (or through its [`Resolver`]).
+    /// too, pause this one first (or through its [`Resolver`]). Fire the
+    /// chain through this one's resolver, taken before `then`: firing the
+    /// new Deferred itself skips this one's callbacks, and what they hand
+    /// on later is refused ([`AlreadyCalledError`], reported as unhandled).
     ///
     /// # Examples
     ///
