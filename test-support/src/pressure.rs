@@ -241,6 +241,35 @@ pub fn send_paced(
     }
 }
 
+/// `bytes` in MiB, for messages.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
+
+/// Asserts what a server that stops reading a client which never reads
+/// shows: less than a quarter of `limit` got through before the writes
+/// stalled (`sent`), and the server's peak memory stayed within `margin` of
+/// its resident memory at start.
+#[track_caller]
+pub fn assert_stalled_with_flat_memory(
+    sent: u64,
+    limit: u64,
+    at_start: Memory,
+    when_stalled: Memory,
+    margin: u64,
+) {
+    assert!(
+        sent < limit / 4,
+        "{:.1} MiB got through: the server kept reading",
+        mib(sent)
+    );
+    assert!(
+        when_stalled.peak <= at_start.rss + margin,
+        "the server grew from {at_start} to {when_stalled} for {:.1} MiB sent",
+        mib(sent)
+    );
+}
+
 /// A process's resident memory, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Memory {
