@@ -359,7 +359,7 @@ impl TransportImpl for Recorder {
 /// ```
 #[track_caller]
 pub fn success_result_of<T: Clone + 'static>(d: &crate::defer::Deferred<T>) -> T {
-    match crate::defer::peek_outcome(d) {
+    match d.peek_result(|outcome| outcome.cloned().map_err(Clone::clone)) {
         Some(Ok(value)) => value,
         Some(Err(failure)) => panic!(
             "success result expected on {}, found failure result instead: {failure:?}",

@@ -914,10 +914,3 @@ pub fn set_debugging(on: bool) {
 pub fn get_debugging() -> bool {
     chain::debugging()
 }
-
-/// The result of `d`, for the [`testing`](crate::testing) helpers: the
-/// value cloned, or the failure (marked as seen), if the chain has run to
-/// its end.
-pub(crate) fn peek_outcome<T: Clone + 'static>(d: &Deferred<T>) -> Option<Outcome<T>> {
-    d.peek_result(|outcome| outcome.cloned().map_err(Failure::clone))
-}
