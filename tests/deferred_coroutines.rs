@@ -39,13 +39,6 @@ fn a_future_that_does_not_wait_has_fired_when_from_future_returns() {
 }
 
 #[test]
-fn from_future_of_a_deferred_is_that_deferred() {
-    let d: Deferred<i32> = Deferred::new();
-    let id = d.id();
-    assert_eq!(Deferred::from_future(d).id(), id);
-}
-
-#[test]
 fn with_only_a_clock_the_future_runs_as_its_deferreds_fire() {
     let clock = Clock::new();
     let (one, two) = (
@@ -57,27 +50,6 @@ fn with_only_a_clock_the_future_runs_as_its_deferreds_fire() {
     assert_no_result(&d);
     clock.advance(Duration::from_secs(1));
     assert_eq!(success_result_of(&d), 3);
-}
-
-#[test]
-fn the_future_resumes_inside_the_callback_that_fires_what_it_awaits() {
-    let order = log();
-    let awaited = Deferred::new();
-    let fire = awaited.resolver();
-    let o = order.clone();
-    let d = Deferred::from_future(async move {
-        let n: i32 = awaited.await?;
-        o.borrow_mut().push("resumed");
-        Ok(n)
-    });
-    order.borrow_mut().push("before callback");
-    fire.callback(5);
-    order.borrow_mut().push("after callback");
-    assert_eq!(
-        *order.borrow(),
-        ["before callback", "resumed", "after callback"]
-    );
-    assert_eq!(success_result_of(&d), 5);
 }
 
 #[test]
@@ -97,26 +69,6 @@ fn a_failure_awaited_is_the_same_failure_and_can_be_caught() {
 fn a_panicking_future_fails_its_deferred() {
     let d: Deferred<()> = Deferred::from_future(async { panic!("in the future") });
     assert!(failure_result_of(&d).check::<Panicked>());
-}
-
-#[test]
-fn cancelling_cancels_what_the_future_awaits_and_it_sees_cancelled_error() {
-    let order = log();
-    let o = order.clone();
-    let awaited: Deferred<i32> =
-        Deferred::with_canceller(move |_| o.borrow_mut().push("inner canceller"));
-    let o = order.clone();
-    let d = Deferred::from_future(async move {
-        let got = awaited.await;
-        o.borrow_mut().push("coroutine sees the cancel");
-        got
-    });
-    d.cancel();
-    assert_eq!(
-        *order.borrow(),
-        ["inner canceller", "coroutine sees the cancel"]
-    );
-    assert!(failure_result_of(&d).check::<CancelledError>());
 }
 
 #[test]
@@ -206,29 +158,6 @@ fn nested_coroutines_cancel_innermost_first() {
         ["innermost cancelled", "middle sees it", "outer sees it"]
     );
     assert!(failure_result_of(&outer).check::<CancelledError>());
-}
-
-struct SetOnDrop(Rc<Cell<bool>>);
-
-impl Drop for SetOnDrop {
-    fn drop(&mut self) {
-        self.0.set(true);
-    }
-}
-
-#[test]
-fn a_future_awaiting_no_deferred_is_dropped_on_cancel() {
-    let dropped = Rc::new(Cell::new(false));
-    let guard = SetOnDrop(dropped.clone());
-    let d: Deferred<()> = Deferred::from_future(async move {
-        let _guard = guard;
-        futures::future::pending::<()>().await;
-        Ok(())
-    });
-    assert!(!dropped.get());
-    d.cancel();
-    assert!(dropped.get());
-    assert!(failure_result_of(&d).check::<CancelledError>());
 }
 
 #[test]
