@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use twill::task::Clock;
 use twill::testing::StringTransport;
-use twill::{Bytes, BytesMut, Factory, Protocol, Reactor, Reason, Transport};
+use twill::{Bytes, BytesMut, Event, Factory, Protocol, Reactor, Reason, Transport};
 use twill_protocols::handler::{AddressFilter, FilterAction, Filtered};
 use twill_test_support::client::Client;
 use twill_test_support::events::{describe, Log};
@@ -62,6 +62,15 @@ impl Protocol for Recording {
     }
     fn resume_writing(&mut self) {
         self.log.push("resume");
+    }
+    fn write_complete(&mut self) {
+        self.log.push("write complete");
+    }
+    fn event_received(&mut self, event: Event) {
+        match event.downcast::<&'static str>() {
+            Ok(name) => self.log.push(format!("event {name}")),
+            Err(other) => self.log.push(format!("event {other:?}")),
+        }
     }
 }
 
@@ -137,6 +146,8 @@ fn an_accepted_connection_gets_every_event() {
     protocol.buffer_updated(3);
     protocol.pause_writing();
     protocol.resume_writing();
+    protocol.write_complete();
+    protocol.event_received(Event::new("hi"));
     assert!(protocol.eof_received(), "the inner protocol's answer");
     protocol.connection_lost(&Reason::Done);
     assert_eq!(
@@ -149,6 +160,8 @@ fn an_accepted_connection_gets_every_event() {
             "updated two",
             "pause",
             "resume",
+            "write complete",
+            "event hi",
             "eof",
             "lost: done",
         ]
@@ -182,6 +195,8 @@ fn a_rejected_connection_gets_the_goodbye_then_is_closed_gracefully() {
     assert!(!protocol.eof_received());
     protocol.pause_writing();
     protocol.resume_writing();
+    protocol.write_complete();
+    protocol.event_received(Event::new("hi"));
     protocol.connection_lost(&Reason::Done);
     assert_eq!(recorder.value(), b"access denied\r\n");
     assert_eq!(

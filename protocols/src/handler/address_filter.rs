@@ -7,7 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use twill::{Bytes, BytesMut, DelayedCall, Factory, Protocol, ReactorTime, Reason, Transport};
+use twill::{
+    Bytes, BytesMut, DelayedCall, Event, Factory, Protocol, ReactorTime, Reason, Transport,
+};
 
 use super::cidr::Cidr;
 use super::output::time_or_reactor;
@@ -389,6 +391,20 @@ impl<P: Protocol> Protocol for Filtered<P> {
         match self {
             Filtered::Accepted(protocol) => protocol.resume_writing(),
             Filtered::Rejected(goodbye) => goodbye.resume_writing(),
+        }
+    }
+
+    fn write_complete(&mut self) {
+        match self {
+            Filtered::Accepted(protocol) => protocol.write_complete(),
+            Filtered::Rejected(goodbye) => goodbye.write_complete(),
+        }
+    }
+
+    fn event_received(&mut self, event: Event) {
+        match self {
+            Filtered::Accepted(protocol) => protocol.event_received(event),
+            Filtered::Rejected(goodbye) => goodbye.event_received(event),
         }
     }
 }
