@@ -2,7 +2,9 @@
 //! [`Factory`](twill::Factory) wrappers: idle detection
 //! ([`IdleStateHandler`]), read and write timeouts ([`ReadTimeoutHandler`],
 //! [`WriteTimeoutHandler`]), traffic logging ([`LoggingHandler`]) and
-//! address filtering ([`AddressFilter`], [`Cidr`]).
+//! address filtering ([`AddressFilter`], [`Cidr`]); and one pipeline
+//! stage, [`FlowControlHandler`], which hands messages out one per
+//! `read()`.
 //!
 //! Each wrapper takes any protocol (or factory) and delegates every event to
 //! it, adding its own behaviour around it, so they stack:
@@ -29,6 +31,7 @@
 
 mod address_filter;
 mod cidr;
+mod flow_control;
 mod idle_state;
 mod logging;
 pub(crate) mod output;
@@ -38,6 +41,7 @@ mod write_timeout;
 
 pub use address_filter::{AddressFilter, FilterAction, Filtered, Goodbye};
 pub use cidr::{Cidr, CidrParseError};
+pub use flow_control::FlowControlHandler;
 pub use idle_state::{IdleHandle, IdleState, IdleStateEvent, IdleStateHandler};
 pub use logging::{hex_dump, ByteFormat, LoggingHandler};
 pub use read_timeout::{ReadTimeout, ReadTimeoutHandler};

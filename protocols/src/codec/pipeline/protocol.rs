@@ -1,23 +1,31 @@
 //! [`PipelineProtocol`]: a [`Pipeline`] and a [`PipelineHandler`] as one
 //! twill `Protocol`, and the [`PipelineContext`] handlers write through.
 
-use std::cell::{Cell, Ref};
+use std::any::Any;
+use std::cell::{Cell, Ref, RefCell, RefMut};
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
 
-use super::*;
-use crate::codec::undecodable;
+use bytes::Bytes;
+use twill::defer::{Deferred, Failure};
+use twill::{Event, Protocol, Reason, Transport};
+
+use super::context::{Inbound, Link};
+use super::run::Step;
+use super::{boxed, Message, Pipeline};
+use crate::codec::{undecodable, DecodeError};
 
 /// A handler's view of its connection: writes through the outbound stages
 /// and reaches the [`Pipeline`] to change it. Clones are the same context.
 pub struct PipelineContext {
-    transport: Transport,
-    pipeline: Pipeline,
+    link: Rc<Link>,
 }
 
 impl Clone for PipelineContext {
     fn clone(&self) -> Self {
         PipelineContext {
-            transport: self.transport.clone(),
-            pipeline: self.pipeline.share(),
+            link: self.link.clone(),
         }
     }
 }
@@ -28,52 +36,98 @@ impl PipelineContext {
     /// message that cannot be encoded is logged and closes the connection
     /// with that error (as [`Context::write`](crate::codec::Context::write)).
     pub fn write(&self, message: impl Any) {
-        let encoded = match self.pipeline.inner.try_borrow_mut() {
-            Ok(mut stages) => stages.encode(boxed(message)),
-            Err(_) => Err(EncodeError::Other("written from a stage".into())),
-        };
-        match encoded {
-            Ok(chunks) => chunks
-                .into_iter()
-                .for_each(|chunk| self.transport.write(chunk)),
-            Err(err) => {
-                log::error!("could not encode a message for {}: {err}", self.peer());
-                self.transport.fail(err);
-            }
+        let _ = self.send(boxed(message));
+    }
+
+    fn send(&self, message: Message) -> Result<(), crate::codec::EncodeError> {
+        let end = self.link.pipeline.inner.borrow().entries.len();
+        self.link.pipeline.write_below(end, message, &self.link)
+    }
+
+    /// Writes `message` as [`write`](Self::write) does and returns a
+    /// Deferred that fires once its bytes (and everything written before)
+    /// have reached the kernel; it fails with
+    /// [`NotSent`](twill::transport::NotSent) if the connection ends first,
+    /// or with the encoding error (the connection is closed then).
+    pub fn write_and_notify(&self, message: impl Any) -> Deferred<()> {
+        match self.send(boxed(message)) {
+            Ok(()) => self.link.transport.flushed(),
+            Err(error) => twill::defer::fail(Failure::new(error)),
         }
+    }
+
+    /// Fires `event` at the connection: it enters the first stage and
+    /// travels through every stage's
+    /// [`event_received`](super::StageHandler::event_received) to the
+    /// handler's (see [`Transport::fire_event`] for when).
+    pub fn fire_event(&self, event: Event) {
+        self.link.transport.fire_event(event);
+    }
+
+    /// Turns automatic reading off or on (Netty's `AUTO_READ`). While off,
+    /// the connection reads from its socket only when asked with
+    /// [`read`](Self::read), one read per request; what one read brings is
+    /// decoded and delivered as usual, unless a
+    /// [`FlowControlHandler`](crate::handler::FlowControlHandler) stage
+    /// holds the messages back one by one. Turning it on reads again.
+    pub fn set_auto_read(&self, on: bool) {
+        let link = &self.link;
+        if link.auto_read.replace(on) == on {
+            return;
+        }
+        if on || link.demand.get() {
+            link.transport.resume_reading();
+        } else {
+            link.transport.pause_reading();
+        }
+    }
+
+    /// Whether reading is automatic (the default).
+    pub fn auto_read(&self) -> bool {
+        self.link.auto_read.get()
+    }
+
+    /// Asks for more input while automatic reading is off (Netty's
+    /// `read()`): the request goes through the stages' `read`, last to
+    /// first, and then to the transport, which reads once. Does nothing
+    /// at the transport while reading is automatic.
+    pub fn read(&self) {
+        let end = self.link.pipeline.inner.borrow().entries.len();
+        self.link.pipeline.read_below(end, &self.link);
+        self.link.pipeline.drive();
     }
 
     /// The pipeline, to change it.
     pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+        &self.link.pipeline
     }
 
     /// Closes the connection once what is written is sent.
     pub fn lose_connection(&self) {
-        self.transport.lose_connection();
+        self.link.transport.lose_connection();
     }
 
     /// Closes the connection because of `error`.
     pub fn fail(&self, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) {
-        self.transport.fail(error);
+        self.link.transport.fail(error);
     }
 
     /// The underlying transport.
     pub fn transport(&self) -> &Transport {
-        &self.transport
+        &self.link.transport
     }
 
     /// The remote address.
     pub fn peer(&self) -> SocketAddr {
-        self.transport.peer()
+        self.link.transport.peer()
     }
 }
 
 impl fmt::Debug for PipelineContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineContext")
-            .field("transport", &self.transport)
-            .field("pipeline", &self.pipeline)
+            .field("transport", &self.link.transport)
+            .field("pipeline", &self.link.pipeline)
             .finish()
     }
 }
@@ -81,21 +135,33 @@ impl fmt::Debug for PipelineContext {
 /// What sits after the last stage: Netty's last inbound handler. Messages
 /// arrive as [`Message`]s; downcast them (`message.downcast::<String>()`).
 pub trait PipelineHandler: 'static {
-    /// The connection is up.
+    /// The connection is up, after every stage's `connection_made`.
     fn connection_made(&mut self, ctx: &PipelineContext) {
         let _ = ctx;
     }
 
-    /// A message came out of the last inbound stage. The handler may change
-    /// the pipeline here: the next message is produced by the new stages.
+    /// A message came out of the last stage. The handler may change the
+    /// pipeline here: the next message is produced by the new stages.
     fn message_received(&mut self, ctx: &PipelineContext, message: Message);
 
-    /// A stage rejected the input. The default logs why and closes this
-    /// connection; after an error that is not
-    /// [recoverable](DecodeError::is_recoverable) the connection is closed
-    /// whatever this method does.
+    /// The messages from one read have all been delivered: once per read
+    /// that brought at least one (Netty's `channelReadComplete`).
+    fn read_complete(&mut self, ctx: &PipelineContext) {
+        let _ = ctx;
+    }
+
+    /// A stage rejected the input and no stage after it handled the error.
+    /// The default logs why and closes this connection; after an error
+    /// that is not [recoverable](DecodeError::is_recoverable) the
+    /// connection is closed whatever this method does.
     fn exception_caught(&mut self, ctx: &PipelineContext, error: DecodeError) {
-        undecodable::close(&ctx.transport, error);
+        undecodable::close(&ctx.link.transport, error);
+    }
+
+    /// An event came through the stages (Netty's `userEventTriggered`).
+    /// The default drops it, with a debug log.
+    fn event_received(&mut self, ctx: &PipelineContext, event: Event) {
+        log::debug!("unhandled event for {}: {event:?}", ctx.peer());
     }
 
     /// The peer closed its writing side, after what it sent was decoded and
@@ -120,16 +186,22 @@ pub trait PipelineHandler: 'static {
     fn resume_writing(&mut self, ctx: &PipelineContext) {
         let _ = ctx;
     }
+
+    /// Everything written so far has reached the kernel (see
+    /// [`Protocol::write_complete`]).
+    fn write_complete(&mut self, ctx: &PipelineContext) {
+        let _ = ctx;
+    }
 }
 
 /// A [`Pipeline`] and a [`PipelineHandler`] as one twill [`Protocol`]:
-/// bytes enter at the first stage, and what leaves the last inbound stage
-/// goes to the handler. Decoding stops once the connection is closing; see
+/// bytes enter at the first stage, and what leaves the last stage goes to
+/// the handler. Decoding stops once the connection is closing; see
 /// [`Pipeline`] for an example.
 pub struct PipelineProtocol<H> {
     core: Rc<Core<H>>,
-    /// What the pipeline calls (through a `Weak`) when a stage removed
-    /// outside the delivery loop left bytes to deliver.
+    /// What the pipeline calls (through a `Weak`) when a change made
+    /// outside the delivery loop left something to deliver.
     driver: Option<Rc<dyn Fn()>>,
 }
 
@@ -140,11 +212,16 @@ struct Core<H> {
     ctx: RefCell<Option<PipelineContext>>,
     /// After an unrecoverable decode error, input is ignored.
     failed: Cell<bool>,
-    /// EOF was received: stages get `decode_eof` from then on.
-    eof: Cell<bool>,
-    /// The handler is running (the delivery loop or another callback):
-    /// leftovers handed over meanwhile are delivered when it returns.
+    /// The handler or the loop is running: what is handed over meanwhile
+    /// is delivered when it returns.
     busy: Cell<bool>,
+    /// Messages delivered since the last `read_complete`.
+    delivered: Cell<usize>,
+    /// The EOF reached the handler: what it answered.
+    eof_answer: Cell<Option<bool>>,
+    /// `eof_received` returned before the EOF reached the handler (a stage
+    /// holds it back): close when it does, unless the handler keeps it.
+    eof_late: Cell<bool>,
 }
 
 impl<H: PipelineHandler> Core<H> {
@@ -157,8 +234,8 @@ impl<H: PipelineHandler> Core<H> {
         Some(result)
     }
 
-    /// Decodes and delivers what the stages hold, unless that is already
-    /// going on further up the stack.
+    /// Runs the stages and delivers what reaches the handler, unless that
+    /// is already going on further up the stack.
     fn run(&self) {
         if self.busy.get() || self.failed.get() {
             return;
@@ -167,28 +244,17 @@ impl<H: PipelineHandler> Core<H> {
             return;
         };
         self.busy.set(true);
-        // At EOF the stages get `decode_eof` one after another, each once
-        // the ones before it have nothing left.
-        let eof = self.eof.get();
-        let mut eof_through = 0;
         while !self.failed.get() {
-            if ctx.transport.is_closing() {
+            if ctx.link.transport.is_closing() {
                 self.pipeline.inner.borrow_mut().clear_inbound();
                 break;
             }
-            let step = self.pipeline.inner.borrow_mut().step(eof_through);
-            match step {
-                Step::Deliver(message) => self.handler.borrow_mut().message_received(&ctx, message),
-                Step::Moved => {}
-                Step::Failed(error) => {
-                    let recoverable = error.is_recoverable();
-                    self.handler.borrow_mut().exception_caught(&ctx, error);
-                    if !recoverable {
+            match self.pipeline.step() {
+                Step::Handler(signal) => self.deliver(&ctx, signal),
+                Step::Ran => {
+                    if std::mem::take(&mut self.pipeline.inner.borrow_mut().fatal) {
                         self.give_up(&ctx);
                     }
-                }
-                Step::Idle if eof && eof_through < self.pipeline.inner.borrow().entries.len() => {
-                    eof_through += 1;
                 }
                 Step::Idle => break,
             }
@@ -196,10 +262,50 @@ impl<H: PipelineHandler> Core<H> {
         self.busy.set(false);
     }
 
+    fn deliver(&self, ctx: &PipelineContext, signal: Inbound) {
+        let mut handler = self.handler.borrow_mut();
+        match signal {
+            Inbound::Message(message) => {
+                self.delivered.set(self.delivered.get() + 1);
+                handler.message_received(ctx, message);
+            }
+            Inbound::ReadComplete => {
+                if self.delivered.replace(0) > 0 {
+                    handler.read_complete(ctx);
+                }
+            }
+            Inbound::Event(event) => handler.event_received(ctx, event),
+            Inbound::Error(error) => {
+                let fatal = !error.is_recoverable();
+                handler.exception_caught(ctx, error);
+                if fatal {
+                    drop(handler);
+                    self.give_up(ctx);
+                }
+            }
+            Inbound::Eof => {
+                let keep = handler.eof_received(ctx);
+                self.eof_answer.set(Some(keep));
+                if self.eof_late.get() && !keep {
+                    ctx.lose_connection();
+                }
+            }
+        }
+    }
+
     fn give_up(&self, ctx: &PipelineContext) {
         self.failed.set(true);
         self.pipeline.inner.borrow_mut().clear_inbound();
-        undecodable::give_up(&ctx.transport, "unrecoverable decode error");
+        undecodable::give_up(&ctx.link.transport, "unrecoverable decode error");
+    }
+
+    /// Queues `signal` at the first stage (or the handler) and runs.
+    fn push(&self, signal: Inbound) {
+        self.pipeline
+            .inner
+            .borrow_mut()
+            .push_inbound(0, vec![signal]);
+        self.run();
     }
 }
 
@@ -211,8 +317,10 @@ impl<H: PipelineHandler> PipelineProtocol<H> {
             handler: RefCell::new(handler),
             ctx: RefCell::new(None),
             failed: Cell::new(false),
-            eof: Cell::new(false),
             busy: Cell::new(false),
+            delivered: Cell::new(0),
+            eof_answer: Cell::new(None),
+            eof_late: Cell::new(false),
         });
         let weak = Rc::downgrade(&core);
         let driver: Rc<dyn Fn()> = Rc::new(move || {
@@ -254,11 +362,21 @@ impl<H: PipelineHandler> Protocol for PipelineProtocol<H> {
     fn connection_made(&mut self, transport: &Transport) {
         // On before the handler runs, so it can turn it off.
         transport.set_flow_control(true);
-        let ctx = PipelineContext {
+        let link = Rc::new(Link {
             transport: transport.clone(),
             pipeline: self.core.pipeline.share(),
-        };
-        *self.core.ctx.borrow_mut() = Some(ctx);
+            auto_read: Cell::new(true),
+            demand: Cell::new(false),
+        });
+        self.core.pipeline.inner.borrow_mut().link = Some(link.clone());
+        *self.core.ctx.borrow_mut() = Some(PipelineContext { link });
+        let pipeline = &self.core.pipeline;
+        // Stages run from here on with the handler marked busy, so what
+        // they pass on waits for the loop below.
+        self.core.busy.set(true);
+        pipeline.for_each_stage(|stage, ctx| stage.added(ctx));
+        pipeline.for_each_stage(|stage, ctx| stage.connection_made(ctx));
+        self.core.busy.set(false);
         self.call(|handler, ctx| handler.connection_made(ctx));
     }
 
@@ -266,27 +384,60 @@ impl<H: PipelineHandler> Protocol for PipelineProtocol<H> {
         if self.core.failed.get() {
             return;
         }
-        self.core
-            .pipeline
-            .inner
-            .borrow_mut()
-            .hand_over(0, vec![Box::new(data)]);
+        if let Some(ctx) = self.core.ctx.borrow().as_ref() {
+            let link = &ctx.link;
+            // This read answers the request that let it happen.
+            link.demand.set(false);
+            if !link.auto_read.get() {
+                link.transport.pause_reading();
+            }
+        }
+        {
+            let mut stages = self.core.pipeline.inner.borrow_mut();
+            stages.push_inbound(0, vec![Inbound::Message(Box::new(data))]);
+            stages.push_inbound(0, vec![Inbound::ReadComplete]);
+        }
         self.core.run();
     }
 
     fn eof_received(&mut self) -> bool {
-        self.core.eof.set(true);
-        self.core.run();
-        let keep = self.core.call(|handler, ctx| handler.eof_received(ctx));
-        self.core.run();
-        keep.unwrap_or(false)
+        self.core.push(Inbound::Eof);
+        let closing = self.core.failed.get()
+            || (self.core.ctx.borrow().as_ref()).is_some_and(|ctx| ctx.transport().is_closing());
+        match self.core.eof_answer.get() {
+            Some(keep) => keep,
+            None if closing => {
+                // Decoding failed on the way (a truncated frame, say):
+                // the handler still hears that the peer is done.
+                if self.core.failed.get() {
+                    self.core.call(|handler, ctx| handler.eof_received(ctx));
+                }
+                false
+            }
+            None => {
+                // A stage holds the EOF back behind messages the handler
+                // has not asked for yet: stay open until it gets there.
+                self.core.eof_late.set(true);
+                true
+            }
+        }
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
         // Nothing is delivered any more: the driver goes.
         self.driver = None;
+        let pipeline = &self.core.pipeline;
+        pipeline.inner.borrow_mut().clear_inbound();
+        self.core.busy.set(true);
+        pipeline.for_each_stage(|stage, ctx| stage.connection_lost(ctx, reason));
+        self.core.busy.set(false);
         self.core
             .call(|handler, ctx| handler.connection_lost(ctx, reason));
+        // The pipeline is torn down: every stage hears `handler_removed`,
+        // and what they pass on has nowhere to go.
+        self.core.busy.set(true);
+        pipeline.for_each_stage(|stage, ctx| stage.removed(ctx));
+        pipeline.inner.borrow_mut().clear_inbound();
     }
 
     fn pause_writing(&mut self) {
@@ -295,6 +446,14 @@ impl<H: PipelineHandler> Protocol for PipelineProtocol<H> {
 
     fn resume_writing(&mut self) {
         self.call(|handler, ctx| handler.resume_writing(ctx));
+    }
+
+    fn write_complete(&mut self) {
+        self.call(|handler, ctx| handler.write_complete(ctx));
+    }
+
+    fn event_received(&mut self, event: Event) {
+        self.core.push(Inbound::Event(event));
     }
 }
 
