@@ -1,8 +1,9 @@
 //! Netty's connection handlers as twill [`Protocol`](twill::Protocol) and
 //! [`Factory`](twill::Factory) wrappers: idle detection
 //! ([`IdleStateHandler`]), read and write timeouts ([`ReadTimeoutHandler`],
-//! [`WriteTimeoutHandler`]), traffic logging ([`LoggingHandler`]) and
-//! address filtering ([`AddressFilter`], [`Cidr`]).
+//! [`WriteTimeoutHandler`]), traffic logging ([`LoggingHandler`]),
+//! address filtering ([`AddressFilter`], [`Cidr`]) and per-connection read
+//! and write limits ([`TrafficShapingHandler`]).
 //!
 //! Each wrapper takes any protocol (or factory) and delegates every event to
 //! it, adding its own behaviour around it, so they stack:
@@ -34,6 +35,7 @@ mod logging;
 pub(crate) mod output;
 mod read_timeout;
 pub(crate) mod timer;
+mod traffic_shaping;
 mod write_timeout;
 
 pub use address_filter::{AddressFilter, FilterAction};
@@ -43,4 +45,5 @@ pub use idle_state::{
 };
 pub use logging::{hex_dump, ByteFormat, LoggingHandler};
 pub use read_timeout::{ReadTimeout, ReadTimeoutHandler};
+pub use traffic_shaping::{ShapingHandle, TrafficCounter, TrafficShapingHandler};
 pub use write_timeout::{WriteTimeout, WriteTimeoutHandler};
