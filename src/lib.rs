@@ -94,6 +94,7 @@
 
 pub mod broadcast;
 pub mod defer;
+mod event;
 mod executor;
 pub mod protocol;
 pub mod reactor;
@@ -106,6 +107,7 @@ pub mod transport;
 use std::any::Any;
 use std::time::Duration;
 
+pub use event::Event;
 pub use protocol::{ClientFactory, Factory, Panicked, Protocol, Reason};
 pub use reactor::{
     Connector, ConnectorState, ListeningPort, Phase, Reactor, ReactorHandle, ReactorStopped,

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::event::Event;
 use crate::reactor::Connector;
 use crate::transport::Transport;
 
@@ -138,6 +139,23 @@ pub trait Protocol: 'static {
 
     /// The write buffer drained below its low watermark: produce again.
     fn resume_writing(&mut self) {}
+
+    /// Everything written so far has been handed to the kernel: the write
+    /// buffer is empty again. Called once per flush that empties a buffer
+    /// that held bytes, so a protocol that writes in pieces (a pull
+    /// producer, in Twisted's terms) can write the next one here and keep
+    /// at most one piece buffered. Netty's write completion; for one
+    /// write's own completion see [`Transport::flushed`].
+    fn write_complete(&mut self) {}
+
+    /// An [`Event`] arrived: fired at this connection with
+    /// [`Transport::fire_event`], or by a wrapper around this protocol
+    /// (an idle timeout, say). Netty's `userEventTriggered`. Take the
+    /// events you know by type; a wrapper passes the others on to the
+    /// protocol inside it. The default drops the event, with a debug log.
+    fn event_received(&mut self, event: Event) {
+        log::debug!("unhandled event: {event:?}");
+    }
 }
 
 impl<P: Protocol + ?Sized> Protocol for Box<P> {
@@ -164,6 +182,12 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
     }
     fn resume_writing(&mut self) {
         (**self).resume_writing()
+    }
+    fn write_complete(&mut self) {
+        (**self).write_complete()
+    }
+    fn event_received(&mut self, event: Event) {
+        (**self).event_received(event)
     }
 }
 

@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::event::Event;
 use crate::transport::{Transport, TransportImpl};
 
 /// An in-memory transport that records what a protocol writes: Twisted's
@@ -67,6 +68,9 @@ struct Recorder {
     /// the low one since.
     over_high: Cell<bool>,
     writable_waiters: RefCell<Vec<Box<dyn FnOnce()>>>,
+    /// `Transport::flushed` callers, waiting for `buffered` to reach zero.
+    sent_waiters: RefCell<Vec<Box<dyn FnOnce(bool)>>>,
+    events: RefCell<Vec<Event>>,
 }
 
 impl StringTransport {
@@ -103,6 +107,8 @@ impl StringTransport {
                 drained: Cell::new(0),
                 over_high: Cell::new(false),
                 writable_waiters: RefCell::new(Vec::new()),
+                sent_waiters: RefCell::new(Vec::new()),
+                events: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -186,6 +192,20 @@ impl StringTransport {
                 waiter();
             }
         }
+        if bytes == 0 {
+            let waiters = std::mem::take(&mut *self.inner.sent_waiters.borrow_mut());
+            for waiter in waiters {
+                waiter(true);
+            }
+        }
+    }
+
+    /// The events fired at this transport
+    /// ([`Transport::fire_event`]) since the last call, oldest first. A
+    /// test hands them to the protocol's `event_received` if it wants
+    /// them delivered.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.inner.events.borrow_mut())
     }
 }
 
@@ -239,6 +259,11 @@ impl TransportImpl for Recorder {
         let waiters = std::mem::take(&mut *self.writable_waiters.borrow_mut());
         for waiter in waiters {
             waiter();
+        }
+        // What the test held back is never sent now.
+        let waiters = std::mem::take(&mut *self.sent_waiters.borrow_mut());
+        for waiter in waiters {
+            waiter(false);
         }
     }
 
@@ -336,6 +361,20 @@ impl TransportImpl for Recorder {
 
     fn is_closing(&self) -> bool {
         self.disconnecting.get()
+    }
+
+    fn when_sent(&self, f: Box<dyn FnOnce(bool)>) {
+        if self.aborted.get() {
+            f(false);
+        } else if self.buffered.get() == 0 {
+            f(true);
+        } else {
+            self.sent_waiters.borrow_mut().push(f);
+        }
+    }
+
+    fn fire_event(&self, event: Event) {
+        self.events.borrow_mut().push(event);
     }
 }
 

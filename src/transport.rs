@@ -9,6 +9,9 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::defer::{Deferred, Failure};
+use crate::event::Event;
+
 /// Default high watermark of the write buffer: above it the protocol is
 /// told to [`pause_writing`](crate::Protocol::pause_writing).
 pub const DEFAULT_HIGH_WATERMARK: usize = 64 * 1024;
@@ -69,6 +72,10 @@ pub(crate) trait TransportImpl {
     fn flow_control(&self) -> bool;
     fn abort_with(&self, error: Box<dyn Error + Send + Sync>);
     fn is_closing(&self) -> bool;
+    /// Runs `f(true)` once every byte written so far is sent, `f(false)`
+    /// if the connection ends first.
+    fn when_sent(&self, f: Box<dyn FnOnce(bool)>);
+    fn fire_event(&self, event: Event);
 }
 
 /// What a [`BroadcastGroup`](crate::broadcast::BroadcastGroup) asks of each
@@ -117,6 +124,20 @@ impl fmt::Display for WriteBufferFull {
 }
 
 impl Error for WriteBufferFull {}
+
+/// Why a [`Transport::flushed`] Deferred failed: the connection ended
+/// (closed, aborted or lost) before the bytes written ahead of it were
+/// sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotSent;
+
+impl fmt::Display for NotSent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the connection ended before the bytes written were sent")
+    }
+}
+
+impl Error for NotSent {}
 
 /// A connection as its protocol sees it: Twisted's `ITCPTransport`,
 /// asyncio's `Transport`.
@@ -452,6 +473,65 @@ impl Transport {
     /// Whether the connection is closing or closed.
     pub fn is_closing(&self) -> bool {
         self.inner.is_closing()
+    }
+
+    /// A Deferred that fires once every byte written so far has been
+    /// handed to the kernel, and fails with [`NotSent`] if the connection
+    /// ends first: Netty's write promise, asyncio's `drain` for one point
+    /// in the stream. Bytes written after this call do not delay it.
+    ///
+    /// The reactor fires it right after the flush that sends the last of
+    /// those bytes, in the order the calls were made.
+    /// [`StringTransport`](crate::testing::StringTransport) sends at once,
+    /// unless the test holds bytes back with its `set_write_buffer_size`.
+    ///
+    /// ```
+    /// use twill::testing::{assert_no_result, success_result_of, StringTransport};
+    ///
+    /// let recorder = StringTransport::new();
+    /// let transport = recorder.transport();
+    /// recorder.set_write_buffer_size(100); // the peer has not read yet
+    /// transport.write("reply");
+    /// let sent = transport.flushed();
+    /// assert_no_result(&sent);
+    /// recorder.set_write_buffer_size(0); // it read everything
+    /// success_result_of(&sent);
+    /// ```
+    pub fn flushed(&self) -> Deferred<()> {
+        let d = Deferred::new();
+        let resolver = d.resolver();
+        self.inner.when_sent(Box::new(move |sent| {
+            if sent {
+                resolver.callback(());
+            } else {
+                resolver.errback(Failure::new(NotSent));
+            }
+        }));
+        d
+    }
+
+    /// Fires `event` at this connection's protocol: its
+    /// [`event_received`](crate::Protocol::event_received) gets it. Called
+    /// from outside the protocol (a timer, another connection), the
+    /// protocol runs before this returns; called while the protocol is
+    /// running (from its own callback, or from one that callback made),
+    /// the event is delivered right after that callback returns, so a
+    /// protocol is never re-entered. An event for a closed connection is
+    /// dropped, with a debug log.
+    ///
+    /// [`StringTransport`](crate::testing::StringTransport) has no
+    /// protocol: it keeps the events for the test to look at.
+    ///
+    /// ```
+    /// use twill::{testing::StringTransport, Event};
+    ///
+    /// struct Reload;
+    /// let recorder = StringTransport::new();
+    /// recorder.transport().fire_event(Event::new(Reload));
+    /// assert!(recorder.take_events()[0].is::<Reload>());
+    /// ```
+    pub fn fire_event(&self, event: Event) {
+        self.inner.fire_event(event);
     }
 
     /// Whether two handles are for the same connection.

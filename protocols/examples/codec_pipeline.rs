@@ -21,13 +21,13 @@
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use twill::{Protocol, Reactor};
+use twill::{Event, Protocol, Reactor};
 use twill_protocols::codec::{
     Context, DecodeError, Decoder, EncodeError, Encoder, Framed, Handler,
     LengthFieldBasedFrameDecoder, StringDecoder,
 };
 use twill_protocols::handler::{
-    IdleHandler, IdleState, IdleStateEvent, IdleStateHandler, LoggingHandler, WriteTimeoutHandler,
+    IdleState, IdleStateEvent, IdleStateHandler, LoggingHandler, WriteTimeoutHandler,
 };
 
 /// The largest frame accepted, header included.
@@ -64,11 +64,12 @@ impl Handler for Trimmer {
         log::info!("{}: {message:?}", ctx.peer());
         ctx.write(message);
     }
-}
 
-impl IdleHandler for Trimmer {
-    fn idle(&mut self, ctx: &Context<String>, event: IdleStateEvent) {
-        if event.state() == IdleState::ReaderIdle {
+    fn event_received(&mut self, ctx: &Context<String>, event: Event) {
+        let Some(idle) = event.downcast_ref::<IdleStateEvent>() else {
+            return;
+        };
+        if idle.state() == IdleState::ReaderIdle {
             log::info!(
                 "{} has been silent for {READER_IDLE:?}; closing",
                 ctx.peer()

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use log::Level;
 use twill::task::Clock;
 use twill::testing::StringTransport;
-use twill::{Bytes, Factory, Protocol, Reactor, Reason, Transport};
+use twill::{Bytes, Event, Factory, Protocol, Reactor, Reason, Transport};
 use twill_protocols::codec::{BytesEncoder, Context, Framed, Handler, LineBasedFrameDecoder};
 use twill_protocols::handler::{
-    hex_dump, AddressFilter, ByteFormat, Cidr, CidrParseError, FilterAction, IdleAware, IdleHandle,
-    IdleState, IdleStateEvent, IdleStateHandler, LoggingHandler, ReadTimeout, ReadTimeoutHandler,
+    hex_dump, AddressFilter, ByteFormat, Cidr, CidrParseError, FilterAction, IdleHandle, IdleState,
+    IdleStateEvent, IdleStateHandler, LoggingHandler, ReadTimeout, ReadTimeoutHandler,
     WriteTimeout, WriteTimeoutHandler,
 };
 use twill_test_support::events::{describe, Log};
@@ -55,6 +55,11 @@ impl Probe {
 }
 
 impl Protocol for Probe {
+    fn event_received(&mut self, event: Event) {
+        let event = event.downcast::<IdleStateEvent>().unwrap();
+        let at = self.clock.now().duration_since(self.start);
+        self.log.push(format!("{at:?} {event}"));
+    }
     fn connection_made(&mut self, transport: &Transport) {
         self.transport = Some(transport.clone());
         self.log.push("made");
@@ -68,13 +73,6 @@ impl Protocol for Probe {
     }
     fn connection_lost(&mut self, reason: &Reason) {
         self.log.push(describe(reason));
-    }
-}
-
-impl IdleAware for Probe {
-    fn idle(&mut self, _transport: &Transport, event: IdleStateEvent) {
-        let at = self.clock.now().duration_since(self.start);
-        self.log.push(format!("{at:?} {event}"));
     }
 }
 
@@ -229,12 +227,10 @@ fn the_idle_handle_reaches_the_transport_only_while_connected() {
         idle: IdleHandle,
     }
     impl Protocol for Holder {
+        fn event_received(&mut self, _: Event) {}
         fn data_received(&mut self, data: Bytes) {
             self.idle.write(data);
         }
-    }
-    impl IdleAware for Holder {
-        fn idle(&mut self, _: &Transport, _: IdleStateEvent) {}
     }
 
     let clock = Clock::new();
@@ -708,6 +704,11 @@ impl StopOnLost {
 }
 
 impl Protocol for StopOnLost {
+    fn event_received(&mut self, event: Event) {
+        let event = event.downcast::<IdleStateEvent>().unwrap();
+        self.log.push(format!("idle {event}"));
+        self.transport.as_ref().unwrap().lose_connection();
+    }
     fn connection_made(&mut self, transport: &Transport) {
         self.transport = Some(transport.clone());
         (self.inner)(&self.log, transport, None);
@@ -729,13 +730,6 @@ impl Protocol for StopOnLost {
             let _ = lost.send(());
         }
         twill::stop();
-    }
-}
-
-impl IdleAware for StopOnLost {
-    fn idle(&mut self, transport: &Transport, event: IdleStateEvent) {
-        self.log.push(format!("idle {event}"));
-        transport.lose_connection();
     }
 }
 
@@ -949,6 +943,10 @@ fn loopback_observe_output_holds_back_writer_idle_while_the_buffer_drains() {
         read_now: mpsc::Sender<()>,
     }
     impl Protocol for Streamer {
+        fn event_received(&mut self, event: Event) {
+            let event = event.downcast::<IdleStateEvent>().unwrap();
+            self.log.push(format!("idle {event}"));
+        }
         fn connection_made(&mut self, transport: &Transport) {
             transport.set_write_buffer_max(usize::MAX);
             transport.write(vec![b'x'; 64 << 20]);
@@ -973,11 +971,6 @@ fn loopback_observe_output_holds_back_writer_idle_while_the_buffer_drains() {
         fn connection_lost(&mut self, reason: &Reason) {
             self.log.push(describe(reason));
             twill::stop();
-        }
-    }
-    impl IdleAware for Streamer {
-        fn idle(&mut self, _: &Transport, event: IdleStateEvent) {
-            self.log.push(format!("idle {event}"));
         }
     }
 
@@ -1037,17 +1030,15 @@ fn a_codec_handler_hears_idle_events_through_framed() {
     use twill_protocols::codec::{
         Context, Decoder, Framed, Handler, LineBasedFrameDecoder, LineEncoder, StringDecoder,
     };
-    use twill_protocols::handler::{IdleHandler, IdleState};
+    use twill_protocols::handler::IdleState;
 
     struct Quiet;
     impl Handler for Quiet {
         type Message = String;
         type Reply = String;
         fn message_received(&mut self, _ctx: &Context<String>, _line: String) {}
-    }
-    impl IdleHandler for Quiet {
-        fn idle(&mut self, ctx: &Context<String>, event: IdleStateEvent) {
-            if event.state() == IdleState::ReaderIdle {
+        fn event_received(&mut self, ctx: &Context<String>, event: Event) {
+            if event.downcast::<IdleStateEvent>().unwrap().state() == IdleState::ReaderIdle {
                 ctx.write("bye");
                 ctx.lose_connection();
             }

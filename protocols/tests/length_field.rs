@@ -632,7 +632,8 @@ fn prepender_and_nettys_matching_decoder_by_hand() {
 #[test]
 fn prepender_round_trips_through_its_matching_decoder() {
     let long: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
-    let messages: [&[u8]; 5] = [b"", b"a", HW, b"\x00\xff\x00", &long];
+    let slices: [&[u8]; 5] = [b"", b"a", HW, b"\x00\xff\x00", &long];
+    let messages = slices.map(Bytes::copy_from_slice);
     for order in [ByteOrder::BigEndian, ByteOrder::LittleEndian] {
         for n in [1, 2, 3, 4, 8] {
             for includes in [false, true] {
@@ -645,8 +646,8 @@ fn prepender_round_trips_through_its_matching_decoder() {
                     let decoder = prepender.matching_decoder(1024).unwrap();
                     let mut wire = BytesMut::new();
                     let mut expected = Vec::new();
-                    for message in messages {
-                        match prepender.encode(message, &mut wire) {
+                    for message in &messages {
+                        match prepender.encode(message.clone(), &mut wire) {
                             Ok(()) => expected.push(frame(message)),
                             Err(EncodeError::TooLong { .. }) => assert_eq!(n, 1),
                             Err(EncodeError::Other(_)) => assert!(message.is_empty()),

@@ -2,6 +2,7 @@
 //! transport its protocol sees.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::error::Error;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -16,6 +17,7 @@ use socket2::SockRef;
 use super::connector::ConnectorInner;
 use super::write_buffer::WriteBuffer;
 use super::{Core, Source};
+use crate::event::Event as UserEvent;
 use crate::protocol::{Panicked, Protocol, Reason};
 use crate::time::DelayedCall;
 use crate::transport::{
@@ -56,6 +58,9 @@ pub(crate) struct Conn {
     state: RefCell<ConnState>,
     /// The connector that made this connection, told when it ends.
     connector: Option<Rc<ConnectorInner>>,
+    /// Events fired while the protocol was running, delivered when its
+    /// callback returns.
+    events: RefCell<VecDeque<UserEvent>>,
 }
 
 impl ConnState {
@@ -139,6 +144,10 @@ struct ConnState {
     /// Run once the buffer drains to the low watermark, or the connection
     /// ends (`Transport::when_writable`).
     writable_waiters: Vec<Box<dyn FnOnce()>>,
+    /// `Transport::flushed` callers: each runs with `true` once `sent`
+    /// reaches its mark, or with `false` when the connection ends first.
+    /// Marks only grow, so the front is always the next due.
+    sent_waiters: VecDeque<(u64, Box<dyn FnOnce(bool)>)>,
 }
 
 enum Notify {
@@ -209,7 +218,9 @@ impl Conn {
                 in_dirty: false,
                 warned_write_after_close: false,
                 writable_waiters: Vec::new(),
+                sent_waiters: VecDeque::new(),
             }),
+            events: RefCell::new(VecDeque::new()),
             connector,
         });
         if known_key.is_some() {
@@ -264,6 +275,9 @@ impl Conn {
         let protocol = slot.as_mut()?;
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut **protocol)));
         drop(slot);
+        if !self.events.borrow().is_empty() {
+            self.deliver_events();
+        }
         match result {
             Ok(value) => Some(value),
             Err(panic) => {
@@ -281,6 +295,16 @@ impl Conn {
                 self.mark_dirty(&mut st);
                 None
             }
+        }
+    }
+
+    /// Delivers the events fired while the protocol was running.
+    fn deliver_events(&self) {
+        loop {
+            let Some(event) = self.events.borrow_mut().pop_front() else {
+                return;
+            };
+            self.call_protocol("event_received", |p| p.event_received(event));
         }
     }
 
@@ -463,6 +487,32 @@ impl Conn {
                 self.finish(Reason::Lost(err), false);
                 return;
             }
+            let emptied = st.out.len() == 0 && !st.is_closing();
+            let due = st
+                .sent_waiters
+                .iter()
+                .take_while(|(mark, _)| *mark <= st.sent)
+                .count();
+            if emptied || due > 0 {
+                let due: Vec<_> = st.sent_waiters.drain(..due).collect();
+                drop(st);
+                self.run_sent_waiters(due, true);
+                if emptied {
+                    self.call_protocol("write_complete", |p| p.write_complete());
+                }
+                // What those callbacks wrote marked the connection dirty
+                // again: the next flush sends it. A close they asked for
+                // is handled below as any other.
+                st = self.state.borrow_mut();
+                if st.stream.is_none() {
+                    return;
+                }
+                if let Some(reason) = st.aborting.take() {
+                    drop(st);
+                    self.finish(reason, true);
+                    return;
+                }
+            }
         }
         if st.out.len() == 0 {
             if let Some(reason) = st.closing.take() {
@@ -508,6 +558,20 @@ impl Conn {
                 self.wake_writable_waiters();
             }
             None => {}
+        }
+    }
+
+    /// Tells `Transport::flushed` callers whether their bytes were sent; a
+    /// panic in one is logged and the others still run.
+    fn run_sent_waiters(&self, waiters: Vec<(u64, Box<dyn FnOnce(bool)>)>, sent: bool) {
+        for (_, waiter) in waiters {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| waiter(sent))) {
+                log::error!(
+                    "a flushed callback for {} panicked: {}",
+                    self.peer,
+                    crate::panic_message(&*panic)
+                );
+            }
         }
     }
 
@@ -626,6 +690,11 @@ impl Conn {
             return;
         }
         log::debug!("connection with {} ended: {reason}", self.peer);
+        // Whatever is still unsent now never will be (a graceful close
+        // sent everything before it got here).
+        let unsent: Vec<_> = self.state.borrow_mut().sent_waiters.drain(..).collect();
+        self.run_sent_waiters(unsent, false);
+        self.events.borrow_mut().clear();
         let protocol = self.protocol.borrow_mut().take();
         if let Some(mut protocol) = protocol {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| protocol.connection_lost(&reason)))
@@ -651,7 +720,9 @@ impl Conn {
             let _ = poller.delete(&stream);
         }
         st.writable_waiters.clear();
+        st.sent_waiters.clear();
         drop(st);
+        self.events.borrow_mut().clear();
         drop(self.protocol.borrow_mut().take());
     }
 
@@ -906,6 +977,36 @@ impl TransportImpl for Conn {
 
     fn flow_control(&self) -> bool {
         self.state.borrow().flow_control
+    }
+
+    fn when_sent(&self, f: Box<dyn FnOnce(bool)>) {
+        let mut st = self.state.borrow_mut();
+        if self.lost_notified.get() || st.aborting.is_some() {
+            drop(st);
+            f(false);
+        } else if st.sent >= st.written {
+            drop(st);
+            f(true);
+        } else {
+            let mark = st.written;
+            st.sent_waiters.push_back((mark, f));
+        }
+    }
+
+    fn fire_event(&self, event: UserEvent) {
+        if self.lost_notified.get() {
+            log::debug!(
+                "{event:?} for {} dropped: the connection is closed",
+                self.peer
+            );
+            return;
+        }
+        if self.protocol.try_borrow_mut().is_err() {
+            // The protocol is running: it gets the event when it returns.
+            self.events.borrow_mut().push_back(event);
+            return;
+        }
+        self.call_protocol("event_received", |p| p.event_received(event));
     }
 
     fn is_closing(&self) -> bool {

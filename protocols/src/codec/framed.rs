@@ -1,158 +1,13 @@
 //! [`Framed`]: a decoder, an encoder and a message-level [`Handler`] as one
 //! twill `Protocol`.
 
-use std::cell::RefCell;
 use std::fmt;
-use std::net::SocketAddr;
-use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use twill::{Protocol, Reason, Transport};
+use twill::{Event, Protocol, Reason, Transport};
 
-use super::{undecodable, DecodeError, Decoder, Encoder};
-
-/// A message-level protocol: what you write on top of a codec. Netty's
-/// inbound handler; Twisted's `lineReceived` / `stringReceived` protocols.
-///
-/// Each method gets the [`Context`] to write replies through (encoded by the
-/// [`Framed`]'s encoder); keep a clone to write later or from elsewhere.
-pub trait Handler: 'static {
-    /// What the decoder delivers.
-    type Message;
-    /// What [`Context::write`] takes.
-    type Reply;
-
-    /// The connection is up.
-    fn connection_made(&mut self, ctx: &Context<Self::Reply>) {
-        let _ = ctx;
-    }
-
-    /// A whole message arrived.
-    fn message_received(&mut self, ctx: &Context<Self::Reply>, message: Self::Message);
-
-    /// The decoder rejected the input. The default logs why and closes this
-    /// connection (with [`Reason::Failed`] carrying the error); other
-    /// connections are not affected. After an error that is not
-    /// [recoverable](DecodeError::is_recoverable) the connection is closed
-    /// whatever this method does.
-    fn exception_caught(&mut self, ctx: &Context<Self::Reply>, error: DecodeError) {
-        undecodable::close(ctx.transport(), error);
-    }
-
-    /// The peer closed its writing side; what it sent before was decoded
-    /// (with [`Decoder::decode_eof`]) and delivered. Return `true` to keep
-    /// writing on the half-open connection (see
-    /// [`Protocol::eof_received`](twill::Protocol::eof_received)).
-    fn eof_received(&mut self, ctx: &Context<Self::Reply>) -> bool {
-        let _ = ctx;
-        false
-    }
-
-    /// The connection is gone; called once, last. Writes through `ctx` are
-    /// dropped now, but it still tells which connection this was (to
-    /// announce a departure to the others, say).
-    fn connection_lost(&mut self, ctx: &Context<Self::Reply>, reason: &Reason) {
-        let _ = (ctx, reason);
-    }
-
-    /// The write buffer went over its high watermark.
-    fn pause_writing(&mut self, ctx: &Context<Self::Reply>) {
-        let _ = ctx;
-    }
-
-    /// The write buffer drained to its low watermark.
-    fn resume_writing(&mut self, ctx: &Context<Self::Reply>) {
-        let _ = ctx;
-    }
-}
-
-/// A handler's view of its connection: writes messages through the
-/// encoder. A cheap handle; clones write to the same connection.
-pub struct Context<Out> {
-    transport: Transport,
-    encoder: Rc<RefCell<Box<dyn Encoder<Out>>>>,
-}
-
-impl<Out> Clone for Context<Out> {
-    fn clone(&self) -> Self {
-        Context {
-            transport: self.transport.clone(),
-            encoder: self.encoder.clone(),
-        }
-    }
-}
-
-impl<Out: 'static> Context<Out> {
-    /// A context writing to `transport` through `encoder`.
-    pub fn new(transport: Transport, encoder: impl Encoder<Out> + 'static) -> Context<Out> {
-        Context {
-            transport,
-            encoder: Rc::new(RefCell::new(Box::new(encoder))),
-        }
-    }
-
-    /// Encodes `message` and writes it. A message that cannot be encoded
-    /// (e.g. too long for its length field) is a bug in the sender: it is
-    /// logged and the connection is closed with that error, so nothing is
-    /// dropped silently.
-    pub fn write(&self, message: impl Into<Out>) {
-        let message = message.into();
-        let mut encoder = self.encoder.borrow_mut();
-        // Encoded straight into the connection's write buffer.
-        let encoded = self.transport.write_with(|buf| {
-            let start = buf.len();
-            let result = encoder.encode(message, buf);
-            if result.is_err() {
-                buf.truncate(start);
-            }
-            result
-        });
-        drop(encoder);
-        if let Some(Err(err)) = encoded {
-            log::error!("could not encode a message for {}: {err}", self.peer());
-            self.transport.fail(err);
-        }
-    }
-
-    /// Writes bytes as they are, past the encoder.
-    pub fn write_bytes(&self, bytes: impl Into<Bytes>) {
-        self.transport.write(bytes);
-    }
-
-    /// Closes the connection once what is written is sent.
-    pub fn lose_connection(&self) {
-        self.transport.lose_connection();
-    }
-
-    /// Closes the connection because of `error` (see
-    /// [`Transport::fail`](twill::Transport::fail)).
-    pub fn fail(&self, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) {
-        self.transport.fail(error);
-    }
-
-    /// The underlying transport.
-    pub fn transport(&self) -> &Transport {
-        &self.transport
-    }
-
-    /// The remote address.
-    pub fn peer(&self) -> SocketAddr {
-        self.transport.peer()
-    }
-
-    /// Whether this and `other` write to the same connection.
-    pub fn same_connection(&self, other: &Context<Out>) -> bool {
-        self.transport.same_connection(&other.transport)
-    }
-}
-
-impl<Out> fmt::Debug for Context<Out> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("transport", &self.transport)
-            .finish()
-    }
-}
+use super::context::ReadRequest;
+use super::{undecodable, Context, Decoder, Encoder, Handler};
 
 /// A [`Decoder`], an [`Encoder`] and a [`Handler`] as one twill
 /// [`Protocol`]: bytes in are cut into messages for the handler, messages
@@ -166,6 +21,11 @@ impl<Out> fmt::Debug for Context<Out> {
 /// connection stops reading (see [Backpressure](super#backpressure)). At EOF the decoder's
 /// [`decode_eof`](Decoder::decode_eof) sees what is left, so a truncated
 /// frame is an error, not silence.
+///
+/// With [automatic reading](Context::set_auto_read) turned off, messages
+/// are decoded and delivered only as the handler asks for them
+/// ([`Context::read`]); the rest wait as bytes in the input buffer, and
+/// the connection does not read while nothing is asked.
 pub struct Framed<D, E, H: Handler> {
     decoder: D,
     buffer: BytesMut,
@@ -174,6 +34,20 @@ pub struct Framed<D, E, H: Handler> {
     handler: H,
     /// After an unrecoverable decode error, input is ignored.
     failed: bool,
+    /// The peer's EOF came while messages waited for `read()`: it is
+    /// delivered after them.
+    eof_held: bool,
+    /// Reading is paused because the handler asked for nothing.
+    reading_held: bool,
+}
+
+/// Why [`Framed::decode_all`] stopped.
+#[derive(PartialEq, Eq)]
+enum Stop {
+    /// The input is used up (or the connection is going).
+    Drained,
+    /// The handler asked for no more messages.
+    NotAsked,
 }
 
 impl<D, E, H> Framed<D, E, H>
@@ -192,6 +66,8 @@ where
             ctx: None,
             handler,
             failed: false,
+            eof_held: false,
+            reading_held: false,
         }
     }
 
@@ -219,12 +95,30 @@ where
         }
     }
 
-    fn decode_all(&mut self, eof: bool) {
-        let Some(ctx) = self.ctx.clone() else { return };
+    /// Runs `f` on the handler, marked as running so that a `read()` it
+    /// makes is answered when it returns rather than through an event.
+    fn call<R>(
+        handler: &mut H,
+        ctx: &Context<H::Reply>,
+        f: impl FnOnce(&mut H, &Context<H::Reply>) -> R,
+    ) -> R {
+        let was = ctx.flow().set_running(true);
+        let result = f(handler, ctx);
+        ctx.flow().set_running(was);
+        result
+    }
+
+    /// Decodes and delivers messages while there is input and the handler
+    /// wants them; returns how many it delivered and why it stopped.
+    fn decode_all(&mut self, ctx: &Context<H::Reply>, eof: bool) -> (usize, Stop) {
+        let mut delivered = 0;
         while !self.failed {
             if ctx.transport().is_closing() {
                 self.buffer.clear();
-                return;
+                break;
+            }
+            if !ctx.flow().wants_message() {
+                return (delivered, Stop::NotAsked);
             }
             let before = self.buffer.len();
             let decoded = if eof {
@@ -238,23 +132,78 @@ where
                 // decoded a message").
                 Ok(Some(_)) if self.buffer.len() == before => {
                     self.give_up(
-                        &ctx,
+                        ctx,
                         "the decoder produced a message without consuming input",
                     );
                 }
-                Ok(Some(message)) => self.handler.message_received(&ctx, message),
+                Ok(Some(message)) => {
+                    ctx.flow().delivered();
+                    delivered += 1;
+                    Self::call(&mut self.handler, ctx, |h, ctx| {
+                        h.message_received(ctx, message)
+                    });
+                }
                 Ok(None) if !eof && self.buffer.len() < before && !self.buffer.is_empty() => {}
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(error) => {
                     // A recoverable error must skip input, or it would be
                     // reported again forever.
                     let recoverable = error.is_recoverable() && (self.buffer.len() < before || eof);
-                    self.handler.exception_caught(&ctx, error);
+                    Self::call(&mut self.handler, ctx, |h, ctx| {
+                        h.exception_caught(ctx, error)
+                    });
                     if !recoverable {
-                        self.give_up(&ctx, "unrecoverable decode error");
+                        self.give_up(ctx, "unrecoverable decode error");
                     }
                 }
             }
+        }
+        (delivered, Stop::Drained)
+    }
+
+    /// Delivers what the input holds (as far as the handler asks), then
+    /// `read_complete`, a held EOF if its turn came, and sets reading.
+    fn deliver(&mut self) {
+        let Some(ctx) = self.ctx.clone() else { return };
+        let (delivered, stop) = self.decode_all(&ctx, self.eof_held);
+        if delivered > 0 && !self.failed {
+            Self::call(&mut self.handler, &ctx, |h, ctx| h.read_complete(ctx));
+        }
+        if self.eof_held && stop == Stop::Drained {
+            self.eof_held = false;
+            let keep = Self::call(&mut self.handler, &ctx, |h, ctx| h.eof_received(ctx));
+            if !keep {
+                ctx.lose_connection();
+            }
+        }
+        self.set_reading(&ctx);
+        self.release_empty_buffer();
+    }
+
+    /// Reads from the socket only while the handler wants messages: with
+    /// automatic reading on, always (as far as this framer goes).
+    fn set_reading(&mut self, ctx: &Context<H::Reply>) {
+        let wanted = ctx.flow().wants_message() && !self.eof_held;
+        if wanted == !self.reading_held {
+            return;
+        }
+        self.reading_held = !wanted;
+        if wanted {
+            ctx.transport().resume_reading();
+        } else {
+            ctx.transport().pause_reading();
+        }
+    }
+
+    /// After a callback that was not about input: delivers what a
+    /// `read()` or `set_auto_read(true)` in it asked for.
+    fn after_callback(&mut self) {
+        let Some(ctx) = &self.ctx else { return };
+        if ctx.flow().wants_message() && (!self.buffer.is_empty() || self.eof_held) {
+            self.deliver();
+        } else {
+            let ctx = ctx.clone();
+            self.set_reading(&ctx);
         }
     }
 
@@ -262,6 +211,13 @@ where
         self.failed = true;
         self.buffer.clear();
         undecodable::give_up(ctx.transport(), why);
+    }
+
+    /// Runs a handler callback that is not about input.
+    fn notify(&mut self, f: impl FnOnce(&mut H, &Context<H::Reply>)) {
+        let Some(ctx) = &self.ctx else { return };
+        Self::call(&mut self.handler, ctx, f);
+        self.after_callback();
     }
 }
 
@@ -277,8 +233,8 @@ where
         let ctx = Context::new(transport.clone(), encoder);
         // On before the handler runs, so it can turn it off.
         transport.set_flow_control(true);
-        self.handler.connection_made(&ctx);
         self.ctx = Some(ctx);
+        self.notify(|h, ctx| h.connection_made(ctx));
     }
 
     fn data_received(&mut self, data: Bytes) {
@@ -295,33 +251,51 @@ where
     }
 
     fn buffer_updated(&mut self, _appended: usize) {
-        self.decode_all(false);
-        self.release_empty_buffer();
+        self.deliver();
     }
 
     fn eof_received(&mut self) -> bool {
-        self.decode_all(true);
-        match &self.ctx {
-            Some(ctx) => self.handler.eof_received(ctx),
-            None => false,
+        let Some(ctx) = self.ctx.clone() else {
+            return false;
+        };
+        let (delivered, stop) = self.decode_all(&ctx, true);
+        if delivered > 0 && !self.failed {
+            Self::call(&mut self.handler, &ctx, |h, ctx| h.read_complete(ctx));
         }
+        if stop == Stop::NotAsked {
+            // Messages wait for `read()`: the EOF waits behind them, and
+            // the connection stays open until it is delivered.
+            self.eof_held = true;
+            self.set_reading(&ctx);
+            return true;
+        }
+        Self::call(&mut self.handler, &ctx, |h, ctx| h.eof_received(ctx))
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
         if let Some(ctx) = &self.ctx {
-            self.handler.connection_lost(ctx, reason);
+            Self::call(&mut self.handler, ctx, |h, ctx| {
+                h.connection_lost(ctx, reason)
+            });
         }
     }
 
     fn pause_writing(&mut self) {
-        if let Some(ctx) = &self.ctx {
-            self.handler.pause_writing(ctx);
-        }
+        self.notify(|h, ctx| h.pause_writing(ctx));
     }
 
     fn resume_writing(&mut self) {
-        if let Some(ctx) = &self.ctx {
-            self.handler.resume_writing(ctx);
+        self.notify(|h, ctx| h.resume_writing(ctx));
+    }
+
+    fn write_complete(&mut self) {
+        self.notify(|h, ctx| h.write_complete(ctx));
+    }
+
+    fn event_received(&mut self, event: Event) {
+        match event.downcast::<ReadRequest>() {
+            Ok(ReadRequest) => self.after_callback(),
+            Err(event) => self.notify(|h, ctx| h.event_received(ctx, event)),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! [`LengthFieldPrepender`]: writes each message after a length field.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::length_field::check_length_field_length;
 use super::{ByteOrder, ConfigError, EncodeError, Encoder, LengthFieldBasedFrameDecoder};
@@ -18,10 +18,12 @@ use super::{ByteOrder, ConfigError, EncodeError, Encoder, LengthFieldBasedFrameD
 /// own size with `length_includes_length_field_length`, in `byte_order`
 /// (big-endian by default) on 1, 2, 3, 4 or 8 bytes.
 ///
-/// It encodes anything that is `AsRef<[u8]>` (`Bytes`, `&[u8]`, `Vec<u8>`,
-/// `&str`, ...); put a message encoder in front with
-/// [`Encoder::after`] for other types. Header and message are written one
-/// after the other into the output buffer.
+/// It encodes anything that turns into [`Bytes`] (`Bytes`, `BytesMut`,
+/// `Vec<u8>`, `String`, `&'static str`, ...); put a message encoder in
+/// front with [`Encoder::after`] for other types. Through
+/// [`Encoder::encode_parts`] (what [`Framed`](super::Framed) and the
+/// pipeline use) only the header is written into the output buffer and the
+/// message follows as its own `Bytes`, uncopied.
 ///
 /// [`matching_decoder`](Self::matching_decoder) gives the
 /// [`LengthFieldBasedFrameDecoder`] that undoes it. Mind the signs if you
@@ -178,12 +180,21 @@ impl LengthFieldPrepender {
     }
 }
 
-impl<B: AsRef<[u8]>> Encoder<B> for LengthFieldPrepender {
+impl<B: Into<Bytes>> Encoder<B> for LengthFieldPrepender {
     fn encode(&mut self, item: B, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let message = item.as_ref();
+        let message = item.into();
         dst.reserve(self.length_field_length + message.len());
         self.encode_header(message.len(), dst)?;
-        dst.extend_from_slice(message);
+        dst.extend_from_slice(&message);
         Ok(())
+    }
+
+    /// The header goes into `dst`; the message is handed back as the
+    /// `Bytes` it came in (or was turned into without a copy: a `Vec<u8>`,
+    /// a `String`), so a large body is never copied on the way out.
+    fn encode_parts(&mut self, item: B, dst: &mut BytesMut) -> Result<Option<Bytes>, EncodeError> {
+        let message = item.into();
+        self.encode_header(message.len(), dst)?;
+        Ok((!message.is_empty()).then_some(message))
     }
 }

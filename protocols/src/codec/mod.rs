@@ -49,6 +49,7 @@
 //! still bounds each connection, and a handler that broadcasts bounds its
 //! fan-out with a [`BroadcastGroup`](twill::broadcast::BroadcastGroup).
 
+mod context;
 mod delimiter_based;
 mod error;
 mod fixed_length;
@@ -62,12 +63,13 @@ pub mod pipeline;
 mod string;
 pub(crate) mod undecodable;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
+pub use context::{Context, Handler};
 pub use delimiter_based::*;
 pub use error::{DecodeError, EncodeError};
 pub use fixed_length::*;
-pub use framed::{Context, Framed, Handler};
+pub use framed::Framed;
 #[cfg(feature = "json")]
 pub use json::*;
 pub use length_field::*;
@@ -188,6 +190,40 @@ pub trait Encoder<Item> {
     /// The item cannot be encoded (e.g. too long for a length field).
     fn encode(&mut self, item: Item, dst: &mut BytesMut) -> Result<(), EncodeError>;
 
+    /// As [`encode`](Self::encode), but the end of the encoding may be left
+    /// out of `dst` and returned as `Bytes` of its own, which the caller
+    /// writes right after `dst`'s new bytes without copying them: an
+    /// encoder that puts a header before a body the caller already holds as
+    /// `Bytes` hands the body over as it is (Netty's `LengthFieldPrepender`
+    /// emits header and body as two buffers). [`Framed`] and the
+    /// [`pipeline`] encode through this method. The default encodes
+    /// everything into `dst`.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode`](Self::encode); nothing is appended to `dst` then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::{Bytes, BytesMut};
+    /// use twill_protocols::codec::{Encoder, LengthFieldPrepender};
+    ///
+    /// let body = Bytes::from(vec![7u8; 4096]);
+    /// let mut head = BytesMut::new();
+    /// let tail = LengthFieldPrepender::new(4)?.encode_parts(body.clone(), &mut head)?;
+    /// assert_eq!(&head[..], [0, 0, 16, 0]);
+    /// assert_eq!(tail.unwrap().as_ptr(), body.as_ptr(), "the very same bytes");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn encode_parts(
+        &mut self,
+        item: Item,
+        dst: &mut BytesMut,
+    ) -> Result<Option<Bytes>, EncodeError> {
+        self.encode(item, dst).map(|()| None)
+    }
+
     /// Puts a message encoder in front of this one: items go through
     /// `first`, and what it produces is encoded by `self` (e.g. a
     /// [`StringEncoder`] before a length prepender).
@@ -240,6 +276,11 @@ where
     fn encode(&mut self, item: In, dst: &mut BytesMut) -> Result<(), EncodeError> {
         let message = self.first.encode_message(item)?;
         self.then.encode(message, dst)
+    }
+
+    fn encode_parts(&mut self, item: In, dst: &mut BytesMut) -> Result<Option<Bytes>, EncodeError> {
+        let message = self.first.encode_message(item)?;
+        self.then.encode_parts(message, dst)
     }
 }
 

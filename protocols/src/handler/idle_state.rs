@@ -1,4 +1,4 @@
-//! [`IdleStateHandler`]: Netty's idle detection, told to an [`IdleAware`]
+//! [`IdleStateHandler`]: Netty's idle detection, told to the
 //! protocol.
 
 use std::cell::{Cell, Ref, RefCell, RefMut};
@@ -6,7 +6,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use twill::{Bytes, DelayedCall, Protocol, ReactorTime, Reason, Transport};
+use twill::{Bytes, DelayedCall, Event, Protocol, ReactorTime, Reason, Transport};
 
 use super::output::{at_least_a_millisecond, time_or_reactor, OutputMeter};
 use super::timer::call_later_weak;
@@ -93,79 +93,22 @@ impl fmt::Display for IdleStateEvent {
     }
 }
 
-/// A codec [`Handler`](crate::codec::Handler) that wants to hear when its
-/// connection goes idle. A [`Framed`](crate::codec::Framed) around it is
-/// [`IdleAware`], so it goes straight into an [`IdleStateHandler`].
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use twill_protocols::codec::{Context, Framed, Handler, LineBasedFrameDecoder, LineEncoder, StringDecoder, Decoder};
-/// use twill_protocols::handler::{IdleHandler, IdleState, IdleStateEvent, IdleStateHandler};
-///
-/// struct Chat;
-/// impl Handler for Chat {
-///     type Message = String;
-///     type Reply = String;
-///     fn message_received(&mut self, ctx: &Context<String>, line: String) {
-///         ctx.write(line);
-///     }
-/// }
-/// impl IdleHandler for Chat {
-///     fn idle(&mut self, ctx: &Context<String>, event: IdleStateEvent) {
-///         if event.state() == IdleState::ReaderIdle {
-///             ctx.write("bye: you were quiet too long");
-///             ctx.lose_connection();
-///         }
-///     }
-/// }
-///
-/// let reactor = twill::Reactor::new()?;
-/// reactor.listen_tcp("127.0.0.1:0", |_peer| {
-///     let chat = Framed::new(LineBasedFrameDecoder::new(1024).and_then(StringDecoder), LineEncoder::new(), Chat);
-///     IdleStateHandler::new(chat, Duration::from_secs(60), Duration::ZERO, Duration::ZERO)
-/// })?;
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub trait IdleHandler: crate::codec::Handler {
-    /// The connection has been idle the way `event` says.
-    fn idle(&mut self, ctx: &crate::codec::Context<Self::Reply>, event: IdleStateEvent);
-}
-
-impl<D, E, H> IdleAware for crate::codec::Framed<D, E, H>
-where
-    D: crate::codec::Decoder<Item = H::Message> + 'static,
-    E: crate::codec::Encoder<H::Reply> + 'static,
-    H: IdleHandler,
-    H::Reply: 'static,
-{
-    fn idle(&mut self, _transport: &Transport, event: IdleStateEvent) {
-        if let Some((handler, ctx)) = self.handler_and_context() {
-            handler.idle(ctx, event);
-        }
-    }
-}
-
-/// A [`Protocol`] that wants to hear when its connection goes idle: what
-/// Netty's `userEventTriggered` with an `IdleStateEvent` is for.
-pub trait IdleAware: Protocol {
-    /// The connection has been idle the way `event` says. Runs from the
-    /// handler's timer, between the protocol's other callbacks; writes made
-    /// here count as write activity.
-    fn idle(&mut self, transport: &Transport, event: IdleStateEvent);
-}
-
-/// Wraps an [`IdleAware`] protocol and tells it when nothing has been read,
-/// written, or either, for a while: Netty's `IdleStateHandler`.
+/// Wraps a protocol and tells it when nothing has been read, written, or
+/// either, for a while: Netty's `IdleStateHandler`.
 ///
 /// Each of the three periods (reader, writer, all) is off when
 /// `Duration::ZERO`; a positive period shorter than a millisecond is raised
 /// to one. The timers start at `connection_made` and stop at
 /// `connection_lost`. When a period passes with no activity of its kind the
-/// protocol's [`idle`](IdleAware::idle) gets an [`IdleStateEvent`], then
-/// again every period while the connection stays idle; activity starts a
-/// new streak whose first event [is first](IdleStateEvent::is_first).
+/// protocol's [`event_received`](Protocol::event_received) gets an
+/// [`Event`] holding an [`IdleStateEvent`], then again every period while
+/// the connection stays idle; activity starts a new streak whose first
+/// event [is first](IdleStateEvent::is_first). A codec
+/// [`Handler`](crate::codec::Handler) inside a
+/// [`Framed`](crate::codec::Framed) gets it in its own
+/// [`event_received`](crate::codec::Handler::event_received). The event
+/// runs from the handler's timer, between the protocol's other callbacks;
+/// writes made there count as write activity.
 ///
 /// # What counts as activity
 ///
@@ -190,10 +133,8 @@ pub trait IdleAware: Protocol {
 ///
 /// ```
 /// use std::{rc::Rc, time::Duration};
-/// use twill::{task::Clock, testing::StringTransport, Bytes, Protocol, Transport};
-/// use twill_protocols::handler::{
-///     IdleAware, IdleHandle, IdleState, IdleStateEvent, IdleStateHandler,
-/// };
+/// use twill::{task::Clock, testing::StringTransport, Bytes, Event, Protocol, Transport};
+/// use twill_protocols::handler::{IdleHandle, IdleState, IdleStateEvent, IdleStateHandler};
 ///
 /// struct Heartbeat {
 ///     idle: IdleHandle,
@@ -201,13 +142,12 @@ pub trait IdleAware: Protocol {
 ///
 /// impl Protocol for Heartbeat {
 ///     fn data_received(&mut self, _: Bytes) {}
-/// }
 ///
-/// impl IdleAware for Heartbeat {
-///     fn idle(&mut self, transport: &Transport, event: IdleStateEvent) {
-///         match event.state() {
+///     fn event_received(&mut self, event: Event) {
+///         let Some(idle) = event.downcast_ref::<IdleStateEvent>() else { return };
+///         match idle.state() {
 ///             IdleState::WriterIdle => self.idle.write("ping\n"),
-///             IdleState::ReaderIdle => transport.lose_connection(),
+///             IdleState::ReaderIdle => self.idle.transport().unwrap().lose_connection(),
 ///             IdleState::AllIdle => {}
 ///         }
 ///     }
@@ -380,7 +320,7 @@ impl Core {
     }
 }
 
-impl<P: IdleAware> Shared<P> {
+impl<P: Protocol> Shared<P> {
     /// Calls into the protocol, looking at the write buffer on both sides,
     /// then delivers the events that came up meanwhile.
     fn call_inner<R>(self: &Rc<Self>, f: impl FnOnce(&mut P) -> R) -> R {
@@ -433,20 +373,20 @@ impl<P: IdleAware> Shared<P> {
     }
 
     fn deliver(self: &Rc<Self>, event: IdleStateEvent) {
-        let Some(transport) = self.core.transport.borrow().clone() else {
+        if self.core.transport.borrow().is_none() {
             return;
-        };
+        }
         if self.inner.try_borrow_mut().is_err() {
             // The timer ran inside one of the protocol's own callbacks (a
             // test advancing its clock from there): tell it when it returns.
             self.held.borrow_mut().push(event);
             return;
         }
-        self.call_inner(|inner| inner.idle(&transport, event));
+        self.call_inner(|inner| inner.event_received(Event::new(event)));
     }
 }
 
-impl<P: IdleAware> IdleStateHandler<P> {
+impl<P: Protocol> IdleStateHandler<P> {
     /// Wraps `inner` with the given reader, writer and all idle times
     /// (`Duration::ZERO` turns one off).
     pub fn new(inner: P, reader_idle: Duration, writer_idle: Duration, all_idle: Duration) -> Self {
@@ -529,7 +469,7 @@ impl<P: IdleAware> IdleStateHandler<P> {
     }
 }
 
-impl<P: IdleAware> Protocol for IdleStateHandler<P> {
+impl<P: Protocol> Protocol for IdleStateHandler<P> {
     /// Starts the timers, then passes the event on.
     ///
     /// # Panics
@@ -583,6 +523,14 @@ impl<P: IdleAware> Protocol for IdleStateHandler<P> {
 
     fn resume_writing(&mut self) {
         self.shared.call_inner(|inner| inner.resume_writing());
+    }
+
+    fn write_complete(&mut self) {
+        self.shared.call_inner(|inner| inner.write_complete());
+    }
+
+    fn event_received(&mut self, event: Event) {
+        self.shared.call_inner(|inner| inner.event_received(event));
     }
 }
 

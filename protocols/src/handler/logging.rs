@@ -227,6 +227,19 @@ impl<P: Protocol> Protocol for LoggingHandler<P> {
         );
         self.call_inner(|inner| inner.resume_writing());
     }
+
+    fn write_complete(&mut self) {
+        self.log(self.traffic_level, format_args!("WRITE COMPLETE"));
+        self.call_inner(|inner| inner.write_complete());
+    }
+
+    fn event_received(&mut self, event: twill::Event) {
+        self.log(
+            self.level,
+            format_args!("USER_EVENT: {}", event.type_name()),
+        );
+        self.call_inner(|inner| inner.event_received(event));
+    }
 }
 
 impl<P> fmt::Debug for LoggingHandler<P> {

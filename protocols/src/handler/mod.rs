@@ -40,9 +40,7 @@ mod write_timeout;
 
 pub use address_filter::{AddressFilter, FilterAction};
 pub use cidr::{Cidr, CidrParseError};
-pub use idle_state::{
-    IdleAware, IdleHandle, IdleHandler, IdleState, IdleStateEvent, IdleStateHandler,
-};
+pub use idle_state::{IdleHandle, IdleState, IdleStateEvent, IdleStateHandler};
 pub use logging::{hex_dump, ByteFormat, LoggingHandler};
 pub use read_timeout::{ReadTimeout, ReadTimeoutHandler};
 pub use traffic_shaping::{ShapingHandle, TrafficCounter, TrafficShapingHandler};

@@ -209,6 +209,14 @@ impl<P: Protocol> Protocol for ReadTimeoutHandler<P> {
     fn resume_writing(&mut self) {
         self.inner.resume_writing();
     }
+
+    fn write_complete(&mut self) {
+        self.inner.write_complete();
+    }
+
+    fn event_received(&mut self, event: twill::Event) {
+        self.inner.event_received(event);
+    }
 }
 
 impl<P> fmt::Debug for ReadTimeoutHandler<P> {

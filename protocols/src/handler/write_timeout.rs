@@ -262,6 +262,14 @@ impl<P: Protocol> Protocol for WriteTimeoutHandler<P> {
     fn resume_writing(&mut self) {
         self.call_inner(|inner| inner.resume_writing());
     }
+
+    fn write_complete(&mut self) {
+        self.call_inner(|inner| inner.write_complete());
+    }
+
+    fn event_received(&mut self, event: twill::Event) {
+        self.call_inner(|inner| inner.event_received(event));
+    }
 }
 
 impl<P> fmt::Debug for WriteTimeoutHandler<P> {

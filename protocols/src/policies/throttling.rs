@@ -535,6 +535,14 @@ impl<P: Protocol> Protocol for ThrottledProtocol<P> {
             None => self.conn.inner.borrow_mut().resume_writing(),
         }
     }
+
+    fn write_complete(&mut self) {
+        self.conn.inner.borrow_mut().write_complete();
+    }
+
+    fn event_received(&mut self, event: twill::Event) {
+        self.conn.inner.borrow_mut().event_received(event);
+    }
 }
 
 impl<P: Protocol> Drop for ThrottledProtocol<P> {

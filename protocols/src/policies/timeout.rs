@@ -367,6 +367,14 @@ impl<P: TimeoutAware> Protocol for TimeoutProtocol<P> {
     fn resume_writing(&mut self) {
         self.shared.call_inner(|inner| inner.resume_writing());
     }
+
+    fn write_complete(&mut self) {
+        self.shared.call_inner(|inner| inner.write_complete());
+    }
+
+    fn event_received(&mut self, event: twill::Event) {
+        self.shared.call_inner(|inner| inner.event_received(event));
+    }
 }
 
 impl<P> fmt::Debug for TimeoutProtocol<P> {
