@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use twill::task::Clock;
 use twill::testing::StringTransport;
-use twill::{Bytes, BytesMut, Protocol, Reactor, Reason, Transport};
+use twill::{Bytes, BytesMut, Event, Protocol, Reactor, Reason, Transport};
 use twill_protocols::handler::{LoggingHandler, ShapingHandle, TrafficShapingHandler};
 use twill_test_support::events::{describe, Log};
 use twill_test_support::reactor::{connect, serve};
@@ -377,6 +377,83 @@ fn a_resume_due_inside_a_callback_is_told_when_the_callback_returns() {
         log.events(),
         ["made", "data 5", "pause", "data 4", "advanced", "resume"]
     );
+}
+
+/// Writes 1000 bytes at a time, the next one when the last is sent.
+struct Pull {
+    log: Log,
+    transport: Option<Transport>,
+}
+
+impl Protocol for Pull {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.transport = Some(transport.clone());
+        transport.write(vec![b'p'; 1000]);
+    }
+    fn data_received(&mut self, _: Bytes) {}
+    fn write_complete(&mut self) {
+        self.log.push("complete");
+        self.transport.as_ref().unwrap().write(vec![b'p'; 1000]);
+    }
+    fn pause_writing(&mut self) {
+        self.log.push("pause");
+    }
+    fn resume_writing(&mut self) {
+        self.log.push("resume");
+    }
+}
+
+#[test]
+fn a_pull_producer_gets_write_complete_when_the_hold_ends() {
+    let (log, clock) = (Log::default(), Clock::new());
+    let pull = Pull {
+        log: log.clone(),
+        transport: None,
+    };
+    let mut handler = on_clock(TrafficShapingHandler::new(pull), &clock).write_limit(1000);
+    let recorder = StringTransport::new();
+    handler.connection_made(&recorder.transport());
+    // StringTransport sends at once; the reactor would say so.
+    handler.write_complete();
+    assert_eq!(log.take(), ["pause"], "held back for 1 s");
+    assert_eq!(recorder.value().len(), 1000);
+    clock.advance(ms(990));
+    assert_eq!(recorder.value().len(), 1000);
+    clock.advance(ms(10));
+    assert_eq!(log.take(), ["resume", "complete", "pause"]);
+    assert_eq!(recorder.value().len(), 2000);
+    handler.write_complete();
+    clock.advance(secs(1));
+    assert_eq!(recorder.value().len(), 3000, "1000 B/s");
+
+    // A hold that ends with bytes still buffered does not pass on the
+    // write_complete held back: the flush that empties the buffer will.
+    handler.write_complete(); // held until 3 s
+    recorder.set_write_buffer_size(10);
+    clock.advance(secs(1));
+    assert_eq!(log.take(), ["resume", "complete", "pause", "resume"]);
+    assert_eq!(recorder.value().len(), 3000);
+    recorder.set_write_buffer_size(0);
+    handler.write_complete(); // not held now
+    assert_eq!(log.take(), ["complete", "pause"]);
+    assert_eq!(recorder.value().len(), 4000);
+}
+
+#[test]
+fn events_pass_through() {
+    struct Listener(Log);
+    impl Protocol for Listener {
+        fn data_received(&mut self, _: Bytes) {}
+        fn event_received(&mut self, event: Event) {
+            self.0
+                .push(format!("event {}", event.downcast_ref::<u32>().unwrap()));
+        }
+    }
+    let (log, clock) = (Log::default(), Clock::new());
+    let mut handler = on_clock(TrafficShapingHandler::new(Listener(log.clone())), &clock);
+    handler.connection_made(&StringTransport::new().transport());
+    handler.event_received(Event::new(7u32));
+    assert_eq!(log.events(), ["event 7"]);
 }
 
 // ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use twill::{Bytes, BytesMut, DelayedCall, Protocol, ReactorTime, Reason, Transport};
+use twill::{Bytes, BytesMut, DelayedCall, Event, Protocol, ReactorTime, Reason, Transport};
 
 use super::output::{at_least_a_millisecond, time_or_reactor, OutputMeter, ProducerPause};
 use super::timer::call_later_weak;
@@ -88,6 +88,13 @@ const DEFAULT_MAX_TIME: Duration = Duration::from_secs(15);
 /// second queue to bound (Netty's 4 MiB / 4 s). A protocol that ignores
 /// `pause_writing` is not shaped: what it writes is sent as fast as the
 /// peer reads it, and only counted.
+///
+/// A pull producer, which writes its next piece from
+/// [`write_complete`](Protocol::write_complete), is shaped too: while the
+/// shaper holds the producer, `write_complete` is held back, and it is
+/// delivered (after `resume_writing`) when the hold ends, if the write
+/// buffer is still empty then; otherwise the flush that empties it brings
+/// a new one.
 ///
 /// # Statistics
 ///
@@ -425,6 +432,8 @@ struct Core {
     /// The check-interval timer.
     tick: RefCell<Option<DelayedCall>>,
     producer: ProducerPause,
+    /// A `write_complete` came while writes were held.
+    write_complete_held: Cell<bool>,
 }
 
 impl Core {
@@ -445,6 +454,7 @@ impl Core {
             write_timer: RefCell::new(None),
             tick: RefCell::new(None),
             producer: ProducerPause::default(),
+            write_complete_held: Cell::new(false),
         }
     }
 
@@ -511,14 +521,34 @@ struct Shared<P> {
 
 impl<P: Protocol> Shared<P> {
     /// Calls into the protocol, looking at the output on both sides, then
-    /// tells it to pause or resume writing if that changed meanwhile.
+    /// tells it what changed meanwhile.
     fn call_inner<R>(self: &Rc<Self>, f: impl FnOnce(&mut P) -> R) -> R {
         self.look_at_output();
         let result = f(&mut self.inner.borrow_mut());
         self.look_at_output();
         self.core.producer.take_deferred();
-        self.sync_producer();
+        self.settle();
         result
+    }
+
+    /// Tells the protocol to pause or resume writing if that changed, and
+    /// passes on a `write_complete` held back while writes were held.
+    fn settle(self: &Rc<Self>) {
+        self.sync_producer();
+        let core = &self.core;
+        if core.writes_held.get()
+            || !core.write_complete_held.get()
+            || self.inner.try_borrow_mut().is_err()
+        {
+            return;
+        }
+        core.write_complete_held.set(false);
+        if core
+            .transport()
+            .is_some_and(|transport| transport.write_buffer_size() == 0)
+        {
+            self.call_inner(|inner| inner.write_complete());
+        }
     }
 
     /// Delivers `bytes` read through `deliver`, then pauses reading if
@@ -617,7 +647,7 @@ impl<P: Protocol> Shared<P> {
                 // Writes made meanwhile (by a producer that did not stop,
                 // or from elsewhere) may call for a longer hold.
                 self.look_at_output();
-                self.sync_producer();
+                self.settle();
             }
         }
     }
@@ -656,7 +686,7 @@ impl<P: Protocol> Shared<P> {
         self.look_at_output();
         self.core.acct.roll(now);
         self.schedule_tick();
-        self.sync_producer();
+        self.settle();
     }
 
     /// The connection is gone: counts the last writes, closes the last
@@ -679,6 +709,7 @@ impl<P: Protocol> Shared<P> {
         }
         core.reads_held.set(false);
         core.writes_held.set(false);
+        core.write_complete_held.set(false);
         core.transport.borrow_mut().take();
         core.time.borrow_mut().take();
     }
@@ -921,6 +952,22 @@ impl<P: Protocol> Protocol for TrafficShapingHandler<P> {
         self.give_back();
         self.shared.core.producer.set_transport(false);
         self.shared.sync_producer();
+    }
+
+    /// The write buffer emptied: passed on, or held back while the shaper
+    /// holds the producer (see [Writes](Self#writes-how-twill-departs-from-netty)).
+    fn write_complete(&mut self) {
+        self.give_back();
+        if self.shared.core.writes_held.get() {
+            self.shared.core.write_complete_held.set(true);
+        } else {
+            self.shared.call_inner(|inner| inner.write_complete());
+        }
+    }
+
+    fn event_received(&mut self, event: Event) {
+        self.give_back();
+        self.shared.call_inner(|inner| inner.event_received(event));
     }
 }
 
