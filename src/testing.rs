@@ -16,7 +16,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 
 use crate::event::Event;
-use crate::transport::{Transport, TransportImpl};
+use crate::transport::{SentWaiter, Transport, TransportImpl};
 
 /// An in-memory transport that records what a protocol writes: Twisted's
 /// `StringTransport`.
@@ -69,7 +69,7 @@ struct Recorder {
     over_high: Cell<bool>,
     writable_waiters: RefCell<Vec<Box<dyn FnOnce()>>>,
     /// `Transport::flushed` callers, waiting for `buffered` to reach zero.
-    sent_waiters: RefCell<Vec<Box<dyn FnOnce(bool)>>>,
+    sent_waiters: RefCell<Vec<SentWaiter>>,
     events: RefCell<Vec<Event>>,
 }
 
@@ -363,7 +363,7 @@ impl TransportImpl for Recorder {
         self.disconnecting.get()
     }
 
-    fn when_sent(&self, f: Box<dyn FnOnce(bool)>) {
+    fn when_sent(&self, f: SentWaiter) {
         if self.aborted.get() {
             f(false);
         } else if self.buffered.get() == 0 {

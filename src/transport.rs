@@ -74,9 +74,13 @@ pub(crate) trait TransportImpl {
     fn is_closing(&self) -> bool;
     /// Runs `f(true)` once every byte written so far is sent, `f(false)`
     /// if the connection ends first.
-    fn when_sent(&self, f: Box<dyn FnOnce(bool)>);
+    fn when_sent(&self, f: SentWaiter);
     fn fire_event(&self, event: Event);
 }
+
+/// Told whether the bytes written before it were sent (`true`) or the
+/// connection ended first (`false`).
+pub(crate) type SentWaiter = Box<dyn FnOnce(bool)>;
 
 /// What a [`BroadcastGroup`](crate::broadcast::BroadcastGroup) asks of each
 /// member for each message.

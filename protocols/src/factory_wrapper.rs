@@ -16,9 +16,15 @@ impl Refusals {
     /// Counts and logs a refused connection from `peer`; returns `None`,
     /// for `build_protocol` to return.
     pub(crate) fn refuse<P>(&mut self, peer: SocketAddr, why: fmt::Arguments<'_>) -> Option<P> {
+        self.count_refusal(peer, why);
+        None
+    }
+
+    /// Counts and logs a refused connection from `peer` that the wrapper
+    /// still gives a protocol of its own (to say goodbye).
+    pub(crate) fn count_refusal(&mut self, peer: SocketAddr, why: fmt::Arguments<'_>) {
         self.0 += 1;
         log::info!("refusing the connection from {peer}: {why}");
-        None
     }
 
     pub(crate) fn count(self) -> u64 {

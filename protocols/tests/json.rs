@@ -294,3 +294,347 @@ fn a_buffer_that_shrank_behind_the_decoders_back_does_not_panic() {
     let mut shorter = bytes::BytesMut::from(&b"{}"[..]);
     assert_eq!(decoder.decode(&mut shorter).unwrap().unwrap(), "{}");
 }
+
+// ---------------------------------------------------------------------------
+// stream_array_elements: Netty's `JsonObjectDecoder(maxObjectLength,
+// streamArrayElements = true)`.
+
+fn streaming() -> JsonObjectDecoder {
+    JsonObjectDecoder::with_max_object_length(usize::MAX).stream_array_elements(true)
+}
+
+fn frames(items: &[&str]) -> Vec<Event<Bytes>> {
+    items.iter().map(|item| frame(item)).collect()
+}
+
+#[test]
+fn each_element_of_a_top_level_array_is_a_frame() {
+    let input = br#"[ {"a":1}, "str", 12, [1,2], null ]"#;
+    assert_eq!(
+        same_at_every_split(&streaming(), input),
+        frames(&[r#"{"a":1}"#, r#""str""#, "12", "[1,2]", "null"])
+    );
+}
+
+#[test]
+fn stream_array_elements_simple_netty() {
+    // JsonObjectDecoderTest.testStreamArrayElementsSimple: scalars of every
+    // kind, blanks around them, an object holding an array, and an object
+    // after the array, delivered whole.
+    let array = concat!(
+        r#"[  12, "bla"  , 13.4   "#,
+        "\t  ,",
+        r#"{"key0" : [1,2], "key1" : 12, "key2" : {}} , "#,
+        r#"true, false, null, ["bla", {}, [1,2,3]] ]"#,
+    );
+    let object = r#"{"bla" : "blub"}"#;
+    let input = format!("{array}{object}");
+    assert_eq!(
+        same_at_every_split(&streaming(), input.as_bytes()),
+        frames(&[
+            "12",
+            r#""bla""#,
+            "13.4",
+            r#"{"key0" : [1,2], "key1" : 12, "key2" : {}}"#,
+            "true",
+            "false",
+            "null",
+            r#"["bla", {}, [1,2,3]]"#,
+            object,
+        ])
+    );
+}
+
+#[test]
+fn stream_json_array_over_multiple_writes_netty() {
+    // JsonObjectDecoderTest.testStreamJsonArrayOverMultipleWrites1, 2 and 3,
+    // in Netty's writes and at every split point; the first element comes
+    // only once the comma after it has.
+    let first = r#"{"testcase"  : "\"}]Escaped dou\"ble quotes \" in JSON str\"ing"  }"#;
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                r#"   [{"test"#,
+                r#"case"  : "\"}]Escaped dou\"ble quotes \" in JSON str\"ing""#,
+                "  }\n\n    , ",
+                r#"{"testcase" : "Streaming string me"#,
+                r#"ssage"} ]      "#,
+            ],
+            r#"{"testcase" : "Streaming string message"}"#,
+        ),
+        (
+            &[
+                r#"   [{"test"#,
+                r#"case"  : "\"}]Escaped dou\"ble quotes \" in JSON str\"ing""#,
+                "  }\n\n    , {\"test",
+                r#"case" : "Streaming string me"#,
+                r#"ssage"} ]      "#,
+            ],
+            r#"{"testcase" : "Streaming string message"}"#,
+        ),
+        (
+            &[
+                r#"   [{"test"#,
+                r#"case"  : "\"}]Escaped dou\"ble quotes \" in JSON str\"ing""#,
+                "  }\n\n    , [{\"test",
+                r#"case" : "Streaming string me"#,
+                r#"ssage"}] ]      "#,
+            ],
+            r#"[{"testcase" : "Streaming string message"}]"#,
+        ),
+    ];
+    for (writes, second) in cases {
+        let chunks: Vec<&[u8]> = writes.iter().map(|w| w.as_bytes()).collect();
+        let unfinished = feed(&streaming(), &chunks[..2]);
+        assert!(
+            matches!(&unfinished[..], [Event::Error(e)] if e.starts_with("truncated")),
+            "{unfinished:?}"
+        );
+        assert_eq!(feed(&streaming(), &chunks[..3])[0], frame(first));
+        assert_eq!(feed(&streaming(), &chunks), frames(&[first, second]));
+        let whole = writes.concat();
+        assert_eq!(
+            same_at_every_split(&streaming(), whole.as_bytes()),
+            frames(&[first, second])
+        );
+    }
+}
+
+#[test]
+fn brackets_commas_and_escaped_quotes_inside_strings_do_not_cut_elements() {
+    let input = br#"[ "a,b", "]", "[", "\"", "\\", {"k":"],[\"}"}, ["x,]"] ]"#;
+    assert_eq!(
+        same_at_every_split(&streaming(), input),
+        frames(&[
+            r#""a,b""#,
+            r#""]""#,
+            r#""[""#,
+            r#""\"""#,
+            r#""\\""#,
+            r#"{"k":"],[\"}"}"#,
+            r#"["x,]"]"#,
+        ])
+    );
+}
+
+#[test]
+fn nested_arrays_inside_an_element_are_not_split() {
+    let input = b"[[1,[2,3]],[[]],[ ] , 4]";
+    assert_eq!(
+        same_at_every_split(&streaming(), input),
+        frames(&["[1,[2,3]]", "[[]]", "[ ]", "4"])
+    );
+}
+
+#[test]
+fn objects_and_arrays_follow_each_other_and_only_arrays_are_streamed() {
+    let input = b" {\"a\":[1,2]}\n[1, 2]\t{} [3] ";
+    assert_eq!(
+        same_at_every_split(&streaming(), input),
+        frames(&["{\"a\":[1,2]}", "1", "2", "{}", "3"])
+    );
+    // Without streaming, the same input gives whole values.
+    assert_eq!(
+        same_at_every_split(&JsonObjectDecoder::new(), input),
+        frames(&["{\"a\":[1,2]}", "[1, 2]", "{}", "[3]"])
+    );
+    assert_eq!(
+        same_at_every_split(&streaming().stream_array_elements(false), input),
+        frames(&["{\"a\":[1,2]}", "[1, 2]", "{}", "[3]"])
+    );
+}
+
+#[test]
+fn empty_elements_are_not_delivered() {
+    // Netty delivers an empty buffer for each of these.
+    assert_eq!(same_at_every_split(&streaming(), b"[] [ ] [\n]"), []);
+    assert_eq!(
+        same_at_every_split(&streaming(), b"[1,,2,] [,]"),
+        frames(&["1", "2"])
+    );
+}
+
+#[test]
+fn the_maximum_bounds_each_element() {
+    // Elements of exactly 4 bytes, however long the array.
+    let decoder = JsonObjectDecoder::with_max_object_length(4).stream_array_elements(true);
+    let input = b"[1234, \"ab\",  [12],{}, 1234,1234]";
+    assert_eq!(
+        same_at_every_split(&decoder, input),
+        frames(&["1234", "\"ab\"", "[12]", "{}", "1234", "1234"])
+    );
+    // One byte more is too long, wherever the chunks end; the rest is
+    // dropped.
+    let events = same_at_every_split(&decoder, b"[1, 12345, 2]");
+    assert_eq!(events, [frame("1"), Event::Error("too long 5 > 4".into())]);
+    // Blanks before an element do not count; blanks after it do.
+    assert_eq!(
+        same_at_every_split(&decoder, b"[        1234]"),
+        frames(&["1234"])
+    );
+    assert_eq!(
+        same_at_every_split(&decoder, b"[12  ,12   ]"),
+        [frame("12"), Event::Error("too long 5 > 4".into())]
+    );
+    // testMaxObjectLength, streaming: each element is short.
+    assert_eq!(
+        same_at_every_split(
+            &JsonObjectDecoder::with_max_object_length(6).stream_array_elements(true),
+            b"[2,4,5]"
+        ),
+        frames(&["2", "4", "5"])
+    );
+}
+
+#[test]
+fn an_unfinished_streamed_array_is_truncated_at_eof() {
+    assert_eq!(
+        feed(&streaming(), &[b"[1, 2"]),
+        [frame("1"), Event::Error("truncated 1".into())]
+    );
+    assert_eq!(
+        feed(&streaming(), &[b"[1, 2,  "]),
+        [frame("1"), frame("2"), Event::Error("truncated 0".into())]
+    );
+    assert_eq!(
+        feed(&streaming(), &[b" [ "]),
+        [Event::Error("truncated 0".into())]
+    );
+}
+
+#[test]
+fn corrupt_input_between_values_is_still_reported_when_streaming() {
+    // JsonObjectDecoderTest.testNonJsonContent2, streaming.
+    let events = feed(&streaming(), &[b"  [1,2,3]  ", b" a {\"key\" : 10}"]);
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[..3], frames(&["1", "2", "3"]));
+    assert!(matches!(&events[3], Event::Error(e) if e.contains("outside a value")));
+}
+
+/// The streamed scan applied to the whole input at once: a top-level
+/// array's elements, trimmed, non-empty; anything else as [`model`].
+fn streaming_model(max: usize, input: &[u8]) -> Vec<Event<Bytes>> {
+    let blank = |b: &u8| b.is_ascii_whitespace();
+    let mut events = Vec::new();
+    let mut rest = input;
+    loop {
+        rest = &rest[rest.iter().take_while(|b| blank(b)).count()..];
+        if rest.first() != Some(&b'[') {
+            // Not an array: the plain model decides this value.
+            let mut plain = model(max, rest);
+            let Some(first) = plain.first() else {
+                return events;
+            };
+            let taken = match first {
+                Event::Frame(value) => value.len(),
+                Event::Error(_) => {
+                    events.push(plain.remove(0));
+                    return events;
+                }
+            };
+            events.push(plain.remove(0));
+            rest = &rest[taken..];
+            continue;
+        }
+        rest = &rest[1..];
+        let (mut depth, mut in_string, mut escaped) = (1usize, false, false);
+        let mut start = None;
+        let mut i = 0;
+        loop {
+            let Some(&byte) = rest.get(i) else {
+                // Input ends inside the array.
+                let pending = start.map_or(0, |s| rest.len() - s);
+                if pending > max {
+                    events.push(Event::Error(format!("too long {} > {max}", max + 1)));
+                } else {
+                    events.push(Event::Error(format!("truncated {pending}")));
+                }
+                return events;
+            };
+            if start.is_none() && !blank(&byte) {
+                start = Some(i);
+            }
+            if let Some(s) = start {
+                if i - s >= max.saturating_add(1) {
+                    events.push(Event::Error(format!("too long {} > {max}", max + 1)));
+                    return events;
+                }
+            }
+            i += 1;
+            if in_string {
+                match byte {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            let cut = match byte {
+                b'"' => {
+                    in_string = true;
+                    false
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    false
+                }
+                b',' => depth == 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    depth == 0
+                }
+                _ => false,
+            };
+            if cut {
+                if let Some(s) = start {
+                    let element = rest[s..i - 1].trim_ascii_end();
+                    if !element.is_empty() {
+                        events.push(frame(std::str::from_utf8(element).unwrap()));
+                    }
+                }
+                if depth == 0 {
+                    rest = &rest[i..];
+                    break;
+                }
+                rest = &rest[i..];
+                i = 0;
+                start = None;
+            }
+        }
+    }
+}
+
+#[test]
+fn random_streamed_arrays_in_random_chunks_match_the_model() {
+    let mut rng = XorShift(0x5eed_a77a_e1e3_e175);
+    let mut counts = [0usize; 3]; // frames, too long, corrupt or truncated
+    for _ in 0..3000 {
+        let small = 1 + rng.below(24) as usize;
+        let input = random_input(&mut rng);
+        let chunks = chunked(&mut rng, &input, 16);
+        for max in maxima(small) {
+            let expected = streaming_model(max, &input);
+            for event in &expected {
+                match event {
+                    Event::Frame(_) => counts[0] += 1,
+                    Event::Error(s) if s.starts_with("too long") => counts[1] += 1,
+                    Event::Error(_) => counts[2] += 1,
+                }
+            }
+            let decoder =
+                JsonObjectDecoder::with_max_object_length(max).stream_array_elements(true);
+            let context = format!("max {max}, input {:?}", input.escape_ascii().to_string());
+            assert_model(
+                &decoder,
+                &input,
+                &chunks,
+                max,
+                &expected,
+                corrupt_as_one,
+                &context,
+            );
+        }
+    }
+    assert!(counts.iter().all(|&n| n > 500), "{counts:?}");
+}

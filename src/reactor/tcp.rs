@@ -21,7 +21,7 @@ use crate::event::Event as UserEvent;
 use crate::protocol::{Panicked, Protocol, Reason};
 use crate::time::DelayedCall;
 use crate::transport::{
-    Transport, TransportImpl, WriteBufferFull, WriteState, DEFAULT_HIGH_WATERMARK,
+    SentWaiter, Transport, TransportImpl, WriteBufferFull, WriteState, DEFAULT_HIGH_WATERMARK,
     DEFAULT_LOW_WATERMARK, DEFAULT_MAX_WRITE_BUFFER,
 };
 
@@ -147,7 +147,7 @@ struct ConnState {
     /// `Transport::flushed` callers: each runs with `true` once `sent`
     /// reaches its mark, or with `false` when the connection ends first.
     /// Marks only grow, so the front is always the next due.
-    sent_waiters: VecDeque<(u64, Box<dyn FnOnce(bool)>)>,
+    sent_waiters: VecDeque<(u64, SentWaiter)>,
 }
 
 enum Notify {
@@ -563,7 +563,7 @@ impl Conn {
 
     /// Tells `Transport::flushed` callers whether their bytes were sent; a
     /// panic in one is logged and the others still run.
-    fn run_sent_waiters(&self, waiters: Vec<(u64, Box<dyn FnOnce(bool)>)>, sent: bool) {
+    fn run_sent_waiters(&self, waiters: Vec<(u64, SentWaiter)>, sent: bool) {
         for (_, waiter) in waiters {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| waiter(sent))) {
                 log::error!(
@@ -979,7 +979,7 @@ impl TransportImpl for Conn {
         self.state.borrow().flow_control
     }
 
-    fn when_sent(&self, f: Box<dyn FnOnce(bool)>) {
+    fn when_sent(&self, f: SentWaiter) {
         let mut st = self.state.borrow_mut();
         if self.lost_notified.get() || st.aborting.is_some() {
             drop(st);

@@ -75,7 +75,7 @@ pub use json::*;
 pub use length_field::*;
 pub use length_field_prepender::*;
 pub use line_based::LineBasedFrameDecoder;
-pub use string::{LineEncoder, StringDecoder, StringEncoder};
+pub use string::{LineEncoder, LossyStringDecoder, StringDecoder, StringEncoder};
 
 /// Cuts a byte stream into frames: Netty's `ByteToMessageDecoder`,
 /// `tokio_util::codec::Decoder`.

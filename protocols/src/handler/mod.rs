@@ -38,7 +38,7 @@ pub(crate) mod timer;
 mod traffic_shaping;
 mod write_timeout;
 
-pub use address_filter::{AddressFilter, FilterAction};
+pub use address_filter::{AddressFilter, FilterAction, Filtered, Goodbye};
 pub use cidr::{Cidr, CidrParseError};
 pub use idle_state::{IdleHandle, IdleState, IdleStateEvent, IdleStateHandler};
 pub use logging::{hex_dump, ByteFormat, LoggingHandler};
