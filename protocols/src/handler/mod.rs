@@ -1,10 +1,10 @@
 //! Netty's connection handlers as twill [`Protocol`](twill::Protocol) and
 //! [`Factory`](twill::Factory) wrappers: idle detection
 //! ([`IdleStateHandler`]), read and write timeouts ([`ReadTimeoutHandler`],
-//! [`WriteTimeoutHandler`]), traffic logging ([`LoggingHandler`]) and
-//! address filtering ([`AddressFilter`], [`Cidr`]); and one pipeline
-//! stage, [`FlowControlHandler`], which hands messages out one per
-//! `read()`.
+//! [`WriteTimeoutHandler`]), traffic logging ([`LoggingHandler`]),
+//! address filtering ([`AddressFilter`], [`Cidr`]) and per-connection read
+//! and write limits ([`TrafficShapingHandler`]); and one pipeline stage,
+//! [`FlowControlHandler`], which hands messages out one per `read()`.
 //!
 //! Each wrapper takes any protocol (or factory) and delegates every event to
 //! it, adding its own behaviour around it, so they stack:
@@ -37,6 +37,7 @@ mod logging;
 pub(crate) mod output;
 mod read_timeout;
 pub(crate) mod timer;
+mod traffic_shaping;
 mod write_timeout;
 
 pub use address_filter::{AddressFilter, FilterAction, Filtered, Goodbye};
@@ -45,4 +46,5 @@ pub use flow_control::FlowControlHandler;
 pub use idle_state::{IdleHandle, IdleState, IdleStateEvent, IdleStateHandler};
 pub use logging::{hex_dump, ByteFormat, LoggingHandler};
 pub use read_timeout::{ReadTimeout, ReadTimeoutHandler};
+pub use traffic_shaping::{ShapingHandle, TrafficCounter, TrafficShapingHandler};
 pub use write_timeout::{WriteTimeout, WriteTimeoutHandler};

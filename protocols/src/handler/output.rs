@@ -51,6 +51,61 @@ impl OutputMeter {
     }
 }
 
+/// What a wrapper with a write limit of its own tells its inner protocol:
+/// its [`pause_writing`](twill::Protocol::pause_writing) and
+/// [`resume_writing`](twill::Protocol::resume_writing), merged from the
+/// transport's watermark pauses and the wrapper's limit. The protocol hears
+/// one `pause_writing` when either begins and one `resume_writing` when
+/// both are over. Used by
+/// [`ThrottlingFactory`](crate::policies::ThrottlingFactory) and
+/// [`TrafficShapingHandler`](super::TrafficShapingHandler).
+#[derive(Debug, Default)]
+pub(crate) struct ProducerPause {
+    /// The transport asked the protocol to pause writing.
+    transport: Cell<bool>,
+    /// What the protocol was last told: paused or not.
+    told: Cell<bool>,
+    /// A change came up while the protocol was busy.
+    deferred: Cell<bool>,
+}
+
+impl ProducerPause {
+    /// The transport paused (`true`) or resumed writing.
+    pub(crate) fn set_transport(&self, paused: bool) {
+        self.transport.set(paused);
+    }
+
+    /// What to tell the protocol now that the wrapper's own limit holds
+    /// (`limited`) or not: `Some(true)` for `pause_writing`, `Some(false)`
+    /// for `resume_writing`, recorded as told; `None` when nothing changed.
+    /// While the protocol is `busy` in a callback of its own nothing is
+    /// told, and [`take_deferred`](Self::take_deferred) says to ask again
+    /// once it returns.
+    pub(crate) fn next(&self, limited: bool, busy: bool) -> Option<bool> {
+        let pause = self.transport.get() || limited;
+        if pause == self.told.get() {
+            return None;
+        }
+        if busy {
+            self.deferred.set(true);
+            return None;
+        }
+        self.told.set(pause);
+        Some(pause)
+    }
+
+    /// Whether a change waited for the protocol to return (and forgets
+    /// it).
+    pub(crate) fn take_deferred(&self) -> bool {
+        self.deferred.replace(false)
+    }
+
+    /// Whether the protocol was last told to pause.
+    pub(crate) fn told_paused(&self) -> bool {
+        self.told.get()
+    }
+}
+
 /// The time source a wrapper was given, else the current thread's reactor.
 ///
 /// # Panics

@@ -10,7 +10,7 @@ use std::time::Duration;
 use twill::{Bytes, DelayedCall, Factory, Protocol, ReactorTime, Reason, Transport};
 
 use crate::factory_wrapper::{forward_client_factory, Refusals};
-use crate::handler::output::{time_or_reactor, OutputMeter};
+use crate::handler::output::{time_or_reactor, OutputMeter, ProducerPause};
 use crate::handler::timer::call_later_weak;
 
 /// The accounting window: Twisted checks once a second.
@@ -121,12 +121,8 @@ struct Conn<P> {
     inner: RefCell<P>,
     transport: RefCell<Option<Transport>>,
     meter: OutputMeter,
-    /// The transport asked the protocol to pause writing.
-    transport_paused: Cell<bool>,
-    /// What the protocol was last told: paused or not.
-    told_paused: Cell<bool>,
-    /// A pause or resume came up while the protocol was busy.
-    resync: Cell<bool>,
+    /// The transport's pauses merged with the throttle's.
+    producer: ProducerPause,
 }
 
 /// The protocol a [`ThrottlingFactory`] builds: the inner factory's
@@ -144,7 +140,7 @@ impl<P: Protocol> Conn<P> {
         self.count_output(throttle);
         let result = f(&mut self.inner.borrow_mut());
         self.count_output(throttle);
-        if self.resync.replace(false) {
+        if self.producer.take_deferred() {
             self.sync_producer(throttle);
         }
         result
@@ -163,19 +159,11 @@ impl<P: Protocol> Conn<P> {
         if self.transport.borrow().is_none() {
             return;
         }
-        let pause = self.transport_paused.get() || throttle.writes_throttled.get();
-        if pause == self.told_paused.get() {
-            return;
-        }
-        if self.inner.try_borrow_mut().is_err() {
-            self.resync.set(true);
-            return;
-        }
-        self.told_paused.set(pause);
-        if pause {
-            self.call(throttle, |inner| inner.pause_writing());
-        } else {
-            self.call(throttle, |inner| inner.resume_writing());
+        let busy = self.inner.try_borrow_mut().is_err();
+        match self.producer.next(throttle.writes_throttled.get(), busy) {
+            Some(true) => self.call(throttle, |inner| inner.pause_writing()),
+            Some(false) => self.call(throttle, |inner| inner.resume_writing()),
+            None => {}
         }
     }
 }
@@ -419,9 +407,7 @@ impl<F: Factory> Factory for ThrottlingFactory<F> {
             inner: RefCell::new(inner),
             transport: RefCell::new(None),
             meter: OutputMeter::new(),
-            transport_paused: Cell::new(false),
-            told_paused: Cell::new(false),
-            resync: Cell::new(false),
+            producer: ProducerPause::default(),
         });
         throttle.conns.borrow_mut().push(Rc::downgrade(&conn));
         throttle.ensure_ticker();
@@ -532,7 +518,7 @@ impl<P: Protocol> Protocol for ThrottledProtocol<P> {
     }
 
     fn pause_writing(&mut self) {
-        self.conn.transport_paused.set(true);
+        self.conn.producer.set_transport(true);
         match self.throttle.upgrade() {
             Some(throttle) => self.conn.sync_producer(&throttle),
             None => self.conn.inner.borrow_mut().pause_writing(),
@@ -540,7 +526,7 @@ impl<P: Protocol> Protocol for ThrottledProtocol<P> {
     }
 
     fn resume_writing(&mut self) {
-        self.conn.transport_paused.set(false);
+        self.conn.producer.set_transport(false);
         match self.throttle.upgrade() {
             Some(throttle) => {
                 self.conn.sync_producer(&throttle);
@@ -569,7 +555,7 @@ impl<P: Protocol> fmt::Debug for ThrottledProtocol<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ThrottledProtocol")
             .field("connected", &self.conn.transport.borrow().is_some())
-            .field("told_paused", &self.conn.told_paused.get())
+            .field("told_paused", &self.conn.producer.told_paused())
             .finish_non_exhaustive()
     }
 }
