@@ -5,6 +5,11 @@ use bytes::{Bytes, BytesMut};
 use super::length_field::check_length_field_length;
 use super::{ByteOrder, ConfigError, EncodeError, Encoder, LengthFieldBasedFrameDecoder};
 
+/// Bodies up to this many bytes are copied after their header by
+/// [`Encoder::encode_parts`]; longer ones are handed over whole. The
+/// transport copies writes this small into its buffer anyway.
+const COPY_MAX: usize = 512;
+
 /// Writes each message after a field holding its length: Netty's
 /// `LengthFieldPrepender`.
 ///
@@ -189,12 +194,18 @@ impl<B: Into<Bytes>> Encoder<B> for LengthFieldPrepender {
         Ok(())
     }
 
-    /// The header goes into `dst`; the message is handed back as the
-    /// `Bytes` it came in (or was turned into without a copy: a `Vec<u8>`,
-    /// a `String`), so a large body is never copied on the way out.
+    /// The header goes into `dst`; a message longer than 512 bytes is
+    /// handed back as the `Bytes` it came in (or was turned
+    /// into without a copy: a `Vec<u8>`, a `String`), so a large body is
+    /// never copied on the way out. A short one is copied after the header:
+    /// cheaper than a buffer of its own in the write queue.
     fn encode_parts(&mut self, item: B, dst: &mut BytesMut) -> Result<Option<Bytes>, EncodeError> {
         let message = item.into();
+        if message.len() <= COPY_MAX {
+            self.encode(message, dst)?;
+            return Ok(None);
+        }
         self.encode_header(message.len(), dst)?;
-        Ok((!message.is_empty()).then_some(message))
+        Ok(Some(message))
     }
 }
