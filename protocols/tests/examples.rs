@@ -1,16 +1,18 @@
 //! The twill-protocols example programs, run as child processes against
 //! real loopback sockets: `chat_server` (Twisted's LineReceiver chat,
-//! reference section 7.1, with join and leave announcements) and
-//! `reverse_server` (five-digit length header, reversed body).
+//! reference section 7.1, with join and leave announcements),
+//! `reverse_server` (five-digit length header, reversed body) and
+//! `codec_pipeline` (the pyboot-netty frames, as a server and as a client).
 //!
 //! The examples are built once with `cargo build -p twill-protocols
-//! --examples` (by `twill_test_support::process`); each child listens on
-//! 127.0.0.1:0 and the test reads the port from its `listening on ADDR` log
-//! line. Children are killed when a test ends, pass or fail. Every wait is
-//! bounded.
+//! --examples` (by `twill_test_support::process`); each server child
+//! listens on 127.0.0.1:0 and the test reads the port from its `listening
+//! on ADDR` log line. Children are killed when a test ends, pass or fail.
+//! Every wait is bounded.
 
-use std::net::{Shutdown, SocketAddr};
-use std::time::Duration;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
 
 use twill_test_support::client::Client;
 use twill_test_support::process::Proc;
@@ -451,9 +453,87 @@ fn pipeline_frame(header: [u8; 4], body: &[u8]) -> Vec<u8> {
 }
 
 fn codec_pipeline() -> (Proc, SocketAddr) {
-    let server = Proc::example(PACKAGE, "codec_pipeline", &["127.0.0.1:0"]);
+    codec_pipeline_with(&[])
+}
+
+/// The server, with `options` before its address.
+fn codec_pipeline_with(options: &[&str]) -> (Proc, SocketAddr) {
+    let mut args = options.to_vec();
+    args.push("127.0.0.1:0");
+    let server = Proc::example(PACKAGE, "codec_pipeline", &args);
     let addr = server.listening_addr();
     (server, addr)
+}
+
+/// The client, connecting to `addr` with `options`, sending `messages`.
+fn codec_pipeline_client(addr: SocketAddr, options: &[&str], messages: &[&str]) -> Proc {
+    let addr = addr.to_string();
+    let mut args = vec!["--client", addr.as_str()];
+    args.extend_from_slice(options);
+    args.extend_from_slice(messages);
+    Proc::example(PACKAGE, "codec_pipeline", &args)
+}
+
+/// The server side of one connection from the client example, played by
+/// the test.
+struct FramePeer {
+    stream: TcpStream,
+}
+
+impl FramePeer {
+    /// Accepts one connection on `listener` within 10 s.
+    fn accept(listener: &TcpListener) -> FramePeer {
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "the client did not connect");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(err) => panic!("accept: {err}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        FramePeer { stream }
+    }
+
+    /// The next frame's header and body; `None` at EOF between frames.
+    fn frame(&mut self) -> Option<([u8; 4], Vec<u8>)> {
+        let mut head = [0u8; 8];
+        let first = self
+            .stream
+            .read(&mut head[..1])
+            .expect("a frame within 10 s");
+        if first == 0 {
+            return None;
+        }
+        self.stream
+            .read_exact(&mut head[1..])
+            .expect("a whole header");
+        let mut body = vec![0; u32::from_be_bytes(head[4..].try_into().unwrap()) as usize];
+        self.stream.read_exact(&mut body).expect("a whole body");
+        Some((head[..4].try_into().unwrap(), body))
+    }
+
+    /// Reads frames up to EOF (within 10 s each) and returns how many
+    /// there were; each must be a heartbeat (an empty body).
+    fn heartbeats_until_eof(&mut self) -> usize {
+        let mut count = 0;
+        while let Some(frame) = self.frame() {
+            assert_eq!(frame, ([0; 4], Vec::new()), "only heartbeats");
+            count += 1;
+        }
+        count
+    }
+
+    fn send(&mut self, frame: &[u8]) {
+        self.stream.write_all(frame).unwrap();
+    }
 }
 
 #[test]
@@ -490,4 +570,73 @@ fn codec_pipeline_closes_only_the_connection_whose_length_is_past_the_maximum() 
     bad.expect_closed();
     good.send(&pipeline_frame([0; 4], b" still served "));
     assert_eq!(good.read_exact(20), pipeline_frame([0; 4], b"still served"));
+}
+
+#[test]
+fn codec_pipeline_closes_only_the_connection_that_sends_bad_utf8() {
+    let (_server, addr) = codec_pipeline();
+    let mut bad = Client::connect(addr);
+    let mut good = Client::connect(addr);
+    bad.send(&pipeline_frame([0; 4], b"ok \xff\xfe"));
+    bad.expect_closed();
+    good.send(&pipeline_frame([0; 4], b"fine"));
+    assert_eq!(good.read_exact(12), pipeline_frame([0; 4], b"fine"));
+}
+
+#[test]
+fn codec_pipeline_closes_a_connection_silent_for_three_idle_periods() {
+    let (_server, addr) = codec_pipeline_with(&["--idle-ms", "100"]);
+    let mut client = Client::connect(addr);
+    let started = Instant::now();
+    client.expect_eof();
+    // The timer may fire late, never early.
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[test]
+fn codec_pipeline_client_prints_each_trimmed_reply_and_exits_0() {
+    let (_server, addr) = codec_pipeline();
+    let messages = ["  hello, world \n", "\tdéjà vu", "   ", "x"];
+    let mut client = codec_pipeline_client(addr, &[], &messages);
+    let status = client.wait_exit();
+    assert!(status.success(), "{status}:\n{}", client.transcript());
+    assert_eq!(client.stdout_text(), "hello, world\ndéjà vu\n\nx\n");
+}
+
+#[test]
+fn codec_pipeline_client_sends_a_heartbeat_frame_when_writer_idle() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Heartbeat after 400 ms without writing; close after 1.2 s without
+    // reading.
+    let mut client = codec_pipeline_client(addr, &["--idle-ms", "400"], &[" ping "]);
+    let mut peer = FramePeer::accept(&listener);
+    assert_eq!(peer.frame(), Some(([0; 4], b" ping ".to_vec())));
+    assert_eq!(peer.frame(), Some(([0; 4], Vec::new())), "a heartbeat");
+    client.wait_stderr("writer idle: sending a heartbeat");
+    // Answered, the client prints the reply, closes and exits 0.
+    peer.send(&pipeline_frame([0; 4], b"ping"));
+    peer.heartbeats_until_eof();
+    let status = client.wait_exit();
+    assert!(status.success(), "{status}:\n{}", client.transcript());
+    assert_eq!(client.stdout_text(), "ping\n");
+}
+
+#[test]
+fn codec_pipeline_client_closes_when_reader_idle_and_exits_1() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut client = codec_pipeline_client(addr, &["--idle-ms", "100"], &["unanswered"]);
+    let mut peer = FramePeer::accept(&listener);
+    assert_eq!(peer.frame(), Some(([0; 4], b"unanswered".to_vec())));
+    // Heartbeats every 100 ms, then the close after 300 ms of silence.
+    assert!(peer.heartbeats_until_eof() >= 1);
+    let status = client.wait_exit();
+    assert_eq!(status.code(), Some(1), "{}", client.transcript());
+    assert_eq!(client.stdout_text(), "");
+    assert!(
+        client.stderr_text().contains("1 message(s) unanswered"),
+        "{}",
+        client.transcript()
+    );
 }
