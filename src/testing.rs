@@ -44,6 +44,9 @@ pub struct StringTransport {
     inner: Rc<Recorder>,
 }
 
+/// A `Transport::flushed` caller, told whether its bytes were sent.
+type SentWaiter = Box<dyn FnOnce(bool)>;
+
 struct Recorder {
     written: RefCell<Vec<u8>>,
     /// All bytes written, including those `clear` forgot.
@@ -69,7 +72,7 @@ struct Recorder {
     over_high: Cell<bool>,
     writable_waiters: RefCell<Vec<Box<dyn FnOnce()>>>,
     /// `Transport::flushed` callers, waiting for `buffered` to reach zero.
-    sent_waiters: RefCell<Vec<Box<dyn FnOnce(bool)>>>,
+    sent_waiters: RefCell<Vec<SentWaiter>>,
     events: RefCell<Vec<Event>>,
 }
 

@@ -147,8 +147,11 @@ struct ConnState {
     /// `Transport::flushed` callers: each runs with `true` once `sent`
     /// reaches its mark, or with `false` when the connection ends first.
     /// Marks only grow, so the front is always the next due.
-    sent_waiters: VecDeque<(u64, Box<dyn FnOnce(bool)>)>,
+    sent_waiters: VecDeque<(u64, SentWaiter)>,
 }
+
+/// A `Transport::flushed` caller, told whether its bytes were sent.
+type SentWaiter = Box<dyn FnOnce(bool)>;
 
 enum Notify {
     Pause,
@@ -563,7 +566,7 @@ impl Conn {
 
     /// Tells `Transport::flushed` callers whether their bytes were sent; a
     /// panic in one is logged and the others still run.
-    fn run_sent_waiters(&self, waiters: Vec<(u64, Box<dyn FnOnce(bool)>)>, sent: bool) {
+    fn run_sent_waiters(&self, waiters: Vec<(u64, SentWaiter)>, sent: bool) {
         for (_, waiter) in waiters {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| waiter(sent))) {
                 log::error!(
@@ -981,13 +984,15 @@ impl TransportImpl for Conn {
 
     fn when_sent(&self, f: Box<dyn FnOnce(bool)>) {
         let mut st = self.state.borrow_mut();
-        if self.lost_notified.get() || st.aborting.is_some() {
+        if self.lost_notified.get() || st.stream.is_none() {
             drop(st);
             f(false);
-        } else if st.sent >= st.written {
+        } else if st.sent >= st.written && st.aborting.is_none() {
             drop(st);
             f(true);
         } else {
+            // With an abort under way this fails when the connection
+            // closes, after the Deferreds taken before it: in call order.
             let mark = st.written;
             st.sent_waiters.push_back((mark, f));
         }
