@@ -184,7 +184,7 @@ where
     /// automatic reading on, always (as far as this framer goes).
     fn set_reading(&mut self, ctx: &Context<H::Reply>) {
         let wanted = ctx.flow().wants_message() && !self.eof_held;
-        if wanted == !self.reading_held {
+        if wanted != self.reading_held {
             return;
         }
         self.reading_held = !wanted;
