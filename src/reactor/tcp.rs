@@ -150,6 +150,9 @@ struct ConnState {
     sent_waiters: VecDeque<(u64, SentWaiter)>,
 }
 
+/// A `Transport::flushed` caller, told whether its bytes were sent.
+type SentWaiter = Box<dyn FnOnce(bool)>;
+
 enum Notify {
     Pause,
     Resume,
@@ -981,13 +984,15 @@ impl TransportImpl for Conn {
 
     fn when_sent(&self, f: SentWaiter) {
         let mut st = self.state.borrow_mut();
-        if self.lost_notified.get() || st.aborting.is_some() {
+        if self.lost_notified.get() || st.stream.is_none() {
             drop(st);
             f(false);
-        } else if st.sent >= st.written {
+        } else if st.sent >= st.written && st.aborting.is_none() {
             drop(st);
             f(true);
         } else {
+            // With an abort under way this fails when the connection
+            // closes, after the Deferreds taken before it: in call order.
             let mark = st.written;
             st.sent_waiters.push_back((mark, f));
         }

@@ -273,9 +273,17 @@ impl<Out: 'static> Context<Out> {
             Ok(()) => self.transport.flushed(),
             Err(err) => {
                 self.encoding_failed(&err);
-                let failure = Failure::new(err);
-                self.transport.fail(failure.to_string());
-                twill::defer::fail(failure)
+                // The Deferred gets the error; the connection closes with
+                // an EncodeError too, as `write` closes it.
+                let reason = match &err {
+                    EncodeError::TooLong { length, max } => EncodeError::TooLong {
+                        length: *length,
+                        max: *max,
+                    },
+                    other => EncodeError::Other(other.to_string().into()),
+                };
+                self.transport.fail(reason);
+                twill::defer::fail(Failure::new(err))
             }
         }
     }

@@ -1,12 +1,14 @@
 //! [`IdleStateHandler`]: Netty's idle detection, told to the
 //! protocol.
 
+use std::any::Any;
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use twill::{Bytes, DelayedCall, Event, Protocol, ReactorTime, Reason, Transport};
+use twill::{Bytes, DelayedCall, Event, Panicked, Protocol, ReactorTime, Reason, Transport};
 
 use super::output::{at_least_a_millisecond, time_or_reactor, OutputMeter};
 use super::timer::call_later_weak;
@@ -178,8 +180,10 @@ pub struct IdleStateHandler<P> {
 struct Shared<P> {
     inner: RefCell<P>,
     core: Rc<Core>,
-    /// Events that came up while the protocol was busy.
-    held: RefCell<Vec<IdleStateEvent>>,
+    /// Events that came up while the protocol was busy: idle events, and
+    /// events its connection passed on while it ran an idle event (from
+    /// this handler's timer, outside the connection's own callbacks).
+    held: RefCell<Vec<Event>>,
 }
 
 /// The state the handle shares: everything but the protocol.
@@ -369,10 +373,32 @@ impl<P: Protocol> Shared<P> {
         {
             return;
         }
-        self.deliver(IdleStateEvent::new(state, first));
+        self.deliver_from_timer(IdleStateEvent::new(state, first));
     }
 
-    fn deliver(self: &Rc<Self>, event: IdleStateEvent) {
+    /// Delivers an idle event from the timer. The connection's guard
+    /// against a panicking protocol does not cover a timer, so it is done
+    /// here as the connection would: the panic is logged and this
+    /// connection closed with [`Panicked`].
+    fn deliver_from_timer(self: &Rc<Self>, event: IdleStateEvent) {
+        let delivered = catch_unwind(AssertUnwindSafe(|| self.deliver(Event::new(event))));
+        if let Err(panic) = delivered {
+            let message = panic_message(&*panic);
+            let transport = self.core.transport.borrow().clone();
+            if let Some(transport) = transport {
+                log::error!(
+                    "protocol for {} panicked in event_received: {message}; closing that connection",
+                    transport.peer()
+                );
+                transport.fail(Panicked {
+                    callback: "event_received",
+                    message,
+                });
+            }
+        }
+    }
+
+    fn deliver(self: &Rc<Self>, event: Event) {
         if self.core.transport.borrow().is_none() {
             return;
         }
@@ -382,7 +408,18 @@ impl<P: Protocol> Shared<P> {
             self.held.borrow_mut().push(event);
             return;
         }
-        self.call_inner(|inner| inner.event_received(Event::new(event)));
+        self.call_inner(|inner| inner.event_received(event));
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
     }
 }
 
@@ -530,6 +567,14 @@ impl<P: Protocol> Protocol for IdleStateHandler<P> {
     }
 
     fn event_received(&mut self, event: Event) {
+        if self.shared.inner.try_borrow_mut().is_err() {
+            // The protocol fired it at its own connection from an idle
+            // event, which runs from this handler's timer, so the
+            // connection did not know it was busy: it gets the event when
+            // that call returns, never re-entered.
+            self.shared.held.borrow_mut().push(event);
+            return;
+        }
         self.shared.call_inner(|inner| inner.event_received(event));
     }
 }
