@@ -44,9 +44,6 @@ pub struct StringTransport {
     inner: Rc<Recorder>,
 }
 
-/// A `Transport::flushed` caller, told whether its bytes were sent.
-type SentWaiter = Box<dyn FnOnce(bool)>;
-
 struct Recorder {
     written: RefCell<Vec<u8>>,
     /// All bytes written, including those `clear` forgot.

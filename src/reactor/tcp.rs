@@ -150,9 +150,6 @@ struct ConnState {
     sent_waiters: VecDeque<(u64, SentWaiter)>,
 }
 
-/// A `Transport::flushed` caller, told whether its bytes were sent.
-type SentWaiter = Box<dyn FnOnce(bool)>;
-
 enum Notify {
     Pause,
     Resume,
