@@ -2,6 +2,7 @@
 //! `StringTransport` and a hand-advanced `Clock`, and loopback tests with
 //! `std::net` peers on other threads.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -13,11 +14,18 @@ use log::Level;
 use twill::task::Clock;
 use twill::testing::StringTransport;
 use twill::{Bytes, Event, Factory, Protocol, Reactor, Reason, Transport};
-use twill_protocols::codec::{BytesEncoder, Context, Framed, Handler, LineBasedFrameDecoder};
+use twill_protocols::codec::pipeline::{
+    Message, Pipeline, PipelineContext, PipelineError, PipelineHandler, PipelineProtocol, Stage,
+    StageContext, StageHandler,
+};
+use twill_protocols::codec::{
+    BytesEncoder, Context, DecodeError, EncodeError, Framed, Handler, LineBasedFrameDecoder,
+    LineEncoder,
+};
 use twill_protocols::handler::{
     hex_dump, AddressFilter, ByteFormat, Cidr, CidrParseError, FilterAction, IdleHandle, IdleState,
-    IdleStateEvent, IdleStateHandler, LoggingHandler, ReadTimeout, ReadTimeoutHandler,
-    WriteTimeout, WriteTimeoutHandler,
+    IdleStateEvent, IdleStateHandler, LoggingHandler, LoggingStage, ReadTimeout,
+    ReadTimeoutHandler, WriteTimeout, WriteTimeoutHandler,
 };
 use twill_test_support::events::{describe, Log};
 use twill_test_support::reactor::{connect, serve, LIMIT};
@@ -390,12 +398,20 @@ struct Capture;
 
 thread_local! {
     static CAPTURED: RefCell<Vec<(Level, String, String)>> = const { RefCell::new(Vec::new()) };
+    /// Targets whose lines above a level are disabled on this thread.
+    static DISABLED: RefCell<Vec<(String, Level)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        DISABLED.with(|d| {
+            !d.borrow()
+                .iter()
+                .any(|(target, max)| target == metadata.target() && metadata.level() > *max)
+        })
     }
+    // Records even what `enabled` refuses (`log!` does not ask it): a line
+    // built without asking shows up.
     fn log(&self, record: &log::Record<'_>) {
         CAPTURED.with(|c| {
             c.borrow_mut().push((
@@ -417,6 +433,12 @@ fn start_capture() {
         log::set_max_level(log::LevelFilter::Trace);
     });
     CAPTURED.with(|c| c.borrow_mut().clear());
+    DISABLED.with(|d| d.borrow_mut().clear());
+}
+
+/// Disables lines under `target` more verbose than `max`, on this thread.
+fn disable_above(target: &str, max: Level) {
+    DISABLED.with(|d| d.borrow_mut().push((target.to_owned(), max)));
 }
 
 fn captured(target: &str) -> Vec<(Level, String)> {
@@ -492,6 +514,424 @@ fn logging_handler_levels_and_simple_format_are_configurable() {
         log: Log::default(),
     });
     assert_ne!(other.id(), id, "each connection has its own id");
+}
+
+#[test]
+fn logging_handler_logs_user_events_write_completions_and_write_lengths() {
+    struct Echo(Option<Transport>);
+    impl Protocol for Echo {
+        fn connection_made(&mut self, transport: &Transport) {
+            self.0 = Some(transport.clone());
+        }
+        fn data_received(&mut self, data: Bytes) {
+            self.0.as_ref().unwrap().write(data);
+        }
+    }
+
+    start_capture();
+    let recorder = StringTransport::new();
+    let mut handler = LoggingHandler::new(Echo(None)).name("test.wrapper");
+    let id = handler.id();
+    handler.connection_made(&recorder.transport());
+    handler.data_received(Bytes::from_static(b"abc"));
+    handler.write_complete();
+    handler.event_received(Event::new(IdleStateEvent::FIRST_READER_IDLE));
+    handler.event_received(Event::new(7u32));
+    let open = format!("[id: 0x{id:08x}, L:127.0.0.1:12345 - R:127.0.0.1:54321]");
+    assert_eq!(
+        captured("test.wrapper"),
+        [
+            (Level::Info, format!("{open} ACTIVE")),
+            (
+                Level::Debug,
+                format!("{open} READ: 3B\n{}", hex_dump(b"abc"))
+            ),
+            (Level::Debug, format!("{open} WRITE: 3B")),
+            (Level::Debug, format!("{open} WRITE COMPLETE")),
+            (
+                Level::Info,
+                format!("{open} USER_EVENT: IdleStateEvent(READER_IDLE, first)")
+            ),
+            (Level::Info, format!("{open} USER_EVENT: u32")),
+        ]
+    );
+    assert_eq!(recorder.value(), b"abc", "the write went through");
+}
+
+#[test]
+fn logging_handler_builds_no_line_for_a_disabled_level() {
+    start_capture();
+    disable_above("test.wrapper.quiet", Level::Info);
+    let mut handler = LoggingHandler::new(Quiet {
+        log: Log::default(),
+    })
+    .name("test.wrapper.quiet");
+    let id = handler.id();
+    handler.connection_made(&StringTransport::new().transport());
+    handler.data_received(Bytes::from_static(b"not dumped"));
+    handler.write_complete();
+    let open = format!("[id: 0x{id:08x}, L:127.0.0.1:12345 - R:127.0.0.1:54321]");
+    assert_eq!(
+        captured("test.wrapper.quiet"),
+        [(Level::Info, format!("{open} ACTIVE"))]
+    );
+}
+
+/// What a test stage or handler records of a message.
+fn show(message: &dyn Any) -> String {
+    if let Some(b) = message.downcast_ref::<Bytes>() {
+        format!("Bytes {b:?}")
+    } else if let Some(b) = message.downcast_ref::<twill::BytesMut>() {
+        format!("BytesMut {b:?}")
+    } else if let Some(v) = message.downcast_ref::<Vec<u8>>() {
+        format!("Vec {v:?}")
+    } else if let Some(s) = message.downcast_ref::<String>() {
+        format!("String {s:?}")
+    } else if let Some(s) = message.downcast_ref::<&'static str>() {
+        format!("str {s:?}")
+    } else if let Some(n) = message.downcast_ref::<u64>() {
+        format!("u64 {n}")
+    } else {
+        "?".to_owned()
+    }
+}
+
+/// A stage that records everything going by, both ways, and passes it on.
+struct Witness(Log);
+
+impl StageHandler for Witness {
+    fn handler_added(&mut self, _: &mut StageContext<'_>) {
+        self.0.push("added");
+    }
+    fn handler_removed(&mut self, _: &mut StageContext<'_>) {
+        self.0.push("removed");
+    }
+    fn connection_made(&mut self, _: &mut StageContext<'_>) {
+        self.0.push("made");
+    }
+    fn message_received(&mut self, ctx: &mut StageContext<'_>, message: Message) {
+        self.0.push(format!("read {}", show(&*message)));
+        ctx.fire_message(message);
+    }
+    fn read_complete(&mut self, ctx: &mut StageContext<'_>) {
+        self.0.push("read complete");
+        ctx.fire_read_complete();
+    }
+    fn event_received(&mut self, ctx: &mut StageContext<'_>, event: Event) {
+        self.0.push(format!("event {}", event.type_name()));
+        ctx.fire_event(event);
+    }
+    fn exception_caught(&mut self, ctx: &mut StageContext<'_>, error: DecodeError) {
+        self.0.push(format!("exception {error}"));
+        ctx.fire_exception(error);
+    }
+    fn eof_received(&mut self, ctx: &mut StageContext<'_>) {
+        self.0.push("eof");
+        ctx.fire_eof();
+    }
+    fn connection_lost(&mut self, _: &mut StageContext<'_>, reason: &Reason) {
+        self.0.push(describe(reason));
+    }
+    fn write(&mut self, ctx: &mut StageContext<'_>, message: Message) -> Result<(), EncodeError> {
+        self.0.push(format!("write {}", show(&*message)));
+        ctx.write(message);
+        Ok(())
+    }
+    fn read(&mut self, ctx: &mut StageContext<'_>) {
+        self.0.push("read request");
+        ctx.read();
+    }
+}
+
+/// Greets, asks for input, answers each line with `<line>!`, and records
+/// what reaches it.
+struct Talker(Log);
+
+impl PipelineHandler for Talker {
+    fn connection_made(&mut self, ctx: &PipelineContext) {
+        ctx.write(Bytes::from_static(b"hello\n"));
+        ctx.read();
+    }
+    fn message_received(&mut self, ctx: &PipelineContext, message: Message) {
+        self.0.push(show(&*message));
+        if let Ok(line) = message.downcast::<Bytes>() {
+            ctx.write(Bytes::from([&line[..], b"!\n"].concat()));
+        }
+    }
+    fn read_complete(&mut self, _: &PipelineContext) {
+        self.0.push("read complete");
+    }
+    fn event_received(&mut self, _: &PipelineContext, event: Event) {
+        self.0.push(format!("event {}", event.type_name()));
+    }
+    fn exception_caught(&mut self, _: &PipelineContext, error: DecodeError) {
+        self.0.push(format!("exception {error}"));
+    }
+    fn eof_received(&mut self, _: &PipelineContext) -> bool {
+        self.0.push("eof");
+        false
+    }
+    fn connection_lost(&mut self, _: &PipelineContext, reason: &Reason) {
+        self.0.push(describe(reason));
+    }
+}
+
+/// Lines of at most 8 bytes, a witness, `logging`, another witness.
+fn logged_conversation(
+    logging: LoggingStage,
+) -> Result<(PipelineProtocol<Talker>, StringTransport, [Log; 3]), PipelineError> {
+    let (before, after, handler) = (Log::default(), Log::default(), Log::default());
+    let pipeline = Pipeline::new();
+    pipeline
+        .add_last("lines", Stage::decoder(LineBasedFrameDecoder::new(8)))?
+        .add_last("before", Stage::handler(Witness(before.clone())))?
+        .add_last("logging", Stage::handler(logging))?
+        .add_last("after", Stage::handler(Witness(after.clone())))?;
+    let mut protocol = PipelineProtocol::new(pipeline, Talker(handler.clone()));
+    let recorder = StringTransport::new();
+    protocol.connection_made(&recorder.transport());
+    protocol.data_received(Bytes::from_static(b"hi\n"));
+    protocol.event_received(Event::new(IdleStateEvent::FIRST_READER_IDLE));
+    protocol.event_received(Event::new(7u32));
+    protocol.data_received(Bytes::from_static(b"much too long\n"));
+    assert!(!protocol.eof_received());
+    protocol.connection_lost(&Reason::Done);
+    Ok((protocol, recorder, [before, after, handler]))
+}
+
+#[test]
+fn logging_stage_logs_every_event_with_payloads_and_passes_them_on() -> Result<(), PipelineError> {
+    start_capture();
+    let logging = LoggingStage::new().name("test.stage");
+    let id = logging.id();
+    let (_protocol, recorder, [before, after, handler]) = logged_conversation(logging)?;
+    let open = format!("[id: 0x{id:08x}, L:127.0.0.1:12345 - R:127.0.0.1:54321]");
+    let closed = format!("[id: 0x{id:08x}, L:127.0.0.1:12345 ! R:127.0.0.1:54321]");
+    let too_long = "frame length (13) exceeds the allowed maximum (8)";
+    assert_eq!(
+        captured("test.stage"),
+        [
+            (Level::Debug, format!("{open} HANDLER ADDED")),
+            (Level::Info, format!("{open} ACTIVE")),
+            (
+                Level::Debug,
+                format!("{open} WRITE: 6B\n{}", hex_dump(b"hello\n"))
+            ),
+            (Level::Debug, format!("{open} READ REQUEST")),
+            (
+                Level::Debug,
+                format!("{open} READ: 2B\n{}", hex_dump(b"hi"))
+            ),
+            (
+                Level::Debug,
+                format!("{open} WRITE: 4B\n{}", hex_dump(b"hi!\n"))
+            ),
+            (Level::Debug, format!("{open} READ COMPLETE")),
+            (
+                Level::Info,
+                format!("{open} USER_EVENT: IdleStateEvent(READER_IDLE, first)")
+            ),
+            (Level::Info, format!("{open} USER_EVENT: u32")),
+            (Level::Info, format!("{open} EXCEPTION: {too_long}")),
+            (Level::Debug, format!("{open} READ COMPLETE")),
+            (Level::Info, format!("{open} READ EOF")),
+            (
+                Level::Info,
+                format!("{closed} INACTIVE: connection was closed cleanly")
+            ),
+            (Level::Debug, format!("{closed} HANDLER REMOVED")),
+        ]
+    );
+    // What went in came out: the witnesses on either side saw the same,
+    // inbound and outbound, and so did the handler and the transport.
+    let idle = "twill_protocols::handler::idle_state::IdleStateEvent";
+    assert_eq!(
+        before.events(),
+        [
+            "added".to_owned(),
+            "made".to_owned(),
+            "write Bytes b\"hello\\n\"".to_owned(),
+            "read request".to_owned(),
+            "read Bytes b\"hi\"".to_owned(),
+            "write Bytes b\"hi!\\n\"".to_owned(),
+            "read complete".to_owned(),
+            format!("event {idle}"),
+            "event u32".to_owned(),
+            format!("exception {too_long}"),
+            "read complete".to_owned(),
+            "eof".to_owned(),
+            "lost: done".to_owned(),
+            "removed".to_owned(),
+        ]
+    );
+    assert_eq!(after.events(), before.events());
+    assert_eq!(
+        handler.events(),
+        [
+            "Bytes b\"hi\"".to_owned(),
+            "read complete".to_owned(),
+            format!("event {idle}"),
+            "event u32".to_owned(),
+            format!("exception {too_long}"),
+            "eof".to_owned(),
+            "lost: done".to_owned(),
+        ]
+    );
+    assert_eq!(recorder.value(), b"hello\nhi!\n");
+    Ok(())
+}
+
+#[test]
+fn logging_stage_builds_no_line_for_a_disabled_level() -> Result<(), PipelineError> {
+    start_capture();
+    disable_above("test.stage.quiet", Level::Info);
+    let logging = LoggingStage::new().name("test.stage.quiet");
+    let id = logging.id();
+    let (_protocol, recorder, [before, after, _]) = logged_conversation(logging)?;
+    let lines: Vec<String> = captured("test.stage.quiet")
+        .into_iter()
+        .map(|(level, line)| {
+            assert_eq!(level, Level::Info);
+            line.split("] ").nth(1).unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "ACTIVE",
+            "USER_EVENT: IdleStateEvent(READER_IDLE, first)",
+            "USER_EVENT: u32",
+            "EXCEPTION: frame length (13) exceeds the allowed maximum (8)",
+            "READ EOF",
+            "INACTIVE: connection was closed cleanly",
+        ]
+    );
+    assert!(captured("test.stage.quiet")[0]
+        .1
+        .contains(&format!("0x{id:08x}")));
+    assert_eq!(after.events(), before.events());
+    assert_eq!(recorder.value(), b"hello\nhi!\n");
+    Ok(())
+}
+
+#[test]
+fn logging_stage_shows_bytes_text_and_other_messages() -> Result<(), PipelineError> {
+    start_capture();
+    // Turns each read into a message of the type it names.
+    let typed = Stage::inbound(|message, out| {
+        let bytes = *message.downcast::<Bytes>().unwrap();
+        out.push(match &bytes[..] {
+            b"string" => Box::new(String::from("say \"hi\"\n")) as Message,
+            b"str" => Box::new("static"),
+            b"vec" => Box::new(b"vec".to_vec()),
+            b"mut" => Box::new(twill::BytesMut::from(&b"mut"[..])),
+            b"empty" => Box::new(Bytes::new()),
+            b"other" => Box::new(42u64),
+            _ => Box::new(bytes),
+        });
+        Ok(())
+    });
+    /// Writes each text message back, and records what it got.
+    struct Back(Log);
+    impl PipelineHandler for Back {
+        fn message_received(&mut self, ctx: &PipelineContext, message: Message) {
+            self.0.push(show(&*message));
+            if message.is::<String>() || message.is::<&'static str>() {
+                ctx.write(message);
+            }
+        }
+    }
+    let got = Log::default();
+    let pipeline = Pipeline::new();
+    pipeline
+        .add_last("text", Stage::encoder::<String, _>(LineEncoder::new()))?
+        .add_last(
+            "static",
+            Stage::encoder::<&'static str, _>(LineEncoder::new()),
+        )?
+        .add_last("typed", typed)?
+        .add_last(
+            "dump",
+            Stage::handler(LoggingStage::new().name("test.dump")),
+        )?
+        .add_last(
+            "simple",
+            Stage::handler(
+                LoggingStage::new()
+                    .name("test.simple_stage")
+                    .level(Level::Warn)
+                    .traffic_level(Level::Trace)
+                    .format(ByteFormat::Simple),
+            ),
+        )?;
+    let mut protocol = PipelineProtocol::new(pipeline, Back(got.clone()));
+    let recorder = StringTransport::new();
+    protocol.connection_made(&recorder.transport());
+    for read in ["vec", "string", "str", "mut", "empty", "other"] {
+        protocol.data_received(Bytes::from(read));
+    }
+    let traffic = |target: &str| -> Vec<(Level, String)> {
+        captured(target)
+            .into_iter()
+            .map(|(level, line)| (level, line.split("] ").nth(1).unwrap().to_owned()))
+            .filter(|(_, line)| line.starts_with("READ:") || line.starts_with("WRITE:"))
+            .collect()
+    };
+    let unknown = "<message of a type that cannot be shown>";
+    let d = Level::Debug;
+    assert_eq!(
+        traffic("test.dump"),
+        [
+            (d, format!("READ: 3B\n{}", hex_dump(b"vec"))),
+            (d, r#"READ: "say \"hi\"\n""#.to_owned()),
+            (d, r#"WRITE: "say \"hi\"\n""#.to_owned()),
+            (d, r#"READ: "static""#.to_owned()),
+            (d, r#"WRITE: "static""#.to_owned()),
+            (d, format!("READ: 3B\n{}", hex_dump(b"mut"))),
+            (d, "READ: 0B".to_owned()),
+            (d, format!("READ: {unknown}")),
+        ]
+    );
+    let t = Level::Trace;
+    assert_eq!(
+        traffic("test.simple_stage"),
+        [
+            (t, "READ: 3B".to_owned()),
+            (t, r#"READ: "say \"hi\"\n""#.to_owned()),
+            (t, r#"WRITE: "say \"hi\"\n""#.to_owned()),
+            (t, r#"READ: "static""#.to_owned()),
+            (t, r#"WRITE: "static""#.to_owned()),
+            (t, "READ: 3B".to_owned()),
+            (t, "READ: 0B".to_owned()),
+            (t, format!("READ: {unknown}")),
+        ]
+    );
+    let lifecycle: Vec<(Level, String)> = captured("test.simple_stage")
+        .into_iter()
+        .filter(|(_, line)| line.ends_with("HANDLER ADDED") || line.ends_with("ACTIVE"))
+        .map(|(level, line)| (level, line.split("] ").nth(1).unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        lifecycle,
+        [
+            (Level::Debug, "HANDLER ADDED".to_owned()),
+            (Level::Warn, "ACTIVE".to_owned())
+        ]
+    );
+    assert_eq!(
+        got.events(),
+        [
+            "Vec [118, 101, 99]",
+            "String \"say \\\"hi\\\"\\n\"",
+            "str \"static\"",
+            "BytesMut b\"mut\"",
+            "Bytes b\"\"",
+            "u64 42",
+        ],
+        "messages reach the handler with their types"
+    );
+    assert_eq!(recorder.value(), b"say \"hi\"\n\nstatic\n");
+    Ok(())
 }
 
 #[test]

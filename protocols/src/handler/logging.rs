@@ -1,15 +1,23 @@
-//! [`LoggingHandler`]: logs what happens to a connection, and
-//! [`hex_dump`], Netty's dump format.
+//! Netty's `LoggingHandler` in two forms: [`LoggingHandler`], a protocol
+//! wrapper, and [`LoggingStage`], a pipeline stage; and [`hex_dump`],
+//! Netty's dump format.
 
-use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::fmt;
 
 use log::Level;
-use twill::{Bytes, Protocol, Reason, Transport};
+use twill::{Bytes, Event, Protocol, Reason, Transport};
 
 use super::output::OutputMeter;
 
-/// How a [`LoggingHandler`] shows the bytes read: Netty's `ByteBufFormat`.
+mod format;
+mod stage;
+
+pub use format::hex_dump;
+use format::{On, Settings};
+pub use stage::LoggingStage;
+
+/// How a [`LoggingHandler`] or [`LoggingStage`] shows bytes: Netty's
+/// `ByteBufFormat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ByteFormat {
     /// The length, then a [`hex_dump`] of the bytes (the default).
@@ -32,16 +40,27 @@ pub enum ByteFormat {
 /// |---|---|---|
 /// | `connection_made` | `ACTIVE` | [`level`](Self::level) (info) |
 /// | `data_received` | `READ: <n>B` and a [`hex_dump`] | [`traffic_level`](Self::traffic_level) (debug) |
-/// | bytes written during a callback | `WRITE: <n>B` | traffic level |
-/// | `eof_received` | `READ EOF` | level |
+/// | bytes written during a callback | `WRITE: <n>B` (length only) | traffic level |
+/// | `write_complete` | `WRITE COMPLETE` | traffic level |
 /// | `pause_writing` / `resume_writing` | `WRITABILITY CHANGED: paused` / `resumed` | traffic level |
+/// | `event_received` | `USER_EVENT: <type>` | level |
+/// | `eof_received` | `READ EOF` | level |
 /// | `connection_lost` | `INACTIVE: <reason>` | level |
+///
+/// An event is shown by its type's name (`USER_EVENT: u32`), or as it
+/// displays for an [`IdleStateEvent`](crate::handler::IdleStateEvent)
+/// (`USER_EVENT: IdleStateEvent(READER_IDLE, first)`). Dumps are built
+/// only when their level is enabled.
 ///
 /// Writes are seen through the transport's counters during the inner
 /// protocol's callbacks (see [Seeing writes](crate::handler#seeing-writes)),
-/// so they are logged by length, without their bytes; call [`hex_dump`]
-/// yourself to log what you send. Dumps are built only when their level is
-/// enabled.
+/// so the wrapper logs their length only, never their bytes. To log the
+/// payloads of writes, and decoded messages, user events and exceptions
+/// as they travel a [`Pipeline`](crate::codec::pipeline::Pipeline), use
+/// the stage form, [`LoggingStage`], which takes the same options; the two
+/// combine, the wrapper around the
+/// [`PipelineProtocol`](crate::codec::pipeline::PipelineProtocol) adding
+/// what stages do not see (writability, write completion).
 ///
 /// # Examples
 ///
@@ -64,17 +83,10 @@ pub enum ByteFormat {
 /// ```
 pub struct LoggingHandler<P> {
     inner: P,
-    name: String,
-    level: Level,
-    traffic_level: Level,
-    format: ByteFormat,
-    id: u32,
+    settings: Settings,
     transport: Option<Transport>,
     meter: OutputMeter,
 }
-
-/// Connection ids, as Netty's channel ids (sequential here).
-static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
 impl<P: Protocol> LoggingHandler<P> {
     /// Wraps `inner`, logging under the target
@@ -83,11 +95,7 @@ impl<P: Protocol> LoggingHandler<P> {
     pub fn new(inner: P) -> Self {
         LoggingHandler {
             inner,
-            name: module_path!().to_owned(),
-            level: Level::Info,
-            traffic_level: Level::Debug,
-            format: ByteFormat::HexDump,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            settings: Settings::new(),
             transport: None,
             meter: OutputMeter::new(),
         }
@@ -95,31 +103,32 @@ impl<P: Protocol> LoggingHandler<P> {
 
     /// Logs under the target `name` (Netty's logger name).
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.settings.name = name.into();
         self
     }
 
-    /// The level for connection made, EOF and connection lost.
+    /// The level for the connection made and lost, user events and EOF.
     pub fn level(mut self, level: Level) -> Self {
-        self.level = level;
+        self.settings.level = level;
         self
     }
 
-    /// The level for reads, writes and writability changes.
+    /// The level for reads, writes, write completions and writability
+    /// changes.
     pub fn traffic_level(mut self, level: Level) -> Self {
-        self.traffic_level = level;
+        self.settings.traffic_level = level;
         self
     }
 
     /// How reads are shown.
     pub fn format(mut self, format: ByteFormat) -> Self {
-        self.format = format;
+        self.settings.format = format;
         self
     }
 
     /// This connection's id, as printed.
     pub fn id(&self) -> u32 {
-        self.id
+        self.settings.id
     }
 
     /// The wrapped protocol.
@@ -132,30 +141,15 @@ impl<P: Protocol> LoggingHandler<P> {
         &mut self.inner
     }
 
-    fn enabled(&self, level: Level) -> bool {
-        log::log_enabled!(target: self.name.as_str(), level)
-    }
-
-    fn log(&self, level: Level, message: fmt::Arguments<'_>) {
-        if self.enabled(level) {
-            log::log!(target: self.name.as_str(), level, "{} {message}", self.prefix(true));
+    fn on(&self) -> On<'_> {
+        On {
+            transport: self.transport.as_ref(),
+            open: true,
         }
     }
 
-    /// Netty's channel `toString`.
-    fn prefix(&self, open: bool) -> String {
-        match &self.transport {
-            Some(transport) => {
-                let sep = if open { " - " } else { " ! " };
-                format!(
-                    "[id: 0x{:08x}, L:{}{sep}R:{}]",
-                    self.id,
-                    transport.host(),
-                    transport.peer()
-                )
-            }
-            None => format!("[id: 0x{:08x}]", self.id),
-        }
+    fn log(&self, level: Level, line: &str) {
+        self.settings.log(level, self.on(), line);
     }
 
     /// Calls into the protocol and logs what it wrote.
@@ -167,7 +161,9 @@ impl<P: Protocol> LoggingHandler<P> {
         if let Some(transport) = &self.transport {
             let written = self.meter.added(transport);
             if written > 0 {
-                self.log(self.traffic_level, format_args!("WRITE: {written}B"));
+                let level = self.settings.traffic_level;
+                self.settings
+                    .log(level, self.on(), format_args!("WRITE: {written}B"));
             }
         }
         result
@@ -177,136 +173,68 @@ impl<P: Protocol> LoggingHandler<P> {
 impl<P: Protocol> Protocol for LoggingHandler<P> {
     fn connection_made(&mut self, transport: &Transport) {
         self.transport = Some(transport.clone());
-        self.log(self.level, format_args!("ACTIVE"));
+        self.log(self.settings.level, "ACTIVE");
         self.call_inner(|inner| inner.connection_made(transport));
     }
 
     fn data_received(&mut self, data: Bytes) {
-        if self.enabled(self.traffic_level) {
-            match self.format {
-                ByteFormat::HexDump if !data.is_empty() => self.log(
-                    self.traffic_level,
-                    format_args!("READ: {}B\n{}", data.len(), hex_dump(&data)),
-                ),
-                _ => self.log(self.traffic_level, format_args!("READ: {}B", data.len())),
-            }
-        }
+        self.settings.log_bytes(self.on(), "READ", &data);
         self.call_inner(|inner| inner.data_received(data));
     }
 
     fn eof_received(&mut self) -> bool {
-        self.log(self.level, format_args!("READ EOF"));
+        self.log(self.settings.level, "READ EOF");
         self.call_inner(|inner| inner.eof_received())
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
-        if self.enabled(self.level) {
-            log::log!(
-                target: self.name.as_str(),
-                self.level,
-                "{} INACTIVE: {reason}",
-                self.prefix(false)
-            );
-        }
+        let on = On {
+            transport: self.transport.as_ref(),
+            open: false,
+        };
+        let level = self.settings.level;
+        self.settings
+            .log(level, on, format_args!("INACTIVE: {reason}"));
         self.inner.connection_lost(reason);
         self.transport = None;
     }
 
     fn pause_writing(&mut self) {
-        self.log(
-            self.traffic_level,
-            format_args!("WRITABILITY CHANGED: paused"),
-        );
+        self.log(self.settings.traffic_level, "WRITABILITY CHANGED: paused");
         self.call_inner(|inner| inner.pause_writing());
     }
 
     fn resume_writing(&mut self) {
-        self.log(
-            self.traffic_level,
-            format_args!("WRITABILITY CHANGED: resumed"),
-        );
+        self.log(self.settings.traffic_level, "WRITABILITY CHANGED: resumed");
         self.call_inner(|inner| inner.resume_writing());
     }
 
     fn write_complete(&mut self) {
-        self.log(self.traffic_level, format_args!("WRITE COMPLETE"));
+        self.log(self.settings.traffic_level, "WRITE COMPLETE");
         self.call_inner(|inner| inner.write_complete());
     }
 
-    fn event_received(&mut self, event: twill::Event) {
-        self.log(
-            self.level,
-            format_args!("USER_EVENT: {}", event.type_name()),
-        );
+    fn event_received(&mut self, event: Event) {
+        self.settings.log_event(self.on(), &event);
         self.call_inner(|inner| inner.event_received(event));
     }
 }
 
 impl<P> fmt::Debug for LoggingHandler<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Settings {
+            name,
+            level,
+            traffic_level,
+            format,
+            id,
+        } = &self.settings;
         f.debug_struct("LoggingHandler")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("level", &self.level)
-            .field("traffic_level", &self.traffic_level)
-            .field("format", &self.format)
+            .field("id", id)
+            .field("name", name)
+            .field("level", level)
+            .field("traffic_level", traffic_level)
+            .field("format", format)
             .finish_non_exhaustive()
     }
-}
-
-/// `bytes` as Netty's `ByteBufUtil.prettyHexDump` shows them: a header,
-/// one row of 16 bytes per line (offset, hex, printable characters with
-/// everything outside `0x20..=0x7e` as `.`), a closing rule; no trailing
-/// newline. Empty input gives an empty string.
-///
-/// # Examples
-///
-/// ```
-/// use twill_protocols::handler::hex_dump;
-///
-/// assert_eq!(
-///     hex_dump(b"GET / HTTP/1.1\r\nHost: x\r\n"),
-///     "         +-------------------------------------------------+\n\
-///      \x20        |  0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f |\n\
-///      +--------+-------------------------------------------------+----------------+\n\
-///      |00000000| 47 45 54 20 2f 20 48 54 54 50 2f 31 2e 31 0d 0a |GET / HTTP/1.1..|\n\
-///      |00000010| 48 6f 73 74 3a 20 78 0d 0a                      |Host: x..       |\n\
-///      +--------+-------------------------------------------------+----------------+"
-/// );
-/// ```
-pub fn hex_dump(bytes: &[u8]) -> String {
-    if bytes.is_empty() {
-        return String::new();
-    }
-    const RULE: &str =
-        "+--------+-------------------------------------------------+----------------+";
-    let rows = bytes.len().div_ceil(16);
-    let mut out = String::with_capacity((rows + 4) * (RULE.len() + 1));
-    out.push_str("         +-------------------------------------------------+\n");
-    out.push_str("         |  0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f |\n");
-    out.push_str(RULE);
-    for (row, chunk) in bytes.chunks(16).enumerate() {
-        let _ = write!(out, "\n|{:08x}|", row * 16);
-        for byte in chunk {
-            let _ = write!(out, " {byte:02x}");
-        }
-        for _ in chunk.len()..16 {
-            out.push_str("   ");
-        }
-        out.push_str(" |");
-        for &byte in chunk {
-            out.push(if (0x20..0x7f).contains(&byte) {
-                char::from(byte)
-            } else {
-                '.'
-            });
-        }
-        for _ in chunk.len()..16 {
-            out.push(' ');
-        }
-        out.push('|');
-    }
-    out.push('\n');
-    out.push_str(RULE);
-    out
 }

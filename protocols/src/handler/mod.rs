@@ -3,8 +3,10 @@
 //! ([`IdleStateHandler`]), read and write timeouts ([`ReadTimeoutHandler`],
 //! [`WriteTimeoutHandler`]), traffic logging ([`LoggingHandler`]),
 //! address filtering ([`AddressFilter`], [`Cidr`]) and per-connection read
-//! and write limits ([`TrafficShapingHandler`]); and one pipeline stage,
-//! [`FlowControlHandler`], which hands messages out one per `read()`.
+//! and write limits ([`TrafficShapingHandler`]); and pipeline stages:
+//! [`FlowControlHandler`], which hands messages out one per `read()`, and
+//! [`LoggingStage`], the logging handler as a stage, which logs the
+//! payloads of writes too.
 //!
 //! Each wrapper takes any protocol (or factory) and delegates every event to
 //! it, adding its own behaviour around it, so they stack:
@@ -44,7 +46,7 @@ pub use address_filter::{AddressFilter, FilterAction, Filtered, Goodbye};
 pub use cidr::{Cidr, CidrParseError};
 pub use flow_control::FlowControlHandler;
 pub use idle_state::{IdleHandle, IdleState, IdleStateEvent, IdleStateHandler};
-pub use logging::{hex_dump, ByteFormat, LoggingHandler};
+pub use logging::{hex_dump, ByteFormat, LoggingHandler, LoggingStage};
 pub use read_timeout::{ReadTimeout, ReadTimeoutHandler};
 pub use traffic_shaping::{ShapingHandle, TrafficCounter, TrafficShapingHandler};
 pub use write_timeout::{WriteTimeout, WriteTimeoutHandler};
