@@ -358,6 +358,13 @@ impl<Out: 'static> Context<Out> {
     /// callback returns, if called from one), else when it arrives.
     /// Several calls ask for as many messages. Does nothing while reading
     /// is automatic.
+    ///
+    /// Called from outside the handler's callbacks (a timer, another
+    /// connection), the request reaches the [`Framed`](super::Framed) as an
+    /// [`Event`] fired at the connection, through the protocol wrappers
+    /// around it: a wrapper of your own must pass events on (see
+    /// [`Protocol::event_received`](twill::Protocol::event_received)), as
+    /// every wrapper in this crate does.
     pub fn read(&self) {
         let flow = self.flow();
         if flow.auto_read.get() {
