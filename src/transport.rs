@@ -515,12 +515,13 @@ impl Transport {
     }
 
     /// Fires `event` at this connection's protocol: its
-    /// [`event_received`](crate::Protocol::event_received) gets it. Called
-    /// from outside the protocol (a timer, another connection), the
-    /// protocol runs before this returns; called while the protocol is
-    /// running (from its own callback, or from one that callback made),
-    /// the event is delivered right after that callback returns, so a
-    /// protocol is never re-entered. An event for a closed connection is
+    /// [`event_received`](crate::Protocol::event_received) gets it. It is
+    /// delivered once the code that fired it has returned: right after the
+    /// protocol's current callback if it is running, else by the reactor
+    /// before it next waits for I/O (a timer, a future or another
+    /// connection fired it). Events arrive in the order they were fired,
+    /// and a protocol is never re-entered, even by a wrapper's timer that
+    /// is inside it when it fires one. An event for a closed connection is
     /// dropped, with a debug log.
     ///
     /// [`StringTransport`](crate::testing::StringTransport) has no

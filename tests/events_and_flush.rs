@@ -5,10 +5,11 @@
 //!
 //! The rules, from their documentation:
 //!
-//! - an event fired from outside the protocol (a timer, another
-//!   connection's callback) runs the protocol before `fire_event` returns;
-//!   one fired while the protocol runs waits until that callback returns
-//!   (never re-entering it), first fired first delivered; an event for a
+//! - an event arrives once the code that fired it has returned: fired
+//!   from outside the protocol (a timer, another connection's callback),
+//!   when that code returns to the reactor; fired while the protocol runs,
+//!   when that callback returns (never re-entering it); first fired first
+//!   delivered; an event for a
 //!   closed connection is dropped; a panic in `event_received` closes that
 //!   connection only, with `Panicked { callback: "event_received", .. }`.
 //!   (Netty's `userEventTriggered`, which Twisted lacks.)
@@ -208,7 +209,7 @@ fn read_n(stream: &mut impl Read, n: usize) -> Vec<u8> {
 }
 
 #[test]
-fn an_event_fired_from_another_connections_callback_runs_the_protocol_before_fire_event_returns() {
+fn an_event_fired_from_another_connections_callback_arrives_once_that_callback_returns() {
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     serve(
@@ -227,8 +228,8 @@ fn an_event_fired_from_another_connections_callback_runs_the_protocol_before_fir
         log.events(),
         [
             "firer: firing",
+            "firer: fire_event returned",
             "target got ping",
-            "firer: fire_event returned"
         ]
     );
 }
@@ -253,12 +254,12 @@ fn an_event_fired_back_at_a_protocol_that_is_running_waits_until_its_callback_re
         log.events(),
         [
             "firer: firing",
+            "firer: fire_event returned",
             "target got ping",
             "target: fire_event back returned",
-            "firer: fire_event returned",
             "firer got pong",
         ],
-        "the firer's data_received is never re-entered"
+        "no protocol is entered by the code that fires at it"
     );
 }
 
@@ -354,7 +355,7 @@ impl Protocol for TimerFired {
 }
 
 #[test]
-fn an_event_fired_from_a_timer_runs_the_protocol_before_fire_event_returns() {
+fn an_event_fired_from_a_timer_arrives_once_the_timer_returns() {
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     let server_log = log.clone();
@@ -371,7 +372,7 @@ fn an_event_fired_from_a_timer_runs_the_protocol_before_fire_event_returns() {
     );
     assert_eq!(
         log.events(),
-        ["timer: firing", "event tick", "timer: fire_event returned"]
+        ["timer: firing", "timer: fire_event returned", "event tick"]
     );
 }
 
@@ -459,8 +460,8 @@ fn a_panic_in_event_received_closes_only_that_connection_and_not_the_firers() {
         log.events(),
         [
             "firer: firing",
-            "target got ping",
             "firer: fire_event returned",
+            "target got ping",
             "target lost: event_received panicked: target cannot take ping",
             "firer: firing",
             "firer: fire_event returned",

@@ -1003,12 +1003,21 @@ impl TransportImpl for Conn {
             );
             return;
         }
-        if self.protocol.try_borrow_mut().is_err() {
-            // The protocol is running: it gets the event when it returns.
-            self.events.borrow_mut().push_back(event);
-            return;
+        let first = {
+            let mut events = self.events.borrow_mut();
+            events.push_back(event);
+            events.len() == 1
+        };
+        // A running protocol gets it when its callback returns
+        // (`call_protocol_as`). Otherwise the code that fired it may be
+        // inside the protocol all the same (a wrapper's timer calling into
+        // the protocol it wraps), so it is delivered from the loop, once
+        // that code has returned.
+        if first && self.protocol.try_borrow_mut().is_ok() {
+            if let (Some(core), Some(me)) = (self.core.upgrade(), self.me.upgrade()) {
+                core.defer(move || me.deliver_events());
+            }
         }
-        self.call_protocol("event_received", |p| p.event_received(event));
     }
 
     fn is_closing(&self) -> bool {
