@@ -1174,10 +1174,17 @@ fn encode_parts_hands_the_body_back_as_the_same_bytes_after_the_header() {
         let body = body(size);
         let mut head = BytesMut::new();
         let tail = prepender().encode_parts(body.clone(), &mut head).unwrap();
-        assert_eq!(&head[..], (size as u32).to_be_bytes(), "size {size}");
         match tail {
-            None => assert_eq!(size, 0, "only an empty body is left out"),
+            None => {
+                // Short bodies are copied after the header: the write
+                // buffer would copy them anyway.
+                assert!(size <= 512, "size {size} was copied");
+                assert_eq!(head[..4], (size as u32).to_be_bytes(), "size {size}");
+                assert_eq!(&head[4..], &body[..], "size {size}");
+            }
             Some(tail) => {
+                assert!(size > 512, "size {size} was not copied");
+                assert_eq!(&head[..], (size as u32).to_be_bytes(), "size {size}");
                 assert_eq!(tail.as_ptr(), body.as_ptr(), "size {size}: not copied");
                 assert_eq!(tail.len(), size);
             }
