@@ -9,7 +9,8 @@ use crate::codec::pipeline::{Message, StageContext, StageHandler};
 /// A pipeline stage that lets the stages after it pull messages one at a
 /// time: Netty's `FlowControlHandler`.
 ///
-/// With automatic reading on it passes everything through. With it
+/// With automatic reading on it passes everything through, and turning
+/// it back on releases what its queue holds. With it
 /// [off](crate::codec::pipeline::PipelineContext::set_auto_read), every
 /// message that reaches it waits in its queue until a
 /// [`read()`](crate::codec::pipeline::PipelineContext::read) from after it
@@ -117,6 +118,13 @@ impl StageHandler for FlowControlHandler {
     }
 
     fn read(&mut self, ctx: &mut StageContext<'_>) {
+        if ctx.auto_read() {
+            // Reading is automatic (again): everything waiting goes on, as
+            // Netty's dequeue does while AUTO_READ is on.
+            self.drain(ctx);
+            ctx.read();
+            return;
+        }
         match self.queue.pop_front() {
             Some(message) => {
                 ctx.fire_message(message);

@@ -81,9 +81,10 @@ pub trait StageHandler: 'static {
     }
 
     /// The stage left the pipeline (removed, replaced, or the connection
-    /// ended): the last call. What it still holds for the stages after it,
-    /// it passes on here ([`fire_message`](StageContext::fire_message));
-    /// a decoder stage hands over its unconsumed bytes this way.
+    /// ended: then every stage, last to first): the last call. What it
+    /// still holds for the stages after it, it passes on here
+    /// ([`fire_message`](StageContext::fire_message)); a decoder stage
+    /// hands over its unconsumed bytes this way.
     fn handler_removed(&mut self, ctx: &mut StageContext<'_>) {
         let _ = ctx;
     }

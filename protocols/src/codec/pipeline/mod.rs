@@ -398,7 +398,9 @@ impl Pipeline {
     /// The new stage is in place (its `handler_added` run) before the old
     /// one is taken out, so what the old one held (see
     /// [`remove`](Self::remove)) goes to the new one: a protocol upgrade
-    /// loses no bytes. A stage may replace itself. Fails with
+    /// loses no bytes. So do the writes the old one makes from its
+    /// `handler_removed`, on their way to the transport. A stage may
+    /// replace itself. Fails with
     /// [`PipelineError::NoSuchStage`] if `old` is not there,
     /// [`PipelineError::DuplicateName`] if another stage is `new_name`.
     pub fn replace(
@@ -424,6 +426,7 @@ impl Pipeline {
             stage,
         )?;
         let at = self.inner.borrow().index(old)?;
+        self.inner.borrow_mut().entries[at].replaced = true;
         self.remove_at(at);
         Ok(())
     }

@@ -69,7 +69,10 @@ impl PipelineContext {
     /// [`read`](Self::read), one read per request; what one read brings is
     /// decoded and delivered as usual, unless a
     /// [`FlowControlHandler`](crate::handler::FlowControlHandler) stage
-    /// holds the messages back one by one. Turning it on reads again.
+    /// holds the messages back one by one. Turning it on reads again, and
+    /// sends a [`read`](Self::read) through the stages (as Netty's
+    /// `setAutoRead(true)` does), so that what a `FlowControlHandler` holds
+    /// goes on now rather than when more input comes.
     pub fn set_auto_read(&self, on: bool) {
         let link = &self.link;
         if link.auto_read.replace(on) == on {
@@ -79,6 +82,9 @@ impl PipelineContext {
             link.transport.resume_reading();
         } else {
             link.transport.pause_reading();
+        }
+        if on {
+            self.read();
         }
     }
 
@@ -434,9 +440,10 @@ impl<H: PipelineHandler> Protocol for PipelineProtocol<H> {
         self.core
             .call(|handler, ctx| handler.connection_lost(ctx, reason));
         // The pipeline is torn down: every stage hears `handler_removed`,
-        // and what they pass on has nowhere to go.
+        // last to first (Netty's tail-to-head teardown), and what they pass
+        // on has nowhere to go.
         self.core.busy.set(true);
-        pipeline.for_each_stage(|stage, ctx| stage.removed(ctx));
+        pipeline.for_each_stage_from_last(|stage, ctx| stage.removed(ctx));
         pipeline.inner.borrow_mut().clear_inbound();
     }
 

@@ -34,6 +34,9 @@ pub(super) struct Entry {
     pub(super) outbox: VecDeque<Message>,
     /// Removed while it ran: the removal completes when it returns.
     pub(super) removing: bool,
+    /// Taken out by `replace`: the new stage, now in its place, is the
+    /// first its last writes go through.
+    pub(super) replaced: bool,
 }
 
 impl Entry {
@@ -133,7 +136,9 @@ impl Pipeline {
 
     /// Completes the removal of `entry`, which was at `at`: the stage
     /// passes on what it holds, and that, then what waited for it, goes to
-    /// the stage now at `at`.
+    /// the stage now at `at`; so do its writes if that stage replaced it
+    /// (Netty links the old context to the new one both ways), else they
+    /// go to the stages before.
     pub(super) fn finish_removal(&self, at: usize, mut entry: Entry) {
         let link = self.inner.borrow().link.clone();
         let mut out = Outputs::default();
@@ -152,7 +157,8 @@ impl Pipeline {
                 for message in entry.outbox.drain(..) {
                     out.outbound.push(Outbound::Write(message));
                 }
-                self.deliver(at, at, out, link);
+                let below = at + usize::from(entry.replaced);
+                self.deliver(at, below, out, link);
             }
             None => self.inner.borrow_mut().push_inbound(at, out.inbound),
         }
@@ -285,6 +291,18 @@ impl Pipeline {
         }
     }
 
+    /// [`for_each_stage`](Self::for_each_stage) last to first: the
+    /// teardown's `handler_removed`, tail to head as Netty's.
+    pub(super) fn for_each_stage_from_last(
+        &self,
+        f: impl Fn(&mut dyn StageImpl, &mut StageContext<'_>),
+    ) {
+        let ids: Vec<u64> = self.inner.borrow().entries.iter().map(|e| e.id).collect();
+        for id in ids.into_iter().rev() {
+            self.run_stage(id, &f);
+        }
+    }
+
     /// Adds `stage` at `at` under `name` (else a generated one), calling
     /// its `handler_added` if the pipeline runs on a connection.
     pub(super) fn insert_entry(
@@ -321,6 +339,7 @@ impl Pipeline {
                     inbox: VecDeque::new(),
                     outbox: VecDeque::new(),
                     removing: false,
+                    replaced: false,
                 },
             );
             (id, name, stages.link.clone())
