@@ -17,7 +17,8 @@ use crate::codec::pipeline::{Message, StageContext, StageHandler};
 /// asks: each request releases exactly one message, even when one read
 /// from the socket decoded a hundred. A request that finds the queue empty
 /// goes on towards the transport, which reads once, and the next message to
-/// arrive is passed straight on.
+/// arrive is passed straight on; several requests made before it arrives
+/// still release one (Netty's rule).
 ///
 /// The end of a read (`read_complete`) and the peer's EOF wait behind
 /// queued messages too, so the handler sees them in order. When the stage
@@ -64,12 +65,17 @@ use crate::codec::pipeline::{Message, StageContext, StageHandler};
 #[derive(Default)]
 pub struct FlowControlHandler {
     queue: VecDeque<Message>,
-    /// Requests that found the queue empty, each owed the next message.
-    demand: usize,
+    /// A request found the queue empty: the next message goes straight
+    /// on. Netty's `shouldConsume`: requests made while it is set do not
+    /// add up.
+    should_consume: bool,
     /// A `read_complete` waits behind the queue.
     complete_owed: bool,
     /// The EOF waits behind the queue.
     eof_owed: bool,
+    /// Reading is automatic (again): the queue is handed out, one message
+    /// per `produce`, while it stays automatic.
+    draining: bool,
 }
 
 impl FlowControlHandler {
@@ -105,12 +111,35 @@ impl FlowControlHandler {
 }
 
 impl StageHandler for FlowControlHandler {
+    fn has_pending(&self) -> bool {
+        self.draining
+    }
+
+    /// While reading is automatic, hands out the next queued message: one
+    /// at a time, so that a handler turning automatic reading off from a
+    /// message stops the rest (Netty's `dequeue` loop).
+    fn produce(&mut self, ctx: &mut StageContext<'_>) {
+        let next = if ctx.auto_read() {
+            self.queue.pop_front()
+        } else {
+            None
+        };
+        match next {
+            Some(message) => ctx.fire_message(message),
+            None => self.draining = false,
+        }
+        self.release_owed(ctx);
+    }
+
     fn message_received(&mut self, ctx: &mut StageContext<'_>, message: Message) {
-        if ctx.auto_read() {
-            self.drain(ctx);
+        if ctx.auto_read() && self.queue.is_empty() {
             ctx.fire_message(message);
-        } else if self.demand > 0 && self.queue.is_empty() {
-            self.demand -= 1;
+        } else if ctx.auto_read() {
+            // Behind what waits, which is being handed out.
+            self.queue.push_back(message);
+            self.draining = true;
+        } else if self.should_consume && self.queue.is_empty() {
+            self.should_consume = false;
             ctx.fire_message(message);
         } else {
             self.queue.push_back(message);
@@ -119,9 +148,9 @@ impl StageHandler for FlowControlHandler {
 
     fn read(&mut self, ctx: &mut StageContext<'_>) {
         if ctx.auto_read() {
-            // Reading is automatic (again): everything waiting goes on, as
-            // Netty's dequeue does while AUTO_READ is on.
-            self.drain(ctx);
+            // Reading is automatic again: what waits goes on, one message
+            // at a time, as Netty's dequeue does while AUTO_READ is on.
+            self.draining = !self.queue.is_empty();
             ctx.read();
             return;
         }
@@ -131,7 +160,7 @@ impl StageHandler for FlowControlHandler {
                 self.release_owed(ctx);
             }
             None => {
-                self.demand += 1;
+                self.should_consume = true;
                 ctx.read();
             }
         }
@@ -161,7 +190,7 @@ impl StageHandler for FlowControlHandler {
             );
         }
         self.queue.clear();
-        self.demand = 0;
+        self.should_consume = false;
     }
 
     fn handler_removed(&mut self, ctx: &mut StageContext<'_>) {
@@ -173,7 +202,7 @@ impl fmt::Debug for FlowControlHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FlowControlHandler")
             .field("queued", &self.queue.len())
-            .field("demand", &self.demand)
+            .field("should_consume", &self.should_consume)
             .finish()
     }
 }

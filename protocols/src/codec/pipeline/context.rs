@@ -95,6 +95,25 @@ pub trait StageHandler: 'static {
         let _ = ctx;
     }
 
+    /// Whether the stage holds inbound work it passes on one piece at a
+    /// time (a queue of messages): while this is true, the pipeline calls
+    /// [`produce`](Self::produce) instead of giving the stage its next
+    /// event. The default holds nothing.
+    fn has_pending(&self) -> bool {
+        false
+    }
+
+    /// Passes on the next piece of held work. The pipeline calls it only
+    /// after the stages after this one, and the handler, have dealt with
+    /// the previous piece, so they may change the pipeline or turn
+    /// automatic reading off in between (as a decoder stage delivers one
+    /// frame at a time). A call that passes nothing on should make
+    /// [`has_pending`](Self::has_pending) false, or the pipeline asks
+    /// again.
+    fn produce(&mut self, ctx: &mut StageContext<'_>) {
+        let _ = ctx;
+    }
+
     /// An inbound message.
     fn message_received(&mut self, ctx: &mut StageContext<'_>, message: Message) {
         ctx.fire_message(message);

@@ -280,6 +280,14 @@ impl<H: StageHandler> StageImpl for HandlerStage<H> {
         }
     }
 
+    fn has_pending(&self) -> bool {
+        self.0.has_pending()
+    }
+
+    fn produce(&mut self, ctx: &mut StageContext<'_>) {
+        self.0.produce(ctx);
+    }
+
     fn write(&mut self, ctx: &mut StageContext<'_>, message: Message) -> Result<(), EncodeError> {
         self.0.write(ctx, message)
     }
