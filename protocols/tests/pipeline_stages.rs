@@ -118,6 +118,14 @@ impl StageHandler for Tap {
         self.note("eof");
         ctx.fire_eof();
     }
+    fn writability_changed(&mut self, ctx: &mut StageContext<'_>, writable: bool) {
+        self.note(format_args!("writable {writable}"));
+        ctx.fire_writability_changed(writable);
+    }
+    fn write_complete(&mut self, ctx: &mut StageContext<'_>) {
+        self.note("write complete");
+        ctx.fire_write_complete();
+    }
     fn connection_lost(&mut self, _ctx: &mut StageContext<'_>, _reason: &Reason) {
         self.note("lost");
     }
@@ -186,6 +194,15 @@ impl PipelineHandler for Sink {
     }
     fn connection_lost(&mut self, _ctx: &PipelineContext, _reason: &Reason) {
         self.log.push("h lost");
+    }
+    fn pause_writing(&mut self, _ctx: &PipelineContext) {
+        self.log.push("h pause");
+    }
+    fn resume_writing(&mut self, _ctx: &PipelineContext) {
+        self.log.push("h resume");
+    }
+    fn write_complete(&mut self, _ctx: &PipelineContext) {
+        self.log.push("h write complete");
     }
 }
 
@@ -2031,5 +2048,33 @@ fn a_panic_in_a_stage_closes_only_that_connection() {
     assert!(
         !events[1..].iter().any(|e| e.contains("panicked")),
         "{events:?}"
+    );
+}
+
+/// Netty's `channelWritabilityChanged` is an inbound event: it passes
+/// every stage, first to last, before the handler hears `pause_writing` /
+/// `resume_writing`; write completion travels the same way.
+#[test]
+fn writability_changes_and_write_completion_pass_every_stage_to_the_handler() {
+    let log = Log::default();
+    let pipeline = pipeline_of(vec![("a", tap(&log, "a")), ("b", tap(&log, "b"))]);
+    let (mut protocol, _transport) = connect(pipeline, Sink::new(&log));
+    log.take();
+    protocol.pause_writing();
+    protocol.resume_writing();
+    protocol.write_complete();
+    assert_eq!(
+        log.take(),
+        [
+            "a writable false",
+            "b writable false",
+            "h pause",
+            "a writable true",
+            "b writable true",
+            "h resume",
+            "a write complete",
+            "b write complete",
+            "h write complete",
+        ]
     );
 }

@@ -57,10 +57,7 @@ pub enum ByteFormat {
 /// so the wrapper logs their length only, never their bytes. To log the
 /// payloads of writes, and decoded messages, user events and exceptions
 /// as they travel a [`Pipeline`](crate::codec::pipeline::Pipeline), use
-/// the stage form, [`LoggingStage`], which takes the same options; the two
-/// combine, the wrapper around the
-/// [`PipelineProtocol`](crate::codec::pipeline::PipelineProtocol) adding
-/// what stages do not see (writability, write completion).
+/// the stage form, [`LoggingStage`], which takes the same options.
 ///
 /// # Examples
 ///

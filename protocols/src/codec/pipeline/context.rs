@@ -140,6 +140,20 @@ pub trait StageHandler: 'static {
         ctx.fire_exception(error);
     }
 
+    /// The connection's write buffer went over its high watermark
+    /// (`writable` false) or drained to its low one (true): Netty's
+    /// `channelWritabilityChanged`. The handler hears it as
+    /// `pause_writing` / `resume_writing`.
+    fn writability_changed(&mut self, ctx: &mut StageContext<'_>, writable: bool) {
+        ctx.fire_writability_changed(writable);
+    }
+
+    /// Everything written so far has reached the kernel (see
+    /// [`Protocol::write_complete`](twill::Protocol::write_complete)).
+    fn write_complete(&mut self, ctx: &mut StageContext<'_>) {
+        ctx.fire_write_complete();
+    }
+
     /// The peer closed its writing side, and everything it sent before has
     /// passed this stage.
     fn eof_received(&mut self, ctx: &mut StageContext<'_>) {
@@ -179,6 +193,8 @@ pub(super) enum Inbound {
     Event(Event),
     Error(DecodeError),
     Eof,
+    Writability(bool),
+    WriteComplete,
 }
 
 /// An outbound operation on its way to the transport.
@@ -244,6 +260,17 @@ impl StageContext<'_> {
     /// Passes the peer's EOF on.
     pub fn fire_eof(&mut self) {
         self.out.inbound.push(Inbound::Eof);
+    }
+
+    /// Passes a writability change on (Netty's
+    /// `fireChannelWritabilityChanged`).
+    pub fn fire_writability_changed(&mut self, writable: bool) {
+        self.out.inbound.push(Inbound::Writability(writable));
+    }
+
+    /// Passes a write completion on.
+    pub fn fire_write_complete(&mut self) {
+        self.out.inbound.push(Inbound::WriteComplete);
     }
 
     /// Writes `message` towards the transport, through the stages before

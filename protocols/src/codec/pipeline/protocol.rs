@@ -183,7 +183,8 @@ pub trait PipelineHandler: 'static {
         let _ = (ctx, reason);
     }
 
-    /// The write buffer went over its high watermark.
+    /// The write buffer went over its high watermark (after the stages'
+    /// [`writability_changed`](super::StageHandler::writability_changed)).
     fn pause_writing(&mut self, ctx: &PipelineContext) {
         let _ = ctx;
     }
@@ -289,6 +290,9 @@ impl<H: PipelineHandler> Core<H> {
                     self.give_up(ctx);
                 }
             }
+            Inbound::Writability(false) => handler.pause_writing(ctx),
+            Inbound::Writability(true) => handler.resume_writing(ctx),
+            Inbound::WriteComplete => handler.write_complete(ctx),
             Inbound::Eof => {
                 let keep = handler.eof_received(ctx);
                 self.eof_answer.set(Some(keep));
@@ -448,15 +452,15 @@ impl<H: PipelineHandler> Protocol for PipelineProtocol<H> {
     }
 
     fn pause_writing(&mut self) {
-        self.call(|handler, ctx| handler.pause_writing(ctx));
+        self.core.push(Inbound::Writability(false));
     }
 
     fn resume_writing(&mut self) {
-        self.call(|handler, ctx| handler.resume_writing(ctx));
+        self.core.push(Inbound::Writability(true));
     }
 
     fn write_complete(&mut self) {
-        self.call(|handler, ctx| handler.write_complete(ctx));
+        self.core.push(Inbound::WriteComplete);
     }
 
     fn event_received(&mut self, event: Event) {

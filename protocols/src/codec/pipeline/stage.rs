@@ -277,6 +277,8 @@ impl<H: StageHandler> StageImpl for HandlerStage<H> {
                 ctx.out.fatal |= fatal && !passed_on;
             }
             Inbound::Eof => handler.eof_received(ctx),
+            Inbound::Writability(writable) => handler.writability_changed(ctx, writable),
+            Inbound::WriteComplete => handler.write_complete(ctx),
         }
     }
 

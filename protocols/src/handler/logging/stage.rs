@@ -36,6 +36,8 @@ use crate::codec::{DecodeError, EncodeError};
 /// | `event_received` | `USER_EVENT: <type>` | level |
 /// | `exception_caught` | `EXCEPTION: <error>` | level |
 /// | `eof_received` | `READ EOF` | level |
+/// | `writability_changed` | `WRITABILITY CHANGED: paused` / `resumed` | traffic level |
+/// | `write_complete` | `WRITE COMPLETE` | traffic level |
 /// | `write` | `WRITE: <message>` | traffic level |
 /// | `read` (a request for input) | `READ REQUEST` | traffic level |
 /// | `connection_lost` | `INACTIVE: <reason>` | level |
@@ -53,10 +55,6 @@ use crate::codec::{DecodeError, EncodeError};
 /// (`USER_EVENT: IdleStateEvent(READER_IDLE, first)`).
 ///
 /// Lines, dumps included, are built only when their level is enabled.
-/// The writability changes and write completions of a
-/// [`PipelineProtocol`](crate::codec::pipeline::PipelineProtocol) go to
-/// its handler, not through the stages; wrap the protocol in a
-/// [`LoggingHandler`](super::LoggingHandler) to log them.
 ///
 /// # Examples
 ///
@@ -192,6 +190,21 @@ impl StageHandler for LoggingStage {
     fn eof_received(&mut self, ctx: &mut StageContext<'_>) {
         self.log(ctx, self.settings.level, "READ EOF");
         ctx.fire_eof();
+    }
+
+    fn writability_changed(&mut self, ctx: &mut StageContext<'_>, writable: bool) {
+        let line = if writable {
+            "WRITABILITY CHANGED: resumed"
+        } else {
+            "WRITABILITY CHANGED: paused"
+        };
+        self.log(ctx, self.settings.traffic_level, line);
+        ctx.fire_writability_changed(writable);
+    }
+
+    fn write_complete(&mut self, ctx: &mut StageContext<'_>) {
+        self.log(ctx, self.settings.traffic_level, "WRITE COMPLETE");
+        ctx.fire_write_complete();
     }
 
     fn connection_lost(&mut self, ctx: &mut StageContext<'_>, reason: &Reason) {
