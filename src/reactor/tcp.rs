@@ -61,6 +61,10 @@ pub(crate) struct Conn {
     /// Events fired while the protocol was running, delivered when its
     /// callback returns.
     events: RefCell<VecDeque<UserEvent>>,
+    /// `deliver_events` is running: an event fired from `event_received`
+    /// is left to its loop, so that a chain of events does not nest one
+    /// delivery in the last (and overflow the stack).
+    delivering_events: Cell<bool>,
 }
 
 impl ConnState {
@@ -221,6 +225,7 @@ impl Conn {
                 sent_waiters: VecDeque::new(),
             }),
             events: RefCell::new(VecDeque::new()),
+            delivering_events: Cell::new(false),
             connector,
         });
         if known_key.is_some() {
@@ -275,7 +280,7 @@ impl Conn {
         let protocol = slot.as_mut()?;
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut **protocol)));
         drop(slot);
-        if !self.events.borrow().is_empty() {
+        if !self.delivering_events.get() && !self.events.borrow().is_empty() {
             self.deliver_events();
         }
         match result {
@@ -300,12 +305,17 @@ impl Conn {
 
     /// Delivers the events fired while the protocol was running.
     fn deliver_events(&self) {
+        if self.delivering_events.replace(true) {
+            return;
+        }
         loop {
             let Some(event) = self.events.borrow_mut().pop_front() else {
-                return;
+                break;
             };
+            // `call_protocol` catches a panic: the flag is always reset.
             self.call_protocol("event_received", |p| p.event_received(event));
         }
+        self.delivering_events.set(false);
     }
 
     fn mark_dirty(&self, st: &mut ConnState) {

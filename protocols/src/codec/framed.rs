@@ -181,10 +181,13 @@ where
     }
 
     /// Reads from the socket only while the handler wants messages: with
-    /// automatic reading on, always (as far as this framer goes).
+    /// automatic reading on, always (as far as this framer goes). A hold
+    /// is made again each time: a wrapper (a shaper ending its own pause)
+    /// may have resumed reading behind this framer's back, and input
+    /// nobody asked for must not keep coming.
     fn set_reading(&mut self, ctx: &Context<H::Reply>) {
         let wanted = ctx.flow().wants_message() && !self.eof_held;
-        if wanted != self.reading_held {
+        if wanted && !self.reading_held {
             return;
         }
         self.reading_held = !wanted;

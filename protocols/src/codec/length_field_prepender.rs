@@ -27,8 +27,9 @@ const COPY_MAX: usize = 512;
 /// `Vec<u8>`, `String`, `&'static str`, ...); put a message encoder in
 /// front with [`Encoder::after`] for other types. Through
 /// [`Encoder::encode_parts`] (what [`Framed`](super::Framed) and the
-/// pipeline use) only the header is written into the output buffer and the
-/// message follows as its own `Bytes`, uncopied.
+/// pipeline use) a message longer than 512 bytes follows its header as its
+/// own `Bytes`, uncopied; a shorter one is copied after the header, as the
+/// write buffer would copy it anyway.
 ///
 /// [`matching_decoder`](Self::matching_decoder) gives the
 /// [`LengthFieldBasedFrameDecoder`] that undoes it. Mind the signs if you
