@@ -2078,3 +2078,21 @@ fn writability_changes_and_write_completion_pass_every_stage_to_the_handler() {
         ]
     );
 }
+
+/// A stage that claims held work but passes nothing on would be asked
+/// forever: the pipeline turns it into a panic in that stage (which, on a
+/// reactor, closes that connection only) instead of spinning.
+#[test]
+#[should_panic(expected = "passed nothing on and has_pending is still true")]
+fn a_stage_that_holds_work_but_produces_nothing_panics_rather_than_spinning() {
+    struct Stuck;
+    impl StageHandler for Stuck {
+        fn has_pending(&self) -> bool {
+            true
+        }
+    }
+    let log = Log::default();
+    let pipeline = pipeline_of(vec![("stuck", Stage::handler(Stuck))]);
+    let (mut protocol, _transport) = connect(pipeline, Sink::new(&log));
+    protocol.data_received(Bytes::from_static(b"x"));
+}

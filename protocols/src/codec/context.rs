@@ -74,7 +74,8 @@ pub trait Handler: 'static {
     /// place to write replies gathered from them in one go (Netty's
     /// `channelReadComplete`). Called once per read that completed at
     /// least one message, and once after each message that
-    /// [`Context::read`] released.
+    /// [`Context::read`] released; Netty calls it after every read, even
+    /// one that completed nothing.
     fn read_complete(&mut self, ctx: &Context<Self::Reply>) {
         let _ = ctx;
     }
@@ -111,7 +112,9 @@ pub trait Handler: 'static {
 
     /// The connection is gone; called once, last. Writes through `ctx` are
     /// dropped now, but it still tells which connection this was (to
-    /// announce a departure to the others, say).
+    /// announce a departure to the others, say). Input still undecoded (an
+    /// unfinished frame, or messages held while automatic reading was off)
+    /// goes with the connection: only an EOF has it decoded.
     fn connection_lost(&mut self, ctx: &Context<Self::Reply>, reason: &Reason) {
         let _ = (ctx, reason);
     }

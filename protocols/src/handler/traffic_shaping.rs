@@ -7,7 +7,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use twill::{Bytes, BytesMut, DelayedCall, Event, Protocol, ReactorTime, Reason, Transport};
+use twill::{Bytes, DelayedCall, Event, Protocol, ReactorTime, Reason, Transport};
 
 use super::output::{at_least_a_millisecond, time_or_reactor, OutputMeter, ProducerPause};
 use super::timer::call_later_weak;
@@ -52,11 +52,12 @@ const DEFAULT_MAX_TIME: Duration = Duration::from_secs(15);
 ///
 /// # Reads
 ///
-/// Every byte delivered to the inner protocol counts, through
-/// [`data_received`](Protocol::data_received) or, for a protocol that reads
-/// into its own buffer, [`buffer_updated`](Protocol::buffer_updated) (the
-/// handler passes [`get_buffer`](Protocol::get_buffer) on, so no copy is
-/// added). The bytes that went over the limit are delivered; then reading
+/// Every byte delivered to the inner protocol counts. They are delivered
+/// through [`data_received`](Protocol::data_received): the handler does
+/// not pass [`get_buffer`](Protocol::get_buffer) on, since its timers call
+/// into the protocol too and must never find its input buffer lent out, so
+/// a protocol that reads into its own buffer gets one copy per read here
+/// (cheap beside the limit it is shaped to). The bytes that went over the limit are delivered; then reading
 /// is paused for the wait, so the peer's further writes back up into the
 /// kernel and then into the peer, and resumed from a timer.
 ///
@@ -159,11 +160,6 @@ const DEFAULT_MAX_TIME: Duration = Duration::from_secs(15);
 pub struct TrafficShapingHandler<P> {
     shared: Rc<Shared<P>>,
     time: Option<Rc<dyn ReactorTime>>,
-    /// The inner protocol's input buffer while the reactor reads into it:
-    /// taken out (not copied) at `get_buffer`, put back before anything
-    /// else reaches the protocol. The protocol sits in a `RefCell` the
-    /// timers share, which cannot lend a reference out of a method.
-    lent: RefCell<Option<BytesMut>>,
 }
 
 /// The inner protocol's handle on its [`TrafficShapingHandler`]: pause
@@ -734,7 +730,6 @@ impl<P: Protocol> TrafficShapingHandler<P> {
                 core,
             }),
             time: None,
-            lent: RefCell::new(None),
         }
     }
 
@@ -816,7 +811,6 @@ impl<P: Protocol> TrafficShapingHandler<P> {
     ///
     /// If called from inside the protocol's own callbacks.
     pub fn inner(&self) -> Ref<'_, P> {
-        self.give_back();
         self.shared.inner.borrow()
     }
 
@@ -826,31 +820,7 @@ impl<P: Protocol> TrafficShapingHandler<P> {
     ///
     /// If called from inside the protocol's own callbacks.
     pub fn inner_mut(&mut self) -> RefMut<'_, P> {
-        self.give_back();
         self.shared.inner.borrow_mut()
-    }
-
-    /// Puts the input buffer lent at `get_buffer` back into the protocol.
-    fn give_back(&self) {
-        let Some(lent) = self.lent.borrow_mut().take() else {
-            return;
-        };
-        let Ok(mut inner) = self.shared.inner.try_borrow_mut() else {
-            *self.lent.borrow_mut() = Some(lent);
-            return;
-        };
-        match inner.get_buffer() {
-            Some(slot) => {
-                // Anything the protocol added meanwhile goes after.
-                let added = std::mem::replace(slot, lent);
-                slot.extend_from_slice(&added);
-            }
-            None if lent.is_empty() => {}
-            None => log::warn!(
-                "the protocol no longer offers its buffer: {} bytes it had are dropped",
-                lent.len()
-            ),
-        }
     }
 }
 
@@ -903,37 +873,17 @@ impl<P: Protocol> Protocol for TrafficShapingHandler<P> {
     }
 
     fn data_received(&mut self, data: Bytes) {
-        self.give_back();
         let bytes = data.len();
         self.shared.read(bytes, |inner| inner.data_received(data));
     }
 
-    fn get_buffer(&mut self) -> Option<&mut BytesMut> {
-        self.give_back();
-        let taken = self
-            .shared
-            .inner
-            .borrow_mut()
-            .get_buffer()
-            .map(std::mem::take)?;
-        Some(self.lent.get_mut().insert(taken))
-    }
-
-    fn buffer_updated(&mut self, appended: usize) {
-        self.give_back();
-        self.shared
-            .read(appended, |inner| inner.buffer_updated(appended));
-    }
-
     fn eof_received(&mut self) -> bool {
-        self.give_back();
         self.shared.call_inner(|inner| inner.eof_received())
     }
 
     /// Closes the last accounting period and stops the timers, then passes
     /// the event on.
     fn connection_lost(&mut self, reason: &Reason) {
-        self.give_back();
         self.shared.stop();
         self.shared.inner.borrow_mut().connection_lost(reason);
     }
@@ -941,7 +891,6 @@ impl<P: Protocol> Protocol for TrafficShapingHandler<P> {
     /// The transport's write buffer is over its high watermark: passed on
     /// unless the shaper has the protocol paused already.
     fn pause_writing(&mut self) {
-        self.give_back();
         self.shared.core.producer.set_transport(true);
         self.shared.sync_producer();
     }
@@ -949,7 +898,6 @@ impl<P: Protocol> Protocol for TrafficShapingHandler<P> {
     /// The transport's write buffer drained: passed on unless the shaper
     /// still holds the protocol paused.
     fn resume_writing(&mut self) {
-        self.give_back();
         self.shared.core.producer.set_transport(false);
         self.shared.sync_producer();
     }
@@ -957,7 +905,6 @@ impl<P: Protocol> Protocol for TrafficShapingHandler<P> {
     /// The write buffer emptied: passed on, or held back while the shaper
     /// holds the producer (see [Writes](Self#writes-how-twill-departs-from-netty)).
     fn write_complete(&mut self) {
-        self.give_back();
         if self.shared.core.writes_held.get() {
             self.shared.core.write_complete_held.set(true);
         } else {
@@ -966,7 +913,6 @@ impl<P: Protocol> Protocol for TrafficShapingHandler<P> {
     }
 
     fn event_received(&mut self, event: Event) {
-        self.give_back();
         self.shared.call_inner(|inner| inner.event_received(event));
     }
 }

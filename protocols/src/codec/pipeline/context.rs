@@ -107,9 +107,10 @@ pub trait StageHandler: 'static {
     /// after the stages after this one, and the handler, have dealt with
     /// the previous piece, so they may change the pipeline or turn
     /// automatic reading off in between (as a decoder stage delivers one
-    /// frame at a time). A call that passes nothing on should make
-    /// [`has_pending`](Self::has_pending) false, or the pipeline asks
-    /// again.
+    /// frame at a time). A call that passes nothing on must make
+    /// [`has_pending`](Self::has_pending) false: one that does neither
+    /// would be asked again forever, so the pipeline treats it as a panic
+    /// in the stage, which closes the connection.
     fn produce(&mut self, ctx: &mut StageContext<'_>) {
         let _ = ctx;
     }

@@ -45,10 +45,13 @@ impl PipelineContext {
     }
 
     /// Writes `message` as [`write`](Self::write) does and returns a
-    /// Deferred that fires once its bytes (and everything written before)
-    /// have reached the kernel; it fails with
-    /// [`NotSent`](twill::transport::NotSent) if the connection ends first,
-    /// or with the encoding error (the connection is closed then).
+    /// Deferred that fires once the bytes the stages made of it by the time
+    /// this returns (and everything written before) have reached the
+    /// kernel; it fails with [`NotSent`](twill::transport::NotSent) if the
+    /// connection ends first, or with the encoding error (the connection
+    /// is closed then). A stage that holds the message back to write it
+    /// later (Netty passes the promise along with the message) is not
+    /// waited for: the Deferred covers what reached the transport.
     pub fn write_and_notify(&self, message: impl Any) -> Deferred<()> {
         match self.send(boxed(message)) {
             Ok(()) => self.link.transport.flushed(),
@@ -151,7 +154,9 @@ pub trait PipelineHandler: 'static {
     fn message_received(&mut self, ctx: &PipelineContext, message: Message);
 
     /// The messages from one read have all been delivered: once per read
-    /// that brought at least one (Netty's `channelReadComplete`).
+    /// that brought at least one (Netty's `channelReadComplete`, which
+    /// comes after every read, even one that completed no message; stages
+    /// see every one).
     fn read_complete(&mut self, ctx: &PipelineContext) {
         let _ = ctx;
     }
@@ -178,7 +183,11 @@ pub trait PipelineHandler: 'static {
     }
 
     /// The connection is gone; called once, last. Writes through `ctx` are
-    /// dropped now, but it still tells which connection this was.
+    /// dropped now, but it still tells which connection this was. Bytes a
+    /// decoder still held (an unfinished frame) are dropped with the
+    /// connection; only an EOF has them decoded
+    /// ([`decode_eof`](crate::codec::Decoder::decode_eof)), where Netty
+    /// also decodes them when the channel goes inactive.
     fn connection_lost(&mut self, ctx: &PipelineContext, reason: &Reason) {
         let _ = (ctx, reason);
     }

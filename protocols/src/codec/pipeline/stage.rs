@@ -287,7 +287,16 @@ impl<H: StageHandler> StageImpl for HandlerStage<H> {
     }
 
     fn produce(&mut self, ctx: &mut StageContext<'_>) {
+        let before = (ctx.out.inbound.len(), ctx.out.outbound.len());
         self.0.produce(ctx);
+        let after = (ctx.out.inbound.len(), ctx.out.outbound.len());
+        // It would be asked again forever: a bug in the stage, which closes
+        // this connection (as a panic in any callback does), not the loop.
+        assert!(
+            after != before || !self.0.has_pending(),
+            "{}::produce passed nothing on and has_pending is still true",
+            std::any::type_name::<H>()
+        );
     }
 
     fn write(&mut self, ctx: &mut StageContext<'_>, message: Message) -> Result<(), EncodeError> {
