@@ -27,12 +27,19 @@ const MAX_IOVECS: usize = 64;
 ///
 /// The first write of a burst is queued as the `Bytes` it came in (no
 /// copy: an echo sends the very buffer it read into). Small writes behind
-/// it, and whatever encoders make in place, are appended to `tail`, which
-/// is logically after every queued chunk.
+/// it, and whatever encoders make in place, are appended to `tail`. A
+/// `Bytes` queued behind such bytes seals them: they become a
+/// [`Chunk::Tail`] that stays in `tail` (no split, no reference count),
+/// and `tail` holds the sealed bytes of the queue in order, then the open
+/// part, which is logically after every queued chunk.
 #[derive(Default)]
 pub(crate) struct WriteBuffer {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Chunk>,
     tail: BytesMut,
+    /// How many bytes at the front of `tail` belong to `Chunk::Tail`
+    /// entries of `chunks` (the sum of their lengths); the rest of it is
+    /// the open part.
+    sealed: usize,
     len: usize,
     /// Bytes appended to the tail since the buffer was last empty, and as
     /// many in the burst before: the tail is freed between bursts, and the
@@ -40,6 +47,14 @@ pub(crate) struct WriteBuffer {
     /// copying) its way there again.
     burst: usize,
     last_burst: usize,
+}
+
+/// A queued piece of the stream.
+enum Chunk {
+    /// A write queued as it came.
+    Bytes(Bytes),
+    /// The next this many bytes of `tail`.
+    Tail(usize),
 }
 
 impl WriteBuffer {
@@ -83,7 +98,7 @@ impl WriteBuffer {
     fn queue(&mut self, data: Bytes) {
         self.len += data.len();
         self.seal_tail();
-        self.chunks.push_back(data);
+        self.chunks.push_back(Chunk::Bytes(data));
     }
 
     /// Lets `fill` append bytes in place, behind everything queued; returns
@@ -126,11 +141,13 @@ impl WriteBuffer {
         *self = WriteBuffer::default();
     }
 
-    /// Moves the coalesced bytes into the queue, so nothing can be appended
-    /// in front of a later chunk.
+    /// Queues the open part of the tail, so nothing can be appended in
+    /// front of a later chunk. The bytes stay where they are.
     fn seal_tail(&mut self) {
-        if !self.tail.is_empty() {
-            self.chunks.push_back(self.tail.split().freeze());
+        let open = self.tail.len() - self.sealed;
+        if open > 0 {
+            self.chunks.push_back(Chunk::Tail(open));
+            self.sealed = self.tail.len();
         }
     }
 
@@ -144,11 +161,19 @@ impl WriteBuffer {
             // into a `Bytes` of its own.
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
+            let tail = &self.tail[..];
+            let mut at = 0;
             let pieces = self
                 .chunks
                 .iter()
-                .map(|chunk| &chunk[..])
-                .chain((!self.tail.is_empty()).then_some(&self.tail[..]));
+                .map(|chunk| match chunk {
+                    Chunk::Bytes(bytes) => &bytes[..],
+                    Chunk::Tail(len) => {
+                        at += len;
+                        &tail[at - len..at]
+                    }
+                })
+                .chain((tail.len() > self.sealed).then(|| &tail[self.sealed..]));
             for (slot, piece) in iov.iter_mut().zip(pieces) {
                 *slot = IoSlice::new(piece);
                 count += 1;
@@ -178,6 +203,7 @@ impl WriteBuffer {
         if self.len == 0 {
             // Idle connections keep no buffer.
             self.tail = BytesMut::new();
+            self.sealed = 0;
             self.last_burst = self.burst.min(TAIL_MAX_START);
             self.burst = 0;
         }
@@ -188,13 +214,23 @@ impl WriteBuffer {
         self.len -= n;
         while n > 0 {
             match self.chunks.front_mut() {
-                Some(front) if n >= front.len() => {
+                Some(Chunk::Bytes(front)) if n >= front.len() => {
                     n -= front.len();
                     self.chunks.pop_front();
                 }
-                Some(front) => {
+                Some(Chunk::Bytes(front)) => {
                     front.advance(n);
                     n = 0;
+                }
+                Some(Chunk::Tail(len)) => {
+                    let take = n.min(*len);
+                    *len -= take;
+                    if *len == 0 {
+                        self.chunks.pop_front();
+                    }
+                    self.tail.advance(take);
+                    self.sealed -= take;
+                    n -= take;
                 }
                 None => {
                     self.tail.advance(n);
@@ -330,6 +366,39 @@ mod tests {
                 want.extend_from_slice(&more);
                 buf.push(more);
             }
+        }
+        assert_eq!(sink.got, want);
+    }
+
+    #[test]
+    fn headers_and_bodies_survive_short_writes() {
+        // Encoder-style traffic: a small header appended in place, then a
+        // large body queued as it is, over and over, sent a few bytes at a
+        // time so every chunk (sealed tail parts included) is cut.
+        let mut buf = WriteBuffer::default();
+        let mut want = Vec::new();
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: 0,
+            calls: 0,
+        };
+        for i in 0..300usize {
+            let body = Bytes::from(vec![(i % 251) as u8; COALESCE_MAX + 1 + i % 5]);
+            let header = (body.len() as u32).to_be_bytes();
+            assert_eq!(buf.append_with(&mut |b| b.extend_from_slice(&header)), 4);
+            buf.push(body.clone());
+            want.extend_from_slice(&header);
+            want.extend_from_slice(&body);
+            if i % 3 == 0 {
+                sink.room = 7 + i * 13 % 1500;
+                let before = buf.len();
+                let n = buf.write_to(&mut sink, usize::MAX).unwrap();
+                assert_eq!(before - buf.len(), n);
+            }
+        }
+        while buf.len() > 0 {
+            sink.room = 997;
+            buf.write_to(&mut sink, usize::MAX).unwrap();
         }
         assert_eq!(sink.got, want);
     }
