@@ -101,10 +101,14 @@ impl WriteBuffer {
         self.chunks.push_back(Chunk::Bytes(data));
     }
 
-    /// Lets `fill` append bytes in place, behind everything queued; returns
-    /// how many it appended. Should `fill` panic, what it appended is taken
-    /// back, so no half-made message is ever sent.
-    pub(crate) fn append_with(&mut self, fill: &mut dyn FnMut(&mut BytesMut)) -> usize {
+    /// Lets `fill` append bytes in place, behind everything queued, and
+    /// queues the `Bytes` it returns (if any) behind those; returns how
+    /// many bytes it added in all. Should `fill` panic, what it appended is
+    /// taken back, so no half-made message is ever sent.
+    pub(crate) fn append_with(
+        &mut self,
+        fill: &mut dyn FnMut(&mut BytesMut) -> Option<Bytes>,
+    ) -> usize {
         /// Cuts the tail back to where it was unless disarmed.
         struct Undo<'a> {
             tail: &'a mut BytesMut,
@@ -125,15 +129,23 @@ impl WriteBuffer {
             before,
             armed: true,
         };
-        fill(undo.tail);
+        let body = fill(undo.tail);
         undo.armed = false;
         // A filler must only append; one that cut into queued bytes would
         // corrupt the stream, so treat that as the bug it is.
         let after = undo.tail.len();
+        drop(undo);
         assert!(after >= before, "a write_with filler removed queued bytes");
         self.len += after - before;
         self.burst += after - before;
-        after - before
+        match body {
+            Some(body) => {
+                let n = body.len();
+                self.push(body);
+                after - before + n
+            }
+            None => after - before,
+        }
     }
 
     /// Drops everything queued (the connection is gone).
@@ -318,7 +330,13 @@ mod tests {
     fn in_place_appends_keep_their_place_and_a_panic_takes_them_back() {
         let mut buf = WriteBuffer::default();
         buf.push(Bytes::from_static(b"a"));
-        assert_eq!(buf.append_with(&mut |b| b.extend_from_slice(b"bc")), 2);
+        assert_eq!(
+            buf.append_with(&mut |b| {
+                b.extend_from_slice(b"bc");
+                None
+            }),
+            2
+        );
         buf.push(Bytes::from(vec![b'd'; COALESCE_MAX + 1]));
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             buf.append_with(&mut |b| {
@@ -327,7 +345,13 @@ mod tests {
             })
         }));
         assert!(caught.is_err());
-        assert_eq!(buf.append_with(&mut |b| b.extend_from_slice(b"e")), 1);
+        assert_eq!(
+            buf.append_with(&mut |b| {
+                b.extend_from_slice(b"e");
+                None
+            }),
+            1
+        );
         let mut sink = Sink {
             got: Vec::new(),
             room: usize::MAX,
@@ -385,8 +409,22 @@ mod tests {
         for i in 0..300usize {
             let body = Bytes::from(vec![(i % 251) as u8; COALESCE_MAX + 1 + i % 5]);
             let header = (body.len() as u32).to_be_bytes();
-            assert_eq!(buf.append_with(&mut |b| b.extend_from_slice(&header)), 4);
-            buf.push(body.clone());
+            if i % 2 == 0 {
+                assert_eq!(
+                    buf.append_with(&mut |b| {
+                        b.extend_from_slice(&header);
+                        None
+                    }),
+                    4
+                );
+                buf.push(body.clone());
+            } else {
+                let n = buf.append_with(&mut |b| {
+                    b.extend_from_slice(&header);
+                    Some(body.clone())
+                });
+                assert_eq!(n, 4 + body.len());
+            }
             want.extend_from_slice(&header);
             want.extend_from_slice(&body);
             if i % 3 == 0 {
