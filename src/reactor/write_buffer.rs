@@ -173,24 +173,29 @@ impl WriteBuffer {
             // into a `Bytes` of its own.
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
+            let mut offered = 0;
             let tail = &self.tail[..];
             let mut at = 0;
-            let pieces = self
-                .chunks
-                .iter()
-                .map(|chunk| match chunk {
+            for chunk in &self.chunks {
+                if count == MAX_IOVECS {
+                    break;
+                }
+                let piece = match chunk {
                     Chunk::Bytes(bytes) => &bytes[..],
                     Chunk::Tail(len) => {
                         at += len;
                         &tail[at - len..at]
                     }
-                })
-                .chain((tail.len() > self.sealed).then(|| &tail[self.sealed..]));
-            for (slot, piece) in iov.iter_mut().zip(pieces) {
-                *slot = IoSlice::new(piece);
+                };
+                iov[count] = IoSlice::new(piece);
+                offered += piece.len();
                 count += 1;
             }
-            let offered: usize = iov[..count].iter().map(|piece| piece.len()).sum();
+            if count < MAX_IOVECS && tail.len() > self.sealed {
+                iov[count] = IoSlice::new(&tail[self.sealed..]);
+                offered += tail.len() - self.sealed;
+                count += 1;
+            }
             let result = if count == 1 {
                 sink.write(&iov[0])
             } else {
