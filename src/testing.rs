@@ -239,10 +239,15 @@ impl TransportImpl for Recorder {
         self.written.borrow_mut().extend_from_slice(&data);
     }
 
-    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut)) -> bool {
+    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut) -> Option<Bytes>) -> bool {
         let mut buf = BytesMut::new();
-        fill(&mut buf);
-        self.write(buf.freeze());
+        let body = fill(&mut buf);
+        if !buf.is_empty() {
+            self.write(buf.freeze());
+        }
+        if let Some(body) = body.filter(|body| !body.is_empty()) {
+            self.write(body);
+        }
         true
     }
 

@@ -40,7 +40,9 @@ pub(crate) trait TransportImpl {
         self.write(data.clone());
     }
     /// Returns false (without calling `fill`) when writes are refused.
-    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut)) -> bool;
+    /// A `Bytes` that `fill` returns is queued right behind what it
+    /// appended.
+    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut) -> Option<Bytes>) -> bool;
     fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>);
     fn abort_connection(&self);
     fn write_eof(&self);
@@ -223,12 +225,39 @@ impl Transport {
     /// assert_eq!(recorder.value(), b"\x00\x04ping");
     /// ```
     pub fn write_with<R>(&self, fill: impl FnOnce(&mut BytesMut) -> R) -> Option<R> {
+        self.write_with_body(|buf| (fill(buf), None))
+    }
+
+    /// As [`write_with`](Self::write_with), and `fill` may also return a
+    /// `Bytes` to queue right behind what it appended, uncopied: a header
+    /// encoded in place followed by the body it announces, in one call
+    /// (and one look at the connection's state) instead of two. If `fill`
+    /// panics, neither is sent.
+    ///
+    /// ```
+    /// use bytes::{BufMut, Bytes};
+    /// use twill::testing::StringTransport;
+    ///
+    /// let recorder = StringTransport::new();
+    /// let transport = recorder.transport();
+    /// let body = Bytes::from_static(b"ping");
+    /// let sent = transport.write_with_body(|buf| {
+    ///     buf.put_u16(body.len() as u16);
+    ///     (body.len(), Some(body.clone()))
+    /// });
+    /// assert_eq!(sent, Some(4));
+    /// assert_eq!(recorder.value(), b"\x00\x04ping");
+    /// ```
+    pub fn write_with_body<R>(
+        &self,
+        fill: impl FnOnce(&mut BytesMut) -> (R, Option<Bytes>),
+    ) -> Option<R> {
         let mut fill = Some(fill);
         let mut result = None;
         self.inner.write_with(&mut |buf| {
-            if let Some(fill) = fill.take() {
-                result = Some(fill(buf));
-            }
+            let (value, body) = fill.take()?(buf);
+            result = Some(value);
+            body
         });
         result
     }

@@ -850,7 +850,7 @@ impl TransportImpl for Conn {
         self.queue(data.len(), |out| out.push_shared(data));
     }
 
-    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut)) -> bool {
+    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut) -> Option<Bytes>) -> bool {
         let mut st = self.state.borrow_mut();
         if self.refuse_write(&mut st) {
             return false;

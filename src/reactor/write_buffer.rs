@@ -27,12 +27,19 @@ const MAX_IOVECS: usize = 64;
 ///
 /// The first write of a burst is queued as the `Bytes` it came in (no
 /// copy: an echo sends the very buffer it read into). Small writes behind
-/// it, and whatever encoders make in place, are appended to `tail`, which
-/// is logically after every queued chunk.
+/// it, and whatever encoders make in place, are appended to `tail`. A
+/// `Bytes` queued behind such bytes seals them: they become a
+/// [`Chunk::Tail`] that stays in `tail` (no split, no reference count),
+/// and `tail` holds the sealed bytes of the queue in order, then the open
+/// part, which is logically after every queued chunk.
 #[derive(Default)]
 pub(crate) struct WriteBuffer {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Chunk>,
     tail: BytesMut,
+    /// How many bytes at the front of `tail` belong to `Chunk::Tail`
+    /// entries of `chunks` (the sum of their lengths); the rest of it is
+    /// the open part.
+    sealed: usize,
     len: usize,
     /// Bytes appended to the tail since the buffer was last empty, and as
     /// many in the burst before: the tail is freed between bursts, and the
@@ -40,6 +47,14 @@ pub(crate) struct WriteBuffer {
     /// copying) its way there again.
     burst: usize,
     last_burst: usize,
+}
+
+/// A queued piece of the stream.
+enum Chunk {
+    /// A write queued as it came.
+    Bytes(Bytes),
+    /// The next this many bytes of `tail`.
+    Tail(usize),
 }
 
 impl WriteBuffer {
@@ -83,13 +98,17 @@ impl WriteBuffer {
     fn queue(&mut self, data: Bytes) {
         self.len += data.len();
         self.seal_tail();
-        self.chunks.push_back(data);
+        self.chunks.push_back(Chunk::Bytes(data));
     }
 
-    /// Lets `fill` append bytes in place, behind everything queued; returns
-    /// how many it appended. Should `fill` panic, what it appended is taken
-    /// back, so no half-made message is ever sent.
-    pub(crate) fn append_with(&mut self, fill: &mut dyn FnMut(&mut BytesMut)) -> usize {
+    /// Lets `fill` append bytes in place, behind everything queued, and
+    /// queues the `Bytes` it returns (if any) behind those; returns how
+    /// many bytes it added in all. Should `fill` panic, what it appended is
+    /// taken back, so no half-made message is ever sent.
+    pub(crate) fn append_with(
+        &mut self,
+        fill: &mut dyn FnMut(&mut BytesMut) -> Option<Bytes>,
+    ) -> usize {
         /// Cuts the tail back to where it was unless disarmed.
         struct Undo<'a> {
             tail: &'a mut BytesMut,
@@ -110,15 +129,23 @@ impl WriteBuffer {
             before,
             armed: true,
         };
-        fill(undo.tail);
+        let body = fill(undo.tail);
         undo.armed = false;
         // A filler must only append; one that cut into queued bytes would
         // corrupt the stream, so treat that as the bug it is.
         let after = undo.tail.len();
+        drop(undo);
         assert!(after >= before, "a write_with filler removed queued bytes");
         self.len += after - before;
         self.burst += after - before;
-        after - before
+        match body {
+            Some(body) => {
+                let n = body.len();
+                self.push(body);
+                after - before + n
+            }
+            None => after - before,
+        }
     }
 
     /// Drops everything queued (the connection is gone).
@@ -126,11 +153,13 @@ impl WriteBuffer {
         *self = WriteBuffer::default();
     }
 
-    /// Moves the coalesced bytes into the queue, so nothing can be appended
-    /// in front of a later chunk.
+    /// Queues the open part of the tail, so nothing can be appended in
+    /// front of a later chunk. The bytes stay where they are.
     fn seal_tail(&mut self) {
-        if !self.tail.is_empty() {
-            self.chunks.push_back(self.tail.split().freeze());
+        let open = self.tail.len() - self.sealed;
+        if open > 0 {
+            self.chunks.push_back(Chunk::Tail(open));
+            self.sealed = self.tail.len();
         }
     }
 
@@ -144,16 +173,29 @@ impl WriteBuffer {
             // into a `Bytes` of its own.
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
-            let pieces = self
-                .chunks
-                .iter()
-                .map(|chunk| &chunk[..])
-                .chain((!self.tail.is_empty()).then_some(&self.tail[..]));
-            for (slot, piece) in iov.iter_mut().zip(pieces) {
-                *slot = IoSlice::new(piece);
+            let mut offered = 0;
+            let tail = &self.tail[..];
+            let mut at = 0;
+            for chunk in &self.chunks {
+                if count == MAX_IOVECS {
+                    break;
+                }
+                let piece = match chunk {
+                    Chunk::Bytes(bytes) => &bytes[..],
+                    Chunk::Tail(len) => {
+                        at += len;
+                        &tail[at - len..at]
+                    }
+                };
+                iov[count] = IoSlice::new(piece);
+                offered += piece.len();
                 count += 1;
             }
-            let offered: usize = iov[..count].iter().map(|piece| piece.len()).sum();
+            if count < MAX_IOVECS && tail.len() > self.sealed {
+                iov[count] = IoSlice::new(&tail[self.sealed..]);
+                offered += tail.len() - self.sealed;
+                count += 1;
+            }
             let result = if count == 1 {
                 sink.write(&iov[0])
             } else {
@@ -178,6 +220,7 @@ impl WriteBuffer {
         if self.len == 0 {
             // Idle connections keep no buffer.
             self.tail = BytesMut::new();
+            self.sealed = 0;
             self.last_burst = self.burst.min(TAIL_MAX_START);
             self.burst = 0;
         }
@@ -188,13 +231,23 @@ impl WriteBuffer {
         self.len -= n;
         while n > 0 {
             match self.chunks.front_mut() {
-                Some(front) if n >= front.len() => {
+                Some(Chunk::Bytes(front)) if n >= front.len() => {
                     n -= front.len();
                     self.chunks.pop_front();
                 }
-                Some(front) => {
+                Some(Chunk::Bytes(front)) => {
                     front.advance(n);
                     n = 0;
+                }
+                Some(Chunk::Tail(len)) => {
+                    let take = n.min(*len);
+                    *len -= take;
+                    if *len == 0 {
+                        self.chunks.pop_front();
+                    }
+                    self.tail.advance(take);
+                    self.sealed -= take;
+                    n -= take;
                 }
                 None => {
                     self.tail.advance(n);
@@ -282,7 +335,13 @@ mod tests {
     fn in_place_appends_keep_their_place_and_a_panic_takes_them_back() {
         let mut buf = WriteBuffer::default();
         buf.push(Bytes::from_static(b"a"));
-        assert_eq!(buf.append_with(&mut |b| b.extend_from_slice(b"bc")), 2);
+        assert_eq!(
+            buf.append_with(&mut |b| {
+                b.extend_from_slice(b"bc");
+                None
+            }),
+            2
+        );
         buf.push(Bytes::from(vec![b'd'; COALESCE_MAX + 1]));
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             buf.append_with(&mut |b| {
@@ -291,7 +350,13 @@ mod tests {
             })
         }));
         assert!(caught.is_err());
-        assert_eq!(buf.append_with(&mut |b| b.extend_from_slice(b"e")), 1);
+        assert_eq!(
+            buf.append_with(&mut |b| {
+                b.extend_from_slice(b"e");
+                None
+            }),
+            1
+        );
         let mut sink = Sink {
             got: Vec::new(),
             room: usize::MAX,
@@ -330,6 +395,53 @@ mod tests {
                 want.extend_from_slice(&more);
                 buf.push(more);
             }
+        }
+        assert_eq!(sink.got, want);
+    }
+
+    #[test]
+    fn headers_and_bodies_survive_short_writes() {
+        // Encoder-style traffic: a small header appended in place, then a
+        // large body queued as it is, over and over, sent a few bytes at a
+        // time so every chunk (sealed tail parts included) is cut.
+        let mut buf = WriteBuffer::default();
+        let mut want = Vec::new();
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: 0,
+            calls: 0,
+        };
+        for i in 0..300usize {
+            let body = Bytes::from(vec![(i % 251) as u8; COALESCE_MAX + 1 + i % 5]);
+            let header = (body.len() as u32).to_be_bytes();
+            if i % 2 == 0 {
+                assert_eq!(
+                    buf.append_with(&mut |b| {
+                        b.extend_from_slice(&header);
+                        None
+                    }),
+                    4
+                );
+                buf.push(body.clone());
+            } else {
+                let n = buf.append_with(&mut |b| {
+                    b.extend_from_slice(&header);
+                    Some(body.clone())
+                });
+                assert_eq!(n, 4 + body.len());
+            }
+            want.extend_from_slice(&header);
+            want.extend_from_slice(&body);
+            if i % 3 == 0 {
+                sink.room = 7 + i * 13 % 1500;
+                let before = buf.len();
+                let n = buf.write_to(&mut sink, usize::MAX).unwrap();
+                assert_eq!(before - buf.len(), n);
+            }
+        }
+        while buf.len() > 0 {
+            sink.room = 997;
+            buf.write_to(&mut sink, usize::MAX).unwrap();
         }
         assert_eq!(sink.got, want);
     }

@@ -216,23 +216,18 @@ impl<Out: 'static> Context<Out> {
     /// body the encoder hands back as `Bytes` follows it uncopied.
     fn encode_and_write(&self, message: Out) -> Result<(), EncodeError> {
         let mut encoder = self.shared.encoder.borrow_mut();
-        let encoded = self.transport.write_with(|buf| {
+        let encoded = self.transport.write_with_body(|buf| {
             let start = buf.len();
-            let result = encoder.encode_parts(message, buf);
-            if result.is_err() {
-                buf.truncate(start);
+            match encoder.encode_parts(message, buf) {
+                Ok(body) => (Ok(()), body),
+                Err(err) => {
+                    buf.truncate(start);
+                    (Err(err), None)
+                }
             }
-            result
         });
         drop(encoder);
-        match encoded {
-            Some(Ok(Some(body))) => {
-                self.transport.write(body);
-                Ok(())
-            }
-            Some(Err(err)) => Err(err),
-            Some(Ok(None)) | None => Ok(()),
-        }
+        encoded.unwrap_or(Ok(()))
     }
 
     /// A message that cannot be encoded is a bug in the sender: logged,

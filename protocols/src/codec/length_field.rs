@@ -4,7 +4,7 @@
 use std::error::Error;
 use std::fmt;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{DecodeError, Decoder};
 
@@ -22,20 +22,41 @@ pub enum ByteOrder {
 impl ByteOrder {
     /// Reads `bytes` (at most 8) as an unsigned number.
     pub(crate) fn read(self, bytes: &[u8]) -> u64 {
-        let fold = |value: u64, &byte: &u8| (value << 8) | u64::from(byte);
-        match self {
-            ByteOrder::BigEndian => bytes.iter().fold(0, fold),
-            ByteOrder::LittleEndian => bytes.iter().rev().fold(0, fold),
+        // The common sizes as single loads; 3 bytes byte by byte.
+        match (self, bytes.len()) {
+            (ByteOrder::BigEndian, 2) => u64::from(u16::from_be_bytes([bytes[0], bytes[1]])),
+            (ByteOrder::LittleEndian, 2) => u64::from(u16::from_le_bytes([bytes[0], bytes[1]])),
+            (ByteOrder::BigEndian, 4) => {
+                u64::from(u32::from_be_bytes(bytes.try_into().expect("4 bytes")))
+            }
+            (ByteOrder::LittleEndian, 4) => {
+                u64::from(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+            }
+            (ByteOrder::BigEndian, 8) => u64::from_be_bytes(bytes.try_into().expect("8 bytes")),
+            (ByteOrder::LittleEndian, 8) => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+            _ => {
+                let fold = |value: u64, &byte: &u8| (value << 8) | u64::from(byte);
+                match self {
+                    ByteOrder::BigEndian => bytes.iter().fold(0, fold),
+                    ByteOrder::LittleEndian => bytes.iter().rev().fold(0, fold),
+                }
+            }
         }
     }
 
     /// Appends the low `length` bytes of `value` (`length` at most 8).
     pub(crate) fn write(self, value: u64, length: usize, dst: &mut BytesMut) {
-        let bytes = value.to_be_bytes();
-        let field = &bytes[8 - length..];
-        match self {
-            ByteOrder::BigEndian => dst.extend_from_slice(field),
-            ByteOrder::LittleEndian => dst.extend(field.iter().rev()),
+        // `length` is 1, 2, 3, 4 or 8; the common ones as fixed-size
+        // stores.
+        match (self, length) {
+            (ByteOrder::BigEndian, 2) => dst.put_u16(value as u16),
+            (ByteOrder::LittleEndian, 2) => dst.put_u16_le(value as u16),
+            (ByteOrder::BigEndian, 4) => dst.put_u32(value as u32),
+            (ByteOrder::LittleEndian, 4) => dst.put_u32_le(value as u32),
+            (ByteOrder::BigEndian, 8) => dst.put_u64(value),
+            (ByteOrder::LittleEndian, 8) => dst.put_u64_le(value),
+            (ByteOrder::BigEndian, _) => dst.put_uint(value, length),
+            (ByteOrder::LittleEndian, _) => dst.put_uint_le(value, length),
         }
     }
 }
