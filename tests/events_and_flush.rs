@@ -36,6 +36,7 @@ use twill::testing::{assert_no_result, failure_result_of, success_result_of, Str
 use twill::transport::{NotSent, WriteBufferFull};
 use twill::{Bytes, Event, Panicked, Protocol, Reactor, Reason, Transport};
 use twill_test_support::events::{describe, Log};
+use twill_test_support::pressure::when_stuck;
 use twill_test_support::pressure::{connect_small, SMALL_RCVBUF};
 use twill_test_support::reactor::{connect, serve, LIMIT};
 
@@ -70,25 +71,6 @@ fn record_progress(d: &Deferred<()>, log: &Log, name: &'static str, transport: &
         }
         Ok(())
     });
-}
-
-/// Runs `f` once the transport's write buffer holds bytes and nothing more
-/// has been sent for 20 checks 5 ms apart: the peer is not reading and the
-/// kernel's buffers are full. (Polled on the reactor's timer; the run's
-/// watchdog bounds it.)
-fn when_stuck(transport: Transport, f: impl FnOnce() + 'static) {
-    fn check(transport: Transport, last: u64, same: u32, f: Box<dyn FnOnce()>) {
-        let sent = transport.bytes_sent();
-        let same = if sent == last { same + 1 } else { 0 };
-        if same >= 20 && transport.write_buffer_size() > 0 {
-            f();
-            return;
-        }
-        twill::call_later(Duration::from_millis(5), move || {
-            check(transport, sent, same, f)
-        });
-    }
-    check(transport, u64::MAX, 0, Box::new(f));
 }
 
 /// The event's text (every event in these tests is a `&'static str`).

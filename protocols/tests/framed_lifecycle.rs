@@ -29,6 +29,7 @@ use twill_protocols::codec::{
 };
 use twill_protocols::handler::{IdleState, IdleStateEvent, IdleStateHandler};
 use twill_test_support::events::{describe, Log};
+use twill_test_support::pressure::when_stuck;
 use twill_test_support::pressure::{connect_small, send_until_stalled, SMALL_RCVBUF};
 use twill_test_support::reactor::{connect, serve, LIMIT};
 
@@ -65,24 +66,6 @@ fn record(d: &Deferred<()>, log: &Log, name: &'static str) {
         }
         Ok(())
     });
-}
-
-/// Runs `f` once the transport's write buffer holds bytes and nothing more
-/// has been sent for 20 checks 5 ms apart (the peer is not reading and the
-/// kernel's buffers are full).
-fn when_stuck(transport: Transport, f: impl FnOnce() + 'static) {
-    fn check(transport: Transport, last: u64, same: u32, f: Box<dyn FnOnce()>) {
-        let sent = transport.bytes_sent();
-        let same = if sent == last { same + 1 } else { 0 };
-        if same >= 20 && transport.write_buffer_size() > 0 {
-            f();
-            return;
-        }
-        twill::call_later(Duration::from_millis(5), move || {
-            check(transport, sent, same, f)
-        });
-    }
-    check(transport, u64::MAX, 0, Box::new(f));
 }
 
 /// Wraps a protocol and watches its input: how many reads reached it (and

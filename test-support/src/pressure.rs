@@ -13,6 +13,8 @@
 //!   has all of the previous one.
 //! - [`memory`]: a child process's resident memory, now and at its peak
 //!   (`VmRSS` and `VmHWM` of `/proc/PID/status`).
+//! - [`when_stuck`]: on the server's side, run something once a
+//!   connection's write buffer stopped draining.
 //!
 //! Every wait is bounded: by socket timeouts and by explicit deadlines.
 
@@ -312,4 +314,23 @@ pub fn memory(pid: u32) -> Memory {
         rss: field("VmRSS:"),
         peak: field("VmHWM:"),
     }
+}
+
+/// Runs `f` once `transport`'s write buffer holds bytes and nothing more
+/// has been sent for 20 checks 5 ms apart: the peer is not reading and the
+/// kernel's buffers are full. Polled on the current reactor's timers; the
+/// run's watchdog bounds it.
+pub fn when_stuck(transport: twill::Transport, f: impl FnOnce() + 'static) {
+    fn check(transport: twill::Transport, last: u64, same: u32, f: Box<dyn FnOnce()>) {
+        let sent = transport.bytes_sent();
+        let same = if sent == last { same + 1 } else { 0 };
+        if same >= 20 && transport.write_buffer_size() > 0 {
+            f();
+            return;
+        }
+        twill::call_later(std::time::Duration::from_millis(5), move || {
+            check(transport, sent, same, f)
+        });
+    }
+    check(transport, u64::MAX, 0, Box::new(f));
 }
