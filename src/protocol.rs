@@ -338,6 +338,24 @@ pub struct Panicked {
     pub message: String,
 }
 
+impl Panicked {
+    /// The panic whose payload is `payload` (what `catch_unwind` returned)
+    /// in `callback`: for wrappers that call into a protocol from their
+    /// own timers, where the connection's guard does not reach.
+    ///
+    /// ```
+    /// let payload = std::panic::catch_unwind(|| panic!("no such user")).unwrap_err();
+    /// let panicked = twill::Panicked::from_payload("event_received", &*payload);
+    /// assert_eq!(panicked.to_string(), "event_received panicked: no such user");
+    /// ```
+    pub fn from_payload(callback: &'static str, payload: &(dyn std::any::Any + Send)) -> Panicked {
+        Panicked {
+            callback,
+            message: crate::panic_message(payload),
+        }
+    }
+}
+
 impl fmt::Display for Panicked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} panicked: {}", self.callback, self.message)

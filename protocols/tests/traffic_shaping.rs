@@ -636,3 +636,31 @@ fn loopback_a_read_limit_slows_an_upload() {
         "128 KiB at 32 KiB/s arrived in {took:?}: not slowed down"
     );
 }
+
+/// The shaper's timer calls `resume_writing` from outside the connection's
+/// own guard: a panic there closes this connection with `Panicked`, as a
+/// panic in any of its callbacks does, instead of only being logged by the
+/// timer queue while the connection stays open.
+#[test]
+fn a_panic_in_resume_writing_from_the_shapers_timer_closes_the_connection() {
+    struct Fragile;
+    impl Protocol for Fragile {
+        fn connection_made(&mut self, transport: &Transport) {
+            transport.write(vec![b'w'; 5000]);
+        }
+        fn data_received(&mut self, _: Bytes) {}
+        fn resume_writing(&mut self) {
+            panic!("cannot resume");
+        }
+    }
+    let clock = Clock::new();
+    let mut handler = on_clock(TrafficShapingHandler::new(Fragile), &clock).write_limit(1000);
+    let recorder = StringTransport::new();
+    handler.connection_made(&recorder.transport());
+    assert!(recorder.failure().is_none());
+    clock.advance(secs(5));
+    assert_eq!(
+        recorder.failure().unwrap(),
+        "resume_writing panicked: cannot resume"
+    );
+}

@@ -114,10 +114,7 @@ impl Failure {
         what: &'static str,
         payload: &(dyn std::any::Any + Send),
     ) -> Failure {
-        Failure::from(crate::Panicked {
-            callback: what,
-            message: crate::panic_message(payload),
-        })
+        Failure::from(crate::Panicked::from_payload(what, payload))
     }
 }
 

@@ -286,16 +286,17 @@ impl Conn {
         match result {
             Ok(value) => Some(value),
             Err(panic) => {
-                let callback = callback.get();
-                let message = crate::panic_message(&*panic);
+                let panicked = Panicked::from_payload(callback.get(), &*panic);
                 log::error!(
-                    "protocol for {} panicked in {callback}: {message}; closing that connection",
-                    self.peer
+                    "protocol for {} panicked in {}: {}; closing that connection",
+                    self.peer,
+                    panicked.callback,
+                    panicked.message
                 );
                 let mut st = self.state.borrow_mut();
                 // The failure overrides a clean close already under way.
                 if !matches!(st.closing, Some(Reason::Failed(_))) {
-                    st.closing = Some(Reason::Failed(Box::new(Panicked { callback, message })));
+                    st.closing = Some(Reason::Failed(Box::new(panicked)));
                 }
                 self.mark_dirty(&mut st);
                 None

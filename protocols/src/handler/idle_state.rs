@@ -1,17 +1,15 @@
 //! [`IdleStateHandler`]: Netty's idle detection, told to the
 //! protocol.
 
-use std::any::Any;
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use twill::{Bytes, DelayedCall, Event, Panicked, Protocol, ReactorTime, Reason, Transport};
+use twill::{Bytes, DelayedCall, Event, Protocol, ReactorTime, Reason, Transport};
 
 use super::output::{at_least_a_millisecond, time_or_reactor, OutputMeter};
-use super::timer::call_later_weak;
+use super::timer::{call_later_weak, guarded};
 
 /// Which way a connection has been idle: Netty's `IdleState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -376,26 +374,13 @@ impl<P: Protocol> Shared<P> {
         self.deliver_from_timer(IdleStateEvent::new(state, first));
     }
 
-    /// Delivers an idle event from the timer. The connection's guard
-    /// against a panicking protocol does not cover a timer, so it is done
-    /// here as the connection would: the panic is logged and this
-    /// connection closed with [`Panicked`].
+    /// Delivers an idle event from the timer, under the connection's
+    /// guard against a panicking protocol (see [`guarded`]).
     fn deliver_from_timer(self: &Rc<Self>, event: IdleStateEvent) {
-        let delivered = catch_unwind(AssertUnwindSafe(|| self.deliver(Event::new(event))));
-        if let Err(panic) = delivered {
-            let message = panic_message(&*panic);
-            let transport = self.core.transport.borrow().clone();
-            if let Some(transport) = transport {
-                log::error!(
-                    "protocol for {} panicked in event_received: {message}; closing that connection",
-                    transport.peer()
-                );
-                transport.fail(Panicked {
-                    callback: "event_received",
-                    message,
-                });
-            }
-        }
+        let transport = self.core.transport.borrow().clone();
+        guarded(transport, "event_received", || {
+            self.deliver(Event::new(event))
+        });
     }
 
     fn deliver(self: &Rc<Self>, event: Event) {
@@ -409,17 +394,6 @@ impl<P: Protocol> Shared<P> {
             return;
         }
         self.call_inner(|inner| inner.event_received(event));
-    }
-}
-
-/// The text of a panic's payload.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_owned()
     }
 }
 

@@ -29,6 +29,30 @@ pub(crate) fn call_later_weak<T: 'static>(
     )
 }
 
+/// Runs `f`, a call a wrapper's timer makes into the protocol it wraps
+/// (named `callback`), with the guard the reactor puts around the
+/// connection's own callbacks, which a timer is outside of: a panic is
+/// logged and closes this connection with [`Panicked`](twill::Panicked),
+/// instead of only being logged by the timer queue while the connection
+/// stays open.
+pub(crate) fn guarded(transport: Option<Transport>, callback: &'static str, f: impl FnOnce()) {
+    let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) else {
+        return;
+    };
+    let panicked = twill::Panicked::from_payload(callback, &*payload);
+    match transport {
+        Some(transport) => {
+            log::error!(
+                "protocol for {} panicked in {callback}: {}; closing that connection",
+                transport.peer(),
+                panicked.message
+            );
+            transport.fail(panicked);
+        }
+        None => log::error!("protocol panicked in {callback}: {}", panicked.message),
+    }
+}
+
 /// What a timeout handler keeps on its connection: the timeout, and while
 /// the connection is up the time source, the transport and the timer; and
 /// whether it timed the connection out.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use twill::{Bytes, DelayedCall, Event, Protocol, ReactorTime, Reason, Transport};
 
 use super::output::{at_least_a_millisecond, time_or_reactor, OutputMeter, ProducerPause};
-use super::timer::call_later_weak;
+use super::timer::{call_later_weak, guarded};
 
 /// Netty's `MINIMAL_WAIT`: a wait this short or shorter is not worth a
 /// pause, and an interval this short is too short to measure a rate on.
@@ -543,7 +543,9 @@ impl<P: Protocol> Shared<P> {
             .transport()
             .is_some_and(|transport| transport.write_buffer_size() == 0)
         {
-            self.call_inner(|inner| inner.write_complete());
+            guarded(core.transport(), "write_complete", || {
+                self.call_inner(|inner| inner.write_complete())
+            });
         }
     }
 
@@ -655,9 +657,16 @@ impl<P: Protocol> Shared<P> {
             return;
         }
         let busy = self.inner.try_borrow_mut().is_err();
+        // Also called from the shaper's timers, outside the connection's
+        // own guard.
+        let transport = self.core.transport();
         match self.core.producer.next(self.core.writes_held.get(), busy) {
-            Some(true) => self.call_inner(|inner| inner.pause_writing()),
-            Some(false) => self.call_inner(|inner| inner.resume_writing()),
+            Some(true) => guarded(transport, "pause_writing", || {
+                self.call_inner(|inner| inner.pause_writing())
+            }),
+            Some(false) => guarded(transport, "resume_writing", || {
+                self.call_inner(|inner| inner.resume_writing())
+            }),
             None => {}
         }
     }

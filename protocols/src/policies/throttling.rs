@@ -11,7 +11,7 @@ use twill::{Bytes, DelayedCall, Factory, Protocol, ReactorTime, Reason, Transpor
 
 use crate::factory_wrapper::{forward_client_factory, Refusals};
 use crate::handler::output::{time_or_reactor, OutputMeter, ProducerPause};
-use crate::handler::timer::call_later_weak;
+use crate::handler::timer::{call_later_weak, guarded};
 
 /// The accounting window: Twisted checks once a second.
 const WINDOW: Duration = Duration::from_secs(1);
@@ -160,9 +160,16 @@ impl<P: Protocol> Conn<P> {
             return;
         }
         let busy = self.inner.try_borrow_mut().is_err();
+        // Also called from the throttle's timer, for every connection in
+        // turn: one protocol's panic must close its own connection only.
+        let transport = self.transport.borrow().clone();
         match self.producer.next(throttle.writes_throttled.get(), busy) {
-            Some(true) => self.call(throttle, |inner| inner.pause_writing()),
-            Some(false) => self.call(throttle, |inner| inner.resume_writing()),
+            Some(true) => guarded(transport, "pause_writing", || {
+                self.call(throttle, |inner| inner.pause_writing())
+            }),
+            Some(false) => guarded(transport, "resume_writing", || {
+                self.call(throttle, |inner| inner.resume_writing())
+            }),
             None => {}
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use twill::{Bytes, DelayedCall, Protocol, ReactorTime, Reason, Transport};
 
 use crate::handler::output::{time_or_reactor, OutputMeter};
-use crate::handler::timer::call_later_weak;
+use crate::handler::timer::{call_later_weak, guarded};
 
 /// A [`Protocol`] under a [`TimeoutProtocol`]: what happens when its
 /// timeout expires. Twisted's `TimeoutMixin.timeoutConnection`.
@@ -210,7 +210,9 @@ impl<P: TimeoutAware> Shared<P> {
                     "timeout expired for the connection with {}",
                     transport.peer()
                 );
-                inner.timeout_connection(&transport);
+                guarded(Some(transport.clone()), "timeout_connection", || {
+                    inner.timeout_connection(&transport)
+                });
             }
             // Expired inside one of the protocol's own callbacks (a test
             // advancing its clock from there): expire when it returns.
