@@ -39,6 +39,7 @@ mod logging;
 pub(crate) mod output;
 mod read_timeout;
 pub(crate) mod timer;
+mod traffic_counter;
 mod traffic_shaping;
 mod write_timeout;
 
@@ -48,5 +49,6 @@ pub use flow_control::FlowControlHandler;
 pub use idle_state::{IdleHandle, IdleState, IdleStateEvent, IdleStateHandler};
 pub use logging::{hex_dump, ByteFormat, LoggingHandler, LoggingStage};
 pub use read_timeout::{ReadTimeout, ReadTimeoutHandler};
-pub use traffic_shaping::{ShapingHandle, TrafficCounter, TrafficShapingHandler};
+pub use traffic_counter::TrafficCounter;
+pub use traffic_shaping::{ShapingHandle, TrafficShapingHandler};
 pub use write_timeout::{WriteTimeout, WriteTimeoutHandler};
