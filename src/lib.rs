@@ -102,6 +102,8 @@ mod reconnect;
 pub mod task;
 pub mod testing;
 mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transport;
 
 use std::any::Any;

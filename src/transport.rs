@@ -31,37 +31,120 @@ pub const DEFAULT_LOW_WATERMARK: usize = 16 * 1024;
 /// buffer drains.
 pub const DEFAULT_MAX_WRITE_BUFFER: usize = 16 * 1024 * 1024;
 
-/// What a transport does, implemented by the reactor's TCP connection and by
-/// [`StringTransport`](crate::testing::StringTransport).
-pub(crate) trait TransportImpl {
+/// What a transport does: the trait behind every [`Transport`].
+///
+/// The reactor's connections implement it, and so do
+/// [`StringTransport`](crate::testing::StringTransport), the in-memory
+/// [`loopback`](crate::testing::loopback) pair and the TLS layer. Implement
+/// it to give a protocol a transport of your own (an in-memory pipe, a
+/// layer that transforms what is written); [`Transport::new`] turns it into
+/// the handle protocols use. Each method is the one of [`Transport`] with
+/// the same name, which documents what it must do; the `Transport` methods
+/// do the argument checks (empty writes, `low <= high`) before calling
+/// these.
+///
+/// ```
+/// use std::{cell::RefCell, error::Error, io, net::SocketAddr, rc::Rc};
+/// use twill::{Bytes, BytesMut, Event, Transport};
+/// use twill::transport::{SentWaiter, TransportImpl};
+///
+/// /// Keeps what is written; everything else does the least it can.
+/// #[derive(Default)]
+/// struct Sink(RefCell<Vec<u8>>);
+///
+/// impl TransportImpl for Sink {
+///     fn write(&self, data: Bytes) { self.0.borrow_mut().extend_from_slice(&data) }
+///     fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut) -> Option<Bytes>) -> bool {
+///         let mut buf = BytesMut::new();
+///         let body = fill(&mut buf);
+///         self.write(buf.freeze());
+///         if let Some(body) = body { self.write(body) }
+///         true
+///     }
+///     fn lose_connection(&self, _: Option<Box<dyn Error + Send + Sync>>) {}
+///     fn abort_connection(&self) {}
+///     fn abort_with(&self, _: Box<dyn Error + Send + Sync>) {}
+///     fn write_eof(&self) {}
+///     fn set_reading(&self, _: bool) {}
+///     fn peer(&self) -> SocketAddr { ([127, 0, 0, 1], 1).into() }
+///     fn host(&self) -> SocketAddr { ([127, 0, 0, 1], 2).into() }
+///     fn set_tcp_nodelay(&self, _: bool) -> io::Result<()> { Ok(()) }
+///     fn tcp_nodelay(&self) -> io::Result<bool> { Ok(true) }
+///     fn set_tcp_keepalive(&self, _: bool) -> io::Result<()> { Ok(()) }
+///     fn tcp_keepalive(&self) -> io::Result<bool> { Ok(false) }
+///     fn write_buffer_size(&self) -> usize { 0 }
+///     fn bytes_written(&self) -> u64 { self.0.borrow().len() as u64 }
+///     fn bytes_sent(&self) -> u64 { self.bytes_written() }
+///     fn set_write_buffer_limits(&self, _: usize, _: usize) {}
+///     fn set_write_buffer_max(&self, _: usize) {}
+///     fn write_buffer_max(&self) -> usize { usize::MAX }
+///     fn write_buffer_limits(&self) -> (usize, usize) { (usize::MAX, 0) }
+///     fn is_writable(&self) -> bool { true }
+///     fn when_writable(&self, f: Box<dyn FnOnce()>) { f() }
+///     fn set_flow_control(&self, _: bool) {}
+///     fn flow_control(&self) -> bool { false }
+///     fn is_closing(&self) -> bool { false }
+///     fn when_sent(&self, f: SentWaiter) { f(true) }
+///     fn fire_event(&self, _: Event) {}
+/// }
+///
+/// let sink = Rc::new(Sink::default());
+/// let transport = Transport::new(sink.clone());
+/// transport.write_sequence(["hello, ", "world"]);
+/// assert_eq!(&sink.0.borrow()[..], b"hello, world");
+/// ```
+pub trait TransportImpl {
+    /// Queues `data` (never empty): [`Transport::write`].
     fn write(&self, data: Bytes);
-    /// As `write`, for bytes shared with other connections.
+    /// As `write`, for bytes shared with other connections (a broadcast):
+    /// an implementation may copy a small one rather than take a reference.
     fn write_shared(&self, data: &Bytes) {
         self.write(data.clone());
     }
+    /// [`Transport::write_with_body`]: calls `fill` with the write buffer
+    /// and queues the `Bytes` it returns right behind what it appended.
     /// Returns false (without calling `fill`) when writes are refused.
-    /// A `Bytes` that `fill` returns is queued right behind what it
-    /// appended.
     fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut) -> Option<Bytes>) -> bool;
+    /// [`Transport::lose_connection`], or [`Transport::fail`] with the error.
     fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>);
+    /// [`Transport::abort_connection`].
     fn abort_connection(&self);
+    /// [`Transport::write_eof`].
     fn write_eof(&self);
+    /// [`Transport::resume_reading`] (`true`) or
+    /// [`Transport::pause_reading`] (`false`).
     fn set_reading(&self, on: bool);
+    /// [`Transport::peer`].
     fn peer(&self) -> SocketAddr;
+    /// [`Transport::host`].
     fn host(&self) -> SocketAddr;
+    /// [`Transport::set_tcp_nodelay`].
     fn set_tcp_nodelay(&self, on: bool) -> io::Result<()>;
+    /// [`Transport::tcp_nodelay`].
     fn tcp_nodelay(&self) -> io::Result<bool>;
+    /// [`Transport::set_tcp_keepalive`].
     fn set_tcp_keepalive(&self, on: bool) -> io::Result<()>;
+    /// [`Transport::tcp_keepalive`].
     fn tcp_keepalive(&self) -> io::Result<bool>;
+    /// [`Transport::write_buffer_size`].
     fn write_buffer_size(&self) -> usize;
+    /// [`Transport::bytes_written`].
     fn bytes_written(&self) -> u64;
+    /// [`Transport::bytes_sent`].
     fn bytes_sent(&self) -> u64;
+    /// [`Transport::set_write_buffer_limits`], with `low <= high`.
     fn set_write_buffer_limits(&self, high: usize, low: usize);
+    /// [`Transport::set_write_buffer_max`].
     fn set_write_buffer_max(&self, max: usize);
+    /// [`Transport::write_buffer_max`].
     fn write_buffer_max(&self) -> usize;
+    /// [`Transport::write_buffer_limits`].
     fn write_buffer_limits(&self) -> (usize, usize);
+    /// [`Transport::is_writable`].
     fn is_writable(&self) -> bool;
-    /// `is_closing`, `is_writable` and `write_buffer_size` in one look.
+    /// `is_closing`, `is_writable` and `write_buffer_size` in one look, as
+    /// a [`BroadcastGroup`](crate::broadcast::BroadcastGroup) asks for each
+    /// message.
     fn write_state(&self) -> WriteState {
         WriteState {
             closing: self.is_closing(),
@@ -69,28 +152,76 @@ pub(crate) trait TransportImpl {
             buffered: self.write_buffer_size(),
         }
     }
+    /// [`Transport::when_writable`].
     fn when_writable(&self, f: Box<dyn FnOnce()>);
+    /// [`Transport::set_flow_control`].
     fn set_flow_control(&self, on: bool);
+    /// [`Transport::flow_control`].
     fn flow_control(&self) -> bool;
+    /// [`Transport::abort_with`].
     fn abort_with(&self, error: Box<dyn Error + Send + Sync>);
+    /// [`Transport::is_closing`].
     fn is_closing(&self) -> bool;
     /// Runs `f(true)` once every byte written so far is sent, `f(false)`
-    /// if the connection ends first.
+    /// if the connection ends first: [`Transport::flushed`].
     fn when_sent(&self, f: SentWaiter);
+    /// [`Transport::fire_event`].
     fn fire_event(&self, event: Event);
+    /// Puts a layer between this connection and its protocol, for
+    /// `Transport::start_tls`: `make` gets a transport that reaches this
+    /// connection directly and returns the [`Interposer`] to install (or
+    /// an error, returned as it is). From
+    /// then on every handle to this transport reaches `upper`, and the
+    /// protocol is replaced by what `wrap` makes of it once its running
+    /// callback (if any) returns. The default refuses with
+    /// `io::ErrorKind::Unsupported`.
+    fn interpose(
+        &self,
+        make: Box<dyn FnOnce(Transport) -> io::Result<Interposer> + '_>,
+    ) -> io::Result<()> {
+        let _ = make;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this transport cannot take a layer under its protocol",
+        ))
+    }
+    /// What TLS negotiated, on a TLS transport: [`Transport::tls`].
+    #[cfg(feature = "tls")]
+    fn tls(&self) -> Option<crate::tls::TlsInfo> {
+        None
+    }
+}
+
+/// What [`TransportImpl::interpose`] installs.
+pub struct Interposer {
+    /// The transport that every handle to the connection reaches from now
+    /// on.
+    pub upper: Rc<dyn TransportImpl>,
+    /// Wraps the connection's protocol.
+    pub wrap: Box<dyn FnOnce(Box<dyn crate::Protocol>) -> Box<dyn crate::Protocol>>,
+}
+
+impl fmt::Debug for Interposer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interposer").finish_non_exhaustive()
+    }
 }
 
 /// Told whether the bytes written before it were sent (`true`) or the
-/// connection ended first (`false`).
-pub(crate) type SentWaiter = Box<dyn FnOnce(bool)>;
+/// connection ended first (`false`): what [`TransportImpl::when_sent`]
+/// takes.
+pub type SentWaiter = Box<dyn FnOnce(bool)>;
 
-/// What a [`BroadcastGroup`](crate::broadcast::BroadcastGroup) asks of each
-/// member for each message.
+/// A transport's state as a [`BroadcastGroup`](crate::broadcast::BroadcastGroup)
+/// asks for it for each message: [`TransportImpl::write_state`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct WriteState {
-    pub(crate) closing: bool,
-    pub(crate) writable: bool,
-    pub(crate) buffered: usize,
+pub struct WriteState {
+    /// [`Transport::is_closing`].
+    pub closing: bool,
+    /// [`Transport::is_writable`].
+    pub writable: bool,
+    /// [`Transport::write_buffer_size`].
+    pub buffered: usize,
 }
 
 /// Why a connection was aborted when its write buffer passed its hard cap
@@ -180,7 +311,8 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub(crate) fn new(inner: Rc<dyn TransportImpl>) -> Transport {
+    /// The handle for a transport of your own; see [`TransportImpl`].
+    pub fn new(inner: Rc<dyn TransportImpl>) -> Transport {
         Transport { inner }
     }
 
@@ -566,6 +698,81 @@ impl Transport {
     /// ```
     pub fn fire_event(&self, event: Event) {
         self.inner.fire_event(event);
+    }
+
+    /// Starts TLS on this connection (STARTTLS): Twisted's
+    /// `transport.startTLS`, asyncio's `loop.start_tls`. What was written
+    /// before this call goes out in plaintext, then the handshake, then
+    /// everything written after it, encrypted; from the next read on, the
+    /// protocol receives decrypted data. Every handle to this transport
+    /// (the protocol's, and any clone elsewhere) now writes through TLS,
+    /// and [`tls`](Self::tls) tells what was negotiated once the
+    /// [`HandshakeCompleted`](crate::tls::HandshakeCompleted) event
+    /// arrives. The protocol stays the same; from the end of the running
+    /// callback it runs inside a [`TlsProtocol`](crate::tls::TlsProtocol).
+    ///
+    /// A server passes its [`TlsAcceptor`](crate::tls::TlsAcceptor) (or
+    /// rustls's `Arc<ServerConfig>`); a client
+    /// [`StartTls::client`](crate::tls::StartTls::client).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` if the transport cannot take a layer (a
+    /// [`StringTransport`](crate::testing::StringTransport)),
+    /// `AlreadyExists` if it runs TLS already, `NotConnected` if it is
+    /// closing.
+    ///
+    /// # Examples
+    ///
+    /// The server side of an SMTP-like upgrade:
+    ///
+    /// ```
+    /// use twill::{tls::TlsAcceptor, Bytes, Protocol, Transport};
+    ///
+    /// struct Upgrading {
+    ///     transport: Option<Transport>,
+    ///     tls: TlsAcceptor,
+    /// }
+    ///
+    /// impl Protocol for Upgrading {
+    ///     fn connection_made(&mut self, transport: &Transport) {
+    ///         self.transport = Some(transport.clone());
+    ///     }
+    ///     fn data_received(&mut self, data: Bytes) {
+    ///         let transport = self.transport.as_ref().unwrap();
+    ///         if &data[..] == b"STARTTLS\r\n" {
+    ///             transport.write("220 go ahead\r\n"); // in plaintext
+    ///             if let Err(err) = transport.start_tls(self.tls.clone()) {
+    ///                 transport.fail(err);
+    ///             }
+    ///         } else {
+    ///             transport.write(data); // encrypted once upgraded
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn start_tls(&self, side: impl Into<crate::tls::StartTls>) -> io::Result<()> {
+        crate::tls::start_tls(self, side.into())
+    }
+
+    /// What TLS negotiated on this connection, if it runs TLS: the
+    /// protocol version, cipher suite, ALPN protocol, server name and the
+    /// peer's certificates. asyncio's `get_extra_info("ssl_object")`.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<crate::tls::TlsInfo> {
+        self.inner.tls()
+    }
+
+    pub(crate) fn when_sent(&self, f: SentWaiter) {
+        self.inner.when_sent(f);
+    }
+
+    pub(crate) fn interpose(
+        &self,
+        make: Box<dyn FnOnce(Transport) -> io::Result<Interposer> + '_>,
+    ) -> io::Result<()> {
+        self.inner.interpose(make)
     }
 
     /// Whether two handles are for the same connection.

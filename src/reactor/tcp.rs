@@ -21,8 +21,8 @@ use crate::event::Event as UserEvent;
 use crate::protocol::{Panicked, Protocol, Reason};
 use crate::time::DelayedCall;
 use crate::transport::{
-    SentWaiter, Transport, TransportImpl, WriteBufferFull, WriteState, DEFAULT_HIGH_WATERMARK,
-    DEFAULT_LOW_WATERMARK, DEFAULT_MAX_WRITE_BUFFER,
+    Interposer, SentWaiter, Transport, TransportImpl, WriteBufferFull, WriteState,
+    DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK, DEFAULT_MAX_WRITE_BUFFER,
 };
 
 /// Bytes written to one connection per turn at most, so one fast consumer
@@ -65,6 +65,27 @@ pub(crate) struct Conn {
     /// is left to its loop, so that a chain of events does not nest one
     /// delivery in the last (and overflow the stack).
     delivering_events: Cell<bool>,
+    /// A layer under the protocol (`Transport::start_tls`): every handle
+    /// to this connection reaches it instead, and it reaches the socket
+    /// through a `Raw` handle. `layered` says whether there is one without
+    /// a borrow.
+    upper: RefCell<Option<Rc<dyn TransportImpl>>>,
+    layered: Cell<bool>,
+    /// Wraps the protocol in the layer once its running callback returns.
+    pending_wrap: Cell<Option<Wrap>>,
+}
+
+type Wrap = Box<dyn FnOnce(Box<dyn Protocol>) -> Box<dyn Protocol>>;
+
+/// The connection itself, below any layer: what a layer writes through.
+struct Raw<C>(C);
+
+impl<C: std::ops::Deref<Target = Conn>> std::ops::Deref for Raw<C> {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        &self.0
+    }
 }
 
 impl ConnState {
@@ -226,6 +247,9 @@ impl Conn {
             }),
             events: RefCell::new(VecDeque::new()),
             delivering_events: Cell::new(false),
+            upper: RefCell::new(None),
+            layered: Cell::new(false),
+            pending_wrap: Cell::new(None),
             connector,
         });
         if known_key.is_some() {
@@ -280,6 +304,7 @@ impl Conn {
         let protocol = slot.as_mut()?;
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut **protocol)));
         drop(slot);
+        self.apply_pending_wrap();
         if !self.delivering_events.get() && !self.events.borrow().is_empty() {
             self.deliver_events();
         }
@@ -301,6 +326,26 @@ impl Conn {
                 self.mark_dirty(&mut st);
                 None
             }
+        }
+    }
+
+    /// Wraps the protocol in the layer that `interpose` installed while it
+    /// was running.
+    fn apply_pending_wrap(&self) {
+        if let Some(wrap) = self.pending_wrap.take() {
+            let mut slot = self.protocol.borrow_mut();
+            if let Some(protocol) = slot.take() {
+                *slot = Some(wrap(protocol));
+            }
+        }
+    }
+
+    /// The layer every handle reaches, if there is one.
+    fn upper(&self) -> Option<Rc<dyn TransportImpl>> {
+        if self.layered.get() {
+            self.upper.borrow().clone()
+        } else {
+            None
         }
     }
 
@@ -706,7 +751,11 @@ impl Conn {
         let unsent: Vec<_> = self.state.borrow_mut().sent_waiters.drain(..).collect();
         self.run_sent_waiters(unsent, false);
         self.events.borrow_mut().clear();
+        self.apply_pending_wrap();
         let protocol = self.protocol.borrow_mut().take();
+        // The layer (and its handle on this connection) goes with it.
+        self.layered.set(false);
+        drop(self.upper.borrow_mut().take());
         if let Some(mut protocol) = protocol {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| protocol.connection_lost(&reason)))
             {
@@ -734,6 +783,9 @@ impl Conn {
         st.sent_waiters.clear();
         drop(st);
         self.events.borrow_mut().clear();
+        drop(self.pending_wrap.take());
+        self.layered.set(false);
+        drop(self.upper.borrow_mut().take());
         drop(self.protocol.borrow_mut().take());
     }
 
@@ -842,7 +894,143 @@ fn write_out(st: &mut ConnState) -> io::Result<()> {
     Ok(())
 }
 
+/// Every handle reaches the layer if there is one, else the connection.
+macro_rules! route {
+    ($conn:ident . $method:ident ( $($arg:expr),* )) => {
+        match $conn.upper() {
+            Some(upper) => upper.$method($($arg),*),
+            None => Raw($conn).$method($($arg),*),
+        }
+    };
+}
+
 impl TransportImpl for Conn {
+    fn write(&self, data: Bytes) {
+        route!(self.write(data))
+    }
+    fn write_shared(&self, data: &Bytes) {
+        route!(self.write_shared(data))
+    }
+    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut) -> Option<Bytes>) -> bool {
+        route!(self.write_with(fill))
+    }
+    fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>) {
+        route!(self.lose_connection(error))
+    }
+    fn abort_connection(&self) {
+        route!(self.abort_connection())
+    }
+    fn abort_with(&self, error: Box<dyn Error + Send + Sync>) {
+        route!(self.abort_with(error))
+    }
+    fn write_eof(&self) {
+        route!(self.write_eof())
+    }
+    fn set_reading(&self, on: bool) {
+        route!(self.set_reading(on))
+    }
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+    fn host(&self) -> SocketAddr {
+        self.host
+    }
+    fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {
+        Raw(self).set_tcp_nodelay(on)
+    }
+    fn tcp_nodelay(&self) -> io::Result<bool> {
+        Raw(self).tcp_nodelay()
+    }
+    fn set_tcp_keepalive(&self, on: bool) -> io::Result<()> {
+        Raw(self).set_tcp_keepalive(on)
+    }
+    fn tcp_keepalive(&self) -> io::Result<bool> {
+        Raw(self).tcp_keepalive()
+    }
+    fn write_buffer_size(&self) -> usize {
+        route!(self.write_buffer_size())
+    }
+    fn bytes_written(&self) -> u64 {
+        route!(self.bytes_written())
+    }
+    fn bytes_sent(&self) -> u64 {
+        route!(self.bytes_sent())
+    }
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        Raw(self).set_write_buffer_limits(high, low)
+    }
+    fn set_write_buffer_max(&self, max: usize) {
+        Raw(self).set_write_buffer_max(max)
+    }
+    fn write_buffer_max(&self) -> usize {
+        Raw(self).write_buffer_max()
+    }
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        Raw(self).write_buffer_limits()
+    }
+    fn is_writable(&self) -> bool {
+        route!(self.is_writable())
+    }
+    fn write_state(&self) -> WriteState {
+        route!(self.write_state())
+    }
+    fn when_writable(&self, f: Box<dyn FnOnce()>) {
+        Raw(self).when_writable(f)
+    }
+    fn set_flow_control(&self, on: bool) {
+        Raw(self).set_flow_control(on)
+    }
+    fn flow_control(&self) -> bool {
+        Raw(self).flow_control()
+    }
+    fn is_closing(&self) -> bool {
+        route!(self.is_closing())
+    }
+    fn when_sent(&self, f: SentWaiter) {
+        route!(self.when_sent(f))
+    }
+    fn fire_event(&self, event: UserEvent) {
+        Raw(self).fire_event(event)
+    }
+    fn interpose(
+        &self,
+        make: Box<dyn FnOnce(Transport) -> io::Result<Interposer> + '_>,
+    ) -> io::Result<()> {
+        if self.layered.get() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the connection already runs TLS",
+            ));
+        }
+        if self.lost_notified.get() || self.state.borrow().is_closing() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closing",
+            ));
+        }
+        let me = self.me.upgrade().ok_or(io::ErrorKind::NotConnected)?;
+        let Interposer { upper, wrap } = make(Transport::new(Rc::new(Raw(me))))?;
+        *self.upper.borrow_mut() = Some(upper);
+        self.layered.set(true);
+        match self.protocol.try_borrow_mut() {
+            Ok(mut slot) => {
+                if let Some(protocol) = slot.take() {
+                    *slot = Some(wrap(protocol));
+                }
+            }
+            // The protocol is running (it asked for this): wrapped when it
+            // returns.
+            Err(_) => self.pending_wrap.set(Some(wrap)),
+        }
+        Ok(())
+    }
+    #[cfg(feature = "tls")]
+    fn tls(&self) -> Option<crate::tls::TlsInfo> {
+        self.upper().and_then(|upper| upper.tls())
+    }
+}
+
+impl<C: std::ops::Deref<Target = Conn>> TransportImpl for Raw<C> {
     fn write(&self, data: Bytes) {
         self.queue(data.len(), |out| out.push(data));
     }

@@ -1,0 +1,219 @@
+//! [`TlsProtocol`]: the wrapper that runs TLS between a connection and the
+//! protocol inside it.
+
+use std::fmt;
+use std::io;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::session::{Fed, ResumeInput, Session};
+use super::{HandshakeCompleted, StartTls, TlsAcceptor, TlsConnector, TlsError};
+use crate::event::Event;
+use crate::protocol::{Protocol, Reason};
+use crate::transport::Transport;
+
+/// Runs TLS over the connection it is the protocol of, and hands the
+/// plaintext to `P`, which gets a [`Transport`] whose writes are encrypted:
+/// Twisted's `TLSMemoryBIOProtocol`. See [the module](super) for what the
+/// wrapped protocol sees.
+///
+/// [`Reactor::listen_tls`](crate::Reactor::listen_tls) and
+/// [`connect_tls`](crate::Reactor::connect_tls) wrap each protocol in one;
+/// build one yourself to run TLS over a transport of your own, or to test
+/// a protocol over TLS in memory
+/// ([`testing::loopback`](crate::testing::loopback); the [module](super)
+/// has an example).
+pub struct TlsProtocol<P> {
+    side: Option<StartTls>,
+    session: Option<Rc<Session>>,
+    inner: P,
+    /// The peer's `close_notify` was passed on as `eof_received`, which
+    /// answered this.
+    eof_reported: Option<bool>,
+    /// The socket closed without `close_notify`: how to report it.
+    cut_short: Option<TlsError>,
+}
+
+impl<P: Protocol> TlsProtocol<P> {
+    /// The server side: accepts a handshake, then runs `inner`.
+    pub fn server(acceptor: impl Into<TlsAcceptor>, inner: P) -> TlsProtocol<P> {
+        TlsProtocol::new(StartTls::Server(acceptor.into()), inner)
+    }
+
+    /// The client side: starts a handshake with the server named
+    /// `server_name` (checked against its certificate and sent as SNI),
+    /// then runs `inner`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `server_name` is neither a DNS name nor an IP
+    /// address.
+    pub fn client(
+        connector: impl Into<TlsConnector>,
+        server_name: &str,
+        inner: P,
+    ) -> io::Result<TlsProtocol<P>> {
+        Ok(TlsProtocol::new(
+            StartTls::client(connector, server_name)?,
+            inner,
+        ))
+    }
+
+    /// Takes the `side` of the handshake, then runs `inner`.
+    pub fn new(side: StartTls, inner: P) -> TlsProtocol<P> {
+        TlsProtocol {
+            side: Some(side),
+            session: None,
+            inner,
+            eof_reported: None,
+            cut_short: None,
+        }
+    }
+
+    /// Over a session already started (`Transport::start_tls`), for a
+    /// protocol already connected.
+    pub(crate) fn attached(session: Rc<Session>, inner: P) -> TlsProtocol<P> {
+        TlsProtocol {
+            side: None,
+            session: Some(session),
+            inner,
+            eof_reported: None,
+            cut_short: None,
+        }
+    }
+
+    /// The protocol inside.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+
+    /// The protocol inside, mutably.
+    pub fn inner_mut(&mut self) -> &mut P {
+        &mut self.inner
+    }
+
+    /// Feeds rustls what was read and hands the protocol what comes out,
+    /// until nothing more can be done now.
+    fn pump(&mut self) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        loop {
+            if session.take_established() {
+                let info = session.info();
+                self.inner
+                    .event_received(Event::new(HandshakeCompleted { info }));
+            }
+            if session.may_deliver() {
+                if let Some(plaintext) = session.take_plaintext() {
+                    self.inner.data_received(plaintext);
+                    continue;
+                }
+                if session.peer_closed() && self.eof_reported.is_none() {
+                    let keep_open = self.inner.eof_received();
+                    self.eof_reported = Some(keep_open);
+                    if !keep_open {
+                        session.transport().lose_connection();
+                    }
+                }
+            }
+            match session.feed() {
+                Ok(Fed::Progress) => {}
+                Ok(Fed::Empty) => return,
+                Err(error) => {
+                    session.fail(error);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl<P: Protocol> Protocol for TlsProtocol<P> {
+    fn connection_made(&mut self, transport: &Transport) {
+        let Some(side) = self.side.take() else {
+            return;
+        };
+        match Session::start(transport.clone(), side) {
+            Ok(session) => {
+                let upper = session.transport();
+                self.session = Some(session);
+                self.inner.connection_made(&upper);
+            }
+            Err(err) => {
+                log::error!("could not start TLS with {}: {err}", transport.peer());
+                transport.abort_with(err);
+            }
+        }
+    }
+
+    fn data_received(&mut self, data: Bytes) {
+        if let Some(session) = &self.session {
+            session.push_input(data);
+            self.pump();
+        }
+    }
+
+    fn eof_received(&mut self) -> bool {
+        let Some(session) = &self.session else {
+            return false;
+        };
+        if let Some(keep_open) = self.eof_reported {
+            return keep_open;
+        }
+        if !session.peer_closed() {
+            self.cut_short = Some(if session.established() {
+                TlsError::Truncated
+            } else {
+                TlsError::ClosedDuringHandshake
+            });
+        }
+        false
+    }
+
+    fn connection_lost(&mut self, reason: &Reason) {
+        let Some(session) = &self.session else {
+            return;
+        };
+        session.end();
+        match self.cut_short.take() {
+            Some(error) if reason.is_clean() => {
+                log::debug!("TLS with {}: {error}", session.raw().peer());
+                self.inner.connection_lost(&Reason::Lost(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    error,
+                )));
+            }
+            _ => self.inner.connection_lost(reason),
+        }
+    }
+
+    fn pause_writing(&mut self) {
+        self.inner.pause_writing();
+    }
+
+    fn resume_writing(&mut self) {
+        self.inner.resume_writing();
+    }
+
+    fn write_complete(&mut self) {
+        self.inner.write_complete();
+    }
+
+    fn event_received(&mut self, event: Event) {
+        if event.is::<ResumeInput>() {
+            self.pump();
+        } else {
+            self.inner.event_received(event);
+        }
+    }
+}
+
+impl<P> fmt::Debug for TlsProtocol<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsProtocol")
+            .field("started", &self.session.is_some())
+            .finish_non_exhaustive()
+    }
+}

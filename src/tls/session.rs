@@ -1,0 +1,643 @@
+//! One TLS session over a connection: the rustls state, and the transport
+//! the wrapped protocol writes through.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::error::Error;
+use std::io::{self, BufRead, Write};
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use rustls::Connection;
+
+use super::{Options, StartTls, TlsError, TlsInfo};
+use crate::event::Event;
+use crate::time::{DelayedCall, ReactorTime};
+use crate::transport::{SentWaiter, Transport, TransportImpl, WriteBufferFull};
+use crate::Reactor;
+
+/// Plaintext is encrypted this much at a time, one TLS record's worth, so
+/// rustls's own output buffer never holds more than a record: the
+/// connection's write buffer (and its watermarks and cap) holds the rest.
+const RECORD: usize = 16 * 1024;
+
+/// The first byte of a TLS handshake record, and of an alert: a peer that
+/// speaks TLS starts with one of them.
+const HANDSHAKE_RECORD: u8 = 0x16;
+const ALERT_RECORD: u8 = 0x15;
+
+pub(crate) struct Session {
+    me: Weak<Session>,
+    /// The connection below: its writes go to the socket as they are.
+    raw: Transport,
+    tls: RefCell<Connection>,
+    st: RefCell<State>,
+    /// Highest `bytes_sent` reported, so it never goes back.
+    sent_seen: Cell<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The handshake completed.
+    established: bool,
+    /// Plaintext written before the handshake completed, sent right after.
+    early: VecDeque<Bytes>,
+    early_len: usize,
+    /// `flushed` callers from before the handshake completed.
+    early_waiters: Vec<SentWaiter>,
+    /// A close asked for before the handshake completed.
+    pending_close: Option<Close>,
+    /// `lose_connection` or `write_eof` was called: no more writes.
+    closing: bool,
+    close_notify_sent: bool,
+    /// The peer's `close_notify` arrived.
+    peer_closed: bool,
+    /// The protocol paused reading.
+    paused: bool,
+    /// Ciphertext read from the socket and not yet given to rustls.
+    held: Bytes,
+    /// Whether rustls was given input yet (to tell a peer that does not
+    /// speak TLS from one that fails the handshake).
+    fed: bool,
+    timeout: Option<DelayedCall>,
+    /// Plaintext accepted, and handed to rustls.
+    written: u64,
+    encrypted: u64,
+    warned_write: bool,
+    ended: bool,
+}
+
+enum Close {
+    Lose(Option<Box<dyn Error + Send + Sync>>),
+    WriteEof,
+}
+
+/// What feeding ciphertext to rustls gave.
+pub(crate) enum Fed {
+    /// rustls took some; there may be plaintext, a completed handshake or
+    /// the peer's `close_notify` to look at.
+    Progress,
+    /// Nothing held is left to feed.
+    Empty,
+}
+
+impl Session {
+    /// Starts a session over `raw`: a client sends its hello now.
+    pub(crate) fn start(raw: Transport, side: StartTls) -> io::Result<Rc<Session>> {
+        let (tls, options): (Connection, Options) = match side {
+            StartTls::Server(acceptor) => (
+                rustls::ServerConnection::new(acceptor.config)
+                    .map_err(io::Error::other)?
+                    .into(),
+                acceptor.options,
+            ),
+            StartTls::Client(connector, name) => (
+                rustls::ClientConnection::new(connector.config, name)
+                    .map_err(io::Error::other)?
+                    .into(),
+                connector.options,
+            ),
+        };
+        let session = Rc::new_cyclic(|me| Session {
+            me: me.clone(),
+            raw,
+            tls: RefCell::new(tls),
+            st: RefCell::new(State::default()),
+            sent_seen: Cell::new(0),
+        });
+        // Writes are bounded by the connection's own write buffer: rustls
+        // keeps at most one record (see `encrypt`).
+        session.tls.borrow_mut().set_buffer_limit(None);
+        session.start_timeout(&options);
+        session.flush_tls();
+        Ok(session)
+    }
+
+    fn start_timeout(&self, options: &Options) {
+        let after = options.handshake_timeout;
+        if after == std::time::Duration::MAX {
+            return;
+        }
+        let clock = options
+            .clock
+            .clone()
+            .or_else(|| Reactor::current().map(|r| Rc::new(r) as Rc<dyn ReactorTime>));
+        let Some(clock) = clock else {
+            log::debug!("no reactor on this thread: the TLS handshake is not timed");
+            return;
+        };
+        let me = self.me.clone();
+        let timer = clock.call_later(
+            after,
+            Box::new(move || {
+                if let Some(session) = me.upgrade() {
+                    let st = session.st.borrow();
+                    if !st.established && !st.ended {
+                        drop(st);
+                        log::debug!("TLS handshake with {} timed out", session.raw.peer());
+                        session.raw.abort_with(TlsError::HandshakeTimeout(after));
+                    }
+                }
+            }),
+        );
+        self.st.borrow_mut().timeout = Some(timer);
+    }
+
+    /// The transport the wrapped protocol gets.
+    pub(crate) fn transport(&self) -> Transport {
+        Transport::new(self.me.upgrade().expect("session alive"))
+    }
+
+    pub(crate) fn raw(&self) -> &Transport {
+        &self.raw
+    }
+
+    /// Moves what rustls has to send into the connection's write buffer.
+    fn flush_tls(&self) {
+        let mut tls = self.tls.borrow_mut();
+        if !tls.wants_write() {
+            return;
+        }
+        let taken = self.raw.write_with(|buf| {
+            let mut out = buf.writer();
+            while tls.wants_write() {
+                if tls.write_tls(&mut out).is_err() {
+                    break;
+                }
+            }
+        });
+        if taken.is_none() {
+            // The connection is closed: what rustls holds goes nowhere.
+            while tls.wants_write() && tls.write_tls(&mut io::sink()).is_ok() {}
+        }
+    }
+
+    /// Encrypts `data` into the connection's write buffer.
+    fn encrypt(&self, mut data: &[u8]) {
+        self.st.borrow_mut().encrypted += data.len() as u64;
+        while !data.is_empty() {
+            let n = data.len().min(RECORD);
+            {
+                let mut tls = self.tls.borrow_mut();
+                // Without a buffer limit rustls takes everything.
+                let _ = tls.writer().write_all(&data[..n]);
+            }
+            self.flush_tls();
+            data = &data[n..];
+        }
+    }
+
+    /// Queues ciphertext read from the socket.
+    pub(crate) fn push_input(&self, data: Bytes) {
+        let mut st = self.st.borrow_mut();
+        if st.held.is_empty() {
+            st.held = data;
+        } else {
+            let mut joined = BytesMut::with_capacity(st.held.len() + data.len());
+            joined.extend_from_slice(&st.held);
+            joined.extend_from_slice(&data);
+            st.held = joined.freeze();
+        }
+    }
+
+    /// Whether the wrapped protocol may be given plaintext now.
+    pub(crate) fn may_deliver(&self) -> bool {
+        let st = self.st.borrow();
+        !st.paused && !st.ended
+    }
+
+    /// Whether more ciphertext should be fed to rustls now: not while the
+    /// protocol, paused, would leave the plaintext in rustls's buffer
+    /// (the handshake goes on regardless).
+    fn may_feed(&self) -> bool {
+        let st = self.st.borrow();
+        !st.ended && (!st.paused || !st.established)
+    }
+
+    /// Gives rustls some of the held ciphertext and processes it.
+    pub(crate) fn feed(&self) -> Result<Fed, TlsError> {
+        if !self.may_feed() {
+            return Ok(Fed::Empty);
+        }
+        let mut held = std::mem::take(&mut self.st.borrow_mut().held);
+        if held.is_empty() {
+            return Ok(Fed::Empty);
+        }
+        let (established, not_tls) = {
+            let mut st = self.st.borrow_mut();
+            let first = !std::mem::replace(&mut st.fed, true);
+            (
+                st.established,
+                first && held[0] != HANDSHAKE_RECORD && held[0] != ALERT_RECORD,
+            )
+        };
+        let consumed;
+        let result = {
+            let mut tls = self.tls.borrow_mut();
+            let mut reader = &held[..];
+            let read = tls.read_tls(&mut reader);
+            consumed = held.len() - reader.len();
+            held.advance(consumed);
+            match read {
+                // The peer's close_notify came: what follows is ignored.
+                Ok(0) => {
+                    held.clear();
+                    Ok(true)
+                }
+                Ok(_) => tls
+                    .process_new_packets()
+                    .map(|state| state.peer_has_closed()),
+                Err(err) => {
+                    // Only "plaintext buffer full", which draining first
+                    // prevents.
+                    log::debug!("rustls refused input: {err}");
+                    Ok(false)
+                }
+            }
+        };
+        self.st.borrow_mut().held = held;
+        self.flush_tls();
+        match result {
+            Ok(peer_closed) => {
+                if peer_closed {
+                    self.st.borrow_mut().peer_closed = true;
+                }
+                Ok(if consumed > 0 || peer_closed {
+                    Fed::Progress
+                } else {
+                    Fed::Empty
+                })
+            }
+            Err(_) if not_tls => Err(TlsError::NotTls),
+            Err(err) if established => Err(TlsError::Protocol(err)),
+            Err(err) => Err(TlsError::Handshake(err)),
+        }
+    }
+
+    /// Whether the handshake just completed (once).
+    pub(crate) fn take_established(&self) -> bool {
+        let handshaking = self.tls.borrow().is_handshaking();
+        let mut st = self.st.borrow_mut();
+        if st.established || handshaking || st.ended {
+            return false;
+        }
+        st.established = true;
+        if let Some(timer) = st.timeout.take() {
+            let _ = timer.cancel();
+        }
+        let early: Vec<Bytes> = st.early.drain(..).collect();
+        st.early_len = 0;
+        let waiters = std::mem::take(&mut st.early_waiters);
+        let pending_close = st.pending_close.take();
+        let paused = st.paused;
+        drop(st);
+        for data in early {
+            self.encrypt(&data);
+        }
+        for waiter in waiters {
+            self.raw.when_sent(waiter);
+        }
+        if paused {
+            self.raw.pause_reading();
+        }
+        match pending_close {
+            Some(Close::Lose(error)) => self.close(error),
+            Some(Close::WriteEof) => self.half_close(),
+            None => {}
+        }
+        true
+    }
+
+    /// The plaintext rustls has decrypted, if any.
+    pub(crate) fn take_plaintext(&self) -> Option<Bytes> {
+        let mut tls = self.tls.borrow_mut();
+        let mut reader = tls.reader();
+        let mut out = BytesMut::new();
+        while let Ok(chunk) = reader.fill_buf() {
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            out.extend_from_slice(chunk);
+            reader.consume(n);
+        }
+        (!out.is_empty()).then(|| out.freeze())
+    }
+
+    /// Whether the peer's `close_notify` came and has not been reported.
+    pub(crate) fn peer_closed(&self) -> bool {
+        self.st.borrow().peer_closed
+    }
+
+    pub(crate) fn established(&self) -> bool {
+        self.st.borrow().established
+    }
+
+    /// Fails the connection: rustls's alert goes first.
+    pub(crate) fn fail(&self, error: TlsError) {
+        log::debug!("TLS with {}: {error}", self.raw.peer());
+        let mut st = self.st.borrow_mut();
+        st.closing = true;
+        st.held.clear();
+        drop(st);
+        self.flush_tls();
+        self.raw.fail(error);
+    }
+
+    /// Sends `close_notify` (once) and closes the connection once it is
+    /// sent.
+    fn close(&self, error: Option<Box<dyn Error + Send + Sync>>) {
+        self.send_close_notify();
+        lose(&self.raw, error);
+    }
+
+    fn half_close(&self) {
+        self.send_close_notify();
+        self.raw.write_eof();
+    }
+
+    fn send_close_notify(&self) {
+        if std::mem::replace(&mut self.st.borrow_mut().close_notify_sent, true) {
+            return;
+        }
+        self.tls.borrow_mut().send_close_notify();
+        self.flush_tls();
+    }
+
+    /// The connection ended: nothing more will be sent.
+    pub(crate) fn end(&self) {
+        let mut st = self.st.borrow_mut();
+        st.ended = true;
+        st.held.clear();
+        st.early.clear();
+        st.early_len = 0;
+        if let Some(timer) = st.timeout.take() {
+            let _ = timer.cancel();
+        }
+        let waiters = std::mem::take(&mut st.early_waiters);
+        drop(st);
+        for waiter in waiters {
+            waiter(false);
+        }
+    }
+
+    pub(crate) fn info(&self) -> TlsInfo {
+        let tls = self.tls.borrow();
+        let server_name = match &*tls {
+            Connection::Server(server) => server.server_name().map(str::to_owned),
+            Connection::Client(_) => None,
+        };
+        TlsInfo {
+            handshake_complete: !tls.is_handshaking(),
+            protocol_version: tls.protocol_version(),
+            cipher_suite: tls.negotiated_cipher_suite(),
+            alpn_protocol: tls.alpn_protocol().map(<[u8]>::to_vec),
+            server_name,
+            peer_certificates: tls
+                .peer_certificates()
+                .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether a write must be dropped; warns once.
+    fn refuse_write(&self) -> bool {
+        let mut st = self.st.borrow_mut();
+        if !st.closing && !st.ended && !self.raw.is_closing() {
+            return false;
+        }
+        if !std::mem::replace(&mut st.warned_write, true) {
+            log::warn!(
+                "dropped a write to {}: the TLS connection is closed or its writing side was shut down",
+                self.raw.peer()
+            );
+        }
+        true
+    }
+
+    /// Takes plaintext from the protocol.
+    fn accept(&self, data: &[u8], owned: Option<Bytes>) {
+        if self.refuse_write() {
+            return;
+        }
+        let mut st = self.st.borrow_mut();
+        st.written += data.len() as u64;
+        if st.established {
+            drop(st);
+            self.encrypt(data);
+            return;
+        }
+        st.early_len += data.len();
+        st.early
+            .push_back(owned.unwrap_or_else(|| Bytes::copy_from_slice(data)));
+        let buffered = st.early_len + self.raw.write_buffer_size();
+        drop(st);
+        let max = self.raw.write_buffer_max();
+        if buffered > max {
+            log::warn!(
+                "aborting the TLS connection with {}: {} bytes written before the handshake completed",
+                self.raw.peer(),
+                buffered
+            );
+            self.raw.abort_with(WriteBufferFull { limit: max });
+        }
+    }
+}
+
+impl TransportImpl for Session {
+    fn write(&self, data: Bytes) {
+        self.accept(&data.clone(), Some(data));
+    }
+
+    fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut) -> Option<Bytes>) -> bool {
+        if self.refuse_write() {
+            return false;
+        }
+        let mut buf = BytesMut::new();
+        let body = fill(&mut buf);
+        if !buf.is_empty() {
+            self.accept(&buf, None);
+        }
+        if let Some(body) = body.filter(|b| !b.is_empty()) {
+            self.accept(&body.clone(), Some(body));
+        }
+        true
+    }
+
+    fn lose_connection(&self, error: Option<Box<dyn Error + Send + Sync>>) {
+        let mut st = self.st.borrow_mut();
+        if st.ended || st.closing && st.pending_close.is_none() && st.close_notify_sent {
+            drop(st);
+            // A second close, or one after `write_eof`: the connection's
+            // own rules apply (a failure still overrides a clean close).
+            lose(&self.raw, error);
+            return;
+        }
+        st.closing = true;
+        if !st.established {
+            st.pending_close = Some(Close::Lose(error));
+            return;
+        }
+        drop(st);
+        self.close(error);
+    }
+
+    fn abort_connection(&self) {
+        self.raw.abort_connection();
+    }
+
+    fn abort_with(&self, error: Box<dyn Error + Send + Sync>) {
+        self.raw.abort_with(error);
+    }
+
+    fn write_eof(&self) {
+        let mut st = self.st.borrow_mut();
+        if st.closing || st.ended {
+            return;
+        }
+        st.closing = true;
+        if !st.established {
+            st.pending_close = Some(Close::WriteEof);
+            return;
+        }
+        drop(st);
+        self.half_close();
+    }
+
+    fn set_reading(&self, on: bool) {
+        let mut st = self.st.borrow_mut();
+        if st.paused != on {
+            return;
+        }
+        st.paused = !on;
+        let established = st.established;
+        drop(st);
+        if !established {
+            // The handshake reads regardless; the pause starts after it.
+            return;
+        }
+        if on {
+            self.raw.resume_reading();
+            // Plaintext or ciphertext may be waiting with the socket
+            // quiet: the layer delivers it once this caller returns.
+            self.raw.fire_event(Event::new(ResumeInput));
+        } else {
+            self.raw.pause_reading();
+        }
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.raw.peer()
+    }
+
+    fn host(&self) -> SocketAddr {
+        self.raw.host()
+    }
+
+    fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {
+        self.raw.set_tcp_nodelay(on)
+    }
+
+    fn tcp_nodelay(&self) -> io::Result<bool> {
+        self.raw.tcp_nodelay()
+    }
+
+    fn set_tcp_keepalive(&self, on: bool) -> io::Result<()> {
+        self.raw.set_tcp_keepalive(on)
+    }
+
+    fn tcp_keepalive(&self) -> io::Result<bool> {
+        self.raw.tcp_keepalive()
+    }
+
+    fn write_buffer_size(&self) -> usize {
+        self.raw.write_buffer_size() + self.st.borrow().early_len
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.st.borrow().written
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        // Plaintext whose records are all with the kernel, counting each
+        // buffered ciphertext byte as one plaintext byte not sent.
+        let encrypted = self.st.borrow().encrypted;
+        let sent = encrypted.saturating_sub(self.raw.write_buffer_size() as u64);
+        let sent = sent.max(self.sent_seen.get()).min(encrypted);
+        self.sent_seen.set(sent);
+        sent
+    }
+
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.raw.set_write_buffer_limits(high, low);
+    }
+
+    fn set_write_buffer_max(&self, max: usize) {
+        self.raw.set_write_buffer_max(max);
+    }
+
+    fn write_buffer_max(&self) -> usize {
+        self.raw.write_buffer_max()
+    }
+
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        self.raw.write_buffer_limits()
+    }
+
+    fn is_writable(&self) -> bool {
+        let st = self.st.borrow();
+        !st.closing
+            && !st.ended
+            && st.early_len <= self.raw.write_buffer_limits().0
+            && self.raw.is_writable()
+    }
+
+    fn when_writable(&self, f: Box<dyn FnOnce()>) {
+        self.raw.when_writable(f);
+    }
+
+    fn set_flow_control(&self, on: bool) {
+        self.raw.set_flow_control(on);
+    }
+
+    fn flow_control(&self) -> bool {
+        self.raw.flow_control()
+    }
+
+    fn is_closing(&self) -> bool {
+        let st = self.st.borrow();
+        st.closing || st.ended || self.raw.is_closing()
+    }
+
+    fn when_sent(&self, f: SentWaiter) {
+        let mut st = self.st.borrow_mut();
+        if st.ended {
+            drop(st);
+            f(false);
+        } else if !st.established && st.early_len > 0 {
+            st.early_waiters.push(f);
+        } else {
+            drop(st);
+            self.raw.when_sent(f);
+        }
+    }
+
+    fn fire_event(&self, event: Event) {
+        self.raw.fire_event(event);
+    }
+
+    fn tls(&self) -> Option<TlsInfo> {
+        Some(self.info())
+    }
+}
+
+/// Fired at the layer by `set_reading(true)`: deliver what waits.
+pub(crate) struct ResumeInput;
+
+fn lose(raw: &Transport, error: Option<Box<dyn Error + Send + Sync>>) {
+    match error {
+        Some(error) => raw.fail(error),
+        None => raw.lose_connection(),
+    }
+}
