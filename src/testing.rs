@@ -1,4 +1,5 @@
-//! Helpers for testing protocols without sockets: [`StringTransport`];
+//! Helpers for testing protocols without sockets: [`StringTransport`], and
+//! [`loopback`], two protocols connected in memory;
 //! and for testing Deferreds: [`success_result_of`], [`failure_result_of`]
 //! and [`assert_no_result`], Twisted's `SynchronousTestCase` assertions.
 //!
@@ -17,6 +18,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::event::Event;
 use crate::transport::{SentWaiter, Transport, TransportImpl};
+
+mod loopback;
+
+pub use loopback::{loopback, Loopback};
 
 /// An in-memory transport that records what a protocol writes: Twisted's
 /// `StringTransport`.

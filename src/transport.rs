@@ -198,8 +198,11 @@ pub struct Interposer {
     /// on.
     pub upper: Rc<dyn TransportImpl>,
     /// Wraps the connection's protocol.
-    pub wrap: Box<dyn FnOnce(Box<dyn crate::Protocol>) -> Box<dyn crate::Protocol>>,
+    pub wrap: WrapProtocol,
 }
+
+/// Wraps a connection's protocol in a layer: [`Interposer::wrap`].
+pub type WrapProtocol = Box<dyn FnOnce(Box<dyn crate::Protocol>) -> Box<dyn crate::Protocol>>;
 
 impl fmt::Debug for Interposer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -724,17 +727,25 @@ impl Transport {
     ///
     /// # Examples
     ///
-    /// The server side of an SMTP-like upgrade:
+    /// An SMTP-like upgrade, both sides, connected in memory:
     ///
     /// ```
-    /// use twill::{tls::TlsAcceptor, Bytes, Protocol, Transport};
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use twill::tls::{config, StartTls, TlsAcceptor, TlsConnector};
+    /// use twill::{testing::loopback, Bytes, Protocol, Transport};
+    /// # let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    /// # let certs = config::certs_from_pem(made.cert.pem().as_bytes())?;
+    /// # let key = config::key_from_pem(made.signing_key.serialize_pem().as_bytes())?;
+    /// # let acceptor = TlsAcceptor::new(config::server_config(certs.clone(), key)?);
+    /// # let connector = TlsConnector::new(config::client_config_trusting(certs)?);
     ///
-    /// struct Upgrading {
+    /// /// Answers STARTTLS, then echoes (encrypted).
+    /// struct Server {
     ///     transport: Option<Transport>,
     ///     tls: TlsAcceptor,
     /// }
     ///
-    /// impl Protocol for Upgrading {
+    /// impl Protocol for Server {
     ///     fn connection_made(&mut self, transport: &Transport) {
     ///         self.transport = Some(transport.clone());
     ///     }
@@ -746,10 +757,45 @@ impl Transport {
     ///                 transport.fail(err);
     ///             }
     ///         } else {
-    ///             transport.write(data); // encrypted once upgraded
+    ///             transport.write(data); // encrypted
     ///         }
     ///     }
     /// }
+    ///
+    /// /// Asks for TLS, upgrades on the answer, then says hello.
+    /// struct Client {
+    ///     transport: Option<Transport>,
+    ///     tls: Option<TlsConnector>,
+    ///     got: Rc<RefCell<Vec<u8>>>,
+    /// }
+    ///
+    /// impl Protocol for Client {
+    ///     fn connection_made(&mut self, transport: &Transport) {
+    ///         self.transport = Some(transport.clone());
+    ///         transport.write("STARTTLS\r\n");
+    ///     }
+    ///     fn data_received(&mut self, data: Bytes) {
+    ///         let transport = self.transport.as_ref().unwrap();
+    ///         match self.tls.take() {
+    ///             Some(tls) => {
+    ///                 assert_eq!(&data[..], b"220 go ahead\r\n");
+    ///                 transport.start_tls(StartTls::client(tls, "localhost").unwrap()).unwrap();
+    ///                 transport.write("hello"); // encrypted
+    ///             }
+    ///             None => self.got.borrow_mut().extend_from_slice(&data),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let got = Rc::new(RefCell::new(Vec::new()));
+    /// let pair = loopback(
+    ///     Server { transport: None, tls: acceptor },
+    ///     Client { transport: None, tls: Some(connector), got: got.clone() },
+    /// );
+    /// pair.flush();
+    /// assert_eq!(&got.borrow()[..], b"hello");
+    /// assert!(pair.client().tls().unwrap().handshake_complete);
+    /// # Ok::<(), std::io::Error>(())
     /// ```
     #[cfg(feature = "tls")]
     pub fn start_tls(&self, side: impl Into<crate::tls::StartTls>) -> io::Result<()> {

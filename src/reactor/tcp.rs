@@ -21,7 +21,7 @@ use crate::event::Event as UserEvent;
 use crate::protocol::{Panicked, Protocol, Reason};
 use crate::time::DelayedCall;
 use crate::transport::{
-    Interposer, SentWaiter, Transport, TransportImpl, WriteBufferFull, WriteState,
+    Interposer, SentWaiter, Transport, TransportImpl, WrapProtocol, WriteBufferFull, WriteState,
     DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK, DEFAULT_MAX_WRITE_BUFFER,
 };
 
@@ -72,10 +72,8 @@ pub(crate) struct Conn {
     upper: RefCell<Option<Rc<dyn TransportImpl>>>,
     layered: Cell<bool>,
     /// Wraps the protocol in the layer once its running callback returns.
-    pending_wrap: Cell<Option<Wrap>>,
+    pending_wrap: Cell<Option<WrapProtocol>>,
 }
-
-type Wrap = Box<dyn FnOnce(Box<dyn Protocol>) -> Box<dyn Protocol>>;
 
 /// The connection itself, below any layer: what a layer writes through.
 struct Raw<C>(C);
