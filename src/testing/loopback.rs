@@ -329,11 +329,14 @@ impl End {
         false
     }
 
-    /// Both sides are over: this one with `mine`, the other with `theirs`.
+    /// Both sides are over: this one with `mine`, the other with `theirs`
+    /// unless it was closing for a reason of its own.
     fn end(&self, mine: Reason, theirs: Reason) {
         self.lose(mine);
         if let Some(other) = self.other.borrow().upgrade() {
-            other.lose(theirs);
+            let own = other.aborting.borrow_mut().take();
+            let own = own.or_else(|| other.closing.borrow_mut().take());
+            other.lose(own.unwrap_or(theirs));
         }
     }
 

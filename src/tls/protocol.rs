@@ -31,8 +31,6 @@ pub struct TlsProtocol<P> {
     /// The peer's `close_notify` was passed on as `eof_received`, which
     /// answered this.
     eof_reported: Option<bool>,
-    /// The socket closed without `close_notify`: how to report it.
-    cut_short: Option<TlsError>,
 }
 
 impl<P: Protocol> TlsProtocol<P> {
@@ -67,7 +65,6 @@ impl<P: Protocol> TlsProtocol<P> {
             session: None,
             inner,
             eof_reported: None,
-            cut_short: None,
         }
     }
 
@@ -79,7 +76,6 @@ impl<P: Protocol> TlsProtocol<P> {
             session: Some(session),
             inner,
             eof_reported: None,
-            cut_short: None,
         }
     }
 
@@ -156,20 +152,9 @@ impl<P: Protocol> Protocol for TlsProtocol<P> {
     }
 
     fn eof_received(&mut self) -> bool {
-        let Some(session) = &self.session else {
-            return false;
-        };
-        if let Some(keep_open) = self.eof_reported {
-            return keep_open;
-        }
-        if !session.peer_closed() {
-            self.cut_short = Some(if session.established() {
-                TlsError::Truncated
-            } else {
-                TlsError::ClosedDuringHandshake
-            });
-        }
-        false
+        // Without the peer's close_notify first, `connection_lost` says
+        // the connection was cut short.
+        self.eof_reported.unwrap_or(false)
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
@@ -177,7 +162,7 @@ impl<P: Protocol> Protocol for TlsProtocol<P> {
             return;
         };
         session.end();
-        match self.cut_short.take() {
+        match session.cut_short() {
             Some(error) if reason.is_clean() => {
                 log::debug!("TLS with {}: {error}", session.raw().peer());
                 self.inner.connection_lost(&Reason::Lost(io::Error::new(

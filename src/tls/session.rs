@@ -330,8 +330,17 @@ impl Session {
         self.st.borrow().peer_closed
     }
 
-    pub(crate) fn established(&self) -> bool {
-        self.st.borrow().established
+    /// How a connection that closed cleanly below TLS was cut short, if
+    /// it was: neither side sent `close_notify`.
+    pub(crate) fn cut_short(&self) -> Option<TlsError> {
+        let st = self.st.borrow();
+        if st.peer_closed || st.close_notify_sent {
+            None
+        } else if st.established {
+            Some(TlsError::Truncated)
+        } else {
+            Some(TlsError::ClosedDuringHandshake)
+        }
     }
 
     /// Fails the connection: rustls's alert goes first.
