@@ -8,7 +8,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::session::{Fed, ResumeInput, Session};
-use super::{HandshakeCompleted, StartTls, TlsAcceptor, TlsConnector, TlsError};
+use super::{HandshakeCompleted, StartTls, TlsAcceptor, TlsConnector};
 use crate::event::Event;
 use crate::protocol::{Protocol, Reason};
 use crate::transport::Transport;
