@@ -52,6 +52,7 @@ fn connector(trusting: &Identity) -> TlsConnector {
     TlsConnector::new(config::client_config_trusting(trusting.chain.clone()).unwrap())
 }
 
+type OnConnect = Box<dyn FnOnce(&Transport)>;
 type OnData = Box<dyn FnMut(&Transport, Bytes)>;
 
 /// Records what it sees as lines in a `Log`; does what `on_data` says
@@ -60,7 +61,7 @@ struct Peer {
     name: &'static str,
     log: Log,
     transport: Option<Transport>,
-    on_connect: Option<Box<dyn FnOnce(&Transport)>>,
+    on_connect: Option<OnConnect>,
     on_data: Option<OnData>,
     keep_open: bool,
 }

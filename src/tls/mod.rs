@@ -33,8 +33,8 @@
 //!   handshake that does not complete within 10 seconds (Netty's default;
 //!   [`TlsAcceptor::handshake_timeout`]) fails the same way.
 //!
-//! Configuration is rustls's own [`ServerConfig`](rustls::ServerConfig) and
-//! [`ClientConfig`](rustls::ClientConfig); [`config`] has helpers for the
+//! Configuration is rustls's own [`ServerConfig`] and
+//! [`ClientConfig`]; [`config`] has helpers for the
 //! common cases. Servers listen with
 //! [`Reactor::listen_tls`](crate::Reactor::listen_tls), clients connect
 //! with [`Reactor::connect_tls`](crate::Reactor::connect_tls), and a
