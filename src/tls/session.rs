@@ -248,12 +248,11 @@ impl Session {
                 Ok(_) => tls
                     .process_new_packets()
                     .map(|state| state.peer_has_closed()),
-                Err(err) => {
-                    // Only "plaintext buffer full", which draining first
-                    // prevents.
-                    log::debug!("rustls refused input: {err}");
-                    Ok(false)
-                }
+                // rustls's received-plaintext buffer is full: it is
+                // drained before more is fed, so the protocol paused.
+                Err(_) if !tls.wants_read() && !tls.is_handshaking() && consumed == 0 => Ok(false),
+                // A record larger than TLS allows.
+                Err(err) => Err(rustls::Error::General(err.to_string())),
             }
         };
         self.st.borrow_mut().held = held;
