@@ -312,7 +312,13 @@ impl Session {
     pub(crate) fn take_plaintext(&self) -> Option<Bytes> {
         let mut tls = self.tls.borrow_mut();
         let mut reader = tls.reader();
-        let mut out = BytesMut::new();
+        // rustls holds one chunk per record: usually one, copied once into
+        // an allocation of its exact size.
+        let mut out = match reader.fill_buf() {
+            Ok(first) if !first.is_empty() => BytesMut::from(first),
+            _ => return None,
+        };
+        reader.consume(out.len());
         while let Ok(chunk) = reader.fill_buf() {
             if chunk.is_empty() {
                 break;
@@ -321,7 +327,7 @@ impl Session {
             out.extend_from_slice(chunk);
             reader.consume(n);
         }
-        (!out.is_empty()).then(|| out.freeze())
+        Some(out.freeze())
     }
 
     /// Whether the peer's `close_notify` came and has not been reported.
