@@ -35,6 +35,8 @@ pub(crate) struct Session {
     st: RefCell<State>,
     /// Highest `bytes_sent` reported, so it never goes back.
     sent_seen: Cell<u64>,
+    /// On a client, the server name it asked for.
+    server_name: Option<String>,
 }
 
 #[derive(Default)]
@@ -85,6 +87,10 @@ pub(crate) enum Fed {
 impl Session {
     /// Starts a session over `raw`: a client sends its hello now.
     pub(crate) fn start(raw: Transport, side: StartTls) -> io::Result<Rc<Session>> {
+        let server_name = match &side {
+            StartTls::Client(_, name) => Some(name.to_str().into_owned()),
+            StartTls::Server(_) => None,
+        };
         let (tls, options): (Connection, Options) = match side {
             StartTls::Server(acceptor) => (
                 rustls::ServerConnection::new(acceptor.config)
@@ -93,7 +99,7 @@ impl Session {
                 acceptor.options,
             ),
             StartTls::Client(connector, name) => (
-                rustls::ClientConnection::new(connector.config, name)
+                rustls::ClientConnection::new(connector.config, name.clone())
                     .map_err(io::Error::other)?
                     .into(),
                 connector.options,
@@ -105,6 +111,7 @@ impl Session {
             tls: RefCell::new(tls),
             st: RefCell::new(State::default()),
             sent_seen: Cell::new(0),
+            server_name,
         });
         // Writes are bounded by the connection's own write buffer: rustls
         // keeps at most one record (see `encrypt`).
@@ -400,7 +407,7 @@ impl Session {
         let tls = self.tls.borrow();
         let server_name = match &*tls {
             Connection::Server(server) => server.server_name().map(str::to_owned),
-            Connection::Client(_) => None,
+            Connection::Client(_) => self.server_name.clone(),
         };
         TlsInfo {
             handshake_complete: !tls.is_handshaking(),
