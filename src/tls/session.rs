@@ -14,7 +14,7 @@ use rustls::Connection;
 use super::{Options, StartTls, TlsError, TlsInfo};
 use crate::event::Event;
 use crate::time::{DelayedCall, ReactorTime};
-use crate::transport::{SentWaiter, Transport, TransportImpl, WriteBufferFull};
+use crate::transport::{Interposer, SentWaiter, Transport, TransportImpl, WriteBufferFull};
 use crate::Reactor;
 
 /// Plaintext is encrypted this much at a time, one TLS record's worth, so
@@ -650,6 +650,18 @@ impl TransportImpl for Session {
 
     fn tls(&self) -> Option<TlsInfo> {
         Some(self.info())
+    }
+
+    fn interpose(
+        &self,
+        _make: Box<dyn FnOnce(Transport) -> io::Result<Interposer> + '_>,
+    ) -> io::Result<()> {
+        // A connection made with `listen_tls` or `connect_tls`: its
+        // protocol's transport is this layer, not the connection.
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the connection already runs TLS",
+        ))
     }
 }
 
