@@ -26,7 +26,7 @@
 
 #![cfg(feature = "tls")]
 
-mod tls_peers;
+mod tls_support;
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
@@ -43,7 +43,7 @@ use twill_test_support::events::Log;
 use twill_test_support::pressure::connect;
 use twill_test_support::reactor::run;
 
-use tls_peers::*;
+use tls_support::*;
 
 // ---------------------------------------------------------------------------
 // How a TLS connection ends

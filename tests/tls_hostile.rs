@@ -24,7 +24,7 @@
 
 #![cfg(feature = "tls")]
 
-mod tls_peers;
+mod tls_support;
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
@@ -46,7 +46,7 @@ use twill_test_support::pressure::{
     SMALL_RCVBUF,
 };
 
-use tls_peers::*;
+use tls_support::*;
 
 // ---------------------------------------------------------------------------
 // The process, its descriptors and its threads
