@@ -48,6 +48,9 @@ struct State {
     early_len: usize,
     /// `flushed` callers from before the handshake completed.
     early_waiters: Vec<SentWaiter>,
+    /// `when_writable` callers from while the early writes were over the
+    /// high watermark.
+    early_writable: Vec<Box<dyn FnOnce()>>,
     /// A close asked for before the handshake completed.
     pending_close: Option<Close>,
     /// `lose_connection` or `write_eof` was called: no more writes.
@@ -295,6 +298,7 @@ impl Session {
         let early: Vec<Bytes> = st.early.drain(..).collect();
         st.early_len = 0;
         let waiters = std::mem::take(&mut st.early_waiters);
+        let writable = std::mem::take(&mut st.early_writable);
         let pending_close = st.pending_close.take();
         let paused = st.paused;
         drop(st);
@@ -303,6 +307,9 @@ impl Session {
         }
         for waiter in waiters {
             self.raw.when_sent(waiter);
+        }
+        for waiter in writable {
+            self.raw.when_writable(waiter);
         }
         if paused {
             self.raw.pause_reading();
@@ -397,9 +404,13 @@ impl Session {
             let _ = timer.cancel();
         }
         let waiters = std::mem::take(&mut st.early_waiters);
+        let writable = std::mem::take(&mut st.early_writable);
         drop(st);
         for waiter in waiters {
             waiter(false);
+        }
+        for waiter in writable {
+            waiter();
         }
     }
 
@@ -615,6 +626,14 @@ impl TransportImpl for Session {
     }
 
     fn when_writable(&self, f: Box<dyn FnOnce()>) {
+        let mut st = self.st.borrow_mut();
+        if !st.established && !st.ended && st.early_len > self.raw.write_buffer_limits().0 {
+            // Not writable because of what waits for the handshake: the
+            // connection below would run `f` at once.
+            st.early_writable.push(f);
+            return;
+        }
+        drop(st);
         self.raw.when_writable(f);
     }
 
