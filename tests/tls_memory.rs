@@ -703,3 +703,31 @@ fn start_tls_is_refused_twice_and_where_a_transport_cannot_take_it() {
     pair.flush();
     assert!(client.tls().unwrap().handshake_complete);
 }
+
+#[test]
+fn when_writable_waits_for_the_handshake_while_early_writes_are_over_the_high_watermark() {
+    let id = identity("localhost");
+    let ran = Rc::new(RefCell::new(false));
+    let flag = ran.clone();
+    let client_transport = Rc::new(RefCell::new(None::<Transport>));
+    let kept = client_transport.clone();
+    let pair = loopback(
+        TlsProtocol::server(acceptor(&id), Peer::new("server", &Log::default())),
+        TlsProtocol::client(
+            connector(&id),
+            "localhost",
+            Peer::new("client", &Log::default()).on_connect(move |t| {
+                t.set_write_buffer_limits(1024, 512);
+                t.write(vec![b'x'; 4096]);
+                assert!(!t.is_writable());
+                t.when_writable(Box::new(move || *flag.borrow_mut() = true));
+                *kept.borrow_mut() = Some(t.clone());
+            }),
+        )
+        .unwrap(),
+    );
+    assert!(!*ran.borrow(), "not before the handshake");
+    pair.flush();
+    assert!(*ran.borrow());
+    assert!(client_transport.borrow().as_ref().unwrap().is_writable());
+}
