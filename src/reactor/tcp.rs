@@ -96,9 +96,11 @@ impl ConnState {
             || self.aborting.is_some()
     }
 
-    /// Whether writes are welcome (`Transport::is_writable`).
+    /// Whether writes are welcome (`Transport::is_writable`): not from
+    /// the write that takes the buffer over the high watermark, before the
+    /// flush that tells the protocol to pause.
     fn is_writable(&self) -> bool {
-        !self.writing_paused && !self.is_closing()
+        !self.writing_paused && self.out.len() <= self.high && !self.is_closing()
     }
 
     /// Whether reading is wanted: the protocol takes input, neither it
@@ -601,8 +603,15 @@ impl Conn {
         } else {
             None
         };
+        // Waiters that came while the buffer was over the high watermark,
+        // which this flush brought back under it before any pause.
+        let unpaused_waiters =
+            notify.is_none() && !st.writable_waiters.is_empty() && st.is_writable();
         self.update_interest(&mut st);
         drop(st);
+        if unpaused_waiters {
+            self.wake_writable_waiters();
+        }
         match notify {
             Some(Notify::Pause) => {
                 self.call_protocol("pause_writing", |p| p.pause_writing());

@@ -293,9 +293,17 @@ impl End {
         } else if self.writing_paused.get() && buffered <= low {
             self.writing_paused.set(false);
             self.call(|p| p.resume_writing());
-            for waiter in std::mem::take(&mut *self.writable_waiters.borrow_mut()) {
-                waiter();
-            }
+            self.wake_writable_waiters();
+        } else if raw_impl::is_writable(self) {
+            // Waiters from while the buffer was over the high watermark,
+            // before any pause.
+            self.wake_writable_waiters();
+        }
+    }
+
+    fn wake_writable_waiters(&self) {
+        for waiter in std::mem::take(&mut *self.writable_waiters.borrow_mut()) {
+            waiter();
         }
     }
 
@@ -360,9 +368,7 @@ impl End {
         if let Some(mut protocol) = protocol {
             protocol.connection_lost(&reason);
         }
-        for waiter in std::mem::take(&mut *self.writable_waiters.borrow_mut()) {
-            waiter();
-        }
+        self.wake_writable_waiters();
     }
 
     fn queue(&self, data: &[u8]) {
@@ -679,7 +685,9 @@ mod raw_impl {
     }
 
     pub(super) fn is_writable(end: &End) -> bool {
-        !end.writing_paused.get() && !end.is_closing()
+        !end.writing_paused.get()
+            && end.out.borrow().len() <= end.limits.get().0
+            && !end.is_closing()
     }
 
     pub(super) fn is_closing(end: &End) -> bool {
