@@ -204,9 +204,8 @@ fn tls_echo_client_sends_standard_input_line_by_line_until_it_ends() {
         .collect();
     let expected = input.clone();
     let ((status, stdout, stderr), _seen) = with_echo_server(server, move |addr| {
-        let command =
+        let mut command =
             std::process::Command::new(example_with_features(PACKAGE, FEATURES, "tls_echo_client"));
-        let mut command = command;
         command.args(["--ca", &ca, "--server-name", "localhost", &addr]);
         let mut client = Proc::start_with_input("tls_echo_client", command, input.as_bytes())
             .wait_limit(CLIENT_WAIT);
