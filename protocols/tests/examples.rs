@@ -277,6 +277,20 @@ fn chat_server_on_sigterm_closes_connections_cleanly_and_exits_with_status_0() {
     );
 }
 
+#[test]
+fn chat_server_with_a_bad_command_line_prints_its_usage_and_exits_with_status_2() {
+    for args in [
+        &["--tls", "cert.pem"][..],
+        &["--tsl"],
+        &["127.0.0.1:0", "extra"],
+    ] {
+        let mut server = Proc::example(PACKAGE, "chat_server", args);
+        server.wait_stderr("usage: chat_server [ADDR] [--tls CERT KEY]");
+        let status = server.wait_exit();
+        assert_eq!(status.code(), Some(2), "{args:?}: {}", server.transcript());
+    }
+}
+
 // ---------------------------------------------------------------------------
 // reverse_server
 // ---------------------------------------------------------------------------

@@ -1,13 +1,15 @@
 //! Example programs run as child processes.
 //!
 //! The examples of a cargo package are built once per test binary with
-//! `cargo build -p PACKAGE --examples`; a [`Proc`] runs one with
-//! `RUST_LOG=info`, reads its stdout and stderr line by line on threads,
-//! waits for lines and for its exit with bounded timeouts, and kills it when
-//! dropped, so a failing test never leaves a child behind.
+//! `cargo build -p PACKAGE --examples` (and `--features …` for
+//! [`example_with_features`]); a [`Proc`] runs one with `RUST_LOG=info`,
+//! reads its stdout and stderr line by line on threads (and writes its
+//! standard input, for [`Proc::start_with_input`]), waits for lines and
+//! for its exit with bounded timeouts, and kills it when dropped, so a
+//! failing test never leaves a child behind.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -24,37 +26,76 @@ type Built = Result<HashMap<String, PathBuf>, String>;
 /// The path of the example binary `name` of the cargo package `package`,
 /// building all of that package's examples on first use.
 pub fn example(package: &str, name: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<HashMap<String, Built>>> = OnceLock::new();
+    example_with_features(package, &[], name)
+}
+
+/// [`example`], with the package's `features` turned on (`&["tls"]`): for
+/// examples that need them (`required-features`, or code under
+/// `#[cfg(feature = …)]`).
+///
+/// Cargo puts an example's binary at one path whatever the features, so a
+/// later build with other features would replace it under a test still
+/// running it; the binaries of a build with features are therefore
+/// hard-linked into a folder of their own (`examples/features-tls/NAME`)
+/// right after the build, and run from there.
+pub fn example_with_features(package: &str, features: &[&str], name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<(String, String), Built>>> = OnceLock::new();
+    let features = features.join(",");
     let mut built = BUILT
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|err| err.into_inner());
     match built
-        .entry(package.to_owned())
-        .or_insert_with(|| build_examples(package))
+        .entry((package.to_owned(), features.clone()))
+        .or_insert_with(|| build_examples(package, &features))
     {
-        Ok(paths) => paths
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no example named {name} in {package}; built: {paths:?}")),
-        Err(err) => panic!("building the examples of {package} failed:\n{err}"),
+        Ok(paths) => paths.get(name).cloned().unwrap_or_else(|| {
+            panic!("no example named {name} in {package} (features {features:?}); built: {paths:?}")
+        }),
+        Err(err) => {
+            panic!("building the examples of {package} (features {features:?}) failed:\n{err}")
+        }
     }
 }
 
-/// Runs `cargo build -p PACKAGE --examples` and reads where each example
-/// binary went from cargo's JSON messages (this honours CARGO_TARGET_DIR
-/// and any build configuration).
-fn build_examples(package: &str) -> Built {
+/// Runs `cargo build -p PACKAGE --examples [--features FEATURES]` and
+/// reads where each example binary went from cargo's JSON messages (this
+/// honours CARGO_TARGET_DIR and any build configuration); with features,
+/// links the binaries into a folder of their own (see
+/// [`example_with_features`]).
+fn build_examples(package: &str, features: &str) -> Built {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let output = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-p",
-            package,
-            "--examples",
-            "--message-format=json",
-            "--manifest-path",
-        ])
+    let mut command = Command::new(env!("CARGO"));
+    command.args([
+        "build",
+        "-p",
+        package,
+        "--examples",
+        "--message-format=json",
+    ]);
+    if !features.is_empty() {
+        command.args(["--features", features]);
+    }
+    // What cargo set for this test binary describes it, not the build: a
+    // crate that reads CARGO_MANIFEST_DIR at compile time (ring does)
+    // would otherwise be rebuilt here, and again by the next cargo run.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if matches!(
+            &*name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+        ) || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_")
+        {
+            command.env_remove(&*name);
+        }
+    }
+    let output = command
+        .arg("--manifest-path")
         .arg(&manifest)
         .stdin(Stdio::null())
         .output()
@@ -80,7 +121,35 @@ fn build_examples(package: &str) -> Built {
     if paths.is_empty() {
         return Err(format!("cargo reported no example binaries:\n{stdout}"));
     }
+    if !features.is_empty() {
+        for exe in paths.values_mut() {
+            *exe = set_aside(exe, features)?;
+        }
+    }
     Ok(paths)
+}
+
+/// Hard-links (or else copies) the binary `exe` to
+/// `DIR/features-FEATURES/NAME` beside it and returns that path.
+fn set_aside(exe: &Path, features: &str) -> Result<PathBuf, String> {
+    let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
+        return Err(format!("no folder or name in {}", exe.display()));
+    };
+    let folder = dir.join(format!("features-{}", features.replace(',', "+")));
+    let aside = folder.join(name);
+    let failed = |what: &str, err: std::io::Error| format!("{what} {}: {err}", aside.display());
+    std::fs::create_dir_all(&folder)
+        .map_err(|err| failed("could not create the folder of", err))?;
+    match std::fs::remove_file(&aside) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(failed("could not replace", err))
+        }
+        _ => {}
+    }
+    if std::fs::hard_link(exe, &aside).is_err() {
+        std::fs::copy(exe, &aside).map_err(|err| failed("could not copy the binary to", err))?;
+    }
+    Ok(aside)
 }
 
 /// The first string value of `"key":"…"` in a line of JSON (enough for
@@ -122,7 +191,18 @@ pub struct Proc {
 impl Proc {
     /// Starts the example `name` of the cargo package `package` with `args`.
     pub fn example(package: &str, name: &str, args: &[&str]) -> Proc {
-        let mut command = Command::new(example(package, name));
+        Proc::example_with_features(package, &[], name, args)
+    }
+
+    /// Starts the example `name` of the cargo package `package`, built with
+    /// `features` ([`example_with_features`]), with `args`.
+    pub fn example_with_features(
+        package: &str,
+        features: &[&str],
+        name: &str,
+        args: &[&str],
+    ) -> Proc {
+        let mut command = Command::new(example_with_features(package, features, name));
         command.args(args);
         Proc::start(name, command)
     }
@@ -130,14 +210,36 @@ impl Proc {
     /// Starts `command` with `RUST_LOG=info`, no stdin and both outputs
     /// read line by line; `name` names it in failure messages. Waits are
     /// bounded by [`WAIT`] unless changed with [`Proc::wait_limit`].
-    pub fn start(name: &str, mut command: Command) -> Proc {
+    pub fn start(name: &str, command: Command) -> Proc {
+        Proc::spawn(name, command, None)
+    }
+
+    /// [`Proc::start`], with `input` written to the child's standard input
+    /// (on a thread, so a child that reads slowly cannot block the test),
+    /// which is then closed.
+    pub fn start_with_input(name: &str, command: Command, input: &[u8]) -> Proc {
+        Proc::spawn(name, command, Some(input.to_vec()))
+    }
+
+    fn spawn(name: &str, mut command: Command, input: Option<Vec<u8>>) -> Proc {
         let mut child = command
             .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|err| panic!("could not start {name}: {err}"));
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A child that exits without reading all of it closes the pipe:
+            // not this helper's business.
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&input);
+            });
+        }
         let transcript = Transcript::default();
         let stdout = lines(child.stdout.take().unwrap(), Stream::Out, &transcript);
         let stderr = lines(child.stderr.take().unwrap(), Stream::Err, &transcript);
