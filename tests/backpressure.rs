@@ -389,3 +389,79 @@ fn a_broadcast_group_bounds_a_member_that_never_reads_and_serves_the_others_in_f
         peak.get()
     );
 }
+
+/// Writes 16 KiB pieces while `is_writable` says so, then waits with
+/// `when_writable` and goes on: Netty's "write while writable" producer.
+struct WhileWritable {
+    transport: Option<Transport>,
+    left: usize,
+    most_buffered: Rc<Cell<usize>>,
+}
+
+impl WhileWritable {
+    fn produce(&mut self) {
+        let transport = self.transport.clone().unwrap();
+        while self.left > 0 && transport.is_writable() {
+            let piece = self.left.min(16 * 1024);
+            transport.write(vec![b'w'; piece]);
+            self.left -= piece;
+            self.most_buffered
+                .set(self.most_buffered.get().max(transport.write_buffer_size()));
+        }
+        if self.left == 0 {
+            transport.lose_connection();
+        }
+    }
+}
+
+impl Protocol for WhileWritable {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.transport = Some(transport.clone());
+        self.produce();
+    }
+    fn data_received(&mut self, _: Bytes) {}
+    fn resume_writing(&mut self) {
+        self.produce();
+    }
+    fn write_complete(&mut self) {
+        self.produce();
+    }
+}
+
+#[test]
+fn is_writable_turns_false_at_the_write_that_passes_the_high_watermark() {
+    const TOTAL: usize = 8 << 20;
+    let most_buffered = Rc::new(Cell::new(0));
+    let seen = most_buffered.clone();
+    let reactor = Reactor::new().unwrap();
+    let received = serve(
+        &reactor,
+        move |_| WhileWritable {
+            transport: None,
+            left: TOTAL,
+            most_buffered: seen.clone(),
+        },
+        |addr, handle| {
+            let mut stream = connect(addr);
+            let mut received = 0;
+            let mut buf = vec![0; 64 * 1024];
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => received += n,
+                    Err(err) => panic!("read: {err}"),
+                }
+            }
+            handle.stop();
+            received
+        },
+    );
+    assert_eq!(received, TOTAL);
+    // A loop on `is_writable` stops one piece past the watermark, within
+    // the callback that passed it.
+    assert!(
+        most_buffered.get() <= DEFAULT_HIGH_WATERMARK + 16 * 1024,
+        "buffered {} bytes",
+        most_buffered.get()
+    );
+}
