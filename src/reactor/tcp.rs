@@ -982,7 +982,7 @@ impl TransportImpl for Conn {
         route!(self.write_state())
     }
     fn when_writable(&self, f: Box<dyn FnOnce()>) {
-        Raw(self).when_writable(f)
+        route!(self.when_writable(f))
     }
     fn set_flow_control(&self, on: bool) {
         Raw(self).set_flow_control(on)

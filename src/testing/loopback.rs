@@ -475,7 +475,7 @@ impl TransportImpl for End {
         route!(self.is_writable())
     }
     fn when_writable(&self, f: Box<dyn FnOnce()>) {
-        raw_impl::when_writable(self, f)
+        route!(self.when_writable(f))
     }
     fn set_flow_control(&self, on: bool) {
         self.flow_control.set(on);
