@@ -36,7 +36,9 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use twill::task::Clock;
-use twill::tls::{HandshakeCompleted, TlsAcceptor, DEFAULT_HANDSHAKE_TIMEOUT};
+use twill::tls::{
+    HandshakeCompleted, StartTls, TlsAcceptor, TlsFactory, DEFAULT_HANDSHAKE_TIMEOUT,
+};
 use twill::transport::DEFAULT_HIGH_WATERMARK;
 use twill::{Bytes, Event, Protocol, Reactor, Reason, Transport};
 use twill_test_support::client::{QUIET, WAIT};
@@ -366,8 +368,9 @@ fn the_handshake_timeout_is_10_s_by_default_and_runs_on_the_acceptors_clock() {
     let pki = Pki::new("clock CA");
     let hello = client_hello(&pki.client_config());
     let clock = Clock::new();
-    let acceptor = TlsAcceptor::new(pki.server_config()).clock(Rc::new(clock.clone()));
+    let acceptor = TlsAcceptor::new(pki.server_config());
     assert_eq!(acceptor.timeout(), DEFAULT_HANDSHAKE_TIMEOUT);
+    let timed_on = Rc::new(clock.clone());
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     let server_log = log.clone();
@@ -381,10 +384,12 @@ fn the_handshake_timeout_is_10_s_by_default_and_runs_on_the_acceptors_clock() {
             pending_tx.send(clock.delayed_calls().len()).unwrap();
         })
     });
-    let (steps, closed) = serve_tls(
+    let (steps, closed) = serve_wrapped(
         &reactor,
-        acceptor,
-        move |_| Echo::new("server", &server_log).stopping(),
+        TlsFactory::new(StartTls::Server(acceptor), move |_| {
+            Echo::new("server", &server_log).stopping()
+        })
+        .clock(timed_on),
         move |addr, _handle| {
             let mut sock = connect(addr);
             sock.write_all(&hello).unwrap();

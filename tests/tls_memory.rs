@@ -567,7 +567,7 @@ fn the_handshake_times_out_on_the_clock() {
     let clock = Clock::new();
     let (server, reason) = outcome();
     let pair = loopback(
-        TlsProtocol::server(acceptor(&id).clock(Rc::new(clock.clone())), server),
+        TlsProtocol::server(acceptor(&id), server).clock(Rc::new(clock.clone())),
         Peer::new("silent client", &Log::default()),
     );
     pair.flush();
@@ -586,11 +586,10 @@ fn a_completed_handshake_cancels_the_timeout() {
     let log = Log::default();
     let pair = loopback(
         TlsProtocol::server(
-            acceptor(&id)
-                .handshake_timeout(Duration::from_secs(1))
-                .clock(Rc::new(clock.clone())),
+            acceptor(&id).handshake_timeout(Duration::from_secs(1)),
             Peer::new("server", &log),
-        ),
+        )
+        .clock(Rc::new(clock.clone())),
         TlsProtocol::client(connector(&id), "localhost", Peer::new("client", &log)).unwrap(),
     );
     pair.flush();

@@ -2,27 +2,40 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
 
 use super::session::Session;
 use super::{StartTls, TlsAcceptor, TlsConnector, TlsProtocol};
 use crate::protocol::{ClientFactory, Factory, Protocol, Reason};
 use crate::reactor::{Connector, ListeningPort, Reactor};
+use crate::time::ReactorTime;
 use crate::transport::{Interposer, Transport};
 
 /// A [`Factory`] whose protocols run inside a [`TlsProtocol`]: what
 /// [`Reactor::listen_tls`] and [`Reactor::connect_tls`] listen and connect
 /// with. Twisted's `TLSMemoryBIOFactory`.
-#[derive(Debug)]
 pub struct TlsFactory<F> {
     side: StartTls,
     factory: F,
+    clock: Option<Rc<dyn ReactorTime>>,
 }
 
 impl<F: Factory> TlsFactory<F> {
     /// Wraps each protocol `factory` builds in TLS, taking `side` of the
     /// handshake.
     pub fn new(side: StartTls, factory: F) -> TlsFactory<F> {
-        TlsFactory { side, factory }
+        TlsFactory {
+            side,
+            factory,
+            clock: None,
+        }
+    }
+
+    /// Times each handshake on `clock` (a [`Clock`](crate::task::Clock)
+    /// in tests) instead of the reactor of the thread.
+    pub fn clock(mut self, clock: Rc<dyn ReactorTime>) -> TlsFactory<F> {
+        self.clock = Some(clock);
+        self
     }
 }
 
@@ -31,7 +44,11 @@ impl<F: Factory> Factory for TlsFactory<F> {
 
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol> {
         let inner = self.factory.build_protocol(peer)?;
-        Some(TlsProtocol::new(self.side.clone(), inner))
+        let protocol = TlsProtocol::new(self.side.clone(), inner);
+        Some(match &self.clock {
+            Some(clock) => protocol.clock(clock.clone()),
+            None => protocol,
+        })
     }
 
     fn start_factory(&mut self) {
@@ -130,7 +147,7 @@ impl Reactor {
 /// `Transport::start_tls`: a session under the protocol of `transport`.
 pub(crate) fn start_tls(transport: &Transport, side: StartTls) -> io::Result<()> {
     transport.interpose(Box::new(move |raw| {
-        let session = Session::start(raw, side)?;
+        let session = Session::start(raw, side, None)?;
         let upper = session.clone();
         Ok(Interposer {
             upper,
@@ -139,4 +156,12 @@ pub(crate) fn start_tls(transport: &Transport, side: StartTls) -> io::Result<()>
             }),
         })
     }))
+}
+
+impl<F> std::fmt::Debug for TlsFactory<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFactory")
+            .field("side", &self.side)
+            .finish_non_exhaustive()
+    }
 }

@@ -93,7 +93,6 @@ mod protocol;
 mod session;
 
 use std::fmt;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,15 +105,14 @@ pub use endpoints::TlsFactory;
 pub use error::TlsError;
 pub use protocol::TlsProtocol;
 
-use crate::time::ReactorTime;
-
 /// How long a handshake may take unless told otherwise: Netty's
 /// `SslHandler` default.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server side of TLS: rustls's [`ServerConfig`] and how long a
 /// handshake may take. tokio-rustls's `TlsAcceptor`, Netty's server
-/// `SslContext`. Cheap to clone.
+/// `SslContext`. Cheap to clone, and `Send + Sync`: build it once and
+/// share it with reactors on other threads.
 ///
 /// ```
 /// use std::time::Duration;
@@ -154,14 +152,12 @@ pub struct TlsConnector {
 #[derive(Clone)]
 struct Options {
     handshake_timeout: Duration,
-    clock: Option<Rc<dyn ReactorTime>>,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            clock: None,
         }
     }
 }
@@ -189,14 +185,6 @@ macro_rules! side_options {
             /// The handshake timeout.
             pub fn timeout(&self) -> Duration {
                 self.options.handshake_timeout
-            }
-
-            /// Times the handshake on `clock` (a
-            /// [`Clock`](crate::task::Clock) in tests) instead of the
-            /// reactor of the thread.
-            pub fn clock(mut self, clock: Rc<dyn ReactorTime>) -> $side {
-                self.options.clock = Some(clock);
-                self
             }
 
             /// rustls's configuration.
@@ -267,6 +255,12 @@ impl From<TlsAcceptor> for StartTls {
 
 impl From<Arc<ServerConfig>> for StartTls {
     fn from(config: Arc<ServerConfig>) -> StartTls {
+        StartTls::Server(TlsAcceptor::new(config))
+    }
+}
+
+impl From<ServerConfig> for StartTls {
+    fn from(config: ServerConfig) -> StartTls {
         StartTls::Server(TlsAcceptor::new(config))
     }
 }

@@ -11,6 +11,7 @@ use super::session::{Fed, ResumeInput, Session};
 use super::{HandshakeCompleted, StartTls, TlsAcceptor, TlsConnector};
 use crate::event::Event;
 use crate::protocol::{Protocol, Reason};
+use crate::time::ReactorTime;
 use crate::transport::Transport;
 
 /// Runs TLS over the connection it is the protocol of, and hands the
@@ -26,6 +27,7 @@ use crate::transport::Transport;
 /// has an example).
 pub struct TlsProtocol<P> {
     side: Option<StartTls>,
+    clock: Option<Rc<dyn ReactorTime>>,
     session: Option<Rc<Session>>,
     inner: P,
     /// The peer's `close_notify` was passed on as `eof_received`, which
@@ -62,6 +64,7 @@ impl<P: Protocol> TlsProtocol<P> {
     pub fn new(side: StartTls, inner: P) -> TlsProtocol<P> {
         TlsProtocol {
             side: Some(side),
+            clock: None,
             session: None,
             inner,
             eof_reported: None,
@@ -73,10 +76,18 @@ impl<P: Protocol> TlsProtocol<P> {
     pub(crate) fn attached(session: Rc<Session>, inner: P) -> TlsProtocol<P> {
         TlsProtocol {
             side: None,
+            clock: None,
             session: Some(session),
             inner,
             eof_reported: None,
         }
+    }
+
+    /// Times the handshake on `clock` (a [`Clock`](crate::task::Clock) in
+    /// tests) instead of the reactor of the thread.
+    pub fn clock(mut self, clock: Rc<dyn ReactorTime>) -> TlsProtocol<P> {
+        self.clock = Some(clock);
+        self
     }
 
     /// The protocol inside.
@@ -131,7 +142,7 @@ impl<P: Protocol> Protocol for TlsProtocol<P> {
         let Some(side) = self.side.take() else {
             return;
         };
-        match Session::start(transport.clone(), side) {
+        match Session::start(transport.clone(), side, self.clock.take()) {
             Ok(session) => {
                 let upper = session.transport();
                 self.session = Some(session);

@@ -89,7 +89,12 @@ pub(crate) enum Fed {
 
 impl Session {
     /// Starts a session over `raw`: a client sends its hello now.
-    pub(crate) fn start(raw: Transport, side: StartTls) -> io::Result<Rc<Session>> {
+    /// The handshake is timed on `clock`, or the thread's reactor.
+    pub(crate) fn start(
+        raw: Transport,
+        side: StartTls,
+        clock: Option<Rc<dyn ReactorTime>>,
+    ) -> io::Result<Rc<Session>> {
         let server_name = match &side {
             StartTls::Client(_, name) => Some(name.to_str().into_owned()),
             StartTls::Server(_) => None,
@@ -119,20 +124,16 @@ impl Session {
         // Writes are bounded by the connection's own write buffer: rustls
         // keeps at most one record (see `encrypt`).
         session.tls.borrow_mut().set_buffer_limit(None);
-        session.start_timeout(&options);
+        session.start_timeout(options.handshake_timeout, clock);
         session.flush_tls();
         Ok(session)
     }
 
-    fn start_timeout(&self, options: &Options) {
-        let after = options.handshake_timeout;
+    fn start_timeout(&self, after: std::time::Duration, clock: Option<Rc<dyn ReactorTime>>) {
         if after == std::time::Duration::MAX {
             return;
         }
-        let clock = options
-            .clock
-            .clone()
-            .or_else(|| Reactor::current().map(|r| Rc::new(r) as Rc<dyn ReactorTime>));
+        let clock = clock.or_else(|| Reactor::current().map(|r| Rc::new(r) as Rc<dyn ReactorTime>));
         let Some(clock) = clock else {
             log::debug!("no reactor on this thread: the TLS handshake is not timed");
             return;

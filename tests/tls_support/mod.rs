@@ -369,9 +369,18 @@ pub fn serve_tls<R: Send + 'static>(
     factory: impl Factory,
     client: impl FnOnce(SocketAddr, ReactorHandle) -> R + Send + 'static,
 ) -> R {
-    let port = reactor
-        .listen_tls("127.0.0.1:0", acceptor, factory)
-        .unwrap();
+    let side = twill::tls::StartTls::Server(acceptor.into());
+    serve_wrapped(reactor, twill::tls::TlsFactory::new(side, factory), client)
+}
+
+/// As [`serve_tls`], with a [`twill::tls::TlsFactory`] made by the test
+/// (one with a clock of its own, say).
+pub fn serve_wrapped<R: Send + 'static>(
+    reactor: &Reactor,
+    factory: impl Factory,
+    client: impl FnOnce(SocketAddr, ReactorHandle) -> R + Send + 'static,
+) -> R {
+    let port = reactor.listen_tcp("127.0.0.1:0", factory).unwrap();
     let (addr, handle) = (port.host(), reactor.handle());
     let client = thread::spawn(move || client(addr, handle));
     reactor.set_shutdown_timeout(Duration::from_secs(1));
