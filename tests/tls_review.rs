@@ -29,7 +29,6 @@ use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use twill::task::Clock;
 use twill::testing::loopback;
 use twill::tls::{
     config, CertificateDer, HandshakeCompleted, PrivateKeyDer, StartTls, TlsAcceptor, TlsConnector,
