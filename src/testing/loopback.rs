@@ -255,7 +255,12 @@ impl End {
 
     /// Hands `to` what `from` wrote, unless `to` paused reading.
     fn deliver(from: &Rc<End>, to: &Rc<End>) -> bool {
-        if from.lost.get() || to.lost.get() || to.reading_paused.get() || to.eof_received.get() {
+        if from.lost.get()
+            || to.lost.get()
+            || to.is_closing()
+            || to.reading_paused.get()
+            || to.eof_received.get()
+        {
             from.check_watermarks();
             return false;
         }
@@ -269,7 +274,13 @@ impl End {
             from.call(|p| p.write_complete());
         }
         from.check_watermarks();
-        if from.eof_requested.get() && !from.eof_sent.get() && from.out.borrow().is_empty() {
+        // The data may have made `to` pause or close.
+        let takes_eof = !to.reading_paused.get() && !to.is_closing() && !to.lost.get();
+        if takes_eof
+            && from.eof_requested.get()
+            && !from.eof_sent.get()
+            && from.out.borrow().is_empty()
+        {
             from.eof_sent.set(true);
             to.eof_received.set(true);
             moved = true;

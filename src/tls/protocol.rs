@@ -194,7 +194,11 @@ impl<P: Protocol> Protocol for TlsProtocol<P> {
     }
 
     fn write_complete(&mut self) {
-        self.inner.write_complete();
+        // Before the handshake completes the protocol's writes are still
+        // waiting: only the handshake's own bytes went out.
+        if self.session.as_ref().is_some_and(|s| s.established()) {
+            self.inner.write_complete();
+        }
     }
 
     fn event_received(&mut self, event: Event) {

@@ -56,6 +56,13 @@ struct State {
     /// `lose_connection` or `write_eof` was called: no more writes.
     closing: bool,
     close_notify_sent: bool,
+    /// `lose_connection` (not `write_eof`) sent it: the close is ours.
+    full_close: bool,
+    /// The protocol closed or failed: no more input for it.
+    read_stopped: bool,
+    /// What the connection had written before TLS started (STARTTLS), so
+    /// the counts go on from there.
+    base_written: u64,
     /// The peer's `close_notify` arrived.
     peer_closed: bool,
     /// The protocol paused reading.
@@ -124,6 +131,8 @@ impl Session {
         // Writes are bounded by the connection's own write buffer: rustls
         // keeps at most one record (see `encrypt`).
         session.tls.borrow_mut().set_buffer_limit(None);
+        session.st.borrow_mut().base_written = session.raw.bytes_written();
+        session.sent_seen.set(session.raw.bytes_sent());
         session.start_timeout(options.handshake_timeout, clock);
         session.flush_tls();
         Ok(session)
@@ -215,15 +224,16 @@ impl Session {
     /// Whether the wrapped protocol may be given plaintext now.
     pub(crate) fn may_deliver(&self) -> bool {
         let st = self.st.borrow();
-        !st.paused && !st.ended
+        !st.paused && !st.ended && !st.read_stopped && !self.raw.is_closing()
     }
 
-    /// Whether more ciphertext should be fed to rustls now: not while the
-    /// protocol, paused, would leave the plaintext in rustls's buffer
-    /// (the handshake goes on regardless).
+    /// Whether more ciphertext should be fed to rustls now: not once the
+    /// protocol closed, nor while it is paused and the plaintext would
+    /// wait in rustls's buffer (the handshake goes on regardless).
     fn may_feed(&self) -> bool {
         let st = self.st.borrow();
-        !st.ended && (!st.paused || !st.established)
+        // A close asked for before the handshake completed waits for it.
+        !st.ended && !self.raw.is_closing() && (!st.established || !st.paused && !st.read_stopped)
     }
 
     /// Gives rustls some of the held ciphertext and processes it.
@@ -350,11 +360,15 @@ impl Session {
         self.st.borrow().peer_closed
     }
 
+    pub(crate) fn established(&self) -> bool {
+        self.st.borrow().established
+    }
+
     /// How a connection that closed cleanly below TLS was cut short, if
     /// it was: neither side sent `close_notify`.
     pub(crate) fn cut_short(&self) -> Option<TlsError> {
         let st = self.st.borrow();
-        if st.peer_closed || st.close_notify_sent {
+        if st.peer_closed || st.full_close {
             None
         } else if st.established {
             Some(TlsError::Truncated)
@@ -368,6 +382,7 @@ impl Session {
         log::debug!("TLS with {}: {error}", self.raw.peer());
         let mut st = self.st.borrow_mut();
         st.closing = true;
+        st.read_stopped = true;
         st.held.clear();
         drop(st);
         self.flush_tls();
@@ -377,6 +392,7 @@ impl Session {
     /// Sends `close_notify` (once) and closes the connection once it is
     /// sent.
     fn close(&self, error: Option<Box<dyn Error + Send + Sync>>) {
+        self.st.borrow_mut().full_close = true;
         self.send_close_notify();
         lose(&self.raw, error);
     }
@@ -508,6 +524,7 @@ impl TransportImpl for Session {
             return;
         }
         st.closing = true;
+        st.read_stopped = true;
         if !st.established {
             st.pending_close = Some(Close::Lose(error));
             return;
@@ -540,22 +557,21 @@ impl TransportImpl for Session {
 
     fn set_reading(&self, on: bool) {
         let mut st = self.st.borrow_mut();
-        if st.paused != on {
-            return;
-        }
         st.paused = !on;
         let established = st.established;
         drop(st);
-        if !established {
-            // The handshake reads regardless; the pause starts after it.
-            return;
-        }
         if on {
+            // Always: reading may have been paused on the connection
+            // before TLS started.
             self.raw.resume_reading();
+            if !established {
+                return;
+            }
             // Plaintext or ciphertext may be waiting with the socket
             // quiet: the layer delivers it once this caller returns.
             self.raw.fire_event(Event::new(ResumeInput));
-        } else {
+        } else if established {
+            // The handshake reads regardless; the pause starts after it.
             self.raw.pause_reading();
         }
     }
@@ -589,15 +605,18 @@ impl TransportImpl for Session {
     }
 
     fn bytes_written(&self) -> u64 {
-        self.st.borrow().written
+        let st = self.st.borrow();
+        st.base_written + st.written
     }
 
     fn bytes_sent(&self) -> u64 {
         // Plaintext whose records are all with the kernel, counting each
-        // buffered ciphertext byte as one plaintext byte not sent.
-        let encrypted = self.st.borrow().encrypted;
-        let sent = encrypted.saturating_sub(self.raw.write_buffer_size() as u64);
-        let sent = sent.max(self.sent_seen.get()).min(encrypted);
+        // byte buffered below as one plaintext byte not sent.
+        let st = self.st.borrow();
+        let handed_down = st.base_written + st.encrypted;
+        drop(st);
+        let sent = handed_down.saturating_sub(self.raw.write_buffer_size() as u64);
+        let sent = sent.max(self.sent_seen.get()).min(handed_down);
         self.sent_seen.set(sent);
         sent
     }

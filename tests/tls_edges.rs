@@ -1,6 +1,6 @@
-//! A review of the TLS layer against its documentation and the
-//! transport's: each test states what the documentation (or the plain
-//! TCP transport) promises, on the path where the layer does otherwise.
+//! The TLS layer on its edges, against its documentation and the plain
+//! TCP transport's: each test states what they promise, on a path where
+//! a layer could easily do otherwise.
 //!
 //! - a half-closed connection (`write_eof`) whose peer then closes the
 //!   socket without `close_notify` must be reported as truncated;
@@ -8,8 +8,7 @@
 //!   made", so `start_tls` must not send them back to zero;
 //! - `when_writable` after `start_tls` must wait for the handshake while
 //!   early writes are over the high watermark, as it does on a
-//!   `listen_tls` connection (in memory and on a socket; both transports
-//!   now route `when_writable` to the layer, and these two pass);
+//!   `listen_tls` connection (in memory and on a socket);
 //! - `write_complete` means the write buffer is empty;
 //! - `abort_connection` and `lose_connection` stop reading now: no more
 //!   `data_received` after them;
@@ -18,9 +17,9 @@
 //! - a protocol that pauses reading during the handshake must still get
 //!   the data and the peer's `close_notify` once it resumes (in memory).
 //!
-//! Then checks that pass: what happens to a ClientHello pipelined behind
-//! the STARTTLS command, a protocol that calls its transport from every
-//! callback, and `fail` over TLS.
+//! Then what happens to a ClientHello pipelined behind the STARTTLS
+//! command, a protocol that calls its transport from every callback, and
+//! `fail` over TLS.
 #![cfg(feature = "tls")]
 
 use std::cell::{Cell, RefCell};
@@ -511,7 +510,7 @@ fn a_server_paused_during_the_handshake_gets_data_and_eof_after_resume_in_memory
 }
 
 // ---------------------------------------------------------------------
-// Checks that pass.
+// Pipelining, re-entrancy, failure.
 
 /// What happens to a ClientHello pipelined behind the STARTTLS command in
 /// the same read: the protocol gets it, in plaintext, with the command,
