@@ -170,8 +170,9 @@ pub trait TransportImpl {
     /// Puts a layer between this connection and its protocol, for
     /// `Transport::start_tls`: `make` gets a transport that reaches this
     /// connection directly and returns the [`Interposer`] to install (or
-    /// an error, returned as it is). From
-    /// then on every handle to this transport reaches `upper`, and the
+    /// an error, returned as it is). From then on every handle to this
+    /// transport reaches `upper`, for every method (`upper` passes on to
+    /// the connection what it does not handle itself), and the
     /// protocol is replaced by what `wrap` makes of it once its running
     /// callback (if any) returns. The default refuses with
     /// `io::ErrorKind::Unsupported`.
@@ -715,8 +716,17 @@ impl Transport {
     /// callback it runs inside a [`TlsProtocol`](crate::tls::TlsProtocol).
     ///
     /// A server passes its [`TlsAcceptor`](crate::tls::TlsAcceptor) (or
-    /// rustls's `Arc<ServerConfig>`); a client
+    /// rustls's `ServerConfig`); a client
     /// [`StartTls::client`](crate::tls::StartTls::client).
+    ///
+    /// Call it where the protocol's own exchange says TLS starts (a server
+    /// once it has answered the STARTTLS command, a client once it has
+    /// read that answer), and drop whatever plaintext came after the
+    /// command in the same read: a peer must wait for the answer before
+    /// it starts TLS, and bytes it sent before that are not protected
+    /// (accepting them allowed command injection in mail servers,
+    /// CVE-2011-0411). A ClientHello sent without waiting reaches the
+    /// protocol as plaintext, and the handshake times out.
     ///
     /// # Errors
     ///

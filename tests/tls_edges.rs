@@ -61,18 +61,9 @@ fn client_side(id: &Identity) -> StartTls {
     StartTls::client(connector(id), "localhost").unwrap()
 }
 
-/// The `TlsError` inside a `Reason`, if any.
-fn tls_error(reason: &Reason) -> Option<&TlsError> {
-    match reason {
-        Reason::Failed(err) => err.downcast_ref::<TlsError>(),
-        Reason::Lost(err) => err.get_ref()?.downcast_ref::<TlsError>(),
-        _ => None,
-    }
-}
-
 /// How a connection ended, with the `TlsError` if there is one.
 fn ended(reason: &Reason) -> String {
-    match tls_error(reason) {
+    match TlsError::of(reason) {
         Some(err) => format!("{} ({err:?})", describe(reason)),
         None => describe(reason),
     }

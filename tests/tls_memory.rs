@@ -140,22 +140,13 @@ impl Protocol for Peer {
     }
 }
 
-/// The `TlsError` inside a `Reason`, if any, as text.
-fn tls_error(reason: &Reason) -> Option<&TlsError> {
-    match reason {
-        Reason::Failed(err) => err.downcast_ref::<TlsError>(),
-        Reason::Lost(err) => err.get_ref()?.downcast_ref::<TlsError>(),
-        _ => None,
-    }
-}
-
 /// Keeps the reason a protocol's connection ended with.
 struct Outcome(Rc<RefCell<Option<String>>>, Rc<RefCell<Option<bool>>>);
 
 impl Protocol for Outcome {
     fn data_received(&mut self, _: Bytes) {}
     fn connection_lost(&mut self, reason: &Reason) {
-        *self.0.borrow_mut() = Some(match tls_error(reason) {
+        *self.0.borrow_mut() = Some(match TlsError::of(reason) {
             Some(err) => format!("{err:?}"),
             None => describe(reason),
         });
@@ -729,4 +720,12 @@ fn when_writable_waits_for_the_handshake_while_early_writes_are_over_the_high_wa
     pair.flush();
     assert!(*ran.borrow());
     assert!(client_transport.borrow().as_ref().unwrap().is_writable());
+}
+
+#[test]
+fn acceptors_and_connectors_may_be_shared_with_reactors_on_other_threads() {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<TlsAcceptor>();
+    send_and_sync::<TlsConnector>();
+    send_and_sync::<StartTls>();
 }

@@ -43,6 +43,28 @@ pub enum TlsError {
     Truncated,
 }
 
+impl TlsError {
+    /// The TLS error a connection ended with, if it ended with one: in
+    /// [`Reason::Failed`](crate::Reason::Failed), or inside the
+    /// `io::Error` of [`Reason::Lost`](crate::Reason::Lost).
+    ///
+    /// ```
+    /// use std::io;
+    /// use twill::{tls::TlsError, Reason};
+    ///
+    /// let cut = Reason::Lost(io::Error::new(io::ErrorKind::UnexpectedEof, TlsError::Truncated));
+    /// assert!(matches!(TlsError::of(&cut), Some(TlsError::Truncated)));
+    /// assert!(TlsError::of(&Reason::Done).is_none());
+    /// ```
+    pub fn of(reason: &crate::Reason) -> Option<&TlsError> {
+        match reason {
+            crate::Reason::Failed(err) => err.downcast_ref(),
+            crate::Reason::Lost(err) => err.get_ref()?.downcast_ref(),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -31,7 +31,9 @@
 //!   to a TLS port) ends the connection with [`Reason::Failed`](crate::Reason::Failed)
 //!   holding a [`TlsError`] that says why, and the peer gets TLS's alert. A
 //!   handshake that does not complete within 10 seconds (Netty's default;
-//!   [`TlsAcceptor::handshake_timeout`]) fails the same way.
+//!   [`TlsAcceptor::handshake_timeout`]) fails with
+//!   [`TlsError::HandshakeTimeout`], and the peer, which stopped taking
+//!   part, is reset rather than sent an alert.
 //!
 //! Configuration is rustls's own [`ServerConfig`] and
 //! [`ClientConfig`]; [`config`] has helpers for the

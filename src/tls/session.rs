@@ -518,8 +518,8 @@ impl TransportImpl for Session {
         let mut st = self.st.borrow_mut();
         if st.ended || st.closing && st.pending_close.is_none() && st.close_notify_sent {
             drop(st);
-            // A second close, or one after `write_eof`: the connection's
-            // own rules apply (a failure still overrides a clean close).
+            // A second close, or one after `write_eof`: the connection
+            // below decides, as it would without TLS.
             lose(&self.raw, error);
             return;
         }
