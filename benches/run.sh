@@ -10,6 +10,7 @@
 #   micro     call_later, decoders (cargo bench --bench micro)
 #   deferred  Deferred callbacks against Twisted's (deferred.sh)
 #   executor  !Send futures: LocalExecutor against an async-task queue (executor_bench)
+#   tls       TLS echo, bulk and handshakes: twill, tokio-rustls, asyncio ssl (tls_bench)
 # It creates the Python virtualenv with Twisted and uvloop (benches/venv.sh)
 # and builds every server in release mode first. Everything runs on
 # loopback and stops by itself. benches/README.md explains the output.
@@ -25,7 +26,7 @@ usage() {
 part=all
 smoke=()
 case "${1:-}" in
-    echo|fanout|idle|micro|deferred|executor) part="$1"; shift ;;
+    echo|fanout|idle|micro|deferred|executor|tls) part="$1"; shift ;;
     --smoke) smoke=(--smoke); shift ;;
     -h|--help) usage; exit 0 ;;
     "") ;;
@@ -44,6 +45,7 @@ else
 fi
 
 cargo build --release --example echo_server --example broadcast_server
+cargo build --release --features tls --example tls_echo_server
 cargo build --release -p twill-protocols --example frame_echo_server
 cargo build --release -p twill-bench --bins --examples
 
@@ -53,6 +55,7 @@ run_idle() { "$target_dir/idle_bench" --target-dir "$target_dir" "$@"; }
 run_micro() { cargo bench -p twill-bench --bench micro -- "$@"; }
 run_deferred() { bash benches/deferred.sh "$@"; }
 run_executor() { "$target_dir/executor_bench" "$@"; }
+run_tls() { "$target_dir/tls_bench" --target-dir "$target_dir" "$@"; }
 
 if [ "$part" != all ]; then
     "run_$part" "$@"
@@ -60,7 +63,7 @@ if [ "$part" != all ]; then
 fi
 
 status=0
-for p in echo fanout idle micro deferred executor; do
+for p in echo fanout idle micro deferred executor tls; do
     echo
     echo "# $p"
     if [ "$p" = echo ] && [ ${#smoke[@]} = 0 ]; then

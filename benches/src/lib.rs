@@ -1,11 +1,12 @@
 //! Shared pieces of twill's benchmark suite.
 //!
 //! The binaries under `src/bin/` are a load generator (`loadgen`), two
-//! baseline echo servers (`raw_polling_echo`, `async_io_echo`) and the runner
-//! that compares servers side by side (`echo_bench`). This library holds what
-//! they share: a tiny argument parser, the verification byte pattern, a
-//! latency histogram, the `/proc` CPU-time reader and the parsing of the
-//! `listening on ADDR` ready line and of `key=value` result lines.
+//! baseline echo servers (`raw_polling_echo`, `async_io_echo`) and the
+//! runners that compare servers side by side (`echo_bench`, `fanout_bench`,
+//! `tls_bench`, ...). This library holds what they share: a tiny argument
+//! parser, the verification byte patterns, a latency histogram, the `/proc`
+//! CPU-time reader and the measured window ([`measure`]), the parsing of
+//! the `listening on ADDR` ready line and of `key=value` result lines.
 //!
 //! Everything here is plain `std`; no extra dependencies.
 
@@ -15,6 +16,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+pub mod measure;
 pub mod report;
 pub mod server;
 
@@ -285,6 +287,27 @@ impl Pattern {
         let start = ((phase as u64 + offset) % self.period() as u64) as usize;
         &self.buf[start..start + len]
     }
+}
+
+/// The size of each write of a bulk sender (`tls_bench`'s bulk
+/// scenario): 16 KiB, one full TLS record.
+pub const BULK_CHUNK: usize = 16 * 1024;
+
+/// Bytes of the count at the front of each bulk chunk.
+pub const BULK_COUNT: usize = 8;
+
+/// The fixed bytes after each bulk chunk's count: byte `j` is
+/// `(131 j + j / 256) mod 256`.
+///
+/// A bulk sender sends chunk `i` as `i` (8 bytes, big-endian) followed by
+/// these [`BULK_CHUNK`] − [`BULK_COUNT`] bytes, so the receiver can verify
+/// every byte, and a lost, repeated or reordered chunk changes the count.
+/// twill's `tls_echo_server` and the Python server compute the same bytes
+/// with the same formula.
+pub fn bulk_body() -> Vec<u8> {
+    (0..BULK_CHUNK - BULK_COUNT)
+        .map(|j| (j.wrapping_mul(131) + (j >> 8)) as u8)
+        .collect()
 }
 
 /// Number of sub-buckets per power of two in [`Histogram`] (relative

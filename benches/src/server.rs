@@ -20,6 +20,12 @@ use crate::{cli_err, parse_listening_line, CliError};
 /// The placeholder in [`ServerSpec::args`] replaced by the listen address.
 pub const ADDR: &str = "{addr}";
 
+/// The placeholders in a TLS server's [`ServerSpec::args`] that stand for
+/// its certificate chain and private key (PEM files); see
+/// [`ServerSpec::with_tls_files`].
+pub const CERT: &str = "{cert}";
+pub const KEY: &str = "{key}";
+
 /// How to start one server.
 #[derive(Clone, Debug)]
 pub struct ServerSpec {
@@ -47,6 +53,27 @@ impl ServerSpec {
     pub fn python(name: &str, python: &Path, script: &Path, extra: &[&str]) -> Self {
         let mut spec = ServerSpec::new(name, python, extra);
         spec.args.insert(0, script.into());
+        spec
+    }
+
+    /// This spec with `arg` added at the end.
+    pub fn with_arg(&self, arg: &str) -> Self {
+        let mut spec = self.clone();
+        spec.args.push(arg.into());
+        spec
+    }
+
+    /// This spec with the paths `cert` and `key` in place of [`CERT`] and
+    /// [`KEY`].
+    pub fn with_tls_files(&self, cert: &Path, key: &Path) -> Self {
+        let mut spec = self.clone();
+        for a in &mut spec.args {
+            if a == CERT {
+                *a = cert.into();
+            } else if a == KEY {
+                *a = key.into();
+            }
+        }
         spec
     }
 
@@ -103,6 +130,40 @@ pub fn echo_servers(target_dir: &Path) -> Vec<ServerSpec> {
             &["--uvloop"],
         ),
         ServerSpec::python("twisted", &python, &py.join("echo_twisted.py"), &[]),
+    ]
+}
+
+/// The TLS echo servers `tls_bench` compares, each run as
+/// `program ADDR CERT KEY [flags]` (a `--bulk` flag makes each a bulk
+/// sender), with their binaries looked up in `target_dir`:
+///
+/// | name | what |
+/// |---|---|
+/// | `twill` | twill's `tls_echo_server` example: `echo_server`'s protocol inside `listen_tls` |
+/// | `twill_plain` | the same program with `--plain`: no TLS, what the layer costs |
+/// | `tokio_rustls` | `tokio_rustls_echo`: tokio-rustls on the current-thread runtime, `tokio_echo`'s shape |
+/// | `tokio_plain` | the same with `--plain` |
+/// | `asyncio_ssl` / `uvloop_ssl` | an asyncio `Protocol` with the standard library's ssl (OpenSSL); default loop / uvloop |
+pub fn tls_servers(target_dir: &Path) -> Vec<ServerSpec> {
+    let python = venv_python(target_dir);
+    let script = python_dir().join("echo_asyncio_ssl.py");
+    let tls = |name: &str, program: PathBuf, extra: &[&str]| {
+        let mut args = vec![CERT, KEY];
+        args.extend(extra);
+        ServerSpec::new(name, program, &args)
+    };
+    let twill = target_dir.join("examples/tls_echo_server");
+    let tokio = target_dir.join("examples/tokio_rustls_echo");
+    let asyncio = ServerSpec::python("asyncio_ssl", &python, &script, &[CERT, KEY]);
+    let mut uvloop = asyncio.with_arg("--uvloop");
+    uvloop.name = "uvloop_ssl".into();
+    vec![
+        tls("twill", twill.clone(), &[]),
+        tls("twill_plain", twill, &["--plain"]),
+        tls("tokio_rustls", tokio.clone(), &[]),
+        tls("tokio_plain", tokio, &["--plain"]),
+        asyncio,
+        uvloop,
     ]
 }
 
@@ -305,6 +366,14 @@ mod tests {
         let s = "Name:\techo\nVmPeak:\t  9000 kB\nVmRSS:\t    2048 kB\nThreads:\t1\n";
         assert_eq!(parse_vm_rss(s), Some(2048 * 1024));
         assert!(rss_bytes(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn tls_spec_gets_its_files() {
+        let s = ServerSpec::new("x", "/bin/x", &[CERT, KEY, "--plain"])
+            .with_tls_files(Path::new("/c.pem"), Path::new("/k.pem"))
+            .with_arg("--bulk");
+        assert_eq!(s.args, [ADDR, "/c.pem", "/k.pem", "--plain", "--bulk"]);
     }
 
     #[test]

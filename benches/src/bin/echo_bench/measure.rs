@@ -5,8 +5,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use twill_bench::measure::{CpuWindow, Probe};
+use twill_bench::parse_kv;
 use twill_bench::server::{forward_lines, Reaper, RunningServer, ServerSpec};
-use twill_bench::{cpu_ticks, parse_kv, system_ticks, total_cpu_ticks};
 
 use super::{Opts, Sample, Scenario};
 
@@ -19,15 +20,6 @@ pub struct Ctx {
     pub loadgen: PathBuf,
     pub clk: f64,
     pub ksoftirqd: Vec<u32>,
-}
-
-/// CPU tick counters sampled at one edge of the measured window.
-struct Probe {
-    server: u64,
-    loader: u64,
-    ksoftirqd: u64,
-    busy: u64,
-    steal: u64,
 }
 
 /// Starts the server, runs loadgen against it, samples the server's CPU
@@ -60,16 +52,7 @@ pub fn run_one(o: &Opts, ctx: &Ctx, server: &ServerSpec, sc: &Scenario) -> Resul
 
     let deadline = Instant::now() + Duration::from_secs_f64(o.warmup + o.duration) + LOADGEN_GRACE;
     let lg_pid = lg.0.id();
-    let probe = || -> std::io::Result<Probe> {
-        let (busy, steal) = system_ticks()?;
-        Ok(Probe {
-            server: cpu_ticks(pid)?,
-            loader: cpu_ticks(lg_pid)?,
-            ksoftirqd: total_cpu_ticks(&ctx.ksoftirqd),
-            busy,
-            steal,
-        })
-    };
+    let probe = || Probe::take(pid, Some(lg_pid), &ctx.ksoftirqd);
     let (mut t0, mut t1, mut result) = (None, None, None);
     loop {
         match lg_out.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -99,8 +82,7 @@ pub fn run_one(o: &Opts, ctx: &Ctx, server: &ServerSpec, sc: &Scenario) -> Resul
     let (Some(Ok(t0)), Some(Ok(t1)), Some(r)) = (t0, t1, result) else {
         return Err("loadgen output lacked MARK/RESULT lines, or /proc was unreadable".into());
     };
-    let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / ctx.clk;
-    let pct = |a: u64, b: u64| secs(a, b) / o.duration * 100.0;
+    let w = CpuWindow::between(&t0, &t1, ctx.clk, o.duration);
     let num = |k: &str| -> Result<f64, String> {
         r.get(k)
             .and_then(|v| v.parse().ok())
@@ -111,15 +93,10 @@ pub fn run_one(o: &Opts, ctx: &Ctx, server: &ServerSpec, sc: &Scenario) -> Resul
         msgs_per_s: num("msgs_per_s")?,
         p50_us: num("p50_us")?,
         p99_us: num("p99_us")?,
-        server_cpu_s: secs(t0.server, t1.server),
-        client_cpu_pct: pct(t0.loader, t1.loader),
-        ksoftirqd_pct: pct(t0.ksoftirqd, t1.ksoftirqd),
-        other_pct: (pct(t0.busy, t1.busy)
-            - pct(
-                t0.server + t0.loader + t0.ksoftirqd,
-                t1.server + t1.loader + t1.ksoftirqd,
-            ))
-        .max(0.0),
-        steal_pct: pct(t0.steal, t1.steal),
+        server_cpu_s: w.server_cpu_s,
+        client_cpu_pct: w.loader_pct,
+        ksoftirqd_pct: w.ksoftirqd_pct,
+        other_pct: w.other_pct,
+        steal_pct: w.steal_pct,
     })
 }

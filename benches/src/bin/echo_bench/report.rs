@@ -2,15 +2,13 @@
 
 use std::collections::HashMap;
 
+use twill_bench::measure::INTERFERENCE_PCT;
 use twill_bench::median;
 use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
 
 use twill_bench::server::ServerSpec;
 
 use super::{Opts, Sample, Scenario, CEILING, TWILL};
-
-/// Other load plus steal (% of one CPU) above which a round is flagged.
-const INTERFERENCE_PCT: f64 = 15.0;
 
 pub fn print_round(o: &Opts, round: usize, server: &ServerSpec, s: &Sample) {
     println!(

@@ -104,13 +104,11 @@ use std::path::{Path, PathBuf};
 use std::process::exit;
 use std::time::Duration;
 
+use twill_bench::measure::{CpuWindow, Probe};
 use twill_bench::server::{
     python_dir, select_servers, target_dir, venv_python, RunningServer, ServerSpec,
 };
-use twill_bench::{
-    cli_err, clk_tck, cpu_ticks, ksoftirqd_pids, self_cpu_ticks, system_ticks, total_cpu_ticks,
-    Args, CliError,
-};
+use twill_bench::{cli_err, clk_tck, ksoftirqd_pids, Args, CliError};
 
 mod load;
 mod report;
@@ -402,16 +400,6 @@ pub fn run_name(o: &Opts, s: usize, case: usize) -> String {
     }
 }
 
-/// CPU tick counters sampled at one edge of the measured window.
-#[derive(Clone, Copy, Default)]
-struct Probe {
-    server: u64,
-    loader: u64,
-    ksoftirqd: u64,
-    busy: u64,
-    steal: u64,
-}
-
 /// Starts the server, runs the load against it while sampling CPU time at
 /// the window's edges, then closes the clients and kills the server.
 fn run_one(
@@ -423,16 +411,7 @@ fn run_one(
 ) -> Result<Sample, String> {
     let mut server = RunningServer::start(spec, READY_TIMEOUT)?;
     let pid = server.pid;
-    let probe = || -> std::io::Result<Probe> {
-        let (busy, steal) = system_ticks()?;
-        Ok(Probe {
-            server: cpu_ticks(pid)?,
-            loader: self_cpu_ticks()?,
-            ksoftirqd: total_cpu_ticks(ksoftirqd),
-            busy,
-            steal,
-        })
-    };
+    let probe = || Probe::take(pid, None, ksoftirqd);
     let mut probes: [Option<std::io::Result<Probe>>; 2] = [None, None];
     let mut rss = None;
     // The kernel's TCP memory is machine-wide: its rise over the value
@@ -480,24 +459,18 @@ fn run_one(
         return Err("no message was delivered in the measured window".into());
     }
     let window_s = outcome.window.as_secs_f64();
-    let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / clk;
-    let pct = |a: u64, b: u64| secs(a, b) / window_s * 100.0;
+    let w = CpuWindow::between(&t0, &t1, clk, window_s);
     Ok(Sample {
         delivered: outcome.delivered as f64,
         completed: outcome.completed as f64,
         window_s,
         p50_us: outcome.hist.quantile(0.50) as f64 / 1000.0,
         p99_us: outcome.hist.quantile(0.99) as f64 / 1000.0,
-        server_cpu_s: secs(t0.server, t1.server),
-        loader_cpu_pct: pct(t0.loader, t1.loader),
-        ksoftirqd_pct: pct(t0.ksoftirqd, t1.ksoftirqd),
-        other_pct: (pct(t0.busy, t1.busy)
-            - pct(
-                t0.server + t0.loader + t0.ksoftirqd,
-                t1.server + t1.loader + t1.ksoftirqd,
-            ))
-        .max(0.0),
-        steal_pct: pct(t0.steal, t1.steal),
+        server_cpu_s: w.server_cpu_s,
+        loader_cpu_pct: w.loader_pct,
+        ksoftirqd_pct: w.ksoftirqd_pct,
+        other_pct: w.other_pct,
+        steal_pct: w.steal_pct,
         rss_mib: rss.map_or(f64::NAN, mib),
         peak_mib: peak.map_or(f64::NAN, mib),
         tcp_mib: tcp_before.map_or(f64::NAN, |b| mib(tcp_peak.saturating_sub(b))),

@@ -1,14 +1,12 @@
 //! The header, the per-round lines and the markdown tables.
 
+use twill_bench::measure::INTERFERENCE_PCT;
 use twill_bench::median;
 use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
 use twill_bench::server::ServerSpec;
 
 use super::load::{SLOW_RCVBUF, SLOW_TICK};
 use super::{Opts, Sample, Samples, TWILL};
-
-/// Other load plus steal (% of one CPU) above which a round is flagged.
-const INTERFERENCE_PCT: f64 = 15.0;
 
 /// One line per run, as it ends.
 pub fn print_round(o: &Opts, round: usize, case: usize, server: &ServerSpec, s: &Sample) {

@@ -1,0 +1,124 @@
+//! Where the machine's CPU went over a measured window, from `/proc`: the
+//! server's time, the loader's, the kernel's `ksoftirqd` threads', and the
+//! rest of the machine's, sampled at both edges of the window.
+//!
+//! The runners (`echo_bench`, `fanout_bench`, `tls_bench`) take a
+//! [`Probe`] when the window opens and another when it closes;
+//! [`CpuWindow::between`] turns the pair into the figures their reports
+//! print.
+
+use std::io;
+
+use crate::{cpu_ticks, self_cpu_ticks, system_ticks, total_cpu_ticks};
+
+/// Other load plus hypervisor steal, in % of one CPU, above which a round
+/// is flagged `[interference]`.
+pub const INTERFERENCE_PCT: f64 = 15.0;
+
+/// CPU tick counters sampled at one edge of the measured window.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Probe {
+    /// The server's `utime + stime`, all threads.
+    pub server: u64,
+    /// The load generator's.
+    pub loader: u64,
+    /// The kernel's `ksoftirqd` threads', summed.
+    pub ksoftirqd: u64,
+    /// The machine's busy time, all CPUs ([`system_ticks`]).
+    pub busy: u64,
+    /// Time the hypervisor stole, all CPUs.
+    pub steal: u64,
+}
+
+impl Probe {
+    /// Samples the counters now, for server `server` and the loader
+    /// `loader` (a process id, or `None` for this process).
+    pub fn take(server: u32, loader: Option<u32>, ksoftirqd: &[u32]) -> io::Result<Probe> {
+        let (busy, steal) = system_ticks()?;
+        Ok(Probe {
+            server: cpu_ticks(server)?,
+            loader: match loader {
+                Some(pid) => cpu_ticks(pid)?,
+                None => self_cpu_ticks()?,
+            },
+            ksoftirqd: total_cpu_ticks(ksoftirqd),
+            busy,
+            steal,
+        })
+    }
+}
+
+/// What the CPU did between two [`Probe`]s.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuWindow {
+    /// The server's CPU time in the window, in seconds.
+    pub server_cpu_s: f64,
+    /// The loader's CPU, in % of one CPU.
+    pub loader_pct: f64,
+    /// The `ksoftirqd` threads' CPU, in % of one CPU.
+    pub ksoftirqd_pct: f64,
+    /// Busy CPU of everything else on the machine (other programs, and the
+    /// runner itself when the loader is another process), in % of one
+    /// CPU: interference.
+    pub other_pct: f64,
+    /// CPU time the hypervisor stole, in % of one CPU.
+    pub steal_pct: f64,
+}
+
+impl CpuWindow {
+    /// The window from `t0` to `t1`, `window_s` seconds long, with `clk`
+    /// ticks per second.
+    pub fn between(t0: &Probe, t1: &Probe, clk: f64, window_s: f64) -> CpuWindow {
+        let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / clk;
+        let pct = |a: u64, b: u64| secs(a, b) / window_s * 100.0;
+        CpuWindow {
+            server_cpu_s: secs(t0.server, t1.server),
+            loader_pct: pct(t0.loader, t1.loader),
+            ksoftirqd_pct: pct(t0.ksoftirqd, t1.ksoftirqd),
+            other_pct: (pct(t0.busy, t1.busy)
+                - pct(
+                    t0.server + t0.loader + t0.ksoftirqd,
+                    t1.server + t1.loader + t1.ksoftirqd,
+                ))
+            .max(0.0),
+            steal_pct: pct(t0.steal, t1.steal),
+        }
+    }
+
+    /// Whether other load and steal took more than [`INTERFERENCE_PCT`].
+    pub fn interference(&self) -> bool {
+        self.other_pct + self.steal_pct > INTERFERENCE_PCT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_figures() {
+        let t0 = Probe {
+            server: 100,
+            loader: 50,
+            ksoftirqd: 10,
+            busy: 1000,
+            steal: 5,
+        };
+        let t1 = Probe {
+            server: 300,
+            loader: 230,
+            ksoftirqd: 10,
+            busy: 1420,
+            steal: 15,
+        };
+        // 2 s at 100 ticks a second.
+        let w = CpuWindow::between(&t0, &t1, 100.0, 2.0);
+        assert_eq!(w.server_cpu_s, 2.0);
+        assert_eq!(w.loader_pct, 90.0);
+        assert_eq!(w.ksoftirqd_pct, 0.0);
+        assert_eq!(w.other_pct, 20.0);
+        assert_eq!(w.steal_pct, 5.0);
+        assert!(w.interference());
+        assert!(Probe::take(std::process::id(), None, &[]).is_ok());
+    }
+}
