@@ -37,6 +37,8 @@ pub(crate) struct Session {
     sent_seen: Cell<u64>,
     /// On a client, the server name it asked for.
     server_name: Option<String>,
+    /// What `write_with` fills.
+    scratch: Cell<BytesMut>,
 }
 
 #[derive(Default)]
@@ -127,6 +129,7 @@ impl Session {
             st: RefCell::new(State::default()),
             sent_seen: Cell::new(0),
             server_name,
+            scratch: Cell::new(BytesMut::new()),
         });
         // Writes are bounded by the connection's own write buffer: rustls
         // keeps at most one record (see `encrypt`).
@@ -503,11 +506,17 @@ impl TransportImpl for Session {
         if self.refuse_write() {
             return false;
         }
-        let mut buf = BytesMut::new();
+        // One buffer for every call, emptied after each: an encoder's
+        // output is encrypted from it, so it needs no allocation of its
+        // own. (A call from inside `fill` finds it taken and uses a new
+        // one.)
+        let mut buf = self.scratch.take();
         let body = fill(&mut buf);
         if !buf.is_empty() {
             self.accept(&buf, None);
         }
+        buf.clear();
+        self.scratch.set(buf);
         if let Some(body) = body.filter(|b| !b.is_empty()) {
             self.accept(&body.clone(), Some(body));
         }
