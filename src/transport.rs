@@ -820,10 +820,12 @@ impl Transport {
         self.inner.tls()
     }
 
+    #[cfg(feature = "tls")]
     pub(crate) fn when_sent(&self, f: SentWaiter) {
         self.inner.when_sent(f);
     }
 
+    #[cfg(feature = "tls")]
     pub(crate) fn interpose(
         &self,
         make: Box<dyn FnOnce(Transport) -> io::Result<Interposer> + '_>,
