@@ -15,7 +15,8 @@
 //! connection is sent 16 KiB writes for as long as it lasts, each an
 //! 8-byte big-endian count (0, 1, 2, ...) and 16,376 fixed bytes (byte `j`
 //! is `(131 j + j / 256) mod 256`), the next whenever the last has gone
-//! to the kernel (`write_complete`), as a file server would send a file. `--plain` runs the same protocols on plain TCP
+//! to the kernel (`write_complete`), as a file server would send a file.
+//! `--plain` runs the same protocols on plain TCP
 //! (`CERT` and `KEY` are then not read), to measure what TLS adds.
 //!
 //! When ready it logs `listening on ADDR`. It runs until killed.
@@ -75,12 +76,12 @@ impl Bulk {
         if !self.started || transport.is_closing() {
             return;
         }
+        // The count made in place, the body shared and not copied: under
+        // TLS the two are sealed into one record.
         let count = self.next.to_be_bytes();
-        let body = &self.body;
-        transport.write_with(|buf| {
-            buf.reserve(CHUNK);
+        transport.write_with_body(|buf| {
             buf.extend_from_slice(&count);
-            buf.extend_from_slice(body);
+            ((), Some(self.body.clone()))
         });
         self.next += 1;
     }

@@ -729,3 +729,49 @@ fn acceptors_and_connectors_may_be_shared_with_reactors_on_other_threads() {
     send_and_sync::<TlsConnector>();
     send_and_sync::<StartTls>();
 }
+
+#[test]
+fn a_header_and_body_written_together_arrive_in_order_before_and_after_the_handshake() {
+    let id = identity("localhost");
+    let log = Log::default();
+    let body = Bytes::from(vec![b'b'; 20_000]);
+    let (early, late) = (body.clone(), body.slice(..100));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let kept = got.clone();
+    let pair = loopback(
+        TlsProtocol::server(
+            acceptor(&id),
+            Peer::new("server", &log).on_data(move |t, data| {
+                kept.borrow_mut().extend_from_slice(&data);
+                if kept.borrow().len() == 6 + 20_000 {
+                    t.write("ack");
+                }
+            }),
+        ),
+        TlsProtocol::client(
+            connector(&id),
+            "localhost",
+            Peer::new("client", &log)
+                .on_connect(move |t| {
+                    t.write_with_body(|buf| {
+                        buf.extend_from_slice(b"early:");
+                        ((), Some(early.clone()))
+                    });
+                })
+                .on_data(move |t, _| {
+                    t.write_with_body(|buf| {
+                        buf.extend_from_slice(b"late:");
+                        ((), Some(late.clone()))
+                    });
+                }),
+        )
+        .unwrap(),
+    );
+    pair.flush();
+    let mut expected = b"early:".to_vec();
+    expected.extend_from_slice(&body);
+    expected.extend_from_slice(b"late:");
+    expected.extend_from_slice(&body[..100]);
+    assert_eq!(got.borrow().len(), expected.len());
+    assert_eq!(*got.borrow(), expected);
+}

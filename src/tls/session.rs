@@ -211,6 +211,19 @@ impl Session {
         }
     }
 
+    /// Encrypts `head` and `body`, together no longer than a record, into
+    /// one record.
+    fn encrypt_together(&self, head: &[u8], body: &[u8]) {
+        self.st.borrow_mut().encrypted += (head.len() + body.len()) as u64;
+        {
+            let mut tls = self.tls.borrow_mut();
+            let parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
+            // Without a buffer limit rustls takes everything.
+            let _ = tls.writer().write_vectored(&parts);
+        }
+        self.flush_tls();
+    }
+
     /// Queues ciphertext read from the socket.
     pub(crate) fn push_input(&self, data: Bytes) {
         let mut st = self.st.borrow_mut();
@@ -511,15 +524,25 @@ impl TransportImpl for Session {
         // own. (A call from inside `fill` finds it taken and uses a new
         // one.)
         let mut buf = self.scratch.take();
-        let body = fill(&mut buf);
-        if !buf.is_empty() {
-            self.accept(&buf, None);
+        let body = fill(&mut buf).filter(|b| !b.is_empty());
+        let established = self.st.borrow().established;
+        match body {
+            // A header and its body, sealed together: one record.
+            Some(body) if established && buf.len() + body.len() <= RECORD => {
+                self.st.borrow_mut().written += (buf.len() + body.len()) as u64;
+                self.encrypt_together(&buf, &body);
+            }
+            body => {
+                if !buf.is_empty() {
+                    self.accept(&buf, None);
+                }
+                if let Some(body) = body {
+                    self.accept(&body.clone(), Some(body));
+                }
+            }
         }
         buf.clear();
         self.scratch.set(buf);
-        if let Some(body) = body.filter(|b| !b.is_empty()) {
-            self.accept(&body.clone(), Some(body));
-        }
         true
     }
 
