@@ -96,6 +96,7 @@ pub mod broadcast;
 pub mod defer;
 mod event;
 mod executor;
+mod layer;
 pub mod protocol;
 pub mod reactor;
 mod reconnect;

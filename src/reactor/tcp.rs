@@ -18,10 +18,11 @@ use super::connector::ConnectorInner;
 use super::write_buffer::WriteBuffer;
 use super::{Core, Source};
 use crate::event::Event as UserEvent;
+use crate::layer::Layer;
 use crate::protocol::{Panicked, Protocol, Reason};
 use crate::time::DelayedCall;
 use crate::transport::{
-    Interposer, SentWaiter, Transport, TransportImpl, WrapProtocol, WriteBufferFull, WriteState,
+    Interposer, SentWaiter, Transport, TransportImpl, WriteBufferFull, WriteState,
     DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK, DEFAULT_MAX_WRITE_BUFFER,
 };
 
@@ -67,12 +68,8 @@ pub(crate) struct Conn {
     delivering_events: Cell<bool>,
     /// A layer under the protocol (`Transport::start_tls`): every handle
     /// to this connection reaches it instead, and it reaches the socket
-    /// through a `Raw` handle. `layered` says whether there is one without
-    /// a borrow.
-    upper: RefCell<Option<Rc<dyn TransportImpl>>>,
-    layered: Cell<bool>,
-    /// Wraps the protocol in the layer once its running callback returns.
-    pending_wrap: Cell<Option<WrapProtocol>>,
+    /// through a `Raw` handle.
+    layer: Layer,
 }
 
 /// The connection itself, below any layer: what a layer writes through.
@@ -247,9 +244,7 @@ impl Conn {
             }),
             events: RefCell::new(VecDeque::new()),
             delivering_events: Cell::new(false),
-            upper: RefCell::new(None),
-            layered: Cell::new(false),
-            pending_wrap: Cell::new(None),
+            layer: Layer::default(),
             connector,
         });
         if known_key.is_some() {
@@ -304,7 +299,7 @@ impl Conn {
         let protocol = slot.as_mut()?;
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut **protocol)));
         drop(slot);
-        self.apply_pending_wrap();
+        self.layer.apply_pending(&self.protocol);
         if !self.delivering_events.get() && !self.events.borrow().is_empty() {
             self.deliver_events();
         }
@@ -326,26 +321,6 @@ impl Conn {
                 self.mark_dirty(&mut st);
                 None
             }
-        }
-    }
-
-    /// Wraps the protocol in the layer that `interpose` installed while it
-    /// was running.
-    fn apply_pending_wrap(&self) {
-        if let Some(wrap) = self.pending_wrap.take() {
-            let mut slot = self.protocol.borrow_mut();
-            if let Some(protocol) = slot.take() {
-                *slot = Some(wrap(protocol));
-            }
-        }
-    }
-
-    /// The layer every handle reaches, if there is one.
-    fn upper(&self) -> Option<Rc<dyn TransportImpl>> {
-        if self.layered.get() {
-            self.upper.borrow().clone()
-        } else {
-            None
         }
     }
 
@@ -758,11 +733,10 @@ impl Conn {
         let unsent: Vec<_> = self.state.borrow_mut().sent_waiters.drain(..).collect();
         self.run_sent_waiters(unsent, false);
         self.events.borrow_mut().clear();
-        self.apply_pending_wrap();
+        self.layer.apply_pending(&self.protocol);
         let protocol = self.protocol.borrow_mut().take();
         // The layer (and its handle on this connection) goes with it.
-        self.layered.set(false);
-        drop(self.upper.borrow_mut().take());
+        self.layer.clear();
         if let Some(mut protocol) = protocol {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| protocol.connection_lost(&reason)))
             {
@@ -790,9 +764,7 @@ impl Conn {
         st.sent_waiters.clear();
         drop(st);
         self.events.borrow_mut().clear();
-        drop(self.pending_wrap.take());
-        self.layered.set(false);
-        drop(self.upper.borrow_mut().take());
+        self.layer.clear();
         drop(self.protocol.borrow_mut().take());
     }
 
@@ -904,7 +876,7 @@ fn write_out(st: &mut ConnState) -> io::Result<()> {
 /// Every handle reaches the layer if there is one, else the connection.
 macro_rules! route {
     ($conn:ident . $method:ident ( $($arg:expr),* )) => {
-        match $conn.upper() {
+        match $conn.layer.upper() {
             Some(upper) => upper.$method($($arg),*),
             None => Raw($conn).$method($($arg),*),
         }
@@ -1003,12 +975,6 @@ impl TransportImpl for Conn {
         &self,
         make: Box<dyn FnOnce(Transport) -> io::Result<Interposer> + '_>,
     ) -> io::Result<()> {
-        if self.layered.get() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the connection already runs TLS",
-            ));
-        }
         if self.lost_notified.get() || self.state.borrow().is_closing() {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -1016,24 +982,12 @@ impl TransportImpl for Conn {
             ));
         }
         let me = self.me.upgrade().ok_or(io::ErrorKind::NotConnected)?;
-        let Interposer { upper, wrap } = make(Transport::new(Rc::new(Raw(me))))?;
-        *self.upper.borrow_mut() = Some(upper);
-        self.layered.set(true);
-        match self.protocol.try_borrow_mut() {
-            Ok(mut slot) => {
-                if let Some(protocol) = slot.take() {
-                    *slot = Some(wrap(protocol));
-                }
-            }
-            // The protocol is running (it asked for this): wrapped when it
-            // returns.
-            Err(_) => self.pending_wrap.set(Some(wrap)),
-        }
-        Ok(())
+        self.layer
+            .install(Transport::new(Rc::new(Raw(me))), make, &self.protocol)
     }
     #[cfg(feature = "tls")]
     fn tls(&self) -> Option<crate::tls::TlsInfo> {
-        self.upper().and_then(|upper| upper.tls())
+        self.layer.upper().and_then(|upper| upper.tls())
     }
 }
 

@@ -11,10 +11,11 @@ use std::rc::{Rc, Weak};
 use bytes::{Bytes, BytesMut};
 
 use crate::event::Event;
+use crate::layer::Layer;
 use crate::protocol::{Protocol, Reason};
 use crate::transport::{
-    Interposer, SentWaiter, Transport, TransportImpl, WrapProtocol, WriteBufferFull,
-    DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK, DEFAULT_MAX_WRITE_BUFFER,
+    Interposer, SentWaiter, Transport, TransportImpl, WriteBufferFull, DEFAULT_HIGH_WATERMARK,
+    DEFAULT_LOW_WATERMARK, DEFAULT_MAX_WRITE_BUFFER,
 };
 
 /// Most rounds [`Loopback::flush`] makes before it decides the two
@@ -175,8 +176,7 @@ struct End {
     writable_waiters: RefCell<Vec<Box<dyn FnOnce()>>>,
     sent_waiters: RefCell<VecDeque<(u64, SentWaiter)>>,
     /// A layer under the protocol (`start_tls`), reached by every handle.
-    upper: RefCell<Option<Rc<dyn TransportImpl>>>,
-    pending_wrap: Cell<Option<WrapProtocol>>,
+    layer: Layer,
 }
 
 /// The side itself, below any layer.
@@ -209,8 +209,7 @@ impl End {
             events: RefCell::new(VecDeque::new()),
             writable_waiters: RefCell::new(Vec::new()),
             sent_waiters: RefCell::new(VecDeque::new()),
-            upper: RefCell::new(None),
-            pending_wrap: Cell::new(None),
+            layer: Layer::default(),
         })
     }
 
@@ -221,17 +220,8 @@ impl End {
             let protocol = slot.as_mut()?;
             f(&mut **protocol)
         };
-        if let Some(wrap) = self.pending_wrap.take() {
-            let mut slot = self.protocol.borrow_mut();
-            if let Some(protocol) = slot.take() {
-                *slot = Some(wrap(protocol));
-            }
-        }
+        self.layer.apply_pending(&self.protocol);
         Some(result)
-    }
-
-    fn layer(&self) -> Option<Rc<dyn TransportImpl>> {
-        self.upper.borrow().clone()
     }
 
     fn is_closing(&self) -> bool {
@@ -368,14 +358,9 @@ impl End {
         for (_, waiter) in std::mem::take(&mut *self.sent_waiters.borrow_mut()) {
             waiter(false);
         }
-        if let Some(wrap) = self.pending_wrap.take() {
-            let mut slot = self.protocol.borrow_mut();
-            if let Some(protocol) = slot.take() {
-                *slot = Some(wrap(protocol));
-            }
-        }
+        self.layer.apply_pending(&self.protocol);
         let protocol = self.protocol.borrow_mut().take();
-        drop(self.upper.borrow_mut().take());
+        self.layer.clear();
         if let Some(mut protocol) = protocol {
             protocol.connection_lost(&reason);
         }
@@ -413,7 +398,7 @@ impl std::ops::Deref for Raw {
 /// Every handle reaches the layer if there is one, else the side itself.
 macro_rules! route {
     ($end:ident . $method:ident ( $($arg:expr),* )) => {
-        match $end.layer() {
+        match $end.layer.upper() {
             Some(upper) => upper.$method($($arg),*),
             None => raw_impl::$method($end $(, $arg)*),
         }
@@ -512,12 +497,6 @@ impl TransportImpl for End {
         &self,
         make: Box<dyn FnOnce(Transport) -> io::Result<Interposer> + '_>,
     ) -> io::Result<()> {
-        if self.upper.borrow().is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the connection already runs TLS",
-            ));
-        }
         if self.refuses_writes() {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -525,21 +504,12 @@ impl TransportImpl for End {
             ));
         }
         let me = self.me.upgrade().ok_or(io::ErrorKind::NotConnected)?;
-        let Interposer { upper, wrap } = make(Transport::new(Rc::new(Raw(me))))?;
-        *self.upper.borrow_mut() = Some(upper);
-        match self.protocol.try_borrow_mut() {
-            Ok(mut slot) => {
-                if let Some(protocol) = slot.take() {
-                    *slot = Some(wrap(protocol));
-                }
-            }
-            Err(_) => self.pending_wrap.set(Some(wrap)),
-        }
-        Ok(())
+        self.layer
+            .install(Transport::new(Rc::new(Raw(me))), make, &self.protocol)
     }
     #[cfg(feature = "tls")]
     fn tls(&self) -> Option<crate::tls::TlsInfo> {
-        self.layer().and_then(|upper| upper.tls())
+        self.layer.upper().and_then(|upper| upper.tls())
     }
 }
 
