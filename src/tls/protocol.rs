@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use super::session::{Fed, ResumeInput, Session};
 use super::{HandshakeCompleted, StartTls, TlsAcceptor, TlsConnector};
 use crate::event::Event;
-use crate::protocol::{Protocol, Reason};
+use crate::protocol::{Panicked, Protocol, Reason};
 use crate::time::ReactorTime;
 use crate::transport::Transport;
 
@@ -25,6 +26,12 @@ use crate::transport::Transport;
 /// a protocol over TLS in memory
 /// ([`testing::loopback`](crate::testing::loopback); the [module](super)
 /// has an example).
+///
+/// A panic in the protocol inside while the layer hands it what it read
+/// (its `data_received`, `eof_received`, or the [`HandshakeCompleted`]
+/// event) fails the connection with [`Reason::Failed`] holding a
+/// [`Panicked`] named after that callback, as a panic does on a plain
+/// connection; the protocol then hears only `connection_lost`.
 pub struct TlsProtocol<P> {
     side: Option<StartTls>,
     clock: Option<Rc<dyn ReactorTime>>,
@@ -33,6 +40,9 @@ pub struct TlsProtocol<P> {
     /// The peer's `close_notify` was passed on as `eof_received`, which
     /// answered this.
     eof_reported: Option<bool>,
+    /// The protocol inside panicked: it is told nothing more but
+    /// `connection_lost`.
+    panicked: bool,
 }
 
 impl<P: Protocol> TlsProtocol<P> {
@@ -68,6 +78,7 @@ impl<P: Protocol> TlsProtocol<P> {
             session: None,
             inner,
             eof_reported: None,
+            panicked: false,
         }
     }
 
@@ -80,6 +91,7 @@ impl<P: Protocol> TlsProtocol<P> {
             session: Some(session),
             inner,
             eof_reported: None,
+            panicked: false,
         }
     }
 
@@ -109,16 +121,19 @@ impl<P: Protocol> TlsProtocol<P> {
         loop {
             if session.take_established() {
                 let info = session.info();
-                self.inner
-                    .event_received(Event::new(HandshakeCompleted { info }));
+                let event = Event::new(HandshakeCompleted { info });
+                self.call(&session, "event_received", |p| p.event_received(event));
+            }
+            if self.panicked {
+                return;
             }
             if session.may_deliver() {
                 if let Some(plaintext) = session.take_plaintext() {
-                    self.inner.data_received(plaintext);
+                    self.call(&session, "data_received", |p| p.data_received(plaintext));
                     continue;
                 }
                 if session.peer_closed() && self.eof_reported.is_none() {
-                    let keep_open = self.inner.eof_received();
+                    let keep_open = self.call(&session, "eof_received", |p| p.eof_received());
                     self.eof_reported = Some(keep_open);
                     if !keep_open {
                         session.transport().lose_connection();
@@ -132,6 +147,37 @@ impl<P: Protocol> TlsProtocol<P> {
                     session.fail(error);
                     return;
                 }
+            }
+        }
+    }
+}
+
+impl<P: Protocol> TlsProtocol<P> {
+    /// Calls the protocol inside from the layer's own reading. A panic
+    /// fails the connection, as the connection's guard would, but named
+    /// after this callback rather than the layer's.
+    fn call<R: Default>(
+        &mut self,
+        session: &Session,
+        callback: &'static str,
+        f: impl FnOnce(&mut P) -> R,
+    ) -> R {
+        if self.panicked {
+            return R::default();
+        }
+        match catch_unwind(AssertUnwindSafe(|| f(&mut self.inner))) {
+            Ok(value) => value,
+            Err(payload) => {
+                self.panicked = true;
+                let panicked = Panicked::from_payload(callback, &*payload);
+                log::error!(
+                    "protocol for {} panicked in {}: {}; closing that connection",
+                    session.raw().peer(),
+                    panicked.callback,
+                    panicked.message
+                );
+                session.raw().fail(panicked);
+                R::default()
             }
         }
     }
