@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -206,6 +207,8 @@ fn pause_reading_holds_when_flow_control_would_read_again() {
     struct Paused {
         log: Log,
         transport: Option<Transport>,
+        /// Told when the write buffer went over the high watermark.
+        over_high: mpsc::Sender<()>,
     }
     impl Protocol for Paused {
         fn connection_made(&mut self, transport: &Transport) {
@@ -219,6 +222,9 @@ fn pause_reading_holds_when_flow_control_would_read_again() {
             self.log
                 .push(format!("data {}", String::from_utf8_lossy(&data)));
             twill::stop();
+        }
+        fn pause_writing(&mut self) {
+            let _ = self.over_high.send(());
         }
         fn resume_writing(&mut self) {
             self.log.push("resume_writing");
@@ -237,15 +243,23 @@ fn pause_reading_holds_when_flow_control_would_read_again() {
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     let server_log = log.clone();
+    let (over_high, paused) = mpsc::channel();
     serve(
         &reactor,
         move |_peer| Paused {
             log: server_log.clone(),
             transport: None,
+            over_high: over_high.clone(),
         },
-        |addr, _| {
+        move |addr, _| {
             let mut stream = connect_small(addr, SMALL_RCVBUF);
             stream.write_all(b"x").unwrap();
+            // Read only once the server is paused: a reader already
+            // draining could let the kernel take the whole write in one
+            // call, and there would be no pause to test.
+            paused
+                .recv_timeout(LIMIT)
+                .expect("the server paused writing");
             let mut all = vec![0; 16 << 20];
             stream.read_exact(&mut all).unwrap();
             stream
