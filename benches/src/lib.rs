@@ -44,6 +44,24 @@ macro_rules! cli_err {
     ($($arg:tt)*) => { $crate::CliError(format!($($arg)*)) };
 }
 
+/// Checks a run's shape as the echo-style benchmarks take it: `rounds`
+/// and `threads` positive, `duration` (positive) and `warmup` within an
+/// hour.
+pub fn check_run_shape(
+    rounds: usize,
+    threads: usize,
+    duration: f64,
+    warmup: f64,
+) -> Result<(), CliError> {
+    let secs_ok = |v: f64| v.is_finite() && (0.0..=3600.0).contains(&v);
+    if rounds == 0 || threads == 0 || duration == 0.0 || !secs_ok(duration) || !secs_ok(warmup) {
+        return Err(cli_err!(
+            "--rounds and --threads must be positive, --duration and --warmup 0 to 3600 s"
+        ));
+    }
+    Ok(())
+}
+
 /// A minimal command-line parser: `--key value`, `--key=value`, `--flag` and
 /// positional arguments.
 ///

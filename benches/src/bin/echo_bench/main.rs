@@ -48,7 +48,7 @@ use std::path::PathBuf;
 use std::process::exit;
 
 use twill_bench::server::{echo_servers, select_servers, target_dir, ServerSpec};
-use twill_bench::{cli_err, clk_tck, ksoftirqd_pids, Args, CliError};
+use twill_bench::{check_run_shape, cli_err, clk_tck, ksoftirqd_pids, Args, CliError};
 
 mod measure;
 mod report;
@@ -154,12 +154,7 @@ fn parse() -> Result<Opts, CliError> {
         echo_servers(&target_dir),
     )?;
     a.finish()?;
-    let secs_ok = |v: f64| v.is_finite() && (0.0..=3600.0).contains(&v);
-    if rounds == 0 || threads == 0 || duration == 0.0 || !secs_ok(duration) || !secs_ok(warmup) {
-        return Err(cli_err!(
-            "--rounds and --threads must be positive, --duration and --warmup 0 to 3600 s"
-        ));
-    }
+    check_run_shape(rounds, threads, duration, warmup)?;
     Ok(Opts {
         scenarios,
         rounds,

@@ -50,7 +50,7 @@ use twill_bench::measure::{CpuWindow, Probe};
 use twill_bench::server::{
     select_servers, target_dir, tls_servers, RunningServer, ServerSpec, CERT, KEY,
 };
-use twill_bench::{cli_err, clk_tck, ksoftirqd_pids, Args, CliError, BULK_CHUNK};
+use twill_bench::{check_run_shape, cli_err, clk_tck, ksoftirqd_pids, Args, CliError, BULK_CHUNK};
 
 mod load;
 mod report;
@@ -215,12 +215,7 @@ fn parse() -> Result<Opts, CliError> {
             ServerSpec { args, ..s }
         })
         .collect();
-    let secs_ok = |v: f64| v.is_finite() && (0.0..=3600.0).contains(&v);
-    if rounds == 0 || threads == 0 || duration == 0.0 || !secs_ok(duration) || !secs_ok(warmup) {
-        return Err(cli_err!(
-            "--rounds and --threads must be positive, --duration and --warmup 0 to 3600 s"
-        ));
-    }
+    check_run_shape(rounds, threads, duration, warmup)?;
     Ok(Opts {
         scenarios,
         rounds,
