@@ -141,7 +141,7 @@ impl Protocol for Peer {
 }
 
 /// Keeps the reason a protocol's connection ended with.
-struct Outcome(Rc<RefCell<Option<String>>>, Rc<RefCell<Option<bool>>>);
+struct Outcome(Rc<RefCell<Option<String>>>);
 
 impl Protocol for Outcome {
     fn data_received(&mut self, _: Bytes) {}
@@ -150,14 +150,12 @@ impl Protocol for Outcome {
             Some(err) => format!("{err:?}"),
             None => describe(reason),
         });
-        *self.1.borrow_mut() =
-            Some(matches!(reason, Reason::Lost(e) if e.kind() == io::ErrorKind::UnexpectedEof));
     }
 }
 
 fn outcome() -> (Outcome, Rc<RefCell<Option<String>>>) {
     let cell = Rc::new(RefCell::new(None));
-    (Outcome(cell.clone(), Rc::new(RefCell::new(None))), cell)
+    (Outcome(cell.clone()), cell)
 }
 
 #[test]

@@ -481,8 +481,9 @@ impl Session {
         true
     }
 
-    /// Takes plaintext from the protocol.
-    fn accept(&self, data: &[u8], owned: Option<Bytes>) {
+    /// Takes plaintext from the protocol; `owned` is `data` as `Bytes`
+    /// when it has one, kept uncopied if it must wait for the handshake.
+    fn accept(&self, data: &[u8], owned: Option<&Bytes>) {
         if self.refuse_write() {
             return;
         }
@@ -495,7 +496,7 @@ impl Session {
         }
         st.early_len += data.len();
         st.early
-            .push_back(owned.unwrap_or_else(|| Bytes::copy_from_slice(data)));
+            .push_back(owned.map_or_else(|| Bytes::copy_from_slice(data), Bytes::clone));
         let buffered = st.early_len + self.raw.write_buffer_size();
         drop(st);
         let max = self.raw.write_buffer_max();

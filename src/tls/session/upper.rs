@@ -15,7 +15,7 @@ use crate::transport::{Interposer, SentWaiter, Transport, TransportImpl};
 
 impl TransportImpl for Session {
     fn write(&self, data: Bytes) {
-        self.accept(&data.clone(), Some(data));
+        self.accept(&data, Some(&data));
     }
 
     fn write_with(&self, fill: &mut dyn FnMut(&mut BytesMut) -> Option<Bytes>) -> bool {
@@ -40,7 +40,7 @@ impl TransportImpl for Session {
                     self.accept(&buf, None);
                 }
                 if let Some(body) = body {
-                    self.accept(&body.clone(), Some(body));
+                    self.accept(&body, Some(&body));
                 }
             }
         }
