@@ -1,6 +1,8 @@
-//! A layer under a connection's protocol (`Transport::start_tls`), as the
-//! transports that can take one keep it: the reactor's TCP connections
-//! and the in-memory loopback.
+//! A layer under a connection's protocol (`Transport::start_tls`), and
+//! changes to the protocol (that layer's wrapping, `Transport::set_protocol`)
+//! that wait for its running callback to return, as the transports that
+//! can take them keep them: the reactor's TCP connections and the
+//! in-memory loopback.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -10,13 +12,13 @@ use crate::protocol::Protocol;
 use crate::transport::{Interposer, Transport, TransportImpl, WrapProtocol};
 
 /// The layer every handle to a connection reaches, if it has one, and the
-/// wrapping of its protocol that waits for a running callback to return.
+/// change to its protocol that waits for a running callback to return.
 #[derive(Default)]
 pub(crate) struct Layer {
     upper: RefCell<Option<Rc<dyn TransportImpl>>>,
     /// Whether there is one, without a borrow: every write asks.
     present: Cell<bool>,
-    pending_wrap: Cell<Option<WrapProtocol>>,
+    pending: Cell<Option<WrapProtocol>>,
 }
 
 impl Layer {
@@ -47,23 +49,47 @@ impl Layer {
         let Interposer { upper, wrap } = make(raw)?;
         *self.upper.borrow_mut() = Some(upper);
         self.present.set(true);
-        match protocol.try_borrow_mut() {
-            Ok(mut slot) => {
-                if let Some(inner) = slot.take() {
-                    *slot = Some(wrap(inner));
-                }
-            }
-            Err(_) => self.pending_wrap.set(Some(wrap)),
-        }
+        self.change_protocol(wrap, protocol);
         Ok(())
     }
 
-    /// Wraps `protocol` if a layer came while it was running.
+    /// Gives the connection to `replacement` (`Transport::set_protocol`):
+    /// at once, or by `apply_pending` if the protocol is running. The old
+    /// protocol is dropped with no more calls.
+    pub(crate) fn replace_protocol(
+        &self,
+        replacement: Box<dyn Protocol>,
+        protocol: &RefCell<Option<Box<dyn Protocol>>>,
+    ) {
+        self.change_protocol(Box::new(move |_old| replacement), protocol);
+    }
+
+    /// Applies `change` to `protocol` now, or after the running callback
+    /// (after any change already waiting there).
+    fn change_protocol(&self, change: WrapProtocol, protocol: &RefCell<Option<Box<dyn Protocol>>>) {
+        if protocol.try_borrow_mut().is_err() {
+            let change = match self.pending.take() {
+                Some(earlier) => Box::new(move |p| change(earlier(p))),
+                None => change,
+            };
+            self.pending.set(Some(change));
+            return;
+        }
+        let old = protocol.borrow_mut().take();
+        // Outside the borrow: dropping a replaced protocol runs its code.
+        if let Some(old) = old {
+            let new = change(old);
+            *protocol.borrow_mut() = Some(new);
+        }
+    }
+
+    /// Makes the changes asked for while `protocol` was running.
     pub(crate) fn apply_pending(&self, protocol: &RefCell<Option<Box<dyn Protocol>>>) {
-        if let Some(wrap) = self.pending_wrap.take() {
-            let mut slot = protocol.borrow_mut();
-            if let Some(inner) = slot.take() {
-                *slot = Some(wrap(inner));
+        if let Some(change) = self.pending.take() {
+            let old = protocol.borrow_mut().take();
+            if let Some(old) = old {
+                let new = change(old);
+                *protocol.borrow_mut() = Some(new);
             }
         }
     }
@@ -72,7 +98,7 @@ impl Layer {
     /// connection is over.
     pub(crate) fn clear(&self) {
         self.present.set(false);
-        drop(self.pending_wrap.take());
+        drop(self.pending.take());
         drop(self.upper.borrow_mut().take());
     }
 }

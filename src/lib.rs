@@ -100,6 +100,7 @@ mod layer;
 pub mod protocol;
 pub mod reactor;
 mod reconnect;
+pub mod stream;
 pub mod task;
 pub mod testing;
 mod time;

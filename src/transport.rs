@@ -186,6 +186,15 @@ pub trait TransportImpl {
             "this transport cannot take a layer under its protocol",
         ))
     }
+    /// Replaces the connection's protocol: [`Transport::set_protocol`].
+    /// The default refuses with `io::ErrorKind::Unsupported`.
+    fn set_protocol(&self, protocol: Box<dyn crate::Protocol>) -> io::Result<()> {
+        drop(protocol);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this transport cannot change its protocol",
+        ))
+    }
     /// What TLS negotiated, on a TLS transport: [`Transport::tls`].
     #[cfg(feature = "tls")]
     fn tls(&self) -> Option<crate::tls::TlsInfo> {
@@ -831,6 +840,65 @@ impl Transport {
         make: Box<dyn FnOnce(Transport) -> io::Result<Interposer> + '_>,
     ) -> io::Result<()> {
         self.inner.interpose(make)
+    }
+
+    /// Gives the connection to another protocol: asyncio's
+    /// `transport.set_protocol`. From the end of the running protocol
+    /// callback (at once, if none is running), every callback goes to
+    /// `protocol`, and the old protocol is dropped with no more calls (no
+    /// `connection_lost`). `protocol` gets no `connection_made` either:
+    /// give it this transport when you make it. Bytes the old protocol read
+    /// and did not use are its to pass on.
+    /// [`stream::hand_over`](crate::stream::hand_over) is built on it.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` if the connection is closing; `Unsupported` if the
+    /// transport has no protocol to replace (a
+    /// [`StringTransport`](crate::testing::StringTransport)) or runs TLS
+    /// (the protocol sits inside the TLS layer, which does not change
+    /// protocols yet).
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use twill::{testing::loopback, Bytes, Protocol, Transport};
+    ///
+    /// /// Records what it gets.
+    /// struct Tape(Rc<RefCell<Vec<u8>>>);
+    /// impl Protocol for Tape {
+    ///     fn data_received(&mut self, data: Bytes) {
+    ///         self.0.borrow_mut().extend_from_slice(&data);
+    ///     }
+    /// }
+    ///
+    /// /// Says hello, then gives the connection to a `Tape`.
+    /// struct Hello(Rc<RefCell<Vec<u8>>>);
+    /// impl Protocol for Hello {
+    ///     fn connection_made(&mut self, transport: &Transport) {
+    ///         transport.write("hello");
+    ///         transport.set_protocol(Box::new(Tape(self.0.clone()))).unwrap();
+    ///     }
+    ///     fn data_received(&mut self, _: Bytes) {
+    ///         unreachable!("replaced before any data came");
+    ///     }
+    /// }
+    ///
+    /// /// Answers each read.
+    /// struct Answer;
+    /// impl Protocol for Answer {
+    ///     fn connection_made(&mut self, transport: &Transport) {
+    ///         transport.write("hi");
+    ///     }
+    ///     fn data_received(&mut self, _: Bytes) {}
+    /// }
+    ///
+    /// let taped = Rc::new(RefCell::new(Vec::new()));
+    /// let pair = loopback(Answer, Hello(taped.clone()));
+    /// pair.flush();
+    /// assert_eq!(&taped.borrow()[..], b"hi");
+    /// ```
+    pub fn set_protocol(&self, protocol: Box<dyn crate::Protocol>) -> io::Result<()> {
+        self.inner.set_protocol(protocol)
     }
 
     /// Whether two handles are for the same connection.

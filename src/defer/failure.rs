@@ -124,6 +124,28 @@ impl<E: Error + Send + Sync + 'static> From<E> for Failure {
     }
 }
 
+/// A failure as an `io::Error`, so `?` on an awaited Deferred works in
+/// functions that return `io::Result`: the same kind and text if the
+/// failure holds an `io::Error` (a refused connection, say), else `Other`
+/// with the failure's text.
+///
+/// ```
+/// use std::io;
+/// use twill::defer::Failure;
+///
+/// let refused = Failure::from(io::Error::from(io::ErrorKind::ConnectionRefused));
+/// assert_eq!(io::Error::from(refused).kind(), io::ErrorKind::ConnectionRefused);
+/// assert_eq!(io::Error::from(Failure::new("no")).kind(), io::ErrorKind::Other);
+/// ```
+impl From<Failure> for std::io::Error {
+    fn from(failure: Failure) -> std::io::Error {
+        let kind = failure
+            .downcast_ref::<std::io::Error>()
+            .map_or(std::io::ErrorKind::Other, std::io::Error::kind);
+        std::io::Error::new(kind, failure.to_string())
+    }
+}
+
 impl PartialEq for Failure {
     /// Identity, as Twisted's: see [`ptr_eq`](Failure::ptr_eq).
     fn eq(&self, other: &Failure) -> bool {

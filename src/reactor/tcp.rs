@@ -985,6 +985,19 @@ impl TransportImpl for Conn {
         self.layer
             .install(Transport::new(Rc::new(Raw(me))), make, &self.protocol)
     }
+    fn set_protocol(&self, protocol: Box<dyn Protocol>) -> io::Result<()> {
+        if let Some(upper) = self.layer.upper() {
+            return upper.set_protocol(protocol);
+        }
+        if self.lost_notified.get() || self.state.borrow().is_closing() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closing",
+            ));
+        }
+        self.layer.replace_protocol(protocol, &self.protocol);
+        Ok(())
+    }
     #[cfg(feature = "tls")]
     fn tls(&self) -> Option<crate::tls::TlsInfo> {
         self.layer.upper().and_then(|upper| upper.tls())

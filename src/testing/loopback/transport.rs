@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{End, Raw};
 use crate::event::Event;
-use crate::protocol::Reason;
+use crate::protocol::{Protocol, Reason};
 use crate::transport::{Interposer, SentWaiter, Transport, TransportImpl};
 
 impl std::ops::Deref for Raw {
@@ -133,6 +133,19 @@ impl TransportImpl for End {
         let me = self.me.upgrade().ok_or(io::ErrorKind::NotConnected)?;
         self.layer
             .install(Transport::new(Rc::new(Raw(me))), make, &self.protocol)
+    }
+    fn set_protocol(&self, protocol: Box<dyn Protocol>) -> io::Result<()> {
+        if let Some(upper) = self.layer.upper() {
+            return upper.set_protocol(protocol);
+        }
+        if self.refuses_writes() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closing",
+            ));
+        }
+        self.layer.replace_protocol(protocol, &self.protocol);
+        Ok(())
     }
     #[cfg(feature = "tls")]
     fn tls(&self) -> Option<crate::tls::TlsInfo> {
