@@ -275,9 +275,9 @@ impl Factory for StreamFactory {
 
     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<StreamReaderProtocol> {
         let handler = self.handler.clone();
-        Some(StreamReaderProtocol::new(Box::new(move |reader, writer| {
-            handler(reader, writer)
-        })))
+        Some(StreamReaderProtocol::new(Box::new(
+            move |reader, writer| handler(reader, writer),
+        )))
     }
 }
 
@@ -298,9 +298,9 @@ impl Factory for Connecting {
 
     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<StreamReaderProtocol> {
         let resolver = self.resolver.take()?;
-        Some(StreamReaderProtocol::new(Box::new(move |reader, writer| {
-            resolver.callback((reader, writer))
-        })))
+        Some(StreamReaderProtocol::new(Box::new(
+            move |reader, writer| resolver.callback((reader, writer)),
+        )))
     }
 }
 

@@ -41,7 +41,10 @@ pub(crate) struct Shared {
 #[derive(Clone, Debug)]
 pub(crate) enum End {
     Clean,
-    Failed { kind: io::ErrorKind, message: Rc<str> },
+    Failed {
+        kind: io::ErrorKind,
+        message: Rc<str>,
+    },
 }
 
 impl End {

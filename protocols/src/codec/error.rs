@@ -30,6 +30,9 @@ pub enum DecodeError {
     },
     /// A user decoder's own error.
     Other(Box<dyn Error + Send + Sync>),
+    /// The connection failed while a [`FramedRead`](super::FramedRead)
+    /// read it (reset, aborted, a TLS error).
+    Io(std::io::Error),
 }
 
 impl DecodeError {
@@ -59,6 +62,7 @@ impl fmt::Display for DecodeError {
                 )
             }
             DecodeError::Other(err) => err.fmt(f),
+            DecodeError::Io(err) => write!(f, "reading failed: {err}"),
         }
     }
 }
@@ -68,8 +72,15 @@ impl Error for DecodeError {
         match self {
             DecodeError::Utf8(err) => Some(err),
             DecodeError::Other(err) => Some(&**err),
+            DecodeError::Io(err) => Some(err),
             _ => None,
         }
+    }
+}
+
+impl From<std::io::Error> for DecodeError {
+    fn from(err: std::io::Error) -> Self {
+        DecodeError::Io(err)
     }
 }
 
@@ -92,6 +103,9 @@ pub enum EncodeError {
     },
     /// A user encoder's own error.
     Other(Box<dyn Error + Send + Sync>),
+    /// The connection is closing or closed: a [`FramedWrite`](super::FramedWrite)
+    /// cannot send.
+    Io(std::io::Error),
 }
 
 impl fmt::Display for EncodeError {
@@ -104,6 +118,7 @@ impl fmt::Display for EncodeError {
                 )
             }
             EncodeError::Other(err) => err.fmt(f),
+            EncodeError::Io(err) => write!(f, "writing failed: {err}"),
         }
     }
 }
@@ -112,7 +127,14 @@ impl Error for EncodeError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             EncodeError::Other(err) => Some(&**err),
+            EncodeError::Io(err) => Some(err),
             EncodeError::TooLong { .. } => None,
         }
+    }
+}
+
+impl From<std::io::Error> for EncodeError {
+    fn from(err: std::io::Error) -> Self {
+        EncodeError::Io(err)
     }
 }

@@ -54,6 +54,8 @@ mod delimiter_based;
 mod error;
 mod fixed_length;
 mod framed;
+mod framed_read;
+mod framed_write;
 #[cfg(feature = "json")]
 mod json;
 mod length_field;
@@ -70,6 +72,8 @@ pub use delimiter_based::*;
 pub use error::{DecodeError, EncodeError};
 pub use fixed_length::*;
 pub use framed::Framed;
+pub use framed_read::FramedRead;
+pub use framed_write::FramedWrite;
 #[cfg(feature = "json")]
 pub use json::*;
 pub use length_field::*;
