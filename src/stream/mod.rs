@@ -74,13 +74,14 @@ mod reader;
 mod shared;
 mod writer;
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 
 use crate::defer::{Deferred, Resolver};
-use crate::{ClientFactory, Connector, Factory, ListeningPort, Transport};
+use crate::{ClientFactory, Connector, Factory, ListeningPort, Reason, Transport};
 
 pub use error::ReadError;
 pub use protocol::StreamReaderProtocol;
@@ -127,11 +128,65 @@ pub use writer::StreamWriter;
 /// # Ok::<(), io::Error>(())
 /// ```
 pub fn open_connection(addr: impl ToSocketAddrs) -> Deferred<(StreamReader, StreamWriter)> {
-    let connected = Deferred::new();
-    let factory = Connecting {
-        resolver: Some(connected.resolver()),
-    };
+    let (factory, connected) = Connecting::new();
     if let Err(err) = crate::reactor().connect_tcp(addr, factory) {
+        connected.errback(err);
+    }
+    connected
+}
+
+/// [`open_connection`] over TLS: connects to `addr`, checks that the
+/// server is `server_name` with `connector`'s configuration, and gives the
+/// two halves once the handshake is done (as asyncio's `open_connection`
+/// with `ssl`); reads and writes then go through TLS. A server takes TLS
+/// streams with [`serve`] and
+/// [`Reactor::listen_tls`](crate::Reactor::listen_tls).
+///
+/// The Deferred fails with an `io::Error` if the connection or the
+/// handshake does: refused, an untrusted or misnamed certificate (the
+/// error's text says which), a handshake timeout.
+///
+/// # Panics
+///
+/// If no reactor exists on this thread.
+///
+/// # Examples
+///
+/// ```
+/// use twill::stream;
+/// use twill::tls::{config, TlsAcceptor, TlsConnector};
+/// # let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+/// # let certs = config::certs_from_pem(made.cert.pem().as_bytes())?;
+/// # let key = config::key_from_pem(made.signing_key.serialize_pem().as_bytes())?;
+/// # let acceptor = TlsAcceptor::new(config::server_config(certs.clone(), key)?);
+/// # let connector = TlsConnector::new(config::client_config_trusting(certs)?);
+///
+/// let reactor = twill::Reactor::new()?;
+/// let greet = stream::serve(|_reader, writer| async move {
+///     // Over TLS, the handler starts once the handshake is done.
+///     let version = writer.transport().tls().unwrap().protocol_version.unwrap();
+///     writer.write(format!("hello over {version:?}\n"));
+/// });
+/// let port = reactor.listen_tls("127.0.0.1:0", acceptor, greet)?;
+/// let addr = port.host();
+/// twill::spawn(async move {
+///     let (mut reader, _writer) =
+///         stream::open_tls_connection(addr, "localhost", connector).await.unwrap();
+///     let line = reader.read_line().await.unwrap();
+///     assert!(line.starts_with(b"hello over TLS"));
+///     twill::stop();
+/// });
+/// reactor.run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[cfg(feature = "tls")]
+pub fn open_tls_connection(
+    addr: impl ToSocketAddrs,
+    server_name: &str,
+    connector: impl Into<crate::tls::TlsConnector>,
+) -> Deferred<(StreamReader, StreamWriter)> {
+    let (factory, connected) = Connecting::new();
+    if let Err(err) = crate::reactor().connect_tls(addr, server_name, connector, factory) {
         connected.errback(err);
     }
     connected
@@ -166,7 +221,9 @@ where
 /// The factory [`start_server`] listens with: for each connection,
 /// `handler(reader, writer)` runs as a task of its own. Give it to any
 /// listening method: [`Reactor::listen_tls`](crate::Reactor::listen_tls)
-/// for streams over TLS, `listen_tcp_reuse_port` for one reactor per core.
+/// for streams over TLS (the handler then starts once the handshake is
+/// done, as asyncio's; a failed handshake never reaches it),
+/// `listen_tcp_reuse_port` for one reactor per core.
 ///
 /// ```
 /// use twill::stream;
@@ -287,27 +344,59 @@ impl std::fmt::Debug for StreamFactory {
     }
 }
 
+/// The streams a client connection resolves to.
+type Connected = Rc<RefCell<Option<Resolver<(StreamReader, StreamWriter)>>>>;
+
 /// [`open_connection`]'s factory: resolves the Deferred with the streams,
-/// or fails it with the reason the attempt failed.
+/// or fails it with the reason the attempt (or the connection, before its
+/// streams were ready) failed.
 struct Connecting {
-    resolver: Option<Resolver<(StreamReader, StreamWriter)>>,
+    resolver: Connected,
+}
+
+impl Connecting {
+    fn new() -> (Connecting, Deferred<(StreamReader, StreamWriter)>) {
+        let connected = Deferred::new();
+        let resolver = Rc::new(RefCell::new(Some(connected.resolver())));
+        (Connecting { resolver }, connected)
+    }
+
+    fn fail(&self, error: io::Error) {
+        let resolver = self.resolver.borrow_mut().take();
+        if let Some(resolver) = resolver {
+            resolver.errback(error);
+        }
+    }
 }
 
 impl Factory for Connecting {
     type Protocol = StreamReaderProtocol;
 
     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<StreamReaderProtocol> {
-        let resolver = self.resolver.take()?;
+        let resolver = self.resolver.clone();
         Some(StreamReaderProtocol::new(Box::new(
-            move |reader, writer| resolver.callback((reader, writer)),
+            move |reader, writer| {
+                let resolver = resolver.borrow_mut().take();
+                if let Some(resolver) = resolver {
+                    resolver.callback((reader, writer));
+                }
+            },
         )))
     }
 }
 
 impl ClientFactory for Connecting {
     fn client_connection_failed(&mut self, _connector: &Connector, reason: &io::Error) {
-        if let Some(resolver) = self.resolver.take() {
-            resolver.errback(io::Error::new(reason.kind(), reason.to_string()));
-        }
+        self.fail(io::Error::new(reason.kind(), reason.to_string()));
+    }
+
+    fn client_connection_lost(&mut self, _connector: &Connector, reason: &Reason) {
+        let error = shared::End::of(reason).error().unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the connection closed before its streams were ready",
+            )
+        });
+        self.fail(error);
     }
 }

@@ -31,6 +31,9 @@ pub struct StreamReaderProtocol {
     incoming: BytesMut,
     transport: Option<Transport>,
     on_made: Option<OnMade>,
+    /// `on_made` waits for the TLS handshake: streams over TLS are ready
+    /// once the peer is known to be who it should be (as asyncio's).
+    after_handshake: bool,
 }
 
 impl StreamReaderProtocol {
@@ -42,6 +45,14 @@ impl StreamReaderProtocol {
             incoming: BytesMut::new(),
             transport: None,
             on_made: Some(on_made),
+            after_handshake: false,
+        }
+    }
+
+    fn hand_out_streams(&mut self) {
+        if let (Some(on_made), Some(transport)) = (self.on_made.take(), &self.transport) {
+            let (reader, writer) = streams(transport, self.shared.clone());
+            on_made(reader, writer);
         }
     }
 
@@ -57,6 +68,7 @@ impl StreamReaderProtocol {
             incoming: BytesMut::new(),
             transport: Some(transport.clone()),
             on_made: None,
+            after_handshake: false,
         };
         let (reader, writer) = streams(transport, shared);
         (protocol, reader, writer)
@@ -77,9 +89,12 @@ fn streams(transport: &Transport, shared: Rc<RefCell<Shared>>) -> (StreamReader,
 impl Protocol for StreamReaderProtocol {
     fn connection_made(&mut self, transport: &Transport) {
         self.transport = Some(transport.clone());
-        if let Some(on_made) = self.on_made.take() {
-            let (reader, writer) = streams(transport, self.shared.clone());
-            on_made(reader, writer);
+        #[cfg(feature = "tls")]
+        {
+            self.after_handshake = transport.tls().is_some_and(|tls| !tls.handshake_complete);
+        }
+        if !self.after_handshake {
+            self.hand_out_streams();
         }
     }
 
@@ -102,6 +117,15 @@ impl Protocol for StreamReaderProtocol {
         self.shared.borrow_mut().eof_received();
         // The writer may go on: the task closes when it is done.
         true
+    }
+
+    fn event_received(&mut self, event: crate::Event) {
+        #[cfg(feature = "tls")]
+        if self.after_handshake && event.is::<crate::tls::HandshakeCompleted>() {
+            self.hand_out_streams();
+            return;
+        }
+        log::debug!("stream connection: unhandled event {event:?}");
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
