@@ -27,6 +27,10 @@
 //! - The reader enforces the line limit: with its limit at 16384,
 //!   `read_line` fails with [`ReadError::LimitOverrun`] as soon as a line
 //!   is longer, and the task returns, which closes that connection only.
+//!   (The limit counts a `\r` before the `\n` too: the longest line sent
+//!   with `\r\n` is let through by `longest_line_with_crlf`.)
+//! - Every other way a connection ends comes out of `read_line` as well:
+//!   empty at the user's EOF, the connection's error after a reset.
 //! - The fan-out is bounded as in `chat_server` ([`SlowClient::Disconnect`]).
 //!   A sender waits for the group to be writable again by awaiting a
 //!   [`Deferred`] fired by [`BroadcastGroup::when_writable`]: the async
