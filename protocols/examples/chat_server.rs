@@ -1,6 +1,13 @@
 //! Twisted's classic `LineReceiver` chat, on the codec layer, with join and
 //! leave announcements.
 //!
+//! The same chat comes in two other forms, which behave alike (the tests in
+//! `tests/examples.rs` run this specification against all three):
+//! `chat_protocol`, a plain `Protocol` built on twill-protocols'
+//! Twisted-style `basic::LineReceiver`, as Twisted writes it; and
+//! `async_chat`, one `async` task per connection on `twill::stream`, as
+//! asyncio's streams would have it.
+//!
 //! ```text
 //! cargo run -p twill-protocols --example chat_server [ADDR]   # default 127.0.0.1:8007
 //! telnet 127.0.0.1 8007      # or: nc 127.0.0.1 8007

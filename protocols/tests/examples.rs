@@ -1,8 +1,14 @@
 //! The twill-protocols example programs, run as child processes against
-//! real loopback sockets: `chat_server` (Twisted's LineReceiver chat,
-//! reference section 7.1, with join and leave announcements),
+//! real loopback sockets: the chat (Twisted's LineReceiver chat, reference
+//! section 7.1, with join and leave announcements) in its three forms,
 //! `reverse_server` (five-digit length header, reversed body) and
 //! `codec_pipeline` (the pyboot-netty frames, as a server and as a client).
+//!
+//! The chat's specification is written once, as functions of the example's
+//! name, and run against each form: `chat_server` (the codec layer),
+//! `chat_protocol` (a Twisted-style `LineReceiver`) and `async_chat` (tasks
+//! on `twill::stream`); each gets a module of tests named after it, e.g.
+//! `async_chat::relays_each_line_to_every_other_registered_user_only`.
 //!
 //! The examples are built once with `cargo build -p twill-protocols
 //! --examples` (by `twill_test_support::process`); each server child
@@ -21,8 +27,44 @@ use twill_test_support::process::Proc;
 const PACKAGE: &str = "twill-protocols";
 
 // ---------------------------------------------------------------------------
-// chat_server
+// The chat: chat_server, chat_protocol, async_chat
 // ---------------------------------------------------------------------------
+
+/// One module per chat example, named after it, with a test for each
+/// specification below run against that example.
+macro_rules! chat_tests {
+    ([$($chat:ident),+ $(,)?] $specs:tt) => {
+        $(chat_tests!(@one $chat $specs);)+
+    };
+    (@one $chat:ident [$($spec:ident),+ $(,)?]) => {
+        mod $chat {
+            $(
+                #[test]
+                fn $spec() {
+                    super::$spec(stringify!($chat));
+                }
+            )+
+        }
+    };
+}
+
+chat_tests!(
+    [chat_server, chat_protocol, async_chat]
+    [
+        asks_for_a_name_and_refuses_a_taken_one_until_a_free_one_comes,
+        relays_each_line_to_every_other_registered_user_only,
+        announces_joins_and_leaves_to_the_others,
+        frees_the_name_of_a_user_who_disconnects,
+        takes_lf_or_crlf_split_anywhere_and_replies_with_crlf,
+        closes_only_the_connection_that_sends_a_line_over_16384_bytes,
+        takes_a_line_of_exactly_16384_bytes_however_it_ends_and_arrives,
+        closes_a_connection_whose_line_passes_16384_bytes_by_its_last_byte,
+        closes_a_connection_as_soon_as_its_line_passes_the_limit,
+        closes_only_the_connection_that_sends_a_line_that_is_not_utf8,
+        on_sigterm_closes_connections_cleanly_and_exits_with_status_0,
+        with_a_bad_command_line_prints_its_usage_and_exits_with_status_2,
+    ]
+);
 
 const PROMPT: &str = "What's your name?\r\n";
 const TAKEN: &str = "Name taken, please choose another.\r\n";
@@ -64,9 +106,9 @@ fn join(addr: SocketAddr, name: &str, others: &mut [Client]) -> Client {
     client
 }
 
-/// A chat server with `names` registered, in order.
-fn chat_with(names: &[&str]) -> (Proc, SocketAddr, Vec<Client>) {
-    let server = Proc::example(PACKAGE, "chat_server", &["127.0.0.1:0"]);
+/// The chat example `chat` with `names` registered, in order.
+fn chat_with(chat: &str, names: &[&str]) -> (Proc, SocketAddr, Vec<Client>) {
+    let server = Proc::example(PACKAGE, chat, &["127.0.0.1:0"]);
     let addr = server.listening_addr();
     let mut clients = Vec::new();
     for name in names {
@@ -76,9 +118,8 @@ fn chat_with(names: &[&str]) -> (Proc, SocketAddr, Vec<Client>) {
     (server, addr, clients)
 }
 
-#[test]
-fn chat_server_asks_for_a_name_and_refuses_a_taken_one_until_a_free_one_comes() {
-    let (_server, addr, mut users) = chat_with(&["alice"]);
+fn asks_for_a_name_and_refuses_a_taken_one_until_a_free_one_comes(chat: &str) {
+    let (_server, addr, mut users) = chat_with(chat, &["alice"]);
     let mut second = newcomer(addr);
     second.send(b"alice\r\n");
     assert_eq!(second.line_str(), TAKEN);
@@ -95,9 +136,8 @@ fn chat_server_asks_for_a_name_and_refuses_a_taken_one_until_a_free_one_comes() 
     assert_eq!(users[0].line_str(), said("Alice", "hi"));
 }
 
-#[test]
-fn chat_server_relays_each_line_to_every_other_registered_user_only() {
-    let (_server, addr, mut users) = chat_with(&["alice", "bob", "carol"]);
+fn relays_each_line_to_every_other_registered_user_only(chat: &str) {
+    let (_server, addr, mut users) = chat_with(chat, &["alice", "bob", "carol"]);
     // Connected, but still choosing a name.
     let mut dave = newcomer(addr);
 
@@ -125,10 +165,9 @@ fn chat_server_relays_each_line_to_every_other_registered_user_only() {
     }
 }
 
-#[test]
-fn chat_server_announces_joins_and_leaves_to_the_others() {
+fn announces_joins_and_leaves_to_the_others(chat: &str) {
     // chat_with checks that alice read "* bob has joined".
-    let (server, addr, mut users) = chat_with(&["alice", "bob"]);
+    let (server, addr, mut users) = chat_with(chat, &["alice", "bob"]);
     let mut carol = join(addr, "carol", &mut users);
     // carol is not told about her own join: her next line is alice's.
     users[0].send(b"hi carol\r\n");
@@ -148,9 +187,8 @@ fn chat_server_announces_joins_and_leaves_to_the_others() {
     assert_eq!(carol.line_str(), said("alice", "still two of us"));
 }
 
-#[test]
-fn chat_server_frees_the_name_of_a_user_who_disconnects() {
-    let (_server, addr, mut users) = chat_with(&["alice", "bob"]);
+fn frees_the_name_of_a_user_who_disconnects(chat: &str) {
+    let (_server, addr, mut users) = chat_with(chat, &["alice", "bob"]);
     let mut impostor = newcomer(addr);
     impostor.send(b"alice\r\n");
     assert_eq!(impostor.line_str(), TAKEN);
@@ -170,9 +208,8 @@ fn chat_server_frees_the_name_of_a_user_who_disconnects() {
     assert_eq!(impostor.line_str(), said("bob", "welcome back"));
 }
 
-#[test]
-fn chat_server_takes_lf_or_crlf_split_anywhere_and_replies_with_crlf() {
-    let (_server, addr, mut users) = chat_with(&["alice", "bob"]);
+fn takes_lf_or_crlf_split_anywhere_and_replies_with_crlf(chat: &str) {
+    let (_server, addr, mut users) = chat_with(chat, &["alice", "bob"]);
     // nc sends "\n", telnet "\r\n"; a line may come in pieces, the "\r\n"
     // split too. A lone "\r" inside a line is data.
     let pieces: [&[u8]; 7] = [
@@ -206,9 +243,8 @@ fn chat_server_takes_lf_or_crlf_split_anywhere_and_replies_with_crlf() {
     assert_eq!(carol.line_str(), welcome("carol"));
 }
 
-#[test]
-fn chat_server_closes_only_the_connection_that_sends_a_line_over_16384_bytes() {
-    let (_server, addr, mut users) = chat_with(&["alice", "bob", "carol"]);
+fn closes_only_the_connection_that_sends_a_line_over_16384_bytes(chat: &str) {
+    let (_server, addr, mut users) = chat_with(chat, &["alice", "bob", "carol"]);
     // A line of exactly the maximum is fine.
     let longest = "x".repeat(MAX_LINE);
     users[0].send(format!("{longest}\r\n").as_bytes());
@@ -234,9 +270,49 @@ fn chat_server_closes_only_the_connection_that_sends_a_line_over_16384_bytes() {
     assert_eq!(carol.line_str(), said("alice", "hi again"));
 }
 
-#[test]
-fn chat_server_closes_a_connection_as_soon_as_its_line_passes_the_limit() {
-    let (_server, _addr, mut users) = chat_with(&["alice", "bob"]);
+/// The longest line is relayed whatever its line ending and however it is
+/// cut, even between its `\r` and its `\n`, when the `\r` may still be
+/// the start of the line ending or one byte too many.
+fn takes_a_line_of_exactly_16384_bytes_however_it_ends_and_arrives(chat: &str) {
+    let (_server, _addr, mut users) = chat_with(chat, &["alice", "bob"]);
+    let longest = "x".repeat(MAX_LINE);
+    let (head, tail) = longest.split_at(MAX_LINE / 2);
+    let cuts: [&[&str]; 4] = [
+        &[&format!("{longest}\n")],
+        &[&format!("{longest}\r\n")],
+        &[&format!("{longest}\r"), "\n"],
+        &[head, &format!("{tail}\r"), "\n"],
+    ];
+    for pieces in cuts {
+        for piece in pieces {
+            users[0].send(piece.as_bytes());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(users[1].line_str(), said("alice", &longest), "{pieces:?}");
+    }
+}
+
+/// One byte past the limit closes the connection whatever the byte: one
+/// that ends the line, or one after a `\r` that could have ended the
+/// longest line.
+fn closes_a_connection_whose_line_passes_16384_bytes_by_its_last_byte(chat: &str) {
+    let (_server, _addr, mut users) = chat_with(chat, &["alice", "bob", "carol"]);
+    let _ = users[2].try_send(format!("{}\n", "y".repeat(MAX_LINE + 1)).as_bytes());
+    users[2].expect_closed();
+    drop(users.remove(2));
+    assert_eq!(users[0].line_str(), left("carol"));
+    assert_eq!(users[1].line_str(), left("carol"));
+
+    users[1].send(format!("{}\r", "z".repeat(MAX_LINE)).as_bytes());
+    std::thread::sleep(Duration::from_millis(20));
+    let _ = users[1].try_send(b"z\n");
+    users[1].expect_closed();
+    drop(users.remove(1));
+    assert_eq!(users[0].line_str(), left("bob"));
+}
+
+fn closes_a_connection_as_soon_as_its_line_passes_the_limit(chat: &str) {
+    let (_server, _addr, mut users) = chat_with(chat, &["alice", "bob"]);
     // No line ending ever comes: the limit alone closes the connection.
     let _ = users[1].try_send("z".repeat(MAX_LINE + 1).as_bytes());
     users[1].expect_closed();
@@ -244,9 +320,8 @@ fn chat_server_closes_a_connection_as_soon_as_its_line_passes_the_limit() {
     assert_eq!(users[0].line_str(), left("bob"));
 }
 
-#[test]
-fn chat_server_closes_only_the_connection_that_sends_a_line_that_is_not_utf8() {
-    let (_server, _addr, mut users) = chat_with(&["alice", "bob", "carol"]);
+fn closes_only_the_connection_that_sends_a_line_that_is_not_utf8(chat: &str) {
+    let (_server, _addr, mut users) = chat_with(chat, &["alice", "bob", "carol"]);
     users[1].send(b"caf\xe9\r\n");
     users[1].expect_closed();
     drop(users.remove(1));
@@ -256,9 +331,8 @@ fn chat_server_closes_only_the_connection_that_sends_a_line_that_is_not_utf8() {
     assert_eq!(users[1].line_str(), said("alice", "ok"));
 }
 
-#[test]
-fn chat_server_on_sigterm_closes_connections_cleanly_and_exits_with_status_0() {
-    let (mut server, addr, mut users) = chat_with(&["alice", "bob"]);
+fn on_sigterm_closes_connections_cleanly_and_exits_with_status_0(chat: &str) {
+    let (mut server, addr, mut users) = chat_with(chat, &["alice", "bob"]);
     let mut nameless = newcomer(addr);
     users[0].send(b"last words\r\n");
     assert_eq!(users[1].line_str(), said("alice", "last words"));
@@ -277,15 +351,14 @@ fn chat_server_on_sigterm_closes_connections_cleanly_and_exits_with_status_0() {
     );
 }
 
-#[test]
-fn chat_server_with_a_bad_command_line_prints_its_usage_and_exits_with_status_2() {
+fn with_a_bad_command_line_prints_its_usage_and_exits_with_status_2(chat: &str) {
     for args in [
         &["--tls", "cert.pem"][..],
         &["--tsl"],
         &["127.0.0.1:0", "extra"],
     ] {
-        let mut server = Proc::example(PACKAGE, "chat_server", args);
-        server.wait_stderr("usage: chat_server [ADDR] [--tls CERT KEY]");
+        let mut server = Proc::example(PACKAGE, chat, args);
+        server.wait_stderr(&format!("usage: {chat} [ADDR] [--tls CERT KEY]"));
         let status = server.wait_exit();
         assert_eq!(status.code(), Some(2), "{args:?}: {}", server.transcript());
     }

@@ -1,8 +1,10 @@
-//! `chat_server --tls CERT KEY`, run as a child process against real
-//! loopback sockets: the chat of
-//! `examples.rs`, over TLS, with rustls clients in the test; a client that
-//! does not speak TLS; and README.md's "TLS" commands as written there
-//! (its openssl certificate, `openssl s_client`, `tls_echo_client`).
+//! The chat examples with `--tls CERT KEY`, run as child processes against
+//! real loopback sockets: the chat of `examples.rs`, over TLS, with rustls
+//! clients in the test, and a client that does not speak TLS, for each of
+//! `chat_server`, `chat_protocol` and `async_chat` (a module of tests named
+//! after each); and README.md's "TLS" commands as written there (its
+//! openssl certificate, `openssl s_client`, `tls_echo_client`), with
+//! `chat_server` as README runs it.
 //!
 //! Certificates are made by rcgen when the tests run (or by README's
 //! openssl command) and written to a temporary folder.
@@ -22,7 +24,7 @@ use twill_test_support::files::TempDir;
 use twill_test_support::process::Proc;
 
 /// The examples' cargo package (its dev-dependency on twill turns on
-/// twill's `tls` feature, so `chat_server` needs none of its own).
+/// twill's `tls` feature, so the chat examples need none of their own).
 const PACKAGE: &str = "twill-protocols";
 
 const PROMPT: &str = "What's your name?\r\n";
@@ -71,11 +73,11 @@ impl Certificate {
     }
 }
 
-/// `chat_server 127.0.0.1:0 --tls CERT KEY`.
-fn tls_chat(cert: &Certificate) -> (Proc, SocketAddr) {
+/// The chat example `chat`, as `chat 127.0.0.1:0 --tls CERT KEY`.
+fn tls_chat(chat: &str, cert: &Certificate) -> (Proc, SocketAddr) {
     let server = Proc::example(
         PACKAGE,
-        "chat_server",
+        chat,
         &[
             "127.0.0.1:0",
             "--tls",
@@ -149,10 +151,37 @@ impl TlsUser {
     }
 }
 
-#[test]
-fn chat_over_tls_asks_names_announces_joins_relays_lines_and_announces_leaves() {
+/// One module per chat example, named after it, with a test for each
+/// specification below run against that example.
+macro_rules! chat_tests {
+    ([$($chat:ident),+ $(,)?] $specs:tt) => {
+        $(chat_tests!(@one $chat $specs);)+
+    };
+    (@one $chat:ident [$($spec:ident),+ $(,)?]) => {
+        mod $chat {
+            $(
+                #[test]
+                fn $spec() {
+                    super::$spec(stringify!($chat));
+                }
+            )+
+        }
+    };
+}
+
+chat_tests!(
+    [chat_server, chat_protocol, async_chat]
+    [
+        asks_names_announces_joins_relays_lines_and_announces_leaves,
+        announces_a_user_whose_connection_is_cut_without_close_notify,
+        drops_a_client_that_does_not_speak_tls_and_chats_on,
+        fails_only_the_handshake_of_a_client_that_distrusts_its_certificate,
+    ]
+);
+
+fn asks_names_announces_joins_relays_lines_and_announces_leaves(chat: &str) {
     let cert = Certificate::localhost();
-    let (server, addr) = tls_chat(&cert);
+    let (server, addr) = tls_chat(chat, &cert);
 
     let mut alice = TlsUser::newcomer(addr, cert.client());
     assert_eq!(
@@ -188,10 +217,9 @@ fn chat_over_tls_asks_names_announces_joins_relays_lines_and_announces_leaves() 
     assert_eq!(alice.line(), joined("bob"));
 }
 
-#[test]
-fn chat_over_tls_announces_a_user_whose_connection_is_cut_without_close_notify() {
+fn announces_a_user_whose_connection_is_cut_without_close_notify(chat: &str) {
     let cert = Certificate::localhost();
-    let (server, addr) = tls_chat(&cert);
+    let (server, addr) = tls_chat(chat, &cert);
     let mut alice = TlsUser::newcomer(addr, cert.client());
     alice.send("alice\n");
     assert_eq!(alice.line(), welcome("alice"));
@@ -207,10 +235,9 @@ fn chat_over_tls_announces_a_user_whose_connection_is_cut_without_close_notify()
     assert!(line.contains("close_notify"), "{line}");
 }
 
-#[test]
-fn chat_over_tls_drops_a_client_that_does_not_speak_tls_and_chats_on() {
+fn drops_a_client_that_does_not_speak_tls_and_chats_on(chat: &str) {
     let cert = Certificate::localhost();
-    let (server, addr) = tls_chat(&cert);
+    let (server, addr) = tls_chat(chat, &cert);
     let mut alice = TlsUser::newcomer(addr, cert.client());
     alice.send("alice\n");
     assert_eq!(alice.line(), welcome("alice"));
@@ -233,10 +260,9 @@ fn chat_over_tls_drops_a_client_that_does_not_speak_tls_and_chats_on() {
     assert_eq!(alice.line(), joined("bob"));
 }
 
-#[test]
-fn chat_over_tls_fails_only_the_handshake_of_a_client_that_distrusts_its_certificate() {
+fn fails_only_the_handshake_of_a_client_that_distrusts_its_certificate(chat: &str) {
     let cert = Certificate::localhost();
-    let (server, addr) = tls_chat(&cert);
+    let (server, addr) = tls_chat(chat, &cert);
     // A client that trusts another certificate fails the handshake.
     let other = Certificate::localhost();
     let mut wary = TlsUser::connect(addr, other.client());

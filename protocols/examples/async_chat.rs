@@ -1,0 +1,313 @@
+//! The chat of `chat_server`, written as `async` code on [`twill::stream`]:
+//! one task per connection that reads lines with `read_line().await`, as
+//! asyncio's streams would have it.
+//!
+//! ```text
+//! cargo run -p twill-protocols --example async_chat [ADDR]   # default 127.0.0.1:8007
+//! telnet 127.0.0.1 8007      # or: nc 127.0.0.1 8007
+//! cargo run -p twill-protocols --example async_chat -- [ADDR] --tls CERT KEY
+//! ```
+//!
+//! What a client sees, the limits, the TLS option and how a user that does
+//! not read is dealt with are all `chat_server`'s (its module doc is the
+//! specification); the tests in `tests/examples.rs` run the same
+//! specification against both, and against `chat_protocol`, the same chat
+//! as a Twisted `LineReceiver`.
+//!
+//! What this form shows:
+//!
+//! - A connection's whole life is one `async fn` (`chat`): the prompt, the
+//!   loop until a free name comes, the loop that relays lines. What the
+//!   callback forms keep in fields and a state enum is local variables
+//!   here.
+//! - The tasks share the room (the names, and the [`BroadcastGroup`] of
+//!   the named users) in an `Rc<RefCell<_>>`: they all run on the
+//!   reactor's thread, so nothing needs a lock, only no borrow may be held
+//!   across an `.await`.
+//! - The reader enforces the line limit: with its limit at 16384,
+//!   `read_line` fails with [`ReadError::LimitOverrun`] as soon as a line
+//!   is longer, and the task returns, which closes that connection only.
+//!   (The limit counts a `\r` before the `\n` too: the longest line sent
+//!   with `\r\n` is let through by `longest_line_with_crlf`.)
+//! - Every other way a connection ends comes out of `read_line` as well:
+//!   empty at the user's EOF, the connection's error after a reset.
+//! - The fan-out is bounded as in `chat_server` ([`SlowClient::Disconnect`]).
+//!   A sender waits for the group to be writable again by awaiting a
+//!   [`Deferred`] fired by [`BroadcastGroup::when_writable`]: the async
+//!   form of `pause_while_behind`, which would pause the transport's
+//!   reading, and reading is the reader's to pause. A task that awaits
+//!   reads nothing, so its reader's buffer fills to the limit, and then
+//!   the reader stops reading the socket: the sender is held all the same.
+//! - Leaving is a guard (`Member`) whose `Drop` frees the name and tells
+//!   the others, however the task ends: it returned, it panicked, or it
+//!   was dropped with the reactor.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+use std::rc::Rc;
+
+use twill::broadcast::{BroadcastGroup, SlowClient};
+use twill::defer::Deferred;
+use twill::stream::{self, ReadError, StreamReader, StreamWriter};
+use twill::tls::config::{certs_from_pem_file, key_from_pem_file, server_config};
+use twill::{Bytes, Factory, ListeningPort, Reactor, Transport};
+
+/// The longest line accepted, without its line ending (Twisted's
+/// `LineReceiver.MAX_LENGTH`).
+const MAX_LINE: usize = 16384;
+
+/// `line` with the `\r\n` every reply ends in (telnet needs the `\r`).
+fn crlf(line: &str) -> Bytes {
+    Bytes::from(format!("{line}\r\n"))
+}
+
+/// What the connections' tasks share: the names in use, and the group of
+/// the named users' connections that lines go out through.
+struct Room {
+    names: HashSet<String>,
+    group: BroadcastGroup,
+}
+
+impl Room {
+    /// Gives `name` to the user on `transport` and tells the others; false
+    /// if another user has it.
+    fn join(&mut self, name: &str, transport: &Transport) -> bool {
+        if !self.names.insert(name.to_owned()) {
+            return false;
+        }
+        // Before joining the group: the newcomer is not told of itself.
+        self.group.broadcast(crlf(&format!("* {name} has joined")));
+        self.group.add(transport);
+        true
+    }
+
+    fn leave(&mut self, name: &str, transport: &Transport) {
+        self.names.remove(name);
+        self.group.remove(transport);
+        self.group.broadcast(crlf(&format!("* {name} has left")));
+    }
+
+    /// Fires once no user is behind and catching up: at once, usually.
+    fn writable(&self) -> Deferred<()> {
+        let writable = Deferred::new();
+        let resolver = writable.resolver();
+        self.group.when_writable(move || resolver.callback(()));
+        writable
+    }
+}
+
+/// A user with a name, until dropped.
+struct Member {
+    room: Rc<RefCell<Room>>,
+    name: String,
+    transport: Transport,
+    /// Why the user left, for the log.
+    why: String,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let mut room = self.room.borrow_mut();
+        room.leave(&self.name, &self.transport);
+        log::info!(
+            "{} left ({}: {}; {} users)",
+            self.name,
+            self.transport.peer(),
+            self.why,
+            room.names.len()
+        );
+    }
+}
+
+/// One connection's chat, from the prompt to the end; returning closes the
+/// connection (once what was written is sent).
+async fn chat(room: Rc<RefCell<Room>>, mut reader: StreamReader, writer: StreamWriter) {
+    let peer = writer.peer();
+    log::info!("new connection from {peer}");
+    reader.set_limit(MAX_LINE);
+    writer.write(crlf("What's your name?"));
+    let mut member = loop {
+        let name = match read_chat_line(&mut reader).await {
+            Ok(name) => name,
+            Err(end) => {
+                log::info!("{peer} left without a name ({end})");
+                return;
+            }
+        };
+        if room.borrow_mut().join(&name, writer.transport()) {
+            writer.write(crlf(&format!("Welcome, {name}!")));
+            let users = room.borrow().names.len();
+            log::info!("{name} joined ({peer}, {users} users)");
+            break Member {
+                room: room.clone(),
+                name,
+                transport: writer.transport().clone(),
+                why: "the server stopped".into(),
+            };
+        }
+        writer.write(crlf("Name taken, please choose another."));
+        // A user who asks again and again without reading the answers is
+        // read no faster than it reads them. (Should the connection be
+        // closing, the next read says how it ended.)
+        let _ = writer.drain().await;
+    };
+    let end = loop {
+        let line = match read_chat_line(&mut reader).await {
+            Ok(line) => line,
+            Err(end) => break end,
+        };
+        let said = crlf(&format!("<{}> {line}", member.name));
+        room.borrow()
+            .group
+            .broadcast_except(writer.transport(), said);
+        // Holds this sender while someone is behind and catching up. The
+        // borrow must end before the await: hence two statements.
+        let writable = room.borrow().writable();
+        let _ = writable.await;
+    };
+    member.why = end.to_string();
+}
+
+/// Why a user's chat ended.
+enum End {
+    /// The connection was closed, by the user or by the server stopping.
+    Closed,
+    /// The connection failed: reset, a TLS error, disconnected for falling
+    /// behind.
+    Failed(ReadError),
+    /// The user sent a line the chat does not take (what it was, for the
+    /// log).
+    Refused(String),
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            End::Closed => f.write_str("connection closed"),
+            End::Failed(err) => err.fmt(f),
+            End::Refused(why) => write!(f, "sent {why}"),
+        }
+    }
+}
+
+/// The next line, without its line ending (`\n` or `\r\n`), or why there
+/// is none.
+async fn read_chat_line(reader: &mut StreamReader) -> Result<String, End> {
+    let line = match reader.read_line().await {
+        Ok(line) if line.is_empty() => return Err(End::Closed),
+        Ok(line) => line,
+        Err(ReadError::LimitOverrun { .. }) => longest_line_with_crlf(reader).await?,
+        Err(err) => return Err(End::Failed(err)),
+    };
+    let line = line.strip_suffix(b"\n").unwrap_or(&line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match std::str::from_utf8(line) {
+        Ok(line) => Ok(line.to_owned()),
+        Err(err) => Err(End::Refused(format!("a line that is not UTF-8 ({err})"))),
+    }
+}
+
+/// After a [`ReadError::LimitOverrun`]: the one line over the reader's
+/// limit that the chat takes. The limit counts every byte before the `\n`,
+/// so a line of exactly `MAX_LINE` bytes sent with `\r\n` passes it by its
+/// `\r`; any other line over it is too long.
+async fn longest_line_with_crlf(reader: &mut StreamReader) -> Result<Bytes, End> {
+    let too_long = || End::Refused(format!("a line over {MAX_LINE} bytes"));
+    // All buffered already, or the limit would not have been passed.
+    let line = reader.read_exact(MAX_LINE + 1).await.map_err(End::Failed)?;
+    if !line.ends_with(b"\r") {
+        return Err(too_long());
+    }
+    match reader.read_exact(1).await {
+        Ok(next) if next == b"\n"[..] => Ok(line),
+        Ok(_) | Err(ReadError::Incomplete { .. }) => Err(too_long()),
+        Err(err) => Err(End::Failed(err)),
+    }
+}
+
+const USAGE: &str = "usage: async_chat [ADDR] [--tls CERT KEY]   (ADDR defaults to 127.0.0.1:8007)";
+
+/// The command line: where to listen, and the certificate and key files
+/// for TLS.
+struct Args {
+    addr: String,
+    tls: Option<(String, String)>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut addr = None;
+    let mut tls = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--tls" => match (args.next(), args.next()) {
+                (Some(cert), Some(key)) => tls = Some((cert, key)),
+                _ => return Err("--tls takes two files: CERT KEY".into()),
+            },
+            "-h" | "--help" => return Err(String::new()),
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
+            _ if addr.is_some() => return Err(format!("unexpected argument {arg:?}")),
+            _ => addr = Some(arg),
+        }
+    }
+    Ok(Args {
+        addr: addr.unwrap_or_else(|| "127.0.0.1:8007".into()),
+        tls,
+    })
+}
+
+/// Listens with TLS on `addr`, presenting the certificate chain in the PEM
+/// file `cert` with the private key in the PEM file `key`.
+fn listen_tls(
+    reactor: &Reactor,
+    addr: &str,
+    (cert, key): &(String, String),
+    factory: impl Factory,
+) -> std::io::Result<ListeningPort> {
+    let in_file =
+        |file: &str, err: std::io::Error| std::io::Error::new(err.kind(), format!("{file}: {err}"));
+    let config = server_config(
+        certs_from_pem_file(cert).map_err(|err| in_file(cert, err))?,
+        key_from_pem_file(key).map_err(|err| in_file(key, err))?,
+    )?;
+    reactor.listen_tls(addr, config, factory)
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(err) => {
+            if !err.is_empty() {
+                eprintln!("async_chat: {err}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(err) = serve(&args) {
+        eprintln!("async_chat: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn serve(args: &Args) -> std::io::Result<()> {
+    let reactor = Reactor::new()?;
+    let room = Rc::new(RefCell::new(Room {
+        names: HashSet::new(),
+        group: BroadcastGroup::new(SlowClient::Disconnect),
+    }));
+    let handler = move |reader, writer| chat(room.clone(), reader, writer);
+    match &args.tls {
+        None => {
+            let port = stream::start_server(args.addr.as_str(), handler)?;
+            log::info!("listening on {}", port.host());
+        }
+        Some(files) => {
+            // Any factory can be served over TLS, the streams' too.
+            let port = listen_tls(&reactor, &args.addr, files, stream::serve(handler))?;
+            log::info!("listening on {} with TLS", port.host());
+        }
+    }
+    reactor.run()
+}
