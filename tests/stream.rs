@@ -603,6 +603,7 @@ fn after_a_reset_reads_give_the_buffered_bytes_then_connection_reset() {
             io_error_kind(reader.read_exact(1).await),
             ErrorKind::ConnectionReset
         );
+        assert!(!reader.at_eof(), "a reset is not an EOF (asyncio's at_eof)");
 
         assert!(writer.is_closing());
         writer.write("into the void");

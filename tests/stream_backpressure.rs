@@ -262,9 +262,6 @@ fn async_write_all_to_a_peer_that_does_not_read_waits_and_resumes_when_it_reads(
 }
 
 #[test]
-#[ignore = "StreamWriter's poll_write queues all it is given at once: one write_all \
-            larger than the write buffer's hard cap (16 MiB) aborts the connection \
-            with WriteBufferFull, even with a peer that reads"]
 fn one_async_write_all_larger_than_the_write_buffer_cap_arrives_whole() {
     const SIZE: usize = 32 << 20;
     run(async {

@@ -152,11 +152,12 @@ impl StreamReader {
         }
     }
 
-    /// Whether the stream has ended and everything is read. asyncio's
-    /// `at_eof`.
+    /// Whether the stream ended cleanly (the peer's EOF, or a clean
+    /// close) and everything is read. asyncio's `at_eof`: after a failure
+    /// (a reset) it stays false, and reads return the error.
     pub fn at_eof(&self) -> bool {
         let shared = self.shared.borrow();
-        self.front.is_empty() && shared.buf.is_empty() && shared.finished().is_some()
+        self.front.is_empty() && shared.buf.is_empty() && matches!(shared.finished(), Some(Ok(())))
     }
 
     /// How many bytes are buffered, read from the connection and not yet

@@ -113,6 +113,11 @@ impl StreamWriter {
     /// Closes the connection once what is buffered is sent, whoever else
     /// holds its streams. asyncio's `close`; [`wait_closed`](Self::wait_closed)
     /// waits for the end.
+    ///
+    /// This is not `futures`' `AsyncWriteExt::close`, which this method's
+    /// name hides: that one shuts the writing side only (as
+    /// [`write_eof`](Self::write_eof)) and is called as
+    /// `AsyncWriteExt::close(&mut writer).await`.
     pub fn close(&self) {
         self.transport().lose_connection();
     }
@@ -156,6 +161,18 @@ impl Clone for StreamWriter {
     fn clone(&self) -> StreamWriter {
         StreamWriter::new(self.shared.clone(), self.closer.clone())
     }
+}
+
+/// The least an `AsyncWrite` call takes when the transport is writable,
+/// however close to its high watermark the buffer is.
+const MIN_WRITE: usize = 16 * 1024;
+
+/// How much an `AsyncWrite` call takes now: what fits under the high
+/// watermark, or [`MIN_WRITE`].
+fn room(transport: &Transport) -> usize {
+    let (high, _) = transport.write_buffer_limits();
+    high.saturating_sub(transport.write_buffer_size())
+        .max(MIN_WRITE)
 }
 
 /// One `when_writable` registration, waking whichever task polled last.
@@ -211,6 +228,10 @@ fn closed_error(shared: &RefCell<Shared>) -> io::Error {
 }
 
 impl AsyncWrite for StreamWriter {
+    /// Takes as much of `data` as fits under the high watermark (at least
+    /// [`MIN_WRITE`] bytes), once the transport is writable: one large
+    /// `write_all` goes out in pieces as the peer reads, never all queued
+    /// at once (where it could pass the write buffer's hard cap).
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -226,8 +247,11 @@ impl AsyncWrite for StreamWriter {
             &mut this.waiting,
             cx
         ))?;
-        this.closer.transport.write(Bytes::copy_from_slice(data));
-        Poll::Ready(Ok(data.len()))
+        let n = data.len().min(room(&this.closer.transport));
+        this.closer
+            .transport
+            .write(Bytes::copy_from_slice(&data[..n]));
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(
@@ -246,12 +270,14 @@ impl AsyncWrite for StreamWriter {
             &mut this.waiting,
             cx
         ))?;
-        let mut joined = Vec::with_capacity(total);
+        let n = total.min(room(&this.closer.transport));
+        let mut joined = Vec::with_capacity(n);
         for piece in pieces {
-            joined.extend_from_slice(piece);
+            let take = piece.len().min(n - joined.len());
+            joined.extend_from_slice(&piece[..take]);
         }
         this.closer.transport.write(joined);
-        Poll::Ready(Ok(total))
+        Poll::Ready(Ok(n))
     }
 
     /// Ready once the write buffer is under its high watermark: what is
