@@ -1,6 +1,6 @@
 //! The chat of `chat_server`, written as `async` code on [`twill::stream`]:
-//! one task per connection that reads lines with `read_line().await`, as
-//! asyncio's streams would have it.
+//! one task per connection that awaits its lines, as asyncio's streams
+//! would have it.
 //!
 //! ```text
 //! cargo run -p twill-protocols --example async_chat [ADDR]   # default 127.0.0.1:8007
@@ -24,13 +24,16 @@
 //!   the named users) in an `Rc<RefCell<_>>`: they all run on the
 //!   reactor's thread, so nothing needs a lock, only no borrow may be held
 //!   across an `.await`.
-//! - The reader enforces the line limit: with its limit at 16384,
-//!   `read_line` fails with [`ReadError::LimitOverrun`] as soon as a line
-//!   is longer, and the task returns, which closes that connection only.
-//!   (The limit counts a `\r` before the `\n` too: the longest line sent
-//!   with `\r\n` is let through by `longest_line_with_crlf`.)
-//! - Every other way a connection ends comes out of `read_line` as well:
-//!   empty at the user's EOF, the connection's error after a reset.
+//! - Lines come from the connection's [`StreamReader`] through
+//!   [`FramedRead`], with the very decoders `chat_server` uses (a line
+//!   decoder that fails as soon as a line passes 16384 bytes, `\r\n` or
+//!   `\n` alike, then UTF-8): `lines.next().await` is the next line, an
+//!   error, or `None` at the end. An error ends the task, which closes that
+//!   connection only. (`StreamReader::read_line` would do for a chat that
+//!   needs no more than asyncio's `readline`: it counts a `\r` against the
+//!   limit as a byte of the line.)
+//! - Every way a connection ends comes out of the same `next()`: `None`
+//!   at the user's EOF, the connection's error after a reset.
 //! - The fan-out is bounded as in `chat_server` ([`SlowClient::Disconnect`]).
 //!   A sender waits for the group to be writable again by awaiting a
 //!   [`Deferred`] fired by [`BroadcastGroup::when_writable`]: the async
@@ -47,11 +50,15 @@ use std::collections::HashSet;
 use std::fmt;
 use std::rc::Rc;
 
+use futures::StreamExt;
 use twill::broadcast::{BroadcastGroup, SlowClient};
 use twill::defer::Deferred;
-use twill::stream::{self, ReadError, StreamReader, StreamWriter};
+use twill::stream::{self, StreamReader, StreamWriter};
 use twill::tls::config::{certs_from_pem_file, key_from_pem_file, server_config};
 use twill::{Bytes, Factory, ListeningPort, Reactor, Transport};
+use twill_protocols::codec::{
+    AndThen, DecodeError, Decoder, FramedRead, LineBasedFrameDecoder, StringDecoder,
+};
 
 /// The longest line accepted, without its line ending (Twisted's
 /// `LineReceiver.MAX_LENGTH`).
@@ -122,13 +129,16 @@ impl Drop for Member {
 
 /// One connection's chat, from the prompt to the end; returning closes the
 /// connection (once what was written is sent).
-async fn chat(room: Rc<RefCell<Room>>, mut reader: StreamReader, writer: StreamWriter) {
+async fn chat(room: Rc<RefCell<Room>>, reader: StreamReader, writer: StreamWriter) {
     let peer = writer.peer();
     log::info!("new connection from {peer}");
-    reader.set_limit(MAX_LINE);
+    let decoder = LineBasedFrameDecoder::new(MAX_LINE)
+        .fail_fast(true)
+        .and_then(StringDecoder);
+    let mut lines = FramedRead::new(reader, decoder);
     writer.write(crlf("What's your name?"));
     let mut member = loop {
-        let name = match read_chat_line(&mut reader).await {
+        let name = match next_line(&mut lines).await {
             Ok(name) => name,
             Err(end) => {
                 log::info!("{peer} left without a name ({end})");
@@ -153,7 +163,7 @@ async fn chat(room: Rc<RefCell<Room>>, mut reader: StreamReader, writer: StreamW
         let _ = writer.drain().await;
     };
     let end = loop {
-        let line = match read_chat_line(&mut reader).await {
+        let line = match next_line(&mut lines).await {
             Ok(line) => line,
             Err(end) => break end,
         };
@@ -173,12 +183,10 @@ async fn chat(room: Rc<RefCell<Room>>, mut reader: StreamReader, writer: StreamW
 enum End {
     /// The connection was closed, by the user or by the server stopping.
     Closed,
-    /// The connection failed: reset, a TLS error, disconnected for falling
+    /// A line the chat does not take (too long, not UTF-8), or the
+    /// connection failed: reset, a TLS error, disconnected for falling
     /// behind.
-    Failed(ReadError),
-    /// The user sent a line the chat does not take (what it was, for the
-    /// log).
-    Refused(String),
+    Failed(DecodeError),
 }
 
 impl fmt::Display for End {
@@ -186,43 +194,19 @@ impl fmt::Display for End {
         match self {
             End::Closed => f.write_str("connection closed"),
             End::Failed(err) => err.fmt(f),
-            End::Refused(why) => write!(f, "sent {why}"),
         }
     }
 }
 
-/// The next line, without its line ending (`\n` or `\r\n`), or why there
-/// is none.
-async fn read_chat_line(reader: &mut StreamReader) -> Result<String, End> {
-    let line = match reader.read_line().await {
-        Ok(line) if line.is_empty() => return Err(End::Closed),
-        Ok(line) => line,
-        Err(ReadError::LimitOverrun { .. }) => longest_line_with_crlf(reader).await?,
-        Err(err) => return Err(End::Failed(err)),
-    };
-    let line = line.strip_suffix(b"\n").unwrap_or(&line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    match std::str::from_utf8(line) {
-        Ok(line) => Ok(line.to_owned()),
-        Err(err) => Err(End::Refused(format!("a line that is not UTF-8 ({err})"))),
-    }
-}
+/// A connection's lines, without their line endings, as `String`s.
+type Lines = FramedRead<AndThen<LineBasedFrameDecoder, StringDecoder>>;
 
-/// After a [`ReadError::LimitOverrun`]: the one line over the reader's
-/// limit that the chat takes. The limit counts every byte before the `\n`,
-/// so a line of exactly `MAX_LINE` bytes sent with `\r\n` passes it by its
-/// `\r`; any other line over it is too long.
-async fn longest_line_with_crlf(reader: &mut StreamReader) -> Result<Bytes, End> {
-    let too_long = || End::Refused(format!("a line over {MAX_LINE} bytes"));
-    // All buffered already, or the limit would not have been passed.
-    let line = reader.read_exact(MAX_LINE + 1).await.map_err(End::Failed)?;
-    if !line.ends_with(b"\r") {
-        return Err(too_long());
-    }
-    match reader.read_exact(1).await {
-        Ok(next) if next == b"\n"[..] => Ok(line),
-        Ok(_) | Err(ReadError::Incomplete { .. }) => Err(too_long()),
-        Err(err) => Err(End::Failed(err)),
+/// The next line, or why there is none.
+async fn next_line(lines: &mut Lines) -> Result<String, End> {
+    match lines.next().await {
+        Some(Ok(line)) => Ok(line),
+        Some(Err(err)) => Err(End::Failed(err)),
+        None => Err(End::Closed),
     }
 }
 

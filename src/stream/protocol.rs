@@ -129,6 +129,15 @@ impl Protocol for StreamReaderProtocol {
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
+        if self.on_made.is_some() && self.after_handshake {
+            // No task ever saw this connection: say why it ended here.
+            // (A client's open_tls_connection fails with it too.)
+            let peer = self.transport.as_ref().map(Transport::peer);
+            log::info!(
+                "TLS handshake with {} failed, before its streams were ready: {reason}",
+                peer.map_or_else(|| "a peer".to_owned(), |peer| peer.to_string())
+            );
+        }
         self.shared.borrow_mut().connection_lost(reason);
         self.transport = None;
     }
