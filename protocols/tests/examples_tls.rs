@@ -252,7 +252,6 @@ fn drops_a_client_that_does_not_speak_tls_and_chats_on(chat: &str) {
         !String::from_utf8_lossy(&got).contains("name"),
         "plaintext reply: {got:?}"
     );
-    server.wait_stderr(handshake_failure_log(chat));
     server.wait_stderr("does not speak TLS");
 
     let mut bob = TlsUser::newcomer(addr, cert.client());
