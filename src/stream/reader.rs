@@ -233,11 +233,13 @@ impl StreamReader {
         let mut shared = take_back_front(&self.shared, &mut self.front);
         let transport = &self.closer.transport;
         let before = shared.buf.len();
-        let item = parse(&mut shared.buf, false)?;
+        let parsed = parse(&mut shared.buf, false);
+        // Whatever it returned, bytes it took (skipped ones too) may let
+        // reading resume.
         if shared.buf.len() < before {
             shared.consumed(transport);
         }
-        if let Some(item) = item {
+        if let Some(item) = parsed? {
             return Poll::Ready(Ok(Some(item)));
         }
         match shared.finished() {
@@ -246,7 +248,11 @@ impl StreamReader {
                 shared.wait(cx, need, transport);
                 Poll::Pending
             }
-            Some(Ok(())) => Poll::Ready(parse(&mut shared.buf, true)),
+            Some(Ok(())) => {
+                let parsed = parse(&mut shared.buf, true);
+                shared.consumed(transport);
+                Poll::Ready(parsed)
+            }
             Some(Err(err)) => Poll::Ready(Err(err.into())),
         }
     }
@@ -264,8 +270,13 @@ impl StreamReader {
         let mut shared = self.shared.borrow_mut();
         let transport = &self.closer.transport;
         if !shared.buf.is_empty() {
-            let n = max.min(shared.buf.len());
-            let bytes = shared.buf.split_to(n).freeze();
+            let bytes = if max >= shared.buf.len() {
+                // All of it: no split, so no reference count to take on
+                // the reactor's read buffer and none to drop.
+                std::mem::take(&mut shared.buf).freeze()
+            } else {
+                shared.buf.split_to(max).freeze()
+            };
             shared.consumed(transport);
             return Poll::Ready(Ok(bytes));
         }

@@ -197,10 +197,11 @@ fn poll_writable(
             }
             *waiting = None;
         }
-        if transport.is_closing() {
+        let state = transport.write_state();
+        if state.closing {
             return Poll::Ready(Err(closed_error(shared)));
         }
-        if transport.is_writable() {
+        if state.writable {
             return Poll::Ready(Ok(()));
         }
         let wait = Rc::new(Wait::default());
