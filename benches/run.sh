@@ -44,7 +44,7 @@ else
     echo "run.sh: warning: no Python virtualenv; the asyncio, uvloop and Twisted servers are skipped" >&2
 fi
 
-cargo build --release --example echo_server --example broadcast_server
+cargo build --release --example echo_server --example async_echo --example broadcast_server
 cargo build --release --features tls --example tls_echo_server
 cargo build --release -p twill-protocols --example frame_echo_server
 cargo build --release -p twill-bench --bins --examples

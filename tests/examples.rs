@@ -1,6 +1,7 @@
 //! The example programs, run as child processes against real loopback
 //! sockets: the Spreader broadcast server (reference section 7.3) and its
-//! client, the echo server and client, and a graceful stop on SIGTERM.
+//! client, the echo server and client, the echo server written on streams
+//! (`async_echo`), and a graceful stop on SIGTERM.
 //!
 //! The examples are built once with `cargo build -p twill --examples` (by
 //! `twill_test_support::process`); each child listens on 127.0.0.1:0 and
@@ -8,11 +9,15 @@
 //! are killed when a test ends, pass or fail.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use twill_test_support::client::Client;
+use twill_test_support::client::{Client, WAIT};
+use twill_test_support::pressure::{
+    assert_stalled_with_flat_memory, connect_small, memory, read_expected, send_until_stalled, MIB,
+    SMALL_RCVBUF,
+};
 use twill_test_support::process::{example, Proc};
 
 /// The examples' cargo package.
@@ -245,4 +250,132 @@ fn echo_server_with_several_reactor_threads_echoes_on_each_and_stops_on_sigterm(
     }
     let status = server.wait_exit();
     assert!(status.success(), "echo_server exited with {status}");
+}
+
+// ---------------------------------------------------------------------------
+// async_echo
+// ---------------------------------------------------------------------------
+
+/// Fills `buf` with a test stream from byte `offset` on: bytes counting
+/// 0..251 over and over, so a lost, repeated or reordered piece shows.
+fn counting_bytes(offset: u64, buf: &mut [u8]) {
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte = ((offset + i as u64) % 251) as u8;
+    }
+}
+
+#[test]
+fn async_echo_echoes_what_it_receives() {
+    let server = Proc::example(PACKAGE, "async_echo", &["127.0.0.1:0"]);
+    let addr = server.listening_addr();
+    let mut client = Client::connect(addr);
+    client.send(b"ping\n");
+    assert_eq!(client.line(), b"ping\n");
+
+    // A payload bigger than the socket buffers and the reader's 64 KiB
+    // limit, written while reading.
+    let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut writer = client.stream().try_clone().unwrap();
+    let sent = payload.clone();
+    let writing = std::thread::spawn(move || writer.write_all(&sent));
+    let echoed = client.read_exact(payload.len());
+    writing.join().unwrap().expect("write the payload");
+    assert!(echoed == payload, "the echo differs from what was sent");
+}
+
+#[test]
+fn async_echo_serves_many_clients_at_once_each_its_own_bytes() {
+    let server = Proc::example(PACKAGE, "async_echo", &["127.0.0.1:0"]);
+    let addr = server.listening_addr();
+    let mut clients: Vec<Client> = (0..100).map(|_| Client::connect(addr)).collect();
+    // Every client sends before any reads, so all the tasks are alive and
+    // holding data at once.
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(format!("client {i}, first\n").as_bytes());
+    }
+    for (i, client) in clients.iter_mut().enumerate().rev() {
+        client.send(format!("client {i}, second\n").as_bytes());
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.line_str(), format!("client {i}, first\n"));
+        assert_eq!(client.line_str(), format!("client {i}, second\n"));
+    }
+}
+
+#[test]
+fn async_echo_when_the_client_closes_its_side_sends_the_rest_and_closes() {
+    let server = Proc::example(PACKAGE, "async_echo", &["127.0.0.1:0"]);
+    let addr = server.listening_addr();
+    let mut client = Client::connect(addr);
+    let mut payload = vec![0; 1_000_000];
+    counting_bytes(0, &mut payload);
+    // Written while reading: more than the kernel's buffers hold.
+    let mut writer = client.stream().try_clone().unwrap();
+    let sent = payload.clone();
+    let writing = std::thread::spawn(move || {
+        writer.write_all(&sent)?;
+        writer.shutdown(Shutdown::Write)
+    });
+    let echoed = client.read_exact(payload.len());
+    writing.join().unwrap().expect("write the payload and shut");
+    assert!(echoed == payload, "the echo differs from what was sent");
+    // The task saw the end of the stream and returned: the server closes.
+    client.expect_eof();
+
+    // And goes on serving others.
+    let mut other = Client::connect(addr);
+    other.send(b"still here\n");
+    assert_eq!(other.line(), b"still here\n");
+}
+
+#[test]
+fn async_echo_stalls_a_client_that_never_reads_with_flat_memory_and_serves_others() {
+    const LIMIT: u64 = 200 * MIB;
+    let server = Proc::example(PACKAGE, "async_echo", &["127.0.0.1:0"]);
+    let addr = server.listening_addr();
+    let at_start = memory(server.pid());
+    let mut hog = connect_small(addr, SMALL_RCVBUF);
+    let sent = send_until_stalled(&mut hog, LIMIT, Duration::from_secs(1), counting_bytes);
+    let when_stalled = memory(server.pid());
+    println!(
+        "sent {:.1} MiB before stalling; server {at_start} at start, {when_stalled} when stalled",
+        sent as f64 / MIB as f64
+    );
+    assert_stalled_with_flat_memory(sent, LIMIT, at_start, when_stalled, 48 * MIB);
+
+    // The stalled task costs the others nothing.
+    let mut other = Client::connect(addr);
+    other.send(b"not stuck\n");
+    assert_eq!(other.line(), b"not stuck\n");
+
+    // Once the client reads, everything it sent comes back, in order.
+    read_expected(
+        &mut hog,
+        0,
+        sent,
+        Instant::now() + WAIT,
+        counting_bytes,
+        |_| {},
+    );
+}
+
+#[test]
+fn async_echo_on_sigterm_closes_connections_and_exits_with_status_0() {
+    let mut server = Proc::example(PACKAGE, "async_echo", &["127.0.0.1:0"]);
+    let addr = server.listening_addr();
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(addr)).collect();
+    for client in &mut clients {
+        client.send(b"last words\n");
+        assert_eq!(client.line(), b"last words\n");
+    }
+    server.terminate();
+    for client in &mut clients {
+        client.expect_eof();
+    }
+    let status = server.wait_exit();
+    assert!(
+        status.success(),
+        "async_echo exited with {status}:\n{}",
+        server.transcript()
+    );
 }

@@ -94,17 +94,20 @@ impl ServerSpec {
 /// | name | what |
 /// |---|---|
 /// | `twill` | twill's `echo_server` example: a `Protocol` writing back what it gets |
+/// | `twill_async` | twill's `async_echo` example: a task per connection on `twill::stream`, `read` / `write` / `drain` |
 /// | `twill_codec` | twill-protocols' `frame_echo_server`: length-field decoder + prepender |
 /// | `raw_polling` | a hand-written level-triggered `polling` loop: the ceiling |
 /// | `async_io` | one task per connection on `async-io` + `async-executor` |
 /// | `tokio_ct` / `tokio_mt` | one task per connection on tokio's current-thread / multi-thread runtime |
 /// | `asyncio` / `uvloop` | an asyncio `Protocol`, on the default loop / on uvloop |
+/// | `asyncio_streams` / `uvloop_streams` | asyncio's `start_server` with `read` / `write` / `drain`, on the default loop / on uvloop |
 /// | `twisted` | a Twisted `Protocol` on the epoll reactor |
 pub fn echo_servers(target_dir: &Path) -> Vec<ServerSpec> {
     let python = venv_python(target_dir);
     let py = python_dir();
     vec![
         ServerSpec::new("twill", target_dir.join("examples/echo_server"), &[]),
+        ServerSpec::new("twill_async", target_dir.join("examples/async_echo"), &[]),
         ServerSpec::new(
             "twill_codec",
             target_dir.join("examples/frame_echo_server"),
@@ -127,6 +130,18 @@ pub fn echo_servers(target_dir: &Path) -> Vec<ServerSpec> {
             "uvloop",
             &python,
             &py.join("echo_asyncio.py"),
+            &["--uvloop"],
+        ),
+        ServerSpec::python(
+            "asyncio_streams",
+            &python,
+            &py.join("echo_asyncio_streams.py"),
+            &[],
+        ),
+        ServerSpec::python(
+            "uvloop_streams",
+            &python,
+            &py.join("echo_asyncio_streams.py"),
             &["--uvloop"],
         ),
         ServerSpec::python("twisted", &python, &py.join("echo_twisted.py"), &[]),

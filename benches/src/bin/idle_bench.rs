@@ -34,8 +34,8 @@
 //! was sent fails the run.
 //!
 //! The servers are those of [`twill_bench::server::echo_servers`] (twill,
-//! twill_codec, raw_polling, async_io, tokio_ct, tokio_mt, asyncio, uvloop,
-//! twisted); a missing one is skipped with a warning, `--servers` picks
+//! twill_async, twill_codec, raw_polling, async_io, tokio_ct, tokio_mt,
+//! asyncio, uvloop, asyncio_streams, uvloop_streams, twisted); a missing one is skipped with a warning, `--servers` picks
 //! some by name or adds others as `NAME=PATH`. The target directory is
 //! `--target-dir`, else `$TWILL_BENCH_TARGET_DIR`, else this binary's
 //! directory. `--smoke` is 1 round of 200 connections.
@@ -70,7 +70,8 @@ use twill_bench::{cli_err, median, Args, CliError, Pattern};
 
 const USAGE: &str = "usage: idle_bench [--conns 10000] [--rounds 3] \
 [--servers NAME|NAME=PATH,..] [--target-dir DIR] [--smoke]
-servers: twill twill_codec raw_polling async_io tokio_ct tokio_mt asyncio uvloop twisted
+servers: twill twill_async twill_codec raw_polling async_io tokio_ct tokio_mt asyncio uvloop
+asyncio_streams uvloop_streams twisted
 (default: all found)";
 
 const TWILL: &str = "twill";

@@ -10,9 +10,10 @@
 //! Servers are programs that take the listen address as their first argument
 //! and report `listening on ADDR` on stderr (possibly after a log prefix).
 //! The defaults are those of [`twill_bench::server::echo_servers`]: twill's
-//! Protocol echo and its codec-layer echo, the raw `polling` loop (the
-//! ceiling), `async-io`, tokio (current-thread and multi-thread), and
-//! asyncio, uvloop and Twisted from the suite's virtualenv; a missing one is
+//! Protocol echo, its streams (`async fn`) echo and its codec-layer echo,
+//! the raw `polling` loop (the ceiling), `async-io`, tokio (current-thread
+//! and multi-thread), and asyncio and uvloop (Protocol and streams) and
+//! Twisted from the suite's virtualenv; a missing one is
 //! skipped with a warning. `--servers` picks some of them by name or adds
 //! others as `NAME=PATH`. The target directory is `--target-dir`, else
 //! `$TWILL_BENCH_TARGET_DIR`, else the directory this binary is in.
@@ -31,8 +32,8 @@
 //!
 //! The report gives, per server, medians over rounds of msgs/s, p50/p99
 //! latency, server CPU %, CPU µs per message and messages per server
-//! CPU-second, and that last figure as a ratio to `raw_polling` and to
-//! `twill` (median of the per-round ratios). Tables are markdown. Each round
+//! CPU-second, and that last figure as a ratio to `raw_polling`, to `twill`
+//! and to `tokio_ct` (median of the per-round ratios). Tables are markdown. Each round
 //! also shows where the machine's CPU went over the window — server,
 //! loader, the kernel's `ksoftirqd` threads, everything else, hypervisor
 //! steal — and is flagged `[interference]` when other work took a sizeable
@@ -59,6 +60,7 @@ use report::{print_header, print_round, print_table};
 const PRESETS: [&str; 4] = ["64x16x1", "64x16x16", "16x4096x4", "1000x64x1"];
 const CEILING: &str = "raw_polling";
 const TWILL: &str = "twill";
+const TOKIO: &str = "tokio_ct";
 
 /// The parsed command line.
 struct Opts {
@@ -170,7 +172,8 @@ const USAGE: &str = "usage: echo_bench [--scenario NAME[,NAME..]|all] [--rounds 
 [--duration 5] [--warmup 1] [--threads 1] [--servers NAME|NAME=PATH,..] \
 [--target-dir DIR] [--smoke]
 scenarios: CONNSxSIZExINFLIGHT, presets 64x16x1 64x16x16 16x4096x4 1000x64x1 (default: all)
-servers: twill twill_codec raw_polling async_io tokio_ct tokio_mt asyncio uvloop twisted
+servers: twill twill_async twill_codec raw_polling async_io tokio_ct tokio_mt asyncio uvloop
+asyncio_streams uvloop_streams twisted
 (default: all found)";
 
 fn parse_scenario(name: &str) -> Result<Scenario, CliError> {

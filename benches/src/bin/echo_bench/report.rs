@@ -8,11 +8,11 @@ use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
 
 use twill_bench::server::ServerSpec;
 
-use super::{Opts, Sample, Scenario, CEILING, TWILL};
+use super::{Opts, Sample, Scenario, CEILING, TOKIO, TWILL};
 
 pub fn print_round(o: &Opts, round: usize, server: &ServerSpec, s: &Sample) {
     println!(
-        "round {}/{} {:<12} {:>8.0} msg/s  p50 {:>6.1} us  p99 {:>6.1} us  \
+        "round {}/{} {:<15} {:>8.0} msg/s  p50 {:>6.1} us  p99 {:>6.1} us  \
          {:>5.2} us/msg | CPU %: server {:.0}, loader {:.0}, ksoftirqd {:.0}, other {:.0}, \
          steal {:.0}{}",
         round + 1,
@@ -84,9 +84,9 @@ pub fn print_table(o: &Opts, sc: &Scenario, samples: &HashMap<String, Vec<Option
     );
     println!(
         "| server | msgs/s | p50 µs | p99 µs | server CPU % | ksoftirqd % | other load % | server CPU µs/msg \
-         | msgs per server CPU-s | vs {CEILING} | vs {TWILL} | best µs/msg | best vs {TWILL} |"
+         | msgs per server CPU-s | vs {CEILING} | vs {TWILL} | vs {TOKIO} | best µs/msg | best vs {TWILL} |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let twill_best = best_cpu_per_msg(samples, TWILL);
     for server in &o.servers {
         let ok: Vec<&Sample> = samples
@@ -94,14 +94,14 @@ pub fn print_table(o: &Opts, sc: &Scenario, samples: &HashMap<String, Vec<Option
             .map(|v| v.iter().flatten().collect())
             .unwrap_or_default();
         if ok.is_empty() {
-            println!("| {} | failed | | | | | | | | | | | |", server.name);
+            println!("| {} | failed | | | | | | | | | | | | |", server.name);
             continue;
         }
         let med = |f: &dyn Fn(&Sample) -> f64| median(&ok.iter().map(|s| f(s)).collect::<Vec<_>>());
         let cpu_per_msg = med(&|s| s.cpu_us_per_msg());
         let best = best_cpu_per_msg(samples, &server.name);
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             server.name,
             fmt(med(&|s| s.msgs_per_s), 0),
             fmt(med(&|s| s.p50_us), 1),
@@ -113,6 +113,7 @@ pub fn print_table(o: &Opts, sc: &Scenario, samples: &HashMap<String, Vec<Option
             fmt(med(&|s| s.msgs_per_cpu_s()), 0),
             fmt_ratio(paired_ratio(samples, &server.name, CEILING)),
             fmt_ratio(paired_ratio(samples, &server.name, TWILL)),
+            fmt_ratio(paired_ratio(samples, &server.name, TOKIO)),
             fmt(best, 2),
             fmt_ratio(twill_best / best),
         );
