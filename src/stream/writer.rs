@@ -230,7 +230,7 @@ fn closed_error(shared: &RefCell<Shared>) -> io::Error {
 
 impl AsyncWrite for StreamWriter {
     /// Takes as much of `data` as fits under the high watermark (at least
-    /// [`MIN_WRITE`] bytes), once the transport is writable: one large
+    /// 16 KiB), once the transport is writable: one large
     /// `write_all` goes out in pieces as the peer reads, never all queued
     /// at once (where it could pass the write buffer's hard cap).
     fn poll_write(
