@@ -19,6 +19,17 @@ pub(crate) struct Layer {
     /// Whether there is one, without a borrow: every write asks.
     present: Cell<bool>,
     pending: Cell<Option<WrapProtocol>>,
+    /// A change is being made (the protocol slot is empty meanwhile).
+    changing: Cell<bool>,
+}
+
+/// Clears a flag when dropped, even by a panic.
+struct ResetOnDrop<'a>(&'a Cell<bool>);
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
 
 impl Layer {
@@ -65,28 +76,30 @@ impl Layer {
     }
 
     /// Applies `change` to `protocol` now, or after the running callback
-    /// (after any change already waiting there).
+    /// (after any change already waiting there). A change asked for while
+    /// another is being made (by the code of a protocol being dropped) is
+    /// made right after it.
     fn change_protocol(&self, change: WrapProtocol, protocol: &RefCell<Option<Box<dyn Protocol>>>) {
-        if protocol.try_borrow_mut().is_err() {
-            let change = match self.pending.take() {
-                Some(earlier) => Box::new(move |p| change(earlier(p))),
-                None => change,
-            };
-            self.pending.set(Some(change));
-            return;
-        }
-        let old = protocol.borrow_mut().take();
-        // Outside the borrow: dropping a replaced protocol runs its code.
-        if let Some(old) = old {
-            let new = change(old);
-            *protocol.borrow_mut() = Some(new);
+        let change = match self.pending.take() {
+            Some(earlier) => Box::new(move |p| change(earlier(p))),
+            None => change,
+        };
+        self.pending.set(Some(change));
+        if protocol.try_borrow_mut().is_ok() {
+            self.apply_pending(protocol);
         }
     }
 
     /// Makes the changes asked for while `protocol` was running.
     pub(crate) fn apply_pending(&self, protocol: &RefCell<Option<Box<dyn Protocol>>>) {
-        if let Some(change) = self.pending.take() {
+        if self.changing.replace(true) {
+            return; // the change being made picks this one up
+        }
+        let _done = ResetOnDrop(&self.changing);
+        while let Some(change) = self.pending.take() {
             let old = protocol.borrow_mut().take();
+            // Outside the borrow: dropping a replaced protocol runs its
+            // code, which may ask for another change.
             if let Some(old) = old {
                 let new = change(old);
                 *protocol.borrow_mut() = Some(new);

@@ -253,12 +253,15 @@ where
 /// the returned [`StreamReader`] (after `unread`, bytes the protocol read
 /// and did not use), and the protocol is dropped, with no more callbacks
 /// (as asyncio's `transport.set_protocol`). Spawn a task with the two
-/// halves to go on.
+/// halves to go on. Reading is the reader's from then on: a pause the
+/// protocol left (`pause_reading`) is lifted.
 ///
 /// # Errors
 ///
 /// As [`Transport::set_protocol`]: `NotConnected` if the connection is
-/// closing, `Unsupported` if the transport cannot change protocols.
+/// closing, `Unsupported` if the transport cannot change protocols (a
+/// connection running TLS cannot yet: use [`serve`] with `listen_tls`, or
+/// a codec's `FramedRead` on streams from the start).
 ///
 /// # Examples
 ///
@@ -319,6 +322,9 @@ where
 pub fn hand_over(transport: &Transport, unread: &[u8]) -> io::Result<(StreamReader, StreamWriter)> {
     let (protocol, reader, writer) = StreamReaderProtocol::for_connection(transport, unread);
     transport.set_protocol(Box::new(protocol))?;
+    // Reading is the reader's from now on: a pause the protocol left would
+    // never be lifted.
+    transport.resume_reading();
     Ok((reader, writer))
 }
 

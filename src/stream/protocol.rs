@@ -108,7 +108,10 @@ impl Protocol for StreamReaderProtocol {
     }
 
     fn buffer_updated(&mut self, _appended: usize) {
-        let data = self.incoming.split();
+        // Taken whole: `incoming` stays empty, so the reactor hands each
+        // read over in a piece of its shared read buffer (no copy, no
+        // allocation), and nothing here keeps that buffer alive.
+        let data = std::mem::take(&mut self.incoming);
         let mut shared = self.shared.borrow_mut();
         shared.received(data, self.transport.as_ref());
     }

@@ -108,7 +108,8 @@ impl StreamReader {
         poll_fn(|cx| self.poll_read_bytes(cx, max)).await
     }
 
-    /// Reads exactly `n` bytes. asyncio's `readexactly`.
+    /// Reads exactly `n` bytes, however many more than the
+    /// [limit](Self::set_limit) that is. asyncio's `readexactly`.
     ///
     /// # Errors
     ///
@@ -116,6 +117,9 @@ impl StreamReader {
     /// ends first; the connection's error if it fails first (the bytes
     /// stay buffered).
     pub async fn read_exact(&mut self, n: usize) -> Result<Bytes, ReadError> {
+        // A large read dropped before it finished must not leave its need
+        // behind: the limit would stay lifted for no one.
+        let _forget_need = ForgetNeed(self.shared.clone());
         poll_fn(|cx| self.poll_read_exact(cx, n)).await
     }
 
@@ -395,6 +399,17 @@ fn take_back_front<'a>(shared: &'a RefCell<Shared>, front: &mut Bytes) -> RefMut
         *front = Bytes::new();
     }
     shared
+}
+
+/// Clears the reader's need when a read ends, however it ends.
+struct ForgetNeed(Rc<RefCell<Shared>>);
+
+impl Drop for ForgetNeed {
+    fn drop(&mut self) {
+        if let Ok(mut shared) = self.0.try_borrow_mut() {
+            shared.no_read_waiting();
+        }
+    }
 }
 
 /// Where `needle` first occurs in `haystack`.

@@ -13,9 +13,16 @@ use crate::{Reason, Transport};
 /// asyncio's default `limit`: 64 KiB.
 pub(crate) const DEFAULT_LIMIT: usize = 64 * 1024;
 
+/// The most a waiting reader copies out of the reactor's read buffer
+/// rather than keep a piece of it (and the whole of it) alive.
+const SMALL_LEFTOVER: usize = 4 * 1024;
+
 pub(crate) struct Shared {
     /// Read from the connection, not yet taken by the reader.
     pub(crate) buf: BytesMut,
+    /// `buf` is an allocation of its own, not a piece of the reactor's
+    /// read buffer (bytes appended to it are copied in).
+    buf_is_own: bool,
     /// Taken by the reader's `poll_fill_buf` and not yet consumed: still
     /// counted against the limit.
     pub(crate) held: usize,
@@ -31,6 +38,9 @@ pub(crate) struct Shared {
     pub(crate) end: Option<End>,
     /// The reader was dropped: what arrives is thrown away.
     pub(crate) reader_gone: bool,
+    /// A writer shut the writing side (`write_eof`, `AsyncWrite::poll_close`):
+    /// further writes are errors.
+    pub(crate) write_shut: bool,
     reader_waker: Option<Waker>,
     closed_wakers: Vec<Waker>,
 }
@@ -53,9 +63,7 @@ impl End {
             Reason::Done => return End::Clean,
             Reason::Lost(err) => err.kind(),
             Reason::Aborted => io::ErrorKind::ConnectionAborted,
-            Reason::Failed(err) => err
-                .downcast_ref::<io::Error>()
-                .map_or(io::ErrorKind::Other, io::Error::kind),
+            Reason::Failed(err) => failure_kind(&**err),
         };
         End::Failed {
             kind,
@@ -73,9 +81,29 @@ impl End {
     }
 }
 
+/// The `io::ErrorKind` that says what a protocol failure was, for code
+/// that matches on kinds: a TLS handshake timeout is `TimedOut` as a TCP
+/// connect timeout is, a certificate or protocol error `InvalidData`.
+fn failure_kind(err: &(dyn std::error::Error + Send + Sync + 'static)) -> io::ErrorKind {
+    if let Some(err) = err.downcast_ref::<io::Error>() {
+        return err.kind();
+    }
+    #[cfg(feature = "tls")]
+    if let Some(err) = err.downcast_ref::<crate::tls::TlsError>() {
+        use crate::tls::TlsError;
+        return match err {
+            TlsError::HandshakeTimeout(_) => io::ErrorKind::TimedOut,
+            TlsError::ClosedDuringHandshake | TlsError::Truncated => io::ErrorKind::UnexpectedEof,
+            _ => io::ErrorKind::InvalidData,
+        };
+    }
+    io::ErrorKind::Other
+}
+
 impl Shared {
     pub(crate) fn new(unread: BytesMut) -> Shared {
         Shared {
+            buf_is_own: true,
             buf: unread,
             held: 0,
             limit: DEFAULT_LIMIT,
@@ -84,6 +112,7 @@ impl Shared {
             eof: false,
             end: None,
             reader_gone: false,
+            write_shut: false,
             reader_waker: None,
             closed_wakers: Vec::new(),
         }
@@ -114,6 +143,7 @@ impl Shared {
         }
         if self.buf.is_empty() {
             self.buf = data;
+            self.buf_is_own = false;
         } else {
             // O(1) when `data` was read just behind the buffered bytes, in
             // the same allocation: the usual case.
@@ -139,16 +169,43 @@ impl Shared {
             _ => self.reader_waker = Some(cx.waker().clone()),
         }
         self.need = need;
+        self.release_read_buffer();
         if self.paused && self.buffered() < need {
             self.paused = false;
             transport.resume_reading();
         }
     }
 
+    /// While the reader waits, lets go of the reactor's shared read
+    /// buffer, which every piece of it keeps alive (64 KiB): an empty
+    /// buffer becomes no allocation at all, and a small unfinished message
+    /// is copied into one of its own (as the reactor does for a protocol's
+    /// leftover). A larger one is on its way to being read and keeps its
+    /// piece for now.
+    fn release_read_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        } else if !self.buf_is_own && self.buf.len() <= SMALL_LEFTOVER {
+            self.buf = BytesMut::from(&self.buf[..]);
+            self.buf_is_own = true;
+        }
+    }
+
+    /// No read waits any more (it finished, or was dropped before it did):
+    /// what it needed no longer holds the limit off.
+    pub(crate) fn no_read_waiting(&mut self) {
+        self.need = 0;
+    }
+
     /// A read took bytes: reading resumes once the buffer is down to half
     /// the limit.
     pub(crate) fn consumed(&mut self, transport: &Transport) {
         self.need = 0;
+        if self.buf.is_empty() {
+            // Read to the end: keep no piece of the reactor's read buffer
+            // (even an empty one keeps all of it alive).
+            self.buf = BytesMut::new();
+        }
         if self.paused && self.buffered() <= self.limit / 2 {
             self.paused = false;
             transport.resume_reading();

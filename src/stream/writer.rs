@@ -63,8 +63,6 @@ pub struct StreamWriter {
     closer: Rc<Closer>,
     /// The wait of an `AsyncWrite` call that returned `Pending`.
     waiting: Option<Rc<Wait>>,
-    /// `poll_close` asked for the write side to be shut.
-    eof_written: bool,
 }
 
 impl StreamWriter {
@@ -73,7 +71,6 @@ impl StreamWriter {
             shared,
             closer,
             waiting: None,
-            eof_written: false,
         }
     }
 
@@ -85,8 +82,9 @@ impl StreamWriter {
     }
 
     /// Queues `data` to send; never blocks. Written after the connection
-    /// closed, it is dropped (as [`Transport::write`] says); [`drain`](Self::drain)
-    /// tells.
+    /// closed or after [`write_eof`](Self::write_eof), it is dropped (as
+    /// [`Transport::write`] says, with a warning in the log); [`drain`](Self::drain)
+    /// and the `AsyncWrite` methods return an error then.
     pub fn write(&self, data: impl Into<Bytes>) {
         self.transport().write(data);
     }
@@ -96,18 +94,32 @@ impl StreamWriter {
     ///
     /// # Errors
     ///
-    /// The connection is closing or closed: written bytes cannot all leave
-    /// any more. The error is the connection's (a reset, say), or
-    /// `BrokenPipe`.
+    /// The connection is closing or closed, or its writing side is shut:
+    /// written bytes cannot all leave any more. The error is the
+    /// connection's (a reset, say), or `BrokenPipe`.
     pub async fn drain(&self) -> io::Result<()> {
+        self.check_not_shut()?;
         let mut waiting = None;
         poll_fn(|cx| poll_writable(self.transport(), &self.shared, &mut waiting, cx)).await
     }
 
     /// Shuts the writing side once what is buffered is sent (sends FIN);
-    /// reading goes on. asyncio's `write_eof`.
+    /// reading goes on. asyncio's `write_eof`. Later writes are errors
+    /// (`BrokenPipe`) for `drain` and `AsyncWrite`.
     pub fn write_eof(&self) {
+        self.shared.borrow_mut().write_shut = true;
         self.transport().write_eof();
+    }
+
+    /// `BrokenPipe` once the writing side is shut.
+    fn check_not_shut(&self) -> io::Result<()> {
+        if self.shared.borrow().write_shut {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the writing side is shut (write_eof)",
+            ));
+        }
+        Ok(())
     }
 
     /// Closes the connection once what is buffered is sent, whoever else
@@ -239,6 +251,7 @@ impl AsyncWrite for StreamWriter {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.check_not_shut()?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -261,6 +274,7 @@ impl AsyncWrite for StreamWriter {
         pieces: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.check_not_shut()?;
         let total: usize = pieces.iter().map(|p| p.len()).sum();
         if total == 0 {
             return Poll::Ready(Ok(0));
@@ -294,9 +308,8 @@ impl AsyncWrite for StreamWriter {
     /// reader and the writers are dropped.
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.eof_written {
-            this.eof_written = true;
-            this.closer.transport.write_eof();
+        if !this.shared.borrow().write_shut {
+            this.write_eof();
         }
         Poll::Ready(Ok(()))
     }
