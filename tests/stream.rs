@@ -878,6 +878,27 @@ fn a_panicking_handler_fails_only_its_own_connection() {
 }
 
 #[test]
+fn a_panicking_handler_fails_its_connection_even_while_a_writer_clone_lives() {
+    run(async {
+        let (kept_tx, mut kept) = futures::channel::mpsc::unbounded();
+        let port = stream::start_server("127.0.0.1:0", move |_reader, writer| {
+            let kept_tx = kept_tx.clone();
+            async move {
+                kept_tx.unbounded_send(writer.clone()).unwrap();
+                panic!("the handler gives up");
+            }
+        })
+        .unwrap();
+        let peer = Peer::connect(port.host(), |mut socket, _| read_to_end(&mut socket));
+        let clone = futures::StreamExt::next(&mut kept).await.unwrap();
+        // A clone alone would keep the connection open; the panic fails it.
+        let err = clone.wait_closed().await.unwrap_err();
+        assert!(err.to_string().contains("panicked"), "{err}");
+        assert_eq!(peer.outcome().await, (Vec::new(), Ending::Eof));
+    });
+}
+
+#[test]
 fn a_writer_clone_keeps_the_connection_open_after_the_reader_and_writer_are_dropped() {
     run(async {
         let mut server = Server::start();

@@ -6,9 +6,12 @@ use std::fmt;
 use crate::Transport;
 
 /// Held by a connection's reader and every clone of its writer: the last
-/// one dropped closes the connection, after what was written is sent. A
-/// task dropped while it panics fails it instead, so the peer and the logs
-/// see a failure, not a clean close.
+/// one dropped closes the connection, after what was written is sent.
+/// Dropped by a panic unwinding (streams held in a protocol callback or
+/// other code that panicked), it fails the connection instead, so the
+/// logs see a failure, not a clean close. (A panicking `async` task's
+/// streams are dropped after its panic was caught: `serve` fails its
+/// connections itself.)
 pub(crate) struct Closer {
     pub(crate) transport: Transport,
 }

@@ -32,8 +32,12 @@
 //!
 //! The connection closes (after sending what was written) once the reader
 //! and every writer are dropped: when the task returns, or is dropped
-//! (cancelled, or the reactor went away). A task that panics fails its
-//! connection instead, and the panic is logged.
+//! (cancelled, or the reactor went away). A [`start_server`] or [`serve`]
+//! handler that panics fails its connection instead (its
+//! `connection_lost` reason is the [`Panicked`](crate::Panicked) error),
+//! and the panic is logged; streams in a task of your own
+//! ([`spawn`](crate::spawn)) close cleanly when it panics, as when it
+//! returns.
 //!
 //! # Examples
 //!
@@ -77,6 +81,9 @@ mod writer;
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 
@@ -243,7 +250,22 @@ where
 {
     StreamFactory {
         handler: Rc::new(move |reader, writer| {
-            crate::spawn(handler(reader, writer));
+            let transport = writer.transport().clone();
+            let task = handler(reader, writer);
+            crate::spawn(async move {
+                // While the caught panic's future (and the streams in it)
+                // is still alive: the connection fails, rather than close
+                // cleanly when they are dropped.
+                if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
+                    let panicked = crate::Panicked::from_payload("a stream handler", &*panic);
+                    log::error!(
+                        "stream handler for {} panicked: {}; closing that connection",
+                        transport.peer(),
+                        panicked.message
+                    );
+                    transport.fail(panicked);
+                }
+            });
         }),
     }
 }
