@@ -851,13 +851,16 @@ impl Transport {
     /// and did not use are its to pass on.
     /// [`stream::hand_over`](crate::stream::hand_over) is built on it.
     ///
+    /// On a TLS connection the protocol inside the TLS layer is the one
+    /// replaced: the new one gets the decrypted bytes and writes through
+    /// TLS (called from outside any callback, it takes over before the
+    /// reactor next waits).
+    ///
     /// # Errors
     ///
     /// `NotConnected` if the connection is closing; `Unsupported` if the
     /// transport has no protocol to replace (a
-    /// [`StringTransport`](crate::testing::StringTransport)) or runs TLS
-    /// (the protocol sits inside the TLS layer, which does not change
-    /// protocols yet).
+    /// [`StringTransport`](crate::testing::StringTransport)).
     ///
     /// ```
     /// use std::{cell::RefCell, rc::Rc};

@@ -281,9 +281,8 @@ where
 /// # Errors
 ///
 /// As [`Transport::set_protocol`]: `NotConnected` if the connection is
-/// closing, `Unsupported` if the transport cannot change protocols (a
-/// connection running TLS cannot yet: use [`serve`] with `listen_tls`, or
-/// a codec's `FramedRead` on streams from the start).
+/// closing, `Unsupported` if the transport cannot change protocols. Over
+/// TLS it works as over TCP: the task reads and writes plaintext.
 ///
 /// # Examples
 ///

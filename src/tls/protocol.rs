@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::session::{Fed, ResumeInput, Session};
+use super::session::{Fed, ReplaceProtocol, ResumeInput, Session};
 use super::{HandshakeCompleted, StartTls, TlsAcceptor, TlsConnector};
 use crate::event::Event;
 use crate::protocol::{Panicked, Protocol, Reason};
@@ -36,7 +36,10 @@ pub struct TlsProtocol<P> {
     side: Option<StartTls>,
     clock: Option<Rc<dyn ReactorTime>>,
     session: Option<Rc<Session>>,
-    inner: P,
+    /// The protocol inside; `None` once `set_protocol` replaced it.
+    inner: Option<P>,
+    /// What `Transport::set_protocol` put in its place.
+    replacement: Option<Box<dyn Protocol>>,
     /// The peer's `close_notify` was passed on as `eof_received`, which
     /// answered this.
     eof_reported: Option<bool>,
@@ -76,7 +79,8 @@ impl<P: Protocol> TlsProtocol<P> {
             side: Some(side),
             clock: None,
             session: None,
-            inner,
+            inner: Some(inner),
+            replacement: None,
             eof_reported: None,
             panicked: false,
         }
@@ -89,7 +93,8 @@ impl<P: Protocol> TlsProtocol<P> {
             side: None,
             clock: None,
             session: Some(session),
-            inner,
+            inner: Some(inner),
+            replacement: None,
             eof_reported: None,
             panicked: false,
         }
@@ -102,14 +107,47 @@ impl<P: Protocol> TlsProtocol<P> {
         self
     }
 
-    /// The protocol inside.
-    pub fn inner(&self) -> &P {
-        &self.inner
+    /// The protocol inside; `None` once
+    /// [`Transport::set_protocol`](crate::Transport::set_protocol) gave
+    /// the connection to another.
+    pub fn inner(&self) -> Option<&P> {
+        self.inner.as_ref()
     }
 
-    /// The protocol inside, mutably.
-    pub fn inner_mut(&mut self) -> &mut P {
-        &mut self.inner
+    /// The protocol inside, mutably; `None` once replaced.
+    pub fn inner_mut(&mut self) -> Option<&mut P> {
+        self.inner.as_mut()
+    }
+
+    /// The protocol the plaintext goes to: the one inside, or what
+    /// replaced it.
+    fn current(&mut self) -> Option<&mut dyn Protocol> {
+        match &mut self.replacement {
+            Some(replacement) => Some(&mut **replacement),
+            None => self.inner.as_mut().map(|inner| inner as &mut dyn Protocol),
+        }
+    }
+
+    /// Runs `f` on the protocol inside (if there is one), then puts in
+    /// place what `set_protocol` asked for meanwhile.
+    fn with_current<R: Default>(&mut self, f: impl FnOnce(&mut dyn Protocol) -> R) -> R {
+        let value = self.current().map_or_else(R::default, f);
+        self.replace_if_asked();
+        value
+    }
+
+    /// Gives the connection to the protocol `set_protocol` asked for, if
+    /// it did; the old one is dropped (its code may ask again).
+    fn replace_if_asked(&mut self) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        while let Some(replacement) = session.take_replacement() {
+            let old_inner = self.inner.take();
+            let old_replacement = self.replacement.replace(replacement);
+            drop(old_inner);
+            drop(old_replacement);
+        }
     }
 
     /// Feeds rustls what was read and hands the protocol what comes out,
@@ -160,12 +198,12 @@ impl<P: Protocol> TlsProtocol<P> {
         &mut self,
         session: &Session,
         callback: &'static str,
-        f: impl FnOnce(&mut P) -> R,
+        f: impl FnOnce(&mut dyn Protocol) -> R,
     ) -> R {
         if self.panicked {
             return R::default();
         }
-        match catch_unwind(AssertUnwindSafe(|| f(&mut self.inner))) {
+        match catch_unwind(AssertUnwindSafe(|| self.with_current(f))) {
             Ok(value) => value,
             Err(payload) => {
                 self.panicked = true;
@@ -192,7 +230,7 @@ impl<P: Protocol> Protocol for TlsProtocol<P> {
             Ok(session) => {
                 let upper = session.transport();
                 self.session = Some(session);
-                self.inner.connection_made(&upper);
+                self.with_current(|p| p.connection_made(&upper));
             }
             Err(err) => {
                 log::error!("could not start TLS with {}: {err}", transport.peer());
@@ -222,36 +260,36 @@ impl<P: Protocol> Protocol for TlsProtocol<P> {
         match session.cut_short() {
             Some(error) if reason.is_clean() => {
                 log::debug!("TLS with {}: {error}", session.raw().peer());
-                self.inner.connection_lost(&Reason::Lost(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    error,
-                )));
+                let cut = Reason::Lost(io::Error::new(io::ErrorKind::UnexpectedEof, error));
+                self.with_current(|p| p.connection_lost(&cut));
             }
-            _ => self.inner.connection_lost(reason),
+            _ => self.with_current(|p| p.connection_lost(reason)),
         }
     }
 
     fn pause_writing(&mut self) {
-        self.inner.pause_writing();
+        self.with_current(|p| p.pause_writing());
     }
 
     fn resume_writing(&mut self) {
-        self.inner.resume_writing();
+        self.with_current(|p| p.resume_writing());
     }
 
     fn write_complete(&mut self) {
         // Before the handshake completes the protocol's writes are still
         // waiting: only the handshake's own bytes went out.
         if self.session.as_ref().is_some_and(|s| s.established()) {
-            self.inner.write_complete();
+            self.with_current(|p| p.write_complete());
         }
     }
 
     fn event_received(&mut self, event: Event) {
         if event.is::<ResumeInput>() {
             self.pump();
+        } else if event.is::<ReplaceProtocol>() {
+            self.replace_if_asked();
         } else {
-            self.inner.event_received(event);
+            self.with_current(|p| p.event_received(event));
         }
     }
 }

@@ -39,6 +39,9 @@ pub(crate) struct Session {
     server_name: Option<String>,
     /// What `write_with` fills.
     scratch: Cell<BytesMut>,
+    /// The protocol `Transport::set_protocol` gave the connection to, until
+    /// the layer puts it in place of the protocol inside.
+    replacement: RefCell<Option<Box<dyn crate::Protocol>>>,
 }
 
 #[derive(Default)]
@@ -97,6 +100,12 @@ pub(crate) enum Fed {
 }
 
 impl Session {
+    /// The protocol `set_protocol` asked for, once: the layer puts it in
+    /// place of the protocol inside.
+    pub(crate) fn take_replacement(&self) -> Option<Box<dyn crate::Protocol>> {
+        self.replacement.borrow_mut().take()
+    }
+
     /// Starts a session over `raw`: a client sends its hello now.
     /// The handshake is timed on `clock`, or the thread's reactor.
     pub(crate) fn start(
@@ -130,6 +139,7 @@ impl Session {
             sent_seen: Cell::new(0),
             server_name,
             scratch: Cell::new(BytesMut::new()),
+            replacement: RefCell::new(None),
         });
         // Writes are bounded by the connection's own write buffer: rustls
         // keeps at most one record (see `encrypt`).
@@ -513,6 +523,10 @@ impl Session {
 
 /// Fired at the layer by `set_reading(true)`: deliver what waits.
 pub(crate) struct ResumeInput;
+
+/// Fired at the layer by `set_protocol`: put the replacement in place, if
+/// no callback of the protocol inside did already.
+pub(crate) struct ReplaceProtocol;
 
 fn lose(raw: &Transport, error: Option<Box<dyn Error + Send + Sync>>) {
     match error {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{lose, Close, ResumeInput, Session, RECORD};
+use super::{lose, Close, ReplaceProtocol, ResumeInput, Session, RECORD};
 use crate::event::Event;
 use crate::tls::TlsInfo;
 use crate::transport::{Interposer, SentWaiter, Transport, TransportImpl};
@@ -224,6 +224,22 @@ impl TransportImpl for Session {
 
     fn tls(&self) -> Option<TlsInfo> {
         Some(self.info())
+    }
+
+    fn set_protocol(&self, protocol: Box<dyn crate::Protocol>) -> io::Result<()> {
+        if self.is_closing() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closing",
+            ));
+        }
+        let earlier = self.replacement.borrow_mut().replace(protocol);
+        // Dropped outside the borrow: its code may run.
+        drop(earlier);
+        // If no callback of the protocol inside is running, the layer
+        // takes the replacement when this event reaches it.
+        self.raw.fire_event(Event::new(ReplaceProtocol));
+        Ok(())
     }
 
     fn interpose(
