@@ -164,15 +164,16 @@ fn broadcast_client_prints_what_it_receives_and_says_hello_on_its_interval() {
 // echo_server, echo_client
 // ---------------------------------------------------------------------------
 
-#[test]
-fn echo_server_echoes_what_it_receives() {
-    let server = Proc::example(PACKAGE, "echo_server", &["127.0.0.1:0"]);
+/// Runs the echo server example `name` and checks it echoes a line, and a
+/// payload bigger than the socket buffers (and than a stream reader's
+/// 64 KiB limit) written while reading.
+fn echoes_what_it_receives(name: &str) {
+    let server = Proc::example(PACKAGE, name, &["127.0.0.1:0"]);
     let addr = server.listening_addr();
     let mut client = Client::connect(addr);
     client.send(b"ping\n");
     assert_eq!(client.line(), b"ping\n");
 
-    // A payload bigger than the socket buffers, written while reading.
     let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut writer = client.stream().try_clone().unwrap();
     let sent = payload.clone();
@@ -180,6 +181,11 @@ fn echo_server_echoes_what_it_receives() {
     let echoed = client.read_exact(payload.len());
     writing.join().unwrap().expect("write the payload");
     assert!(echoed == payload, "the echo differs from what was sent");
+}
+
+#[test]
+fn echo_server_echoes_what_it_receives() {
+    echoes_what_it_receives("echo_server");
 }
 
 #[test]
@@ -266,21 +272,7 @@ fn counting_bytes(offset: u64, buf: &mut [u8]) {
 
 #[test]
 fn async_echo_echoes_what_it_receives() {
-    let server = Proc::example(PACKAGE, "async_echo", &["127.0.0.1:0"]);
-    let addr = server.listening_addr();
-    let mut client = Client::connect(addr);
-    client.send(b"ping\n");
-    assert_eq!(client.line(), b"ping\n");
-
-    // A payload bigger than the socket buffers and the reader's 64 KiB
-    // limit, written while reading.
-    let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
-    let mut writer = client.stream().try_clone().unwrap();
-    let sent = payload.clone();
-    let writing = std::thread::spawn(move || writer.write_all(&sent));
-    let echoed = client.read_exact(payload.len());
-    writing.join().unwrap().expect("write the payload");
-    assert!(echoed == payload, "the echo differs from what was sent");
+    echoes_what_it_receives("async_echo");
 }
 
 #[test]

@@ -30,25 +30,8 @@ const PACKAGE: &str = "twill-protocols";
 // The chat: chat_server, chat_protocol, async_chat
 // ---------------------------------------------------------------------------
 
-/// One module per chat example, named after it, with a test for each
-/// specification below run against that example.
-macro_rules! chat_tests {
-    ([$($chat:ident),+ $(,)?] $specs:tt) => {
-        $(chat_tests!(@one $chat $specs);)+
-    };
-    (@one $chat:ident [$($spec:ident),+ $(,)?]) => {
-        mod $chat {
-            $(
-                #[test]
-                fn $spec() {
-                    super::$spec(stringify!($chat));
-                }
-            )+
-        }
-    };
-}
-
-chat_tests!(
+// One module per chat example, each running every specification below.
+twill_test_support::tests_per_example!(
     [chat_server, chat_protocol, async_chat]
     [
         asks_for_a_name_and_refuses_a_taken_one_until_a_free_one_comes,

@@ -151,25 +151,8 @@ impl TlsUser {
     }
 }
 
-/// One module per chat example, named after it, with a test for each
-/// specification below run against that example.
-macro_rules! chat_tests {
-    ([$($chat:ident),+ $(,)?] $specs:tt) => {
-        $(chat_tests!(@one $chat $specs);)+
-    };
-    (@one $chat:ident [$($spec:ident),+ $(,)?]) => {
-        mod $chat {
-            $(
-                #[test]
-                fn $spec() {
-                    super::$spec(stringify!($chat));
-                }
-            )+
-        }
-    };
-}
-
-chat_tests!(
+// One module per chat example, each running every specification below.
+twill_test_support::tests_per_example!(
     [chat_server, chat_protocol, async_chat]
     [
         asks_names_announces_joins_relays_lines_and_announces_leaves,
