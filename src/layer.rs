@@ -72,7 +72,15 @@ impl Layer {
         replacement: Box<dyn Protocol>,
         protocol: &RefCell<Option<Box<dyn Protocol>>>,
     ) {
-        self.change_protocol(Box::new(move |_old| replacement), protocol);
+        self.change_protocol(
+            Box::new(move |old| {
+                // The connection goes on with the replacement, whatever
+                // the old one's drop does.
+                crate::protocol::drop_protocol(old, "replaced by set_protocol");
+                replacement
+            }),
+            protocol,
+        );
     }
 
     /// Applies `change` to `protocol` now, or after the running callback

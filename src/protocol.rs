@@ -363,3 +363,16 @@ impl fmt::Display for Panicked {
 }
 
 impl Error for Panicked {}
+
+/// Drops a protocol the connection is done with (replaced, or after its
+/// `connection_lost`). A panic in its `Drop` is logged, naming `why`: it
+/// must not unwind through the reactor, which serves other connections.
+pub(crate) fn drop_protocol(protocol: Box<dyn Protocol>, why: &str) {
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(protocol)));
+    if let Err(panic) = dropped {
+        log::error!(
+            "a protocol panicked while dropped ({why}): {}",
+            crate::panic_message(&*panic)
+        );
+    }
+}

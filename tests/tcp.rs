@@ -488,6 +488,50 @@ fn a_panic_in_a_callback_closes_only_that_connection() {
     );
 }
 
+/// Echoes, and panics when dropped (a bug in a protocol's cleanup).
+struct PanicsWhenDropped(Option<Transport>);
+
+impl Protocol for PanicsWhenDropped {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.0 = Some(transport.clone());
+    }
+    fn data_received(&mut self, data: Bytes) {
+        self.0.as_ref().unwrap().write(data);
+    }
+}
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            panic!("drop fails");
+        }
+    }
+}
+
+#[test]
+fn a_protocol_whose_drop_panics_at_the_end_of_its_connection_stops_nothing_else() {
+    let reactor = Reactor::new().unwrap();
+    let fresh = serve(
+        &reactor,
+        |_peer| PanicsWhenDropped(None),
+        |addr, handle| {
+            let mut first = connect(addr);
+            first.write_all(b"one").unwrap();
+            let mut buf = [0; 3];
+            first.read_exact(&mut buf).unwrap();
+            drop(first);
+            // The reactor dropped the first protocol (which panicked) and
+            // serves the next connection.
+            let mut second = connect(addr);
+            second.write_all(b"two").unwrap();
+            second.read_exact(&mut buf).unwrap();
+            handle.stop();
+            buf
+        },
+    );
+    assert_eq!(&fresh, b"two");
+}
+
 struct PanickyFactory {
     calls: Rc<Cell<usize>>,
 }

@@ -746,6 +746,7 @@ impl Conn {
                     crate::panic_message(&*panic)
                 );
             }
+            crate::protocol::drop_protocol(protocol, "its connection ended");
         }
         if let Some(connector) = &self.connector {
             connector.connection_lost(reason);

@@ -134,6 +134,10 @@ impl StreamReader {
     ///   before the delimiter.
     /// - `ReadError::Io` (`InvalidInput`) for an empty delimiter, and the
     ///   connection's error if it fails first.
+    ///
+    /// To skip what overran the limit, read it away:
+    /// `reader.read(consumed).await` takes exactly those bytes (they are
+    /// buffered), and the next `read_until` starts after them.
     pub async fn read_until(&mut self, delimiter: &[u8]) -> Result<Bytes, ReadError> {
         let mut scanned = 0;
         poll_fn(|cx| self.poll_read_until(cx, delimiter, &mut scanned)).await
@@ -248,8 +252,12 @@ impl StreamReader {
         }
         match shared.finished() {
             None => {
-                let need = shared.buf.len() + 1;
-                shared.wait(cx, need, transport);
+                // How much more the parser needs is its secret: reading
+                // goes on until the buffer has doubled before the limit
+                // may pause it again, so a frame larger than the limit
+                // costs a pause and a resume per doubling, not per read.
+                let len = shared.buf.len();
+                shared.wait(cx, len.saturating_mul(2).max(len + 1), transport);
                 Poll::Pending
             }
             Some(Ok(())) => {

@@ -14,8 +14,9 @@ use crate::{Reason, Transport};
 pub(crate) const DEFAULT_LIMIT: usize = 64 * 1024;
 
 /// The most a waiting reader copies out of the reactor's read buffer
-/// rather than keep a piece of it (and the whole of it) alive.
-const SMALL_LEFTOVER: usize = 4 * 1024;
+/// rather than keep a piece of it (and the whole 64 KiB of it) alive:
+/// a leftover pins at most four times its size.
+const SMALL_LEFTOVER: usize = 16 * 1024;
 
 pub(crate) struct Shared {
     /// Read from the connection, not yet taken by the reader.
@@ -41,6 +42,9 @@ pub(crate) struct Shared {
     /// A writer shut the writing side (`write_eof`, `AsyncWrite::poll_close`):
     /// further writes are errors.
     pub(crate) write_shut: bool,
+    /// A write came after the writing side was shut, and was dropped:
+    /// `drain` says so.
+    pub(crate) write_refused: bool,
     reader_waker: Option<Waker>,
     closed_wakers: Vec<Waker>,
 }
@@ -113,6 +117,7 @@ impl Shared {
             end: None,
             reader_gone: false,
             write_shut: false,
+            write_refused: false,
             reader_waker: None,
             closed_wakers: Vec::new(),
         }

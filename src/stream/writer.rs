@@ -86,6 +86,13 @@ impl StreamWriter {
     /// [`Transport::write`] says, with a warning in the log); [`drain`](Self::drain)
     /// and the `AsyncWrite` methods return an error then.
     pub fn write(&self, data: impl Into<Bytes>) {
+        let data = data.into();
+        if !data.is_empty() {
+            let mut shared = self.shared.borrow_mut();
+            if shared.write_shut {
+                shared.write_refused = true;
+            }
+        }
         self.transport().write(data);
     }
 
@@ -94,18 +101,25 @@ impl StreamWriter {
     ///
     /// # Errors
     ///
-    /// The connection is closing or closed, or its writing side is shut:
-    /// written bytes cannot all leave any more. The error is the
-    /// connection's (a reset, say), or `BrokenPipe`.
+    /// The connection is closing or closed, or something was written after
+    /// [`write_eof`](Self::write_eof): written bytes cannot all leave. The
+    /// error is the connection's (a reset, say), or `BrokenPipe`. After
+    /// `write_eof` alone it waits as before, for what was written ahead
+    /// of the EOF.
     pub async fn drain(&self) -> io::Result<()> {
-        self.check_not_shut()?;
+        if self.shared.borrow().write_refused {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "a write came after write_eof and was dropped",
+            ));
+        }
         let mut waiting = None;
         poll_fn(|cx| poll_writable(self.transport(), &self.shared, &mut waiting, cx)).await
     }
 
     /// Shuts the writing side once what is buffered is sent (sends FIN);
-    /// reading goes on. asyncio's `write_eof`. Later writes are errors
-    /// (`BrokenPipe`) for `drain` and `AsyncWrite`.
+    /// reading goes on. asyncio's `write_eof`. Later writes are dropped,
+    /// and are errors (`BrokenPipe`) for `drain` and `AsyncWrite`.
     pub fn write_eof(&self) {
         self.shared.borrow_mut().write_shut = true;
         self.transport().write_eof();

@@ -90,9 +90,14 @@ where
             }
         });
         written.unwrap_or_else(|| {
+            let why = if this.writer.is_closing() {
+                "the connection is closed"
+            } else {
+                "the writing side is shut"
+            };
             Err(EncodeError::Io(io::Error::new(
                 io::ErrorKind::BrokenPipe,
-                "the connection is closed",
+                why,
             )))
         })
     }
