@@ -252,7 +252,9 @@ where
         handler: Rc::new(move |reader, writer| {
             let transport = writer.transport().clone();
             let task = handler(reader, writer);
-            crate::spawn(async move {
+            // Straight on the executor: this wrapper does what `spawn`'s
+            // would (catch and log a panic), and more.
+            crate::executor::spawn(async move {
                 // While the caught panic's future (and the streams in it)
                 // is still alive: the connection fails, rather than close
                 // cleanly when they are dropped.
@@ -265,7 +267,8 @@ where
                     );
                     transport.fail(panicked);
                 }
-            });
+            })
+            .detach();
         }),
     }
 }
