@@ -100,7 +100,7 @@ impl Protocol for StreamReaderProtocol {
 
     fn data_received(&mut self, data: Bytes) {
         let mut shared = self.shared.borrow_mut();
-        shared.received(BytesMut::from(&data[..]), self.transport.as_ref());
+        shared.received(BytesMut::from(&data[..]), true, self.transport.as_ref());
     }
 
     fn get_buffer(&mut self) -> Option<&mut BytesMut> {
@@ -113,7 +113,7 @@ impl Protocol for StreamReaderProtocol {
         // allocation), and nothing here keeps that buffer alive.
         let data = std::mem::take(&mut self.incoming);
         let mut shared = self.shared.borrow_mut();
-        shared.received(data, self.transport.as_ref());
+        shared.received(data, false, self.transport.as_ref());
     }
 
     fn eof_received(&mut self) -> bool {

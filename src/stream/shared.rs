@@ -140,15 +140,17 @@ impl Shared {
         Some(end.error().map_or(Ok(()), Err))
     }
 
-    /// Appends what the connection read; pauses reading if the buffer is
-    /// over the limit and the waiting read (if any) has what it needs.
-    pub(crate) fn received(&mut self, data: BytesMut, transport: Option<&Transport>) {
+    /// Appends what the connection read (`own`: in an allocation of its
+    /// own, not a piece of the reactor's read buffer); pauses reading if
+    /// the buffer is over the limit and the waiting read (if any) has what
+    /// it needs.
+    pub(crate) fn received(&mut self, data: BytesMut, own: bool, transport: Option<&Transport>) {
         if self.reader_gone {
             return;
         }
         if self.buf.is_empty() {
             self.buf = data;
-            self.buf_is_own = false;
+            self.buf_is_own = own;
         } else {
             // O(1) when `data` was read just behind the buffered bytes, in
             // the same allocation: the usual case.
