@@ -1,7 +1,7 @@
-//! More edge cases of `twill::stream` and `Transport::set_protocol`:
-//! `drain` after `write_eof`, protocol changes that panic or come from a
-//! timer, hostile peers (a line far over the limit, a delimiter in
-//! one-byte pieces, a reset during `drain`), and many short connections.
+//! `twill::stream` and `Transport::set_protocol` against hostile peers
+//! and careless code: a line far over the limit, a delimiter in one-byte
+//! pieces, a reset during `drain`, many short connections; `drain` after
+//! `write_eof`; protocol changes that panic or come from a timer.
 
 mod stream_support;
 
