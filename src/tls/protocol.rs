@@ -145,8 +145,15 @@ impl<P: Protocol> TlsProtocol<P> {
         while let Some(replacement) = session.take_replacement() {
             let old_inner = self.inner.take();
             let old_replacement = self.replacement.replace(replacement);
-            drop(old_inner);
-            drop(old_replacement);
+            // As on a plain connection: the connection goes on with the
+            // replacement, whatever the old one's drop does.
+            let why = "replaced by set_protocol";
+            if let Some(old) = old_inner {
+                crate::protocol::drop_protocol(Box::new(old), why);
+            }
+            if let Some(old) = old_replacement {
+                crate::protocol::drop_protocol(old, why);
+            }
         }
     }
 
