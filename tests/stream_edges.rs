@@ -5,76 +5,22 @@
 //! reactor is gone.
 //!
 
+#[path = "stream_support/counting_alloc.rs"]
+mod counting_alloc;
 mod stream_support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind};
 use std::rc::Rc;
 use std::time::Duration;
 
+use counting_alloc::{live, LIVE};
 use futures::channel::mpsc as async_mpsc;
 use futures::future::{select, Either};
 use futures::{AsyncWriteExt, FutureExt, StreamExt};
 use stream_support::{run, run_on, sleep, Server};
 use twill::stream::{self, StreamReader, StreamWriter};
 use twill::{Bytes, Protocol, Reactor, Transport};
-
-// ------------------------------------------------- allocation accounting
-
-/// Counts the bytes each thread has allocated and not yet freed, so that a
-/// test can tell what its reactor (on the test's own thread) holds while
-/// other tests run on other threads.
-struct PerThread;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn account(delta: isize) {
-    let _ = LIVE.try_with(|live| live.set(live.get() + delta));
-}
-
-// SAFETY: every call goes straight to `System`; the counting around it
-// allocates nothing.
-unsafe impl GlobalAlloc for PerThread {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            account(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            account(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        account(-(layout.size() as isize));
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            account(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: PerThread = PerThread;
-
-/// What this thread has allocated and not freed.
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
 
 /// Whether `future` finishes within `limit`; the body's watchdog is the
 /// bound for a test that hangs outright, this one for a read expected to

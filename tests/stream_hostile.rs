@@ -3,73 +3,20 @@
 //! pieces, a reset during `drain`, many short connections; `drain` after
 //! `write_eof`; protocol changes that panic or come from a timer.
 
+#[path = "stream_support/counting_alloc.rs"]
+mod counting_alloc;
 mod stream_support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::ErrorKind;
 use std::time::Duration;
 
+use counting_alloc::live;
 use futures::channel::mpsc as async_mpsc;
 use futures::future::{select, Either};
 use futures::{AsyncWriteExt, StreamExt};
 use stream_support::{run, sleep, Peer, Server};
 use twill::stream::{self, ReadError, StreamReader, StreamWriter};
 use twill::{Bytes, Protocol, Transport};
-
-// ------------------------------------------------- allocation accounting
-
-/// Counts the bytes each thread has allocated and not yet freed.
-struct PerThread;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn account(delta: isize) {
-    let _ = LIVE.try_with(|live| live.set(live.get() + delta));
-}
-
-// SAFETY: every call goes straight to `System`; the counting around it
-// allocates nothing.
-unsafe impl GlobalAlloc for PerThread {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            account(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            account(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        account(-(layout.size() as isize));
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            account(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: PerThread = PerThread;
-
-/// What this thread has allocated and not freed.
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
 
 // ------------------------------------------------------------ helpers
 
