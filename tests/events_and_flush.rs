@@ -521,6 +521,8 @@ fn a_panic_in_a_queued_event_closes_the_connection_after_sending_what_was_writte
 struct BigWriter {
     log: Log,
     transport: Option<Transport>,
+    /// Told when the protocol is paused: the client reads only then.
+    paused: mpsc::Sender<()>,
 }
 
 impl Protocol for BigWriter {
@@ -536,6 +538,7 @@ impl Protocol for BigWriter {
     }
     fn pause_writing(&mut self) {
         self.log.push("pause_writing");
+        let _ = self.paused.send(());
     }
     fn write_complete(&mut self) {
         let transport = self.transport.as_ref().unwrap();
@@ -552,24 +555,30 @@ impl Protocol for BigWriter {
     }
 }
 
-/// The loopback kernel takes about 2.7 MiB at once even from a peer with
-/// a 4 KiB receive window (the send buffer is sized from the loopback MSS),
-/// so a single 1 MiB write leaves in the first flush; eight of them need
-/// many flushes, and the one `write_complete` comes after the last.
+/// The loopback kernel takes a few MiB at once even from a peer with a
+/// 4 KiB receive window (the send buffer is sized from the loopback MSS),
+/// and more if the peer reads meanwhile, so the client reads only once the
+/// protocol was paused: eight 1 MiB writes then need many flushes, and the
+/// one `write_complete` comes after the last.
 #[test]
 fn write_complete_comes_once_after_8_writes_of_1_mib_are_all_sent_then_once_per_emptying_flush() {
     let reactor = Reactor::new().unwrap();
     let log = Log::default();
     let server_log = log.clone();
+    let (paused_tx, paused) = mpsc::channel();
     serve(
         &reactor,
         move |_peer| BigWriter {
             log: server_log.clone(),
             transport: None,
+            paused: paused_tx.clone(),
         },
-        |addr, _handle| {
-            // A 4 KiB receive window: the MiB takes many flushes.
+        move |addr, _handle| {
+            // A 4 KiB receive window, and nothing read before the pause.
             let mut client = connect_small(addr, SMALL_RCVBUF);
+            paused
+                .recv_timeout(LIMIT)
+                .expect("the protocol was never paused");
             let big = read_n(&mut client, 8 * MIB);
             assert!(big.iter().all(|&b| b == b'x'));
             client.write_all(b"y").unwrap();
