@@ -16,29 +16,10 @@ use std::time::Duration;
 
 use counting_alloc::{live, LIVE};
 use futures::channel::mpsc as async_mpsc;
-use futures::future::{select, Either};
 use futures::{AsyncWriteExt, FutureExt, StreamExt};
-use stream_support::{run, run_on, sleep, Server};
+use stream_support::{pair, run, run_on, sleep, within, Server};
 use twill::stream::{self, StreamReader, StreamWriter};
 use twill::{Bytes, Protocol, Reactor, Transport};
-
-/// Whether `future` finishes within `limit`; the body's watchdog is the
-/// bound for a test that hangs outright, this one for a read expected to
-/// finish on an event that a defect keeps from coming.
-async fn within<F: std::future::Future + Unpin>(limit: Duration, future: F) -> Option<F::Output> {
-    match select(future, sleep(limit)).await {
-        Either::Left((output, _)) => Some(output),
-        Either::Right(_) => None,
-    }
-}
-
-/// A connection from this reactor to `server`, both ends as streams:
-/// (client reader, client writer, server reader, server writer).
-async fn pair(server: &mut Server) -> (StreamReader, StreamWriter, StreamReader, StreamWriter) {
-    let (client_reader, client_writer) = stream::open_connection(server.addr()).await.unwrap();
-    let (server_reader, server_writer) = server.accept().await;
-    (client_reader, client_writer, server_reader, server_writer)
-}
 
 // ------------------------------------------------------------ memory
 

@@ -12,29 +12,10 @@ use std::time::Duration;
 
 use counting_alloc::live;
 use futures::channel::mpsc as async_mpsc;
-use futures::future::{select, Either};
 use futures::{AsyncWriteExt, StreamExt};
-use stream_support::{run, sleep, Peer, Server};
-use twill::stream::{self, ReadError, StreamReader, StreamWriter};
+use stream_support::{pair, run, sleep, within, Peer, Server};
+use twill::stream::{self, ReadError, StreamReader};
 use twill::{Bytes, Protocol, Transport};
-
-// ------------------------------------------------------------ helpers
-
-/// Whether `future` finishes within `limit`.
-async fn within<F: std::future::Future + Unpin>(limit: Duration, future: F) -> Option<F::Output> {
-    match select(future, sleep(limit)).await {
-        Either::Left((output, _)) => Some(output),
-        Either::Right(_) => None,
-    }
-}
-
-/// A connection from this reactor to `server`, both ends as streams:
-/// (client reader, client writer, server reader, server writer).
-async fn pair(server: &mut Server) -> (StreamReader, StreamWriter, StreamReader, StreamWriter) {
-    let (client_reader, client_writer) = stream::open_connection(server.addr()).await.unwrap();
-    let (server_reader, server_writer) = server.accept().await;
-    (client_reader, client_writer, server_reader, server_writer)
-}
 
 /// Reads until the end of the stream; what came.
 async fn read_all(reader: &mut StreamReader) -> Result<Vec<u8>, ReadError> {

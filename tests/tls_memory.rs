@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use twill::task::Clock;
-use twill::testing::{loopback, StringTransport};
+use twill::testing::{loopback, Loopback, StringTransport};
 use twill::tls::{
     config, CertificateDer, HandshakeCompleted, PrivateKeyDer, StartTls, TlsAcceptor, TlsConnector,
     TlsError, TlsProtocol,
@@ -42,6 +42,15 @@ fn identity(name: &str) -> Identity {
         chain: vec![made.cert.der().clone()],
         key: PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into()),
     }
+}
+
+/// `server` and `client` over TLS in memory, the client trusting `id`
+/// and asking for `localhost`.
+fn localhost_pair(id: &Identity, server: impl Protocol, client: impl Protocol) -> Loopback {
+    loopback(
+        TlsProtocol::server(acceptor(id), server),
+        TlsProtocol::client(connector(id), "localhost", client).unwrap(),
+    )
 }
 
 fn acceptor(id: &Identity) -> TlsAcceptor {
@@ -162,17 +171,13 @@ fn outcome() -> (Outcome, Rc<RefCell<Option<String>>>) {
 fn early_writes_follow_the_handshake_in_order_and_the_handshake_is_reported_once() {
     let id = identity("localhost");
     let log = Log::default();
-    let pair = loopback(
-        TlsProtocol::server(acceptor(&id), Peer::new("server", &log).echo()),
-        TlsProtocol::client(
-            connector(&id),
-            "localhost",
-            Peer::new("client", &log).on_connect(|t| {
-                t.write("one ");
-                t.write_sequence(["two ", "three"]);
-            }),
-        )
-        .unwrap(),
+    let pair = localhost_pair(
+        &id,
+        Peer::new("server", &log).echo(),
+        Peer::new("client", &log).on_connect(|t| {
+            t.write("one ");
+            t.write_sequence(["two ", "three"]);
+        }),
     );
     assert_eq!(log.take(), ["server made", "client made"]);
     pair.flush();
@@ -244,18 +249,14 @@ fn tls_info_names_version_server_name_alpn_and_peer_certificates() {
 fn lose_connection_before_the_handshake_sends_what_was_written_then_close_notify() {
     let id = identity("localhost");
     let log = Log::default();
-    let pair = loopback(
-        TlsProtocol::server(acceptor(&id), Peer::new("server", &log)),
-        TlsProtocol::client(
-            connector(&id),
-            "localhost",
-            Peer::new("client", &log).on_connect(|t| {
-                t.write("last words");
-                t.lose_connection();
-                t.write("dropped: after lose_connection");
-            }),
-        )
-        .unwrap(),
+    let pair = localhost_pair(
+        &id,
+        Peer::new("server", &log),
+        Peer::new("client", &log).on_connect(|t| {
+            t.write("last words");
+            t.lose_connection();
+            t.write("dropped: after lose_connection");
+        }),
     );
     pair.flush();
     let seen: Vec<_> = log
@@ -278,16 +279,12 @@ fn lose_connection_before_the_handshake_sends_what_was_written_then_close_notify
 fn a_peer_close_notify_is_eof_received_and_the_connection_closes_cleanly() {
     let id = identity("localhost");
     let log = Log::default();
-    let pair = loopback(
-        TlsProtocol::server(acceptor(&id), Peer::new("server", &log).echo()),
-        TlsProtocol::client(
-            connector(&id),
-            "localhost",
-            Peer::new("client", &log)
-                .on_connect(|t| t.write("bye"))
-                .on_data(|t, _| t.lose_connection()),
-        )
-        .unwrap(),
+    let pair = localhost_pair(
+        &id,
+        Peer::new("server", &log).echo(),
+        Peer::new("client", &log)
+            .on_connect(|t| t.write("bye"))
+            .on_data(|t, _| t.lose_connection()),
     );
     pair.flush();
     let seen: Vec<_> = log
@@ -314,17 +311,13 @@ fn write_eof_is_a_tls_half_close_and_the_peer_may_answer() {
     let server = Peer::new("server", &log).keep_open().on_data(|t, data| {
         t.write(data);
     });
-    let pair = loopback(
-        TlsProtocol::server(acceptor(&id), server),
-        TlsProtocol::client(
-            connector(&id),
-            "localhost",
-            Peer::new("client", &log).on_connect(|t| {
-                t.write("question");
-                t.write_eof();
-            }),
-        )
-        .unwrap(),
+    let pair = localhost_pair(
+        &id,
+        server,
+        Peer::new("client", &log).on_connect(|t| {
+            t.write("question");
+            t.write_eof();
+        }),
     );
     pair.flush();
     let seen: Vec<_> = log
@@ -344,15 +337,7 @@ fn write_eof_is_a_tls_half_close_and_the_peer_may_answer() {
 fn closing_without_close_notify_is_reported_as_truncated() {
     let id = identity("localhost");
     let (server, reason) = outcome();
-    let pair = loopback(
-        TlsProtocol::server(acceptor(&id), server),
-        TlsProtocol::client(
-            connector(&id),
-            "localhost",
-            Peer::new("client", &Log::default()),
-        )
-        .unwrap(),
-    );
+    let pair = localhost_pair(&id, server, Peer::new("client", &Log::default()));
     pair.flush();
     // Below the client's TLS: the TCP connection closes, no close_notify.
     pair.client().lose_connection();
@@ -364,15 +349,7 @@ fn closing_without_close_notify_is_reported_as_truncated() {
 fn closing_during_the_handshake_is_reported_as_such() {
     let id = identity("localhost");
     let (server, reason) = outcome();
-    let pair = loopback(
-        TlsProtocol::server(acceptor(&id), server),
-        TlsProtocol::client(
-            connector(&id),
-            "localhost",
-            Peer::new("client", &Log::default()),
-        )
-        .unwrap(),
-    );
+    let pair = localhost_pair(&id, server, Peer::new("client", &Log::default()));
     // The client's hello reaches the server; then the client goes.
     pair.pump();
     pair.client().lose_connection();
@@ -699,20 +676,16 @@ fn when_writable_waits_for_the_handshake_while_early_writes_are_over_the_high_wa
     let flag = ran.clone();
     let client_transport = Rc::new(RefCell::new(None::<Transport>));
     let kept = client_transport.clone();
-    let pair = loopback(
-        TlsProtocol::server(acceptor(&id), Peer::new("server", &Log::default())),
-        TlsProtocol::client(
-            connector(&id),
-            "localhost",
-            Peer::new("client", &Log::default()).on_connect(move |t| {
-                t.set_write_buffer_limits(1024, 512);
-                t.write(vec![b'x'; 4096]);
-                assert!(!t.is_writable());
-                t.when_writable(Box::new(move || *flag.borrow_mut() = true));
-                *kept.borrow_mut() = Some(t.clone());
-            }),
-        )
-        .unwrap(),
+    let pair = localhost_pair(
+        &id,
+        Peer::new("server", &Log::default()),
+        Peer::new("client", &Log::default()).on_connect(move |t| {
+            t.set_write_buffer_limits(1024, 512);
+            t.write(vec![b'x'; 4096]);
+            assert!(!t.is_writable());
+            t.when_writable(Box::new(move || *flag.borrow_mut() = true));
+            *kept.borrow_mut() = Some(t.clone());
+        }),
     );
     assert!(!*ran.borrow(), "not before the handshake");
     pair.flush();

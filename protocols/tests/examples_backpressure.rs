@@ -6,7 +6,8 @@
 //!   pipelines requests and never reads the replies is stalled by the
 //!   server, which holds flat memory and still serves others at once; the
 //!   client gets every reply, in order, once it reads.
-//! - `chat_server` (a `BroadcastGroup` with `SlowClient::Disconnect`): users
+//! - the chat, in each of its three forms (`chat_server`, `chat_protocol`,
+//!   `async_chat`; a `BroadcastGroup` with `SlowClient::Disconnect`): users
 //!   that never read are disconnected within the grace time, the others are
 //!   told they left, an attentive user receives every line, and the
 //!   server's memory stays bounded, with one such user or ten (the issue's
@@ -213,7 +214,7 @@ fn reverse_server_stalls_a_client_that_never_reads_with_flat_memory_and_answers_
 }
 
 // ---------------------------------------------------------------------------
-// chat_server
+// The chat: chat_server, chat_protocol, async_chat
 // ---------------------------------------------------------------------------
 
 const PROMPT: &str = "What's your name?\r\n";
@@ -394,7 +395,7 @@ fn check_silent_user(name: &str, stream: &mut TcpStream, before: &[String]) -> u
     seq
 }
 
-/// Runs `chat_server` with `silent` users that never read (4 KiB receive
+/// Runs the chat example `chat` with `silent` users that never read (4 KiB receive
 /// buffers, registered first), then an attentive user and the sender, who
 /// sends `total` bytes of 1 KiB lines in 1 MiB bursts, each once the
 /// attentive user has the previous one (short bursts to an attentive user
@@ -408,9 +409,9 @@ fn check_silent_user(name: &str, stream: &mut TcpStream, before: &[String]) -> u
 /// time and a margin of the first line sent, and finds only whole lines,
 /// in order, when it reads; and that the server's memory stays within
 /// 64 MiB of its RSS at start.
-fn chat_with_silent_users(silent: usize, total: u64) {
+fn chat_with_silent_users(chat: &str, silent: usize, total: u64) {
     let lines = total / LINE;
-    let server = Proc::example(PACKAGE, "chat_server", &["127.0.0.1:0"]);
+    let server = Proc::example(PACKAGE, chat, &["127.0.0.1:0"]);
     let addr = server.listening_addr();
     let at_start = memory(server.pid());
 
@@ -442,7 +443,7 @@ fn chat_with_silent_users(silent: usize, total: u64) {
     let relayed_in = began.elapsed();
     let after_relay = memory(server.pid());
     eprintln!(
-        "chat_server with {silent} silent users: {:.0} MiB relayed to the attentive user in \
+        "{chat} with {silent} silent users: {:.0} MiB relayed to the attentive user in \
          {relayed_in:.1?}; server at start {at_start}, after {after_relay}",
         mib(lines * LINE)
     );
@@ -457,7 +458,7 @@ fn chat_with_silent_users(silent: usize, total: u64) {
     for (name, when, after_lines) in &attentive.leaves {
         let took = when.duration_since(began);
         eprintln!(
-            "chat_server: {name} was disconnected {took:.1?} after the first line, \
+            "{chat}: {name} was disconnected {took:.1?} after the first line, \
              after {after_lines} lines ({:.1} MiB)",
             mib(after_lines * LINE)
         );
@@ -496,7 +497,7 @@ fn chat_with_silent_users(silent: usize, total: u64) {
         before.push(joined("attentive"));
         before.push(joined(SENDER));
         let had = check_silent_user(name, stream, &before);
-        eprintln!("chat_server: {name} had received {had} chat lines");
+        eprintln!("{chat}: {name} had received {had} chat lines");
         assert!(had < lines, "{name} received every line");
     }
 
@@ -508,7 +509,7 @@ fn chat_with_silent_users(silent: usize, total: u64) {
         format!("<{SENDER}> still there?\r\n").as_bytes(),
     );
     let at_end = memory(server.pid());
-    eprintln!("chat_server: server at end {at_end}");
+    eprintln!("{chat}: server at end {at_end}");
     assert!(
         at_end.peak <= at_start.rss + CHAT_RSS_MARGIN,
         "the server grew from {at_start} to {at_end}"
@@ -518,16 +519,23 @@ fn chat_with_silent_users(silent: usize, total: u64) {
 /// One user that never reads, 200 MiB of chat: the attentive user gets
 /// every line and is told the silent one left; the silent one is
 /// disconnected within the grace time; memory stays bounded.
-#[test]
-fn chat_server_disconnects_a_user_that_never_reads_and_relays_every_line_to_the_others() {
-    chat_with_silent_users(1, 200 * MIB);
+fn disconnects_a_user_that_never_reads_and_relays_every_line_to_the_others(chat: &str) {
+    chat_with_silent_users(chat, 1, 200 * MIB);
 }
 
 /// The issue's case: ten users that never read while 50 MiB of chat is
 /// sent (478 MiB resident before the fix). Each is disconnected, the
 /// attentive user gets every line, and memory stays within 64 MiB of the
 /// start.
-#[test]
-fn chat_server_with_ten_users_that_never_read_stays_bounded_for_50_mib_sent() {
-    chat_with_silent_users(10, 50 * MIB);
+fn with_ten_users_that_never_read_stays_bounded_for_50_mib_sent(chat: &str) {
+    chat_with_silent_users(chat, 10, 50 * MIB);
 }
+
+// The same bounds for the chat written three ways.
+twill_test_support::tests_per_example!(
+    [chat_server, chat_protocol, async_chat]
+    [
+        disconnects_a_user_that_never_reads_and_relays_every_line_to_the_others,
+        with_ten_users_that_never_read_stays_bounded_for_50_mib_sent,
+    ]
+);

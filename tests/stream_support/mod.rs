@@ -142,6 +142,24 @@ pub fn sleep(delay: Duration) -> Deferred<()> {
     elapsed
 }
 
+/// Whether `future` finishes within `limit`: for a read expected to
+/// finish on an event that a defect would keep from coming (the body's
+/// watchdog bounds a test that hangs outright).
+pub async fn within<F: Future + Unpin>(limit: Duration, future: F) -> Option<F::Output> {
+    match futures::future::select(future, sleep(limit)).await {
+        futures::future::Either::Left((output, _)) => Some(output),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
+/// A connection from this reactor to `server`, both ends as streams:
+/// (client reader, client writer, server reader, server writer).
+pub async fn pair(server: &mut Server) -> (StreamReader, StreamWriter, StreamReader, StreamWriter) {
+    let (client_reader, client_writer) = stream::open_connection(server.addr()).await.unwrap();
+    let (server_reader, server_writer) = server.accept().await;
+    (client_reader, client_writer, server_reader, server_writer)
+}
+
 /// Polls `read` (pending already) once more, after whatever next wakes the
 /// task: the connection's bytes, its EOF or its end. Gives what that poll
 /// gave: still `Pending` means what came did not finish the read.
