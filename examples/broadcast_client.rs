@@ -7,7 +7,6 @@
 //! ```
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use twill::{
@@ -61,7 +60,7 @@ struct GreeterFactory {
 impl Factory for GreeterFactory {
     type Protocol = Greeter;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Greeter> {
+    fn build_protocol(&mut self, _peer: twill::Address) -> Option<Greeter> {
         Some(Greeter {
             name: self.name.clone(),
             interval: self.interval,

@@ -38,7 +38,7 @@ struct OneShot {
 impl Factory for OneShot {
     type Protocol = EchoClient;
 
-    fn build_protocol(&mut self, _peer: std::net::SocketAddr) -> Option<EchoClient> {
+    fn build_protocol(&mut self, _peer: twill::Address) -> Option<EchoClient> {
         Some(EchoClient {
             message: self.message.clone(),
             received: Vec::new(),

@@ -54,7 +54,7 @@ fn main() -> io::Result<()> {
         return reactor.run();
     }
     let port = reactor.listen_tcp_reuse_port(addr.as_str(), |_peer| Echo { transport: None })?;
-    let bound = port.host();
+    let bound = port.host().tcp().expect("a TCP port");
     let mut workers = Vec::new();
     for _ in 1..threads {
         let (ready, wait) = std::sync::mpsc::channel();

@@ -34,7 +34,6 @@
 
 use std::cell::Cell;
 use std::io::{self, BufRead, Write};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
@@ -178,7 +177,7 @@ struct OneConnection {
 impl Factory for OneConnection {
     type Protocol = EchoClient;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<EchoClient> {
+    fn build_protocol(&mut self, peer: twill::Address) -> Option<EchoClient> {
         log::info!("connected to {peer}");
         Some(EchoClient {
             input: self.input.clone(),

@@ -97,6 +97,7 @@ pub mod defer;
 mod event;
 mod executor;
 mod layer;
+pub mod net;
 pub mod protocol;
 pub mod reactor;
 mod reconnect;
@@ -112,11 +113,9 @@ use std::any::Any;
 use std::time::Duration;
 
 pub use event::Event;
+pub use net::{Address, Connector, ConnectorState, ListeningPort};
 pub use protocol::{ClientFactory, Factory, Panicked, Protocol, Reason};
-pub use reactor::{
-    Connector, ConnectorState, ListeningPort, Phase, Reactor, ReactorHandle, ReactorStopped,
-    SystemEvent, TriggerId,
-};
+pub use reactor::{Phase, Reactor, ReactorHandle, ReactorStopped, SystemEvent, TriggerId};
 pub use reconnect::ReconnectingClientFactory;
 pub use time::{DelayedCall, DelayedCallError, ReactorTime};
 pub use transport::Transport;

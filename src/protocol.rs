@@ -1,15 +1,15 @@
 //! [`Protocol`], [`Factory`], [`ClientFactory`] and the [`Reason`] a
 //! connection ended.
 
+use crate::net::Address;
 use std::error::Error;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::event::Event;
-use crate::reactor::Connector;
+use crate::net::Connector;
 use crate::transport::Transport;
 
 /// The code that handles one connection, called by the reactor as things
@@ -202,7 +202,7 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
 /// # Examples
 ///
 /// ```
-/// use std::net::SocketAddr;
+/// use crate::net::Address;
 /// use bytes::Bytes;
 /// use twill::{Factory, Protocol};
 ///
@@ -215,7 +215,7 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
 /// struct LocalOnly;
 /// impl Factory for LocalOnly {
 ///     type Protocol = Discard;
-///     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Discard> {
+///     fn build_protocol(&mut self, peer: Address) -> Option<Discard> {
 ///         peer.ip().is_loopback().then_some(Discard)
 ///     }
 /// }
@@ -232,7 +232,7 @@ pub trait Factory: 'static {
 
     /// Builds the protocol for a connection with `peer`, or `None` to refuse
     /// it (the socket is closed at once).
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol>;
+    fn build_protocol(&mut self, peer: Address) -> Option<Self::Protocol>;
 
     /// Called when the factory starts being used: when its port starts
     /// listening, or on a connector's first attempt.
@@ -245,12 +245,12 @@ pub trait Factory: 'static {
 
 impl<F, P> Factory for F
 where
-    F: FnMut(SocketAddr) -> P + 'static,
+    F: FnMut(Address) -> P + 'static,
     P: Protocol,
 {
     type Protocol = P;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<P> {
+    fn build_protocol(&mut self, peer: Address) -> Option<P> {
         Some(self(peer))
     }
 }
@@ -286,7 +286,7 @@ pub trait ClientFactory: Factory {
 
 impl<F, P> ClientFactory for F
 where
-    F: FnMut(SocketAddr) -> P + 'static,
+    F: FnMut(Address) -> P + 'static,
     P: Protocol,
 {
 }

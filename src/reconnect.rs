@@ -1,14 +1,15 @@
 //! [`ReconnectingClientFactory`]: reconnect with exponential back-off.
 
+use crate::net::Address;
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::net::{Connector, ConnectorState};
 use crate::protocol::{ClientFactory, Factory, Reason};
-use crate::reactor::{Connector, ConnectorState, Reactor};
+use crate::reactor::Reactor;
 use crate::time::{DelayedCall, ReactorTime};
 
 /// Twisted's defaults.
@@ -239,7 +240,7 @@ impl<F: ClientFactory> ReconnectingClientFactory<F> {
 impl<F: ClientFactory> Factory for ReconnectingClientFactory<F> {
     type Protocol = F::Protocol;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<F::Protocol> {
+    fn build_protocol(&mut self, peer: Address) -> Option<F::Protocol> {
         let protocol = self.shared.inner.borrow_mut().build_protocol(peer)?;
         // Connected: the next loss starts the back-off from the beginning.
         let mut st = self.shared.state.borrow_mut();

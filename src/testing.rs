@@ -12,6 +12,8 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+
+use crate::net::Address;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -53,8 +55,8 @@ struct Recorder {
     written: RefCell<Vec<u8>>,
     /// All bytes written, including those `clear` forgot.
     total_written: Cell<u64>,
-    peer: SocketAddr,
-    host: SocketAddr,
+    peer: Address,
+    host: Address,
     disconnecting: Cell<bool>,
     aborted: Cell<bool>,
     failure: RefCell<Option<Box<dyn Error + Send + Sync>>>,
@@ -88,7 +90,8 @@ impl StringTransport {
     }
 
     /// A transport with the given peer and host addresses.
-    pub fn with_addresses(peer: SocketAddr, host: SocketAddr) -> StringTransport {
+    pub fn with_addresses(peer: impl Into<Address>, host: impl Into<Address>) -> StringTransport {
+        let (peer, host) = (peer.into(), host.into());
         StringTransport {
             inner: Rc::new(Recorder {
                 written: RefCell::new(Vec::new()),
@@ -292,12 +295,12 @@ impl TransportImpl for Recorder {
         self.reading_paused.set(!on);
     }
 
-    fn peer(&self) -> SocketAddr {
-        self.peer
+    fn peer(&self) -> Address {
+        self.peer.clone()
     }
 
-    fn host(&self) -> SocketAddr {
-        self.host
+    fn host(&self) -> Address {
+        self.host.clone()
     }
 
     fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {

@@ -1,10 +1,10 @@
 //! [`Transport`]: the handle a protocol writes and closes its connection
 //! through.
 
+use crate::net::{Address, PeerCredentials};
 use std::error::Error;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -66,8 +66,8 @@ pub const DEFAULT_MAX_WRITE_BUFFER: usize = 16 * 1024 * 1024;
 ///     fn abort_with(&self, _: Box<dyn Error + Send + Sync>) {}
 ///     fn write_eof(&self) {}
 ///     fn set_reading(&self, _: bool) {}
-///     fn peer(&self) -> SocketAddr { ([127, 0, 0, 1], 1).into() }
-///     fn host(&self) -> SocketAddr { ([127, 0, 0, 1], 2).into() }
+///     fn peer(&self) -> Address { ([127, 0, 0, 1], 1).into() }
+///     fn host(&self) -> Address { ([127, 0, 0, 1], 2).into() }
 ///     fn set_tcp_nodelay(&self, _: bool) -> io::Result<()> { Ok(()) }
 ///     fn tcp_nodelay(&self) -> io::Result<bool> { Ok(true) }
 ///     fn set_tcp_keepalive(&self, _: bool) -> io::Result<()> { Ok(()) }
@@ -115,9 +115,9 @@ pub trait TransportImpl {
     /// [`Transport::pause_reading`] (`false`).
     fn set_reading(&self, on: bool);
     /// [`Transport::peer`].
-    fn peer(&self) -> SocketAddr;
+    fn peer(&self) -> Address;
     /// [`Transport::host`].
-    fn host(&self) -> SocketAddr;
+    fn host(&self) -> Address;
     /// [`Transport::set_tcp_nodelay`].
     fn set_tcp_nodelay(&self, on: bool) -> io::Result<()>;
     /// [`Transport::tcp_nodelay`].
@@ -198,6 +198,10 @@ pub trait TransportImpl {
     /// What TLS negotiated, on a TLS transport: [`Transport::tls`].
     #[cfg(feature = "tls")]
     fn tls(&self) -> Option<crate::tls::TlsInfo> {
+        None
+    }
+    /// [`Transport::peer_credentials`]. The default has none.
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
         None
     }
 }
@@ -485,13 +489,20 @@ impl Transport {
     }
 
     /// The remote address.
-    pub fn peer(&self) -> SocketAddr {
+    pub fn peer(&self) -> Address {
         self.inner.peer()
     }
 
     /// The local address.
-    pub fn host(&self) -> SocketAddr {
+    pub fn host(&self) -> Address {
         self.inner.host()
+    }
+
+    /// On a Unix socket, the process at the other end: its pid, uid and
+    /// gid as the kernel recorded them when it connected (`SO_PEERCRED`).
+    /// `None` over TCP.
+    pub fn peer_credentials(&self) -> Option<PeerCredentials> {
+        self.inner.peer_credentials()
     }
 
     /// Sets TCP_NODELAY (on by default: small writes go out at once).

@@ -158,7 +158,7 @@ fn target_and_firer(
     log: &Log,
     fire_back: bool,
     panic_on_event: bool,
-) -> impl FnMut(std::net::SocketAddr) -> Box<dyn Protocol> {
+) -> impl FnMut(twill::Address) -> Box<dyn Protocol> {
     let (log, target, firer) = (log.clone(), Rc::default(), Rc::default());
     let mut accepted = 0;
     move |_peer| -> Box<dyn Protocol> {

@@ -8,7 +8,6 @@ mod support;
 
 use std::cell::RefCell;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -108,7 +107,7 @@ impl Protocol for ProbeProtocol {
 impl Factory for Probe {
     type Protocol = ProbeProtocol;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<ProbeProtocol> {
+    fn build_protocol(&mut self, _peer: twill::Address) -> Option<ProbeProtocol> {
         self.record(Ev::BuildProtocol);
         if self.refuse {
             return None;
@@ -254,6 +253,8 @@ fn drive(
                 .listen_tcp("127.0.0.1:0", |_peer| Quiet)
                 .unwrap()
                 .host()
+                .tcp()
+                .unwrap()
         }
     };
     let factory = configure(ReconnectingClientFactory::new(probe)).clock(Rc::new(clock.clone()));
@@ -308,7 +309,7 @@ fn a_successful_connect_calls_build_protocol_connection_made_connection_lost_the
     let mut probe = Probe::new(&events, hook);
     probe.close_on_connect = true;
     let connector = reactor.connect_tcp(port.host(), probe).unwrap();
-    assert_eq!(connector.destination(), port.host());
+    assert_eq!(connector.destination(), port.host().tcp().unwrap());
     run_bounded(&reactor, LIMIT);
     assert_eq!(
         *events.borrow(),

@@ -670,7 +670,7 @@ fn open_connection_gives_streams_to_a_plain_tcp_server() {
         });
         let (mut reader, writer) = stream::open_connection(addr).await.unwrap();
         assert_eq!(writer.peer(), addr);
-        assert_eq!(writer.host().ip(), addr.ip());
+        assert_eq!(writer.host().ip(), Some(addr.ip()));
         writer.write("question\n");
         assert_eq!(reader.read_line().await.unwrap(), "answer\n");
         assert!(reader.read_line().await.unwrap().is_empty());
@@ -693,7 +693,9 @@ fn a_handler_that_returns_closes_cleanly_after_everything_it_wrote_is_sent() {
             writer.write(pattern(0, SIZE));
         })
         .unwrap();
-        let peer = Peer::connect(port.host(), |mut socket, _| read_to_end(&mut socket));
+        let peer = Peer::connect(port.host().tcp().unwrap(), |mut socket, _| {
+            read_to_end(&mut socket)
+        });
         let (got, ending) = peer.outcome().await;
         assert_eq!(ending, Ending::Eof);
         assert_eq!(got.len(), SIZE);
@@ -715,7 +717,7 @@ fn after_the_peers_eof_the_handler_can_still_write_until_it_returns() {
             writer.write("bye\n");
         })
         .unwrap();
-        let peer = Peer::connect(port.host(), |mut socket, _| {
+        let peer = Peer::connect(port.host().tcp().unwrap(), |mut socket, _| {
             send(&mut socket, b"a\nb\nc\n");
             socket.shutdown(Shutdown::Write).unwrap();
             read_to_end(&mut socket)
@@ -736,7 +738,7 @@ fn write_eof_shuts_the_writing_side_and_the_handler_still_reads() {
             assert_eq!(answer, "answer\n");
         })
         .unwrap();
-        let peer = Peer::connect(port.host(), |mut socket, _| {
+        let peer = Peer::connect(port.host().tcp().unwrap(), |mut socket, _| {
             let question = read_to_end(&mut socket);
             send(&mut socket, b"answer\n");
             socket.shutdown(Shutdown::Write).unwrap();
@@ -775,7 +777,9 @@ fn a_task_dropped_by_a_select_its_timer_won_closes_its_connection_cleanly() {
             }
         })
         .unwrap();
-        let peer = Peer::connect(port.host(), |mut socket, _| read_to_end(&mut socket));
+        let peer = Peer::connect(port.host().tcp().unwrap(), |mut socket, _| {
+            read_to_end(&mut socket)
+        });
         dropped.next().await.unwrap();
         let (got, ending) = peer.outcome().await;
         assert_eq!(ending, Ending::Eof);
@@ -812,7 +816,7 @@ fn stopping_the_reactor_closes_a_waiting_tasks_connection_cleanly_and_drops_the_
     .unwrap();
     let addr = port.host();
     let peer = run_on(&reactor, async move {
-        let mut peer = Peer::connect(addr, |mut socket, cues: &Cues| {
+        let mut peer = Peer::connect(addr.tcp().unwrap(), |mut socket, cues: &Cues| {
             let mut hello = [0; 6];
             io::Read::read_exact(&mut socket, &mut hello).unwrap();
             cues.note(1);
@@ -847,7 +851,7 @@ fn a_panicking_handler_fails_only_its_own_connection() {
             }
         })
         .unwrap();
-        let mut steady = Peer::connect(port.host(), |mut socket, cues| {
+        let mut steady = Peer::connect(port.host().tcp().unwrap(), |mut socket, cues| {
             send(&mut socket, b"one\n");
             let mut one = [0; 4];
             io::Read::read_exact(&mut socket, &mut one).unwrap();
@@ -860,7 +864,7 @@ fn a_panicking_handler_fails_only_its_own_connection() {
         });
         steady.note().await;
 
-        let panicking = Peer::connect(port.host(), |mut socket, _| {
+        let panicking = Peer::connect(port.host().tcp().unwrap(), |mut socket, _| {
             send(&mut socket, b"fine\n");
             let mut fine = [0; 5];
             io::Read::read_exact(&mut socket, &mut fine).unwrap();
@@ -889,7 +893,9 @@ fn a_panicking_handler_fails_its_connection_even_while_a_writer_clone_lives() {
             }
         })
         .unwrap();
-        let peer = Peer::connect(port.host(), |mut socket, _| read_to_end(&mut socket));
+        let peer = Peer::connect(port.host().tcp().unwrap(), |mut socket, _| {
+            read_to_end(&mut socket)
+        });
         let clone = futures::StreamExt::next(&mut kept).await.unwrap();
         // A clone alone would keep the connection open; the panic fails it.
         let err = clone.wait_closed().await.unwrap_err();
@@ -991,7 +997,7 @@ fn hand_over_gives_the_task_the_bytes_after_the_greeting_then_the_rest_in_order(
         let port = twill::reactor()
             .listen_tcp("127.0.0.1:0", |_| Greeting::default())
             .unwrap();
-        let peer = Peer::connect(port.host(), |mut socket, _| {
+        let peer = Peer::connect(port.host().tcp().unwrap(), |mut socket, _| {
             // The greeting and the task's first bytes in one segment.
             send(&mut socket, b"ada\nfirst\nsec");
             let mut hello = [0; 11];
@@ -1033,7 +1039,9 @@ fn hand_over_of_a_closing_connection_is_not_connected() {
         let port = twill::reactor()
             .listen_tcp("127.0.0.1:0", move |_| HandsOverTooLate(tx.clone()))
             .unwrap();
-        let peer = Peer::connect(port.host(), |mut socket, _| read_to_end(&mut socket));
+        let peer = Peer::connect(port.host().tcp().unwrap(), |mut socket, _| {
+            read_to_end(&mut socket)
+        });
         assert_eq!(kinds.next().await.unwrap(), ErrorKind::NotConnected);
         assert_eq!(peer.outcome().await, (Vec::new(), Ending::Eof));
     });

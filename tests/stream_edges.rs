@@ -131,7 +131,7 @@ fn finished_connections_free_what_they_held() {
             }
         })
         .unwrap();
-        let addr = port.host();
+        let addr = port.host().tcp().unwrap();
         let one = |addr| async move {
             let (mut reader, writer) = stream::open_connection(addr).await.unwrap();
             writer.write("ping\n");

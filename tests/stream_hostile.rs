@@ -296,7 +296,7 @@ fn thousands_of_short_connections_leave_nothing_behind() {
             }
         })
         .unwrap();
-        let addr = port.host();
+        let addr = port.host().tcp().unwrap();
         // Three ways to leave: a clean close after an echo, a reset in the
         // middle of a line, a close with half a line sent.
         let one = |i: usize| async move {

@@ -187,7 +187,7 @@ fn futures_copy_moves_256_mib_between_two_twill_connections() {
         .unwrap();
 
         // A copies its client's bytes to B.
-        let b_addr = b.host();
+        let b_addr = b.host().tcp().unwrap();
         let a = stream::start_server("127.0.0.1:0", move |reader, _writer| async move {
             let (_from_b, mut to_b) = stream::open_connection(b_addr).await.unwrap();
             let copied = futures::io::copy(reader, &mut to_b).await.unwrap();
@@ -196,7 +196,7 @@ fn futures_copy_moves_256_mib_between_two_twill_connections() {
         })
         .unwrap();
 
-        let client = Peer::connect(a.host(), |mut socket, _| {
+        let client = Peer::connect(a.host().tcp().unwrap(), |mut socket, _| {
             let block = noise_block();
             let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
             let mut sent = 0u64;
@@ -239,7 +239,7 @@ fn futures_copy_buf_moves_bytes_straight_from_the_readers_buffer() {
             }
         })
         .unwrap();
-        let client = Peer::connect(a.host(), |mut socket, _| {
+        let client = Peer::connect(a.host().tcp().unwrap(), |mut socket, _| {
             send(&mut socket, &pattern(0, SIZE));
             socket.shutdown(Shutdown::Write).unwrap();
         });

@@ -46,7 +46,7 @@ fn an_asyncio_client_talks_to_a_twill_streams_echo_server() {
         }
     })
     .unwrap();
-    let port_number = port.host().port().to_string();
+    let port_number = port.host().port().unwrap().to_string();
     let handle = reactor.handle();
     let peer = std::thread::spawn(move || {
         let mut peer = asyncio_peer("client", &[&port_number]);

@@ -71,7 +71,7 @@ fn echo_delivers_callbacks_in_order_and_a_peer_fin_is_a_clean_close() {
     let port = reactor
         .listen_tcp("127.0.0.1:0", move |_peer| Echo::new(server_log.clone()))
         .unwrap();
-    let addr = port.host();
+    let addr = port.host().tcp().unwrap();
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     assert_ne!(addr.port(), 0, "port 0 picks a real port");
     let handle = reactor.handle();
@@ -98,12 +98,12 @@ fn transport_knows_both_addresses_and_sets_nodelay_by_default() {
     let seen = Rc::new(RefCell::new(None));
     let sink = seen.clone();
     let port = reactor
-        .listen_tcp("127.0.0.1:0", move |peer: SocketAddr| {
+        .listen_tcp("127.0.0.1:0", move |peer: twill::Address| {
             let sink = sink.clone();
             Inspect(move |t: &Transport| {
                 t.set_tcp_keepalive(true).unwrap();
                 *sink.borrow_mut() = Some((
-                    peer,
+                    peer.clone(),
                     t.peer(),
                     t.host(),
                     t.tcp_nodelay().unwrap(),
@@ -113,7 +113,7 @@ fn transport_knows_both_addresses_and_sets_nodelay_by_default() {
             })
         })
         .unwrap();
-    let addr = port.host();
+    let addr = port.host().tcp().unwrap();
     let handle = reactor.handle();
     let client = thread::spawn(move || {
         let mut stream = connect(addr);
@@ -148,7 +148,7 @@ struct Refusing {
 
 impl Factory for Refusing {
     type Protocol = Echo;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+    fn build_protocol(&mut self, _peer: twill::Address) -> Option<Echo> {
         self.log.push("build");
         None
     }
@@ -171,7 +171,7 @@ fn a_factory_that_returns_none_refuses_and_start_stop_bracket_listening() {
     let addr = port.host();
     let handle = reactor.handle();
     let client = thread::spawn(move || {
-        let mut stream = connect(addr);
+        let mut stream = connect(addr.tcp().unwrap());
         let got = read_to_end(&mut stream);
         handle.stop();
         got
@@ -202,7 +202,7 @@ fn stop_listening_refuses_new_connections_but_keeps_accepted_ones() {
     let handle = reactor.handle();
     let port_to_stop = port.clone();
     let client = thread::spawn(move || {
-        let mut first = connect(addr);
+        let mut first = connect(addr.tcp().unwrap());
         first.write_all(b"one").unwrap();
         let mut buf = [0; 3];
         first.read_exact(&mut buf).unwrap();
@@ -338,7 +338,7 @@ fn a_peer_reset_is_a_lost_connection_with_the_io_error() {
         .unwrap();
     let addr = port.host();
     let client = thread::spawn(move || {
-        let mut stream = connect(addr);
+        let mut stream = connect(addr.tcp().unwrap());
         stream.write_all(b"x").unwrap();
         let mut buf = [0; 1];
         stream.read_exact(&mut buf).unwrap();
@@ -538,7 +538,7 @@ struct PanickyFactory {
 
 impl Factory for PanickyFactory {
     type Protocol = Inspect<Box<dyn FnMut(&Transport)>>;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Self::Protocol> {
+    fn build_protocol(&mut self, _peer: twill::Address) -> Option<Self::Protocol> {
         self.calls.set(self.calls.get() + 1);
         match self.calls.get() {
             1 => panic!("build_protocol fails once"),
@@ -567,7 +567,7 @@ fn panics_in_build_protocol_and_connection_made_close_that_connection_only() {
     let client = thread::spawn(move || {
         let mut results = Vec::new();
         for _ in 0..3 {
-            let mut stream = connect(addr);
+            let mut stream = connect(addr.tcp().unwrap());
             stream
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
@@ -664,7 +664,7 @@ fn a_peer_that_does_not_read_pauses_the_producer_and_memory_stays_bounded() {
     let (go, wait_for_go) = mpsc::channel::<()>();
     let handle = reactor.handle();
     let client = thread::spawn(move || {
-        let mut stream = connect(addr);
+        let mut stream = connect(addr.tcp().unwrap());
         // Don't read until the test says so: the server must pause.
         wait_for_go.recv_timeout(LIMIT).unwrap();
         let got = read_to_end(&mut stream).unwrap();
@@ -730,7 +730,7 @@ fn pause_reading_pushes_back_on_the_peer_and_resume_reading_delivers_everything(
     let handle = reactor.handle();
     let (sent_tx, sent_rx) = mpsc::channel();
     let client = thread::spawn(move || {
-        let mut stream = connect(addr);
+        let mut stream = connect(addr.tcp().unwrap());
         stream.set_nonblocking(true).unwrap();
         let chunk = [1u8; 64 * 1024];
         let mut sent = 0usize;
@@ -824,7 +824,9 @@ fn connections_opened_and_dropped_leak_no_file_descriptors() {
     const PER_ROUND: usize = 150;
     let client = thread::spawn(move || {
         for round in 0..ROUNDS {
-            let streams: Vec<TcpStream> = (0..PER_ROUND).map(|_| connect(addr)).collect();
+            let streams: Vec<TcpStream> = (0..PER_ROUND)
+                .map(|_| connect(addr.tcp().unwrap()))
+                .collect();
             for (i, mut stream) in streams.into_iter().enumerate() {
                 match (round + i) % 3 {
                     0 => drop(stream),
@@ -933,7 +935,7 @@ fn listening_on_ipv6_loopback_works() {
     let port = reactor
         .listen_tcp("[::1]:0", |_peer| Echo::new(Log::default()))
         .unwrap();
-    let addr = port.host();
+    let addr = port.host().tcp().unwrap();
     assert!(addr.is_ipv6());
     let handle = reactor.handle();
     let client = thread::spawn(move || {
@@ -956,7 +958,7 @@ struct Recording {
 
 impl Factory for Recording {
     type Protocol = Echo;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+    fn build_protocol(&mut self, _peer: twill::Address) -> Option<Echo> {
         self.log.push("build");
         Some(Echo::new(self.log.clone()))
     }
@@ -1108,7 +1110,7 @@ fn stopping_the_reactor_closes_connections_gracefully_and_runs_shutdown_triggers
     }
     let handle = reactor.handle();
     let client = thread::spawn(move || {
-        let mut stream = connect(addr);
+        let mut stream = connect(addr.tcp().unwrap());
         stream.write_all(b"x").unwrap();
         let mut buf = [0; 1];
         stream.read_exact(&mut buf).unwrap();
@@ -1162,7 +1164,7 @@ struct Limited {
 
 impl Factory for Limited {
     type Protocol = Echo;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+    fn build_protocol(&mut self, _peer: twill::Address) -> Option<Echo> {
         self.left -= 1;
         if self.left == 0 {
             PORT_TO_STOP.with(|p| p.borrow().as_ref().unwrap().stop_listening());
@@ -1197,7 +1199,7 @@ fn a_factory_may_stop_its_own_port_from_build_protocol() {
     let client = thread::spawn(move || {
         let mut served = Vec::new();
         for _ in 0..2 {
-            let mut stream = connect(addr);
+            let mut stream = connect(addr.tcp().unwrap());
             stream.write_all(b"ok").unwrap();
             let mut buf = [0; 2];
             stream.read_exact(&mut buf).unwrap();
@@ -1305,7 +1307,7 @@ fn reactors_on_several_threads_can_share_a_port_and_the_kernel_spreads_connectio
     let port = reactor
         .listen_tcp_reuse_port("127.0.0.1:0", |_peer| Inspect(|t: &Transport| t.write("A")))
         .unwrap();
-    let addr = port.host();
+    let addr = port.host().tcp().unwrap();
     let (ready_tx, ready_rx) = mpsc::channel();
     let second = thread::spawn(move || {
         let reactor = Reactor::new().unwrap();

@@ -481,7 +481,7 @@ impl Protocol for StartTlsServer {
     }
 }
 
-fn starttls_server(pki: &Pki, log: &Log) -> impl FnMut(std::net::SocketAddr) -> StartTlsServer {
+fn starttls_server(pki: &Pki, log: &Log) -> impl FnMut(twill::Address) -> StartTlsServer {
     let (acceptor, log) = (TlsAcceptor::new(pki.server_config()), log.clone());
     move |_| StartTlsServer {
         acceptor: acceptor.clone(),
@@ -503,7 +503,7 @@ fn starttls_with_a_raw_client_is_plaintext_on_the_wire_before_and_tls_after() {
     let addr = port.host();
     let handle = reactor.handle();
     let client = std::thread::spawn(move || {
-        let mut sock = connect(addr);
+        let mut sock = connect(addr.tcp().unwrap());
         let mut greeting = [0; 11];
         sock.read_exact(&mut greeting).unwrap();
         sock.write_all(b"STARTTLS\r\n").unwrap();
@@ -820,7 +820,7 @@ fn a_twill_client_refuses_an_unknown_ca_a_wrong_name_and_an_expired_certificate(
     let client_config = trusted.client_config();
     probe(
         &reactor,
-        strange,
+        strange.tcp().unwrap(),
         "localhost",
         &client_config,
         "unknown CA",
@@ -829,7 +829,7 @@ fn a_twill_client_refuses_an_unknown_ca_a_wrong_name_and_an_expired_certificate(
     );
     probe(
         &reactor,
-        good,
+        good.tcp().unwrap(),
         "wrong.example",
         &client_config,
         "wrong name",
@@ -838,7 +838,7 @@ fn a_twill_client_refuses_an_unknown_ca_a_wrong_name_and_an_expired_certificate(
     );
     probe(
         &reactor,
-        expired,
+        expired.tcp().unwrap(),
         "localhost",
         &client_config,
         "expired",
@@ -953,7 +953,7 @@ fn a_server_that_requires_client_certificates_refuses_a_client_without_one() {
     let (first, second) = (listen("server 1"), listen("server 2"));
     probe(
         &reactor,
-        first,
+        first.tcp().unwrap(),
         "localhost",
         &anonymous,
         "anonymous",
@@ -962,7 +962,7 @@ fn a_server_that_requires_client_certificates_refuses_a_client_without_one() {
     );
     probe(
         &reactor,
-        second,
+        second.tcp().unwrap(),
         "localhost",
         &known,
         "known",

@@ -526,7 +526,7 @@ struct Echo {
     seen: Shared,
 }
 
-fn echo(seen: &Shared) -> impl FnMut(std::net::SocketAddr) -> Echo {
+fn echo(seen: &Shared) -> impl FnMut(twill::Address) -> Echo {
     let seen = seen.clone();
     move |_| Echo {
         transport: None,
@@ -559,7 +559,7 @@ struct Ask {
     message: &'static str,
 }
 
-fn ask(seen: &Shared, message: &'static str) -> impl FnMut(std::net::SocketAddr) -> Ask {
+fn ask(seen: &Shared, message: &'static str) -> impl FnMut(twill::Address) -> Ask {
     let seen = seen.clone();
     move |_| Ask {
         transport: None,
@@ -598,7 +598,7 @@ struct Collect {
     seen: Shared,
 }
 
-fn collect(seen: &Shared) -> impl FnMut(std::net::SocketAddr) -> Collect {
+fn collect(seen: &Shared) -> impl FnMut(twill::Address) -> Collect {
     let seen = seen.clone();
     move |_| Collect {
         transport: None,
@@ -976,7 +976,7 @@ fn echo_python_client(pki: &Pki, server: rustls::ServerConfig, expect: ProtocolV
     let port = reactor
         .listen_tls("127.0.0.1:0", server, echo(&seen))
         .unwrap();
-    let port = port.host().port().to_string();
+    let port = port.host().port().unwrap().to_string();
     let peer = Peer::python(
         "echo-client",
         &[
@@ -1087,7 +1087,7 @@ fn alpn_python_client_twill_server() {
     let port = reactor
         .listen_tls("127.0.0.1:0", server, echo(&seen))
         .unwrap();
-    let port = port.host().port().to_string();
+    let port = port.host().port().unwrap().to_string();
     let peer = Peer::python(
         "echo-client",
         &["--port", &port, "--ca", &pki.ca_file, "--alpn", "http/1.1"],
@@ -1127,7 +1127,7 @@ fn sni_chooses_the_certificate_for_each_name() {
     let port = reactor
         .listen_tls("127.0.0.1:0", server, echo(&seen))
         .unwrap();
-    let port = port.host().port().to_string();
+    let port = port.host().port().unwrap().to_string();
     // One connection per name, one after the other; Python checks that
     // the certificate is valid for the name it asked for.
     let peer = Peer::python(
@@ -1185,7 +1185,7 @@ fn mutual_tls_python_client_with_certificate() {
     let port = reactor
         .listen_tls("127.0.0.1:0", client_auth_server(&pki), echo(&seen))
         .unwrap();
-    let port = port.host().port().to_string();
+    let port = port.host().port().unwrap().to_string();
     let peer = Peer::python(
         "echo-client",
         &[
@@ -1220,7 +1220,7 @@ fn mutual_tls_python_client_without_certificate_is_refused() {
     let port = reactor
         .listen_tls("127.0.0.1:0", client_auth_server(&pki), echo(&seen))
         .unwrap();
-    let port = port.host().port().to_string();
+    let port = port.host().port().unwrap().to_string();
     // It only reads: in TLS 1.3 its handshake completes before the server
     // has seen its (empty) certificate, and the refusal arrives as an
     // alert on its first read.
@@ -1349,7 +1349,7 @@ fn starttls_python_client_twill_server() {
             buf: Vec::new(),
         })
         .unwrap();
-    let port = port.host().port().to_string();
+    let port = port.host().port().unwrap().to_string();
     let peer = Peer::python(
         "starttls-client",
         &[
@@ -1458,7 +1458,7 @@ fn large_transfer_python_client_twill_server() {
             Bulk::new(&shared, BULK, PIECE, BULK)
         })
         .unwrap();
-    let port = port.host().port().to_string();
+    let port = port.host().port().unwrap().to_string();
     let peer = Peer::python(
         "bulk-client",
         &[
@@ -1609,7 +1609,7 @@ fn lose_connection_sends_close_notify_to_python() {
             seen: shared.clone(),
         })
         .unwrap();
-    let port = port.host().port().to_string();
+    let port = port.host().port().unwrap().to_string();
     // Ragged EOFs are not suppressed: without close_notify, Python's read
     // raises SSLEOFError instead of returning b"".
     let mut peer = Peer::python("read-client", &["--port", &port, "--ca", &pki.ca_file]);
@@ -1647,7 +1647,7 @@ fn slow_python_reader_keeps_the_server_buffer_bounded() {
             ..Bulk::new(&shared, STREAM, PIECE, 0)
         })
         .unwrap();
-    let port = port.host().port().to_string();
+    let port = port.host().port().unwrap().to_string();
     // A small receive buffer, and no reading until it gets `go`.
     let mut peer = Peer::python(
         "read-client",
@@ -1716,7 +1716,7 @@ fn s_client_to_twill(version_flag: &str, expect: ProtocolVersion, openssl_name: 
             seen: shared.clone(),
         })
         .unwrap();
-    let connect = format!("127.0.0.1:{}", port.host().port());
+    let connect = format!("127.0.0.1:{}", port.host().port().unwrap());
     // -ign_eof: stay after stdin's end, until twill closes.
     let mut peer = Peer::openssl(&[
         "s_client",

@@ -34,7 +34,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use twill::broadcast::{BroadcastGroup, SlowClient};
@@ -61,7 +60,7 @@ struct Users {
 /// One connection: Twisted's `Chat` protocol.
 struct Chat {
     users: Rc<RefCell<Users>>,
-    peer: SocketAddr,
+    peer: twill::Address,
     /// Kept for `connection_lost`, which gets no context.
     transport: Option<Transport>,
     /// `None` while choosing a name (Twisted's GETNAME state), then the

@@ -68,8 +68,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::rc::Rc;
+use twill::Address;
 
 use twill::broadcast::{BroadcastGroup, SlowClient};
 use twill::tls::config::{certs_from_pem_file, key_from_pem_file, server_config};
@@ -117,7 +117,7 @@ impl Users {
 /// One connection: Twisted's `Chat` protocol.
 struct Chat {
     users: Rc<RefCell<Users>>,
-    peer: SocketAddr,
+    peer: Address,
     /// `None` while choosing a name (Twisted's GETNAME state), then the
     /// registered name (CHAT).
     name: Option<String>,

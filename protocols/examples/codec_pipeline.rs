@@ -56,7 +56,6 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, BufRead};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
@@ -317,7 +316,7 @@ struct OneConnection {
 impl Factory for OneConnection {
     type Protocol = Box<dyn Protocol>;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+    fn build_protocol(&mut self, _peer: twill::Address) -> Option<Box<dyn Protocol>> {
         let sender = Sender {
             messages: self.messages.take(),
             sent: VecDeque::new(),

@@ -6,7 +6,7 @@
 //! passing a client factory's events on to the factory they wrap.
 
 use std::fmt;
-use std::net::SocketAddr;
+use twill::Address;
 
 /// How many connections a factory wrapper refused.
 #[derive(Debug, Default, Clone, Copy)]
@@ -15,14 +15,14 @@ pub(crate) struct Refusals(u64);
 impl Refusals {
     /// Counts and logs a refused connection from `peer`; returns `None`,
     /// for `build_protocol` to return.
-    pub(crate) fn refuse<P>(&mut self, peer: SocketAddr, why: fmt::Arguments<'_>) -> Option<P> {
+    pub(crate) fn refuse<P>(&mut self, peer: Address, why: fmt::Arguments<'_>) -> Option<P> {
         self.count_refusal(peer, why);
         None
     }
 
     /// Counts and logs a refused connection from `peer` that the wrapper
     /// still gives a protocol of its own (to say goodbye).
-    pub(crate) fn count_refusal(&mut self, peer: SocketAddr, why: fmt::Arguments<'_>) {
+    pub(crate) fn count_refusal(&mut self, peer: Address, why: fmt::Arguments<'_>) {
         self.0 += 1;
         log::info!("refusing the connection from {peer}: {why}");
     }

@@ -78,7 +78,7 @@ impl Protocol for Recording {
 /// denying 192.0.2.0/24.
 fn filter(log: &Log) -> AddressFilter<impl Factory<Protocol = Recording>> {
     let log = log.clone();
-    AddressFilter::new(move |peer: SocketAddr| {
+    AddressFilter::new(move |peer: twill::Address| {
         log.push(format!("built for {peer}"));
         Recording {
             log: log.clone(),
@@ -89,9 +89,9 @@ fn filter(log: &Log) -> AddressFilter<impl Factory<Protocol = Recording>> {
 }
 
 /// A rejected hook that writes a goodbye line and logs the peer.
-fn goodbye_line(log: &Log) -> impl FnMut(&Transport, SocketAddr) + 'static {
+fn goodbye_line(log: &Log) -> impl FnMut(&Transport, twill::Address) + 'static {
     let log = log.clone();
-    move |transport: &Transport, peer: SocketAddr| {
+    move |transport: &Transport, peer: twill::Address| {
         log.push(format!("rejected {peer}"));
         transport.write("access denied\r\n");
     }
@@ -103,9 +103,15 @@ fn the_accepted_hook_sees_every_accepted_peer_before_the_inner_factory() {
     let hook_log = log.clone();
     let mut factory =
         filter(&log).on_accepted(move |peer| hook_log.push(format!("accepted {peer}")));
-    assert!(factory.build_protocol(peer("198.51.100.1:1")).is_some());
-    assert!(factory.build_protocol(peer("192.0.2.1:2")).is_none());
-    assert!(factory.build_protocol(peer("[2001:db8::1]:3")).is_some());
+    assert!(factory
+        .build_protocol((peer("198.51.100.1:1")).into())
+        .is_some());
+    assert!(factory
+        .build_protocol((peer("192.0.2.1:2")).into())
+        .is_none());
+    assert!(factory
+        .build_protocol((peer("[2001:db8::1]:3")).into())
+        .is_some());
     assert_eq!(
         log.events(),
         [
@@ -122,9 +128,11 @@ fn the_accepted_hook_sees_every_accepted_peer_before_the_inner_factory() {
 fn without_a_rejected_hook_a_denied_peer_is_refused_at_once() {
     let log = Log::default();
     let mut factory = filter(&log);
-    assert!(factory.build_protocol(peer("192.0.2.9:1")).is_none());
     assert!(factory
-        .build_protocol(peer("[::ffff:192.0.2.9]:1"))
+        .build_protocol((peer("192.0.2.9:1")).into())
+        .is_none());
+    assert!(factory
+        .build_protocol((peer("[::ffff:192.0.2.9]:1")).into())
         .is_none());
     assert_eq!(factory.refused(), 2);
     assert!(log.events().is_empty(), "the inner factory was not asked");
@@ -235,7 +243,9 @@ fn a_connection_that_ends_in_time_cancels_the_goodbye_timer() {
         .clock(Rc::new(clock.clone()));
     let recorder = StringTransport::new();
     recorder.set_write_buffer_size(1000);
-    let mut protocol = factory.build_protocol(peer("192.0.2.7:1")).unwrap();
+    let mut protocol = factory
+        .build_protocol((peer("192.0.2.7:1")).into())
+        .unwrap();
     protocol.connection_made(&recorder.transport());
     assert_eq!(clock.delayed_calls().len(), 1, "5 s by default");
     assert_eq!(clock.delayed_calls()[0].time() - clock.now(), secs(5));
@@ -253,7 +263,7 @@ fn no_timer_when_nothing_waits_to_be_sent_or_the_timeout_is_zero() {
     let log = Log::default();
     let mut quiet = filter(&log).on_rejected(|_: &Transport, _| {});
     let recorder = StringTransport::new();
-    let mut protocol = quiet.build_protocol(peer("192.0.2.7:1")).unwrap();
+    let mut protocol = quiet.build_protocol((peer("192.0.2.7:1")).into()).unwrap();
     protocol.connection_made(&recorder.transport());
     assert!(recorder.disconnecting() && recorder.value().is_empty());
 
@@ -262,7 +272,9 @@ fn no_timer_when_nothing_waits_to_be_sent_or_the_timeout_is_zero() {
         .goodbye_timeout(Duration::ZERO);
     let recorder = StringTransport::new();
     recorder.set_write_buffer_size(1000);
-    let mut protocol = unbounded.build_protocol(peer("192.0.2.7:1")).unwrap();
+    let mut protocol = unbounded
+        .build_protocol((peer("192.0.2.7:1")).into())
+        .unwrap();
     protocol.connection_made(&recorder.transport());
     assert!(recorder.disconnecting() && !recorder.aborted());
 }
@@ -284,7 +296,9 @@ fn debug_shows_the_hooks_and_the_rules() {
         assert!(shown.contains(part), "{part} in {shown}");
     }
     let mut factory = factory;
-    let protocol = factory.build_protocol(peer("192.0.2.7:1")).unwrap();
+    let protocol = factory
+        .build_protocol((peer("192.0.2.7:1")).into())
+        .unwrap();
     let Filtered::Rejected(goodbye) = protocol else {
         panic!("a goodbye");
     };
@@ -309,7 +323,7 @@ impl Protocol for Echo {
     }
 }
 
-fn echo(_peer: SocketAddr) -> Echo {
+fn echo(_peer: twill::Address) -> Echo {
     Echo { transport: None }
 }
 

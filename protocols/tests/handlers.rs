@@ -1061,8 +1061,8 @@ struct Counting {
 
 impl Factory for Counting {
     type Protocol = Quiet;
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Quiet> {
-        self.built.borrow_mut().push(peer);
+    fn build_protocol(&mut self, peer: twill::Address) -> Option<Quiet> {
+        self.built.borrow_mut().push(peer.tcp().unwrap());
         Some(Quiet {
             log: Log::default(),
         })
@@ -1088,10 +1088,14 @@ fn address_filter_first_matching_rule_decides() {
     assert_eq!(filter.decide(ip("10.0.0.5")), FilterAction::Accept);
     assert_eq!(filter.decide(ip("10.1.2.3")), FilterAction::Reject);
     assert_eq!(filter.decide(ip("192.0.2.1")), FilterAction::Accept);
-    assert!(filter.build_protocol(peer("10.0.0.5:1")).is_some());
-    assert!(filter.build_protocol(peer("10.0.0.6:1")).is_none());
-    assert!(filter.build_protocol(peer("[::ffff:10.0.0.6]:1")).is_none());
-    assert!(filter.build_protocol(peer("192.0.2.1:1")).is_some());
+    assert!(filter.build_protocol((peer("10.0.0.5:1")).into()).is_some());
+    assert!(filter.build_protocol((peer("10.0.0.6:1")).into()).is_none());
+    assert!(filter
+        .build_protocol((peer("[::ffff:10.0.0.6]:1")).into())
+        .is_none());
+    assert!(filter
+        .build_protocol((peer("192.0.2.1:1")).into())
+        .is_some());
     assert_eq!(filter.refused(), 2);
     assert_eq!(
         *filter.inner().built.borrow(),
@@ -1106,11 +1110,19 @@ fn address_filter_as_an_allow_list_over_both_families() {
         .allow(cidr("127.0.0.0/8"))
         .rule(cidr("2001:db8::/32"), FilterAction::Accept)
         .if_no_match(FilterAction::Reject);
-    assert!(filter.build_protocol(peer("127.0.0.1:80")).is_some());
-    assert!(filter.build_protocol(peer("[2001:db8::7]:80")).is_some());
-    assert!(filter.build_protocol(peer("[2001:db9::7]:80")).is_none());
-    assert!(filter.build_protocol(peer("[::1]:80")).is_none());
-    assert!(filter.build_protocol(peer("192.0.2.1:80")).is_none());
+    assert!(filter
+        .build_protocol((peer("127.0.0.1:80")).into())
+        .is_some());
+    assert!(filter
+        .build_protocol((peer("[2001:db8::7]:80")).into())
+        .is_some());
+    assert!(filter
+        .build_protocol((peer("[2001:db9::7]:80")).into())
+        .is_none());
+    assert!(filter.build_protocol((peer("[::1]:80")).into()).is_none());
+    assert!(filter
+        .build_protocol((peer("192.0.2.1:80")).into())
+        .is_none());
     filter.start_factory();
     filter.stop_factory();
     assert_eq!((filter.inner().started, filter.inner().stopped), (1, 1));

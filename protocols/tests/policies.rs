@@ -330,8 +330,8 @@ fn quiet_factory(log: &Log) -> impl Factory<Protocol = Quiet> {
     struct F(Log);
     impl Factory for F {
         type Protocol = Quiet;
-        fn build_protocol(&mut self, peer: SocketAddr) -> Option<Quiet> {
-            (peer.port() != 9).then(|| Quiet {
+        fn build_protocol(&mut self, peer: twill::Address) -> Option<Quiet> {
+            (peer.port() != Some(9)).then(|| Quiet {
                 log: self.0.clone(),
             })
         }
@@ -344,15 +344,21 @@ fn limit_by_peer_refuses_the_sixth_connection_from_one_address() {
     let log = Log::default();
     let mut factory = LimitConnectionsByPeer::new(quiet_factory(&log));
     let mut open: Vec<_> = (0..5)
-        .map(|port| factory.build_protocol(peer(&format!("10.0.0.1:{}", 1000 + port))))
+        .map(|port| factory.build_protocol((peer(&format!("10.0.0.1:{}", 1000 + port))).into()))
         .collect::<Option<_>>()
         .expect("five are allowed");
-    assert!(factory.build_protocol(peer("10.0.0.1:2000")).is_none());
     assert!(factory
-        .build_protocol(peer("[::ffff:10.0.0.1]:2000"))
+        .build_protocol((peer("10.0.0.1:2000")).into())
         .is_none());
-    assert!(factory.build_protocol(peer("10.0.0.2:2000")).is_some());
-    assert!(factory.build_protocol(peer("[2001:db8::1]:2000")).is_some());
+    assert!(factory
+        .build_protocol((peer("[::ffff:10.0.0.1]:2000")).into())
+        .is_none());
+    assert!(factory
+        .build_protocol((peer("10.0.0.2:2000")).into())
+        .is_some());
+    assert!(factory
+        .build_protocol((peer("[2001:db8::1]:2000")).into())
+        .is_some());
     assert_eq!(factory.connections_from("10.0.0.1".parse().unwrap()), 5);
     assert_eq!(factory.refused(), 2);
 
@@ -366,22 +372,28 @@ fn limit_by_peer_refuses_the_sixth_connection_from_one_address() {
     assert_eq!(factory.connections_from("10.0.0.1".parse().unwrap()), 4);
     drop(open.pop()); // a protocol dropped without connection_lost
     assert_eq!(factory.connections_from("10.0.0.1".parse().unwrap()), 3);
-    assert!(factory.build_protocol(peer("10.0.0.1:3000")).is_some());
+    assert!(factory
+        .build_protocol((peer("10.0.0.1:3000")).into())
+        .is_some());
     assert_eq!(log.events(), ["made", "data hi", "lost: done"]);
 }
 
 #[test]
 fn limit_by_peer_counts_only_what_the_inner_factory_built() {
     let mut factory = LimitConnectionsByPeer::new(quiet_factory(&Log::default())).max_per_peer(1);
-    assert!(factory.build_protocol(peer("10.0.0.1:9")).is_none());
+    assert!(factory
+        .build_protocol((peer("10.0.0.1:9")).into())
+        .is_none());
     assert_eq!(factory.connections_from("10.0.0.1".parse().unwrap()), 0);
     assert_eq!(
         factory.refused(),
         0,
         "the inner factory refused, not the limit"
     );
-    let _one = factory.build_protocol(peer("10.0.0.1:1")).unwrap();
-    assert!(factory.build_protocol(peer("10.0.0.1:2")).is_none());
+    let _one = factory.build_protocol((peer("10.0.0.1:1")).into()).unwrap();
+    assert!(factory
+        .build_protocol((peer("10.0.0.1:2")).into())
+        .is_none());
     assert_eq!(factory.refused(), 1);
 }
 
@@ -390,19 +402,25 @@ fn limit_total_refuses_over_the_limit_and_counts_down_on_connection_lost() {
     let log = Log::default();
     let mut factory = LimitTotalConnections::new(quiet_factory(&log), 2);
     assert_eq!(factory.limit(), 2);
-    let mut first = factory.build_protocol(peer("10.0.0.1:1")).unwrap();
-    assert!(factory.build_protocol(peer("10.0.0.1:9")).is_none());
-    let _second = factory.build_protocol(peer("10.0.0.2:1")).unwrap();
+    let mut first = factory.build_protocol((peer("10.0.0.1:1")).into()).unwrap();
+    assert!(factory
+        .build_protocol((peer("10.0.0.1:9")).into())
+        .is_none());
+    let _second = factory.build_protocol((peer("10.0.0.2:1")).into()).unwrap();
     assert_eq!(factory.connection_count(), 2);
-    assert!(factory.build_protocol(peer("10.0.0.3:1")).is_none());
+    assert!(factory
+        .build_protocol((peer("10.0.0.3:1")).into())
+        .is_none());
     assert_eq!(factory.refused(), 1);
     first.connection_lost(&Reason::Aborted);
     assert_eq!(factory.connection_count(), 1);
-    assert!(factory.build_protocol(peer("10.0.0.3:1")).is_some());
+    assert!(factory
+        .build_protocol((peer("10.0.0.3:1")).into())
+        .is_some());
     assert_eq!(log.events(), ["lost: aborted"]);
 
     let mut none = LimitTotalConnections::new(quiet_factory(&log), 0);
-    assert!(none.build_protocol(peer("10.0.0.1:1")).is_none());
+    assert!(none.build_protocol((peer("10.0.0.1:1")).into()).is_none());
 }
 
 // ---------------------------------------------------------------------------
@@ -450,7 +468,9 @@ fn reads_over_the_limit_pause_every_connection_until_the_excess_is_used_up() {
 fn the_window_timer_runs_only_while_there_is_something_to_account_for() {
     let (log, clock) = (Log::default(), Clock::new());
     let mut unlimited = throttled(&log, &clock).read_limit(0).write_limit(0);
-    let _p = unlimited.build_protocol(peer("10.0.0.1:1")).unwrap();
+    let _p = unlimited
+        .build_protocol((peer("10.0.0.1:1")).into())
+        .unwrap();
     assert!(clock.delayed_calls().is_empty(), "no limit, no timer");
 
     let mut factory = throttled(&log, &clock).read_limit(10).write_limit(10);
@@ -481,13 +501,19 @@ fn the_window_timer_runs_only_while_there_is_something_to_account_for() {
 fn max_connections_refuses_the_excess_and_frees_places_when_connections_end() {
     let (log, clock) = (Log::default(), Clock::new());
     let mut factory = throttled(&log, &clock).max_connections(2);
-    let mut first = factory.build_protocol(peer("10.0.0.1:1")).unwrap();
-    let second = factory.build_protocol(peer("10.0.0.1:2")).unwrap();
-    assert!(factory.build_protocol(peer("10.0.0.1:3")).is_none());
-    assert!(factory.build_protocol(peer("10.0.0.1:9")).is_none());
+    let mut first = factory.build_protocol((peer("10.0.0.1:1")).into()).unwrap();
+    let second = factory.build_protocol((peer("10.0.0.1:2")).into()).unwrap();
+    assert!(factory
+        .build_protocol((peer("10.0.0.1:3")).into())
+        .is_none());
+    assert!(factory
+        .build_protocol((peer("10.0.0.1:9")).into())
+        .is_none());
     assert_eq!(factory.refused(), 2);
     first.connection_lost(&Reason::Done);
-    assert!(factory.build_protocol(peer("10.0.0.1:4")).is_some());
+    assert!(factory
+        .build_protocol((peer("10.0.0.1:4")).into())
+        .is_some());
     drop(second);
     assert_eq!(factory.connection_count(), 0);
 }

@@ -332,7 +332,7 @@ fn listen(reactor: &Reactor, framing: &str, tally: &Rc<Tally>) -> SocketAddr {
         }),
         other => panic!("unknown framing {other}"),
     };
-    port.expect("listen on 127.0.0.1").host()
+    (port.expect("listen on 127.0.0.1").host()).tcp().unwrap()
 }
 
 /// Runs the reactor until `done` (checked every 20 ms) or the timeout.

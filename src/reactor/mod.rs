@@ -1,5 +1,6 @@
-//! The event loop: [`Reactor`], its thread-safe [`ReactorHandle`], TCP
-//! listening ports and connectors.
+//! The event loop: [`Reactor`] and its thread-safe [`ReactorHandle`]. The
+//! socket kinds it drives (TCP, Unix, UDP) live in [`crate::net`]; the loop
+//! knows them only as [`Source`]s.
 //!
 //! The loop is a callback loop directly on [`polling`], level-triggered:
 //! one turn runs the calls queued from other threads, the timers that are
@@ -9,20 +10,15 @@
 //! replies leave in one vectored write. `benches/README.md` shows why this
 //! design and what it costs against a bare `polling` loop.
 
-mod connector;
-mod listener;
 mod remote;
 mod signals;
 mod slab;
-mod tcp;
 mod wait;
-mod write_buffer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,19 +26,13 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use polling::Poller;
 
-use crate::protocol::{ClientFactory, Factory, Protocol, Reason};
 use crate::time::{DelayedCall, Pass, ReactorTime, TimeSource, TimerQueue};
 use wait::Waiter;
 
-pub use connector::{Connector, ConnectorState};
-pub use listener::ListeningPort;
 pub use remote::{ReactorHandle, ReactorStopped};
 
-use connector::ConnectorInner;
-use listener::PortInner;
 use remote::Remote;
 use slab::Slab;
-use tcp::Conn;
 
 /// Default connect timeout, as Twisted's `connectTCP`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -96,60 +86,32 @@ enum RunState {
     Stopped,
 }
 
-/// What a poller key stands for.
-#[derive(Clone)]
-pub(crate) enum Source {
-    Listener(Rc<PortInner>),
-    Conn(Rc<Conn>),
-    Connecting(Rc<ConnectorInner>),
-}
-
-/// A [`Factory`] behind a trait object.
-pub(crate) trait DynFactory {
-    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
-    fn start(&mut self);
-    fn stop(&mut self);
-}
-
-impl<F: Factory> DynFactory for F {
-    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
-        self.build_protocol(peer)
-            .map(|p| Box::new(p) as Box<dyn Protocol>)
-    }
-    fn start(&mut self) {
-        self.start_factory()
-    }
-    fn stop(&mut self) {
-        self.stop_factory()
-    }
-}
-
-/// A [`ClientFactory`] behind a trait object.
-pub(crate) trait DynClientFactory: DynFactory {
-    fn started_connecting(&mut self, connector: &Connector);
-    fn connection_failed(&mut self, connector: &Connector, reason: &io::Error);
-    fn connection_lost(&mut self, connector: &Connector, reason: &Reason);
-}
-
-impl<F: ClientFactory> DynClientFactory for F {
-    fn started_connecting(&mut self, connector: &Connector) {
-        ClientFactory::started_connecting(self, connector)
-    }
-    fn connection_failed(&mut self, connector: &Connector, reason: &io::Error) {
-        self.client_connection_failed(connector, reason)
-    }
-    fn connection_lost(&mut self, connector: &Connector, reason: &Reason) {
-        self.client_connection_lost(connector, reason)
-    }
+/// Something in the poller: a listening socket, a connection, a connection
+/// attempt, a datagram port. The loop knows its sources only through this
+/// trait, so each socket kind lives in its own module of `net/`.
+pub(crate) trait Source {
+    /// The poller reported readiness for this source's key.
+    fn ready(self: Rc<Self>, readable: bool, writable: bool);
+    /// The reactor is stopping gracefully: stop listening, give up
+    /// attempts, close connections once their writes are out.
+    fn shut_down(&self);
+    /// The graceful stop ran out of time: close at once.
+    fn abort(&self) {}
+    /// The reactor is going away: leave the poller (before the socket
+    /// closes, as `polling` requires) and drop what holds the source alive.
+    fn discard(&self, poller: &Poller);
+    /// Sends what was written during this turn (see
+    /// [`Core::mark_dirty`]).
+    fn flush(&self) {}
 }
 
 /// The reactor's state, owned by its thread.
 pub(crate) struct Core {
-    poller: Arc<Poller>,
-    timers: Rc<TimerQueue>,
-    sources: RefCell<Slab<Source>>,
-    /// Connections written to (or otherwise changed) in this turn.
-    dirty: RefCell<Vec<Rc<Conn>>>,
+    pub(crate) poller: Arc<Poller>,
+    pub(crate) timers: Rc<TimerQueue>,
+    pub(crate) sources: RefCell<Slab<Rc<dyn Source>>>,
+    /// Sources written to (or otherwise changed) in this turn.
+    dirty: RefCell<Vec<Rc<dyn Source>>>,
     /// Work to do as soon as the current callback returns, before the next
     /// poll: notifications that must not re-enter a busy protocol or factory.
     soon: RefCell<VecDeque<Box<dyn FnOnce()>>>,
@@ -161,7 +123,8 @@ pub(crate) struct Core {
     /// drops those still pending.
     _futures: crate::executor::Lease,
     state: Cell<RunState>,
-    connections: Cell<usize>,
+    /// Open connections, which a graceful stop waits for.
+    pub(crate) connections: Cell<usize>,
     triggers: RefCell<Vec<Trigger>>,
     next_trigger: Cell<u64>,
     shutdown_timeout: Cell<Duration>,
@@ -371,116 +334,8 @@ impl Reactor {
         self.core.shutdown_timeout.set(timeout);
     }
 
-    /// Listens for TCP connections on `addr` (IPv4 or IPv6; port 0 picks a
-    /// free port, read it from [`ListeningPort::host`]) and serves each with
-    /// a protocol from `factory`. The factory's `start_factory` runs now.
-    ///
-    /// # Errors
-    ///
-    /// The address could not be resolved or bound.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use twill::{Protocol, Reactor};
-    ///
-    /// struct Discard;
-    /// impl Protocol for Discard {
-    ///     fn data_received(&mut self, _: Bytes) {}
-    /// }
-    ///
-    /// let reactor = Reactor::new()?;
-    /// let port = reactor.listen_tcp("127.0.0.1:0", |_peer| Discard)?;
-    /// assert_ne!(port.host().port(), 0);
-    /// port.stop_listening();
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn listen_tcp(
-        &self,
-        addr: impl std::net::ToSocketAddrs,
-        factory: impl Factory,
-    ) -> io::Result<ListeningPort> {
-        listener::listen(&self.core, addr, Box::new(factory), false)
-    }
-
-    /// Listens as [`listen_tcp`](Self::listen_tcp) does, with SO_REUSEPORT:
-    /// reactors on several threads may each listen on the same address and
-    /// port, and the kernel spreads incoming connections across them. This
-    /// is how a twill server uses several cores: one reactor per thread,
-    /// each with its own listening socket, factory and connections (bind the
-    /// first with port 0 if you like, then the others to the port it got).
-    ///
-    /// # Errors
-    ///
-    /// As `listen_tcp`; `Unsupported` where the platform has no
-    /// SO_REUSEPORT.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use twill::{Protocol, Reactor};
-    ///
-    /// struct Discard;
-    /// impl Protocol for Discard {
-    ///     fn data_received(&mut self, _: Bytes) {}
-    /// }
-    ///
-    /// let reactor = Reactor::new()?;
-    /// let first = reactor.listen_tcp_reuse_port("127.0.0.1:0", |_peer| Discard)?;
-    /// let addr = first.host();
-    /// let worker = std::thread::spawn(move || -> std::io::Result<u16> {
-    ///     let reactor = Reactor::new()?;
-    ///     let port = reactor.listen_tcp_reuse_port(addr, |_peer| Discard)?;
-    ///     Ok(port.host().port())
-    /// });
-    /// assert_eq!(worker.join().unwrap()?, addr.port());
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn listen_tcp_reuse_port(
-        &self,
-        addr: impl std::net::ToSocketAddrs,
-        factory: impl Factory,
-    ) -> io::Result<ListeningPort> {
-        listener::listen(&self.core, addr, Box::new(factory), true)
-    }
-
-    /// Connects to `addr` with a 30 s timeout; see
-    /// [`connect_tcp_with_timeout`](Self::connect_tcp_with_timeout).
-    ///
-    /// # Errors
-    ///
-    /// As `connect_tcp_with_timeout`.
-    pub fn connect_tcp(
-        &self,
-        addr: impl std::net::ToSocketAddrs,
-        factory: impl ClientFactory,
-    ) -> io::Result<Connector> {
-        self.connect_tcp_with_timeout(addr, DEFAULT_CONNECT_TIMEOUT, factory)
-    }
-
-    /// Connects to `addr` (resolved now, blocking: pass an IP address to
-    /// avoid a DNS lookup), giving up after `timeout`. How the attempt goes
-    /// is reported to `factory` (see [`ClientFactory`]); the returned
-    /// [`Connector`] retries, stops or disconnects.
-    ///
-    /// # Errors
-    ///
-    /// `addr` did not resolve to any address. Failures to connect are
-    /// reported to the factory instead.
-    pub fn connect_tcp_with_timeout(
-        &self,
-        addr: impl std::net::ToSocketAddrs,
-        timeout: Duration,
-        factory: impl ClientFactory,
-    ) -> io::Result<Connector> {
-        let dest = addr.to_socket_addrs()?.next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
-        })?;
-        let connector = connector::Connector::new(&self.core, dest, timeout, Box::new(factory));
-        connector.connect();
-        Ok(connector)
+    pub(crate) fn core(&self) -> &Rc<Core> {
+        &self.core
     }
 }
 
@@ -575,11 +430,8 @@ impl Core {
             };
             for event in waiter.wait(&self.poller, timeout)? {
                 let source = self.sources.borrow().get(event.key).cloned();
-                match source {
-                    Some(Source::Conn(conn)) => conn.ready(event.readable, event.writable),
-                    Some(Source::Listener(port)) => port.accept_ready(),
-                    Some(Source::Connecting(connector)) => connector.connect_ready(),
-                    None => {}
+                if let Some(source) = source {
+                    source.ready(event.readable, event.writable);
                 }
             }
             self.run_soon();
@@ -601,8 +453,8 @@ impl Core {
             if dirty.is_empty() {
                 return;
             }
-            for conn in &dirty {
-                conn.flush();
+            for source in &dirty {
+                source.flush();
             }
             // Keep the allocation for the next turn.
             let mut slot = self.dirty.borrow_mut();
@@ -618,8 +470,9 @@ impl Core {
         self.soon.borrow_mut().push_back(Box::new(call));
     }
 
-    pub(crate) fn mark_dirty(&self, conn: Rc<Conn>) {
-        self.dirty.borrow_mut().push(conn);
+    /// Has `source` flushed at the end of this turn (once per mark).
+    pub(crate) fn mark_dirty(&self, source: Rc<dyn Source>) {
+        self.dirty.borrow_mut().push(source);
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -630,22 +483,16 @@ impl Core {
         log::info!("reactor stopping");
         self.fire_phase(SystemEvent::Shutdown, Phase::Before);
         self.state.set(RunState::Stopping);
-        let sources: Vec<Source> = self.sources.borrow().iter().cloned().collect();
+        let sources: Vec<Rc<dyn Source>> = self.sources.borrow().iter().cloned().collect();
         for source in sources {
-            match source {
-                Source::Listener(port) => port.stop_listening(),
-                Source::Conn(conn) => conn.lose(None),
-                Source::Connecting(connector) => connector.stop_connecting(),
-            }
+            source.shut_down();
         }
     }
 
     fn abort_all(&self) {
-        let sources: Vec<Source> = self.sources.borrow().iter().cloned().collect();
+        let sources: Vec<Rc<dyn Source>> = self.sources.borrow().iter().cloned().collect();
         for source in sources {
-            if let Source::Conn(conn) = source {
-                conn.abort(Reason::Aborted);
-            }
+            source.abort();
         }
     }
 
@@ -689,13 +536,9 @@ impl Drop for Core {
         // Connections hold their protocol, which holds their transport: end
         // those cycles, and take every socket out of the poller before it
         // closes (polling's contract for `add`).
-        let sources: Vec<Source> = self.sources.get_mut().iter().cloned().collect();
+        let sources: Vec<Rc<dyn Source>> = self.sources.get_mut().iter().cloned().collect();
         for source in sources {
-            match source {
-                Source::Conn(conn) => conn.discard(&self.poller),
-                Source::Listener(port) => port.discard(&self.poller),
-                Source::Connecting(connector) => connector.discard(&self.poller),
-            }
+            source.discard(&self.poller);
         }
         self.soon.get_mut().clear();
         self.dirty.get_mut().clear();

@@ -84,7 +84,9 @@ use std::io;
 use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
+
+use crate::net::{Address, ToHostPort};
 use std::rc::Rc;
 
 use crate::defer::{Deferred, Resolver};
@@ -134,7 +136,7 @@ pub use writer::StreamWriter;
 /// reactor.run()?;
 /// # Ok::<(), io::Error>(())
 /// ```
-pub fn open_connection(addr: impl ToSocketAddrs) -> Deferred<(StreamReader, StreamWriter)> {
+pub fn open_connection(addr: impl ToHostPort) -> Deferred<(StreamReader, StreamWriter)> {
     let (factory, connected) = Connecting::new();
     if let Err(err) = crate::reactor().connect_tcp(addr, factory) {
         connected.errback(err);
@@ -188,7 +190,7 @@ pub fn open_connection(addr: impl ToSocketAddrs) -> Deferred<(StreamReader, Stre
 /// ```
 #[cfg(feature = "tls")]
 pub fn open_tls_connection(
-    addr: impl ToSocketAddrs,
+    addr: impl ToHostPort,
     server_name: &str,
     connector: impl Into<crate::tls::TlsConnector>,
 ) -> Deferred<(StreamReader, StreamWriter)> {
@@ -360,7 +362,7 @@ pub struct StreamFactory {
 impl Factory for StreamFactory {
     type Protocol = StreamReaderProtocol;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<StreamReaderProtocol> {
+    fn build_protocol(&mut self, _peer: Address) -> Option<StreamReaderProtocol> {
         let handler = self.handler.clone();
         Some(StreamReaderProtocol::new(Box::new(
             move |reader, writer| handler(reader, writer),
@@ -402,7 +404,7 @@ impl Connecting {
 impl Factory for Connecting {
     type Protocol = StreamReaderProtocol;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<StreamReaderProtocol> {
+    fn build_protocol(&mut self, _peer: Address) -> Option<StreamReaderProtocol> {
         let resolver = self.resolver.clone();
         Some(StreamReaderProtocol::new(Box::new(
             move |reader, writer| {

@@ -1,10 +1,10 @@
 //! [`StreamWriter`]: the writing half of a connection, for `async` code.
 
+use crate::net::Address;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -173,12 +173,12 @@ impl StreamWriter {
     }
 
     /// The peer's address. asyncio's `get_extra_info("peername")`.
-    pub fn peer(&self) -> SocketAddr {
+    pub fn peer(&self) -> Address {
         self.transport().peer()
     }
 
     /// This side's address. asyncio's `get_extra_info("sockname")`.
-    pub fn host(&self) -> SocketAddr {
+    pub fn host(&self) -> Address {
         self.transport().host()
     }
 }

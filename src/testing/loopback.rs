@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+
+use crate::net::Address;
 use std::rc::{Rc, Weak};
 
 use bytes::BytesMut;
@@ -73,8 +75,8 @@ const MAX_ROUNDS: usize = 100_000;
 pub fn loopback(server: impl Protocol, client: impl Protocol) -> Loopback {
     let server_addr = SocketAddr::from(([127, 0, 0, 1], 12345));
     let client_addr = SocketAddr::from(([127, 0, 0, 1], 54321));
-    let server = End::new(Box::new(server), server_addr, client_addr);
-    let client = End::new(Box::new(client), client_addr, server_addr);
+    let server = End::new(Box::new(server), server_addr.into(), client_addr.into());
+    let client = End::new(Box::new(client), client_addr.into(), server_addr.into());
     *server.other.borrow_mut() = Rc::downgrade(&client);
     *client.other.borrow_mut() = Rc::downgrade(&server);
     let pair = Loopback { server, client };
@@ -152,8 +154,8 @@ impl fmt::Debug for Loopback {
 struct End {
     me: Weak<End>,
     other: RefCell<Weak<End>>,
-    host: SocketAddr,
-    peer: SocketAddr,
+    host: Address,
+    peer: Address,
     protocol: RefCell<Option<Box<dyn Protocol>>>,
     out: RefCell<BytesMut>,
     written: Cell<u64>,
@@ -184,7 +186,7 @@ struct End {
 struct Raw(Rc<End>);
 
 impl End {
-    fn new(protocol: Box<dyn Protocol>, host: SocketAddr, peer: SocketAddr) -> Rc<End> {
+    fn new(protocol: Box<dyn Protocol>, host: Address, peer: Address) -> Rc<End> {
         Rc::new_cyclic(|me| End {
             me: me.clone(),
             other: RefCell::new(Weak::new()),

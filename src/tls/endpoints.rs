@@ -1,13 +1,14 @@
 //! TLS servers and clients on the reactor, and STARTTLS.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::rc::Rc;
 
 use super::session::Session;
 use super::{StartTls, TlsAcceptor, TlsConnector, TlsProtocol};
+use crate::net::{Address, Connector, ListeningPort, ToHostPort};
 use crate::protocol::{ClientFactory, Factory, Protocol, Reason};
-use crate::reactor::{Connector, ListeningPort, Reactor};
+use crate::reactor::Reactor;
 use crate::time::ReactorTime;
 use crate::transport::{Interposer, Transport};
 
@@ -42,7 +43,7 @@ impl<F: Factory> TlsFactory<F> {
 impl<F: Factory> Factory for TlsFactory<F> {
     type Protocol = TlsProtocol<F::Protocol>;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol> {
+    fn build_protocol(&mut self, peer: Address) -> Option<Self::Protocol> {
         let inner = self.factory.build_protocol(peer)?;
         let protocol = TlsProtocol::new(self.side.clone(), inner);
         Some(match &self.clock {
@@ -108,7 +109,7 @@ impl Reactor {
     /// )?;
     /// let reactor = Reactor::new()?;
     /// let port = reactor.listen_tls("127.0.0.1:0", config, |_peer| Echo(None))?;
-    /// assert_ne!(port.host().port(), 0);
+    /// assert_ne!(port.host().port().unwrap(), 0);
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn listen_tls(
@@ -134,7 +135,7 @@ impl Reactor {
     /// name nor an IP address.
     pub fn connect_tls(
         &self,
-        addr: impl ToSocketAddrs,
+        addr: impl ToHostPort,
         server_name: &str,
         connector: impl Into<TlsConnector>,
         factory: impl ClientFactory,

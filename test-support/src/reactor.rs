@@ -82,7 +82,7 @@ pub fn serve<R: Send + 'static>(
     client: impl FnOnce(SocketAddr, ReactorHandle) -> R + Send + 'static,
 ) -> R {
     let port = reactor.listen_tcp("127.0.0.1:0", factory).unwrap();
-    let (addr, handle) = (port.host(), reactor.handle());
+    let (addr, handle) = (port.host().tcp().unwrap(), reactor.handle());
     let client = thread::spawn(move || client(addr, handle));
     run(reactor);
     client.join().unwrap()

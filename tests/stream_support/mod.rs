@@ -86,7 +86,7 @@ impl Server {
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.port.host()
+        self.port.host().tcp().unwrap()
     }
 
     /// The next connection's streams.

@@ -351,7 +351,7 @@ impl Protocol for Echo {
 
 /// A factory of [`Echo`]s named `conn 1`, `conn 2`, … in the order they
 /// are accepted.
-pub fn numbered(log: &Log) -> impl FnMut(SocketAddr) -> Echo + 'static {
+pub fn numbered(log: &Log) -> impl FnMut(twill::Address) -> Echo + 'static {
     let (log, mut accepted) = (log.clone(), 0);
     move |_peer| {
         accepted += 1;
@@ -382,7 +382,7 @@ pub fn serve_wrapped<R: Send + 'static>(
 ) -> R {
     let port = reactor.listen_tcp("127.0.0.1:0", factory).unwrap();
     let (addr, handle) = (port.host(), reactor.handle());
-    let client = thread::spawn(move || client(addr, handle));
+    let client = thread::spawn(move || client(addr.tcp().unwrap(), handle));
     reactor.set_shutdown_timeout(Duration::from_secs(1));
     twill_test_support::reactor::run(reactor);
     client.join().unwrap()

@@ -108,7 +108,7 @@ macro_rules! connection_methods {
         }
 
         /// The remote address.
-        pub fn peer(&self) -> std::net::SocketAddr {
+        pub fn peer(&self) -> twill::Address {
             self.transport().peer()
         }
     };

@@ -3,8 +3,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::net::SocketAddr;
 use std::rc::Rc;
+use twill::Address;
 
 use bytes::Bytes;
 use twill::defer::{Deferred, Failure};
@@ -397,7 +397,7 @@ impl<Out: 'static> Context<Out> {
     }
 
     /// The remote address.
-    pub fn peer(&self) -> SocketAddr {
+    pub fn peer(&self) -> Address {
         self.transport.peer()
     }
 

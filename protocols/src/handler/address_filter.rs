@@ -3,9 +3,11 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
+
 use std::rc::Rc;
 use std::time::Duration;
+use twill::Address;
 
 use twill::{
     Bytes, BytesMut, DelayedCall, Event, Factory, Protocol, ReactorTime, Reason, Transport,
@@ -30,10 +32,10 @@ pub enum FilterAction {
 /// aborted, unless [`AddressFilter::goodbye_timeout`] says otherwise.
 const DEFAULT_GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
 
-type AcceptedHook = Box<dyn FnMut(SocketAddr)>;
+type AcceptedHook = Box<dyn FnMut(Address)>;
 
 /// Shared by the filter and every [`Goodbye`] it builds.
-type RejectedHook = Rc<RefCell<dyn FnMut(&Transport, SocketAddr)>>;
+type RejectedHook = Rc<RefCell<dyn FnMut(&Transport, Address)>>;
 
 /// Wraps any factory and refuses connections by the peer's IP address:
 /// Netty's `RuleBasedIpFilter` / `IpSubnetFilter` as a factory.
@@ -60,7 +62,7 @@ type RejectedHook = Rc<RefCell<dyn FnMut(&Transport, SocketAddr)>>;
 /// # Examples
 ///
 /// ```
-/// use std::net::SocketAddr;
+/// use std::net::Address;
 /// use twill::{Bytes, Factory, Protocol};
 /// use twill_protocols::handler::{AddressFilter, FilterAction};
 ///
@@ -69,7 +71,7 @@ type RejectedHook = Rc<RefCell<dyn FnMut(&Transport, SocketAddr)>>;
 ///     fn data_received(&mut self, _: Bytes) {}
 /// }
 ///
-/// let mut factory = AddressFilter::new(|_peer: SocketAddr| Discard)
+/// let mut factory = AddressFilter::new(|_peer: Address| Discard)
 ///     .deny("10.0.0.66".parse()?)
 ///     .allow("10.0.0.0/8".parse()?)
 ///     .allow("fd00::/8".parse()?)
@@ -87,7 +89,7 @@ type RejectedHook = Rc<RefCell<dyn FnMut(&Transport, SocketAddr)>>;
 ///
 /// ```
 /// use std::cell::RefCell;
-/// use std::net::SocketAddr;
+/// use std::net::Address;
 /// use std::rc::Rc;
 /// use twill::testing::StringTransport;
 /// use twill::{Bytes, Factory, Protocol, Transport};
@@ -100,14 +102,14 @@ type RejectedHook = Rc<RefCell<dyn FnMut(&Transport, SocketAddr)>>;
 ///
 /// let seen = Rc::new(RefCell::new(Vec::new()));
 /// let log = seen.clone();
-/// let mut factory = AddressFilter::new(|_peer: SocketAddr| Discard)
+/// let mut factory = AddressFilter::new(|_peer: Address| Discard)
 ///     .deny("192.0.2.0/24".parse()?)
 ///     .on_accepted(move |peer| log.borrow_mut().push(peer))
 ///     .on_rejected(|transport: &Transport, _peer| transport.write("access denied\r\n"));
 ///
 /// let welcome = factory.build_protocol("198.51.100.7:4000".parse()?).unwrap();
 /// assert!(matches!(welcome, Filtered::Accepted(Discard)));
-/// assert_eq!(*seen.borrow(), ["198.51.100.7:4000".parse::<SocketAddr>()?]);
+/// assert_eq!(*seen.borrow(), ["198.51.100.7:4000".parse::<Address>()?]);
 ///
 /// let mut goodbye = factory.build_protocol("192.0.2.1:4000".parse()?).unwrap();
 /// let recorder = StringTransport::new();
@@ -183,7 +185,7 @@ impl<F: Factory> AddressFilter<F> {
     /// Calls `hook` with the address of every peer the rules accept, before
     /// the inner factory is asked to build its protocol (it may still
     /// refuse the connection): Netty's `channelAccepted`.
-    pub fn on_accepted(mut self, hook: impl FnMut(SocketAddr) + 'static) -> Self {
+    pub fn on_accepted(mut self, hook: impl FnMut(Address) + 'static) -> Self {
         self.on_accepted = Some(Box::new(hook));
         self
     }
@@ -208,7 +210,7 @@ impl<F: Factory> AddressFilter<F> {
     /// thread (in a unit test with a `StringTransport` whose
     /// [`set_write_buffer_size`](twill::testing::StringTransport::set_write_buffer_size)
     /// pretends the peer does not read, say) panics.
-    pub fn on_rejected(mut self, hook: impl FnMut(&Transport, SocketAddr) + 'static) -> Self {
+    pub fn on_rejected(mut self, hook: impl FnMut(&Transport, Address) + 'static) -> Self {
         self.on_rejected = Some(Rc::new(RefCell::new(hook)));
         self
     }
@@ -256,11 +258,13 @@ impl<F: Factory> AddressFilter<F> {
 impl<F: Factory> Factory for AddressFilter<F> {
     type Protocol = Filtered<F::Protocol>;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Filtered<F::Protocol>> {
-        match self.decide(peer.ip()) {
+    fn build_protocol(&mut self, peer: Address) -> Option<Filtered<F::Protocol>> {
+        // A Unix socket's peer has no IP address: no subnet rule matches it.
+        let action = peer.ip().map_or(self.if_no_match, |ip| self.decide(ip));
+        match action {
             FilterAction::Accept => {
                 if let Some(hook) = &mut self.on_accepted {
-                    hook(peer);
+                    hook(peer.clone());
                 }
                 self.inner.build_protocol(peer).map(Filtered::Accepted)
             }
@@ -269,7 +273,7 @@ impl<F: Factory> Factory for AddressFilter<F> {
                 let Some(hook) = &self.on_rejected else {
                     return self.refused.refuse(peer, why);
                 };
-                self.refused.count_refusal(peer, why);
+                self.refused.count_refusal(peer.clone(), why);
                 Some(Filtered::Rejected(Goodbye {
                     peer,
                     hook: hook.clone(),
@@ -417,7 +421,7 @@ impl<P: Protocol> Protocol for Filtered<P> {
 /// the goodbye has not left within the filter's
 /// [`goodbye_timeout`](AddressFilter::goodbye_timeout).
 pub struct Goodbye {
-    peer: SocketAddr,
+    peer: Address,
     hook: RejectedHook,
     timeout: Duration,
     time: Option<Rc<dyn ReactorTime>>,
@@ -426,14 +430,14 @@ pub struct Goodbye {
 
 impl Goodbye {
     /// The rejected peer.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
+    pub fn peer(&self) -> Address {
+        self.peer.clone()
     }
 }
 
 impl Protocol for Goodbye {
     fn connection_made(&mut self, transport: &Transport) {
-        (self.hook.borrow_mut())(transport, self.peer);
+        (self.hook.borrow_mut())(transport, self.peer.clone());
         transport.lose_connection();
         if self.timeout.is_zero() || transport.write_buffer_size() == 0 {
             // Nothing waits to be sent (the hook wrote nothing, or the
@@ -441,7 +445,7 @@ impl Protocol for Goodbye {
             // ours.
             return;
         }
-        let (transport, peer, timeout) = (transport.clone(), self.peer, self.timeout);
+        let (transport, peer, timeout) = (transport.clone(), self.peer.clone(), self.timeout);
         let time = time_or_reactor(self.time.as_ref());
         self.timer = Some(time.call_later(
             timeout,

@@ -4,8 +4,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
+
 use std::rc::Rc;
+use twill::Address;
 
 use twill::Factory;
 
@@ -27,7 +29,7 @@ use crate::factory_wrapper::{forward_client_factory, Refusals};
 /// # Examples
 ///
 /// ```
-/// use std::net::SocketAddr;
+/// use std::net::Address;
 /// use twill::{Bytes, Factory, Protocol, Reason};
 /// use twill_protocols::policies::LimitConnectionsByPeer;
 ///
@@ -36,8 +38,8 @@ use crate::factory_wrapper::{forward_client_factory, Refusals};
 ///     fn data_received(&mut self, _: Bytes) {}
 /// }
 ///
-/// let mut factory = LimitConnectionsByPeer::new(|_peer: SocketAddr| Discard).max_per_peer(2);
-/// let peer = |port| SocketAddr::from(([192, 0, 2, 1], port));
+/// let mut factory = LimitConnectionsByPeer::new(|_peer: Address| Discard).max_per_peer(2);
+/// let peer = |port| Address::from(([192, 0, 2, 1], port));
 /// let mut first = factory.build_protocol(peer(1000)).unwrap();
 /// let _second = factory.build_protocol(peer(1001)).unwrap();
 /// assert!(factory.build_protocol(peer(1002)).is_none());
@@ -108,13 +110,22 @@ impl<F: Factory> LimitConnectionsByPeer<F> {
 impl<F: Factory> Factory for LimitConnectionsByPeer<F> {
     type Protocol = Counted<F::Protocol>;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol> {
-        let address = key(peer.ip());
+    fn build_protocol(&mut self, peer: Address) -> Option<Self::Protocol> {
+        let Some(ip) = peer.ip() else {
+            // A Unix socket's peers are local processes with no address to
+            // count by: they pass, and only a total limit holds them.
+            return self
+                .inner
+                .build_protocol(peer)
+                .map(|protocol| Counted::new(protocol, || {}));
+        };
+        let address = key(ip);
         let open = self.connections_from(address);
         if open >= self.max_per_peer {
-            return self
-                .refused
-                .refuse(peer, format_args!("{open} already open from {address}"));
+            return self.refused.refuse(
+                peer.clone(),
+                format_args!("{open} already open from {address}"),
+            );
         }
         let protocol = self.inner.build_protocol(peer)?;
         *self.open.borrow_mut().entry(address).or_insert(0) += 1;

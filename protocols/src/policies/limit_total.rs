@@ -2,8 +2,8 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::net::SocketAddr;
 use std::rc::Rc;
+use twill::Address;
 
 use twill::Factory;
 
@@ -33,8 +33,8 @@ use crate::factory_wrapper::{forward_client_factory, Refusals};
 ///     fn data_received(&mut self, _: Bytes) {}
 /// }
 ///
-/// let peer: SocketAddr = "192.0.2.1:1000".parse()?;
-/// let mut factory = LimitTotalConnections::new(|_peer: SocketAddr| Discard, 2);
+/// let peer: Address = "192.0.2.1:1000".parse()?;
+/// let mut factory = LimitTotalConnections::new(|_peer: Address| Discard, 2);
 /// let mut first = factory.build_protocol(peer).unwrap();
 /// let _second = factory.build_protocol(peer).unwrap();
 /// assert!(factory.build_protocol(peer).is_none());
@@ -90,7 +90,7 @@ impl<F: Factory> LimitTotalConnections<F> {
 impl<F: Factory> Factory for LimitTotalConnections<F> {
     type Protocol = Counted<F::Protocol>;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol> {
+    fn build_protocol(&mut self, peer: Address) -> Option<Self::Protocol> {
         let open = self.open.get();
         if open >= self.limit {
             return self

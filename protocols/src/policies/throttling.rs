@@ -3,9 +3,9 @@
 
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::fmt;
-use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
+use twill::Address;
 
 use twill::{Bytes, DelayedCall, Factory, Protocol, ReactorTime, Reason, Transport};
 
@@ -81,7 +81,7 @@ const WINDOW: Duration = Duration::from_secs(1);
 /// }
 ///
 /// let clock = Clock::new();
-/// let mut factory = ThrottlingFactory::new(|_peer: SocketAddr| Discard)
+/// let mut factory = ThrottlingFactory::new(|_peer: Address| Discard)
 ///     .read_limit(100)
 ///     .clock(Rc::new(clock.clone()));
 /// let recorder = StringTransport::new();
@@ -400,7 +400,7 @@ impl<F: Factory> Factory for ThrottlingFactory<F> {
     ///
     /// With a limit set, no [`clock`](Self::clock) given and no reactor on
     /// this thread.
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol> {
+    fn build_protocol(&mut self, peer: Address) -> Option<Self::Protocol> {
         let throttle = &self.throttle;
         let open = throttle.connection_count();
         if open >= throttle.max_connections.get() {

@@ -2,9 +2,9 @@
 //! reaches (and which passes calls to a TLS layer once there is one), and
 //! the side below any layer, which the layer writes through.
 
+use crate::net::Address;
 use std::error::Error;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -51,11 +51,11 @@ impl TransportImpl for End {
     fn set_reading(&self, on: bool) {
         route!(self.set_reading(on))
     }
-    fn peer(&self) -> SocketAddr {
-        self.peer
+    fn peer(&self) -> Address {
+        self.peer.clone()
     }
-    fn host(&self) -> SocketAddr {
-        self.host
+    fn host(&self) -> Address {
+        self.host.clone()
     }
     fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {
         self.nodelay.set(on);
@@ -172,11 +172,11 @@ impl TransportImpl for Raw {
     fn set_reading(&self, on: bool) {
         raw_impl::set_reading(self, on)
     }
-    fn peer(&self) -> SocketAddr {
-        self.peer
+    fn peer(&self) -> Address {
+        self.peer.clone()
     }
-    fn host(&self) -> SocketAddr {
-        self.host
+    fn host(&self) -> Address {
+        self.host.clone()
     }
     fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {
         TransportImpl::set_tcp_nodelay(&*self.0, on)

@@ -2,9 +2,9 @@
 //! against the session's state, then passed to rustls or to the
 //! connection below.
 
+use crate::net::Address;
 use std::error::Error;
 use std::io;
-use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 
@@ -111,12 +111,16 @@ impl TransportImpl for Session {
         }
     }
 
-    fn peer(&self) -> SocketAddr {
+    fn peer(&self) -> Address {
         self.raw.peer()
     }
 
-    fn host(&self) -> SocketAddr {
+    fn host(&self) -> Address {
         self.raw.host()
+    }
+
+    fn peer_credentials(&self) -> Option<crate::net::PeerCredentials> {
+        self.raw.peer_credentials()
     }
 
     fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {

@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
-use std::net::SocketAddr;
+use twill::Address;
 
 use twill::{Event, Reason, Transport};
 
@@ -310,7 +310,7 @@ impl StageContext<'_> {
     }
 
     /// The remote address.
-    pub fn peer(&self) -> SocketAddr {
+    pub fn peer(&self) -> Address {
         self.link.transport.peer()
     }
 }

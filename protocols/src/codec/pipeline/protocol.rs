@@ -4,8 +4,8 @@
 use std::any::Any;
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::fmt;
-use std::net::SocketAddr;
 use std::rc::Rc;
+use twill::Address;
 
 use bytes::Bytes;
 use twill::defer::{Deferred, Failure};
@@ -127,7 +127,7 @@ impl PipelineContext {
     }
 
     /// The remote address.
-    pub fn peer(&self) -> SocketAddr {
+    pub fn peer(&self) -> Address {
         self.link.transport.peer()
     }
 }

@@ -1,34 +1,34 @@
-//! Listening TCP ports.
+//! Listening ports for stream connections, TCP or Unix.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use polling::{Event, PollMode, Poller};
-use socket2::{Domain, Socket, Type};
+use socket2::Socket;
 
-use super::tcp::Conn;
-use super::{Core, DynFactory, Source};
+use super::address::Address;
+use super::connection::Conn;
+use super::stream_socket::StreamSocket;
+use super::DynFactory;
+use crate::reactor::{Core, Source};
 use crate::time::DelayedCall;
 
 /// Connections accepted per readiness event at most, so a flood of new
 /// connections does not starve established ones.
 const ACCEPT_BATCH: usize = 64;
-/// Listen backlog. Twisted's default is 50; a server that takes a thousand
-/// connections at once needs more.
-const BACKLOG: i32 = 1024;
 /// After a failed accept (out of file descriptors, out of memory), accepting
 /// pauses this long, doubling while it keeps failing, up to
 /// `MAX_ACCEPT_BACKOFF`.
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// A port listening for TCP connections, from
-/// [`Reactor::listen_tcp`](super::Reactor::listen_tcp): Twisted's
+/// A port listening for stream connections, from
+/// [`Reactor::listen_tcp`](crate::Reactor::listen_tcp) or
+/// [`Reactor::listen_unix`](crate::Reactor::listen_unix): Twisted's
 /// `IListeningPort`.
 ///
 /// Dropping the handle does not stop listening; call
@@ -42,49 +42,38 @@ pub(crate) struct PortInner {
     core: Weak<Core>,
     me: Weak<PortInner>,
     key: usize,
-    host: SocketAddr,
-    listener: RefCell<Option<TcpListener>>,
+    host: Address,
+    unix: bool,
+    listener: RefCell<Option<Socket>>,
     factory: RefCell<Box<dyn DynFactory>>,
     backoff: Cell<Duration>,
     resume: RefCell<Option<DelayedCall>>,
+    /// Runs once the socket is closed (a Unix port removes its file).
+    on_close: RefCell<Option<Box<dyn FnOnce()>>>,
 }
 
-pub(super) fn listen(
+/// Serves the connections `listener` (bound, listening, non-blocking)
+/// accepts with protocols from `factory`, whose `start_factory` runs now.
+pub(crate) fn listen(
     core: &Rc<Core>,
-    addr: impl ToSocketAddrs,
+    listener: Socket,
     factory: Box<dyn DynFactory>,
-    reuse_port: bool,
+    on_close: Option<Box<dyn FnOnce()>>,
 ) -> io::Result<ListeningPort> {
-    let mut last_err = None;
-    let mut bound = None;
-    for addr in addr.to_socket_addrs()? {
-        match bind(addr, reuse_port) {
-            Ok(listener) => {
-                bound = Some(listener);
-                break;
-            }
-            Err(err) => last_err = Some(err),
-        }
-    }
-    let listener = match bound {
-        Some(listener) => listener,
-        None => {
-            return Err(last_err.unwrap_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
-            }))
-        }
-    };
-    let host = listener.local_addr()?;
+    let host = Address::from_sock_addr(&listener.local_addr()?);
+    let unix = host.unix().is_some();
     let key = core.sources.borrow().vacant_key();
     let inner = Rc::new_cyclic(|me| PortInner {
         core: Rc::downgrade(core),
         me: me.clone(),
         key,
         host,
+        unix,
         listener: RefCell::new(None),
         factory: RefCell::new(factory),
         backoff: Cell::new(MIN_ACCEPT_BACKOFF),
         resume: RefCell::new(None),
+        on_close: RefCell::new(on_close),
     });
     // SAFETY: the listener is deleted from the poller before it is dropped,
     // in `stop_listening` or `discard`.
@@ -92,57 +81,20 @@ pub(super) fn listen(
         core.poller
             .add_with_mode(&listener, Event::readable(key), PollMode::Level)?
     };
-    let inserted = core
-        .sources
-        .borrow_mut()
-        .insert(Source::Listener(inner.clone()));
+    let inserted = core.sources.borrow_mut().insert(inner.clone());
     debug_assert_eq!(inserted, key);
     *inner.listener.borrow_mut() = Some(listener);
-    log::debug!("listening on {host}");
+    log::debug!("listening on {}", inner.host);
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| inner.factory.borrow_mut().start())) {
         log::error!("start_factory panicked: {}", crate::panic_message(&*panic));
     }
     Ok(ListeningPort { inner })
 }
 
-fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        set_reuse_port(&socket)?;
-    }
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-#[cfg(all(
-    unix,
-    not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
-))]
-fn set_reuse_port(socket: &Socket) -> io::Result<()> {
-    socket.set_reuse_port(true)
-}
-
-#[cfg(not(all(
-    unix,
-    not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
-)))]
-fn set_reuse_port(_socket: &Socket) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "SO_REUSEPORT is not available on this platform",
-    ))
-}
-
 impl ListeningPort {
     /// The local address, with the real port when listening on port 0.
-    pub fn host(&self) -> SocketAddr {
-        self.inner.host
+    pub fn host(&self) -> Address {
+        self.inner.host.clone()
     }
 
     /// Stops accepting connections and closes the listening socket; the
@@ -168,7 +120,7 @@ impl fmt::Debug for ListeningPort {
 }
 
 impl PortInner {
-    pub(crate) fn accept_ready(self: &Rc<Self>) {
+    fn accept_ready(self: &Rc<Self>) {
         let Some(core) = self.core.upgrade() else {
             return;
         };
@@ -178,9 +130,10 @@ impl PortInner {
                 None => return,
             };
             match accepted {
-                Ok((stream, peer)) => {
+                Ok((socket, peer)) => {
                     self.backoff.set(MIN_ACCEPT_BACKOFF);
-                    self.serve(&core, stream, peer);
+                    let stream = StreamSocket::new(socket, self.unix);
+                    self.serve(&core, stream, Address::from_sock_addr(&peer));
                 }
                 Err(err) => match err.kind() {
                     io::ErrorKind::WouldBlock => return,
@@ -197,8 +150,10 @@ impl PortInner {
         }
     }
 
-    fn serve(&self, core: &Rc<Core>, stream: TcpStream, peer: SocketAddr) {
-        let built = catch_unwind(AssertUnwindSafe(|| self.factory.borrow_mut().build(peer)));
+    fn serve(&self, core: &Rc<Core>, stream: StreamSocket, peer: Address) {
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            self.factory.borrow_mut().build(peer.clone())
+        }));
         let protocol = match built {
             Ok(Some(protocol)) => protocol,
             Ok(None) => {
@@ -214,7 +169,7 @@ impl PortInner {
                 return;
             }
         };
-        if let Err(err) = Conn::start(core, stream, peer, protocol, None) {
+        if let Err(err) = Conn::start(core, stream, peer.clone(), protocol, None) {
             log::error!("could not set up the connection from {peer}: {err}");
         }
     }
@@ -255,7 +210,7 @@ impl PortInner {
         *self.resume.borrow_mut() = Some(resume);
     }
 
-    pub(crate) fn stop_listening(&self) {
+    fn stop_listening(&self) {
         let Some(listener) = self.listener.borrow_mut().take() else {
             return;
         };
@@ -267,6 +222,7 @@ impl PortInner {
             core.sources.borrow_mut().remove(self.key);
         }
         drop(listener);
+        self.run_on_close();
         log::debug!("stopped listening on {}", self.host);
         match (self.me.upgrade(), self.core.upgrade()) {
             // Called from inside this factory (e.g. `build_protocol`): stop
@@ -284,9 +240,37 @@ impl PortInner {
         }
     }
 
-    pub(crate) fn discard(&self, poller: &Poller) {
+    fn run_on_close(&self) {
+        if let Some(on_close) = self.on_close.borrow_mut().take() {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(on_close)) {
+                log::error!(
+                    "cleaning up after {} panicked: {}",
+                    self.host,
+                    crate::panic_message(&*panic)
+                );
+            }
+        }
+    }
+
+    fn discard(&self, poller: &Poller) {
         if let Some(listener) = self.listener.borrow_mut().take() {
             let _ = poller.delete(&listener);
+            drop(listener);
+            self.run_on_close();
         }
+    }
+}
+
+impl Source for PortInner {
+    fn ready(self: Rc<Self>, _readable: bool, _writable: bool) {
+        self.accept_ready();
+    }
+
+    fn shut_down(&self) {
+        self.stop_listening();
+    }
+
+    fn discard(&self, poller: &Poller) {
+        PortInner::discard(self, poller);
     }
 }

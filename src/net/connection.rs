@@ -1,11 +1,11 @@
-//! A TCP connection: its socket, write buffer and protocol, and the
-//! transport its protocol sees.
+//! A stream connection (TCP or Unix): its socket, write buffer and
+//! protocol, and the transport its protocol sees.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::error::Error;
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -14,12 +14,15 @@ use bytes::{Bytes, BytesMut};
 use polling::{Event, PollMode, Poller};
 use socket2::SockRef;
 
+use super::address::Address;
 use super::connector::ConnectorInner;
+use super::stream_socket::StreamSocket;
+use super::unix::PeerCredentials;
 use super::write_buffer::WriteBuffer;
-use super::{Core, Source};
 use crate::event::Event as UserEvent;
 use crate::layer::Layer;
 use crate::protocol::{Panicked, Protocol, Reason};
+use crate::reactor::{Core, Source};
 use crate::time::DelayedCall;
 use crate::transport::{
     Interposer, SentWaiter, Transport, TransportImpl, WriteBufferFull, WriteState,
@@ -50,8 +53,8 @@ pub(crate) struct Conn {
     core: Weak<Core>,
     me: Weak<Conn>,
     key: usize,
-    peer: SocketAddr,
-    host: SocketAddr,
+    peer: Address,
+    host: Address,
     protocol: RefCell<Option<Box<dyn Protocol>>>,
     /// `connection_lost` was delivered (it may come before the socket is
     /// closed, while a graceful close drains the peer's input).
@@ -128,7 +131,7 @@ impl ConnState {
 /// socket is closed, whichever is first.
 struct ConnState {
     /// `None` once closed.
-    stream: Option<TcpStream>,
+    stream: Option<StreamSocket>,
     out: WriteBuffer,
     /// Totals since the connection was made.
     written: u64,
@@ -183,8 +186,8 @@ impl Conn {
     /// in the poller under that key (a connector's attempt that succeeded).
     pub(crate) fn start(
         core: &Rc<Core>,
-        stream: TcpStream,
-        peer: SocketAddr,
+        stream: StreamSocket,
+        peer: Address,
         protocol: Box<dyn Protocol>,
         connector: Option<(Rc<ConnectorInner>, usize)>,
     ) -> io::Result<()> {
@@ -205,8 +208,10 @@ impl Conn {
                 return Err(err);
             }
         };
-        if let Err(err) = stream.set_nodelay(true) {
-            log::debug!("could not set TCP_NODELAY for {peer}: {err}");
+        if let StreamSocket::Tcp(tcp) = &stream {
+            if let Err(err) = tcp.set_nodelay(true) {
+                log::debug!("could not set TCP_NODELAY for {peer}: {err}");
+            }
         }
         let key = known_key.unwrap_or_else(|| core.sources.borrow().vacant_key());
         let conn = Rc::new_cyclic(|me| Conn {
@@ -256,9 +261,7 @@ impl Conn {
                 core.sources.borrow_mut().remove(key);
                 return Err(err);
             }
-            core.sources
-                .borrow_mut()
-                .replace(key, Source::Conn(conn.clone()));
+            core.sources.borrow_mut().replace(key, conn.clone());
         } else {
             // SAFETY: the socket is deleted from the poller before it is
             // dropped: in `finish`, or in `discard` when the reactor goes.
@@ -266,7 +269,7 @@ impl Conn {
                 core.poller
                     .add_with_mode(&stream, Event::readable(key), PollMode::Level)?
             };
-            let inserted = core.sources.borrow_mut().insert(Source::Conn(conn.clone()));
+            let inserted = core.sources.borrow_mut().insert(conn.clone());
             debug_assert_eq!(inserted, key);
         }
         conn.state.borrow_mut().stream = Some(stream);
@@ -349,7 +352,7 @@ impl Conn {
     }
 
     /// The poller reported readiness.
-    pub(crate) fn ready(&self, readable: bool, writable: bool) {
+    fn on_ready(&self, readable: bool, writable: bool) {
         let (want_read, want_write) = {
             let st = self.state.borrow();
             if st.stream.is_none() {
@@ -854,9 +857,31 @@ impl Conn {
     }
 }
 
+impl Source for Conn {
+    fn ready(self: Rc<Self>, readable: bool, writable: bool) {
+        self.on_ready(readable, writable);
+    }
+
+    fn shut_down(&self) {
+        self.lose(None);
+    }
+
+    fn abort(&self) {
+        Conn::abort(self, Reason::Aborted);
+    }
+
+    fn discard(&self, poller: &Poller) {
+        Conn::discard(self, poller);
+    }
+
+    fn flush(&self) {
+        Conn::flush(self);
+    }
+}
+
 /// One read into the reactor's shared buffer; the bytes read are split off
 /// it (empty at EOF).
-fn read_shared(core: &Core, mut stream: &TcpStream) -> io::Result<BytesMut> {
+fn read_shared(core: &Core, mut stream: &StreamSocket) -> io::Result<BytesMut> {
     let mut shared = core.read_buffer();
     let n = stream.read(&mut shared[..])?;
     Ok(shared.split_to(n))
@@ -909,11 +934,14 @@ impl TransportImpl for Conn {
     fn set_reading(&self, on: bool) {
         route!(self.set_reading(on))
     }
-    fn peer(&self) -> SocketAddr {
-        self.peer
+    fn peer(&self) -> Address {
+        self.peer.clone()
     }
-    fn host(&self) -> SocketAddr {
-        self.host
+    fn host(&self) -> Address {
+        self.host.clone()
+    }
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        Raw(self).peer_credentials()
     }
     fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {
         Raw(self).set_tcp_nodelay(on)
@@ -1057,12 +1085,20 @@ impl<C: std::ops::Deref<Target = Conn>> TransportImpl for Raw<C> {
         }
     }
 
-    fn peer(&self) -> SocketAddr {
-        self.peer
+    fn peer(&self) -> Address {
+        self.peer.clone()
     }
 
-    fn host(&self) -> SocketAddr {
-        self.host
+    fn host(&self) -> Address {
+        self.host.clone()
+    }
+
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        let st = self.state.borrow();
+        match st.stream.as_ref()? {
+            StreamSocket::Unix(stream) => super::unix::peer_credentials(stream).ok(),
+            StreamSocket::Tcp(_) => None,
+        }
     }
 
     fn set_tcp_nodelay(&self, on: bool) -> io::Result<()> {

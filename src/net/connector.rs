@@ -1,19 +1,23 @@
-//! Outgoing TCP connections: [`Connector`].
+//! Outgoing stream connections, TCP or Unix: [`Connector`].
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::ToSocketAddrs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use polling::{Event, PollMode, Poller};
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::tcp::Conn;
-use super::{Core, DynClientFactory, Source};
+use super::address::{Address, UnixAddress};
+use super::connection::Conn;
+use super::host_port::HostPort;
+use super::stream_socket::StreamSocket;
+use super::DynClientFactory;
 use crate::protocol::Reason;
+use crate::reactor::{Core, Source};
 use crate::time::DelayedCall;
 
 /// Where a [`Connector`] is in its life.
@@ -27,7 +31,37 @@ pub enum ConnectorState {
     Connected,
 }
 
-/// An outgoing connection, from [`Reactor::connect_tcp`](super::Reactor::connect_tcp):
+/// Where a [`Connector`] connects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// A TCP host (an IP address, or a name resolved for each attempt)
+    /// and port.
+    Tcp(HostPort),
+    /// A Unix domain socket.
+    Unix(UnixAddress),
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Tcp(dest) => dest.fmt(f),
+            Destination::Unix(dest) => write!(f, "unix:{dest}"),
+        }
+    }
+}
+
+impl PartialEq<std::net::SocketAddr> for Destination {
+    /// A TCP destination given as that IP address and port.
+    fn eq(&self, other: &std::net::SocketAddr) -> bool {
+        match self {
+            Destination::Tcp(dest) => dest.socket_addr() == Some(*other),
+            Destination::Unix(_) => false,
+        }
+    }
+}
+
+/// An outgoing connection, from [`Reactor::connect_tcp`](crate::Reactor::connect_tcp)
+/// or [`Reactor::connect_unix`](crate::Reactor::connect_unix):
 /// Twisted's `IConnector`.
 ///
 /// Its [`ClientFactory`](crate::ClientFactory) is told how each attempt
@@ -44,7 +78,7 @@ pub struct Connector {
 pub(crate) struct ConnectorInner {
     core: Weak<Core>,
     me: Weak<ConnectorInner>,
-    dest: SocketAddr,
+    dest: Destination,
     timeout: Duration,
     factory: RefCell<Box<dyn DynClientFactory>>,
     state: Cell<ConnectorState>,
@@ -62,7 +96,7 @@ struct Attempt {
 impl Connector {
     pub(super) fn new(
         core: &Rc<Core>,
-        dest: SocketAddr,
+        dest: Destination,
         timeout: Duration,
         factory: Box<dyn DynClientFactory>,
     ) -> Connector {
@@ -107,9 +141,9 @@ impl Connector {
         }
     }
 
-    /// The address this connector connects to.
-    pub fn destination(&self) -> SocketAddr {
-        self.inner.dest
+    /// Where this connector connects, as it was given.
+    pub fn destination(&self) -> Destination {
+        self.inner.dest.clone()
     }
 
     /// Where the connector is in its life.
@@ -127,11 +161,13 @@ impl fmt::Debug for Connector {
     }
 }
 
-fn open(dest: SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(dest), Type::STREAM, None)?;
+fn open(dest: &SockAddr) -> io::Result<Socket> {
+    let socket = Socket::new(dest.domain(), Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
-    socket.set_nodelay(true)?;
-    match socket.connect(&dest.into()) {
+    if dest.domain() != Domain::UNIX {
+        socket.set_nodelay(true)?;
+    }
+    match socket.connect(dest) {
         Ok(()) => Ok(socket),
         Err(err)
             if err.kind() == io::ErrorKind::WouldBlock
@@ -208,8 +244,28 @@ impl ConnectorInner {
         }
     }
 
+    /// The OS address to connect to.
+    fn target(&self) -> io::Result<SockAddr> {
+        match &self.dest {
+            Destination::Unix(addr) => addr.to_sock_addr(),
+            Destination::Tcp(dest) => match dest.socket_addr() {
+                Some(addr) => Ok(addr.into()),
+                None => (dest.host(), dest.port())
+                    .to_socket_addrs()?
+                    .next()
+                    .map(SockAddr::from)
+                    .ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("{dest} resolved to nothing"),
+                        )
+                    }),
+            },
+        }
+    }
+
     fn start_attempt(&self, core: &Rc<Core>) -> io::Result<Attempt> {
-        let socket = open(self.dest)?;
+        let socket = open(&self.target()?)?;
         let key = core.sources.borrow().vacant_key();
         // SAFETY: the socket is deleted from the poller before it is
         // dropped: in `end_attempt`, or in `discard` when the reactor goes;
@@ -222,7 +278,7 @@ impl ConnectorInner {
             .me
             .upgrade()
             .expect("connector is alive while connecting");
-        let inserted = core.sources.borrow_mut().insert(Source::Connecting(me));
+        let inserted = core.sources.borrow_mut().insert(me);
         debug_assert_eq!(inserted, key);
         let weak = self.me.clone();
         let timeout = self.timeout;
@@ -274,12 +330,14 @@ impl ConnectorInner {
             };
             match attempt.socket.take_error() {
                 Ok(Some(err)) | Err(err) => Err(err),
-                Ok(None) => attempt.socket.peer_addr().map(|peer| peer.as_socket()),
+                Ok(None) => attempt
+                    .socket
+                    .peer_addr()
+                    .map(|peer| Address::from_sock_addr(&peer)),
             }
         };
         let peer = match outcome {
-            Ok(Some(peer)) => peer,
-            Ok(None) => self.dest,
+            Ok(peer) => peer,
             Err(err) if err.kind() == io::ErrorKind::NotConnected => {
                 // Writable without an error and without a peer: the connect
                 // failed and the error was already consumed.
@@ -296,8 +354,11 @@ impl ConnectorInner {
         };
         let attempt = self.attempt.borrow_mut().take().expect("checked above");
         let _ = attempt.timer.cancel();
-        let stream: TcpStream = attempt.socket.into();
-        let built = catch_unwind(AssertUnwindSafe(|| self.factory.borrow_mut().build(peer)));
+        let unix = matches!(self.dest, Destination::Unix(_));
+        let stream = StreamSocket::new(attempt.socket, unix);
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            self.factory.borrow_mut().build(peer.clone())
+        }));
         let protocol = match built {
             Ok(Some(protocol)) => protocol,
             refused => {
@@ -320,7 +381,13 @@ impl ConnectorInner {
             .me
             .upgrade()
             .expect("connector is alive while connecting");
-        if let Err(err) = Conn::start(&core, stream, peer, protocol, Some((me, attempt.key))) {
+        if let Err(err) = Conn::start(
+            &core,
+            stream,
+            peer.clone(),
+            protocol,
+            Some((me, attempt.key)),
+        ) {
             log::error!("could not set up the connection to {peer}: {err}");
             self.fail(err);
         }
@@ -374,5 +441,19 @@ impl ConnectorInner {
         if let Some(attempt) = self.attempt.borrow_mut().take() {
             let _ = poller.delete(&attempt.socket);
         }
+    }
+}
+
+impl Source for ConnectorInner {
+    fn ready(self: Rc<Self>, _readable: bool, _writable: bool) {
+        self.connect_ready();
+    }
+
+    fn shut_down(&self) {
+        self.stop_connecting();
+    }
+
+    fn discard(&self, poller: &Poller) {
+        ConnectorInner::discard(self, poller);
     }
 }

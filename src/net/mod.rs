@@ -1,0 +1,69 @@
+//! Socket kinds and addresses: TCP ([`Reactor::listen_tcp`],
+//! [`Reactor::connect_tcp`]), Unix domain sockets
+//! ([`Reactor::listen_unix`], [`Reactor::connect_unix`]), the [`Address`]
+//! a protocol's peer has, and the [`HostPort`] a client connects to.
+//!
+//! Each kind adds its own `impl Reactor` here; the reactor's loop knows
+//! them only as sources of readiness.
+
+mod address;
+mod connection;
+mod connector;
+mod host_port;
+mod listener;
+mod stream_socket;
+mod tcp;
+mod unix;
+mod write_buffer;
+
+use std::io;
+
+use crate::protocol::{ClientFactory, Factory, Protocol, Reason};
+
+pub use address::{Address, UnixAddress, MAX_UNIX_PATH};
+pub use connector::{Connector, ConnectorState, Destination};
+pub use host_port::{HostPort, ToHostPort};
+pub use listener::ListeningPort;
+pub use unix::{PeerCredentials, DEFAULT_UNIX_MODE};
+
+#[cfg(doc)]
+use crate::Reactor;
+
+/// A [`Factory`] behind a trait object.
+pub(crate) trait DynFactory {
+    fn build(&mut self, peer: Address) -> Option<Box<dyn Protocol>>;
+    fn start(&mut self);
+    fn stop(&mut self);
+}
+
+impl<F: Factory> DynFactory for F {
+    fn build(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
+        self.build_protocol(peer)
+            .map(|p| Box::new(p) as Box<dyn Protocol>)
+    }
+    fn start(&mut self) {
+        self.start_factory()
+    }
+    fn stop(&mut self) {
+        self.stop_factory()
+    }
+}
+
+/// A [`ClientFactory`] behind a trait object.
+pub(crate) trait DynClientFactory: DynFactory {
+    fn started_connecting(&mut self, connector: &Connector);
+    fn connection_failed(&mut self, connector: &Connector, reason: &io::Error);
+    fn connection_lost(&mut self, connector: &Connector, reason: &Reason);
+}
+
+impl<F: ClientFactory> DynClientFactory for F {
+    fn started_connecting(&mut self, connector: &Connector) {
+        ClientFactory::started_connecting(self, connector)
+    }
+    fn connection_failed(&mut self, connector: &Connector, reason: &io::Error) {
+        self.client_connection_failed(connector, reason)
+    }
+    fn connection_lost(&mut self, connector: &Connector, reason: &Reason) {
+        self.client_connection_lost(connector, reason)
+    }
+}
