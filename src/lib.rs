@@ -97,6 +97,7 @@ pub mod defer;
 mod event;
 mod executor;
 mod layer;
+pub mod net;
 pub mod protocol;
 pub mod reactor;
 mod reconnect;

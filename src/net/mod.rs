@@ -1,0 +1,3 @@
+//! Socket kinds, addresses and endpoint strings.
+
+pub mod endpoint;
