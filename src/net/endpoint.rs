@@ -571,7 +571,7 @@ pub fn parse_server_or_addr(text: &str) -> Result<ServerDescription, EndpointErr
 /// address; text that starts with an endpoint type (`tcp`, `unix`, `tls`,
 /// `ssl`, any case) and a `:` is an endpoint string, so `tcp:8007` is a
 /// host named `8007` with no port, an error; `NAME:PORT` where `PORT` is
-/// digits and `NAME` holds no `:`, `=` or `\` is a TCP host and port;
+/// digits and `NAME` holds no `:`, `=`, `\` or brackets is a TCP host and port;
 /// anything else is an endpoint string.
 ///
 /// # Errors
@@ -596,22 +596,15 @@ pub fn parse_client_or_addr(text: &str) -> Result<ClientDescription, EndpointErr
         bind_address: None,
     };
     if let Ok(address) = text.parse::<SocketAddr>() {
-        if address.port() == 0 {
-            return Err(EndpointError::new(
-                text,
-                Some("port"),
-                "field port: \"0\" is not a port number to connect to (1-65535)".to_owned(),
-            ));
-        }
-        return Ok(tcp(address.ip().to_string(), address.port()));
+        let port = connect_port(text, &address.port().to_string())?;
+        return Ok(tcp(address.ip().to_string(), port));
     }
     let starts_with_type = text
         .split_once(':')
         .is_some_and(|(prefix, _)| EndpointType::from_name(prefix).is_some());
     if !starts_with_type {
         if let Some((name, port)) = text.rsplit_once(':') {
-            let plain_name =
-                !name.is_empty() && !name.contains([':', '=', '\\']) && !name.contains(['[', ']']);
+            let plain_name = !name.is_empty() && !name.contains([':', '=', '\\', '[', ']']);
             if plain_name && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
                 let port = connect_port(text, port)?;
                 return Ok(tcp(name.to_owned(), port));
@@ -738,8 +731,10 @@ impl fmt::Display for ClientDescription {
                 if let Some(certificate) = certificate {
                     write!(f, ":certificate={}", Escaped(&path_text(certificate)))?;
                 }
-                if private_key.is_some() && private_key != certificate {
-                    let private_key = private_key.as_deref().unwrap_or(Path::new(""));
+                if let Some(private_key) = private_key
+                    .as_ref()
+                    .filter(|key| Some(*key) != certificate.as_ref())
+                {
                     write!(f, ":privateKey={}", Escaped(&path_text(private_key)))?;
                 }
                 Ok(())
@@ -917,7 +912,7 @@ fn not_an_address_either(mut error: EndpointError, example: &str) -> EndpointErr
     if error.problem.starts_with("unknown endpoint type") {
         error
             .problem
-            .push_str(&format!(", nor an address such as {example}"));
+            .push_str(&format!(", and not an address such as {example}"));
     }
     error
 }
@@ -2018,11 +2013,11 @@ mod tests {
         let error = parse_server_or_addr("localhost:8007").unwrap_err();
         assert_eq!(
             error.problem(),
-            r#"unknown endpoint type "localhost" (tcp, unix, tls or ssl), nor an address such as 127.0.0.1:8007"#
+            r#"unknown endpoint type "localhost" (tcp, unix, tls or ssl), and not an address such as 127.0.0.1:8007"#
         );
         assert_eq!(
             parse_server_or_addr("8007").unwrap_err().problem(),
-            r#"unknown endpoint type "8007" (tcp, unix, tls or ssl), nor an address such as 127.0.0.1:8007"#
+            r#"unknown endpoint type "8007" (tcp, unix, tls or ssl), and not an address such as 127.0.0.1:8007"#
         );
         assert_eq!(
             parse_server_or_addr("tcp:80x").unwrap_err().field(),
@@ -2087,7 +2082,7 @@ mod tests {
         );
         assert_eq!(
             parse_client_or_addr("localhost").unwrap_err().problem(),
-            r#"unknown endpoint type "localhost" (tcp, unix, tls or ssl), nor an address such as localhost:8007"#
+            r#"unknown endpoint type "localhost" (tcp, unix, tls or ssl), and not an address such as localhost:8007"#
         );
     }
 }
