@@ -9,6 +9,7 @@
 mod address;
 mod connection;
 mod connector;
+pub mod endpoint;
 mod host_port;
 mod listener;
 mod stream_socket;

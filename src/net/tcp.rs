@@ -7,7 +7,7 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 
 use super::connector::{Connector, Destination};
-use super::host_port::ToHostPort;
+use super::host_port::{HostPort, ToHostPort};
 use super::listener::{self, ListeningPort};
 use super::DynFactory;
 use crate::protocol::{ClientFactory, Factory};
@@ -126,6 +126,25 @@ impl Reactor {
     ) -> io::Result<Connector> {
         let dest = Destination::Tcp(addr.to_host_port()?);
         let connector = Connector::new(self.core(), dest, timeout, Box::new(factory));
+        connector.connect();
+        Ok(connector)
+    }
+
+    /// Connects to `dest`, from the local address `bind` if given.
+    pub(crate) fn connect_tcp_with(
+        &self,
+        dest: HostPort,
+        timeout: Duration,
+        bind: Option<SocketAddr>,
+        factory: Box<dyn super::DynClientFactory>,
+    ) -> io::Result<Connector> {
+        if bind.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a local bind address for a client",
+            ));
+        }
+        let connector = Connector::new(self.core(), Destination::Tcp(dest), timeout, factory);
         connector.connect();
         Ok(connector)
     }
