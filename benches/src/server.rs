@@ -252,7 +252,6 @@ pub fn on_unix_socket(spec: &ServerSpec) -> bool {
 /// error rather than a skip: `known` is the runner's list, `list` its
 /// `--servers`, `twill` the names of twill's servers in it.
 pub fn require_twill_in_smoke(
-    program: &str,
     known: &[ServerSpec],
     list: Option<&str>,
     twill: &[&str],
@@ -261,7 +260,8 @@ pub fn require_twill_in_smoke(
     for spec in known {
         if twill.contains(&spec.name.as_str()) && wanted(&spec.name) && !spec.is_available() {
             return Err(cli_err!(
-                "{program}: twill's {} is not built ({} not found); a smoke run needs it",
+                "server {} is not built ({} not found), and a smoke run must measure twill \
+                 (bash benches/run.sh builds it)",
                 spec.name,
                 spec.program.display()
             ));
