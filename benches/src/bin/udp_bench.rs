@@ -75,6 +75,9 @@ struct Sample {
     cpu: CpuWindow,
 }
 
+/// Each server's samples, one per round (`None`: the run failed).
+type Rounds = HashMap<String, Vec<Option<Sample>>>;
+
 impl Sample {
     fn msgs_per_cpu_s(&self) -> f64 {
         if self.cpu.server_cpu_s > 0.0 {
@@ -182,9 +185,9 @@ fn run(o: &Opts) -> i32 {
 
     let mut failures: Vec<String> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
-    let mut all: Vec<(usize, HashMap<String, Vec<Option<Sample>>>)> = Vec::new();
+    let mut all: Vec<(usize, Rounds)> = Vec::new();
     for &size in &o.sizes {
-        let mut samples: HashMap<String, Vec<Option<Sample>>> = HashMap::new();
+        let mut samples = Rounds::new();
         for round in 0..o.rounds {
             let n = o.servers.len();
             for i in 0..n {
@@ -290,11 +293,7 @@ fn print_round(o: &Opts, round: usize, size: usize, server: &ServerSpec, s: &Sam
 
 /// Median over rounds of the per-round ratio of datagrams per server
 /// CPU-second between `name` and `reference`.
-fn paired_ratio(
-    samples: &HashMap<String, Vec<Option<Sample>>>,
-    name: &str,
-    reference: &str,
-) -> f64 {
+fn paired_ratio(samples: &Rounds, name: &str, reference: &str) -> f64 {
     let (Some(a), Some(b)) = (samples.get(name), samples.get(reference)) else {
         return f64::NAN;
     };
@@ -306,7 +305,7 @@ fn paired_ratio(
     median(&ratios)
 }
 
-fn print_table(o: &Opts, all: &[(usize, HashMap<String, Vec<Option<Sample>>>)]) {
+fn print_table(o: &Opts, all: &[(usize, Rounds)]) {
     println!(
         "\nUDP echo — {} clients × {} datagram(s) in flight; median of {} round(s), {} s each \
          (ratios: datagrams per server CPU-second, median of per-round ratios; lost: datagrams \
