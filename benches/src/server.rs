@@ -261,7 +261,7 @@ pub fn require_twill_in_smoke(
         if twill.contains(&spec.name.as_str()) && wanted(&spec.name) && !spec.is_available() {
             return Err(cli_err!(
                 "server {} is not built ({} not found), and a smoke run must measure twill \
-                 (bash benches/run.sh builds it)",
+                 (bash benches/run.sh builds it once its source is there)",
                 spec.name,
                 spec.program.display()
             ));
