@@ -1,9 +1,10 @@
 //! Shared pieces of twill's benchmark suite.
 //!
-//! The binaries under `src/bin/` are a load generator (`loadgen`), two
-//! baseline echo servers (`raw_polling_echo`, `async_io_echo`) and the
-//! runners that compare servers side by side (`echo_bench`, `fanout_bench`,
-//! `tls_bench`, ...). This library holds what they share: a tiny argument
+//! The binaries under `src/bin/` are load generators (`loadgen` for
+//! streams over TCP or Unix sockets, `udp_loadgen`), baseline echo servers
+//! (`raw_polling_echo`, `async_io_echo`, `std_udp_echo`) and the runners
+//! that compare servers side by side (`echo_bench`, `fanout_bench`,
+//! `tls_bench`, `udp_bench`, `unix_bench`, ...). This library holds what they share: a tiny argument
 //! parser, the verification byte patterns, a latency histogram, the `/proc`
 //! CPU-time reader and the measured window ([`measure`]), the parsing of
 //! the `listening on ADDR` ready line and of `key=value` result lines.

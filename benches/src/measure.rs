@@ -7,9 +7,14 @@
 //! [`CpuWindow::between`] turns the pair into the figures their reports
 //! print.
 
+use std::collections::HashMap;
 use std::io;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use crate::{cpu_ticks, self_cpu_ticks, system_ticks, total_cpu_ticks};
+use crate::server::{forward_lines, Reaper};
+use crate::{cpu_ticks, parse_kv, self_cpu_ticks, system_ticks, total_cpu_ticks};
 
 /// Other load plus hypervisor steal, in % of one CPU, above which a round
 /// is flagged `[interference]`.
@@ -89,6 +94,81 @@ impl CpuWindow {
     pub fn interference(&self) -> bool {
         self.other_pct + self.steal_pct > INTERFERENCE_PCT
     }
+}
+
+/// What a load generator run by [`run_loader`] reported.
+pub struct LoaderRun {
+    /// The fields of its `RESULT key=value ..` line.
+    pub result: HashMap<String, String>,
+    /// The machine's CPU between its two marks.
+    pub window: CpuWindow,
+}
+
+impl LoaderRun {
+    /// The `RESULT` field `key` as a number.
+    pub fn num(&self, key: &str) -> Result<f64, String> {
+        self.result
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("RESULT line lacks {key}"))
+    }
+}
+
+/// Runs a load generator that prints `MARK measure_start`,
+/// `MARK measure_end` and a `RESULT` line (`loadgen`, `udp_loadgen`),
+/// probing the CPU of server `server_pid` at each mark; it is killed if it
+/// has not finished within `deadline`. `window_s` is the measured window's
+/// length. Exit status 3 is a verification error, 2 a setup error.
+pub fn run_loader(
+    mut loader: Command,
+    server_pid: u32,
+    ksoftirqd: &[u32],
+    clk: f64,
+    window_s: f64,
+    deadline: Duration,
+) -> Result<LoaderRun, String> {
+    let mut child = loader
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", loader.get_program()))?;
+    let (tx, lines) = mpsc::channel();
+    forward_lines(child.stdout.take().expect("piped stdout"), tx);
+    let mut child = Reaper(child);
+    let loader_pid = child.0.id();
+    let probe = || Probe::take(server_pid, Some(loader_pid), ksoftirqd);
+    let deadline = Instant::now() + deadline;
+    let (mut t0, mut t1, mut result) = (None, None, None);
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) if l == "MARK measure_start" => t0 = Some(probe()),
+            Ok(l) if l == "MARK measure_end" => t1 = Some(probe()),
+            Ok(l) if l.starts_with("RESULT ") => result = Some(parse_kv(&l)),
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err("the load generator did not finish in time (killed)".into())
+            }
+        }
+    }
+    let status = child.0.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(match status.code() {
+            Some(3) => "VERIFY ERROR: the echo did not match what was sent".into(),
+            Some(2) => "the load generator could not set up (connect, bind)".into(),
+            _ => format!("the load generator failed ({status})"),
+        });
+    }
+    let (Some(Ok(t0)), Some(Ok(t1)), Some(result)) = (t0, t1, result) else {
+        return Err(
+            "load generator output lacked MARK/RESULT lines, or /proc was unreadable".into(),
+        );
+    };
+    Ok(LoaderRun {
+        result,
+        window: CpuWindow::between(&t0, &t1, clk, window_s),
+    })
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@
 //! prefix. [`RunningServer::start`] starts one on `127.0.0.1:0`, waits for
 //! that line and kills the server when dropped.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -25,6 +26,11 @@ pub const ADDR: &str = "{addr}";
 /// [`ServerSpec::with_tls_files`].
 pub const CERT: &str = "{cert}";
 pub const KEY: &str = "{key}";
+
+/// The placeholder, inside any of [`ServerSpec::args`], replaced by a
+/// Unix socket path (`unix:{path}` becomes `unix:/tmp/…/x.sock`); see
+/// [`ProbedServer`].
+pub const PATH: &str = "{path}";
 
 /// How to start one server.
 #[derive(Clone, Debug)]
@@ -182,6 +188,88 @@ pub fn tls_servers(target_dir: &Path) -> Vec<ServerSpec> {
     ]
 }
 
+/// The UDP echo servers `udp_bench` compares, each run as `program ADDR`
+/// (an address the runner picked: they need print nothing), with their
+/// binaries looked up in `target_dir`:
+///
+/// | name | what |
+/// |---|---|
+/// | `twill` | twill's `udp_echo` example: every datagram sent back to its sender |
+/// | `tokio_ct` | `tokio_udp_echo`: one `UdpSocket`, a `recv_from` / `send_to` loop on the current-thread runtime |
+/// | `std_blocking` | `std_udp_echo`: the same loop on a blocking `std::net::UdpSocket`: the ceiling |
+/// | `asyncio` / `uvloop` | an asyncio `DatagramProtocol` answering with `sendto`; default loop / uvloop |
+pub fn udp_servers(target_dir: &Path) -> Vec<ServerSpec> {
+    let python = venv_python(target_dir);
+    let script = python_dir().join("udp_echo_asyncio.py");
+    vec![
+        ServerSpec::new("twill", target_dir.join("examples/udp_echo"), &[]),
+        ServerSpec::new("tokio_ct", target_dir.join("examples/tokio_udp_echo"), &[]),
+        ServerSpec::new("std_blocking", target_dir.join("std_udp_echo"), &[]),
+        ServerSpec::python("asyncio", &python, &script, &[]),
+        ServerSpec::python("uvloop", &python, &script, &["--uvloop"]),
+    ]
+}
+
+/// The stream echo servers `unix_bench` compares, with their binaries
+/// looked up in `target_dir`. Those over a Unix socket take its path where
+/// their arguments say [`PATH`]; those over TCP are `echo_bench`'s:
+///
+/// | name | what |
+/// |---|---|
+/// | `twill_unix` | twill's `echo_server` example on `unix:PATH` (a Twisted endpoint string) |
+/// | `twill_tcp` | the same program on `127.0.0.1:PORT` |
+/// | `tokio_unix` | `tokio_unix_echo`: `tokio_echo`'s shape on a `UnixListener`, current-thread runtime |
+/// | `tokio_tcp` | `tokio_echo` on the current-thread runtime |
+pub fn unix_servers(target_dir: &Path) -> Vec<ServerSpec> {
+    let twill = target_dir.join("examples/echo_server");
+    let on_path = |name: &str, program: PathBuf, arg: &str| ServerSpec {
+        name: name.to_string(),
+        program,
+        args: vec![OsString::from(arg)],
+    };
+    vec![
+        on_path("twill_unix", twill.clone(), "unix:{path}"),
+        ServerSpec::new("twill_tcp", twill, &[]),
+        on_path(
+            "tokio_unix",
+            target_dir.join("examples/tokio_unix_echo"),
+            PATH,
+        ),
+        ServerSpec::new(
+            "tokio_tcp",
+            target_dir.join("examples/tokio_echo"),
+            &["current_thread"],
+        ),
+    ]
+}
+
+/// Whether `spec` listens on a Unix socket (its arguments name a [`PATH`]).
+pub fn on_unix_socket(spec: &ServerSpec) -> bool {
+    spec.args.iter().any(|a| a.to_string_lossy().contains(PATH))
+}
+
+/// In a smoke run (CI's check), a twill server that is not built is an
+/// error rather than a skip: `known` is the runner's list, `list` its
+/// `--servers`, `twill` the names of twill's servers in it.
+pub fn require_twill_in_smoke(
+    known: &[ServerSpec],
+    list: Option<&str>,
+    twill: &[&str],
+) -> Result<(), CliError> {
+    let wanted = |name: &str| list.is_none_or(|l| l.split(',').any(|item| item == name));
+    for spec in known {
+        if twill.contains(&spec.name.as_str()) && wanted(&spec.name) && !spec.is_available() {
+            return Err(cli_err!(
+                "server {} is not built ({} not found), and a smoke run must measure twill \
+                 (bash benches/run.sh builds it once its source is there)",
+                spec.name,
+                spec.program.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The release directory the binaries are in: `--target-dir` if given,
 /// else `$TWILL_BENCH_TARGET_DIR`, else the directory this program is in.
 pub fn target_dir(arg: Option<String>) -> PathBuf {
@@ -283,28 +371,7 @@ impl RunningServer {
     /// Starts `spec` on `127.0.0.1:0` (with `RUST_LOG=info`) and waits up to
     /// `ready_timeout` for its `listening on` line.
     pub fn start(spec: &ServerSpec, ready_timeout: Duration) -> Result<Self, String> {
-        let args = spec.args.iter().map(|a| {
-            if a == ADDR {
-                OsString::from("127.0.0.1:0")
-            } else {
-                a.clone()
-            }
-        });
-        let mut child = Command::new(&spec.program)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", spec.program.display()))?;
-        let pid = child.id();
-        let (tx, output) = mpsc::channel();
-        forward_lines(child.stderr.take().expect("piped stderr"), tx.clone());
-        forward_lines(child.stdout.take().expect("piped stdout"), tx);
-        let mut child = Reaper(child);
-
+        let (mut child, pid, output) = spawn(spec, Some(OsStr::new("127.0.0.1:0")), None)?;
         let mut log: Vec<String> = Vec::new();
         let ready_by = Instant::now() + ready_timeout;
         let addr = loop {
@@ -344,6 +411,130 @@ impl RunningServer {
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.0.try_wait().ok().flatten()
     }
+}
+
+/// Starts `spec` with `addr` in place of [`ADDR`] and `path` in place of
+/// [`PATH`] inside any argument, each if given (`RUST_LOG=info`, output
+/// forwarded line by line).
+fn spawn(
+    spec: &ServerSpec,
+    addr: Option<&OsStr>,
+    path: Option<&Path>,
+) -> Result<(Reaper, u32, mpsc::Receiver<String>), String> {
+    let args = spec.args.iter().map(|a| {
+        if let (Some(addr), true) = (addr, a == ADDR) {
+            return addr.to_os_string();
+        }
+        match (path, a.to_str()) {
+            (Some(path), Some(s)) if s.contains(PATH) => {
+                OsString::from(s.replace(PATH, &path.to_string_lossy()))
+            }
+            _ => a.clone(),
+        }
+    });
+    let mut child = Command::new(&spec.program)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", spec.program.display()))?;
+    let pid = child.id();
+    let (tx, output) = mpsc::channel();
+    forward_lines(child.stderr.take().expect("piped stderr"), tx.clone());
+    forward_lines(child.stdout.take().expect("piped stdout"), tx);
+    Ok((Reaper(child), pid, output))
+}
+
+/// Where a [`ProbedServer`] listens: the runner picks the address, since
+/// these servers need not say where they are.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    /// A UDP port on loopback, ready once a probe datagram comes back.
+    Udp(SocketAddr),
+    /// A Unix stream socket, ready once it accepts a connection.
+    Unix(PathBuf),
+}
+
+/// A server started on an [`Endpoint`] the runner chose and found ready
+/// by probing it rather than by a `listening on` line; killed when
+/// dropped.
+pub struct ProbedServer {
+    child: Reaper,
+    /// Its process id.
+    pub pid: u32,
+}
+
+impl ProbedServer {
+    /// Starts `spec` on `endpoint` (a UDP address in place of [`ADDR`], a
+    /// socket path in place of [`PATH`]) and probes it until it answers,
+    /// for up to `ready_timeout`.
+    pub fn start(
+        spec: &ServerSpec,
+        endpoint: &Endpoint,
+        ready_timeout: Duration,
+    ) -> Result<Self, String> {
+        let (mut child, pid, output) = match endpoint {
+            Endpoint::Udp(addr) => spawn(spec, Some(OsStr::new(&addr.to_string())), None)?,
+            Endpoint::Unix(path) => spawn(spec, None, Some(path))?,
+        };
+        let mut log: Vec<String> = Vec::new();
+        let ready_by = Instant::now() + ready_timeout;
+        loop {
+            while let Ok(l) = output.try_recv() {
+                if log.len() < 20 {
+                    log.push(l);
+                }
+            }
+            if let Ok(Some(status)) = child.0.try_wait() {
+                return Err(format!(
+                    "server exited before it was ready ({status}); its output: {}",
+                    log.join(" | ")
+                ));
+            }
+            let ready = match endpoint {
+                Endpoint::Udp(addr) => udp_echoes(*addr),
+                Endpoint::Unix(path) => UnixStream::connect(path).is_ok(),
+            };
+            if ready {
+                return Ok(ProbedServer { child, pid });
+            }
+            if Instant::now() >= ready_by {
+                return Err(format!(
+                    "{endpoint:?} did not answer within {ready_timeout:?}; its output: {}",
+                    log.join(" | ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The exit status, if the server has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.0.try_wait().ok().flatten()
+    }
+}
+
+/// Whether a datagram sent to `addr` comes back within 50 ms.
+fn udp_echoes(addr: SocketAddr) -> bool {
+    const PROBE: &[u8] = b"twill-bench readiness probe";
+    let attempt = || -> io::Result<bool> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.connect(addr)?;
+        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+        socket.send(PROBE)?;
+        let mut buf = [0u8; 64];
+        let n = socket.recv(&mut buf)?;
+        Ok(&buf[..n] == PROBE)
+    };
+    attempt().unwrap_or(false)
+}
+
+/// A free UDP port on loopback, for a server to bind next.
+pub fn free_udp_addr() -> io::Result<SocketAddr> {
+    UdpSocket::bind("127.0.0.1:0")?.local_addr()
 }
 
 /// Reads a pipe line by line on a helper thread (so the child never blocks

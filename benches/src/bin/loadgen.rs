@@ -1,11 +1,13 @@
 //! `loadgen`: a cheap, verifying echo load generator.
 //!
 //! ```text
-//! loadgen --addr 127.0.0.1:PORT [--conns 64] [--size 16] [--inflight 1]
-//!         [--duration 5] [--warmup 1] [--threads 1]
+//! loadgen (--addr 127.0.0.1:PORT | --unix PATH) [--conns 64] [--size 16]
+//!         [--inflight 1] [--duration 5] [--warmup 1] [--threads 1]
 //! ```
 //!
-//! Opens `--conns` TCP connections (TCP_NODELAY) to a loopback echo server.
+//! Opens `--conns` TCP connections (TCP_NODELAY) to a loopback echo server,
+//! or with `--unix` as many connections to a Unix stream socket (the same
+//! load and the same checks, for `unix_bench`).
 //! Each connection keeps `--inflight` messages of `--size` bytes in flight
 //! (each a 4-byte big-endian length and `size - 4` payload bytes, so a
 //! length-field framing echo serves the same load as a plain one):
@@ -35,9 +37,13 @@
 //! Exit codes: 0 ok, 2 usage or connect error, 3 verification error, 4 the
 //! connection failed or no message completed in the measured window.
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::exit;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -49,15 +55,76 @@ use twill_bench::{
     FRAME_HEADER, PATTERN_MAX_SLICE,
 };
 
-const USAGE: &str = "usage: loadgen --addr 127.0.0.1:PORT [--conns 64] [--size 16] \
+const USAGE: &str =
+    "usage: loadgen (--addr 127.0.0.1:PORT | --unix PATH) [--conns 64] [--size 16] \
 [--inflight 1] [--duration 5] [--warmup 1] [--threads 1]";
 
 /// How long connecting all connections may take in total.
 const CONNECT_BUDGET: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Copy)]
+/// Where the echo server listens.
+#[derive(Clone)]
+enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tcp(addr) => write!(f, "{addr}"),
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A connection to the server, over either transport: the event loop only
+/// reads, writes and polls it.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).write(buf),
+            Stream::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+#[derive(Clone)]
 struct Config {
-    addr: SocketAddr,
+    target: Target,
     conns: usize,
     size: usize,
     inflight: usize,
@@ -98,9 +165,11 @@ fn parse() -> Result<Config, CliError> {
         println!("{USAGE}");
         exit(0);
     }
-    let addr = a
-        .value("--addr")?
-        .ok_or_else(|| cli_err!("--addr is required"))?;
+    let target = match (a.value("--addr")?, a.value("--unix")?) {
+        (Some(addr), None) => Target::Tcp(loopback_addr(&addr)?),
+        (None, Some(path)) => Target::Unix(PathBuf::from(path)),
+        _ => return Err(cli_err!("one of --addr and --unix is required")),
+    };
     let secs = |v: f64, name: &str| {
         if v.is_finite() && (0.0..=3600.0).contains(&v) {
             Ok(Duration::from_secs_f64(v))
@@ -109,7 +178,7 @@ fn parse() -> Result<Config, CliError> {
         }
     };
     let cfg = Config {
-        addr: loopback_addr(&addr)?,
+        target,
         conns: a.parse_or("--conns", 64)?,
         size: a.parse_or("--size", 16)?,
         inflight: a.parse_or("--inflight", 1)?,
@@ -156,13 +225,14 @@ fn run(cfg: Config) -> i32 {
 
     // Deal the connections round-robin to the worker threads.
     let threads = cfg.threads.min(cfg.conns);
-    let mut shares: Vec<Vec<(usize, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut shares: Vec<Vec<(usize, Stream)>> = (0..threads).map(|_| Vec::new()).collect();
     for (id, s) in streams.into_iter().enumerate() {
         shares[id % threads].push((id, s));
     }
     let (tx, rx) = mpsc::channel();
     for (i, share) in shares.into_iter().enumerate() {
         let tx = tx.clone();
+        let cfg = cfg.clone();
         let pattern = Arc::clone(&pattern);
         std::thread::Builder::new()
             .name(format!("loadgen-{i}"))
@@ -257,7 +327,7 @@ fn collect(r: Result<Stats, Failure>, results: &mut Vec<Stats>) -> Result<(), i3
     }
 }
 
-fn connect_all(cfg: &Config) -> Result<Vec<TcpStream>, CliError> {
+fn connect_all(cfg: &Config) -> Result<Vec<Stream>, CliError> {
     let deadline = Instant::now() + CONNECT_BUDGET;
     let mut out = Vec::with_capacity(cfg.conns);
     for i in 0..cfg.conns {
@@ -265,23 +335,33 @@ fn connect_all(cfg: &Config) -> Result<Vec<TcpStream>, CliError> {
         if left.is_zero() {
             return Err(cli_err!(
                 "connecting to {} took longer than {CONNECT_BUDGET:?} ({i} of {} connected)",
-                cfg.addr,
+                cfg.target,
                 cfg.conns
             ));
         }
-        let s = TcpStream::connect_timeout(&cfg.addr, left.min(Duration::from_secs(2))).map_err(
-            |e| {
-                cli_err!(
-                    "cannot connect to {} (connection {} of {}): {e} — is the server running?",
-                    cfg.addr,
-                    i + 1,
-                    cfg.conns
-                )
-            },
-        )?;
-        s.set_nodelay(true)?;
-        s.set_nonblocking(true)?;
-        out.push(s);
+        let connect_failed = |e: io::Error| {
+            cli_err!(
+                "cannot connect to {} (connection {} of {}): {e} — is the server running?",
+                cfg.target,
+                i + 1,
+                cfg.conns
+            )
+        };
+        let stream = match &cfg.target {
+            Target::Tcp(addr) => {
+                let s = TcpStream::connect_timeout(addr, left.min(Duration::from_secs(2)))
+                    .map_err(connect_failed)?;
+                s.set_nodelay(true)?;
+                s.set_nonblocking(true)?;
+                Stream::Tcp(s)
+            }
+            Target::Unix(path) => {
+                let s = UnixStream::connect(path).map_err(connect_failed)?;
+                s.set_nonblocking(true)?;
+                Stream::Unix(s)
+            }
+        };
+        out.push(stream);
     }
     Ok(out)
 }
@@ -289,7 +369,7 @@ fn connect_all(cfg: &Config) -> Result<Vec<TcpStream>, CliError> {
 /// One connection's state. Stream offsets count bytes since the start of
 /// the connection; `recvd <= sent <= issued`.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     id: usize,
     phase: usize,
     /// Bytes of messages queued for sending (whole messages).
@@ -310,7 +390,7 @@ fn io_fail(c: &Conn, what: &str, e: io::Error) -> Failure {
 
 fn worker(
     cfg: &Config,
-    share: Vec<(usize, TcpStream)>,
+    share: Vec<(usize, Stream)>,
     pattern: &Pattern,
     warm_end: Instant,
     end: Instant,
