@@ -299,13 +299,13 @@ impl ConnectorInner {
 
     /// Reports a failure that happened before the attempt reached the
     /// poller, after the `started_connecting` notification.
+    /// Holds the connector until then: its user may have dropped every
+    /// handle, and the factory must still hear how the attempt ended.
     fn defer_failure(&self, core: &Rc<Core>, err: io::Error) {
-        let weak = self.me.clone();
-        core.defer(move || {
-            if let Some(inner) = weak.upgrade() {
-                inner.fail(err);
-            }
-        });
+        let Some(inner) = self.me.upgrade() else {
+            return;
+        };
+        core.defer(move || inner.fail(err));
     }
 
     fn end_attempt(&self) -> Option<Attempt> {
