@@ -202,9 +202,8 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
 /// # Examples
 ///
 /// ```
-/// use crate::net::Address;
 /// use bytes::Bytes;
-/// use twill::{Factory, Protocol};
+/// use twill::{Address, Factory, Protocol};
 ///
 /// struct Discard;
 /// impl Protocol for Discard {
@@ -216,13 +215,15 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
 /// impl Factory for LocalOnly {
 ///     type Protocol = Discard;
 ///     fn build_protocol(&mut self, peer: Address) -> Option<Discard> {
-///         peer.ip().is_loopback().then_some(Discard)
+///         // A Unix socket's peer has no IP address: refused too.
+///         peer.ip().is_some_and(|ip| ip.is_loopback()).then_some(Discard)
 ///     }
 /// }
 ///
 /// let mut factory = LocalOnly;
-/// assert!(factory.build_protocol("127.0.0.1:4000".parse().unwrap()).is_some());
-/// assert!(factory.build_protocol("192.0.2.1:4000".parse().unwrap()).is_none());
+/// let peer = |text: &str| Address::Tcp(text.parse().unwrap());
+/// assert!(factory.build_protocol(peer("127.0.0.1:4000")).is_some());
+/// assert!(factory.build_protocol(peer("192.0.2.1:4000")).is_none());
 /// ```
 pub trait Factory: 'static {
     /// The protocol this factory builds. `Box<dyn Protocol>` is a protocol

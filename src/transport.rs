@@ -45,7 +45,7 @@ pub const DEFAULT_MAX_WRITE_BUFFER: usize = 16 * 1024 * 1024;
 ///
 /// ```
 /// use std::{cell::RefCell, error::Error, io, net::SocketAddr, rc::Rc};
-/// use twill::{Bytes, BytesMut, Event, Transport};
+/// use twill::{Address, Bytes, BytesMut, Event, Transport};
 /// use twill::transport::{SentWaiter, TransportImpl};
 ///
 /// /// Keeps what is written; everything else does the least it can.
@@ -66,8 +66,8 @@ pub const DEFAULT_MAX_WRITE_BUFFER: usize = 16 * 1024 * 1024;
 ///     fn abort_with(&self, _: Box<dyn Error + Send + Sync>) {}
 ///     fn write_eof(&self) {}
 ///     fn set_reading(&self, _: bool) {}
-///     fn peer(&self) -> Address { ([127, 0, 0, 1], 1).into() }
-///     fn host(&self) -> Address { ([127, 0, 0, 1], 2).into() }
+///     fn peer(&self) -> Address { SocketAddr::from(([127, 0, 0, 1], 1)).into() }
+///     fn host(&self) -> Address { SocketAddr::from(([127, 0, 0, 1], 2)).into() }
 ///     fn set_tcp_nodelay(&self, _: bool) -> io::Result<()> { Ok(()) }
 ///     fn tcp_nodelay(&self) -> io::Result<bool> { Ok(true) }
 ///     fn set_tcp_keepalive(&self, _: bool) -> io::Result<()> { Ok(()) }

@@ -213,6 +213,30 @@ impl From<&PathBuf> for UnixAddress {
     }
 }
 
+impl std::str::FromStr for Address {
+    type Err = io::Error;
+
+    /// Reads what [`Display`](fmt::Display) writes: `127.0.0.1:8007`,
+    /// `[::1]:8007`, `unix:/run/app.sock`, `unix:@name`.
+    fn from_str(text: &str) -> io::Result<Address> {
+        if let Some(unix) = text.strip_prefix("unix:") {
+            if unix.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an empty Unix address",
+                ));
+            }
+            return Ok(Address::Unix(UnixAddress::parse(unix)));
+        }
+        text.parse::<SocketAddr>().map(Address::Tcp).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{text:?} is neither IP:PORT nor unix:PATH"),
+            )
+        })
+    }
+}
+
 impl PartialEq<SocketAddr> for Address {
     fn eq(&self, other: &SocketAddr) -> bool {
         self.tcp() == Some(*other)
@@ -301,6 +325,22 @@ mod tests {
         }
         let tcp = SocketAddr::from(([127, 0, 0, 1], 80));
         assert_eq!(Address::from_sock_addr(&tcp.into()), tcp);
+    }
+
+    #[test]
+    fn addresses_read_back_what_they_write() {
+        for text in [
+            "127.0.0.1:8007",
+            "[::1]:80",
+            "unix:/run/app.sock",
+            "unix:@name",
+        ] {
+            let address: Address = text.parse().unwrap();
+            assert_eq!(address.to_string(), text);
+        }
+        for bad in ["unix:", "localhost:80", "8007"] {
+            assert!(bad.parse::<Address>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::address::Address;
 /// # Examples
 ///
 /// ```
-/// use twill::net::{HostPort, ToHostPort};
+/// use twill::net::ToHostPort;
 ///
 /// let dest = "example.org:80".to_host_port()?;
 /// assert_eq!((dest.host(), dest.port()), ("example.org", 80));

@@ -76,7 +76,7 @@ impl Reactor {
     ///
     /// let reactor = Reactor::new()?;
     /// let first = reactor.listen_tcp_reuse_port("127.0.0.1:0", |_peer| Discard)?;
-    /// let addr = first.host();
+    /// let addr = first.host().tcp().unwrap();
     /// let worker = std::thread::spawn(move || -> std::io::Result<u16> {
     ///     let reactor = Reactor::new()?;
     ///     let port = reactor.listen_tcp_reuse_port(addr, |_peer| Discard)?;

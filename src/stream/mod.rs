@@ -86,7 +86,7 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt;
 use std::net::ToSocketAddrs;
 
-use crate::net::{Address, ToHostPort};
+use crate::net::{Address, ToHostPort, UnixAddress};
 use std::rc::Rc;
 
 use crate::defer::{Deferred, Resolver};
@@ -116,7 +116,7 @@ pub use writer::StreamWriter;
 /// use std::io;
 /// use twill::stream;
 ///
-/// async fn ask(addr: std::net::SocketAddr, question: &str) -> io::Result<String> {
+/// async fn ask(addr: twill::Address, question: &str) -> io::Result<String> {
 ///     let (mut reader, writer) = stream::open_connection(addr).await?;
 ///     writer.write(format!("{question}\n"));
 ///     let answer = reader.read_line().await?;
@@ -225,6 +225,68 @@ where
     F: Future<Output = ()> + 'static,
 {
     crate::reactor().listen_tcp(addr, serve(handler))
+}
+
+/// Connects to the Unix domain socket at `address` (a path, or `@name` on
+/// Linux) and gives the connection's two halves: asyncio's
+/// `open_unix_connection`. Fails as [`open_connection`] does (no such
+/// file, refused).
+///
+/// # Panics
+///
+/// If no reactor exists on this thread.
+///
+/// # Examples
+///
+/// ```
+/// use twill::stream;
+///
+/// let dir = std::env::temp_dir().join(format!("twill-doc-stream-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("hello.sock");
+/// let reactor = twill::Reactor::new()?;
+/// stream::start_unix_server(&path, |_reader, writer| async move {
+///     writer.write("hello\n");
+/// })?;
+/// twill::spawn(async move {
+///     let (mut reader, _writer) = stream::open_unix_connection(&path).await.unwrap();
+///     assert_eq!(reader.read_line().await.unwrap(), "hello\n");
+///     twill::stop();
+/// });
+/// reactor.run()?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn open_unix_connection(
+    address: impl Into<UnixAddress>,
+) -> Deferred<(StreamReader, StreamWriter)> {
+    let (factory, connected) = Connecting::new();
+    if let Err(err) = crate::reactor().connect_unix(address, factory) {
+        connected.errback(err);
+    }
+    connected
+}
+
+/// Listens on the Unix domain socket at `address` (a path, created with
+/// mode 0o666 and removed when the port stops, or `@name` on Linux) and
+/// runs `handler` for each connection: asyncio's `start_unix_server`.
+///
+/// # Errors
+///
+/// As [`Reactor::listen_unix`](crate::Reactor::listen_unix).
+///
+/// # Panics
+///
+/// If no reactor exists on this thread.
+pub fn start_unix_server<H, F>(
+    address: impl Into<UnixAddress>,
+    handler: H,
+) -> io::Result<ListeningPort>
+where
+    H: Fn(StreamReader, StreamWriter) -> F + 'static,
+    F: Future<Output = ()> + 'static,
+{
+    crate::reactor().listen_unix(address, crate::net::DEFAULT_UNIX_MODE, serve(handler))
 }
 
 /// The factory [`start_server`] listens with: for each connection,

@@ -62,7 +62,7 @@ type RejectedHook = Rc<RefCell<dyn FnMut(&Transport, Address)>>;
 /// # Examples
 ///
 /// ```
-/// use std::net::Address;
+/// use twill::Address;
 /// use twill::{Bytes, Factory, Protocol};
 /// use twill_protocols::handler::{AddressFilter, FilterAction};
 ///
@@ -89,7 +89,7 @@ type RejectedHook = Rc<RefCell<dyn FnMut(&Transport, Address)>>;
 ///
 /// ```
 /// use std::cell::RefCell;
-/// use std::net::Address;
+/// use twill::Address;
 /// use std::rc::Rc;
 /// use twill::testing::StringTransport;
 /// use twill::{Bytes, Factory, Protocol, Transport};

@@ -29,7 +29,7 @@ use crate::factory_wrapper::{forward_client_factory, Refusals};
 /// # Examples
 ///
 /// ```
-/// use std::net::Address;
+/// use twill::Address;
 /// use twill::{Bytes, Factory, Protocol, Reason};
 /// use twill_protocols::policies::LimitConnectionsByPeer;
 ///
@@ -39,16 +39,16 @@ use crate::factory_wrapper::{forward_client_factory, Refusals};
 /// }
 ///
 /// let mut factory = LimitConnectionsByPeer::new(|_peer: Address| Discard).max_per_peer(2);
-/// let peer = |port| Address::from(([192, 0, 2, 1], port));
+/// let peer = |port| Address::from(std::net::SocketAddr::from(([192, 0, 2, 1], port)));
 /// let mut first = factory.build_protocol(peer(1000)).unwrap();
 /// let _second = factory.build_protocol(peer(1001)).unwrap();
 /// assert!(factory.build_protocol(peer(1002)).is_none());
 /// assert!(factory.build_protocol("192.0.2.2:1000".parse()?).is_some());
 ///
 /// first.connection_lost(&Reason::Done);
-/// assert_eq!(factory.connections_from(peer(0).ip()), 1);
+/// assert_eq!(factory.connections_from(peer(0).ip().unwrap()), 1);
 /// assert!(factory.build_protocol(peer(1003)).is_some());
-/// # Ok::<(), std::net::AddrParseError>(())
+/// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct LimitConnectionsByPeer<F> {
     inner: F,

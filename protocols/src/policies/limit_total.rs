@@ -24,8 +24,7 @@ use crate::factory_wrapper::{forward_client_factory, Refusals};
 /// # Examples
 ///
 /// ```
-/// use std::net::SocketAddr;
-/// use twill::{Bytes, Factory, Protocol, Reason};
+/// use twill::{Address, Bytes, Factory, Protocol, Reason};
 /// use twill_protocols::policies::LimitTotalConnections;
 ///
 /// struct Discard;
@@ -35,13 +34,13 @@ use crate::factory_wrapper::{forward_client_factory, Refusals};
 ///
 /// let peer: Address = "192.0.2.1:1000".parse()?;
 /// let mut factory = LimitTotalConnections::new(|_peer: Address| Discard, 2);
-/// let mut first = factory.build_protocol(peer).unwrap();
-/// let _second = factory.build_protocol(peer).unwrap();
-/// assert!(factory.build_protocol(peer).is_none());
+/// let mut first = factory.build_protocol(peer.clone()).unwrap();
+/// let _second = factory.build_protocol(peer.clone()).unwrap();
+/// assert!(factory.build_protocol(peer.clone()).is_none());
 /// first.connection_lost(&Reason::Done);
 /// assert_eq!(factory.connection_count(), 1);
 /// assert!(factory.build_protocol(peer).is_some());
-/// # Ok::<(), std::net::AddrParseError>(())
+/// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct LimitTotalConnections<F> {
     inner: F,

@@ -72,7 +72,7 @@ const WINDOW: Duration = Duration::from_secs(1);
 ///
 /// ```
 /// use std::{net::SocketAddr, rc::Rc, time::Duration};
-/// use twill::{task::Clock, testing::StringTransport, Bytes, Factory, Protocol};
+/// use twill::{task::Clock, testing::StringTransport, Address, Bytes, Factory, Protocol};
 /// use twill_protocols::policies::ThrottlingFactory;
 ///
 /// struct Discard;

@@ -88,7 +88,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// # Examples
 ///
 /// ```
-/// use twill::net::endpoint::{ServerDescription, UnixAddress};
+/// use twill::net::endpoint::ServerDescription;
+/// use twill::net::UnixAddress;
 ///
 /// let server: ServerDescription = "unix:/run/app.sock:mode=660".parse()?;
 /// assert_eq!(
