@@ -108,7 +108,7 @@ impl Reactor {
     }
 
     /// Connects to `addr` (`"example.org:80"`, an IP address, a
-    /// [`HostPort`](super::HostPort)), giving up after `timeout`. An IP
+    /// [`HostPort`]), giving up after `timeout`. An IP
     /// address connects at once; a name is resolved off the reactor thread
     /// for each attempt. How the attempt goes is reported to `factory` (see
     /// [`ClientFactory`]); the returned [`Connector`] retries, stops or

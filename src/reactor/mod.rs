@@ -1,6 +1,6 @@
 //! The event loop: [`Reactor`] and its thread-safe [`ReactorHandle`]. The
 //! socket kinds it drives (TCP, Unix, UDP) live in [`crate::net`]; the loop
-//! knows them only as [`Source`]s.
+//! knows them only as sources of readiness.
 //!
 //! The loop is a callback loop directly on [`polling`], level-triggered:
 //! one turn runs the calls queued from other threads, the timers that are

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Parses a server endpoint string: `tcp:PORT`, `unix:PATH`, `tls:PORT:...`
-/// with their keyword fields (see the [module documentation](self)).
+/// with their keyword fields (see the [module documentation](super)).
 ///
 /// # Errors
 ///
@@ -99,7 +99,7 @@ pub fn parse_server(description: &str) -> Result<ServerDescription, EndpointErro
 
 /// Parses a client endpoint string: `tcp:HOST:PORT`, `unix:PATH`,
 /// `tls:HOST:PORT` with their keyword fields (see the
-/// [module documentation](self)).
+/// [module documentation](super)).
 ///
 /// # Errors
 ///
