@@ -1,4 +1,5 @@
-//! TCP: [`Reactor::listen_tcp`] and [`Reactor::connect_tcp`].
+//! TCP: [`Reactor::listen_tcp`] and [`Reactor::connect_tcp`] (whose
+//! racing of a host's addresses is in [`happy_eyeballs`](super::happy_eyeballs)).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -7,9 +8,9 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 
 use super::connector::{Connector, Destination};
-use super::host_port::ToHostPort;
+use super::host_port::{HostPort, ToHostPort};
 use super::listener::{self, ListeningPort};
-use super::DynFactory;
+use super::{DynClientFactory, DynFactory};
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::{Reactor, DEFAULT_CONNECT_TIMEOUT};
 
@@ -93,12 +94,62 @@ impl Reactor {
         self.listen_tcp_with(addr, DEFAULT_BACKLOG, true, Box::new(factory))
     }
 
-    /// Connects to `addr` with a 30 s timeout; see
-    /// [`connect_tcp_with_timeout`](Self::connect_tcp_with_timeout).
+    /// Connects to `addr` with a 30 s timeout: Twisted's `connectTCP`.
+    /// See [`connect_tcp_with_timeout`](Self::connect_tcp_with_timeout).
     ///
     /// # Errors
     ///
     /// As `connect_tcp_with_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// A host name, resolved by the reactor's resolver (here a table, so
+    /// the example needs no network), then connected:
+    ///
+    /// ```
+    /// use std::io;
+    /// use twill::net::StaticResolver;
+    /// use twill::{Bytes, ClientFactory, Connector, Factory, Protocol, Reactor, Transport};
+    ///
+    /// struct Hello;
+    /// impl Protocol for Hello {
+    ///     fn connection_made(&mut self, transport: &Transport) {
+    ///         transport.write(Bytes::from_static(b"hello"));
+    ///         transport.lose_connection();
+    ///     }
+    ///     fn data_received(&mut self, _: Bytes) {}
+    /// }
+    ///
+    /// struct Client;
+    /// impl Factory for Client {
+    ///     type Protocol = Hello;
+    ///     fn build_protocol(&mut self, _peer: twill::Address) -> Option<Hello> {
+    ///         Some(Hello)
+    ///     }
+    /// }
+    /// impl ClientFactory for Client {
+    ///     fn client_connection_failed(&mut self, _: &Connector, reason: &io::Error) {
+    ///         panic!("could not connect: {reason}");
+    ///     }
+    ///     fn client_connection_lost(&mut self, _: &Connector, _: &twill::Reason) {
+    ///         twill::stop();
+    ///     }
+    /// }
+    ///
+    /// struct Quiet;
+    /// impl Protocol for Quiet {
+    ///     fn data_received(&mut self, _: Bytes) {}
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0", |_peer| Quiet)?;
+    /// let names = StaticResolver::new();
+    /// names.insert("echo.internal", [port.host().to_string().parse().unwrap()]);
+    /// reactor.set_resolver(names);
+    /// reactor.connect_tcp(("echo.internal", port.host().port().unwrap()), Client)?;
+    /// reactor.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn connect_tcp(
         &self,
         addr: impl ToHostPort,
@@ -108,11 +159,22 @@ impl Reactor {
     }
 
     /// Connects to `addr` (`"example.org:80"`, an IP address, a
-    /// [`HostPort`](super::HostPort)), giving up after `timeout`. An IP
-    /// address connects at once; a name is resolved off the reactor thread
-    /// for each attempt. How the attempt goes is reported to `factory` (see
-    /// [`ClientFactory`]); the returned [`Connector`] retries, stops or
-    /// disconnects.
+    /// [`HostPort`]), giving up after `timeout`.
+    ///
+    /// An IP address connects at once. A name goes to the reactor's
+    /// resolver ([`set_resolver`](Self::set_resolver); by default the
+    /// system's, off the reactor thread), and its addresses are raced as
+    /// RFC 8305 says ([`happy_eyeballs`](super::happy_eyeballs)): both
+    /// address families interleaved, a new attempt every 250 ms or as soon
+    /// as one fails, the first to connect wins and the others are closed.
+    /// `timeout` covers all of it, the lookup included.
+    ///
+    /// How it goes is reported to `factory` (see [`ClientFactory`]): one
+    /// `build_protocol` for the winning connection, or one
+    /// `client_connection_failed` with the error of the lookup (kind
+    /// `NotFound` for an unknown name), of the last attempt to fail, or
+    /// `TimedOut`. The returned [`Connector`] retries (resolving again),
+    /// stops or disconnects.
     ///
     /// # Errors
     ///
@@ -124,8 +186,22 @@ impl Reactor {
         timeout: Duration,
         factory: impl ClientFactory,
     ) -> io::Result<Connector> {
-        let dest = Destination::Tcp(addr.to_host_port()?);
-        let connector = Connector::new(self.core(), dest, timeout, Box::new(factory));
+        self.connect_tcp_with(addr.to_host_port()?, timeout, None, Box::new(factory))
+    }
+
+    /// Connects as [`connect_tcp_with_timeout`](Self::connect_tcp_with_timeout)
+    /// does, each attempt's socket bound to `bind` first (Twisted's
+    /// `bindAddress`; port 0 lets the system pick one). Addresses of the
+    /// other family than `bind`'s fail at once and the race moves on.
+    pub(crate) fn connect_tcp_with(
+        &self,
+        dest: HostPort,
+        timeout: Duration,
+        bind: Option<SocketAddr>,
+        factory: Box<dyn DynClientFactory>,
+    ) -> io::Result<Connector> {
+        let connector =
+            Connector::with_bind(self.core(), Destination::Tcp(dest), timeout, bind, factory);
         connector.connect();
         Ok(connector)
     }
