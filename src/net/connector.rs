@@ -334,15 +334,14 @@ impl ConnectorInner {
     /// never from inside `connect` (as Twisted defers it with
     /// `callLater(0)`), and only if that run is still the one under way.
     fn report_failure(&self, run: u64, err: io::Error) {
-        let Some(core) = self.core.upgrade() else {
+        // Held strongly: once the race is over, nothing else may hold the
+        // connector (its user need not keep the handle).
+        let (Some(core), Some(inner)) = (self.core.upgrade(), self.me.upgrade()) else {
             return;
         };
-        let weak = self.me.clone();
         core.defer(move || {
-            if let Some(inner) = weak.upgrade() {
-                if inner.run.get() == run {
-                    inner.fail(err);
-                }
+            if inner.run.get() == run {
+                inner.fail(err);
             }
         });
     }
