@@ -3,7 +3,9 @@
 //! stopping in the middle. Names come from a `StaticResolver`, so the
 //! addresses and their order are the test's. (The exact timings are
 //! checked on a hand-driven clock in the race's own unit tests; here only
-//! what real sockets add.)
+//! what real sockets add.) Addresses that never answer are on 127.0.0.2
+//! and .3, refused ones elsewhere, so a port one test lets go of and
+//! another binds cannot mix them up.
 
 mod connect_probe;
 mod support;
@@ -108,7 +110,7 @@ fn a_refused_address_passes_to_the_next_at_once() {
     let server = reactor.listen_tcp("127.0.0.1:0", |_peer| Quiet).unwrap();
     let working = server.host().to_string().parse::<SocketAddr>().unwrap();
     let names = StaticResolver::new();
-    names.insert("refusing.test", [refused_on("127.0.0.3"), working]);
+    names.insert("refusing.test", [refused_on("127.0.0.4"), working]);
     reactor.set_resolver(names);
     let events = Events::new();
     reactor
@@ -136,7 +138,7 @@ fn when_every_address_refuses_the_factory_hears_it_once() {
     let names = StaticResolver::new();
     names.insert(
         "nobody.test",
-        [refused_on("127.0.0.1"), refused_on("127.0.0.3"), refused_on("127.0.0.4")],
+        [refused_on("127.0.0.4"), refused_on("127.0.0.5"), refused_on("127.0.0.6")],
     );
     reactor.set_resolver(names);
     let events = Events::new();
