@@ -54,12 +54,30 @@ fn an_address_that_never_answers_is_passed_after_the_attempt_delay() {
     run_bounded(&reactor, LIMIT);
 
     let (at, _) = events.when(built).expect("connected");
-    assert!(at >= Duration::from_millis(250), "the second attempt waited: {at:?}");
-    assert!(at < Duration::from_secs(2), "and did not wait for the timeout: {at:?}");
-    assert_eq!(events.count(built), 1, "one protocol built: {:?}", events.kinds());
-    assert_eq!(events.when(|e| *e == Ev::Built(working)).map(|_| ()), Some(()));
+    assert!(
+        at >= Duration::from_millis(250),
+        "the second attempt waited: {at:?}"
+    );
+    assert!(
+        at < Duration::from_secs(2),
+        "and did not wait for the timeout: {at:?}"
+    );
+    assert_eq!(
+        events.count(built),
+        1,
+        "one protocol built: {:?}",
+        events.kinds()
+    );
+    assert_eq!(
+        events.when(|e| *e == Ev::Built(working)).map(|_| ()),
+        Some(())
+    );
     assert_eq!(events.count(failed), 0);
-    assert_eq!(pending_seen.get(), baseline + 1, "the first attempt was pending");
+    assert_eq!(
+        pending_seen.get(),
+        baseline + 1,
+        "the first attempt was pending"
+    );
     assert_eq!(silent.connecting_to(), baseline, "and its socket is closed");
 }
 
@@ -93,10 +111,17 @@ fn families_alternate_so_an_ipv6_address_listed_last_is_tried_second() {
         .unwrap();
     run_bounded(&reactor, LIMIT);
     let (at, _) = events.when(built).expect("connected");
-    assert!(at >= Duration::from_millis(250) && at < Duration::from_secs(2), "{at:?}");
+    assert!(
+        at >= Duration::from_millis(250) && at < Duration::from_secs(2),
+        "{at:?}"
+    );
     assert_eq!(events.kinds()[2], Ev::Built(working));
     assert_eq!(events.count(built), 1);
-    assert_eq!(third_tried.get(), third_baseline, "the third address was never tried");
+    assert_eq!(
+        third_tried.get(),
+        third_baseline,
+        "the third address was never tried"
+    );
     assert_eq!(
         (first.connecting_to(), third.connecting_to()),
         (first_baseline, third_baseline),
@@ -118,7 +143,10 @@ fn a_refused_address_passes_to_the_next_at_once() {
         .unwrap();
     run_bounded(&reactor, LIMIT);
     let (at, _) = events.when(built).expect("connected");
-    assert!(at < Duration::from_millis(200), "no 250 ms wait after a refusal: {at:?}");
+    assert!(
+        at < Duration::from_millis(200),
+        "no 250 ms wait after a refusal: {at:?}"
+    );
     assert_eq!(
         events.kinds(),
         [
@@ -138,7 +166,11 @@ fn when_every_address_refuses_the_factory_hears_it_once() {
     let names = StaticResolver::new();
     names.insert(
         "nobody.test",
-        [refused_on("127.0.0.4"), refused_on("127.0.0.5"), refused_on("127.0.0.6")],
+        [
+            refused_on("127.0.0.4"),
+            refused_on("127.0.0.5"),
+            refused_on("127.0.0.6"),
+        ],
     );
     reactor.set_resolver(names);
     let events = Events::new();
@@ -156,7 +188,10 @@ fn when_every_address_refuses_the_factory_hears_it_once() {
         ]
     );
     let (at, _) = events.when(failed).unwrap();
-    assert!(at < Duration::from_millis(200), "refusals chain without delays: {at:?}");
+    assert!(
+        at < Duration::from_millis(200),
+        "refusals chain without delays: {at:?}"
+    );
 }
 
 #[test]
@@ -189,8 +224,15 @@ fn stop_connecting_during_the_race_closes_every_attempt() {
     });
     let began = std::time::Instant::now();
     run_bounded(&reactor, LIMIT);
-    assert!(began.elapsed() < Duration::from_secs(2), "the reactor stopped promptly");
-    assert_eq!(in_flight.get(), (baseline.0 + 1, baseline.1 + 1), "both in flight");
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "the reactor stopped promptly"
+    );
+    assert_eq!(
+        in_flight.get(),
+        (baseline.0 + 1, baseline.1 + 1),
+        "both in flight"
+    );
     assert_eq!(
         events.kinds(),
         [

@@ -48,7 +48,11 @@ impl Events {
     }
 
     pub fn kinds(&self) -> Vec<Ev> {
-        self.list.borrow().iter().map(|(_, ev, _)| ev.clone()).collect()
+        self.list
+            .borrow()
+            .iter()
+            .map(|(_, ev, _)| ev.clone())
+            .collect()
     }
 
     /// When `want` first happened, and its detail (an error's message).
@@ -61,7 +65,11 @@ impl Events {
     }
 
     pub fn count(&self, want: impl Fn(&Ev) -> bool) -> usize {
-        self.list.borrow().iter().filter(|(_, ev, _)| want(ev)).count()
+        self.list
+            .borrow()
+            .iter()
+            .filter(|(_, ev, _)| want(ev))
+            .count()
     }
 
     pub fn elapsed(&self) -> Duration {
