@@ -271,10 +271,7 @@ fn each_reactor_has_its_own_resolver_and_resolve_gives_ip_addresses() {
     let got = answer.clone();
     system.add_both(move |result| {
         got.set(Some(
-            result
-                .as_ref()
-                .map(|ips| ips.clone())
-                .map_err(|f| f.to_string()),
+            result.clone().map_err(|f| f.to_string()),
         ));
         twill::stop();
         result

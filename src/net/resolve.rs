@@ -270,10 +270,12 @@ impl fmt::Debug for StaticResolver {
     }
 }
 
+/// A reactor (held weakly) and the resolver it was given.
+type ResolverEntry = (Weak<Core>, Rc<dyn NameResolver>);
+
 thread_local! {
     /// The resolver of each reactor of this thread that was given one.
-    static RESOLVERS: RefCell<Vec<(Weak<Core>, Rc<dyn NameResolver>)>> =
-        const { RefCell::new(Vec::new()) };
+    static RESOLVERS: RefCell<Vec<ResolverEntry>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The resolver of the reactor that owns `core`.

@@ -77,6 +77,9 @@ impl Events {
     }
 }
 
+/// What a [`Probe`] does when an attempt fails (e.g. connect again).
+pub type OnFailed = Box<dyn FnMut(&Connector)>;
+
 /// Records every callback; its protocol closes the connection once made.
 /// The reactor stops when the connection is lost or the attempt fails,
 /// unless `keep_running`.
@@ -84,7 +87,7 @@ pub struct Probe {
     pub events: Events,
     pub keep_running: bool,
     /// Runs inside `client_connection_failed`.
-    pub on_failed: Option<Box<dyn FnMut(&Connector)>>,
+    pub on_failed: Option<OnFailed>,
 }
 
 impl Probe {
