@@ -56,7 +56,8 @@ use crate::time::ReactorTime;
 /// let reactor = Reactor::new()?;
 /// reactor.set_resolver(Everything("127.0.0.1".parse().unwrap()));
 /// let answer = reactor.resolver().resolve("anything.example", 80);
-/// assert_eq!(answer.result().unwrap().unwrap(), ["127.0.0.1:80".parse().unwrap()]);
+/// let local: SocketAddr = "127.0.0.1:80".parse().unwrap();
+/// assert_eq!(answer.result().unwrap().unwrap(), [local]);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub trait NameResolver {
@@ -125,6 +126,7 @@ enum Entry {
 ///
 /// ```
 /// use std::io;
+/// use std::net::SocketAddr;
 /// use twill::net::{NameResolver, StaticResolver};
 /// use twill::Reactor;
 ///
@@ -135,7 +137,8 @@ enum Entry {
 /// let reactor = Reactor::new()?;
 /// reactor.set_resolver(names.clone());
 /// let answer = reactor.resolver().resolve("db.internal", 5432).result().unwrap().unwrap();
-/// assert_eq!(answer, ["10.0.0.7:5432".parse().unwrap(), "[fd00::7]:5432".parse().unwrap()]);
+/// let expected: Vec<SocketAddr> = vec!["10.0.0.7:5432".parse().unwrap(), "[fd00::7]:5432".parse().unwrap()];
+/// assert_eq!(answer, expected);
 /// assert!(reactor.resolver().resolve("gone.internal", 1).result().unwrap().is_err());
 /// assert_eq!(names.lookups(), ["db.internal", "gone.internal"]);
 /// # Ok::<(), std::io::Error>(())

@@ -78,12 +78,13 @@ impl Reactor {
     /// let reactor = Reactor::new()?;
     /// let first = reactor.listen_tcp_reuse_port("127.0.0.1:0", |_peer| Discard)?;
     /// let addr = first.host();
+    /// let expected = addr.port();
     /// let worker = std::thread::spawn(move || -> std::io::Result<u16> {
     ///     let reactor = Reactor::new()?;
     ///     let port = reactor.listen_tcp_reuse_port(addr, |_peer| Discard)?;
     ///     Ok(port.host().port().unwrap())
     /// });
-    /// assert_eq!(worker.join().unwrap()?, addr.port());
+    /// assert_eq!(Some(worker.join().unwrap()?), expected);
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn listen_tcp_reuse_port(
