@@ -270,9 +270,7 @@ fn each_reactor_has_its_own_resolver_and_resolve_gives_ip_addresses() {
     let answer = Rc::new(Cell::new(None));
     let got = answer.clone();
     system.add_both(move |result| {
-        got.set(Some(
-            result.clone().map_err(|f| f.to_string()),
-        ));
+        got.set(Some(result.clone().map_err(|f| f.to_string())));
         twill::stop();
         result
     });

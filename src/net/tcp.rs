@@ -262,3 +262,94 @@ fn set_reuse_port(_socket: &Socket) -> io::Result<()> {
         "SO_REUSEPORT is not available on this platform",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::net::{Address, HostPort};
+    use crate::protocol::{ClientFactory, Factory, Protocol, Reason};
+    use crate::{Connector, Reactor, Transport};
+
+    type Seen = Rc<RefCell<Vec<String>>>;
+
+    struct Client(Seen);
+    struct Close;
+
+    impl Protocol for Close {
+        fn connection_made(&mut self, transport: &Transport) {
+            transport.lose_connection();
+        }
+        fn data_received(&mut self, _: Bytes) {}
+    }
+
+    impl Factory for Client {
+        type Protocol = Close;
+        fn build_protocol(&mut self, _peer: Address) -> Option<Close> {
+            Some(Close)
+        }
+    }
+
+    impl ClientFactory for Client {
+        fn client_connection_failed(&mut self, _: &Connector, reason: &std::io::Error) {
+            self.0
+                .borrow_mut()
+                .push(format!("failed {:?}", reason.kind()));
+            crate::stop();
+        }
+        fn client_connection_lost(&mut self, _: &Connector, _: &Reason) {
+            crate::stop();
+        }
+    }
+
+    /// Runs `reactor` with a deadline, so a broken test fails instead of
+    /// hanging.
+    fn run(reactor: &Reactor) {
+        let handle = reactor.handle();
+        reactor.call_later(Duration::from_secs(10), move || {
+            handle.stop();
+        });
+        reactor.run().unwrap();
+    }
+
+    #[test]
+    fn a_bind_address_is_the_connections_source() {
+        let reactor = Reactor::new().unwrap();
+        let seen: Seen = Rc::default();
+        let peers = seen.clone();
+        let server = reactor
+            .listen_tcp("127.0.0.1:0", move |peer: Address| {
+                peers
+                    .borrow_mut()
+                    .push(format!("peer {}", peer.ip().unwrap()));
+                Close
+            })
+            .unwrap();
+        let dest = HostPort::new("127.0.0.1", server.host().port().unwrap());
+        let bind = Some("127.0.0.3:0".parse().unwrap());
+        let client = Box::new(Client(seen.clone()));
+        reactor
+            .connect_tcp_with(dest, Duration::from_secs(5), bind, client)
+            .unwrap();
+        run(&reactor);
+        assert_eq!(*seen.borrow(), ["peer 127.0.0.3"]);
+    }
+
+    #[test]
+    fn a_bind_address_of_the_other_family_fails_the_attempt() {
+        let reactor = Reactor::new().unwrap();
+        let seen: Seen = Rc::default();
+        let dest = HostPort::new("127.0.0.1", 9);
+        let bind = Some("[::1]:0".parse().unwrap());
+        let client = Box::new(Client(seen.clone()));
+        reactor
+            .connect_tcp_with(dest, Duration::from_secs(5), bind, client)
+            .unwrap();
+        run(&reactor);
+        assert_eq!(*seen.borrow(), ["failed InvalidInput"]);
+    }
+}
