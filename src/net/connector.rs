@@ -1,24 +1,33 @@
 //! Outgoing stream connections, TCP or Unix: [`Connector`].
+//!
+//! A connector runs one race per [`connect`](Connector::connect)
+//! (see [`happy_eyeballs`](super::happy_eyeballs)): it resolves a name
+//! through the reactor's resolver, then opens one socket per attempt, each
+//! in the poller under its own key with its own small [`Source`], so the
+//! loop tells the race which attempt is ready. The winner's key and socket
+//! pass, still registered, to the connection.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::ToSocketAddrs;
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use polling::{Event, PollMode, Poller};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::address::{Address, UnixAddress};
 use super::connection::Conn;
+use super::happy_eyeballs::{Attempts, Race, CONNECTION_ATTEMPT_DELAY};
 use super::host_port::HostPort;
+use super::resolve::resolver_for;
 use super::stream_socket::StreamSocket;
 use super::DynClientFactory;
 use crate::protocol::Reason;
 use crate::reactor::{Core, Source};
-use crate::time::DelayedCall;
+use crate::time::{DelayedCall, ReactorTime, TimeSource, TimerQueue};
 
 /// Where a [`Connector`] is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +43,8 @@ pub enum ConnectorState {
 /// Where a [`Connector`] connects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Destination {
-    /// A TCP host (an IP address, or a name resolved for each attempt)
-    /// and port.
+    /// A TCP host (an IP address, or a name resolved anew by each
+    /// [`connect`](Connector::connect)) and port.
     Tcp(HostPort),
     /// A Unix domain socket.
     Unix(UnixAddress),
@@ -67,9 +76,14 @@ impl PartialEq<std::net::SocketAddr> for Destination {
 /// Its [`ClientFactory`](crate::ClientFactory) is told how each attempt
 /// goes; calling [`connect`](Self::connect) from
 /// `client_connection_failed` or `client_connection_lost` tries again with
-/// the same factory. The factory's `start_factory` runs before the first
-/// attempt and `stop_factory` when an attempt fails or a connection ends
-/// and no new attempt was started.
+/// the same factory (resolving the name again). The factory's
+/// `start_factory` runs before the first attempt and `stop_factory` when an
+/// attempt fails or a connection ends and no new attempt was started.
+///
+/// For a TCP host name, one `connect` races the host's addresses as RFC
+/// 8305 says ([`happy_eyeballs`](super::happy_eyeballs)); the factory sees
+/// one `started_connecting`, then one `build_protocol` for the winner or
+/// one `client_connection_failed`.
 #[derive(Clone)]
 pub struct Connector {
     inner: Rc<ConnectorInner>,
@@ -80,17 +94,26 @@ pub(crate) struct ConnectorInner {
     me: Weak<ConnectorInner>,
     dest: Destination,
     timeout: Duration,
+    /// The local address TCP attempts bind to first (Twisted's
+    /// `bindAddress`).
+    bind: Option<SocketAddr>,
+    attempt_delay: Cell<Duration>,
     factory: RefCell<Box<dyn DynClientFactory>>,
     state: Cell<ConnectorState>,
-    attempt: RefCell<Option<Attempt>>,
+    /// Counts `connect` calls: what an earlier one reports late is ignored.
+    run: Cell<u64>,
+    race: RefCell<Option<Rc<Race>>>,
+    /// The sockets of the attempts in flight.
+    pending: RefCell<Vec<PendingAttempt>>,
     conn: RefCell<Option<Rc<Conn>>>,
     factory_started: Cell<bool>,
 }
 
-struct Attempt {
+/// A socket connecting, registered in the poller under `key`.
+struct PendingAttempt {
+    index: usize,
     socket: Socket,
     key: usize,
-    timer: DelayedCall,
 }
 
 impl Connector {
@@ -100,27 +123,44 @@ impl Connector {
         timeout: Duration,
         factory: Box<dyn DynClientFactory>,
     ) -> Connector {
+        Connector::with_bind(core, dest, timeout, None, factory)
+    }
+
+    /// A connector whose TCP attempts bind to `bind` before connecting.
+    pub(super) fn with_bind(
+        core: &Rc<Core>,
+        dest: Destination,
+        timeout: Duration,
+        bind: Option<SocketAddr>,
+        factory: Box<dyn DynClientFactory>,
+    ) -> Connector {
         let inner = Rc::new_cyclic(|me| ConnectorInner {
             core: Rc::downgrade(core),
             me: me.clone(),
             dest,
             timeout,
+            bind,
+            attempt_delay: Cell::new(CONNECTION_ATTEMPT_DELAY),
             factory: RefCell::new(factory),
             state: Cell::new(ConnectorState::Disconnected),
-            attempt: RefCell::new(None),
+            run: Cell::new(0),
+            race: RefCell::new(None),
+            pending: RefCell::new(Vec::new()),
             conn: RefCell::new(None),
             factory_started: Cell::new(false),
         });
         Connector { inner }
     }
 
-    /// Starts an attempt to connect. Does nothing (but log a warning) while
-    /// connecting or connected.
+    /// Starts an attempt to connect: resolves the name (if the destination
+    /// has one), then races its addresses. Does nothing (but log a warning)
+    /// while connecting or connected.
     pub fn connect(&self) {
         self.inner.connect();
     }
 
-    /// Abandons the attempt under way; the factory's
+    /// Abandons the attempt under way, the lookup and every socket
+    /// included (a late answer of the resolver is ignored); the factory's
     /// `client_connection_failed` gets an `io::ErrorKind::Interrupted`
     /// error. Does nothing unless connecting.
     pub fn stop_connecting(&self) {
@@ -150,6 +190,18 @@ impl Connector {
     pub fn state(&self) -> ConnectorState {
         self.inner.state.get()
     }
+
+    /// How long each attempt has before the next address is tried beside
+    /// it ([`CONNECTION_ATTEMPT_DELAY`], 250 ms, unless changed here), from
+    /// the next [`connect`](Self::connect) on.
+    pub fn set_attempt_delay(&self, delay: Duration) {
+        self.inner.attempt_delay.set(delay);
+    }
+
+    /// See [`set_attempt_delay`](Self::set_attempt_delay).
+    pub fn attempt_delay(&self) -> Duration {
+        self.inner.attempt_delay.get()
+    }
 }
 
 impl fmt::Debug for Connector {
@@ -161,11 +213,17 @@ impl fmt::Debug for Connector {
     }
 }
 
-fn open(dest: &SockAddr) -> io::Result<Socket> {
+/// A non-blocking socket connecting to `dest`, bound to `bind` first.
+fn open(dest: &SockAddr, bind: Option<SocketAddr>) -> io::Result<Socket> {
     let socket = Socket::new(dest.domain(), Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     if dest.domain() != Domain::UNIX {
         socket.set_nodelay(true)?;
+    }
+    if let Some(bind) = bind {
+        socket.bind(&bind.into()).map_err(|err| {
+            io::Error::new(err.kind(), format!("could not bind to {bind}: {err}"))
+        })?;
     }
     match socket.connect(dest) {
         Ok(()) => Ok(socket),
@@ -225,107 +283,144 @@ impl ConnectorInner {
             );
             return;
         }
-        let Some(core) = self.core.upgrade() else {
+        let (Some(core), Some(me)) = (self.core.upgrade(), self.me.upgrade()) else {
             return;
         };
         self.state.set(ConnectorState::Connecting);
+        let run = self.run.get() + 1;
+        self.run.set(run);
         if !self.factory_started.replace(true) {
             self.with_factory(|factory, _| factory.start());
         }
         self.with_factory(|factory, connector| factory.started_connecting(connector));
         if core.is_shutting_down() {
             let err = io::Error::new(io::ErrorKind::Interrupted, "the reactor is shutting down");
-            self.defer_failure(&core, err);
+            self.report_failure(run, err);
             return;
         }
-        match self.start_attempt(&core) {
-            Ok(attempt) => *self.attempt.borrow_mut() = Some(attempt),
-            Err(err) => self.defer_failure(&core, err),
-        }
-    }
-
-    /// The OS address to connect to.
-    fn target(&self) -> io::Result<SockAddr> {
+        let attempts: Rc<dyn Attempts> = Rc::new(RunAttempts { connector: me, run });
+        let time: Rc<dyn ReactorTime> = Rc::new(LoopTime {
+            core: self.core.clone(),
+        });
+        let race = Race::new(
+            time,
+            self.attempt_delay.get(),
+            self.timeout,
+            self.dest.to_string(),
+            &attempts,
+        );
+        // From here the race's deadline keeps this connector alive.
+        drop(attempts);
+        *self.race.borrow_mut() = Some(race.clone());
         match &self.dest {
-            Destination::Unix(addr) => addr.to_sock_addr(),
+            Destination::Unix(addr) => match addr.to_sock_addr() {
+                Ok(addr) => race.begin(vec![addr]),
+                Err(err) => {
+                    race.cancel();
+                    self.report_failure(run, err);
+                }
+            },
             Destination::Tcp(dest) => match dest.socket_addr() {
-                Some(addr) => Ok(addr.into()),
-                None => (dest.host(), dest.port())
-                    .to_socket_addrs()?
-                    .next()
-                    .map(SockAddr::from)
-                    .ok_or_else(|| {
-                        io::Error::new(
-                            io::ErrorKind::NotFound,
-                            format!("{dest} resolved to nothing"),
-                        )
-                    }),
+                Some(addr) => race.begin(vec![addr.into()]),
+                None => {
+                    let lookup = resolver_for(&core).resolve(dest.host(), dest.port());
+                    race.resolve(dest.host(), lookup);
+                }
             },
         }
     }
 
-    fn start_attempt(&self, core: &Rc<Core>) -> io::Result<Attempt> {
-        let socket = open(&self.target()?)?;
+    /// Reports a failure of run `run` once the current callback returns,
+    /// never from inside `connect` (as Twisted defers it with
+    /// `callLater(0)`), and only if that run is still the one under way.
+    fn report_failure(&self, run: u64, err: io::Error) {
+        // Held strongly: once the race is over, nothing else may hold the
+        // connector (its user need not keep the handle).
+        let (Some(core), Some(inner)) = (self.core.upgrade(), self.me.upgrade()) else {
+            return;
+        };
+        core.defer(move || {
+            if inner.run.get() == run {
+                inner.fail(err);
+            }
+        });
+    }
+
+    /// Opens attempt `index` of run `run` and registers it with the poller.
+    fn open_attempt(&self, run: u64, index: usize, addr: &SockAddr) -> io::Result<()> {
+        let Some(core) = self.core.upgrade() else {
+            return Err(io::Error::other("the reactor is gone"));
+        };
+        if core.is_shutting_down() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the reactor is shutting down",
+            ));
+        }
+        if let Some(bind) = self.bind {
+            if Domain::for_address(bind) != addr.domain() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "cannot connect to {} from {bind}: another address family",
+                        Address::from_sock_addr(addr)
+                    ),
+                ));
+            }
+        }
+        let socket = open(addr, self.bind)?;
         let key = core.sources.borrow().vacant_key();
         // SAFETY: the socket is deleted from the poller before it is
-        // dropped: in `end_attempt`, or in `discard` when the reactor goes;
-        // on success it passes, still registered, to the connection.
+        // dropped: in `close_attempt`, or in `discard_attempt` when the
+        // reactor goes; the winner passes, still registered, to its
+        // connection.
         unsafe {
             core.poller
                 .add_with_mode(&socket, Event::writable(key), PollMode::Level)?
         };
-        let me = self
-            .me
-            .upgrade()
-            .expect("connector is alive while connecting");
-        let inserted = core.sources.borrow_mut().insert(me);
+        let source = Rc::new(AttemptSource {
+            connector: self.me.clone(),
+            run,
+            index,
+        });
+        let inserted = core.sources.borrow_mut().insert(source);
         debug_assert_eq!(inserted, key);
-        let weak = self.me.clone();
-        let timeout = self.timeout;
-        let timer = core.timers.call_later(
-            timeout,
-            Box::new(move || {
-                if let Some(inner) = weak.upgrade() {
-                    let err = io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connection attempt timed out after {timeout:?}"),
-                    );
-                    inner.fail(err);
-                }
-            }),
+        log::debug!(
+            "connecting to {} ({}), attempt {index}",
+            self.dest,
+            Address::from_sock_addr(addr)
         );
-        Ok(Attempt { socket, key, timer })
+        self.pending
+            .borrow_mut()
+            .push(PendingAttempt { index, socket, key });
+        Ok(())
     }
 
-    /// Reports a failure that happened before the attempt reached the
-    /// poller, after the `started_connecting` notification.
-    /// Holds the connector until then: its user may have dropped every
-    /// handle, and the factory must still hear how the attempt ended.
-    fn defer_failure(&self, core: &Rc<Core>, err: io::Error) {
-        let Some(inner) = self.me.upgrade() else {
+    fn take_attempt(&self, index: usize) -> Option<PendingAttempt> {
+        let mut pending = self.pending.borrow_mut();
+        let position = pending.iter().position(|a| a.index == index)?;
+        Some(pending.swap_remove(position))
+    }
+
+    /// Takes attempt `index` out of the poller and closes its socket.
+    fn close_attempt(&self, index: usize) {
+        let Some(attempt) = self.take_attempt(index) else {
             return;
         };
-        core.defer(move || inner.fail(err));
-    }
-
-    fn end_attempt(&self) -> Option<Attempt> {
-        let attempt = self.attempt.borrow_mut().take()?;
-        let _ = attempt.timer.cancel();
         if let Some(core) = self.core.upgrade() {
             let _ = core.poller.delete(&attempt.socket);
             core.sources.borrow_mut().remove(attempt.key);
         }
-        Some(attempt)
     }
 
-    /// The socket under way became writable: connected, or failed.
-    pub(crate) fn connect_ready(&self) {
-        let Some(core) = self.core.upgrade() else {
+    /// The socket of attempt `index` became writable: connected, or failed.
+    fn attempt_ready(&self, run: u64, index: usize) {
+        if run != self.run.get() {
             return;
-        };
+        }
         let outcome = {
-            let attempt = self.attempt.borrow();
-            let Some(attempt) = attempt.as_ref() else {
+            let pending = self.pending.borrow();
+            let Some(attempt) = pending.iter().find(|a| a.index == index) else {
                 return;
             };
             match attempt.socket.take_error() {
@@ -336,24 +431,37 @@ impl ConnectorInner {
                     .map(|peer| Address::from_sock_addr(&peer)),
             }
         };
-        let peer = match outcome {
-            Ok(peer) => peer,
-            Err(err) if err.kind() == io::ErrorKind::NotConnected => {
-                // Writable without an error and without a peer: the connect
-                // failed and the error was already consumed.
-                self.fail(io::Error::new(
-                    io::ErrorKind::ConnectionRefused,
-                    "connection refused",
-                ));
-                return;
+        let race = self.race.borrow().clone();
+        match outcome {
+            Ok(peer) => {
+                if race.is_some_and(|race| race.attempt_connected(index)) {
+                    self.race.borrow_mut().take();
+                    self.connected(index, peer);
+                } else {
+                    self.close_attempt(index);
+                }
             }
             Err(err) => {
-                self.fail(err);
-                return;
+                let err = if err.kind() == io::ErrorKind::NotConnected {
+                    // Writable without an error and without a peer: the
+                    // connect failed and the error was already consumed.
+                    io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused")
+                } else {
+                    err
+                };
+                self.close_attempt(index);
+                if let Some(race) = race {
+                    race.attempt_failed(index, err);
+                }
             }
+        }
+    }
+
+    /// Attempt `index` won: its socket becomes the connection.
+    fn connected(&self, index: usize, peer: Address) {
+        let (Some(core), Some(attempt)) = (self.core.upgrade(), self.take_attempt(index)) else {
+            return;
         };
-        let attempt = self.attempt.borrow_mut().take().expect("checked above");
-        let _ = attempt.timer.cancel();
         let unix = matches!(self.dest, Destination::Unix(_));
         let stream = StreamSocket::new(attempt.socket, unix);
         let built = catch_unwind(AssertUnwindSafe(|| {
@@ -377,10 +485,7 @@ impl ConnectorInner {
                 return;
             }
         };
-        let me = self
-            .me
-            .upgrade()
-            .expect("connector is alive while connecting");
+        let Some(me) = self.me.upgrade() else { return };
         if let Err(err) = Conn::start(
             &core,
             stream,
@@ -399,7 +504,14 @@ impl ConnectorInner {
     }
 
     fn fail(&self, err: io::Error) {
-        drop(self.end_attempt());
+        let race = self.race.borrow_mut().take();
+        if let Some(race) = race {
+            race.cancel();
+        }
+        let leftover: Vec<usize> = self.pending.borrow().iter().map(|a| a.index).collect();
+        for index in leftover {
+            self.close_attempt(index);
+        }
         if self.state.get() != ConnectorState::Connecting {
             return;
         }
@@ -437,23 +549,89 @@ impl ConnectorInner {
         }
     }
 
-    pub(crate) fn discard(&self, poller: &Poller) {
-        if let Some(attempt) = self.attempt.borrow_mut().take() {
+    /// The reactor is going away: attempt `index` leaves the poller before
+    /// its socket closes.
+    fn discard_attempt(&self, index: usize, poller: &Poller) {
+        if let Some(attempt) = self.take_attempt(index) {
             let _ = poller.delete(&attempt.socket);
         }
     }
 }
 
-impl Source for ConnectorInner {
+/// One run of a connector, as its race sees it. The race's deadline holds
+/// it, and through it the connector, while the race runs.
+struct RunAttempts {
+    connector: Rc<ConnectorInner>,
+    run: u64,
+}
+
+impl Attempts for RunAttempts {
+    fn start(&self, index: usize, addr: &SockAddr) -> io::Result<()> {
+        self.connector.open_attempt(self.run, index, addr)
+    }
+
+    fn abandon(&self, index: usize) {
+        self.connector.close_attempt(index);
+    }
+
+    fn failed(&self, err: io::Error) {
+        self.connector.report_failure(self.run, err);
+    }
+}
+
+/// One attempt's entry in the poller: which connector, run and attempt its
+/// key stands for.
+struct AttemptSource {
+    connector: Weak<ConnectorInner>,
+    run: u64,
+    index: usize,
+}
+
+impl Source for AttemptSource {
     fn ready(self: Rc<Self>, _readable: bool, _writable: bool) {
-        self.connect_ready();
+        if let Some(connector) = self.connector.upgrade() {
+            connector.attempt_ready(self.run, self.index);
+        }
     }
 
     fn shut_down(&self) {
-        self.stop_connecting();
+        if let Some(connector) = self.connector.upgrade() {
+            connector.stop_connecting();
+        }
     }
 
     fn discard(&self, poller: &Poller) {
-        ConnectorInner::discard(self, poller);
+        if let Some(connector) = self.connector.upgrade() {
+            connector.discard_attempt(self.index, poller);
+        }
+    }
+}
+
+/// The reactor's timers as a [`ReactorTime`], held weakly: a race's timers
+/// must not keep its reactor alive.
+struct LoopTime {
+    core: Weak<Core>,
+}
+
+impl ReactorTime for LoopTime {
+    fn now(&self) -> Instant {
+        self.core
+            .upgrade()
+            .map_or_else(Instant::now, |core| core.timers.now())
+    }
+
+    fn call_later(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+        match self.core.upgrade() {
+            Some(core) => core.timers.call_later(delay, f),
+            // The reactor is gone: a call on a queue that goes at once,
+            // which never runs.
+            None => TimerQueue::new(TimeSource::Monotonic).call_later(delay, f),
+        }
+    }
+
+    fn delayed_calls(&self) -> Vec<DelayedCall> {
+        self.core
+            .upgrade()
+            .map_or_else(Vec::new, |core| core.timers.delayed_calls())
     }
 }

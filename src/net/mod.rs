@@ -1,7 +1,9 @@
 //! Socket kinds and addresses: TCP ([`Reactor::listen_tcp`],
 //! [`Reactor::connect_tcp`]), Unix domain sockets
 //! ([`Reactor::listen_unix`], [`Reactor::connect_unix`]), the [`Address`]
-//! a protocol's peer has, and the [`HostPort`] a client connects to.
+//! a protocol's peer has, the [`HostPort`] a client connects to, the
+//! [`NameResolver`] that finds a host's addresses, and the racing of those
+//! addresses ([`happy_eyeballs`]).
 //!
 //! Each kind adds its own `impl Reactor` here; the reactor's loop knows
 //! them only as sources of readiness.
@@ -10,8 +12,10 @@ mod address;
 mod connection;
 mod connector;
 pub mod endpoint;
+pub mod happy_eyeballs;
 mod host_port;
 mod listener;
+mod resolve;
 mod stream_socket;
 mod tcp;
 mod unix;
@@ -23,8 +27,10 @@ use crate::protocol::{ClientFactory, Factory, Protocol, Reason};
 
 pub use address::{Address, UnixAddress, MAX_UNIX_PATH};
 pub use connector::{Connector, ConnectorState, Destination};
+pub use happy_eyeballs::CONNECTION_ATTEMPT_DELAY;
 pub use host_port::{HostPort, ToHostPort};
 pub use listener::ListeningPort;
+pub use resolve::{NameResolver, StaticResolver, SystemResolver};
 pub use unix::{PeerCredentials, DEFAULT_UNIX_MODE};
 
 #[cfg(doc)]

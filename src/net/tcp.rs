@@ -1,4 +1,5 @@
-//! TCP: [`Reactor::listen_tcp`] and [`Reactor::connect_tcp`].
+//! TCP: [`Reactor::listen_tcp`] and [`Reactor::connect_tcp`] (whose
+//! racing of a host's addresses is in [`happy_eyeballs`](super::happy_eyeballs)).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -9,7 +10,7 @@ use socket2::{Domain, Socket, Type};
 use super::connector::{Connector, Destination};
 use super::host_port::{HostPort, ToHostPort};
 use super::listener::{self, ListeningPort};
-use super::DynFactory;
+use super::{DynClientFactory, DynFactory};
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::{Reactor, DEFAULT_CONNECT_TIMEOUT};
 
@@ -76,13 +77,14 @@ impl Reactor {
     ///
     /// let reactor = Reactor::new()?;
     /// let first = reactor.listen_tcp_reuse_port("127.0.0.1:0", |_peer| Discard)?;
-    /// let addr = first.host().tcp().unwrap();
+    /// let addr = first.host();
+    /// let expected = addr.port();
     /// let worker = std::thread::spawn(move || -> std::io::Result<u16> {
     ///     let reactor = Reactor::new()?;
     ///     let port = reactor.listen_tcp_reuse_port(addr, |_peer| Discard)?;
     ///     Ok(port.host().port().unwrap())
     /// });
-    /// assert_eq!(worker.join().unwrap()?, addr.port());
+    /// assert_eq!(Some(worker.join().unwrap()?), expected);
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn listen_tcp_reuse_port(
@@ -93,12 +95,62 @@ impl Reactor {
         self.listen_tcp_with(addr, DEFAULT_BACKLOG, true, Box::new(factory))
     }
 
-    /// Connects to `addr` with a 30 s timeout; see
-    /// [`connect_tcp_with_timeout`](Self::connect_tcp_with_timeout).
+    /// Connects to `addr` with a 30 s timeout: Twisted's `connectTCP`.
+    /// See [`connect_tcp_with_timeout`](Self::connect_tcp_with_timeout).
     ///
     /// # Errors
     ///
     /// As `connect_tcp_with_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// A host name, resolved by the reactor's resolver (here a table, so
+    /// the example needs no network), then connected:
+    ///
+    /// ```
+    /// use std::io;
+    /// use twill::net::StaticResolver;
+    /// use twill::{Bytes, ClientFactory, Connector, Factory, Protocol, Reactor, Transport};
+    ///
+    /// struct Hello;
+    /// impl Protocol for Hello {
+    ///     fn connection_made(&mut self, transport: &Transport) {
+    ///         transport.write(Bytes::from_static(b"hello"));
+    ///         transport.lose_connection();
+    ///     }
+    ///     fn data_received(&mut self, _: Bytes) {}
+    /// }
+    ///
+    /// struct Client;
+    /// impl Factory for Client {
+    ///     type Protocol = Hello;
+    ///     fn build_protocol(&mut self, _peer: twill::Address) -> Option<Hello> {
+    ///         Some(Hello)
+    ///     }
+    /// }
+    /// impl ClientFactory for Client {
+    ///     fn client_connection_failed(&mut self, _: &Connector, reason: &io::Error) {
+    ///         panic!("could not connect: {reason}");
+    ///     }
+    ///     fn client_connection_lost(&mut self, _: &Connector, _: &twill::Reason) {
+    ///         twill::stop();
+    ///     }
+    /// }
+    ///
+    /// struct Quiet;
+    /// impl Protocol for Quiet {
+    ///     fn data_received(&mut self, _: Bytes) {}
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0", |_peer| Quiet)?;
+    /// let names = StaticResolver::new();
+    /// names.insert("echo.internal", [port.host().to_string().parse().unwrap()]);
+    /// reactor.set_resolver(names);
+    /// reactor.connect_tcp(("echo.internal", port.host().port().unwrap()), Client)?;
+    /// reactor.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn connect_tcp(
         &self,
         addr: impl ToHostPort,
@@ -108,11 +160,22 @@ impl Reactor {
     }
 
     /// Connects to `addr` (`"example.org:80"`, an IP address, a
-    /// [`HostPort`]), giving up after `timeout`. An IP
-    /// address connects at once; a name is resolved off the reactor thread
-    /// for each attempt. How the attempt goes is reported to `factory` (see
-    /// [`ClientFactory`]); the returned [`Connector`] retries, stops or
-    /// disconnects.
+    /// [`HostPort`]), giving up after `timeout`.
+    ///
+    /// An IP address connects at once. A name goes to the reactor's
+    /// resolver ([`set_resolver`](Self::set_resolver); by default the
+    /// system's, off the reactor thread), and its addresses are raced as
+    /// RFC 8305 says ([`happy_eyeballs`](super::happy_eyeballs)): both
+    /// address families interleaved, a new attempt every 250 ms or as soon
+    /// as one fails, the first to connect wins and the others are closed.
+    /// `timeout` covers all of it, the lookup included.
+    ///
+    /// How it goes is reported to `factory` (see [`ClientFactory`]): one
+    /// `build_protocol` for the winning connection, or one
+    /// `client_connection_failed` with the error of the lookup (kind
+    /// `NotFound` for an unknown name), of the last attempt to fail, or
+    /// `TimedOut`. The returned [`Connector`] retries (resolving again),
+    /// stops or disconnects.
     ///
     /// # Errors
     ///
@@ -124,27 +187,22 @@ impl Reactor {
         timeout: Duration,
         factory: impl ClientFactory,
     ) -> io::Result<Connector> {
-        let dest = Destination::Tcp(addr.to_host_port()?);
-        let connector = Connector::new(self.core(), dest, timeout, Box::new(factory));
-        connector.connect();
-        Ok(connector)
+        self.connect_tcp_with(addr.to_host_port()?, timeout, None, Box::new(factory))
     }
 
-    /// Connects to `dest`, from the local address `bind` if given.
+    /// Connects as [`connect_tcp_with_timeout`](Self::connect_tcp_with_timeout)
+    /// does, each attempt's socket bound to `bind` first (Twisted's
+    /// `bindAddress`; port 0 lets the system pick one). Addresses of the
+    /// other family than `bind`'s fail at once and the race moves on.
     pub(crate) fn connect_tcp_with(
         &self,
         dest: HostPort,
         timeout: Duration,
         bind: Option<SocketAddr>,
-        factory: Box<dyn super::DynClientFactory>,
+        factory: Box<dyn DynClientFactory>,
     ) -> io::Result<Connector> {
-        if bind.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a local bind address for a client",
-            ));
-        }
-        let connector = Connector::new(self.core(), Destination::Tcp(dest), timeout, factory);
+        let connector =
+            Connector::with_bind(self.core(), Destination::Tcp(dest), timeout, bind, factory);
         connector.connect();
         Ok(connector)
     }
@@ -203,4 +261,95 @@ fn set_reuse_port(_socket: &Socket) -> io::Result<()> {
         io::ErrorKind::Unsupported,
         "SO_REUSEPORT is not available on this platform",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::net::{Address, HostPort};
+    use crate::protocol::{ClientFactory, Factory, Protocol, Reason};
+    use crate::{Connector, Reactor, Transport};
+
+    type Seen = Rc<RefCell<Vec<String>>>;
+
+    struct Client(Seen);
+    struct Close;
+
+    impl Protocol for Close {
+        fn connection_made(&mut self, transport: &Transport) {
+            transport.lose_connection();
+        }
+        fn data_received(&mut self, _: Bytes) {}
+    }
+
+    impl Factory for Client {
+        type Protocol = Close;
+        fn build_protocol(&mut self, _peer: Address) -> Option<Close> {
+            Some(Close)
+        }
+    }
+
+    impl ClientFactory for Client {
+        fn client_connection_failed(&mut self, _: &Connector, reason: &std::io::Error) {
+            self.0
+                .borrow_mut()
+                .push(format!("failed {:?}", reason.kind()));
+            crate::stop();
+        }
+        fn client_connection_lost(&mut self, _: &Connector, _: &Reason) {
+            crate::stop();
+        }
+    }
+
+    /// Runs `reactor` with a deadline, so a broken test fails instead of
+    /// hanging.
+    fn run(reactor: &Reactor) {
+        let handle = reactor.handle();
+        reactor.call_later(Duration::from_secs(10), move || {
+            handle.stop();
+        });
+        reactor.run().unwrap();
+    }
+
+    #[test]
+    fn a_bind_address_is_the_connections_source() {
+        let reactor = Reactor::new().unwrap();
+        let seen: Seen = Rc::default();
+        let peers = seen.clone();
+        let server = reactor
+            .listen_tcp("127.0.0.1:0", move |peer: Address| {
+                peers
+                    .borrow_mut()
+                    .push(format!("peer {}", peer.ip().unwrap()));
+                Close
+            })
+            .unwrap();
+        let dest = HostPort::new("127.0.0.1", server.host().port().unwrap());
+        let bind = Some("127.0.0.3:0".parse().unwrap());
+        let client = Box::new(Client(seen.clone()));
+        reactor
+            .connect_tcp_with(dest, Duration::from_secs(5), bind, client)
+            .unwrap();
+        run(&reactor);
+        assert_eq!(*seen.borrow(), ["peer 127.0.0.3"]);
+    }
+
+    #[test]
+    fn a_bind_address_of_the_other_family_fails_the_attempt() {
+        let reactor = Reactor::new().unwrap();
+        let seen: Seen = Rc::default();
+        let dest = HostPort::new("127.0.0.1", 9);
+        let bind = Some("[::1]:0".parse().unwrap());
+        let client = Box::new(Client(seen.clone()));
+        reactor
+            .connect_tcp_with(dest, Duration::from_secs(5), bind, client)
+            .unwrap();
+        run(&reactor);
+        assert_eq!(*seen.borrow(), ["failed InvalidInput"]);
+    }
 }
