@@ -5,9 +5,16 @@
 //! `twill_async` of the echo benchmark (`benches/`, `echo_bench`).
 //!
 //! ```text
-//! cargo run --example async_echo [ADDR]   # default 127.0.0.1:8007
-//! nc 127.0.0.1 8007                      # type lines; each comes back
+//! cargo run --example async_echo [ENDPOINT]   # default 127.0.0.1:8007
+//! nc 127.0.0.1 8007                          # type lines; each comes back
+//! cargo run --example async_echo -- unix:/tmp/echo.sock
+//! nc -U /tmp/echo.sock
 //! ```
+//!
+//! `ENDPOINT` is an address (`127.0.0.1:8007`) or an endpoint string
+//! (`tcp:8007:interface=127.0.0.1`, `unix:/tmp/echo.sock`), listened on
+//! with [`Reactor::server_from_string`].
+//! [`stream::serve`] makes the handler a factory for it.
 //!
 //! Each connection gets a task of its own, on the reactor's thread, that
 //! reads whatever has arrived (up to 64 KiB) and writes it back. Nothing
@@ -25,6 +32,7 @@
 
 use std::io;
 
+use twill::net::endpoint::parse_server_or_addr;
 use twill::stream::{self, StreamReader, StreamWriter};
 use twill::Reactor;
 
@@ -48,13 +56,21 @@ async fn echo(mut reader: StreamReader, writer: StreamWriter) {
     }
 }
 
+const USAGE: &str = "usage: async_echo [ENDPOINT]   (ENDPOINT: an address \
+                     (127.0.0.1:8007, the default) or an endpoint string \
+                     (tcp:8007:interface=127.0.0.1, unix:/tmp/echo.sock))";
+
 fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args()
+    let endpoint = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8007".into());
+    if let Err(err) = parse_server_or_addr(&endpoint) {
+        eprintln!("async_echo: {err}\n{USAGE}");
+        std::process::exit(2);
+    }
     let reactor = Reactor::new()?;
-    let port = stream::start_server(addr.as_str(), echo)?;
+    let port = reactor.server_from_string(&endpoint, stream::serve(echo))?;
     log::info!("listening on {}", port.host());
     reactor.run()
 }

@@ -2,13 +2,19 @@
 //! every few seconds, on a reactor timer (no thread).
 //!
 //! ```text
-//! cargo run --example broadcast_client [ADDR] [NAME] [INTERVAL_SECS]
+//! cargo run --example broadcast_client [ENDPOINT] [NAME] [INTERVAL_SECS]
 //! # defaults: 127.0.0.1:8007, the process id, 5
+//! cargo run --example broadcast_client -- unix:/tmp/broadcast.sock
 //! ```
+//!
+//! `ENDPOINT` is an address (`127.0.0.1:8007`) or an endpoint string
+//! (`tcp:host=127.0.0.1:port=8007:timeout=5`, `unix:/tmp/broadcast.sock`),
+//! connected to with [`Reactor::client_from_string`].
 
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use twill::net::endpoint::parse_client_or_addr;
 use twill::{
     Bytes, ClientFactory, Connector, DelayedCall, Factory, Protocol, Reactor, Reason, Transport,
 };
@@ -85,10 +91,18 @@ impl ClientFactory for GreeterFactory {
     }
 }
 
+const USAGE: &str = "usage: broadcast_client [ENDPOINT] [NAME] [INTERVAL_SECS]   (ENDPOINT: \
+                     an address (127.0.0.1:8007, the default) or an endpoint string \
+                     (tcp:host=127.0.0.1:port=8007, unix:/tmp/broadcast.sock))";
+
 fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8007".into());
+    let endpoint = args.next().unwrap_or_else(|| "127.0.0.1:8007".into());
+    if let Err(err) = parse_client_or_addr(&endpoint) {
+        eprintln!("broadcast_client: {err}\n{USAGE}");
+        std::process::exit(2);
+    }
     let name = args
         .next()
         .unwrap_or_else(|| std::process::id().to_string());
@@ -101,8 +115,8 @@ fn main() -> io::Result<()> {
         .transpose()?
         .unwrap_or(5.0);
     let reactor = Reactor::new()?;
-    reactor.connect_tcp(
-        addr.as_str(),
+    reactor.client_from_string(
+        &endpoint,
         GreeterFactory {
             name,
             interval: Duration::from_secs_f64(interval),

@@ -5,8 +5,13 @@
 //! connection.
 //!
 //! ```text
-//! cargo run --example broadcast_server [ADDR]   # default 127.0.0.1:8007
+//! cargo run --example broadcast_server [ENDPOINT]   # default 127.0.0.1:8007
+//! cargo run --example broadcast_server -- unix:/tmp/broadcast.sock
 //! ```
+//!
+//! `ENDPOINT` is an address (`127.0.0.1:8007`) or an endpoint string
+//! (`tcp:8007:interface=127.0.0.1`, `unix:/tmp/broadcast.sock`), listened on
+//! with [`Reactor::server_from_string`].
 //!
 //! The relaying goes through a [`BroadcastGroup`], which bounds what a
 //! client that does not keep up can cost:
@@ -28,6 +33,7 @@
 //! everything.
 
 use twill::broadcast::{BroadcastGroup, SlowClient};
+use twill::net::endpoint::parse_server_or_addr;
 use twill::{Bytes, Protocol, Reactor, Reason, Transport};
 
 struct Spreader {
@@ -68,14 +74,22 @@ impl Protocol for Spreader {
     }
 }
 
+const USAGE: &str = "usage: broadcast_server [ENDPOINT]   (ENDPOINT: an address \
+                     (127.0.0.1:8007, the default) or an endpoint string \
+                     (tcp:8007:interface=127.0.0.1, unix:/tmp/broadcast.sock))";
+
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args()
+    let endpoint = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8007".into());
+    if let Err(err) = parse_server_or_addr(&endpoint) {
+        eprintln!("broadcast_server: {err}\n{USAGE}");
+        std::process::exit(2);
+    }
     let reactor = Reactor::new()?;
     let clients = BroadcastGroup::new(SlowClient::DropMessages);
-    let port = reactor.listen_tcp(addr.as_str(), move |_peer| Spreader {
+    let port = reactor.server_from_string(&endpoint, move |_peer| Spreader {
         clients: clients.clone(),
         transport: None,
     })?;

@@ -3,18 +3,26 @@
 //! and exits once the server has closed the connection.
 //!
 //! ```text
-//! cargo run --example tls_echo_client --features tls -- [OPTIONS] [ADDR [LINE...]]
+//! cargo run --example tls_echo_client --features tls -- [OPTIONS] [ENDPOINT [LINE...]]
 //!
-//!   ADDR                HOST:PORT to connect to (default 127.0.0.1:8007)
+//!   ENDPOINT            an address (127.0.0.1:8007, the default) or an
+//!                       endpoint string (tcp:host=127.0.0.1:port=8007,
+//!                       unix:/tmp/tls_echo.sock, tls:localhost:8007:trustRoots=ca.pem)
 //!   LINE...             lines to send, each with a \n; without any, the lines
 //!                       of standard input, sent as they are typed
 //!   --ca FILE           trust the certificates in this PEM file (a private CA,
 //!                       or the server's self-signed certificate) instead of
 //!                       the platform's roots
 //!   --server-name NAME  the name the server's certificate must hold, also
-//!                       sent as SNI (default: ADDR's host)
+//!                       sent as SNI (default: ENDPOINT's host; localhost for
+//!                       a Unix socket)
 //!   --alpn PROTOCOL     offer this application protocol by ALPN (repeatable)
 //! ```
+//!
+//! The connection goes where [`Reactor::client_from_string`] takes
+//! `ENDPOINT`, and TLS runs over it, TCP or Unix socket alike, with the
+//! options above. A `tls:` endpoint string carries its own TLS settings
+//! (`trustRoots=`, `hostname=`), so it takes none of the options.
 //!
 //! With the chat server over TLS and the certificate README.md's "TLS"
 //! section makes (its name is `localhost`, and the server listens on
@@ -39,8 +47,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use twill::defer::{defer_to_thread, Deferred, Failure};
+use twill::net::endpoint::{parse_client_or_addr, ClientDescription};
 use twill::tls::rustls::ProtocolVersion;
-use twill::tls::{config, HandshakeCompleted, TlsInfo};
+use twill::tls::{config, HandshakeCompleted, StartTls, TlsFactory, TlsInfo};
 use twill::{
     Bytes, ClientFactory, Connector, Event, Factory, Protocol, Reactor, Reason, Transport,
 };
@@ -49,7 +58,9 @@ use twill::{
 const GRACE: Duration = Duration::from_secs(5);
 
 const USAGE: &str = "usage: tls_echo_client [--ca FILE] [--server-name NAME] [--alpn PROTOCOL]... \
-                     [ADDR [LINE...]]   (ADDR defaults to 127.0.0.1:8007)";
+                     [ENDPOINT [LINE...]]   (ENDPOINT: an address (127.0.0.1:8007, the default) \
+                     or an endpoint string (tcp:host=127.0.0.1:port=8007, unix:/tmp/tls_echo.sock, \
+                     tls:localhost:8007:trustRoots=ca.pem))";
 
 /// What to send: the command line's lines, or standard input's.
 #[derive(Clone)]
@@ -208,7 +219,8 @@ struct Args {
     ca: Option<String>,
     server_name: Option<String>,
     alpn: Vec<String>,
-    addr: String,
+    endpoint: String,
+    description: ClientDescription,
     input: Input,
 }
 
@@ -230,13 +242,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     let mut positional = positional.into_iter();
-    let addr = positional.next().unwrap_or_else(|| "127.0.0.1:8007".into());
+    let endpoint = positional.next().unwrap_or_else(|| "127.0.0.1:8007".into());
+    let description = parse_client_or_addr(&endpoint).map_err(|err| err.to_string())?;
+    let tls_options = ca.is_some() || server_name.is_some() || !alpn.is_empty();
+    if tls_options && matches!(description, ClientDescription::Tls { .. }) {
+        return Err(format!(
+            "{endpoint:?} carries its own TLS settings: --ca, --server-name and --alpn \
+             go with a tcp: or unix: endpoint"
+        ));
+    }
     let lines: Vec<String> = positional.collect();
     Ok(Args {
         ca,
         server_name,
         alpn,
-        addr,
+        endpoint,
+        description,
         input: if lines.is_empty() {
             Input::Stdin
         } else {
@@ -245,13 +266,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     })
 }
 
-/// The host of `HOST:PORT` (`[::1]:443` gives `::1`).
-fn host_of(addr: &str) -> &str {
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _port)| host);
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
 fn run(args: Args) -> io::Result<bool> {
+    let reactor = Reactor::new()?;
+    let failed = Rc::new(Cell::new(false));
+    let factory = OneConnection {
+        input: args.input,
+        failed: failed.clone(),
+    };
+    let default_server_name = match &args.description {
+        ClientDescription::Tcp { host, .. } => host.as_str(),
+        ClientDescription::Unix { .. } => "localhost",
+        ClientDescription::Tls { .. } => {
+            reactor.client_from_string(&args.endpoint, factory)?;
+            reactor.run()?;
+            return Ok(!failed.get());
+        }
+    };
     let mut client = match &args.ca {
         Some(file) => config::certs_from_pem_file(file)
             .and_then(config::client_config_trusting)
@@ -259,22 +289,9 @@ fn run(args: Args) -> io::Result<bool> {
         None => config::client_config_with_platform_roots()?,
     };
     client.alpn_protocols = args.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    let server_name = args
-        .server_name
-        .as_deref()
-        .unwrap_or_else(|| host_of(&args.addr));
-
-    let reactor = Reactor::new()?;
-    let failed = Rc::new(Cell::new(false));
-    reactor.connect_tls(
-        args.addr.as_str(),
-        server_name,
-        client,
-        OneConnection {
-            input: args.input,
-            failed: failed.clone(),
-        },
-    )?;
+    let server_name = args.server_name.as_deref().unwrap_or(default_server_name);
+    let side = StartTls::client(client, server_name)?;
+    reactor.client_from_string(&args.endpoint, TlsFactory::new(side, factory))?;
     reactor.run()?;
     Ok(!failed.get())
 }

@@ -2,14 +2,20 @@
 //! benchmarks measure (`benches/`, `tls_bench`).
 //!
 //! ```text
-//! cargo run --release --features tls --example tls_echo_server -- ADDR CERT KEY [--bulk] [--plain]
+//! cargo run --release --features tls --example tls_echo_server -- ENDPOINT CERT KEY [--bulk] [--plain]
+//! cargo run --release --features tls --example tls_echo_server -- unix:/tmp/tls_echo.sock cert.pem key.pem
 //! ```
 //!
-//! `CERT` is a PEM file with the certificate chain (the server's own
-//! first), `KEY` one with its private key. The echo is `echo_server`'s
-//! protocol unchanged, run inside TLS by
-//! [`listen_tls`](twill::Reactor::listen_tls): the protocol neither knows
-//! nor cares that its bytes are encrypted.
+//! `ENDPOINT` is an address (`127.0.0.1:8007`) or an endpoint string
+//! (`tcp:8007:interface=127.0.0.1`, `unix:/tmp/tls_echo.sock`), listened on
+//! with [`Reactor::server_from_string`]; TLS runs over a Unix socket as
+//! over TCP. (A `tls:` endpoint string is refused: TLS comes from `CERT`
+//! and `KEY` here.) `CERT` is a PEM file with the certificate chain (the
+//! server's own first), `KEY` one with its private key. The echo is
+//! `echo_server`'s protocol unchanged, run inside TLS by a [`TlsFactory`],
+//! which wraps each protocol the factory makes as
+//! [`listen_tls`](twill::Reactor::listen_tls) does: the protocol neither
+//! knows nor cares that its bytes are encrypted.
 //!
 //! `--bulk` sends instead of echoing: once the handshake completes, each
 //! connection is sent 16 KiB writes for as long as it lasts, each an
@@ -23,8 +29,10 @@
 
 use std::io;
 
-use twill::tls::{config, HandshakeCompleted};
-use twill::{Bytes, Event, Protocol, Reactor, Transport};
+use twill::net::endpoint::{parse_server_or_addr, ServerDescription};
+use twill::tls::rustls::ServerConfig;
+use twill::tls::{config, HandshakeCompleted, TlsFactory};
+use twill::{Bytes, Event, Factory, ListeningPort, Protocol, Reactor, Transport};
 
 /// The size of each write of `--bulk`: 16 KiB, a full TLS record.
 const CHUNK: usize = 16 * 1024;
@@ -124,8 +132,24 @@ fn bulk_body() -> Bytes {
 fn usage() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        "usage: tls_echo_server ADDR CERT KEY [--bulk] [--plain]",
+        "usage: tls_echo_server ENDPOINT CERT KEY [--bulk] [--plain]   (ENDPOINT: an address \
+         (127.0.0.1:8007) or an endpoint string (tcp:8007:interface=127.0.0.1, \
+         unix:/tmp/tls_echo.sock))",
     )
+}
+
+/// Listens on `endpoint` with `factory`'s protocols, inside TLS unless
+/// `tls` is `None`.
+fn listen(
+    reactor: &Reactor,
+    endpoint: &str,
+    tls: Option<ServerConfig>,
+    factory: impl Factory,
+) -> io::Result<ListeningPort> {
+    match tls {
+        Some(tls) => reactor.server_from_string(endpoint, TlsFactory::new(tls.into(), factory)),
+        None => reactor.server_from_string(endpoint, factory),
+    }
 }
 
 fn main() -> io::Result<()> {
@@ -141,25 +165,36 @@ fn main() -> io::Result<()> {
         return Err(usage());
     }
     let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
-    let [addr, cert, key] = positional[..] else {
+    let [endpoint, cert, key] = positional[..] else {
         return Err(usage());
     };
-    let reactor = Reactor::new()?;
-    let body = bulk_body();
-    let port = match (plain, bulk) {
-        (true, false) => reactor.listen_tcp(addr.as_str(), |_peer| Echo { transport: None })?,
-        (true, true) => reactor.listen_tcp(addr.as_str(), move |_peer| Bulk::new(body.clone()))?,
-        (false, _) => {
-            let tls = config::server_config(
-                config::certs_from_pem_file(cert)?,
-                config::key_from_pem_file(key)?,
-            )?;
-            if bulk {
-                reactor.listen_tls(addr.as_str(), tls, move |_peer| Bulk::new(body.clone()))?
-            } else {
-                reactor.listen_tls(addr.as_str(), tls, |_peer| Echo { transport: None })?
-            }
+    match parse_server_or_addr(endpoint) {
+        Ok(ServerDescription::Tls { .. }) => {
+            eprintln!("tls_echo_server: {endpoint:?}: TLS comes from CERT and KEY; give a tcp: or unix: endpoint");
+            std::process::exit(2);
         }
+        Ok(_) => {}
+        Err(err) => {
+            eprintln!("tls_echo_server: {err}");
+            std::process::exit(2);
+        }
+    }
+    let tls = if plain {
+        None
+    } else {
+        Some(config::server_config(
+            config::certs_from_pem_file(cert)?,
+            config::key_from_pem_file(key)?,
+        )?)
+    };
+    let reactor = Reactor::new()?;
+    let port = if bulk {
+        let body = bulk_body();
+        listen(&reactor, endpoint, tls, move |_peer| {
+            Bulk::new(body.clone())
+        })?
+    } else {
+        listen(&reactor, endpoint, tls, |_peer| Echo { transport: None })?
     };
     log::info!("listening on {}", port.host());
     reactor.run()

@@ -3,10 +3,15 @@
 //! would have it.
 //!
 //! ```text
-//! cargo run -p twill-protocols --example async_chat [ADDR]   # default 127.0.0.1:8007
+//! cargo run -p twill-protocols --example async_chat [ENDPOINT]   # default 127.0.0.1:8007
 //! telnet 127.0.0.1 8007      # or: nc 127.0.0.1 8007
-//! cargo run -p twill-protocols --example async_chat -- [ADDR] --tls CERT KEY
+//! cargo run -p twill-protocols --example async_chat -- unix:/tmp/chat.sock
+//! cargo run -p twill-protocols --example async_chat -- [ENDPOINT] --tls CERT KEY
 //! ```
+//!
+//! `ENDPOINT` is an address (`127.0.0.1:8007`) or an endpoint string
+//! (`tcp:8007:interface=127.0.0.1`, `unix:/tmp/chat.sock`), as in
+//! `chat_server`.
 //!
 //! What a client sees, the limits, the TLS option and how a user that does
 //! not read is dealt with are all `chat_server`'s (its module doc is the
@@ -53,8 +58,10 @@ use std::rc::Rc;
 use futures::StreamExt;
 use twill::broadcast::{BroadcastGroup, SlowClient};
 use twill::defer::Deferred;
+use twill::net::endpoint::{parse_server_or_addr, ServerDescription};
 use twill::stream::{self, StreamReader, StreamWriter};
 use twill::tls::config::{certs_from_pem_file, key_from_pem_file, server_config};
+use twill::tls::TlsFactory;
 use twill::{Bytes, Factory, ListeningPort, Reactor, Transport};
 use twill_protocols::codec::{
     AndThen, DecodeError, Decoder, FramedRead, LineBasedFrameDecoder, StringDecoder,
@@ -210,17 +217,19 @@ async fn next_line(lines: &mut Lines) -> Result<String, End> {
     }
 }
 
-const USAGE: &str = "usage: async_chat [ADDR] [--tls CERT KEY]   (ADDR defaults to 127.0.0.1:8007)";
+const USAGE: &str = "usage: async_chat [ENDPOINT] [--tls CERT KEY]   (ENDPOINT: an address \
+                     (127.0.0.1:8007, the default) or an endpoint string \
+                     (tcp:8007:interface=127.0.0.1, unix:/tmp/chat.sock))";
 
 /// The command line: where to listen, and the certificate and key files
 /// for TLS.
 struct Args {
-    addr: String,
+    endpoint: String,
     tls: Option<(String, String)>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut addr = None;
+    let mut endpoint = None;
     let mut tls = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -230,21 +239,26 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             },
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
-            _ if addr.is_some() => return Err(format!("unexpected argument {arg:?}")),
-            _ => addr = Some(arg),
+            _ if endpoint.is_some() => return Err(format!("unexpected argument {arg:?}")),
+            _ => endpoint = Some(arg),
         }
     }
-    Ok(Args {
-        addr: addr.unwrap_or_else(|| "127.0.0.1:8007".into()),
-        tls,
-    })
+    let endpoint = endpoint.unwrap_or_else(|| "127.0.0.1:8007".into());
+    let description = parse_server_or_addr(&endpoint).map_err(|err| err.to_string())?;
+    if tls.is_some() && matches!(description, ServerDescription::Tls { .. }) {
+        return Err(format!(
+            "{endpoint:?} runs TLS already: give --tls with a tcp: or unix: endpoint"
+        ));
+    }
+    Ok(Args { endpoint, tls })
 }
 
-/// Listens with TLS on `addr`, presenting the certificate chain in the PEM
-/// file `cert` with the private key in the PEM file `key`.
+/// Listens with TLS on `endpoint`, a TCP port or a Unix socket alike,
+/// presenting the certificate chain in the PEM file `cert` with the
+/// private key in the PEM file `key`.
 fn listen_tls(
     reactor: &Reactor,
-    addr: &str,
+    endpoint: &str,
     (cert, key): &(String, String),
     factory: impl Factory,
 ) -> std::io::Result<ListeningPort> {
@@ -254,7 +268,7 @@ fn listen_tls(
         certs_from_pem_file(cert).map_err(|err| in_file(cert, err))?,
         key_from_pem_file(key).map_err(|err| in_file(key, err))?,
     )?;
-    reactor.listen_tls(addr, config, factory)
+    reactor.server_from_string(endpoint, TlsFactory::new(config.into(), factory))
 }
 
 fn main() {
@@ -284,12 +298,12 @@ fn serve(args: &Args) -> std::io::Result<()> {
     let handler = move |reader, writer| chat(room.clone(), reader, writer);
     match &args.tls {
         None => {
-            let port = stream::start_server(args.addr.as_str(), handler)?;
+            let port = reactor.server_from_string(&args.endpoint, stream::serve(handler))?;
             log::info!("listening on {}", port.host());
         }
         Some(files) => {
             // Any factory can be served over TLS, the streams' too.
-            let port = listen_tls(&reactor, &args.addr, files, stream::serve(handler))?;
+            let port = listen_tls(&reactor, &args.endpoint, files, stream::serve(handler))?;
             log::info!("listening on {} with TLS", port.host());
         }
     }

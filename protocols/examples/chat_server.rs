@@ -9,20 +9,32 @@
 //! asyncio's streams would have it.
 //!
 //! ```text
-//! cargo run -p twill-protocols --example chat_server [ADDR]   # default 127.0.0.1:8007
+//! cargo run -p twill-protocols --example chat_server [ENDPOINT]   # default 127.0.0.1:8007
 //! telnet 127.0.0.1 8007      # or: nc 127.0.0.1 8007
+//! cargo run -p twill-protocols --example chat_server -- unix:/tmp/chat.sock
+//! nc -U /tmp/chat.sock
 //! ```
+//!
+//! `ENDPOINT` is an address (`127.0.0.1:8007`) or an endpoint string
+//! (`tcp:8007:interface=127.0.0.1`, `unix:/tmp/chat.sock`), listened on
+//! with [`Reactor::server_from_string`]. On a Unix socket the socket file
+//! is removed when the server stops.
 //!
 //! The same chat over TLS, with a certificate and its key in PEM files
 //! (README.md's "TLS" section makes a test pair with openssl):
 //!
 //! ```text
-//! cargo run -p twill-protocols --example chat_server -- [ADDR] --tls CERT KEY
+//! cargo run -p twill-protocols --example chat_server -- [ENDPOINT] --tls CERT KEY
 //! openssl s_client -connect 127.0.0.1:8007 -servername localhost -quiet
 //! cargo run --example tls_echo_client --features tls -- --ca CERT --server-name localhost 127.0.0.1:8007
 //! ```
 //!
-//! TLS changes nothing in the chat: [`Reactor::listen_tls`] runs each
+//! `--tls` works on a Unix socket as on a TCP port; an endpoint string
+//! `tls:8007:privateKey=KEY:certKey=CERT` is the same as
+//! `tcp:8007 --tls CERT KEY`.
+//!
+//! TLS changes nothing in the chat: a [`TlsFactory`] (what
+//! [`Reactor::listen_tls`] listens with) runs each
 //! connection's `Framed` stack inside a `TlsProtocol`, which hands it the
 //! decrypted bytes and encrypts what it writes, and the broadcast group's
 //! lines are encrypted once per user. (Examples are built with the
@@ -72,7 +84,9 @@ use std::rc::Rc;
 use twill::Address;
 
 use twill::broadcast::{BroadcastGroup, SlowClient};
+use twill::net::endpoint::{parse_server_or_addr, ServerDescription};
 use twill::tls::config::{certs_from_pem_file, key_from_pem_file, server_config};
+use twill::tls::TlsFactory;
 use twill::{BytesMut, Factory, ListeningPort, Reactor, Reason};
 use twill_protocols::codec::{
     Context, Decoder, Encoder, Framed, Handler, LineBasedFrameDecoder, LineEncoder, StringDecoder,
@@ -198,18 +212,19 @@ fn chat_factory(users: Rc<RefCell<Users>>) -> impl Factory {
     }
 }
 
-const USAGE: &str =
-    "usage: chat_server [ADDR] [--tls CERT KEY]   (ADDR defaults to 127.0.0.1:8007)";
+const USAGE: &str = "usage: chat_server [ENDPOINT] [--tls CERT KEY]   (ENDPOINT: an address \
+                     (127.0.0.1:8007, the default) or an endpoint string \
+                     (tcp:8007:interface=127.0.0.1, unix:/tmp/chat.sock))";
 
 /// The command line: where to listen, and the certificate and key files
 /// for TLS.
 struct Args {
-    addr: String,
+    endpoint: String,
     tls: Option<(String, String)>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut addr = None;
+    let mut endpoint = None;
     let mut tls = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -219,21 +234,26 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             },
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
-            _ if addr.is_some() => return Err(format!("unexpected argument {arg:?}")),
-            _ => addr = Some(arg),
+            _ if endpoint.is_some() => return Err(format!("unexpected argument {arg:?}")),
+            _ => endpoint = Some(arg),
         }
     }
-    Ok(Args {
-        addr: addr.unwrap_or_else(|| "127.0.0.1:8007".into()),
-        tls,
-    })
+    let endpoint = endpoint.unwrap_or_else(|| "127.0.0.1:8007".into());
+    let description = parse_server_or_addr(&endpoint).map_err(|err| err.to_string())?;
+    if tls.is_some() && matches!(description, ServerDescription::Tls { .. }) {
+        return Err(format!(
+            "{endpoint:?} runs TLS already: give --tls with a tcp: or unix: endpoint"
+        ));
+    }
+    Ok(Args { endpoint, tls })
 }
 
-/// Listens with TLS on `addr`, presenting the certificate chain in the PEM
-/// file `cert` with the private key in the PEM file `key`.
+/// Listens with TLS on `endpoint`, a TCP port or a Unix socket alike,
+/// presenting the certificate chain in the PEM file `cert` with the
+/// private key in the PEM file `key`.
 fn listen_tls(
     reactor: &Reactor,
-    addr: &str,
+    endpoint: &str,
     (cert, key): &(String, String),
     factory: impl Factory,
 ) -> std::io::Result<ListeningPort> {
@@ -243,7 +263,7 @@ fn listen_tls(
         certs_from_pem_file(cert).map_err(|err| in_file(cert, err))?,
         key_from_pem_file(key).map_err(|err| in_file(key, err))?,
     )?;
-    reactor.listen_tls(addr, config, factory)
+    reactor.server_from_string(endpoint, TlsFactory::new(config.into(), factory))
 }
 
 fn main() {
@@ -269,11 +289,11 @@ fn serve(args: &Args) -> std::io::Result<()> {
     let factory = chat_factory(Rc::new(RefCell::new(Users::new())));
     match &args.tls {
         None => {
-            let port = reactor.listen_tcp(args.addr.as_str(), factory)?;
+            let port = reactor.server_from_string(&args.endpoint, factory)?;
             log::info!("listening on {}", port.host());
         }
         Some(files) => {
-            let port = listen_tls(&reactor, &args.addr, files, factory)?;
+            let port = listen_tls(&reactor, &args.endpoint, files, factory)?;
             log::info!("listening on {} with TLS", port.host());
         }
     }

@@ -2,10 +2,17 @@
 //! (Netty's `ChannelPipeline`), as a server and as a client.
 //!
 //! ```text
-//! cargo run -p twill-protocols --example codec_pipeline [ADDR]   # serve; default 127.0.0.1:8007
-//! cargo run -p twill-protocols --example codec_pipeline -- --client ADDR [MESSAGE...]
-//! # options, before the address and the messages: --idle-ms MS (default 20000)
+//! cargo run -p twill-protocols --example codec_pipeline [ENDPOINT]   # serve; default 127.0.0.1:8007
+//! cargo run -p twill-protocols --example codec_pipeline -- --client ENDPOINT [MESSAGE...]
+//! # options, before the endpoint and the messages: --idle-ms MS (default 20000)
+//! cargo run -p twill-protocols --example codec_pipeline -- unix:/tmp/pipeline.sock
+//! cargo run -p twill-protocols --example codec_pipeline -- --client unix:/tmp/pipeline.sock hello
 //! ```
+//!
+//! `ENDPOINT` is an address (`127.0.0.1:8007`) or an endpoint string
+//! (`tcp:8007:interface=127.0.0.1` to serve, `tcp:host=127.0.0.1:port=8007`
+//! to connect, `unix:/tmp/pipeline.sock` for both), taken by
+//! [`Reactor::server_from_string`] and [`Reactor::client_from_string`].
 //!
 //! A frame is a 4-byte header (ignored on input, zero on output), a 4-byte
 //! big-endian body length, and the body:
@@ -62,6 +69,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use twill::defer::defer_to_thread;
+use twill::net::endpoint::{parse_client_or_addr, parse_server_or_addr};
 use twill::{ClientFactory, Connector, Event, Factory, Protocol, Reactor, Reason, Transport};
 use twill_protocols::codec::pipeline::{
     Message, Pipeline, PipelineContext, PipelineHandler, PipelineProtocol, Stage,
@@ -81,8 +89,11 @@ const HEADER: usize = 4;
 const IDLE: Duration = Duration::from_secs(20);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-const USAGE: &str = "usage: codec_pipeline [--idle-ms MS] [ADDR]
-       codec_pipeline --client ADDR [--idle-ms MS] [MESSAGE...]";
+const USAGE: &str = "usage: codec_pipeline [--idle-ms MS] [ENDPOINT]
+       codec_pipeline --client ENDPOINT [--idle-ms MS] [MESSAGE...]
+ENDPOINT: an address (127.0.0.1:8007, the default) or an endpoint string
+(tcp:8007:interface=127.0.0.1 to serve, tcp:host=127.0.0.1:port=8007 to connect,
+unix:/tmp/pipeline.sock for both)";
 
 /// The prepender: 4 zero header bytes, then what a 4-byte
 /// `LengthFieldPrepender` writes (the length, then the body, uncopied).
@@ -178,9 +189,11 @@ impl PipelineHandler for Trimmer {
     }
 }
 
-fn serve(addr: &str, idle: Duration) -> io::Result<ExitCode> {
+fn serve(endpoint: &str, idle: Duration) -> io::Result<ExitCode> {
     let reactor = Reactor::new()?;
-    let port = reactor.listen_tcp(addr, move |_peer| protocol(Trimmer, idle, Duration::ZERO))?;
+    let port = reactor.server_from_string(endpoint, move |_peer| {
+        protocol(Trimmer, idle, Duration::ZERO)
+    })?;
     log::info!("listening on {}", port.host());
     reactor.run()?;
     Ok(ExitCode::SUCCESS)
@@ -339,7 +352,7 @@ impl ClientFactory for OneConnection {
     }
 }
 
-fn connect(addr: &str, messages: Vec<String>, idle: Duration) -> io::Result<ExitCode> {
+fn connect(endpoint: &str, messages: Vec<String>, idle: Duration) -> io::Result<ExitCode> {
     let answered = Rc::new(Cell::new(false));
     let factory = OneConnection {
         messages: (!messages.is_empty()).then_some(messages),
@@ -347,7 +360,7 @@ fn connect(addr: &str, messages: Vec<String>, idle: Duration) -> io::Result<Exit
         answered: answered.clone(),
     };
     let reactor = Reactor::new()?;
-    reactor.connect_tcp(addr, factory)?;
+    reactor.client_from_string(endpoint, factory)?;
     reactor.run()?;
     Ok(if answered.get() {
         ExitCode::SUCCESS
@@ -358,7 +371,7 @@ fn connect(addr: &str, messages: Vec<String>, idle: Duration) -> io::Result<Exit
 
 // ---------------------------------------------------------------------------
 
-/// The command line: options first, then the address (server) or the
+/// The command line: options first, then the endpoint (server) or the
 /// messages (client).
 struct Options {
     client: Option<String>,
@@ -399,17 +412,27 @@ fn main() -> ExitCode {
         }
     };
     let result = match options.client {
-        Some(addr) => connect(&addr, options.rest, options.idle),
+        Some(endpoint) => {
+            if let Err(err) = parse_client_or_addr(&endpoint) {
+                eprintln!("{err}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+            connect(&endpoint, options.rest, options.idle)
+        }
         None if options.rest.len() > 1 => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
         None => {
-            let addr = options
+            let endpoint = options
                 .rest
                 .first()
                 .map_or("127.0.0.1:8007", String::as_str);
-            serve(addr, options.idle)
+            if let Err(err) = parse_server_or_addr(endpoint) {
+                eprintln!("{err}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+            serve(endpoint, options.idle)
         }
     };
     result.unwrap_or_else(|error| {

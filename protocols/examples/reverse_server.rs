@@ -2,9 +2,14 @@
 //! article, with a hand-written [`Decoder`] and [`Encoder`].
 //!
 //! ```text
-//! cargo run -p twill-protocols --example reverse_server [ADDR]   # default 127.0.0.1:8007
-//! printf '00005abcde00003xyz' | nc -q1 127.0.0.1 8007             # 00005edcba00003zyx
+//! cargo run -p twill-protocols --example reverse_server [ENDPOINT]   # default 127.0.0.1:8007
+//! printf '00005abcde00003xyz' | nc -q1 127.0.0.1 8007                 # 00005edcba00003zyx
+//! cargo run -p twill-protocols --example reverse_server -- unix:/tmp/reverse.sock
 //! ```
+//!
+//! `ENDPOINT` is an address (`127.0.0.1:8007`) or an endpoint string
+//! (`tcp:8007:interface=127.0.0.1`, `unix:/tmp/reverse.sock`), listened on
+//! with [`Reactor::server_from_string`].
 //!
 //! A request is a length header of exactly five ASCII decimal digits
 //! (`00000` to `99999`) followed by that many bytes of body; the reply is
@@ -27,6 +32,7 @@
 //! "Backpressure").
 
 use bytes::{BufMut, Bytes, BytesMut};
+use twill::net::endpoint::parse_server_or_addr;
 use twill::Reactor;
 use twill_protocols::codec::{
     Context, DecodeError, Decoder, EncodeError, Encoder, Framed, Handler,
@@ -104,13 +110,21 @@ impl Handler for Reverse {
     }
 }
 
+const USAGE: &str = "usage: reverse_server [ENDPOINT]   (ENDPOINT: an address \
+                     (127.0.0.1:8007, the default) or an endpoint string \
+                     (tcp:8007:interface=127.0.0.1, unix:/tmp/reverse.sock))";
+
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args()
+    let endpoint = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8007".into());
+    if let Err(err) = parse_server_or_addr(&endpoint) {
+        eprintln!("reverse_server: {err}\n{USAGE}");
+        std::process::exit(2);
+    }
     let reactor = Reactor::new()?;
-    let port = reactor.listen_tcp(addr.as_str(), |_peer| {
+    let port = reactor.server_from_string(&endpoint, |_peer| {
         Framed::new(RequestDecoder, ReplyEncoder, Reverse)
     })?;
     log::info!("listening on {}", port.host());

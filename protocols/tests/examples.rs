@@ -341,7 +341,7 @@ fn with_a_bad_command_line_prints_its_usage_and_exits_with_status_2(chat: &str) 
         &["127.0.0.1:0", "extra"],
     ] {
         let mut server = Proc::example(PACKAGE, chat, args);
-        server.wait_stderr(&format!("usage: {chat} [ADDR] [--tls CERT KEY]"));
+        server.wait_stderr(&format!("usage: {chat} [ENDPOINT] [--tls CERT KEY]"));
         let status = server.wait_exit();
         assert_eq!(status.code(), Some(2), "{args:?}: {}", server.transcript());
     }
