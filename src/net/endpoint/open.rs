@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{parse_client_or_addr, parse_server_or_addr, ClientDescription, ServerDescription};
-use crate::net::{Connector, HostPort, ListeningPort, UnixAddress};
+use crate::net::{Connector, DynClientFactory, HostPort, ListeningPort, UnixAddress};
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::Reactor;
 
@@ -74,31 +74,12 @@ impl Reactor {
                 backlog,
                 private_key,
                 cert_key,
-            } => {
-                #[cfg(feature = "tls")]
-                {
-                    use crate::tls::{config, TlsAcceptor};
-                    let server = config::server_config(
-                        config::certs_from_pem_file(&cert_key)?,
-                        config::key_from_pem_file(&private_key)?,
-                    )?;
-                    let factory = crate::tls::TlsFactory::new(
-                        crate::tls::StartTls::Server(TlsAcceptor::new(server)),
-                        factory,
-                    );
-                    self.listen_tcp_with(
-                        SocketAddr::new(interface, port),
-                        clamp_backlog(backlog),
-                        false,
-                        Box::new(factory),
-                    )
-                }
-                #[cfg(not(feature = "tls"))]
-                {
-                    let _ = (interface, port, backlog, private_key, cert_key, factory);
-                    Err(tls_unavailable())
-                }
-            }
+            } => self.listen_tcp_with(
+                SocketAddr::new(interface, port),
+                clamp_backlog(backlog),
+                false,
+                tls::server_factory(&private_key, &cert_key, factory)?,
+            ),
         }
     }
 
@@ -146,7 +127,12 @@ impl Reactor {
                 port,
                 timeout,
                 bind_address,
-            } => self.connect_tcp_from(HostPort::new(host, port), timeout, bind_address, factory),
+            } => self.connect_tcp_from(
+                HostPort::new(host, port),
+                timeout,
+                bind_address,
+                Box::new(factory),
+            ),
             ClientDescription::Unix {
                 address,
                 timeout,
@@ -165,55 +151,14 @@ impl Reactor {
                 certificate,
                 private_key,
             } => {
-                #[cfg(feature = "tls")]
-                {
-                    use crate::tls::{config, StartTls, TlsConnector, TlsFactory};
-                    let client = match (trust_roots, certificate) {
-                        (Some(roots), None) => {
-                            config::client_config_trusting(config::certs_from_pem_file(roots)?)?
-                        }
-                        (None, None) => config::client_config_with_platform_roots()?,
-                        (Some(roots), Some(certificate)) => {
-                            let key = private_key.unwrap_or_else(|| certificate.clone());
-                            config::client_config_with_client_auth(
-                                config::certs_from_pem_file(roots)?,
-                                config::certs_from_pem_file(&certificate)?,
-                                config::key_from_pem_file(key)?,
-                            )?
-                        }
-                        (None, Some(_)) => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::InvalidInput,
-                                format!(
-                                    "endpoint {description:?}: field trustRoots: a client \
-                                     certificate needs the CA certificates to trust"
-                                ),
-                            ))
-                        }
-                    };
-                    let side = StartTls::client(TlsConnector::new(client), &hostname)?;
-                    self.connect_tcp_from(
-                        HostPort::new(host, port),
-                        timeout,
-                        bind_address,
-                        TlsFactory::new(side, factory),
-                    )
-                }
-                #[cfg(not(feature = "tls"))]
-                {
-                    let _ = (
-                        host,
-                        port,
-                        timeout,
-                        bind_address,
-                        hostname,
-                        trust_roots,
-                        certificate,
-                        private_key,
-                        factory,
-                    );
-                    Err(tls_unavailable())
-                }
+                let client = tls::ClientFiles {
+                    hostname,
+                    trust_roots,
+                    certificate,
+                    private_key,
+                };
+                let factory = tls::client_factory(description, client, factory)?;
+                self.connect_tcp_from(HostPort::new(host, port), timeout, bind_address, factory)
             }
         }
     }
@@ -223,10 +168,10 @@ impl Reactor {
         dest: HostPort,
         timeout: Duration,
         bind_address: Option<std::net::IpAddr>,
-        factory: impl ClientFactory,
+        factory: Box<dyn DynClientFactory>,
     ) -> io::Result<Connector> {
         let bind = bind_address.map(|ip| SocketAddr::new(ip, 0));
-        self.connect_tcp_with(dest, timeout, bind, Box::new(factory))
+        self.connect_tcp_with(dest, timeout, bind, factory)
     }
 }
 
@@ -247,10 +192,96 @@ fn refuse_abstract_outside_linux(address: &UnixAddress) -> io::Result<()> {
     Ok(())
 }
 
-#[cfg(not(feature = "tls"))]
-fn tls_unavailable() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        "tls: endpoints need twill's `tls` feature",
-    )
+/// What a `tls:` string needs from the `tls` feature: a factory wrapped
+/// in TLS, from the PEM files it names.
+mod tls {
+    use std::io;
+    use std::path::{Path, PathBuf};
+
+    use crate::net::{DynClientFactory, DynFactory};
+    use crate::protocol::{ClientFactory, Factory};
+
+    /// A client's TLS files and the name it checks the server for.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(super) struct ClientFiles {
+        pub(super) hostname: String,
+        pub(super) trust_roots: Option<PathBuf>,
+        pub(super) certificate: Option<PathBuf>,
+        pub(super) private_key: Option<PathBuf>,
+    }
+
+    #[cfg(feature = "tls")]
+    pub(super) fn server_factory(
+        private_key: &Path,
+        cert_key: &Path,
+        factory: impl Factory,
+    ) -> io::Result<Box<dyn DynFactory>> {
+        use crate::tls::{config, StartTls, TlsAcceptor, TlsFactory};
+        let server = config::server_config(
+            config::certs_from_pem_file(cert_key)?,
+            config::key_from_pem_file(private_key)?,
+        )?;
+        let side = StartTls::Server(TlsAcceptor::new(server));
+        Ok(Box::new(TlsFactory::new(side, factory)))
+    }
+
+    #[cfg(feature = "tls")]
+    pub(super) fn client_factory(
+        description: &str,
+        files: ClientFiles,
+        factory: impl ClientFactory,
+    ) -> io::Result<Box<dyn DynClientFactory>> {
+        use crate::tls::{config, StartTls, TlsConnector, TlsFactory};
+        let client = match (files.trust_roots, files.certificate) {
+            (Some(roots), None) => {
+                config::client_config_trusting(config::certs_from_pem_file(roots)?)?
+            }
+            (None, None) => config::client_config_with_platform_roots()?,
+            (Some(roots), Some(certificate)) => {
+                let key = files.private_key.unwrap_or_else(|| certificate.clone());
+                config::client_config_with_client_auth(
+                    config::certs_from_pem_file(roots)?,
+                    config::certs_from_pem_file(&certificate)?,
+                    config::key_from_pem_file(key)?,
+                )?
+            }
+            (None, Some(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "endpoint {description:?}: field trustRoots: a client \
+                         certificate needs the CA certificates to trust"
+                    ),
+                ))
+            }
+        };
+        let side = StartTls::client(TlsConnector::new(client), &files.hostname)?;
+        Ok(Box::new(TlsFactory::new(side, factory)))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    pub(super) fn server_factory(
+        _private_key: &Path,
+        _cert_key: &Path,
+        _factory: impl Factory,
+    ) -> io::Result<Box<dyn DynFactory>> {
+        Err(unavailable())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    pub(super) fn client_factory(
+        _description: &str,
+        _files: ClientFiles,
+        _factory: impl ClientFactory,
+    ) -> io::Result<Box<dyn DynClientFactory>> {
+        Err(unavailable())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn unavailable() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "tls: endpoints need twill's `tls` feature",
+        )
+    }
 }
