@@ -13,6 +13,7 @@ mod host_port;
 mod listener;
 mod stream_socket;
 mod tcp;
+mod udp;
 mod unix;
 mod write_buffer;
 
@@ -24,6 +25,10 @@ pub use address::{Address, UnixAddress, MAX_UNIX_PATH};
 pub use connector::{Connector, ConnectorState, Destination};
 pub use host_port::{HostPort, ToHostPort};
 pub use listener::ListeningPort;
+pub use udp::{
+    DatagramConfig, DatagramProtocol, DatagramTransport, DatagramTruncated, MulticastInterface,
+    SendQueueFull, DEFAULT_MAX_DATAGRAM_SIZE, DEFAULT_SEND_QUEUE_MAX,
+};
 pub use unix::{PeerCredentials, DEFAULT_UNIX_MODE};
 
 #[cfg(doc)]
