@@ -143,13 +143,13 @@ fn a_blocked_socket_queues_pauses_refuses_at_the_cap_then_drains_in_order_and_re
 fn a_queued_datagram_that_fails_later_reaches_error_received_and_is_counted_out() {
     let reactor = Reactor::new().unwrap();
     let events = Events::default();
+    // Watermarks above the datagram, so the error is the only event.
+    let config = DatagramConfig::new().send_queue_limits(256 * 1024, 128 * 1024, 1024 * 1024);
+    let recorder = Recorder {
+        events: events.clone(),
+    };
     let port = reactor
-        .listen_udp(
-            "127.0.0.1:0",
-            Recorder {
-                events: events.clone(),
-            },
-        )
+        .listen_udp_with("127.0.0.1:0", &config, recorder)
         .unwrap();
     let (peer, to) = peer();
     block_sends(true);
