@@ -58,7 +58,10 @@ fn two_listeners_on_a_group_both_receive_what_is_sent_to_it() {
     // datagrams to a socket bound to the group while any socket on the
     // host is a member, so leaving is checked by its result only.
     b.leave_group(IpAddr::V4(GROUP), LOOPBACK).unwrap();
-    assert!(b.leave_group(IpAddr::V4(GROUP), LOOPBACK).is_err(), "not a member any more");
+    assert!(
+        b.leave_group(IpAddr::V4(GROUP), LOOPBACK).is_err(),
+        "not a member any more"
+    );
     sender.write("done", group).unwrap();
     run(&reactor);
     assert_eq!(*first.borrow(), ["to both", "done"]);
@@ -80,7 +83,9 @@ fn the_multicast_example_delivers_to_every_listener() {
         assert!(listener.wait_exit().success(), "{}", listener.transcript());
         for n in 1..=3 {
             assert!(
-                listener.stdout_text().contains(&format!("datagram {n} of 3")),
+                listener
+                    .stdout_text()
+                    .contains(&format!("datagram {n} of 3")),
                 "{}",
                 listener.transcript()
             );

@@ -84,10 +84,22 @@ fn a_connected_twill_port_talks_to_an_asyncio_echo_server() {
     let Some(python) = python() else { return };
     let mut server = peer(&python, "asyncio-server", &[]);
     let line = server.wait_stdout("listening on ");
-    let addr: SocketAddr = line.rsplit("listening on ").next().unwrap().trim().parse().unwrap();
+    let addr: SocketAddr = line
+        .rsplit("listening on ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let reactor = Reactor::new().unwrap();
     reactor
-        .listen_udp("127.0.0.1:0", Client { server: addr, replies: Vec::new() })
+        .listen_udp(
+            "127.0.0.1:0",
+            Client {
+                server: addr,
+                replies: Vec::new(),
+            },
+        )
         .unwrap();
     run(&reactor);
     assert!(server.wait_exit().success(), "{}", server.transcript());
