@@ -114,6 +114,7 @@ use std::time::Duration;
 
 pub use event::Event;
 pub use net::{Address, Connector, ConnectorState, ListeningPort};
+pub use net::{DatagramConfig, DatagramProtocol, DatagramTransport, MulticastInterface};
 pub use protocol::{ClientFactory, Factory, Panicked, Protocol, Reason};
 pub use reactor::{Phase, Reactor, ReactorHandle, ReactorStopped, SystemEvent, TriggerId};
 pub use reconnect::ReconnectingClientFactory;

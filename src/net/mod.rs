@@ -1,9 +1,11 @@
 //! Socket kinds and addresses: TCP ([`Reactor::listen_tcp`],
 //! [`Reactor::connect_tcp`]), Unix domain sockets
-//! ([`Reactor::listen_unix`], [`Reactor::connect_unix`]), the [`Address`]
-//! a protocol's peer has, the [`HostPort`] a client connects to, the
-//! [`NameResolver`] that finds a host's addresses, and the racing of those
-//! addresses ([`happy_eyeballs`]).
+//! ([`Reactor::listen_unix`], [`Reactor::connect_unix`]), UDP
+//! ([`Reactor::listen_udp`]: a [`DatagramProtocol`] on a
+//! [`DatagramTransport`]), the [`Address`] a protocol's peer has, the
+//! [`HostPort`] a client connects to, the [`NameResolver`] that finds a
+//! host's addresses, the racing of those addresses ([`happy_eyeballs`]),
+//! and Twisted's [`endpoint`] strings.
 //!
 //! Each kind adds its own `impl Reactor` here; the reactor's loop knows
 //! them only as sources of readiness.
@@ -18,6 +20,7 @@ mod listener;
 mod resolve;
 mod stream_socket;
 mod tcp;
+mod udp;
 mod unix;
 mod write_buffer;
 
@@ -31,6 +34,10 @@ pub use happy_eyeballs::CONNECTION_ATTEMPT_DELAY;
 pub use host_port::{HostPort, ToHostPort};
 pub use listener::ListeningPort;
 pub use resolve::{NameResolver, StaticResolver, SystemResolver};
+pub use udp::{
+    DatagramConfig, DatagramProtocol, DatagramTransport, DatagramTruncated, MulticastInterface,
+    SendQueueFull, DEFAULT_MAX_DATAGRAM_SIZE, DEFAULT_SEND_QUEUE_MAX,
+};
 pub use unix::{PeerCredentials, DEFAULT_UNIX_MODE};
 
 #[cfg(doc)]
