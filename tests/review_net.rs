@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{mpsc, Mutex, MutexGuard};
+use std::sync::{mpsc, Mutex, MutexGuard, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,10 +32,21 @@ use twill_test_support::reactor::{run, run_bounded};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Takes the lock that runs these tests one at a time. The first run of
+/// a reactor in the process allocates descriptors once for good (the
+/// signal handlers' socket pair, the I/O driver's poller): that is done
+/// here, so the tests that count descriptors count only their own.
 fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
+    let guard = SERIAL
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    static WARM_UP: Once = Once::new();
+    WARM_UP.call_once(|| {
+        let reactor = Reactor::new().unwrap();
+        reactor.stop();
+        run(&reactor);
+    });
+    guard
 }
 
 type Log = Rc<RefCell<Vec<String>>>;
@@ -849,6 +860,7 @@ fn a_unix_path_that_starts_with_a_bracket_reads_back_from_its_endpoint_string() 
 
 #[test]
 fn what_a_twisted_user_types_parses_as_twisted_means_it() {
+    let _serial = serial();
     let server = parse_server("tcp:port=8007").unwrap();
     assert_eq!(server.to_string(), "tcp:8007");
     let server = parse_server("TCP:8007:interface=\\:\\:1").unwrap();
@@ -1009,4 +1021,55 @@ fn an_ipv6_scope_id_reaches_the_connection_attempt() {
         "{} lost the scope of {scoped}",
         connector.destination()
     );
+}
+
+#[test]
+fn a_connector_left_in_a_lookup_or_an_attempt_is_freed_with_its_reactor() {
+    let _serial = serial();
+    /// Sets its flag when dropped.
+    struct Tracked(Rc<RefCell<bool>>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            *self.0.borrow_mut() = true;
+        }
+    }
+    impl Factory for Tracked {
+        type Protocol = Quiet;
+        fn build_protocol(&mut self, _peer: Address) -> Option<Quiet> {
+            Some(Quiet)
+        }
+    }
+    impl ClientFactory for Tracked {}
+
+    let (listener, fillers) = full_backlog(&SockAddr::from(
+        "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+    ));
+    let stuck = listener.local_addr().unwrap().as_socket().unwrap();
+    let fds = open_fds();
+    for ran in [false, true] {
+        let reactor = Reactor::new().unwrap();
+        let names = StaticResolver::new();
+        names.insert_silence("silent.test");
+        reactor.set_resolver(names);
+        let in_lookup = Rc::new(RefCell::new(false));
+        let in_attempt = Rc::new(RefCell::new(false));
+        reactor
+            .connect_tcp(("silent.test", 80), Tracked(in_lookup.clone()))
+            .unwrap();
+        reactor
+            .connect_tcp(stuck, Tracked(in_attempt.clone()))
+            .unwrap();
+        if ran {
+            stop_after(&reactor, Duration::from_millis(100));
+            run(&reactor);
+        }
+        drop(reactor);
+        assert!(*in_lookup.borrow(), "the factory of a lookup (ran: {ran})");
+        assert!(
+            *in_attempt.borrow(),
+            "the factory of an attempt (ran: {ran})"
+        );
+    }
+    assert!(open_fds() <= fds, "{} open, {fds} before", open_fds());
+    drop((listener, fillers));
 }
