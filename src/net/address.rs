@@ -143,6 +143,9 @@ impl UnixAddress {
                 SockAddr::unix(path)
             }
             UnixAddress::Abstract(name) => {
+                if name.is_empty() {
+                    return Err(invalid("an empty abstract socket name".into()));
+                }
                 if name.len() > MAX_UNIX_PATH {
                     return Err(invalid(format!(
                         "abstract socket name too long: {} bytes, the limit is {MAX_UNIX_PATH}",
@@ -220,6 +223,9 @@ impl std::str::FromStr for Address {
     /// `[::1]:8007`, `unix:/run/app.sock`, `unix:@name`.
     fn from_str(text: &str) -> io::Result<Address> {
         if let Some(unix) = text.strip_prefix("unix:") {
+            if unix == UNNAMED {
+                return Ok(Address::Unix(UnixAddress::Unnamed));
+            }
             if unix.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -274,13 +280,23 @@ impl fmt::Display for Address {
     }
 }
 
+/// How an unnamed Unix address is written.
+const UNNAMED: &str = "(unnamed)";
+
 impl fmt::Display for UnixAddress {
-    /// `/run/app.sock`, `@name` or `(unnamed)`.
+    /// `/run/app.sock`, `@name` or `(unnamed)`. A relative path that
+    /// begins with `@` is written `./@…`, so that it does not read back as
+    /// an abstract name.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            UnixAddress::Path(path)
+                if path.as_os_str().as_encoded_bytes().first() == Some(&b'@') =>
+            {
+                write!(f, "./{}", path.display())
+            }
             UnixAddress::Path(path) => path.display().fmt(f),
             UnixAddress::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
-            UnixAddress::Unnamed => f.write_str("(unnamed)"),
+            UnixAddress::Unnamed => f.write_str(UNNAMED),
         }
     }
 }

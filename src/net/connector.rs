@@ -105,6 +105,12 @@ pub(crate) struct ConnectorInner {
     race: RefCell<Option<Rc<Race>>>,
     /// The sockets of the attempts in flight.
     pending: RefCell<Vec<PendingAttempt>>,
+    /// While a race runs (the lookup included), the key of the source
+    /// through which a stopping reactor stops it.
+    race_key: Cell<Option<usize>>,
+    /// Refuse a Unix socket whose lock file no live server holds
+    /// (Twisted's client-side `lockfile=1`).
+    check_lock: Cell<bool>,
     conn: RefCell<Option<Rc<Conn>>>,
     factory_started: Cell<bool>,
 }
@@ -117,6 +123,12 @@ struct PendingAttempt {
 }
 
 impl Connector {
+    /// Makes this connector refuse a Unix socket whose lock file no live
+    /// server holds; see [`Reactor::listen_unix`](crate::Reactor::listen_unix).
+    pub(crate) fn check_lock(&self) {
+        self.inner.check_lock.set(true);
+    }
+
     pub(super) fn new(
         core: &Rc<Core>,
         dest: Destination,
@@ -146,6 +158,8 @@ impl Connector {
             run: Cell::new(0),
             race: RefCell::new(None),
             pending: RefCell::new(Vec::new()),
+            race_key: Cell::new(None),
+            check_lock: Cell::new(false),
             conn: RefCell::new(None),
             factory_started: Cell::new(false),
         });
@@ -227,6 +241,14 @@ fn open(dest: &SockAddr, bind: Option<SocketAddr>) -> io::Result<Socket> {
     }
     match socket.connect(dest) {
         Ok(()) => Ok(socket),
+        // A Unix connect never waits: EAGAIN means the server is there
+        // but its queue of connections to accept is full.
+        Err(err) if dest.domain() == Domain::UNIX && err.kind() == io::ErrorKind::WouldBlock => {
+            Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the server is busy: its queue of connections to accept is full",
+            ))
+        }
         Err(err)
             if err.kind() == io::ErrorKind::WouldBlock
                 || err.raw_os_error() == Some(EINPROGRESS) =>
@@ -312,11 +334,15 @@ impl ConnectorInner {
         // From here the race's deadline keeps this connector alive.
         drop(attempts);
         *self.race.borrow_mut() = Some(race.clone());
+        let key = core.sources.borrow_mut().insert(Rc::new(RaceSource {
+            connector: self.me.clone(),
+        }));
+        self.race_key.set(Some(key));
         match &self.dest {
-            Destination::Unix(addr) => match addr.to_sock_addr() {
+            Destination::Unix(addr) => match self.unix_target(addr) {
                 Ok(addr) => race.begin(vec![addr]),
                 Err(err) => {
-                    race.cancel();
+                    self.end_race();
                     self.report_failure(run, err);
                 }
             },
@@ -327,6 +353,37 @@ impl ConnectorInner {
                     race.resolve(dest.host(), lookup);
                 }
             },
+        }
+    }
+
+    /// The OS address of a Unix destination, once its lock is checked if
+    /// the connector was asked to.
+    fn unix_target(&self, addr: &UnixAddress) -> io::Result<SockAddr> {
+        let target = addr.to_sock_addr()?;
+        if let (true, UnixAddress::Path(path)) = (self.check_lock.get(), addr) {
+            if !super::unix::lock_is_held(path)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("no server holds the lock of {}", path.display()),
+                ));
+            }
+        }
+        Ok(target)
+    }
+
+    /// Ends the race under way, if any: its timers, its attempts, and the
+    /// source that lets a stopping reactor stop it.
+    fn end_race(&self) {
+        let race = self.race.borrow_mut().take();
+        if let Some(race) = race {
+            race.cancel();
+        }
+        let leftover: Vec<usize> = self.pending.borrow().iter().map(|a| a.index).collect();
+        for index in leftover {
+            self.close_attempt(index);
+        }
+        if let (Some(key), Some(core)) = (self.race_key.take(), self.core.upgrade()) {
+            core.sources.borrow_mut().remove(key);
         }
     }
 
@@ -436,6 +493,9 @@ impl ConnectorInner {
             Ok(peer) => {
                 if race.is_some_and(|race| race.attempt_connected(index)) {
                     self.race.borrow_mut().take();
+                    if let (Some(key), Some(core)) = (self.race_key.take(), self.core.upgrade()) {
+                        core.sources.borrow_mut().remove(key);
+                    }
                     self.connected(index, peer);
                 } else {
                     self.close_attempt(index);
@@ -464,6 +524,9 @@ impl ConnectorInner {
         };
         let unix = matches!(self.dest, Destination::Unix(_));
         let stream = StreamSocket::new(attempt.socket, unix);
+        // Connected from here, as in Twisted: `stop_connecting` from inside
+        // `build_protocol` no longer applies.
+        self.state.set(ConnectorState::Connected);
         let built = catch_unwind(AssertUnwindSafe(|| {
             self.factory.borrow_mut().build(peer.clone())
         }));
@@ -481,6 +544,7 @@ impl ConnectorInner {
                 let _ = core.poller.delete(&stream);
                 core.sources.borrow_mut().remove(attempt.key);
                 drop(stream);
+                self.state.set(ConnectorState::Connecting);
                 self.fail(io::Error::new(io::ErrorKind::ConnectionAborted, why));
                 return;
             }
@@ -494,6 +558,7 @@ impl ConnectorInner {
             Some((me, attempt.key)),
         ) {
             log::error!("could not set up the connection to {peer}: {err}");
+            self.state.set(ConnectorState::Connecting);
             self.fail(err);
         }
     }
@@ -504,14 +569,7 @@ impl ConnectorInner {
     }
 
     fn fail(&self, err: io::Error) {
-        let race = self.race.borrow_mut().take();
-        if let Some(race) = race {
-            race.cancel();
-        }
-        let leftover: Vec<usize> = self.pending.borrow().iter().map(|a| a.index).collect();
-        for index in leftover {
-            self.close_attempt(index);
-        }
+        self.end_race();
         if self.state.get() != ConnectorState::Connecting {
             return;
         }
@@ -605,6 +663,25 @@ impl Source for AttemptSource {
             connector.discard_attempt(self.index, poller);
         }
     }
+}
+
+/// A race's place among the reactor's sources, with no socket of its own:
+/// what lets a stopping reactor stop a connector that is still looking its
+/// name up, as it stops one whose attempts are in the poller.
+struct RaceSource {
+    connector: Weak<ConnectorInner>,
+}
+
+impl Source for RaceSource {
+    fn ready(self: Rc<Self>, _readable: bool, _writable: bool) {}
+
+    fn shut_down(&self) {
+        if let Some(connector) = self.connector.upgrade() {
+            connector.stop_connecting();
+        }
+    }
+
+    fn discard(&self, _poller: &Poller) {}
 }
 
 /// The reactor's timers as a [`ReactorTime`], held weakly: a race's timers

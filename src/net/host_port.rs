@@ -29,6 +29,9 @@ use super::address::Address;
 pub struct HostPort {
     host: String,
     port: u16,
+    /// An IPv6 address's interface (`fe80::1%2`), kept from the
+    /// `SocketAddrV6` it came from: a link-local address needs it.
+    scope_id: u32,
 }
 
 impl HostPort {
@@ -39,7 +42,11 @@ impl HostPort {
             Some(inner) => inner.to_owned(),
             None => host,
         };
-        HostPort { host, port }
+        HostPort {
+            host,
+            port,
+            scope_id: 0,
+        }
     }
 
     /// The host as given.
@@ -58,15 +65,21 @@ impl HostPort {
         self.host.parse().ok()
     }
 
-    /// The socket address, when the host is an IP address.
+    /// The socket address, when the host is an IP address (with its
+    /// scope, for a scoped IPv6 address).
     pub fn socket_addr(&self) -> Option<SocketAddr> {
-        self.ip().map(|ip| SocketAddr::new(ip, self.port))
+        match self.ip()? {
+            IpAddr::V6(ip) => Some(SocketAddrV6::new(ip, self.port, 0, self.scope_id).into()),
+            ip => Some(SocketAddr::new(ip, self.port)),
+        }
     }
 }
 
 impl fmt::Display for HostPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
+        if self.scope_id != 0 {
+            write!(f, "[{}%{}]:{}", self.host, self.scope_id, self.port)
+        } else if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)
         } else {
             write!(f, "{}:{}", self.host, self.port)
@@ -94,7 +107,11 @@ impl ToHostPort for HostPort {
 
 impl ToHostPort for SocketAddr {
     fn to_host_port(&self) -> io::Result<HostPort> {
-        Ok(HostPort::new(self.ip().to_string(), self.port()))
+        let mut dest = HostPort::new(self.ip().to_string(), self.port());
+        if let SocketAddr::V6(v6) = self {
+            dest.scope_id = v6.scope_id();
+        }
+        Ok(dest)
     }
 }
 

@@ -157,7 +157,20 @@ impl Reactor {
         timeout: Duration,
         factory: impl ClientFactory,
     ) -> io::Result<Connector> {
-        let address = address.into();
+        self.connect_unix_with(address.into(), timeout, false, factory)
+    }
+
+    /// [`connect_unix_with_timeout`](Self::connect_unix_with_timeout); with
+    /// `lockfile`, a socket whose `PATH.lock` no live server holds is
+    /// refused (`ConnectionRefused`, reported to the factory) instead of
+    /// connected to.
+    pub(crate) fn connect_unix_with(
+        &self,
+        address: UnixAddress,
+        timeout: Duration,
+        lockfile: bool,
+        factory: impl ClientFactory,
+    ) -> io::Result<Connector> {
         address.to_sock_addr()?;
         let connector = Connector::new(
             self.core(),
@@ -165,6 +178,9 @@ impl Reactor {
             timeout,
             Box::new(factory),
         );
+        if lockfile {
+            connector.check_lock();
+        }
         connector.connect();
         Ok(connector)
     }
@@ -184,17 +200,26 @@ fn remove_if_stale(path: &Path) -> io::Result<()> {
             format!("{} exists and is not a socket", path.display()),
         ));
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("another process listens on {}", path.display()),
-        )),
+    // Without blocking: a live server that is slow to accept must not
+    // hold this thread, and it is live all the same.
+    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&socket2::SockAddr::unix(path)?) {
+        Ok(()) => Err(in_use(path)),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Err(in_use(path)),
         Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
             log::info!("replacing the stale socket file {}", path.display());
             fs::remove_file(path)
         }
         Err(err) => Err(err),
     }
+}
+
+fn in_use(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("another process listens on {}", path.display()),
+    )
 }
 
 /// A listening port's socket file, removed when the port stops.
@@ -224,20 +249,15 @@ struct Lock {
 
 impl Lock {
     fn take(socket_path: &Path) -> io::Result<Lock> {
-        let mut name = socket_path.as_os_str().to_owned();
-        name.push(".lock");
-        let path = PathBuf::from(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)?;
-        // SAFETY: `flock` on a descriptor that `file` owns and keeps open.
-        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if locked != 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::WouldBlock {
+        let path = lock_path(socket_path);
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&path)?;
+            if !try_flock(&file, libc::LOCK_EX)? {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!(
@@ -247,10 +267,55 @@ impl Lock {
                     ),
                 ));
             }
-            return Err(err);
+            // The server we waited on may have removed the file between our
+            // open and our lock: then we hold a lock on nothing anyone else
+            // can see, and must take the file that is there now.
+            if same_file(&file, &path)? {
+                return Ok(Lock { path, _file: file });
+            }
         }
-        Ok(Lock { path, _file: file })
     }
+}
+
+fn lock_path(socket_path: &Path) -> PathBuf {
+    let mut name = socket_path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes `file`'s `flock` without waiting: false when another holds it.
+fn try_flock(file: &File, operation: libc::c_int) -> io::Result<bool> {
+    // SAFETY: `flock` on a descriptor that `file` owns and keeps open.
+    if unsafe { libc::flock(file.as_raw_fd(), operation | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::WouldBlock {
+        return Ok(false);
+    }
+    Err(err)
+}
+
+fn same_file(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    match fs::metadata(path) {
+        Ok(named) => Ok(open.dev() == named.dev() && open.ino() == named.ino()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Whether a server holds the lock beside the socket at `socket_path`
+/// (Twisted's client-side `checkPID`): a client that asks for it refuses
+/// to connect to a socket no live server owns.
+pub(crate) fn lock_is_held(socket_path: &Path) -> io::Result<bool> {
+    let file = match File::open(lock_path(socket_path)) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    Ok(!try_flock(&file, libc::LOCK_SH)?)
 }
 
 impl Drop for Lock {

@@ -166,13 +166,14 @@ fn positional_unix_path(address: &UnixAddress) -> String {
 }
 
 /// Writes a field with the separators it holds escaped. `=` is escaped
-/// too: in a positional field it would otherwise make a keyword.
+/// too: in a positional field it would otherwise make a keyword; and a
+/// leading `[`, which would open a bracketed field.
 struct Escaped<'a>(&'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if matches!(c, ':' | '=' | '\\') {
+        for (at, c) in self.0.chars().enumerate() {
+            if matches!(c, ':' | '=' | '\\') || (at == 0 && c == '[') {
                 f.write_str("\\")?;
             }
             write!(f, "{c}")?;

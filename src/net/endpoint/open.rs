@@ -136,10 +136,10 @@ impl Reactor {
             ClientDescription::Unix {
                 address,
                 timeout,
-                lockfile: _,
+                lockfile,
             } => {
                 refuse_abstract_outside_linux(&address)?;
-                self.connect_unix_with_timeout(address, timeout, factory)
+                self.connect_unix_with(address, timeout, lockfile, factory)
             }
             ClientDescription::Tls {
                 host,
