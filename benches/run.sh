@@ -46,14 +46,7 @@ else
     echo "run.sh: warning: no Python virtualenv; the asyncio, uvloop and Twisted servers are skipped" >&2
 fi
 
-cargo build --release --example echo_server --example async_echo --example broadcast_server
-# twill's UDP echo arrives with the UDP work; until then the udp part measures
-# the baselines only, and a smoke run of it fails.
-if [ -f examples/udp_echo.rs ]; then
-    cargo build --release --example udp_echo
-else
-    echo "run.sh: WARNING: examples/udp_echo.rs does not exist: the udp part has no twill server" >&2
-fi
+cargo build --release --example echo_server --example async_echo --example broadcast_server --example udp_echo
 cargo build --release --features tls --example tls_echo_server
 cargo build --release -p twill-protocols --example frame_echo_server
 cargo build --release -p twill-bench --bins --examples
