@@ -1,7 +1,9 @@
 //! twill's UDP against Python's, which twill did not write
 //! (`tests/support/udp_peer.py`): a plain-socket client and an asyncio
-//! `create_datagram_endpoint` client against the `udp_echo` example, and a
-//! twill client against an asyncio echo server.
+//! `create_datagram_endpoint` client against the `udp_echo` example, a
+//! twill client against an asyncio echo server, and a twill listener on a
+//! multicast group that a Python sender writes to on the loopback
+//! interface.
 //!
 //! Python is `$TWILL_TWISTED_PYTHON` if set, else `python3` (standard
 //! library only). Every wait is bounded: the peer's lines and exit by
@@ -104,4 +106,50 @@ fn a_connected_twill_port_talks_to_an_asyncio_echo_server() {
     run(&reactor);
     assert!(server.wait_exit().success(), "{}", server.transcript());
     assert!(server.stdout_text().contains("asyncio-server ok"));
+}
+
+/// Keeps what arrives until "done".
+struct Gather(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+
+impl DatagramProtocol for Gather {
+    fn datagram_received(&mut self, data: Bytes, _: SocketAddr) {
+        let text = String::from_utf8_lossy(&data).into_owned();
+        if text == "done" {
+            twill::stop();
+        }
+        self.0.borrow_mut().push(text);
+    }
+}
+
+#[test]
+fn a_twill_listener_on_a_group_gets_what_a_python_sender_multicasts() {
+    use std::net::{IpAddr, Ipv4Addr};
+    use twill::{DatagramConfig, MulticastInterface};
+    let Some(python) = python() else { return };
+    let group = Ipv4Addr::new(239, 255, 77, 81);
+    let reactor = Reactor::new().unwrap();
+    let got = std::rc::Rc::default();
+    let config = DatagramConfig::new().reuse_address(true);
+    let port = reactor
+        .listen_udp_with((group, 0), &config, Gather(std::rc::Rc::clone(&got)))
+        .unwrap();
+    port.join_group(
+        IpAddr::V4(group),
+        MulticastInterface::Address(Ipv4Addr::LOCALHOST),
+    )
+    .unwrap();
+    let number = port.host().port().to_string();
+    let mut sender = peer(
+        &python,
+        "multicast-send",
+        &[&group.to_string(), &number, "5"],
+    );
+    run(&reactor);
+    assert!(sender.wait_exit().success(), "{}", sender.transcript());
+    let got = got.borrow();
+    let expected: Vec<String> = (0..5)
+        .map(|n| format!("python multicast {n}"))
+        .chain(["done".to_owned()])
+        .collect();
+    assert_eq!(*got, expected);
 }

@@ -93,6 +93,19 @@ async def asyncio_server():
     print("asyncio-server ok", flush=True)
 
 
+def multicast_send(group, port, count):
+    """Sends COUNT datagrams to GROUP:PORT out of the loopback interface,
+    then "done"."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+    for n in range(count):
+        sock.sendto(b"python multicast %d" % n, (group, port))
+    sock.sendto(b"done", (group, port))
+    sock.close()
+    print("multicast-send ok", flush=True)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "socket-client":
@@ -101,6 +114,8 @@ def main():
         asyncio.run(asyncio_client(int(sys.argv[2])))
     elif mode == "asyncio-server":
         asyncio.run(asyncio_server())
+    elif mode == "multicast-send":
+        multicast_send(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         raise SystemExit("unknown mode %r" % mode)
 
