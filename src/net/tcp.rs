@@ -248,7 +248,8 @@ fn bind(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<Socket> 
     unix,
     not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
 ))]
-fn set_reuse_port(socket: &Socket) -> io::Result<()> {
+/// SO_REUSEPORT, for TCP listeners and UDP ports alike.
+pub(in crate::net) fn set_reuse_port(socket: &Socket) -> io::Result<()> {
     socket.set_reuse_port(true)
 }
 
@@ -256,7 +257,8 @@ fn set_reuse_port(socket: &Socket) -> io::Result<()> {
     unix,
     not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
 )))]
-fn set_reuse_port(_socket: &Socket) -> io::Result<()> {
+/// SO_REUSEPORT, for TCP listeners and UDP ports alike.
+pub(in crate::net) fn set_reuse_port(_socket: &Socket) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "SO_REUSEPORT is not available on this platform",

@@ -95,7 +95,7 @@ fn bind(addr: SocketAddr, config: &DatagramConfig) -> io::Result<Socket> {
         socket.set_reuse_address(true)?;
     }
     if config.reuse_port {
-        set_reuse_port(&socket)?;
+        crate::net::tcp::set_reuse_port(&socket)?;
     }
     if let Some(bytes) = config.recv_buffer_size {
         socket.set_recv_buffer_size(bytes)?;
@@ -106,23 +106,4 @@ fn bind(addr: SocketAddr, config: &DatagramConfig) -> io::Result<Socket> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
-}
-
-#[cfg(all(
-    unix,
-    not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
-))]
-fn set_reuse_port(socket: &Socket) -> io::Result<()> {
-    socket.set_reuse_port(true)
-}
-
-#[cfg(not(all(
-    unix,
-    not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
-)))]
-fn set_reuse_port(_socket: &Socket) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "SO_REUSEPORT is not available on this platform",
-    ))
 }
