@@ -125,6 +125,10 @@ fn with_echo_server<R: Send + 'static>(
     server: ServerConfig,
     client: impl FnOnce(String) -> R + Send + 'static,
 ) -> (R, Vec<String>) {
+    // Built before the reactor's time limit starts: on a fresh checkout,
+    // building every example of the package takes longer than a test's
+    // reactor may run.
+    twill_test_support::process::example_with_features(PACKAGE, FEATURES, "tls_echo_client");
     let reactor = Reactor::new().unwrap();
     let seen = Seen::default();
     let log = seen.clone();
