@@ -65,6 +65,15 @@
 //! which it is aborted ([`Transport::set_write_buffer_max`], 16 MiB by
 //! default).
 //!
+//! # Socket kinds and addresses
+//!
+//! [`net`] holds TCP, Unix domain sockets
+//! ([`Reactor::listen_unix`], [`Reactor::connect_unix`]) and UDP
+//! ([`Reactor::listen_udp`], a [`DatagramProtocol`]); the [`Address`] a
+//! peer has (TCP or Unix); host names resolved off the reactor thread and
+//! raced as RFC 8305 says; and Twisted's endpoint strings
+//! ([`Reactor::server_from_string`], [`Reactor::client_from_string`]).
+//!
 //! # Deferreds
 //!
 //! [`defer::Deferred`] is Twisted's Deferred: a result that comes later,
