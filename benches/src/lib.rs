@@ -19,6 +19,7 @@ use std::str::FromStr;
 
 pub mod measure;
 pub mod report;
+pub mod rotation;
 pub mod server;
 
 /// An error with a message for the user; binaries print it and exit non-zero.

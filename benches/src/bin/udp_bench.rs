@@ -29,13 +29,13 @@
 //! failed run (a verification error, a crash, a timeout) makes the exit
 //! status non-zero.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{exit, Command};
 use std::time::Duration;
 
 use twill_bench::measure::{run_loader, CpuWindow, INTERFERENCE_PCT};
 use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
+use twill_bench::rotation::Rotation;
 use twill_bench::server::{
     free_udp_addr, require_twill_in_smoke, select_servers, target_dir, udp_servers, Endpoint,
     ProbedServer, ServerSpec,
@@ -76,7 +76,7 @@ struct Sample {
 }
 
 /// Each server's samples, one per round (`None`: the run failed).
-type Rounds = HashMap<String, Vec<Option<Sample>>>;
+type Rounds = twill_bench::rotation::Samples<Sample>;
 
 impl Sample {
     fn msgs_per_cpu_s(&self) -> f64 {
@@ -183,47 +183,19 @@ fn run(o: &Opts) -> i32 {
     println!("- servers: {}", names.join(", "));
     println!();
 
-    let mut failures: Vec<String> = Vec::new();
-    let mut failed: Vec<String> = Vec::new();
+    let mut rotation = Rotation::new();
     let mut all: Vec<(usize, Rounds)> = Vec::new();
     for &size in &o.sizes {
-        let mut samples = Rounds::new();
-        for round in 0..o.rounds {
-            let n = o.servers.len();
-            for i in 0..n {
-                let server = &o.servers[(i + round) % n];
-                let slot = samples.entry(server.name.clone()).or_default();
-                if failed.contains(&server.name) {
-                    slot.push(None);
-                    continue;
-                }
-                match run_one(o, &loader, clk, &ksoftirqd, server, size) {
-                    Ok(s) => {
-                        print_round(o, round, size, server, &s);
-                        slot.push(Some(s));
-                    }
-                    Err(e) => {
-                        let msg = format!("{size} B {} round {}: {e}", server.name, round + 1);
-                        println!("FAILED {msg}");
-                        failures.push(msg);
-                        failed.push(server.name.clone());
-                        slot.push(None);
-                    }
-                }
-            }
-        }
+        let label = format!("{size} B");
+        let samples = rotation.rounds(&label, o.rounds, &o.servers, |round, server| {
+            let s = run_one(o, &loader, clk, &ksoftirqd, server, size)?;
+            print_round(o, round, size, server, &s);
+            Ok(s)
+        });
         all.push((size, samples));
     }
     print_table(o, &all);
-    if failures.is_empty() {
-        0
-    } else {
-        eprintln!("\nudp_bench: {} run(s) failed:", failures.len());
-        for f in &failures {
-            eprintln!("  {f}");
-        }
-        1
-    }
+    rotation.exit_status("udp_bench")
 }
 
 fn run_one(

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use twill_bench::measure::{run_loader, CpuWindow, INTERFERENCE_PCT};
 use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
+use twill_bench::rotation::Rotation;
 use twill_bench::server::{
     on_unix_socket, require_twill_in_smoke, select_servers, target_dir, unix_servers, Endpoint,
     ProbedServer, RunningServer, ServerSpec,
@@ -216,49 +217,20 @@ fn run(o: &Opts) -> i32 {
     let names: Vec<&str> = o.servers.iter().map(|s| s.name.as_str()).collect();
     println!("- servers: {}", names.join(", "));
 
-    let mut failures: Vec<String> = Vec::new();
-    let mut failed: Vec<String> = Vec::new();
+    let mut rotation = Rotation::new();
     for sc in &o.scenarios {
         println!(
             "\n## {}: {} conns, {} B, {} in flight\n",
             sc.name, sc.conns, sc.size, sc.inflight
         );
-        let mut samples: HashMap<String, Vec<Option<Sample>>> = HashMap::new();
-        for round in 0..o.rounds {
-            let n = o.servers.len();
-            for i in 0..n {
-                let server = &o.servers[(i + round) % n];
-                let slot = samples.entry(server.name.clone()).or_default();
-                if failed.contains(&server.name) {
-                    slot.push(None);
-                    continue;
-                }
-                match run_one(o, &ctx, server, sc) {
-                    Ok(s) => {
-                        print_round(o, round, server, &s);
-                        slot.push(Some(s));
-                    }
-                    Err(e) => {
-                        let msg = format!("{} {} round {}: {e}", sc.name, server.name, round + 1);
-                        println!("FAILED {msg}");
-                        failures.push(msg);
-                        failed.push(server.name.clone());
-                        slot.push(None);
-                    }
-                }
-            }
-        }
+        let samples = rotation.rounds(&sc.name, o.rounds, &o.servers, |round, server| {
+            let s = run_one(o, &ctx, server, sc)?;
+            print_round(o, round, server, &s);
+            Ok(s)
+        });
         print_table(o, sc, &samples);
     }
-    if failures.is_empty() {
-        0
-    } else {
-        eprintln!("\nunix_bench: {} run(s) failed:", failures.len());
-        for f in &failures {
-            eprintln!("  {f}");
-        }
-        1
-    }
+    rotation.exit_status("unix_bench")
 }
 
 struct Ctx {

@@ -44,10 +44,10 @@
 //! exit status non-zero. Every child process is bounded in time and killed
 //! at the end of its run.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::exit;
 
+use twill_bench::rotation::Rotation;
 use twill_bench::server::{echo_servers, select_servers, target_dir, ServerSpec};
 use twill_bench::{check_run_shape, cli_err, clk_tck, ksoftirqd_pids, Args, CliError};
 
@@ -210,47 +210,18 @@ fn run(o: &Opts) -> i32 {
         ksoftirqd: ksoftirqd_pids(),
     };
     print_header(o);
-    let mut failures: Vec<String> = Vec::new();
-    let mut failed: Vec<String> = Vec::new(); // servers dropped after a failure
+    let mut rotation = Rotation::new();
     for sc in &o.scenarios {
         println!(
             "\n## {}: {} conns, {} B, {} in flight\n",
             sc.name, sc.conns, sc.size, sc.inflight
         );
-        let mut samples: HashMap<String, Vec<Option<Sample>>> = HashMap::new();
-        for round in 0..o.rounds {
-            let n = o.servers.len();
-            for i in 0..n {
-                let server = &o.servers[(i + round) % n];
-                let slot = samples.entry(server.name.clone()).or_default();
-                if failed.contains(&server.name) {
-                    slot.push(None);
-                    continue;
-                }
-                match run_one(o, &ctx, server, sc) {
-                    Ok(s) => {
-                        print_round(o, round, server, &s);
-                        slot.push(Some(s));
-                    }
-                    Err(e) => {
-                        let msg = format!("{} {} round {}: {e}", sc.name, server.name, round + 1);
-                        println!("FAILED {msg}");
-                        failures.push(msg);
-                        failed.push(server.name.clone());
-                        slot.push(None);
-                    }
-                }
-            }
-        }
+        let samples = rotation.rounds(&sc.name, o.rounds, &o.servers, |round, server| {
+            let s = run_one(o, &ctx, server, sc)?;
+            print_round(o, round, server, &s);
+            Ok(s)
+        });
         print_table(o, sc, &samples);
     }
-    if failures.is_empty() {
-        0
-    } else {
-        eprintln!("\necho_bench: {} run(s) failed:", failures.len());
-        for f in &failures {
-            eprintln!("  {f}");
-        }
-        1
-    }
+    rotation.exit_status("echo_bench")
 }

@@ -1,0 +1,75 @@
+//! Running every server of a benchmark round after round, side by side.
+//!
+//! Each round starts one server later than the last, so no server always
+//! runs first (on a shared machine the load drifts within a round). A
+//! server whose run fails once is left out for the rest of the benchmark:
+//! its later rounds are `None`, and the failure is kept for the exit
+//! status.
+
+use std::collections::HashMap;
+
+use crate::server::ServerSpec;
+
+/// Each server's samples, one per round (`None`: failed or left out).
+pub type Samples<T> = HashMap<String, Vec<Option<T>>>;
+
+/// The failures of a whole benchmark run, across its scenarios.
+#[derive(Debug, Default)]
+pub struct Rotation {
+    failures: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl Rotation {
+    /// A run with nothing failed yet.
+    pub fn new() -> Rotation {
+        Rotation::default()
+    }
+
+    /// Runs `run(round, server)` for every server, `rounds` times in
+    /// rotation; `label` names the scenario in failure messages. `run`
+    /// prints its own round line.
+    pub fn rounds<T>(
+        &mut self,
+        label: &str,
+        rounds: usize,
+        servers: &[ServerSpec],
+        mut run: impl FnMut(usize, &ServerSpec) -> Result<T, String>,
+    ) -> Samples<T> {
+        let mut samples: Samples<T> = HashMap::new();
+        let n = servers.len();
+        for round in 0..rounds {
+            for i in 0..n {
+                let server = &servers[(i + round) % n];
+                let slot = samples.entry(server.name.clone()).or_default();
+                if self.failed.contains(&server.name) {
+                    slot.push(None);
+                    continue;
+                }
+                match run(round, server) {
+                    Ok(sample) => slot.push(Some(sample)),
+                    Err(e) => {
+                        let msg = format!("{label} {} round {}: {e}", server.name, round + 1);
+                        println!("FAILED {msg}");
+                        self.failures.push(msg);
+                        self.failed.push(server.name.clone());
+                        slot.push(None);
+                    }
+                }
+            }
+        }
+        samples
+    }
+
+    /// The exit status: 0, or 1 after listing every failure on stderr.
+    pub fn exit_status(&self, program: &str) -> i32 {
+        if self.failures.is_empty() {
+            return 0;
+        }
+        eprintln!("\n{program}: {} run(s) failed:", self.failures.len());
+        for f in &self.failures {
+            eprintln!("  {f}");
+        }
+        1
+    }
+}
