@@ -12,7 +12,7 @@
 //! reactor has been dropped and the table is next changed.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -149,10 +149,14 @@ pub struct StaticResolver {
     clock: Option<Rc<dyn ReactorTime>>,
 }
 
+/// How many of the latest lookups a [`StaticResolver`] remembers: a
+/// deployment that resolves for as long as it runs must not grow.
+const LOOKUPS_KEPT: usize = 1024;
+
 #[derive(Default)]
 struct Table {
     entries: HashMap<String, (Entry, Duration)>,
-    lookups: Vec<String>,
+    lookups: VecDeque<String>,
 }
 
 impl StaticResolver {
@@ -206,9 +210,9 @@ impl StaticResolver {
         self
     }
 
-    /// The names asked for so far, in order.
+    /// The names asked for so far, in order: the latest 1,024 of them.
     pub fn lookups(&self) -> Vec<String> {
-        self.table.borrow().lookups.clone()
+        self.table.borrow().lookups.iter().cloned().collect()
     }
 
     fn set(&self, host: &str, entry: Entry) -> &Self {
@@ -226,7 +230,10 @@ impl NameResolver for StaticResolver {
     fn resolve(&self, host: &str, port: u16) -> Deferred<Vec<SocketAddr>> {
         let (entry, delay) = {
             let mut table = self.table.borrow_mut();
-            table.lookups.push(host.to_owned());
+            if table.lookups.len() == LOOKUPS_KEPT {
+                table.lookups.pop_front();
+            }
+            table.lookups.push_back(host.to_owned());
             table.entries.get(host).cloned().unwrap_or_else(|| {
                 let unknown = Entry::Fails(io::ErrorKind::NotFound, "no such host".to_owned());
                 (unknown, Duration::ZERO)
@@ -354,5 +361,27 @@ impl Reactor {
             }
             Ok(ips)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_static_resolver_remembers_only_its_latest_lookups() {
+        let _reactor = Reactor::new().unwrap();
+        let names = StaticResolver::new();
+        for n in 0..LOOKUPS_KEPT + 100 {
+            let unknown = names.resolve(&format!("host{n}"), 80).result().unwrap();
+            assert!(unknown.is_err());
+        }
+        let lookups = names.lookups();
+        assert_eq!(lookups.len(), LOOKUPS_KEPT);
+        assert_eq!(lookups[0], "host100");
+        assert_eq!(
+            lookups.last().unwrap(),
+            &format!("host{}", LOOKUPS_KEPT + 99)
+        );
     }
 }
