@@ -115,13 +115,7 @@ fn broadcast_server_on_sigterm_closes_connections_cleanly_and_exits_with_status_
         client.expect_eof();
     }
     drop(clients);
-    let status = server.wait_exit();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status {status}:\n{}",
-        server.transcript()
-    );
+    server.expect_clean_exit();
 }
 
 // ---------------------------------------------------------------------------

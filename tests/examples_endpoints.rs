@@ -36,13 +36,7 @@ fn serve_on_unix_socket(name: &str, socket: &Path) -> Proc {
 /// its socket file went with it.
 fn stop_and_expect_socket_removed(mut server: Proc, socket: &Path) {
     server.terminate();
-    let status = server.wait_exit();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status {status}:\n{}",
-        server.transcript()
-    );
+    server.expect_clean_exit();
     assert!(
         !socket.exists(),
         "{} is still there after the server stopped",

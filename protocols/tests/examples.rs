@@ -325,13 +325,7 @@ fn on_sigterm_closes_connections_cleanly_and_exits_with_status_0(chat: &str) {
     }
     nameless.expect_eof();
     drop((users, nameless));
-    let status = server.wait_exit();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status {status}:\n{}",
-        server.transcript()
-    );
+    server.expect_clean_exit();
 }
 
 fn with_a_bad_command_line_prints_its_usage_and_exits_with_status_2(chat: &str) {

@@ -97,13 +97,7 @@ fn chats_over_a_unix_socket_and_removes_it_on_sigterm(chat: &str) {
     server.terminate();
     alice.expect_eof();
     bob.expect_eof();
-    let status = server.wait_exit();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status {status}:\n{}",
-        server.transcript()
-    );
+    server.expect_clean_exit();
     assert!(
         !socket.exists(),
         "{} is still there after the server stopped",

@@ -361,6 +361,18 @@ impl Proc {
         assert!(status.success(), "kill -TERM {} failed", self.pid());
     }
 
+    /// Waits for the child to exit, as [`wait_exit`](Self::wait_exit),
+    /// and fails the test, with its transcript, unless the status is 0.
+    pub fn expect_clean_exit(&mut self) {
+        let status = self.wait_exit();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit status {status}:\n{}",
+            self.transcript()
+        );
+    }
+
     /// Waits for the child to exit (its stdout and stderr reach EOF, then
     /// it is reaped) and returns its status.
     pub fn wait_exit(&mut self) -> ExitStatus {
