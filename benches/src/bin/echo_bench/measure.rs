@@ -1,13 +1,11 @@
 //! Running one server under loadgen and sampling CPU time from `/proc`.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use twill_bench::measure::{CpuWindow, Probe};
-use twill_bench::parse_kv;
-use twill_bench::server::{forward_lines, Reaper, RunningServer, ServerSpec};
+use twill_bench::measure::run_loader;
+use twill_bench::server::{RunningServer, ServerSpec};
 
 use super::{Opts, Sample, Scenario};
 
@@ -40,59 +38,18 @@ pub fn run_one(o: &Opts, ctx: &Ctx, server: &ServerSpec, sc: &Scenario) -> Resul
     ] {
         lg.arg(k).arg(v);
     }
-    let mut lg = lg
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start loadgen: {e}"))?;
-    let (tx, lg_out) = mpsc::channel();
-    forward_lines(lg.stdout.take().expect("piped stdout"), tx);
-    let mut lg = Reaper(lg);
-
-    let deadline = Instant::now() + Duration::from_secs_f64(o.warmup + o.duration) + LOADGEN_GRACE;
-    let lg_pid = lg.0.id();
-    let probe = || Probe::take(pid, Some(lg_pid), &ctx.ksoftirqd);
-    let (mut t0, mut t1, mut result) = (None, None, None);
-    loop {
-        match lg_out.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l == "MARK measure_start" => t0 = Some(probe()),
-            Ok(l) if l == "MARK measure_end" => t1 = Some(probe()),
-            Ok(l) if l.starts_with("RESULT ") => result = Some(parse_kv(&l)),
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                return Err("loadgen did not finish in time (killed)".into())
-            }
-        }
-    }
-    let status = lg.0.wait().map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(match status.code() {
-            Some(3) => "VERIFY ERROR: the echo did not match what was sent".into(),
-            Some(2) => "loadgen could not connect".into(),
-            _ => format!("loadgen failed ({status})"),
-        });
-    }
+    let deadline = Duration::from_secs_f64(o.warmup + o.duration) + LOADGEN_GRACE;
+    let run = run_loader(lg, pid, &ctx.ksoftirqd, ctx.clk, o.duration, deadline)?;
     if let Some(st) = server.exited() {
         return Err(format!("server exited during the run ({st})"));
     }
     drop(server);
-
-    let (Some(Ok(t0)), Some(Ok(t1)), Some(r)) = (t0, t1, result) else {
-        return Err("loadgen output lacked MARK/RESULT lines, or /proc was unreadable".into());
-    };
-    let w = CpuWindow::between(&t0, &t1, ctx.clk, o.duration);
-    let num = |k: &str| -> Result<f64, String> {
-        r.get(k)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("RESULT line lacks {k}"))
-    };
+    let w = &run.window;
     Ok(Sample {
-        msgs: num("msgs")?,
-        msgs_per_s: num("msgs_per_s")?,
-        p50_us: num("p50_us")?,
-        p99_us: num("p99_us")?,
+        msgs: run.num("msgs")?,
+        msgs_per_s: run.num("msgs_per_s")?,
+        p50_us: run.num("p50_us")?,
+        p99_us: run.num("p99_us")?,
         server_cpu_s: w.server_cpu_s,
         client_cpu_pct: w.loader_pct,
         ksoftirqd_pct: w.ksoftirqd_pct,
