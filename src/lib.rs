@@ -105,6 +105,7 @@ pub mod broadcast;
 pub mod defer;
 mod event;
 mod executor;
+pub mod group;
 mod layer;
 pub mod net;
 pub mod protocol;

@@ -276,7 +276,7 @@ impl Conn {
         if let Some(connector) = &conn.connector {
             connector.register_conn(conn.clone());
         }
-        core.connections.set(core.connections.get() + 1);
+        core.connection_opened();
         let transport = Transport::new(conn.clone());
         conn.call_protocol("connection_made", |p| p.connection_made(&transport));
         Ok(())
@@ -712,7 +712,7 @@ impl Conn {
                 let _ = core.poller.delete(&stream);
             }
             core.sources.borrow_mut().remove(self.key);
-            core.connections.set(core.connections.get() - 1);
+            core.connection_closed();
         }
         if reset {
             // Linger on with a zero timeout: close sends RST.

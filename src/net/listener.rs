@@ -45,11 +45,77 @@ pub(crate) struct PortInner {
     host: Address,
     unix: bool,
     listener: RefCell<Option<Socket>>,
-    factory: RefCell<Box<dyn DynFactory>>,
+    factory: RefCell<Box<dyn Serve>>,
     backoff: Cell<Duration>,
+    /// Accepting is paused because no worker could take a connection.
+    waiting_for_room: Cell<bool>,
     resume: RefCell<Option<DelayedCall>>,
     /// Runs once the socket is closed (a Unix port removes its file).
     on_close: RefCell<Option<Box<dyn FnOnce()>>>,
+}
+
+/// What a listening port does with the connections it accepts: serve them
+/// on its own reactor ([`Here`]), or hand them to another (a reactor
+/// group's workers).
+pub(crate) trait Serve {
+    /// Whether a connection accepted now could be taken. While not, the
+    /// port leaves its backlog to the kernel and looks again shortly.
+    fn has_room(&self) -> bool {
+        true
+    }
+    /// Takes a connection just accepted.
+    fn serve(&mut self, core: &Rc<Core>, stream: StreamSocket, peer: Address, host: &Address);
+    /// The port starts listening.
+    fn start(&mut self);
+    /// The port stops listening.
+    fn stop(&mut self);
+}
+
+/// Serves each connection on the listening port's own reactor with a
+/// protocol from the factory.
+pub(crate) struct Here(pub(crate) Box<dyn DynFactory>);
+
+impl Serve for Here {
+    fn serve(&mut self, core: &Rc<Core>, stream: StreamSocket, peer: Address, host: &Address) {
+        serve_with(core, &mut *self.0, stream, peer, host);
+    }
+
+    fn start(&mut self) {
+        self.0.start();
+    }
+
+    fn stop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Serves one accepted connection on `core` with a protocol from
+/// `factory`: a refusal or a panic in `build_protocol` closes the socket.
+pub(crate) fn serve_with(
+    core: &Rc<Core>,
+    factory: &mut dyn DynFactory,
+    stream: StreamSocket,
+    peer: Address,
+    host: &Address,
+) {
+    let built = catch_unwind(AssertUnwindSafe(|| factory.build(peer.clone())));
+    let protocol = match built {
+        Ok(Some(protocol)) => protocol,
+        Ok(None) => {
+            log::debug!("factory on {host} refused {peer}");
+            return;
+        }
+        Err(panic) => {
+            log::error!(
+                "build_protocol panicked for {peer} on {host}: {}; closing that connection",
+                crate::panic_message(&*panic)
+            );
+            return;
+        }
+    };
+    if let Err(err) = Conn::start(core, stream, peer.clone(), protocol, None) {
+        log::error!("could not set up the connection from {peer}: {err}");
+    }
 }
 
 /// Serves the connections `listener` (bound, listening, non-blocking)
@@ -58,6 +124,17 @@ pub(crate) fn listen(
     core: &Rc<Core>,
     listener: Socket,
     factory: Box<dyn DynFactory>,
+    on_close: Option<Box<dyn FnOnce()>>,
+) -> io::Result<ListeningPort> {
+    listen_serving(core, listener, Box::new(Here(factory)), on_close)
+}
+
+/// Listens as [`listen`] does, doing with each accepted connection what
+/// `serve` does.
+pub(crate) fn listen_serving(
+    core: &Rc<Core>,
+    listener: Socket,
+    factory: Box<dyn Serve>,
     on_close: Option<Box<dyn FnOnce()>>,
 ) -> io::Result<ListeningPort> {
     let host = Address::from_sock_addr(&listener.local_addr()?);
@@ -72,6 +149,7 @@ pub(crate) fn listen(
         listener: RefCell::new(None),
         factory: RefCell::new(factory),
         backoff: Cell::new(MIN_ACCEPT_BACKOFF),
+        waiting_for_room: Cell::new(false),
         resume: RefCell::new(None),
         on_close: RefCell::new(on_close),
     });
@@ -125,6 +203,18 @@ impl PortInner {
             return;
         };
         for _ in 0..ACCEPT_BATCH {
+            if !self.factory.borrow().has_room() {
+                if !self.waiting_for_room.replace(true) {
+                    log::warn!(
+                        "{}: every worker is behind with the connections handed to it; \
+                         accepting pauses until one catches up",
+                        self.host
+                    );
+                }
+                self.pause_accepting(&core, MIN_ACCEPT_BACKOFF);
+                return;
+            }
+            self.waiting_for_room.set(false);
             let accepted = match self.listener.borrow().as_ref() {
                 Some(listener) => listener.accept(),
                 None => return,
@@ -151,27 +241,9 @@ impl PortInner {
     }
 
     fn serve(&self, core: &Rc<Core>, stream: StreamSocket, peer: Address) {
-        let built = catch_unwind(AssertUnwindSafe(|| {
-            self.factory.borrow_mut().build(peer.clone())
-        }));
-        let protocol = match built {
-            Ok(Some(protocol)) => protocol,
-            Ok(None) => {
-                log::debug!("factory on {} refused {peer}", self.host);
-                return;
-            }
-            Err(panic) => {
-                log::error!(
-                    "build_protocol panicked for {peer} on {}: {}; closing that connection",
-                    self.host,
-                    crate::panic_message(&*panic)
-                );
-                return;
-            }
-        };
-        if let Err(err) = Conn::start(core, stream, peer.clone(), protocol, None) {
-            log::error!("could not set up the connection from {peer}: {err}");
-        }
+        self.factory
+            .borrow_mut()
+            .serve(core, stream, peer, &self.host);
     }
 
     /// Accepting failed for a reason that will not go away at once (EMFILE,
@@ -184,6 +256,11 @@ impl PortInner {
             "accept on {} failed: {err}; pausing accepts for {delay:?}",
             self.host
         );
+        self.pause_accepting(core, delay);
+    }
+
+    /// Stops watching the listener for `delay`.
+    fn pause_accepting(self: &Rc<Self>, core: &Rc<Core>, delay: Duration) {
         if let Some(listener) = self.listener.borrow().as_ref() {
             let _ = core
                 .poller

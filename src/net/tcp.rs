@@ -229,7 +229,7 @@ impl Reactor {
     }
 }
 
-fn bind(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<Socket> {
+pub(crate) fn bind(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     if reuse_port {

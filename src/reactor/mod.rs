@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,6 +126,9 @@ pub(crate) struct Core {
     state: Cell<RunState>,
     /// Open connections, which a graceful stop waits for.
     pub(crate) connections: Cell<usize>,
+    /// The same count, for other threads: a reactor group's boss reads
+    /// its workers' to place connections.
+    shared_connections: Arc<AtomicUsize>,
     triggers: RefCell<Vec<Trigger>>,
     next_trigger: Cell<u64>,
     shutdown_timeout: Cell<Duration>,
@@ -185,6 +189,7 @@ impl Reactor {
             read_buf: RefCell::new(BytesMut::new()),
             state: Cell::new(RunState::NotStarted),
             connections: Cell::new(0),
+            shared_connections: Arc::new(AtomicUsize::new(0)),
             triggers: RefCell::new(Vec::new()),
             next_trigger: Cell::new(0),
             shutdown_timeout: Cell::new(DEFAULT_SHUTDOWN_TIMEOUT),
@@ -215,6 +220,12 @@ impl Reactor {
     /// The reactor is already running or ran before, or the OS poller
     /// failed.
     pub fn run(&self) -> io::Result<()> {
+        self.run_watching_signals(true)
+    }
+
+    /// Runs as [`run`](Self::run) does; a reactor group's workers leave
+    /// the signals to the group, which stops them in order.
+    pub(crate) fn run_watching_signals(&self, watch_signals: bool) -> io::Result<()> {
         let core = &self.core;
         match core.state.get() {
             RunState::NotStarted => {}
@@ -229,7 +240,7 @@ impl Reactor {
         }
         let previous = CURRENT.with(|current| current.replace(Rc::downgrade(core)));
         let _restore = RestoreCurrent(previous);
-        let _signals = signals::register(self.handle());
+        let _signals = watch_signals.then(|| signals::register(self.handle()));
         core.state.set(RunState::Running);
         core.fire(SystemEvent::Startup);
         let result = core.run_loop();
@@ -336,6 +347,11 @@ impl Reactor {
 
     pub(crate) fn core(&self) -> &Rc<Core> {
         &self.core
+    }
+
+    /// The count of open connections, readable from other threads.
+    pub(crate) fn shared_connections(&self) -> Arc<AtomicUsize> {
+        self.core.shared_connections.clone()
     }
 }
 
@@ -473,6 +489,18 @@ impl Core {
     /// Has `source` flushed at the end of this turn (once per mark).
     pub(crate) fn mark_dirty(&self, source: Rc<dyn Source>) {
         self.dirty.borrow_mut().push(source);
+    }
+
+    /// A connection opened (a graceful stop waits for it).
+    pub(crate) fn connection_opened(&self) {
+        self.connections.set(self.connections.get() + 1);
+        self.shared_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed.
+    pub(crate) fn connection_closed(&self) {
+        self.connections.set(self.connections.get() - 1);
+        self.shared_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

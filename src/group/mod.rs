@@ -1,0 +1,579 @@
+//! Several cores: a [`ReactorGroup`] of worker reactors, one thread each,
+//! that share listening ports and talk to each other by message.
+//!
+//! This is Netty's boss/worker model with Twisted's reactor on each thread.
+//! The thread that makes the group is the *boss*: its reactor
+//! ([`ReactorGroup::boss`]) accepts connections and hands each to a worker
+//! ([`Placement`]), never reading a byte of them, and it starts and stops
+//! the workers. Each worker is a [`Reactor`] of its own, with its own
+//! factories (built on its thread by the `make_factory` given to
+//! [`listen_tcp`](ReactorGroup::listen_tcp)), protocols and transports,
+//! none of them `Send`: a connection lives on one worker all its life, and
+//! every callback for it runs there, in order, without locks.
+//!
+//! Between threads go closures ([`WorkerHandle::call_from_thread`],
+//! [`ReactorGroup::broadcast`]) and typed messages: an [`Inbox`] on the
+//! receiving thread, and the `Send` [`InboxSender`]s that reach it.
+//!
+//! # Examples
+//!
+//! An echo server on two workers, and a client connection placed on one of
+//! them:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::TcpStream;
+//! use twill::group::ReactorGroup;
+//! use twill::{Bytes, Protocol, Transport};
+//!
+//! struct Echo(Option<Transport>);
+//!
+//! impl Protocol for Echo {
+//!     fn connection_made(&mut self, transport: &Transport) {
+//!         self.0 = Some(transport.clone());
+//!     }
+//!     fn data_received(&mut self, data: Bytes) {
+//!         self.0.as_ref().unwrap().write(data);
+//!     }
+//! }
+//!
+//! let group = ReactorGroup::new(2)?;
+//! // One factory per worker, each built on its worker's thread.
+//! let port = group.listen_tcp("127.0.0.1:0", || |_peer| Echo(None))?;
+//! let addr = port.host();
+//! let stopper = group.handle();
+//! let client = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+//!     let mut stream = TcpStream::connect(addr)?;
+//!     stream.write_all(b"ping")?;
+//!     let mut echoed = [0; 4];
+//!     stream.read_exact(&mut echoed)?;
+//!     stopper.stop();
+//!     Ok(echoed.to_vec())
+//! });
+//! group.run()?;
+//! assert_eq!(client.join().unwrap()?, b"ping");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+mod inbox;
+mod listen;
+mod placement;
+mod worker;
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::ToSocketAddrs;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use polling::Poller;
+
+use crate::net::{DynFactory, ToHostPort};
+use crate::protocol::{ClientFactory, Factory};
+use crate::reactor::{
+    Phase, Reactor, ReactorHandle, ReactorStopped, Source, SystemEvent, TriggerId,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+};
+
+pub use inbox::{Inbox, InboxSender, SendError};
+pub use listen::GroupPort;
+pub use placement::{Placement, MAX_HANDOFFS_WAITING};
+pub use worker::{worker_index, WorkerHandle};
+
+use placement::Cursor;
+use worker::{Finished, WorkerThread};
+
+/// How long past its own shutdown timeout the group waits for a worker's
+/// thread to end before it gives up on it.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// N worker reactors on N threads, started and stopped together, sharing
+/// listening ports: see the [module](self) documentation.
+///
+/// The group belongs to the thread that made it (the boss); its
+/// [`handle`](Self::handle) is `Send`. [`run`](Self::run) runs the boss's
+/// reactor on this thread until the group stops: on [`stop`](Self::stop),
+/// SIGINT or SIGTERM, or when a worker stops or dies.
+///
+/// Stopping is graceful and group-wide: the boss's
+/// [`Phase::Before`] shutdown triggers run while every connection on every
+/// worker is still open; then the boss stops listening and every worker
+/// stops as [`Reactor::run`] describes (its own triggers, then its
+/// connections closed after their writes); once all of them have ended,
+/// the boss's [`Phase::During`] and [`Phase::After`] triggers run and
+/// `run` returns.
+///
+/// # Examples
+///
+/// ```
+/// use twill::group::ReactorGroup;
+///
+/// let group = ReactorGroup::new(4)?;
+/// assert_eq!(group.len(), 4);
+/// group.broadcast(|| log::info!("worker {:?} is up", twill::group::worker_index()))?;
+/// group.boss().call_later(std::time::Duration::from_millis(10), twill::stop);
+/// group.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ReactorGroup {
+    boss: Reactor,
+    handle: GroupHandle,
+    threads: RefCell<Vec<WorkerThread>>,
+    finished: mpsc::Receiver<Finished>,
+    shutdown_timeout: Cell<Duration>,
+    ran: Cell<bool>,
+}
+
+impl ReactorGroup {
+    /// A group of `workers` worker reactors, each on a thread of its own
+    /// (named `twill-worker-I`), waiting for [`run`](Self::run); the
+    /// calling thread's new reactor is the boss.
+    ///
+    /// # Errors
+    ///
+    /// `workers` is 0 (`InvalidInput`), or a thread or a poller could not
+    /// be created.
+    pub fn new(workers: usize) -> io::Result<ReactorGroup> {
+        if workers == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a reactor group needs at least one worker",
+            ));
+        }
+        let boss = Reactor::new()?;
+        let (finished_tx, finished) = mpsc::channel();
+        let mut threads = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let boss_handle = boss.handle();
+            let finished_tx = finished_tx.clone();
+            let thread = WorkerThread::spawn(index, move |finished: Finished| {
+                let failure = finished.failure.clone();
+                let _ = boss_handle.call_from_thread(move || worker_ended(index, failure));
+                let _ = finished_tx.send(finished);
+            })?;
+            threads.push(thread);
+        }
+        let handle = GroupHandle {
+            boss: boss.handle(),
+            workers: threads.iter().map(|t| t.handle.clone()).collect(),
+            cursor: Arc::new(Cursor::default()),
+        };
+        let stopper = Rc::new(StopWorkers(handle.workers.clone()));
+        boss.core().sources.borrow_mut().insert(stopper);
+        Ok(ReactorGroup {
+            boss,
+            handle,
+            threads: RefCell::new(threads),
+            finished,
+            shutdown_timeout: Cell::new(DEFAULT_SHUTDOWN_TIMEOUT),
+            ran: Cell::new(false),
+        })
+    }
+
+    /// A group with a worker per core the system lets this process use
+    /// ([`std::thread::available_parallelism`]; 1 when it cannot tell).
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn per_core() -> io::Result<ReactorGroup> {
+        ReactorGroup::new(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// The number of workers.
+    pub fn len(&self) -> usize {
+        self.handle.len()
+    }
+
+    /// Always `false`: a group has at least one worker.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Worker `index`'s handle.
+    ///
+    /// # Panics
+    ///
+    /// `index` is not below [`len`](Self::len).
+    pub fn worker(&self, index: usize) -> WorkerHandle {
+        self.handle.worker(index)
+    }
+
+    /// Every worker's handle, in order.
+    pub fn workers(&self) -> &[WorkerHandle] {
+        &self.handle.workers
+    }
+
+    /// The boss: this thread's reactor, which accepts for the group's
+    /// ports and runs the group-wide triggers. Timers and inboxes made on
+    /// it run on this thread.
+    pub fn boss(&self) -> &Reactor {
+        &self.boss
+    }
+
+    /// A `Send + Sync + Clone` handle to the group, for other threads and
+    /// for the workers themselves.
+    pub fn handle(&self) -> GroupHandle {
+        self.handle.clone()
+    }
+
+    /// Listens on `addr` for the whole group, with
+    /// [`Placement::LeastConnections`]: see
+    /// [`listen_tcp_with`](Self::listen_tcp_with).
+    ///
+    /// # Errors
+    ///
+    /// The address could not be resolved or bound.
+    pub fn listen_tcp<F: Factory>(
+        &self,
+        addr: impl ToSocketAddrs,
+        make_factory: impl Fn() -> F + Send + Sync + 'static,
+    ) -> io::Result<GroupPort> {
+        self.listen_tcp_with(addr, Placement::default(), make_factory)
+    }
+
+    /// Listens for TCP connections on `addr` for the whole group, and
+    /// serves each on one worker, placed as `placement` says. Each worker
+    /// serves the port with a factory of its own, which `make_factory`
+    /// builds on the worker's thread (as the worker starts running, or at
+    /// once if it runs); its `start_factory` runs there, and its
+    /// `stop_factory` when the port stops listening or the group stops.
+    ///
+    /// With a boss placement, the socket is this thread's (the boss's),
+    /// and a worker behind with the connections handed to it
+    /// ([`MAX_HANDOFFS_WAITING`]) gets no more until it catches up. With
+    /// [`Placement::ReusePort`], every worker listens on a socket of its
+    /// own, all bound here so that an error shows at once.
+    ///
+    /// # Errors
+    ///
+    /// The address could not be resolved or bound; `Unsupported` for
+    /// `ReusePort` where the platform lacks it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use twill::group::{Placement, ReactorGroup};
+    /// use twill::{Bytes, Factory, Protocol};
+    ///
+    /// struct Discard;
+    /// impl Protocol for Discard {
+    ///     fn data_received(&mut self, _: Bytes) {}
+    /// }
+    ///
+    /// // Per-worker state is plain Rc/Cell: the factory never leaves its thread.
+    /// struct Counting(Rc<Cell<u64>>);
+    /// impl Factory for Counting {
+    ///     type Protocol = Discard;
+    ///     fn build_protocol(&mut self, _peer: twill::Address) -> Option<Discard> {
+    ///         self.0.set(self.0.get() + 1);
+    ///         Some(Discard)
+    ///     }
+    /// }
+    ///
+    /// let group = ReactorGroup::new(2)?;
+    /// let port = group.listen_tcp_with("127.0.0.1:0", Placement::RoundRobin, || {
+    ///     Counting(Rc::new(Cell::new(0)))
+    /// })?;
+    /// assert!(port.is_listening());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_tcp_with<F: Factory>(
+        &self,
+        addr: impl ToSocketAddrs,
+        placement: Placement,
+        make_factory: impl Fn() -> F + Send + Sync + 'static,
+    ) -> io::Result<GroupPort> {
+        let make_factory: listen::MakeFactory =
+            Arc::new(move || Box::new(make_factory()) as Box<dyn DynFactory>);
+        listen::listen_tcp(
+            &self.boss,
+            &self.handle.workers,
+            &self.handle.cursor,
+            addr,
+            placement,
+            make_factory,
+        )
+    }
+
+    /// Connects to `addr` from the worker with the fewest connections:
+    /// see [`GroupHandle::connect_tcp`].
+    ///
+    /// # Errors
+    ///
+    /// As `GroupHandle::connect_tcp`.
+    pub fn connect_tcp<F: ClientFactory>(
+        &self,
+        addr: impl ToHostPort,
+        make_factory: impl FnOnce() -> F + Send + 'static,
+    ) -> io::Result<WorkerHandle> {
+        self.handle.connect_tcp(addr, make_factory)
+    }
+
+    /// Runs `f` once on every worker's thread: see
+    /// [`GroupHandle::broadcast`].
+    ///
+    /// # Errors
+    ///
+    /// As `GroupHandle::broadcast`.
+    pub fn broadcast(&self, f: impl Fn() + Send + Sync + 'static) -> Result<(), ReactorStopped> {
+        self.handle.broadcast(f)
+    }
+
+    /// Runs the group: starts every worker's reactor, then runs the boss's
+    /// on this thread until the group has stopped (see the type's
+    /// documentation). A group runs once.
+    ///
+    /// # Errors
+    ///
+    /// The group ran before; the boss's poller failed; or a worker ended
+    /// on its own, by a panic that escaped its reactor or a failure of its
+    /// poller (the message names the worker and the cause), or did not end
+    /// in time. The group still stopped every other worker first.
+    pub fn run(&self) -> io::Result<()> {
+        if self.ran.replace(true) {
+            return Err(io::Error::other(
+                "a reactor group runs only once; create a new one to run again",
+            ));
+        }
+        let timeout = self.shutdown_timeout.get();
+        self.boss.set_shutdown_timeout(timeout + STOP_GRACE);
+        let mut threads = self.threads.borrow_mut();
+        for thread in threads.iter_mut() {
+            // The boss's graceful stop waits for each running worker as it
+            // would for a connection.
+            self.boss.core().connection_opened();
+            thread.start(timeout);
+        }
+        let ran = self.boss.run();
+        // Whatever ended the boss, no worker outlives the group's run.
+        for thread in threads.iter() {
+            thread.handle.reactor().stop();
+        }
+        let mut failures = Vec::new();
+        let deadline = Instant::now() + timeout + STOP_GRACE;
+        while threads.iter().any(|t| t.join.is_some()) {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let Ok(finished) = self.finished.recv_timeout(wait) else {
+                break;
+            };
+            let thread = &mut threads[finished.index];
+            if let Some(join) = thread.join.take() {
+                let _ = join.join();
+            }
+            if let Some(failure) = finished.failure {
+                failures.push(format!("worker {}: {failure}", finished.index));
+            }
+        }
+        for thread in threads.iter_mut() {
+            if thread.join.take().is_some() {
+                log::error!(
+                    "worker {} did not stop within {:?}; leaving its thread behind",
+                    thread.handle.index(),
+                    timeout + STOP_GRACE
+                );
+                failures.push(format!("worker {}: did not stop", thread.handle.index()));
+            }
+        }
+        ran?;
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(io::Error::other(failures.join("; ")))
+        }
+    }
+
+    /// Stops the group gracefully (see the type's documentation), from the
+    /// boss's thread; [`GroupHandle::stop`] does from any thread.
+    pub fn stop(&self) {
+        self.boss.stop();
+    }
+
+    /// Runs `f` at `phase` of `event` for the whole group, on the boss's
+    /// thread: e.g. `(Phase::Before, SystemEvent::Shutdown)` runs while
+    /// every worker's connections are still open, `(Phase::After,
+    /// SystemEvent::Shutdown)` once every worker has stopped. A worker's
+    /// own triggers are its reactor's: add them there (from
+    /// [`broadcast`](Self::broadcast), say, with
+    /// [`twill::reactor`](crate::reactor())).
+    pub fn add_system_event_trigger(
+        &self,
+        phase: Phase,
+        event: SystemEvent,
+        f: impl FnOnce() + 'static,
+    ) -> TriggerId {
+        self.boss.add_system_event_trigger(phase, event, f)
+    }
+
+    /// Removes a trigger that has not run. Returns whether it was there.
+    pub fn remove_system_event_trigger(&self, id: TriggerId) -> bool {
+        self.boss.remove_system_event_trigger(id)
+    }
+
+    /// How long a graceful stop lets each worker's connections close
+    /// before aborting them (10 s by default). Set it before
+    /// [`run`](Self::run).
+    pub fn set_shutdown_timeout(&self, timeout: Duration) {
+        self.shutdown_timeout.set(timeout);
+    }
+}
+
+impl Drop for ReactorGroup {
+    fn drop(&mut self) {
+        let threads = std::mem::take(self.threads.get_mut());
+        for mut thread in threads {
+            if let Some(join) = thread.join.take() {
+                // A worker that never ran ends now.
+                thread.abandon();
+                let _ = join.join();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ReactorGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReactorGroup")
+            .field("workers", &self.handle.workers)
+            .finish()
+    }
+}
+
+/// A `Send + Sync + Clone` handle to a [`ReactorGroup`], from
+/// [`ReactorGroup::handle`]: reaches every worker from any thread, a
+/// worker's included.
+#[derive(Clone)]
+pub struct GroupHandle {
+    boss: ReactorHandle,
+    workers: Arc<[WorkerHandle]>,
+    cursor: Arc<Cursor>,
+}
+
+impl GroupHandle {
+    /// The number of workers.
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Always `false`: a group has at least one worker.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Worker `index`'s handle.
+    ///
+    /// # Panics
+    ///
+    /// `index` is not below [`len`](Self::len).
+    pub fn worker(&self, index: usize) -> WorkerHandle {
+        self.workers[index].clone()
+    }
+
+    /// Runs `f` once on every worker's thread (each at the start of its
+    /// next turn; in no particular order between workers). On a worker,
+    /// [`twill::reactor`](crate::reactor()) is that worker's reactor and
+    /// [`worker_index`] its index.
+    ///
+    /// # Errors
+    ///
+    /// [`ReactorStopped`] if a worker has stopped; the others still run
+    /// `f`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use twill::group::ReactorGroup;
+    ///
+    /// let group = ReactorGroup::new(3)?;
+    /// let ran = Arc::new(AtomicUsize::new(0));
+    /// let (counter, stopper) = (ran.clone(), group.handle());
+    /// group.broadcast(move || {
+    ///     if counter.fetch_add(1, Ordering::SeqCst) == 2 {
+    ///         stopper.stop();
+    ///     }
+    /// })?;
+    /// group.run()?;
+    /// assert_eq!(ran.load(Ordering::SeqCst), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn broadcast(&self, f: impl Fn() + Send + Sync + 'static) -> Result<(), ReactorStopped> {
+        let f = Arc::new(f);
+        let mut result = Ok(());
+        for worker in self.workers.iter() {
+            let f = f.clone();
+            if let Err(stopped) = worker.call_from_thread(move || f()) {
+                result = Err(stopped);
+            }
+        }
+        result
+    }
+
+    /// Connects to `addr` from the worker with the fewest connections (ties
+    /// in turn), as [`WorkerHandle::connect_tcp`] does, and returns that
+    /// worker.
+    ///
+    /// # Errors
+    ///
+    /// `addr` is not a host and port, or the workers have stopped.
+    pub fn connect_tcp<F: ClientFactory>(
+        &self,
+        addr: impl ToHostPort,
+        make_factory: impl FnOnce() -> F + Send + 'static,
+    ) -> io::Result<WorkerHandle> {
+        let index = self
+            .cursor
+            .choose(&self.workers, Placement::LeastConnections)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::WouldBlock, "every worker is busy"))?;
+        let worker = self.worker(index);
+        worker.connect_tcp(addr, make_factory)?;
+        Ok(worker)
+    }
+
+    /// Stops the group gracefully, from any thread.
+    pub fn stop(&self) {
+        self.boss.stop();
+    }
+}
+
+impl fmt::Debug for GroupHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupHandle")
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+/// On the boss: a worker's thread ended. Before the group stops, that
+/// stops it.
+fn worker_ended(index: usize, failure: Option<String>) {
+    let boss = crate::reactor();
+    boss.core().connection_closed();
+    match failure {
+        Some(failure) => log::error!("worker {index} died: {failure}; stopping the group"),
+        None if boss.is_running() => log::info!("worker {index} stopped; stopping the group"),
+        None => return,
+    }
+    boss.stop();
+}
+
+/// In the boss's table of sources: a graceful stop of the boss stops every
+/// worker, after the boss's own `Before` triggers.
+struct StopWorkers(Arc<[WorkerHandle]>);
+
+impl Source for StopWorkers {
+    fn ready(self: Rc<Self>, _readable: bool, _writable: bool) {}
+
+    fn shut_down(&self) {
+        for worker in self.0.iter() {
+            worker.reactor().stop();
+        }
+    }
+
+    fn discard(&self, _poller: &Poller) {}
+}
