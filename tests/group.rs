@@ -828,3 +828,30 @@ fn handles_are_send_and_sync() {
     both::<twill::group::WorkerHandle>();
     both::<InboxSender<String>>();
 }
+
+#[test]
+fn a_worker_stuck_at_shutdown_is_left_behind_and_run_says_so() {
+    let group = ReactorGroup::new(2).unwrap();
+    group.set_shutdown_timeout(Duration::from_millis(100));
+    let (unstick, stuck) = mpsc::channel::<()>();
+    let (is_stuck, wait_stuck) = mpsc::channel::<()>();
+    let stopper = group.handle();
+    group
+        .worker(1)
+        .call_from_thread(move || {
+            is_stuck.send(()).unwrap();
+            // Held until the test is over; then the thread ends.
+            let _ = stuck.recv_timeout(LIMIT);
+        })
+        .unwrap();
+    let started = std::time::Instant::now();
+    thread::spawn(move || {
+        wait_stuck.recv_timeout(LIMIT).unwrap();
+        stopper.stop();
+    });
+    let err = run_bounded(&group).expect_err("worker 1 never stopped");
+    let took = started.elapsed();
+    drop(unstick);
+    assert!(err.to_string().contains("worker 1: did not stop"), "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}

@@ -355,7 +355,14 @@ impl ReactorGroup {
             thread.handle.reactor().stop();
         }
         let mut failures = Vec::new();
-        let deadline = Instant::now() + timeout + STOP_GRACE;
+        // After a graceful stop the boss has waited for the workers
+        // already; after a failure of its own they have only begun.
+        let wait = if ran.is_ok() {
+            STOP_GRACE
+        } else {
+            timeout + STOP_GRACE
+        };
+        let deadline = Instant::now() + wait;
         while threads.iter().any(|t| t.join.is_some()) {
             let wait = deadline.saturating_duration_since(Instant::now());
             let Ok(finished) = self.finished.recv_timeout(wait) else {
@@ -372,9 +379,10 @@ impl ReactorGroup {
         for thread in threads.iter_mut() {
             if thread.join.take().is_some() {
                 log::error!(
-                    "worker {} did not stop within {:?}; leaving its thread behind",
+                    "worker {} did not stop within {:?} of the shutdown timeout; \
+                     leaving its thread behind",
                     thread.handle.index(),
-                    timeout + STOP_GRACE
+                    STOP_GRACE
                 );
                 failures.push(format!("worker {}: did not stop", thread.handle.index()));
             }

@@ -64,3 +64,51 @@ impl Cursor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::ReactorGroup;
+
+    #[test]
+    fn a_worker_with_a_full_queue_of_handoffs_is_skipped_and_none_is_chosen_when_all_are() {
+        let group = ReactorGroup::new(2).unwrap();
+        let workers = group.workers();
+        let cursor = Cursor::default();
+        let tickets: Vec<_> = (0..MAX_HANDOFFS_WAITING)
+            .map(|_| workers[0].hand_off())
+            .collect();
+        for placement in [Placement::RoundRobin, Placement::LeastConnections] {
+            for _ in 0..3 {
+                assert_eq!(cursor.choose(workers, placement), Some(1));
+            }
+        }
+        let more: Vec<_> = (0..MAX_HANDOFFS_WAITING)
+            .map(|_| workers[1].hand_off())
+            .collect();
+        assert_eq!(cursor.choose(workers, Placement::RoundRobin), None);
+        assert_eq!(cursor.choose(workers, Placement::LeastConnections), None);
+        drop(tickets);
+        assert_eq!(workers[0].load(), 0);
+        assert_eq!(cursor.choose(workers, Placement::LeastConnections), Some(0));
+        drop(more);
+    }
+
+    #[test]
+    fn least_connections_counts_handoffs_on_their_way_and_breaks_ties_in_turn() {
+        let group = ReactorGroup::new(3).unwrap();
+        let workers = group.workers();
+        let cursor = Cursor::default();
+        let _on_0 = workers[0].hand_off();
+        let _on_2 = [workers[2].hand_off(), workers[2].hand_off()];
+        assert_eq!(cursor.choose(workers, Placement::LeastConnections), Some(1));
+        let _on_1 = workers[1].hand_off();
+        // 1, 1, 2: the tie between 0 and 1 goes to whichever comes first
+        // from the cursor's turn.
+        let picks: Vec<_> = (0..4)
+            .map(|_| cursor.choose(workers, Placement::LeastConnections).unwrap())
+            .collect();
+        assert!(picks.iter().all(|&w| w < 2), "{picks:?}");
+        assert!(picks.contains(&0) && picks.contains(&1), "{picks:?}");
+    }
+}
