@@ -855,3 +855,64 @@ fn a_worker_stuck_at_shutdown_is_left_behind_and_run_says_so() {
     assert!(err.to_string().contains("worker 1: did not stop"), "{err}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
+
+/// Greets a Unix-socket peer with its worker and the peer's process id.
+struct UnixGreeter;
+
+impl Protocol for UnixGreeter {
+    fn connection_made(&mut self, transport: &Transport) {
+        let pid = transport.peer_credentials().map(|c| c.pid).unwrap_or(0);
+        transport.write(format!("w{} pid {pid}\n", here()));
+    }
+    fn data_received(&mut self, _data: Bytes) {}
+}
+
+#[test]
+fn a_unix_socket_port_hands_its_connections_to_the_workers_too() {
+    use std::os::unix::net::UnixStream;
+    let dir = std::env::temp_dir().join(format!("twill-group-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("greeter.sock");
+    let group = ReactorGroup::new(2).unwrap();
+    let port = group
+        .listen_unix(
+            &path,
+            twill::net::DEFAULT_UNIX_MODE,
+            Placement::RoundRobin,
+            || |_peer| UnixGreeter,
+        )
+        .unwrap();
+    assert_eq!(port.host().to_string(), format!("unix:{}", path.display()));
+    // The socket's lock keeps a second server off it; SO_REUSEPORT is TCP's.
+    let again = group.listen_unix(&path, 0o600, Placement::LeastConnections, || {
+        |_peer| UnixGreeter
+    });
+    assert_eq!(again.unwrap_err().kind(), io::ErrorKind::AddrInUse);
+    let reuse = group.listen_unix(dir.join("other.sock"), 0o600, Placement::ReusePort, || {
+        |_peer| UnixGreeter
+    });
+    assert_eq!(reuse.unwrap_err().kind(), io::ErrorKind::Unsupported);
+    let stopper = group.handle();
+    let client_path = path.clone();
+    let clients = thread::spawn(move || {
+        let greetings: Vec<String> = (0..4)
+            .map(|_| {
+                let stream = UnixStream::connect(&client_path).unwrap();
+                stream.set_read_timeout(Some(LIMIT)).unwrap();
+                let mut line = String::new();
+                BufReader::new(stream).read_line(&mut line).unwrap();
+                line
+            })
+            .collect();
+        stopper.stop();
+        greetings
+    });
+    run_bounded(&group).unwrap();
+    let pid = std::process::id();
+    assert_eq!(
+        clients.join().unwrap(),
+        [0, 1, 0, 1].map(|w| format!("w{w} pid {pid}\n"))
+    );
+    assert!(!path.exists(), "the socket file outlived the group");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -21,7 +21,7 @@ use super::worker::{HandoffTicket, WorkerHandle};
 use crate::net::listener::{self, Serve};
 use crate::net::stream_socket::StreamSocket;
 use crate::net::tcp::{bind, DEFAULT_BACKLOG};
-use crate::net::{Address, DynFactory, ListeningPort};
+use crate::net::{Address, DynFactory, ListeningPort, UnixAddress};
 use crate::reactor::{Core, Reactor, Source};
 
 /// Builds a factory on each worker's thread.
@@ -57,6 +57,23 @@ pub struct GroupPort {
 }
 
 impl GroupPort {
+    fn new(
+        id: u64,
+        host: Address,
+        placement: Placement,
+        boss: Option<ListeningPort>,
+        workers: &Arc<[WorkerHandle]>,
+    ) -> GroupPort {
+        GroupPort {
+            id,
+            host,
+            placement,
+            boss,
+            workers: workers.clone(),
+            listening: std::cell::Cell::new(true),
+        }
+    }
+
     /// The local address, with the real port when listening on port 0.
     pub fn host(&self) -> Address {
         self.host.clone()
@@ -140,32 +157,48 @@ pub(crate) fn listen_tcp(
         }
         None
     } else {
-        for worker in workers.iter() {
-            let make_factory = make_factory.clone();
-            let host = host.clone();
-            let _ = worker.call_from_thread(move || open_worker_port(id, host, make_factory()));
-        }
-        let hand_off = HandOff {
-            port: id,
-            placement,
-            workers: workers.clone(),
-            cursor: cursor.clone(),
-        };
-        Some(listener::listen_serving(
-            boss.core(),
-            first,
-            Box::new(hand_off),
-            None,
-        )?)
+        let hand_off = HandOff::new(id, workers, cursor, placement);
+        let port = listener::listen_serving(boss.core(), first, hand_off, None)?;
+        open_worker_ports(id, &host, workers, make_factory);
+        Some(port)
     };
-    Ok(GroupPort {
-        id,
-        host,
-        placement,
-        boss: boss_port,
-        workers: workers.clone(),
-        listening: std::cell::Cell::new(true),
-    })
+    Ok(GroupPort::new(id, host, placement, boss_port, workers))
+}
+
+/// Listens on a Unix socket for the group: see
+/// [`ReactorGroup::listen_unix`](super::ReactorGroup::listen_unix).
+pub(crate) fn listen_unix(
+    boss: &Reactor,
+    workers: &Arc<[WorkerHandle]>,
+    cursor: &Arc<Cursor>,
+    address: UnixAddress,
+    mode: u32,
+    placement: Placement,
+    make_factory: MakeFactory,
+) -> io::Result<GroupPort> {
+    if placement == Placement::ReusePort {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a Unix socket cannot be shared with SO_REUSEPORT; use a boss placement",
+        ));
+    }
+    let id = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+    let hand_off = HandOff::new(id, workers, cursor, placement);
+    let port = boss.listen_unix_serving(address, mode, DEFAULT_BACKLOG, true, hand_off)?;
+    let host = port.host();
+    open_worker_ports(id, &host, workers, make_factory);
+    Ok(GroupPort::new(id, host, placement, Some(port), workers))
+}
+
+/// Has each worker build its factory for port `id`, on its thread. Called
+/// once the boss listens, from the boss's thread, so each worker gets this
+/// call before any connection the boss hands it.
+fn open_worker_ports(id: u64, host: &Address, workers: &[WorkerHandle], make: MakeFactory) {
+    for worker in workers {
+        let make = make.clone();
+        let host = host.clone();
+        let _ = worker.call_from_thread(move || open_worker_port(id, host, make()));
+    }
 }
 
 /// Binds on the first of `addr`'s addresses that binds.
@@ -188,6 +221,22 @@ struct HandOff {
     placement: Placement,
     workers: Arc<[WorkerHandle]>,
     cursor: Arc<Cursor>,
+}
+
+impl HandOff {
+    fn new(
+        port: u64,
+        workers: &Arc<[WorkerHandle]>,
+        cursor: &Arc<Cursor>,
+        placement: Placement,
+    ) -> Box<dyn Serve> {
+        Box::new(HandOff {
+            port,
+            placement,
+            workers: workers.clone(),
+            cursor: cursor.clone(),
+        })
+    }
 }
 
 impl Serve for HandOff {

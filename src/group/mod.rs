@@ -70,7 +70,7 @@ use std::time::{Duration, Instant};
 
 use polling::Poller;
 
-use crate::net::{DynFactory, ToHostPort};
+use crate::net::{DynFactory, ToHostPort, UnixAddress};
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::{
     Phase, Reactor, ReactorHandle, ReactorStopped, Source, SystemEvent, TriggerId,
@@ -288,15 +288,64 @@ impl ReactorGroup {
         placement: Placement,
         make_factory: impl Fn() -> F + Send + Sync + 'static,
     ) -> io::Result<GroupPort> {
-        let make_factory: listen::MakeFactory =
-            Arc::new(move || Box::new(make_factory()) as Box<dyn DynFactory>);
         listen::listen_tcp(
             &self.boss,
             &self.handle.workers,
             &self.handle.cursor,
             addr,
             placement,
-            make_factory,
+            make_factory_box(make_factory),
+        )
+    }
+
+    /// Listens on a Unix domain socket for the whole group, as
+    /// [`Reactor::listen_unix`] does (the socket file made with `mode`,
+    /// locked while the port listens, removed when it stops), the boss
+    /// handing each connection to a worker as `placement` says, each
+    /// worker serving with a factory `make_factory` builds on its thread.
+    ///
+    /// # Errors
+    ///
+    /// As `Reactor::listen_unix`; `Unsupported` for
+    /// [`Placement::ReusePort`], which Unix sockets do not have.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use twill::group::{Placement, ReactorGroup};
+    /// use twill::net::DEFAULT_UNIX_MODE;
+    /// # use twill::{Bytes, Protocol};
+    /// # struct Discard;
+    /// # impl Protocol for Discard { fn data_received(&mut self, _: Bytes) {} }
+    ///
+    /// let dir = std::env::temp_dir().join(format!("twill-group-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("discard.sock");
+    /// let group = ReactorGroup::new(2)?;
+    /// let port = group.listen_unix(&path, DEFAULT_UNIX_MODE, Placement::RoundRobin, || {
+    ///     |_peer| Discard
+    /// })?;
+    /// assert!(path.exists());
+    /// port.stop_listening();
+    /// assert!(!path.exists());
+    /// # std::fs::remove_dir(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_unix<F: Factory>(
+        &self,
+        address: impl Into<UnixAddress>,
+        mode: u32,
+        placement: Placement,
+        make_factory: impl Fn() -> F + Send + Sync + 'static,
+    ) -> io::Result<GroupPort> {
+        listen::listen_unix(
+            &self.boss,
+            &self.handle.workers,
+            &self.handle.cursor,
+            address.into(),
+            mode,
+            placement,
+            make_factory_box(make_factory),
         )
     }
 
@@ -555,6 +604,13 @@ impl fmt::Debug for GroupHandle {
             .field("workers", &self.workers)
             .finish()
     }
+}
+
+/// `make_factory` behind a trait object, for every worker to call.
+fn make_factory_box<F: Factory>(
+    make_factory: impl Fn() -> F + Send + Sync + 'static,
+) -> listen::MakeFactory {
+    Arc::new(move || Box::new(make_factory()) as Box<dyn DynFactory>)
 }
 
 /// On the boss: a worker's thread ended. Before the group stops, that

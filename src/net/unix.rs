@@ -13,7 +13,7 @@ use socket2::{Domain, Socket, Type};
 
 use super::address::UnixAddress;
 use super::connector::{Connector, Destination};
-use super::listener::{self, ListeningPort};
+use super::listener::{self, Here, ListeningPort, Serve};
 use super::tcp::DEFAULT_BACKLOG;
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::{Reactor, DEFAULT_CONNECT_TIMEOUT};
@@ -99,6 +99,20 @@ impl Reactor {
         lockfile: bool,
         factory: impl Factory,
     ) -> io::Result<ListeningPort> {
+        let serve = Box::new(Here(Box::new(factory)));
+        self.listen_unix_serving(address, mode, backlog, lockfile, serve)
+    }
+
+    /// Listens as [`listen_unix_with`](Self::listen_unix_with) does, doing
+    /// with each accepted connection what `serve` does.
+    pub(crate) fn listen_unix_serving(
+        &self,
+        address: UnixAddress,
+        mode: u32,
+        backlog: i32,
+        lockfile: bool,
+        serve: Box<dyn Serve>,
+    ) -> io::Result<ListeningPort> {
         let target = address.to_sock_addr()?;
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         let on_close: Option<Box<dyn FnOnce()>> = match &address {
@@ -125,7 +139,7 @@ impl Reactor {
         };
         socket.listen(backlog)?;
         socket.set_nonblocking(true)?;
-        listener::listen(self.core(), socket, Box::new(factory), on_close)
+        listener::listen_serving(self.core(), socket, serve, on_close)
     }
 
     /// Connects to a Unix domain socket with a 30 s timeout: Twisted's
