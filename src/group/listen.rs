@@ -157,7 +157,7 @@ pub(crate) fn listen_tcp(
         }
         None
     } else {
-        let hand_off = HandOff::new(id, workers, cursor, placement);
+        let hand_off = HandOff::boxed(id, workers, cursor, placement);
         let port = listener::listen_serving(boss.core(), first, hand_off, None)?;
         open_worker_ports(id, &host, workers, make_factory);
         Some(port)
@@ -183,7 +183,7 @@ pub(crate) fn listen_unix(
         ));
     }
     let id = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-    let hand_off = HandOff::new(id, workers, cursor, placement);
+    let hand_off = HandOff::boxed(id, workers, cursor, placement);
     let port = boss.listen_unix_serving(address, mode, DEFAULT_BACKLOG, true, hand_off)?;
     let host = port.host();
     open_worker_ports(id, &host, workers, make_factory);
@@ -224,7 +224,7 @@ struct HandOff {
 }
 
 impl HandOff {
-    fn new(
+    fn boxed(
         port: u64,
         workers: &Arc<[WorkerHandle]>,
         cursor: &Arc<Cursor>,
