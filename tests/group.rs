@@ -916,3 +916,11 @@ fn a_unix_socket_port_hands_its_connections_to_the_workers_too() {
     assert!(!path.exists(), "the socket file outlived the group");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_inbox_needs_a_reactor_on_its_thread() {
+    let made = thread::spawn(|| Inbox::new(1, |_: u8| {})).join();
+    let panic = made.expect_err("no reactor here");
+    let message = panic.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(message.contains("needs a reactor"), "{message:?}");
+}

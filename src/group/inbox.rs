@@ -134,7 +134,15 @@ pub struct Inbox<T> {
 impl<T: Send + 'static> Inbox<T> {
     /// An inbox holding at most `capacity` messages (at least 1), whose
     /// messages go to `handler` on this thread's reactor, once it runs.
+    ///
+    /// # Panics
+    ///
+    /// This thread has no reactor: nothing would ever take the messages.
     pub fn new(capacity: usize, handler: impl FnMut(T) + 'static) -> Inbox<T> {
+        assert!(
+            crate::reactor::Reactor::current().is_some(),
+            "an Inbox needs a reactor on its thread to deliver its messages"
+        );
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
