@@ -20,7 +20,7 @@ use super::placement::{Cursor, Placement};
 use super::worker::{HandoffTicket, WorkerHandle};
 use crate::net::listener::{self, Serve};
 use crate::net::stream_socket::StreamSocket;
-use crate::net::tcp::{bind, DEFAULT_BACKLOG};
+use crate::net::tcp::{bind, bind_first, DEFAULT_BACKLOG};
 use crate::net::{Address, DynFactory, ListeningPort, UnixAddress};
 use crate::reactor::{Core, Reactor, Source};
 
@@ -129,7 +129,7 @@ pub(crate) fn listen_tcp(
 ) -> io::Result<GroupPort> {
     let id = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
     let reuse_port = placement == Placement::ReusePort;
-    let first = bind_first(addr, reuse_port)?;
+    let first = bind_first(addr, DEFAULT_BACKLOG, reuse_port)?;
     let local = first
         .local_addr()?
         .as_socket()
@@ -199,20 +199,6 @@ fn open_worker_ports(id: u64, host: &Address, workers: &[WorkerHandle], make: Ma
         let host = host.clone();
         let _ = worker.call_from_thread(move || open_worker_port(id, host, make()));
     }
-}
-
-/// Binds on the first of `addr`'s addresses that binds.
-fn bind_first(addr: impl ToSocketAddrs, reuse_port: bool) -> io::Result<socket2::Socket> {
-    let mut last_err = None;
-    for addr in addr.to_socket_addrs()? {
-        match bind(addr, DEFAULT_BACKLOG, reuse_port) {
-            Ok(socket) => return Ok(socket),
-            Err(err) => last_err = Some(err),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
-    }))
 }
 
 /// The boss's side: hands each accepted connection to a worker.

@@ -216,17 +216,28 @@ impl Reactor {
         reuse_port: bool,
         factory: Box<dyn DynFactory>,
     ) -> io::Result<ListeningPort> {
-        let mut last_err = None;
-        for addr in addr.to_socket_addrs()? {
-            match bind(addr, backlog, reuse_port) {
-                Ok(socket) => return listener::listen(self.core(), socket, factory, None),
-                Err(err) => last_err = Some(err),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
-        }))
+        let socket = bind_first(addr, backlog, reuse_port)?;
+        listener::listen(self.core(), socket, factory, None)
     }
+}
+
+/// Binds a listening TCP socket on the first of `addr`'s addresses that
+/// binds.
+pub(crate) fn bind_first(
+    addr: impl ToSocketAddrs,
+    backlog: i32,
+    reuse_port: bool,
+) -> io::Result<Socket> {
+    let mut last_err = None;
+    for addr in addr.to_socket_addrs()? {
+        match bind(addr, backlog, reuse_port) {
+            Ok(socket) => return Ok(socket),
+            Err(err) => last_err = Some(err),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
+    }))
 }
 
 pub(crate) fn bind(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<Socket> {
