@@ -805,16 +805,7 @@ fn an_inbox_keeps_each_senders_order_under_concurrent_senders() {
             })
         })
         .collect();
-    let (done, wait) = mpsc::channel::<()>();
-    let handle = reactor.handle();
-    let watchdog = thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(LIMIT) {
-            handle.stop();
-        }
-    });
-    reactor.run().unwrap();
-    drop(done);
-    watchdog.join().unwrap();
+    run_reactor_bounded(&reactor);
     for sender in senders {
         sender.join().unwrap();
     }
@@ -923,4 +914,60 @@ fn an_inbox_needs_a_reactor_on_its_thread() {
     let panic = made.expect_err("no reactor here");
     let message = panic.downcast_ref::<&str>().copied().unwrap_or_default();
     assert!(message.contains("needs a reactor"), "{message:?}");
+}
+
+/// The capacity bounds every message not yet handled, those the receiver
+/// has already taken from the queue included.
+#[test]
+fn an_inbox_counts_the_messages_it_took_but_has_not_handled_against_its_capacity() {
+    let reactor = twill::Reactor::new().unwrap();
+    let slot: Rc<std::cell::RefCell<Option<InboxSender<u32>>>> = Rc::default();
+    let results = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (sender_slot, log) = (slot.clone(), results.clone());
+    let inbox = Inbox::new(2, move |n: u32| {
+        if n == 1 {
+            // 2 is taken and waiting: one more fits, then it is full.
+            let sender = sender_slot.borrow().clone().unwrap();
+            log.borrow_mut().push(format!("{:?}", sender.send(3)));
+            log.borrow_mut().push(format!("{:?}", sender.send(4)));
+        }
+        log.borrow_mut().push(format!("handled {n}"));
+        if n == 3 {
+            twill::stop();
+        }
+    });
+    *slot.borrow_mut() = Some(inbox.sender());
+    inbox.sender().send(1).unwrap();
+    inbox.sender().send(2).unwrap();
+    run_reactor_bounded(&reactor);
+    assert_eq!(
+        *results.borrow(),
+        [
+            "Ok(())",
+            "Err(Full(..))",
+            "handled 1",
+            "handled 2",
+            "handled 3"
+        ]
+    );
+    assert_eq!(inbox.refused(), 1);
+}
+
+/// Runs a reactor with a watchdog.
+fn run_reactor_bounded(reactor: &twill::Reactor) {
+    let (done, wait) = mpsc::channel::<()>();
+    let handle = reactor.handle();
+    let watchdog = thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(LIMIT) {
+            handle.stop();
+            return true;
+        }
+        false
+    });
+    reactor.run().unwrap();
+    drop(done);
+    assert!(
+        !watchdog.join().unwrap(),
+        "the watchdog stopped the reactor"
+    );
 }

@@ -13,7 +13,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -67,6 +67,9 @@ impl<T> std::error::Error for SendError<T> {}
 
 struct Shared<T> {
     queue: Mutex<VecDeque<T>>,
+    /// Messages the receiver took from the queue and has not handled yet:
+    /// they count against the capacity too.
+    taken: AtomicUsize,
     capacity: usize,
     closed: AtomicBool,
     waker: AtomicWaker,
@@ -145,6 +148,7 @@ impl<T: Send + 'static> Inbox<T> {
         );
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
+            taken: AtomicUsize::new(0),
             capacity: capacity.max(1),
             closed: AtomicBool::new(false),
             waker: AtomicWaker::new(),
@@ -220,7 +224,7 @@ impl<T> InboxSender<T> {
             if self.shared.closed.load(Ordering::Acquire) {
                 return Err(SendError::Closed(message));
             }
-            if queue.len() >= self.shared.capacity {
+            if queue.len() + self.shared.taken.load(Ordering::Acquire) >= self.shared.capacity {
                 self.shared.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(SendError::Full(message));
             }
@@ -283,6 +287,7 @@ impl<T> Future for Delivery<T> {
                 return Poll::Ready(());
             }
             if let Some(message) = this.batch.pop_front() {
+                this.shared.taken.fetch_sub(1, Ordering::Release);
                 let handler = &mut this.handler;
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(message))) {
                     log::error!(
@@ -303,6 +308,7 @@ impl<T> Future for Delivery<T> {
             }
             // Swap, so the queue keeps an allocation for the senders.
             std::mem::swap(&mut *queue, &mut this.batch);
+            this.shared.taken.store(this.batch.len(), Ordering::Release);
         }
     }
 }
