@@ -458,6 +458,7 @@ impl Worker {
         worker
     }
 
+    /// Handles a message from another thread, on this worker's thread.
     fn receive(&self, message: ToWorker) {
         match message {
             ToWorker::Line(line) => {
@@ -494,6 +495,8 @@ impl Worker {
         ctx.set_auto_read(true);
     }
 
+    /// Asks the names for `name`, for the connection of `ctx`, whose
+    /// name goes to `slot` if granted.
     fn claim(&self, ctx: &Context<String>, slot: &Rc<RefCell<Option<String>>>, name: String) {
         // Nothing more is read until the answer comes, so the lines after
         // the name are neither lost nor taken for another name.
@@ -517,6 +520,7 @@ impl Worker {
         );
     }
 
+    /// Gives `name` back to the names, which tell everyone its user left.
     fn release(&self, name: String) {
         send_surely(self.shared.names.clone(), ToNames::Release { name });
     }
