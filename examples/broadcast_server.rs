@@ -56,13 +56,12 @@
 //! counts the clients of every worker.
 //!
 //! A relayed message does not hold its sender: a worker's inbox holds at
-//! most 512 messages waiting, and as many more being handed to its
-//! clients. When a worker's inbox is full (the worker is that far behind
+//! most 512 messages not yet handed to its clients. When a worker's inbox is full (the worker is that far behind
 //! the others), the message is dropped for that worker's clients, counted,
 //! and logged once at the start of each run of refusals and once, with
 //! the count, when the worker takes messages again. Each message is one
 //! read, at most 64 KiB, held in one copy shared by every inbox it waits
-//! in, so the relay holds at most 2 × 512 × 64 KiB (64 MiB) per worker,
+//! in, so the relay holds at most 512 × 64 KiB (32 MiB) per worker,
 //! however fast the clients send; what a client that does not read costs
 //! is bounded by its worker's group, as above.
 use std::cell::Cell;

@@ -109,14 +109,13 @@
 //! - When the group stops (SIGINT, SIGTERM), nobody is told of the others
 //!   leaving, as on one reactor, where all connections close at once.
 //!
-//! Every inbox holds at most 1024 messages waiting, and as many more being
-//! handled. A line for a worker whose inbox is full (a worker that far
+//! Every inbox holds at most 1024 messages not yet handled. A line for a worker whose inbox is full (a worker that far
 //! behind the others) is dropped for that worker's users, counted, and
 //! logged once at the start of each run of refusals and once, with the
 //! count, when the worker takes lines again. A claim, its answer and a
 //! giving back of a name are not dropped: they are sent again every 10 ms
 //! until the inbox takes them, and there is at most one of each per
-//! connection. So the relay holds at most 2 × 1024 lines per worker, each
+//! connection. So the relay holds at most 1024 lines per worker, each
 //! at most 32 KiB (a name and a line of 16 KiB each), and a user costs at
 //! most 4 MiB, as above, whatever the others send.
 
