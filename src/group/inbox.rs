@@ -78,11 +78,22 @@ struct Shared<T> {
 }
 
 impl<T> Shared<T> {
+    /// Refuses further messages and drops the queued ones (outside the
+    /// lock: dropping a message may run any code).
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        let dropped = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            self.closed.store(true, Ordering::Release);
+            std::mem::take(&mut *queue)
+        };
+        drop(dropped);
         self.waker.wake();
     }
 }
+
+/// Messages handled in one go at most: the rest wait for the next turn of
+/// the reactor, so a full inbox does not hold up its connections' I/O.
+const BATCH: usize = 256;
 
 /// The receiving end of a bounded message queue between threads: messages
 /// sent from any thread through an [`InboxSender`] are handed, in the
@@ -282,11 +293,17 @@ impl<T> Future for Delivery<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        let mut handled = 0;
         loop {
             if this.shared.closed.load(Ordering::Acquire) {
                 return Poll::Ready(());
             }
+            if handled == BATCH {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             if let Some(message) = this.batch.pop_front() {
+                handled += 1;
                 this.shared.taken.fetch_sub(1, Ordering::Release);
                 let handler = &mut this.handler;
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(message))) {

@@ -11,12 +11,12 @@ use std::fmt;
 use std::io;
 use std::net::ToSocketAddrs;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use polling::Poller;
 
-use super::placement::{Cursor, Placement};
+use super::placement::{Cursor, Placement, MAX_HANDOFFS_WAITING};
 use super::worker::{HandoffTicket, WorkerHandle};
 use crate::net::listener::{self, Serve};
 use crate::net::stream_socket::StreamSocket;
@@ -52,6 +52,8 @@ pub struct GroupPort {
     placement: Placement,
     /// The boss's listening socket; `None` with [`Placement::ReusePort`].
     boss: Option<ListeningPort>,
+    /// The boss's reactor: once it stops, so has every worker's socket.
+    group: Reactor,
     workers: Arc<[WorkerHandle]>,
     listening: std::cell::Cell<bool>,
 }
@@ -61,7 +63,7 @@ impl GroupPort {
         id: u64,
         host: Address,
         placement: Placement,
-        boss: Option<ListeningPort>,
+        (group, boss): (&Reactor, Option<ListeningPort>),
         workers: &Arc<[WorkerHandle]>,
     ) -> GroupPort {
         GroupPort {
@@ -69,6 +71,7 @@ impl GroupPort {
             host,
             placement,
             boss,
+            group: group.clone(),
             workers: workers.clone(),
             listening: std::cell::Cell::new(true),
         }
@@ -101,9 +104,14 @@ impl GroupPort {
         }
     }
 
-    /// Whether the port is still listening.
+    /// Whether the port is still listening: not once
+    /// [`stop_listening`](Self::stop_listening) ran or the group stopped.
     pub fn is_listening(&self) -> bool {
         self.listening.get()
+            && match &self.boss {
+                Some(boss) => boss.is_listening(),
+                None => !self.group.is_stopping(),
+            }
     }
 }
 
@@ -127,6 +135,7 @@ pub(crate) fn listen_tcp(
     placement: Placement,
     make_factory: MakeFactory,
 ) -> io::Result<GroupPort> {
+    refuse_if_stopped(boss)?;
     let id = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
     let reuse_port = placement == Placement::ReusePort;
     let first = bind_first(addr, DEFAULT_BACKLOG, reuse_port)?;
@@ -143,9 +152,15 @@ pub(crate) fn listen_tcp(
         }
         for (worker, socket) in workers.iter().zip(sockets) {
             let make_factory = make_factory.clone();
+            let host = host.clone();
             let _ = worker.call_from_thread(move || {
+                // Without a factory the socket closes, and the kernel
+                // leaves this worker out.
+                let Some(factory) = make_on_worker(&make_factory, &host) else {
+                    return;
+                };
                 let reactor = crate::reactor();
-                match listener::listen(reactor.core(), socket, make_factory(), None) {
+                match listener::listen(reactor.core(), socket, factory, None) {
                     Ok(port) => {
                         WORKER_PORTS.with(|ports| {
                             ports.borrow_mut().insert(id, WorkerPort::Listening(port))
@@ -157,12 +172,19 @@ pub(crate) fn listen_tcp(
         }
         None
     } else {
-        let hand_off = HandOff::boxed(id, workers, cursor, placement);
+        let serving = serving_flags(workers);
+        let hand_off = HandOff::boxed((id, &host), workers, cursor, placement, &serving);
         let port = listener::listen_serving(boss.core(), first, hand_off, None)?;
-        open_worker_ports(id, &host, workers, make_factory);
+        open_worker_ports(id, &host, workers, make_factory, serving);
         Some(port)
     };
-    Ok(GroupPort::new(id, host, placement, boss_port, workers))
+    Ok(GroupPort::new(
+        id,
+        host,
+        placement,
+        (boss, boss_port),
+        workers,
+    ))
 }
 
 /// Listens on a Unix socket for the group: see
@@ -182,68 +204,150 @@ pub(crate) fn listen_unix(
             "a Unix socket cannot be shared with SO_REUSEPORT; use a boss placement",
         ));
     }
+    refuse_if_stopped(boss)?;
     let id = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-    let hand_off = HandOff::boxed(id, workers, cursor, placement);
+    let serving = serving_flags(workers);
+    let host = Address::Unix(address.clone());
+    let hand_off = HandOff::boxed((id, &host), workers, cursor, placement, &serving);
     let port = boss.listen_unix_serving(address, mode, DEFAULT_BACKLOG, true, hand_off)?;
-    let host = port.host();
-    open_worker_ports(id, &host, workers, make_factory);
-    Ok(GroupPort::new(id, host, placement, Some(port), workers))
+    open_worker_ports(id, &host, workers, make_factory, serving);
+    Ok(GroupPort::new(
+        id,
+        host,
+        placement,
+        (boss, Some(port)),
+        workers,
+    ))
 }
 
 /// Has each worker build its factory for port `id`, on its thread. Called
 /// once the boss listens, from the boss's thread, so each worker gets this
-/// call before any connection the boss hands it.
-fn open_worker_ports(id: u64, host: &Address, workers: &[WorkerHandle], make: MakeFactory) {
-    for worker in workers {
-        let make = make.clone();
-        let host = host.clone();
-        let _ = worker.call_from_thread(move || open_worker_port(id, host, make()));
+/// call before any connection the boss hands it. A worker that could not
+/// build one is marked as not serving the port.
+fn open_worker_ports(
+    id: u64,
+    host: &Address,
+    workers: &[WorkerHandle],
+    make: MakeFactory,
+    serving: Arc<[AtomicBool]>,
+) {
+    for (index, worker) in workers.iter().enumerate() {
+        let (make, host, serving) = (make.clone(), host.clone(), serving.clone());
+        let _ = worker.call_from_thread(move || match make_on_worker(&make, &host) {
+            Some(factory) => open_worker_port(id, host, factory),
+            None => serving[index].store(false, Ordering::Relaxed),
+        });
     }
 }
 
+/// One flag per worker, all up: which workers serve a port.
+fn serving_flags(workers: &[WorkerHandle]) -> Arc<[AtomicBool]> {
+    workers.iter().map(|_| AtomicBool::new(true)).collect()
+}
+
+/// Builds this worker's factory; a panic in `make_factory` is logged and
+/// leaves the worker out of the port.
+fn make_on_worker(make: &MakeFactory, host: &Address) -> Option<Box<dyn DynFactory>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make())) {
+        Ok(factory) => Some(factory),
+        Err(panic) => {
+            log::error!(
+                "making the factory for {host} panicked on worker {}: {}; \
+                 that worker serves no connection of it",
+                super::worker_index().unwrap_or_default(),
+                crate::panic_message(&*panic)
+            );
+            None
+        }
+    }
+}
+
+/// A port cannot be opened for a group that has stopped: no one would
+/// accept on it.
+fn refuse_if_stopped(boss: &Reactor) -> io::Result<()> {
+    if boss.is_stopping() {
+        return Err(io::Error::other("the reactor group has stopped"));
+    }
+    Ok(())
+}
+
 /// The boss's side: hands each accepted connection to a worker.
-struct HandOff {
+struct HandOff(Arc<Route>);
+
+/// Where a port's connections may go.
+struct Route {
     port: u64,
+    host: Address,
     placement: Placement,
     workers: Arc<[WorkerHandle]>,
     cursor: Arc<Cursor>,
+    /// Which workers have a factory for this port.
+    serving: Arc<[AtomicBool]>,
 }
 
 impl HandOff {
     fn boxed(
-        port: u64,
+        (port, host): (u64, &Address),
         workers: &Arc<[WorkerHandle]>,
         cursor: &Arc<Cursor>,
         placement: Placement,
+        serving: &Arc<[AtomicBool]>,
     ) -> Box<dyn Serve> {
-        Box::new(HandOff {
+        Box::new(HandOff(Arc::new(Route {
             port,
+            host: host.clone(),
             placement,
             workers: workers.clone(),
             cursor: cursor.clone(),
-        })
+            serving: serving.clone(),
+        })))
     }
 }
 
-impl Serve for HandOff {
-    fn has_room(&self) -> bool {
-        self.workers
-            .iter()
-            .any(|w| w.handoffs_waiting() < super::placement::MAX_HANDOFFS_WAITING)
+impl Route {
+    fn serves(&self, worker: usize) -> bool {
+        self.serving[worker].load(Ordering::Relaxed)
     }
 
-    fn serve(&mut self, _core: &Rc<Core>, stream: StreamSocket, peer: Address, _host: &Address) {
-        let Some(index) = self.cursor.choose(&self.workers, self.placement) else {
-            log::warn!("no worker could take the connection from {peer}; closing it");
+    /// Hands a connection to a worker that serves the port.
+    fn hand_off(self: &Arc<Self>, stream: StreamSocket, peer: Address) {
+        let chosen = self
+            .cursor
+            .choose(&self.workers, self.placement, |i| self.serves(i));
+        let Some(index) = chosen else {
+            // `has_room` lets a connection through without a worker only
+            // when none serves the port.
+            log::error!(
+                "no worker serves {} (none could make its factory); \
+                 closing the connection from {peer}",
+                self.host
+            );
             return;
         };
         let worker = &self.workers[index];
         let ticket = worker.hand_off();
-        let port = self.port;
-        let sent = worker.call_from_thread(move || serve_handed(port, ticket, stream, peer));
+        let route = self.clone();
+        let sent = worker.call_from_thread(move || serve_handed(route, ticket, stream, peer));
         if sent.is_err() {
             log::warn!("worker {index} has stopped; a connection handed to it was closed");
         }
+    }
+}
+
+impl Serve for HandOff {
+    /// While no worker serves the port at all, connections are taken (and
+    /// closed) rather than left to wait in the backlog.
+    fn has_room(&self) -> bool {
+        let route = &self.0;
+        let mut serving = (0..route.workers.len())
+            .filter(|&i| route.serves(i))
+            .peekable();
+        serving.peek().is_none()
+            || serving.any(|i| route.workers[i].handoffs_waiting() < MAX_HANDOFFS_WAITING)
+    }
+
+    fn serve(&mut self, _core: &Rc<Core>, stream: StreamSocket, peer: Address, _host: &Address) {
+        self.0.hand_off(stream, peer);
     }
 
     // The workers' factories start and stop on their own threads.
@@ -285,14 +389,21 @@ fn open_worker_port(id: u64, host: Address, factory: Box<dyn DynFactory>) {
 }
 
 /// On the worker: serves a connection the boss accepted.
-fn serve_handed(port: u64, ticket: HandoffTicket, stream: StreamSocket, peer: Address) {
+fn serve_handed(route: Arc<Route>, ticket: HandoffTicket, stream: StreamSocket, peer: Address) {
     drop(ticket);
-    let served = WORKER_PORTS.with(|ports| match ports.borrow().get(&port) {
+    let served = WORKER_PORTS.with(|ports| match ports.borrow().get(&route.port) {
         Some(WorkerPort::HandedOff(served)) => Some(served.clone()),
         _ => None,
     });
     let Some(served) = served else {
-        log::debug!("a connection from {peer} arrived after its port stopped; closing it");
+        let here = super::worker_index().unwrap_or_default();
+        if !route.serves(here) {
+            // Handed here before this worker found it could not make its
+            // factory: on to one that could.
+            route.hand_off(stream, peer);
+        } else {
+            log::debug!("a connection from {peer} arrived after its port stopped; closing it");
+        }
         return;
     };
     let Some(core) = served.core.upgrade() else {

@@ -64,6 +64,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::net::ToSocketAddrs;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -208,7 +209,9 @@ impl ReactorGroup {
 
     /// The boss: this thread's reactor, which accepts for the group's
     /// ports and runs the group-wide triggers. Timers and inboxes made on
-    /// it run on this thread.
+    /// it run on this thread. Its shutdown timeout is the group's
+    /// ([`set_shutdown_timeout`](Self::set_shutdown_timeout)), set as the
+    /// group runs.
     pub fn boss(&self) -> &Reactor {
         &self.boss
     }
@@ -398,19 +401,32 @@ impl ReactorGroup {
             self.boss.core().connection_opened();
             thread.start(timeout);
         }
-        let ran = self.boss.run();
-        // Whatever ended the boss, no worker outlives the group's run.
-        for thread in threads.iter() {
+        // Whatever ends the boss (a panic too), no worker outlives the run.
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| self.boss.run()));
+        // After a graceful stop the boss has waited for the workers
+        // already; otherwise they have only begun to stop.
+        let wait = match &ran {
+            Ok(Ok(())) => STOP_GRACE,
+            _ => timeout + STOP_GRACE,
+        };
+        let failures = self.end_workers(&mut threads, wait);
+        match ran {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(Err(err)) => Err(err),
+            Ok(Ok(())) if failures.is_empty() => Ok(()),
+            Ok(Ok(())) => Err(io::Error::other(failures.join("; "))),
+        }
+    }
+
+    /// Stops every worker and waits up to `wait` for their threads to end
+    /// (a worker that never ran ends at once); says what went wrong with
+    /// each that failed or did not end, whose thread is left behind.
+    fn end_workers(&self, threads: &mut [WorkerThread], wait: Duration) -> Vec<String> {
+        for thread in threads.iter_mut() {
             thread.handle.reactor().stop();
+            thread.abandon();
         }
         let mut failures = Vec::new();
-        // After a graceful stop the boss has waited for the workers
-        // already; after a failure of its own they have only begun.
-        let wait = if ran.is_ok() {
-            STOP_GRACE
-        } else {
-            timeout + STOP_GRACE
-        };
         let deadline = Instant::now() + wait;
         while threads.iter().any(|t| t.join.is_some()) {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -428,20 +444,13 @@ impl ReactorGroup {
         for thread in threads.iter_mut() {
             if thread.join.take().is_some() {
                 log::error!(
-                    "worker {} did not stop within {:?} of the shutdown timeout; \
-                     leaving its thread behind",
-                    thread.handle.index(),
-                    STOP_GRACE
+                    "worker {} did not stop in time; leaving its thread behind",
+                    thread.handle.index()
                 );
                 failures.push(format!("worker {}: did not stop", thread.handle.index()));
             }
         }
-        ran?;
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(io::Error::other(failures.join("; ")))
-        }
+        failures
     }
 
     /// Stops the group gracefully (see the type's documentation), from the
@@ -457,6 +466,10 @@ impl ReactorGroup {
     /// own triggers are its reactor's: add them there (from
     /// [`broadcast`](Self::broadcast), say, with
     /// [`twill::reactor`](crate::reactor())).
+    ///
+    /// [`SystemEvent::Startup`] triggers run as the boss starts; the
+    /// workers start at the same moment on their own threads, so a worker
+    /// may not have made its factories yet.
     pub fn add_system_event_trigger(
         &self,
         phase: Phase,
@@ -481,13 +494,12 @@ impl ReactorGroup {
 
 impl Drop for ReactorGroup {
     fn drop(&mut self) {
-        let threads = std::mem::take(self.threads.get_mut());
-        for mut thread in threads {
-            if let Some(join) = thread.join.take() {
-                // A worker that never ran ends now.
-                thread.abandon();
-                let _ = join.join();
-            }
+        // Workers that never ran end at once; any still running (run
+        // unwound before it could stop them) get the shutdown timeout.
+        let wait = self.shutdown_timeout.get() + STOP_GRACE;
+        let mut threads = std::mem::take(self.threads.get_mut());
+        for failure in self.end_workers(&mut threads, wait) {
+            log::error!("{failure}");
         }
     }
 }
@@ -585,7 +597,7 @@ impl GroupHandle {
     ) -> io::Result<WorkerHandle> {
         let index = self
             .cursor
-            .choose(&self.workers, Placement::LeastConnections)
+            .choose(&self.workers, Placement::LeastConnections, |_| true)
             .ok_or_else(|| io::Error::new(io::ErrorKind::WouldBlock, "every worker is busy"))?;
         let worker = self.worker(index);
         worker.connect_tcp(addr, make_factory)?;

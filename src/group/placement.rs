@@ -50,14 +50,19 @@ pub enum Placement {
 pub(crate) struct Cursor(AtomicUsize);
 
 impl Cursor {
-    /// The worker a new connection goes to, among those with room for one
-    /// more handoff; `None` when none has.
-    pub(crate) fn choose(&self, workers: &[WorkerHandle], placement: Placement) -> Option<usize> {
+    /// The worker a new connection goes to, among those `eligible` with
+    /// room for one more handoff; `None` when none has.
+    pub(crate) fn choose(
+        &self,
+        workers: &[WorkerHandle],
+        placement: Placement,
+        eligible: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         let n = workers.len();
         let start = self.0.fetch_add(1, Ordering::Relaxed) % n;
         let mut with_room = (0..n)
             .map(|i| (start + i) % n)
-            .filter(|&i| workers[i].handoffs_waiting() < MAX_HANDOFFS_WAITING);
+            .filter(|&i| eligible(i) && workers[i].handoffs_waiting() < MAX_HANDOFFS_WAITING);
         match placement {
             Placement::LeastConnections => with_room.min_by_key(|&i| workers[i].load()),
             Placement::RoundRobin | Placement::ReusePort => with_room.next(),
@@ -80,17 +85,26 @@ mod tests {
             .collect();
         for placement in [Placement::RoundRobin, Placement::LeastConnections] {
             for _ in 0..3 {
-                assert_eq!(cursor.choose(workers, placement), Some(1));
+                assert_eq!(cursor.choose(workers, placement, |_| true), Some(1));
             }
         }
         let more: Vec<_> = (0..MAX_HANDOFFS_WAITING)
             .map(|_| workers[1].hand_off())
             .collect();
-        assert_eq!(cursor.choose(workers, Placement::RoundRobin), None);
-        assert_eq!(cursor.choose(workers, Placement::LeastConnections), None);
+        assert_eq!(
+            cursor.choose(workers, Placement::RoundRobin, |_| true),
+            None
+        );
+        assert_eq!(
+            cursor.choose(workers, Placement::LeastConnections, |_| true),
+            None
+        );
         drop(tickets);
         assert_eq!(workers[0].load(), 0);
-        assert_eq!(cursor.choose(workers, Placement::LeastConnections), Some(0));
+        assert_eq!(
+            cursor.choose(workers, Placement::LeastConnections, |_| true),
+            Some(0)
+        );
         drop(more);
     }
 
@@ -101,12 +115,19 @@ mod tests {
         let cursor = Cursor::default();
         let _on_0 = workers[0].hand_off();
         let _on_2 = [workers[2].hand_off(), workers[2].hand_off()];
-        assert_eq!(cursor.choose(workers, Placement::LeastConnections), Some(1));
+        assert_eq!(
+            cursor.choose(workers, Placement::LeastConnections, |_| true),
+            Some(1)
+        );
         let _on_1 = workers[1].hand_off();
         // 1, 1, 2: the tie between 0 and 1 goes to whichever comes first
         // from the cursor's turn.
         let picks: Vec<_> = (0..4)
-            .map(|_| cursor.choose(workers, Placement::LeastConnections).unwrap())
+            .map(|_| {
+                cursor
+                    .choose(workers, Placement::LeastConnections, |_| true)
+                    .unwrap()
+            })
             .collect();
         assert!(picks.iter().all(|&w| w < 2), "{picks:?}");
         assert!(picks.contains(&0) && picks.contains(&1), "{picks:?}");

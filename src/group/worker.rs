@@ -96,6 +96,9 @@ impl WorkerHandle {
     /// [`Reactor::connect_tcp`] does, with a factory `make_factory` builds
     /// on the worker's thread; the connection's protocol runs there.
     ///
+    /// A worker that stops before it gets to the call drops it: the
+    /// factory is never made, and the attempt is logged as not started.
+    ///
     /// # Errors
     ///
     /// `addr` is not a host and port (it is checked at once), or the
@@ -106,19 +109,20 @@ impl WorkerHandle {
         addr: impl ToHostPort,
         make_factory: impl FnOnce() -> F + Send + 'static,
     ) -> io::Result<()> {
-        let dest: HostPort = addr.to_host_port()?;
-        let handoffs = self.handoffs.clone();
-        handoffs.fetch_add(1, Ordering::Relaxed);
+        let mut attempt = PendingConnect {
+            dest: Some(addr.to_host_port()?),
+            worker: self.index,
+            _ticket: self.hand_off(),
+        };
         let sent = self.reactor.call_from_thread(move || {
-            handoffs.fetch_sub(1, Ordering::Relaxed);
+            let Some(dest) = attempt.dest.take() else {
+                return;
+            };
             if let Err(err) = crate::reactor().connect_tcp(dest, make_factory()) {
                 log::error!("could not connect: {err}");
             }
         });
-        sent.map_err(|stopped| {
-            self.handoffs.fetch_sub(1, Ordering::Relaxed);
-            io::Error::new(io::ErrorKind::NotConnected, stopped)
-        })
+        sent.map_err(|stopped| io::Error::new(io::ErrorKind::NotConnected, stopped))
     }
 
     /// The worker's open connections, and those handed to it that it has
@@ -161,6 +165,26 @@ pub(crate) struct HandoffTicket(Arc<AtomicUsize>);
 impl Drop for HandoffTicket {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection a worker is asked to open, counted in its load until the
+/// worker gets to it; dropped unopened (the worker stopped first), it says
+/// so.
+struct PendingConnect {
+    dest: Option<HostPort>,
+    worker: usize,
+    _ticket: HandoffTicket,
+}
+
+impl Drop for PendingConnect {
+    fn drop(&mut self) {
+        if let Some(dest) = &self.dest {
+            log::warn!(
+                "the connection to {dest} was not started: worker {} stopped first",
+                self.worker
+            );
+        }
     }
 }
 
