@@ -1,0 +1,585 @@
+//! `chat_server --threads N`, run as a child process against real
+//! loopback sockets: the chat's rules hold across the workers of its
+//! reactor group (names unique everywhere, lines, joins and leaves seen by
+//! the users of every worker), and the chat's specification of
+//! `examples.rs` holds for the threaded form too.
+//!
+//! With `--placement round-robin` and a fresh server, the `i`th connection
+//! lands on worker `i % N`; the server logs the worker of each connection,
+//! and the tests check it, so that what they exercise crosses workers.
+//! Every wait is bounded.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use twill::tls::config;
+use twill::tls::rustls::{ClientConnection, StreamOwned};
+use twill::tls::ServerName;
+use twill_test_support::client::{Client, WAIT};
+use twill_test_support::files::TempDir;
+use twill_test_support::process::Proc;
+
+/// The examples' cargo package.
+const PACKAGE: &str = "twill-protocols";
+
+const PROMPT: &str = "What's your name?\r\n";
+const TAKEN: &str = "Name taken, please choose another.\r\n";
+/// Twisted's LineReceiver.MAX_LENGTH.
+const MAX_LINE: usize = 16384;
+
+fn welcome(name: &str) -> String {
+    format!("Welcome, {name}!\r\n")
+}
+
+fn said(name: &str, line: &str) -> String {
+    format!("<{name}> {line}\r\n")
+}
+
+fn joined(name: &str) -> String {
+    format!("* {name} has joined\r\n")
+}
+
+fn left(name: &str) -> String {
+    format!("* {name} has left\r\n")
+}
+
+/// The chat on 2 workers, round robin.
+const ROUND_ROBIN_2: &[&str] = &[
+    "127.0.0.1:0",
+    "--threads",
+    "2",
+    "--placement",
+    "round-robin",
+];
+
+/// A chat server, with the number of connections made to it so far, to
+/// check where round robin put each.
+struct Chat {
+    server: Proc,
+    addr: SocketAddr,
+    workers: usize,
+    connections: usize,
+}
+
+impl Chat {
+    fn start(args: &[&str], workers: usize) -> Chat {
+        let server = Proc::example(PACKAGE, "chat_server", args);
+        let addr = server.listening_addr();
+        Chat {
+            server,
+            addr,
+            workers,
+            connections: 0,
+        }
+    }
+
+    /// A connection that has read the prompt and has no name yet, and was
+    /// placed on the next worker in turn.
+    fn newcomer(&mut self) -> Client {
+        let mut client = Client::connect(self.addr);
+        assert_eq!(client.line_str(), PROMPT);
+        let me = client.stream().local_addr().unwrap();
+        let logged = self
+            .server
+            .wait_stderr(&format!("new connection from {me} "));
+        let worker = self.connections % self.workers;
+        assert!(
+            logged.ends_with(&format!("on worker {worker}")),
+            "connection {} should be on worker {worker}: {logged:?}",
+            self.connections
+        );
+        self.connections += 1;
+        client
+    }
+
+    /// Connects and registers as `name`; each of `others` (already
+    /// registered) reads the join announcement.
+    fn join(&mut self, name: &str, others: &mut [Client]) -> Client {
+        let mut client = self.newcomer();
+        client.send(format!("{name}\r\n").as_bytes());
+        assert_eq!(client.line_str(), welcome(name));
+        for other in others {
+            assert_eq!(other.line_str(), joined(name));
+        }
+        client
+    }
+}
+
+#[test]
+fn users_on_different_workers_see_each_others_lines_joins_and_leaves() {
+    let mut chat = Chat::start(ROUND_ROBIN_2, 2);
+    let mut users = Vec::new();
+    // alice and carol on worker 0, bob and dave on worker 1.
+    for name in ["alice", "bob", "carol", "dave"] {
+        let user = chat.join(name, &mut users);
+        users.push(user);
+    }
+    let names = ["alice", "bob", "carol", "dave"];
+    for (speaker, name) in names.iter().enumerate() {
+        let line = format!("h\u{e9}llo from {name} \u{2603}");
+        users[speaker].send(format!("{line}\r\n").as_bytes());
+        for (i, user) in users.iter_mut().enumerate() {
+            if i != speaker {
+                assert_eq!(user.line_str(), said(name, &line), "user {i}");
+            }
+        }
+    }
+    // Had dave got his own line back, he would read it before this.
+    users[0].send(b"over\r\n");
+    for user in &mut users[1..] {
+        assert_eq!(user.line_str(), said("alice", "over"));
+    }
+    // bob (worker 1) leaves: everyone else, on both workers, is told.
+    drop(users.remove(1));
+    for user in &mut users {
+        assert_eq!(user.line_str(), left("bob"));
+    }
+    // A user who never chose a name leaves unannounced.
+    let nameless = chat.newcomer();
+    drop(nameless);
+    chat.server.wait_stderr("left without a name");
+    users[2].send(b"still three of us\r\n");
+    assert_eq!(users[0].line_str(), said("dave", "still three of us"));
+    assert_eq!(users[1].line_str(), said("dave", "still three of us"));
+}
+
+#[test]
+fn a_name_taken_on_one_worker_is_refused_on_the_other_and_free_once_its_holder_leaves() {
+    let mut chat = Chat::start(ROUND_ROBIN_2, 2);
+    let mut alice = chat.join("alice", &mut []); // worker 0
+    let mut impostor = chat.newcomer(); // worker 1
+    impostor.send(b"alice\r\n");
+    assert_eq!(impostor.line_str(), TAKEN);
+    impostor.send(b"alice\n");
+    assert_eq!(impostor.line_str(), TAKEN);
+    // Names are compared exactly.
+    impostor.send(b"Alice\r\n");
+    assert_eq!(impostor.line_str(), welcome("Alice"));
+    assert_eq!(alice.line_str(), joined("Alice"));
+
+    // A name taken on worker 1 is refused on worker 0 too.
+    let mut third = chat.newcomer(); // worker 0
+    third.send(b"Alice\r\n");
+    assert_eq!(third.line_str(), TAKEN);
+
+    // alice leaves: the name is free on either worker.
+    drop(alice);
+    assert_eq!(impostor.line_str(), left("alice"));
+    let mut fourth = chat.newcomer(); // worker 1
+    fourth.send(b"alice\r\n");
+    assert_eq!(fourth.line_str(), welcome("alice"));
+    assert_eq!(impostor.line_str(), joined("alice"));
+    third.send(b"alice\r\n");
+    assert_eq!(third.line_str(), TAKEN);
+    third.send(b"carol\r\n");
+    assert_eq!(third.line_str(), welcome("carol"));
+    assert_eq!(impostor.line_str(), joined("carol"));
+    assert_eq!(fourth.line_str(), joined("carol"));
+}
+
+#[test]
+fn lines_sent_right_after_a_name_wait_for_its_answer_and_keep_their_order() {
+    let mut chat = Chat::start(ROUND_ROBIN_2, 2);
+    let mut alice = chat.join("alice", &mut []); // worker 0
+                                                 // In one write: a taken name, a free one, then chat lines, all read
+                                                 // while the names (on another thread) answer the first.
+    let mut bob = chat.newcomer(); // worker 1
+    bob.send(b"alice\r\nbob\r\none\r\ntwo\nthree\r\n");
+    assert_eq!(bob.line_str(), TAKEN);
+    assert_eq!(bob.line_str(), welcome("bob"));
+    assert_eq!(alice.line_str(), joined("bob"));
+    for line in ["one", "two", "three"] {
+        assert_eq!(alice.line_str(), said("bob", line));
+    }
+    // Two who ask for the same free name at once: one gets it.
+    let mut first = chat.newcomer(); // worker 0
+    let mut second = chat.newcomer(); // worker 1
+    first.send(b"carol\r\n");
+    second.send(b"carol\r\n");
+    let answers = [first.line_str(), second.line_str()];
+    assert!(
+        answers.contains(&welcome("carol")) && answers.contains(&TAKEN.to_owned()),
+        "{answers:?}"
+    );
+}
+
+#[test]
+fn a_line_over_16384_bytes_closes_only_that_users_connection_on_any_worker() {
+    let mut chat = Chat::start(ROUND_ROBIN_2, 2);
+    let mut users = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let user = chat.join(name, &mut users);
+        users.push(user);
+    }
+    // bob is on worker 1, the others on worker 0.
+    let longest = "x".repeat(MAX_LINE);
+    users[1].send(format!("{longest}\r\n").as_bytes());
+    assert_eq!(users[0].line_str(), said("bob", &longest));
+    assert_eq!(users[2].line_str(), said("bob", &longest));
+
+    let _ = users[1].try_send(format!("{}\r\n", "y".repeat(MAX_LINE + 1)).as_bytes());
+    users[1].expect_closed();
+    drop(users.remove(1));
+    assert_eq!(users[0].line_str(), left("bob"));
+    assert_eq!(users[1].line_str(), left("bob"));
+    users[1].send(b"what happened?\r\n");
+    assert_eq!(users[0].line_str(), said("carol", "what happened?"));
+
+    // Now one on worker 0, with a user on worker 1 to hear it.
+    let mut dave = chat.join("dave", &mut users); // worker 1
+    let _ = users[0].try_send("z".repeat(MAX_LINE + 1).as_bytes());
+    users[0].expect_closed();
+    assert_eq!(users[1].line_str(), left("alice"));
+    assert_eq!(dave.line_str(), left("alice"));
+    dave.send(b"bye alice\r\n");
+    assert_eq!(users[1].line_str(), said("dave", "bye alice"));
+}
+
+#[test]
+fn on_sigterm_drains_every_worker_and_exits_with_status_0() {
+    let mut chat = Chat::start(ROUND_ROBIN_2, 2);
+    let mut users = Vec::new();
+    for name in ["alice", "bob"] {
+        let user = chat.join(name, &mut users);
+        users.push(user);
+    }
+    let mut nameless = chat.newcomer();
+    users[1].send(b"last words\r\n");
+    assert_eq!(users[0].line_str(), said("bob", "last words"));
+    chat.server.terminate();
+    for user in &mut users {
+        user.expect_eof();
+    }
+    nameless.expect_eof();
+    drop((users, nameless));
+    chat.server.expect_clean_exit();
+}
+
+#[test]
+fn with_threads_a_unix_socket_or_a_bad_option_is_a_usage_error() {
+    for args in [
+        &["unix:/tmp/chat-threads.sock", "--threads", "2"][..],
+        &["127.0.0.1:0", "--threads", "0"],
+        &["127.0.0.1:0", "--threads"],
+        &["127.0.0.1:0", "--threads", "2", "--placement", "random"],
+        &["127.0.0.1:0", "--placement", "least"],
+    ] {
+        let mut server = Proc::example(PACKAGE, "chat_server", args);
+        server.wait_stderr("usage: chat_server [ENDPOINT] [--tls CERT KEY]");
+        let status = server.wait_exit();
+        assert_eq!(status.code(), Some(2), "{args:?}: {}", server.transcript());
+    }
+}
+
+/// A blocking TLS client of `localhost`, every read and write bounded by
+/// [`WAIT`].
+struct TlsUser(BufReader<StreamOwned<ClientConnection, TcpStream>>);
+
+impl TlsUser {
+    fn connect(addr: SocketAddr, pem: &str) -> TlsUser {
+        let certs = config::certs_from_pem(pem.as_bytes()).unwrap();
+        let client = Arc::new(config::client_config_trusting(certs).unwrap());
+        let tcp = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        tcp.set_write_timeout(Some(WAIT)).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let tls = ClientConnection::new(client, name).unwrap();
+        TlsUser(BufReader::new(StreamOwned::new(tls, tcp)))
+    }
+
+    fn send(&mut self, data: &str) {
+        let stream = self.0.get_mut();
+        stream.write_all(data.as_bytes()).expect("send");
+        stream.flush().expect("send");
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.0.read_line(&mut line).expect("a line within WAIT");
+        assert!(line.ends_with('\n'), "EOF instead of a line: {line:?}");
+        line
+    }
+}
+
+#[test]
+fn with_tls_users_on_different_workers_chat() {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = TempDir::new("chat-threads-tls");
+    let pem = made.cert.pem();
+    let cert = dir.write("cert.pem", &pem);
+    let key = dir.write("key.pem", made.signing_key.serialize_pem());
+    let mut args = ROUND_ROBIN_2.to_vec();
+    args.extend(["--tls", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let server = Proc::example(PACKAGE, "chat_server", &args);
+    let addr = server.listening_addr();
+
+    let mut alice = TlsUser::connect(addr, &pem); // worker 0
+    assert_eq!(alice.line(), PROMPT);
+    alice.send("alice\r\n");
+    assert_eq!(alice.line(), welcome("alice"));
+    let mut bob = TlsUser::connect(addr, &pem); // worker 1
+    assert_eq!(bob.line(), PROMPT);
+    bob.send("alice\n");
+    assert_eq!(bob.line(), TAKEN);
+    bob.send("bob\n");
+    assert_eq!(bob.line(), welcome("bob"));
+    assert_eq!(alice.line(), joined("bob"));
+    alice.send("hi bob\r\n");
+    assert_eq!(bob.line(), said("alice", "hi bob"));
+    bob.send("hi alice\r\n");
+    assert_eq!(alice.line(), said("bob", "hi alice"));
+    server.wait_stderr("on worker 1");
+}
+
+// ---------------------------------------------------------------------------
+// The chat's specification (examples.rs), against `--threads 3` with the
+// default placement: the same tests, on a server whose users are spread
+// over three workers.
+// ---------------------------------------------------------------------------
+
+mod three_threads {
+    use super::*;
+
+    const ARGS: &[&str] = &["127.0.0.1:0", "--threads", "3"];
+
+    fn newcomer(addr: SocketAddr) -> Client {
+        let mut client = Client::connect(addr);
+        assert_eq!(client.line_str(), PROMPT);
+        client
+    }
+
+    fn join(addr: SocketAddr, name: &str, others: &mut [Client]) -> Client {
+        let mut client = newcomer(addr);
+        client.send(format!("{name}\r\n").as_bytes());
+        assert_eq!(client.line_str(), welcome(name));
+        for other in others {
+            assert_eq!(other.line_str(), joined(name));
+        }
+        client
+    }
+
+    fn chat_with(names: &[&str]) -> (Proc, SocketAddr, Vec<Client>) {
+        let server = Proc::example(PACKAGE, "chat_server", ARGS);
+        let addr = server.listening_addr();
+        let mut clients = Vec::new();
+        for name in names {
+            let client = join(addr, name, &mut clients);
+            clients.push(client);
+        }
+        (server, addr, clients)
+    }
+
+    #[test]
+    fn asks_for_a_name_and_refuses_a_taken_one_until_a_free_one_comes() {
+        let (_server, addr, mut users) = chat_with(&["alice"]);
+        let mut second = newcomer(addr);
+        second.send(b"alice\r\n");
+        assert_eq!(second.line_str(), TAKEN);
+        second.send(b"alice\n");
+        assert_eq!(second.line_str(), TAKEN);
+        second.send(b"Alice\r\n");
+        assert_eq!(second.line_str(), welcome("Alice"));
+        assert_eq!(users[0].line_str(), joined("Alice"));
+        second.send(b"hi\r\n");
+        assert_eq!(users[0].line_str(), said("Alice", "hi"));
+    }
+
+    #[test]
+    fn relays_each_line_to_every_other_registered_user_only() {
+        let (_server, addr, mut users) = chat_with(&["alice", "bob", "carol"]);
+        let mut dave = newcomer(addr);
+
+        users[0].send("h\u{e9}llo, everyone \u{2603}\r\n".as_bytes());
+        let expected = said("alice", "h\u{e9}llo, everyone \u{2603}");
+        assert_eq!(users[1].line_str(), expected);
+        assert_eq!(users[2].line_str(), expected);
+        users[1].send(b"hi alice\r\n");
+        assert_eq!(users[0].line_str(), said("bob", "hi alice"));
+        assert_eq!(users[2].line_str(), said("bob", "hi alice"));
+        users[2].send(b"hi both\r\n");
+        assert_eq!(users[0].line_str(), said("carol", "hi both"));
+        assert_eq!(users[1].line_str(), said("carol", "hi both"));
+
+        dave.send(b"dave\r\n");
+        assert_eq!(dave.line_str(), welcome("dave"));
+        for user in &mut users {
+            assert_eq!(user.line_str(), joined("dave"));
+        }
+        dave.send(b"hello\r\n");
+        for user in &mut users {
+            assert_eq!(user.line_str(), said("dave", "hello"));
+        }
+    }
+
+    #[test]
+    fn announces_joins_and_leaves_to_the_others() {
+        let (server, addr, mut users) = chat_with(&["alice", "bob"]);
+        let mut carol = join(addr, "carol", &mut users);
+        users[0].send(b"hi carol\r\n");
+        assert_eq!(carol.line_str(), said("alice", "hi carol"));
+        assert_eq!(users[1].line_str(), said("alice", "hi carol"));
+
+        drop(users.remove(1));
+        assert_eq!(users[0].line_str(), left("bob"));
+        assert_eq!(carol.line_str(), left("bob"));
+
+        let nameless = newcomer(addr);
+        drop(nameless);
+        server.wait_stderr("left without a name");
+        users[0].send(b"still two of us\r\n");
+        assert_eq!(carol.line_str(), said("alice", "still two of us"));
+    }
+
+    #[test]
+    fn frees_the_name_of_a_user_who_disconnects() {
+        let (_server, addr, mut users) = chat_with(&["alice", "bob"]);
+        let mut impostor = newcomer(addr);
+        impostor.send(b"alice\r\n");
+        assert_eq!(impostor.line_str(), TAKEN);
+
+        drop(users.remove(0));
+        assert_eq!(users[0].line_str(), left("alice"));
+        impostor.send(b"alice\r\n");
+        assert_eq!(impostor.line_str(), welcome("alice"));
+        assert_eq!(users[0].line_str(), joined("alice"));
+        let mut late = newcomer(addr);
+        late.send(b"alice\r\n");
+        assert_eq!(late.line_str(), TAKEN);
+
+        users[0].send(b"welcome back\r\n");
+        assert_eq!(impostor.line_str(), said("bob", "welcome back"));
+    }
+
+    #[test]
+    fn takes_lf_or_crlf_split_anywhere_and_replies_with_crlf() {
+        let (_server, addr, mut users) = chat_with(&["alice", "bob"]);
+        let pieces: [&[u8]; 7] = [
+            b"from nc\n",
+            b"from telnet\r\n",
+            b"in ",
+            b"pieces\r",
+            b"\n",
+            b"a\rb\n",
+            b"two\nat once\r\n",
+        ];
+        for piece in pieces {
+            users[0].send(piece);
+            // Separate writes, so the server reads them apart.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for line in [
+            "from nc",
+            "from telnet",
+            "in pieces",
+            "a\rb",
+            "two",
+            "at once",
+        ] {
+            assert_eq!(users[1].line_str(), said("alice", line));
+        }
+        let mut carol = newcomer(addr);
+        carol.send(b"ca");
+        std::thread::sleep(Duration::from_millis(20));
+        carol.send(b"rol\n");
+        assert_eq!(carol.line_str(), welcome("carol"));
+    }
+
+    #[test]
+    fn closes_only_the_connection_that_sends_a_line_over_16384_bytes() {
+        let (_server, addr, mut users) = chat_with(&["alice", "bob", "carol"]);
+        let longest = "x".repeat(MAX_LINE);
+        users[0].send(format!("{longest}\r\n").as_bytes());
+        assert_eq!(users[1].line_str(), said("alice", &longest));
+        assert_eq!(users[2].line_str(), said("alice", &longest));
+
+        let too_long = format!("{}\r\n", "y".repeat(MAX_LINE + 1));
+        let _ = users[2].try_send(too_long.as_bytes());
+        users[2].expect_closed();
+        drop(users.remove(2));
+        assert_eq!(users[0].line_str(), left("carol"));
+        assert_eq!(users[1].line_str(), left("carol"));
+
+        users[0].send(b"what happened?\r\n");
+        assert_eq!(users[1].line_str(), said("alice", "what happened?"));
+        users[1].send(b"carol said too much\r\n");
+        assert_eq!(users[0].line_str(), said("bob", "carol said too much"));
+        let mut carol = join(addr, "carol", &mut users);
+        users[0].send(b"hi again\r\n");
+        assert_eq!(carol.line_str(), said("alice", "hi again"));
+    }
+
+    #[test]
+    fn takes_a_line_of_exactly_16384_bytes_however_it_ends_and_arrives() {
+        let (_server, _addr, mut users) = chat_with(&["alice", "bob"]);
+        let longest = "x".repeat(MAX_LINE);
+        let (head, tail) = longest.split_at(MAX_LINE / 2);
+        let cuts: [&[&str]; 4] = [
+            &[&format!("{longest}\n")],
+            &[&format!("{longest}\r\n")],
+            &[&format!("{longest}\r"), "\n"],
+            &[head, &format!("{tail}\r"), "\n"],
+        ];
+        for pieces in cuts {
+            for piece in pieces {
+                users[0].send(piece.as_bytes());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(users[1].line_str(), said("alice", &longest), "{pieces:?}");
+        }
+    }
+
+    #[test]
+    fn closes_a_connection_whose_line_passes_16384_bytes_by_its_last_byte() {
+        let (_server, _addr, mut users) = chat_with(&["alice", "bob", "carol"]);
+        let _ = users[2].try_send(format!("{}\n", "y".repeat(MAX_LINE + 1)).as_bytes());
+        users[2].expect_closed();
+        drop(users.remove(2));
+        assert_eq!(users[0].line_str(), left("carol"));
+        assert_eq!(users[1].line_str(), left("carol"));
+
+        users[1].send(format!("{}\r", "z".repeat(MAX_LINE)).as_bytes());
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = users[1].try_send(b"z\n");
+        users[1].expect_closed();
+        drop(users.remove(1));
+        assert_eq!(users[0].line_str(), left("bob"));
+    }
+
+    #[test]
+    fn closes_a_connection_as_soon_as_its_line_passes_the_limit() {
+        let (_server, _addr, mut users) = chat_with(&["alice", "bob"]);
+        let _ = users[1].try_send("z".repeat(MAX_LINE + 1).as_bytes());
+        users[1].expect_closed();
+        drop(users.remove(1));
+        assert_eq!(users[0].line_str(), left("bob"));
+    }
+
+    #[test]
+    fn closes_only_the_connection_that_sends_a_line_that_is_not_utf8() {
+        let (_server, _addr, mut users) = chat_with(&["alice", "bob", "carol"]);
+        users[1].send(b"caf\xe9\r\n");
+        users[1].expect_closed();
+        drop(users.remove(1));
+        assert_eq!(users[0].line_str(), left("bob"));
+        assert_eq!(users[1].line_str(), left("bob"));
+        users[0].send(b"ok\r\n");
+        assert_eq!(users[1].line_str(), said("alice", "ok"));
+    }
+
+    #[test]
+    fn on_sigterm_closes_connections_cleanly_and_exits_with_status_0() {
+        let (mut server, addr, mut users) = chat_with(&["alice", "bob"]);
+        let mut nameless = newcomer(addr);
+        users[0].send(b"last words\r\n");
+        assert_eq!(users[1].line_str(), said("alice", "last words"));
+        server.terminate();
+        for user in &mut users {
+            user.expect_eof();
+        }
+        nameless.expect_eof();
+        drop((users, nameless));
+        server.expect_clean_exit();
+    }
+}
