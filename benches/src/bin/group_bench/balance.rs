@@ -224,6 +224,9 @@ fn print_table(o: &Opts, case: &Case, placements: &[ServerSpec], samples: &Sampl
         case.conns
     };
     let mean = held as f64 / o.workers as f64;
+    // The most a worker holds when the spread is as even as whole
+    // connections allow.
+    let even = held.div_ceil(o.workers).max(1);
     let what = if case.churn {
         format!(
             "churn: {} connections, a long-lived one and one closed after its echo in turn",
@@ -236,7 +239,7 @@ fn print_table(o: &Opts, case: &Case, placements: &[ServerSpec], samples: &Sampl
         "\n{what} over {} workers ({held} held at the end, {mean:.1} per worker if even); \
          {} round(s): open at stop per worker in the round with the widest spread, \
          min / max, spread (max − min) as the median and the widest over rounds, \
-         max over the even share\n",
+         max over the most an even spread puts on a worker ({even})\n",
         o.workers, o.rounds
     );
     println!("| placement | open at stop per worker (widest round) | min | max | spread, median | spread, widest | max / even |");
@@ -268,7 +271,7 @@ fn print_table(o: &Opts, case: &Case, placements: &[ServerSpec], samples: &Sampl
             per_worker.join(" / "),
             median(&spreads),
             max - min,
-            max as f64 / mean
+            max as f64 / even as f64
         );
     }
 }
