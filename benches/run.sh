@@ -13,6 +13,8 @@
 #   tls       TLS echo, bulk and handshakes: twill, tokio-rustls, asyncio ssl (tls_bench)
 #   udp       UDP echo, 64 B and 1,200 B datagrams: twill, tokio, std, asyncio, uvloop (udp_bench)
 #   unix      stream echo over Unix sockets against TCP: twill, tokio (unix_bench)
+#   group     several cores: placement balance, echo and fan-out on a ReactorGroup
+#             against one reactor and tokio's multi-thread runtime (group_bench)
 # It creates the Python virtualenv with Twisted and uvloop (benches/venv.sh)
 # and builds every server in release mode first. Everything runs on
 # loopback and stops by itself. benches/README.md explains the output.
@@ -28,7 +30,7 @@ usage() {
 part=all
 smoke=()
 case "${1:-}" in
-    echo|fanout|idle|micro|deferred|executor|tls|udp|unix) part="$1"; shift ;;
+    echo|fanout|idle|micro|deferred|executor|tls|udp|unix|group) part="$1"; shift ;;
     --smoke) smoke=(--smoke); shift ;;
     -h|--help) usage; exit 0 ;;
     "") ;;
@@ -60,6 +62,7 @@ run_executor() { "$target_dir/executor_bench" "$@"; }
 run_tls() { "$target_dir/tls_bench" --target-dir "$target_dir" "$@"; }
 run_udp() { "$target_dir/udp_bench" --target-dir "$target_dir" "$@"; }
 run_unix() { "$target_dir/unix_bench" --target-dir "$target_dir" "$@"; }
+run_group() { "$target_dir/group_bench" --target-dir "$target_dir" "$@"; }
 
 if [ "$part" != all ]; then
     "run_$part" "$@"
@@ -67,7 +70,7 @@ if [ "$part" != all ]; then
 fi
 
 status=0
-for p in echo fanout idle micro deferred executor tls udp unix; do
+for p in echo fanout idle micro deferred executor tls udp unix group; do
     echo
     echo "# $p"
     if [ "$p" = echo ] && [ ${#smoke[@]} = 0 ]; then

@@ -1,18 +1,35 @@
 //! Echoes back whatever each client sends.
 //!
 //! ```text
-//! cargo run --example echo_server [ENDPOINT] [THREADS]   # default 127.0.0.1:8007, 1 thread
+//! cargo run --example echo_server [ENDPOINT] [THREADS] [--placement least|round-robin|reuse-port]
+//! cargo run --example echo_server                        # 127.0.0.1:8007, one reactor
 //! cargo run --example echo_server -- unix:/tmp/echo.sock
+//! cargo run --example echo_server -- 127.0.0.1:8007 4    # 4 workers, least connections
+//! cargo run --example echo_server -- 127.0.0.1:8007 4 --placement reuse-port
 //! ```
 //!
 //! `ENDPOINT` is an address (`127.0.0.1:8007`) or an endpoint string
 //! (`tcp:8007:interface=127.0.0.1`, `unix:/tmp/echo.sock`), listened on
 //! with [`Reactor::server_from_string`].
 //!
-//! With several threads, each runs its own reactor listening on the same
-//! port (SO_REUSEPORT) and the kernel spreads connections across them: how
-//! a twill server uses several cores. A Unix socket has no such sharing,
-//! so several threads need a TCP endpoint.
+//! With `THREADS` of 2 or more, or with `--placement` (then `THREADS`
+//! defaults to 1), the server is a [`ReactorGroup`] of `THREADS` worker
+//! reactors, one thread each: how a twill server uses several cores. Each
+//! connection lives on one worker all its life. `--placement` says which:
+//!
+//! - `least` (the default): this thread (the boss) accepts every
+//!   connection and hands it to the worker with the fewest open;
+//! - `round-robin`: the boss hands them to the workers in turn;
+//! - `reuse-port`: every worker listens on the port itself
+//!   (SO_REUSEPORT) and the kernel picks one by a hash of the client's
+//!   address and port: no boss, but uneven with few connections.
+//!
+//! A Unix socket cannot be shared that way, so several threads need a TCP
+//! endpoint. When a group stops (SIGINT, SIGTERM), the server logs one
+//! line per worker, `worker I: N connections, M open at stop`: how many it
+//! was given over the run, and how many it held when the stop began. The
+//! benchmarks read those lines to see how evenly each placement spreads
+//! the load.
 //!
 //! A client that sends and never reads its echo does not make the server
 //! buffer what it sends: with flow control on, a connection whose replies
@@ -24,9 +41,12 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use twill::group::{worker_index, Placement, ReactorGroup};
 use twill::net::endpoint::{parse_server_or_addr, ServerDescription};
-use twill::{Bytes, Protocol, Reactor, Transport};
+use twill::{Bytes, Phase, Protocol, Reactor, SystemEvent, Transport};
 
 struct Echo {
     transport: Option<Transport>,
@@ -45,7 +65,8 @@ impl Protocol for Echo {
     }
 }
 
-const USAGE: &str = "usage: echo_server [ENDPOINT] [THREADS]   (ENDPOINT: an address \
+const USAGE: &str = "usage: echo_server [ENDPOINT] [THREADS] \
+                     [--placement least|round-robin|reuse-port]   (ENDPOINT: an address \
                      (127.0.0.1:8007, the default) or an endpoint string \
                      (tcp:8007:interface=127.0.0.1, unix:/tmp/echo.sock))";
 
@@ -55,20 +76,70 @@ fn bad_command_line(problem: impl std::fmt::Display) -> ! {
     std::process::exit(2);
 }
 
+/// The command line: the positional endpoint and thread count, and the
+/// placement if one was asked for.
+struct CommandLine {
+    endpoint: String,
+    threads: Option<usize>,
+    placement: Option<Placement>,
+}
+
+fn parse_command_line() -> CommandLine {
+    let mut positional = Vec::new();
+    let mut placement = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = if arg == "--placement" {
+            Some(
+                args.next()
+                    .unwrap_or_else(|| bad_command_line("--placement needs a value")),
+            )
+        } else {
+            arg.strip_prefix("--placement=").map(str::to_owned)
+        };
+        match value {
+            Some(name) => placement = Some(parse_placement(&name)),
+            None if arg.starts_with("--") => bad_command_line(format!("unknown option {arg}")),
+            None => positional.push(arg),
+        }
+    }
+    if positional.len() > 2 {
+        bad_command_line(format!("unexpected argument {:?}", positional[2]));
+    }
+    let mut positional = positional.into_iter();
+    let endpoint = positional.next().unwrap_or_else(|| "127.0.0.1:8007".into());
+    let threads = positional.next().map(|n| match n.parse() {
+        Ok(0) => bad_command_line("THREADS must be at least 1"),
+        Ok(n) => n,
+        Err(err) => bad_command_line(format!("THREADS {n:?}: {err}")),
+    });
+    CommandLine {
+        endpoint,
+        threads,
+        placement,
+    }
+}
+
+fn parse_placement(name: &str) -> Placement {
+    match name {
+        "least" => Placement::LeastConnections,
+        "round-robin" => Placement::RoundRobin,
+        "reuse-port" => Placement::ReusePort,
+        other => bad_command_line(format!(
+            "unknown placement {other:?}: least, round-robin or reuse-port"
+        )),
+    }
+}
+
 fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut args = std::env::args().skip(1);
-    let endpoint = args.next().unwrap_or_else(|| "127.0.0.1:8007".into());
-    let threads: usize = match args.next() {
-        Some(n) => n
-            .parse()
-            .unwrap_or_else(|err| bad_command_line(format!("THREADS {n:?}: {err}"))),
-        None => 1,
-    };
-    let description = parse_server_or_addr(&endpoint).unwrap_or_else(|err| bad_command_line(err));
-    let reactor = Reactor::new()?;
-    if threads <= 1 {
-        let port = reactor.server_from_string(&endpoint, |_peer| Echo { transport: None })?;
+    let line = parse_command_line();
+    let description =
+        parse_server_or_addr(&line.endpoint).unwrap_or_else(|err| bad_command_line(err));
+    let threads = line.threads.unwrap_or(1);
+    if threads == 1 && line.placement.is_none() {
+        let reactor = Reactor::new()?;
+        let port = reactor.server_from_string(&line.endpoint, |_peer| Echo { transport: None })?;
         log::info!("listening on {}", port.host());
         return reactor.run();
     }
@@ -77,35 +148,53 @@ fn main() -> io::Result<()> {
     } = description
     else {
         bad_command_line(format!(
-            "{threads} threads share a port with SO_REUSEPORT, which needs a TCP endpoint, \
-             not {endpoint:?}"
+            "{threads} worker threads share a TCP port, not {:?}",
+            line.endpoint
         ));
     };
-    let port = reactor.listen_tcp_reuse_port(SocketAddr::new(interface, port), |_peer| Echo {
-        transport: None,
+    serve_on_group(
+        SocketAddr::new(interface, port),
+        threads,
+        line.placement.unwrap_or_default(),
+    )
+}
+
+/// Serves `addr` on a group of `threads` workers, and logs how many
+/// connections each got when it stops.
+fn serve_on_group(addr: SocketAddr, threads: usize, placement: Placement) -> io::Result<()> {
+    let group = ReactorGroup::new(threads)?;
+    // One counter per worker, bumped by that worker's factory only: a
+    // count of what the placement gave it, not touched on the hot path.
+    let given: Arc<[AtomicUsize]> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+    let counters = given.clone();
+    let port = group.listen_tcp_with(addr, placement, move || {
+        let index = worker_index().expect("a group's factory is built on its worker");
+        let counters = counters.clone();
+        move |_peer| {
+            counters[index].fetch_add(1, Ordering::Relaxed);
+            Echo { transport: None }
+        }
     })?;
-    let bound = port.host().tcp().expect("a TCP port");
-    let mut workers = Vec::new();
-    for _ in 1..threads {
-        let (ready, wait) = std::sync::mpsc::channel();
-        workers.push(std::thread::spawn(move || -> io::Result<()> {
-            let reactor = Reactor::new()?;
-            let listening = reactor.listen_tcp_reuse_port(bound, |_peer| Echo { transport: None });
-            let started = listening.as_ref().map(|_| ()).map_err(|e| e.kind());
-            let _ = ready.send(started);
-            listening?;
-            reactor.run()
-        }));
-        wait.recv()
-            .map_err(|_| io::Error::other("a worker thread died"))?
-            .map_err(io::Error::from)?;
+    log::info!(
+        "listening on {} with {threads} worker threads ({placement:?})",
+        port.host()
+    );
+    // Read before the workers close their connections: what each held.
+    let workers = group.workers().to_vec();
+    let open_at_stop: Arc<[AtomicUsize]> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+    let open = open_at_stop.clone();
+    group.add_system_event_trigger(Phase::Before, SystemEvent::Shutdown, move || {
+        for (worker, open) in workers.iter().zip(open.iter()) {
+            open.store(worker.load(), Ordering::Relaxed);
+        }
+    });
+    let ran = group.run();
+    for (index, (given, open)) in given.iter().zip(open_at_stop.iter()).enumerate() {
+        log::info!(
+            "worker {index}: {} connections, {} open at stop",
+            given.load(Ordering::Relaxed),
+            open.load(Ordering::Relaxed)
+        );
     }
-    log::info!("listening on {bound} with {threads} reactor threads");
-    let result = reactor.run();
-    for worker in workers {
-        worker
-            .join()
-            .map_err(|_| io::Error::other("a worker thread panicked"))??;
-    }
-    result
+    ran
 }

@@ -1,7 +1,7 @@
 //! `tokio_echo`: the echo server a tokio user would write, as a baseline.
 //!
 //! ```text
-//! cargo run --release -p twill-bench --example tokio_echo -- [127.0.0.1:0] [current_thread|multi_thread]
+//! cargo run --release -p twill-bench --example tokio_echo -- [127.0.0.1:0] [current_thread|multi_thread [WORKERS]]
 //! ```
 //!
 //! One task per connection (TCP_NODELAY), each reading into its own 16 KiB
@@ -9,7 +9,8 @@
 //! tokio's own echo example, with a buffer large enough that a 4 KiB message
 //! does not take several reads. `current_thread` (the default) runs
 //! everything on one thread, like twill; `multi_thread` uses tokio's
-//! work-stealing runtime with its default worker count (one per core).
+//! work-stealing runtime with `WORKERS` worker threads, by default one per
+//! core (`group_bench` passes the twill group's worker count).
 //!
 //! When ready it prints `listening on ADDR` to stderr. It runs until killed.
 
@@ -48,7 +49,21 @@ fn main() -> io::Result<()> {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
     let mut runtime = match args.next().as_deref() {
         None | Some("current_thread") => tokio::runtime::Builder::new_current_thread(),
-        Some("multi_thread") => tokio::runtime::Builder::new_multi_thread(),
+        Some("multi_thread") => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            // A worker count to match another server's threads; tokio's
+            // default is one per core.
+            if let Some(workers) = args.next() {
+                let workers = workers.parse().map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("WORKERS {workers:?}: {e}"),
+                    )
+                })?;
+                builder.worker_threads(workers);
+            }
+            builder
+        }
         Some(other) => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -3,7 +3,7 @@
 //! benchmark (`fanout_bench`).
 //!
 //! ```text
-//! cargo run --release -p twill-bench --example tokio_spreader -- [127.0.0.1:0] [current_thread|multi_thread]
+//! cargo run --release -p twill-bench --example tokio_spreader -- [127.0.0.1:0] [current_thread|multi_thread [WORKERS]]
 //! ```
 //!
 //! Same wire behaviour as twill's example: each client is welcomed with
@@ -23,8 +23,9 @@
 //! TCP_NODELAY is on.
 //!
 //! `current_thread` (the default) runs everything on one thread, like
-//! twill; `multi_thread` uses tokio's work-stealing runtime with its
-//! default worker count (one per core).
+//! twill; `multi_thread` uses tokio's work-stealing runtime with `WORKERS`
+//! worker threads, by default one per core (`fanout_bench --workers N`
+//! passes N).
 //!
 //! When ready it prints `listening on ADDR` to stderr. It runs until killed.
 
@@ -123,7 +124,21 @@ fn main() -> io::Result<()> {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
     let mut runtime = match args.next().as_deref() {
         None | Some("current_thread") => tokio::runtime::Builder::new_current_thread(),
-        Some("multi_thread") => tokio::runtime::Builder::new_multi_thread(),
+        Some("multi_thread") => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            // A worker count to match another server's threads; tokio's
+            // default is one per core.
+            if let Some(workers) = args.next() {
+                let workers = workers.parse().map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("WORKERS {workers:?}: {e}"),
+                    )
+                })?;
+                builder.worker_threads(workers);
+            }
+            builder
+        }
         Some(other) => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -8,7 +8,7 @@
 //! fanout_bench [--clients 200] [--size 16] [--window 1] [--rounds 3]
 //!              [--duration 5] [--warmup 1] [--stall 5] [--servers LIST]
 //!              [--slow PERCENT[,PERCENT..]] [--slow-rate BYTES_PER_S]
-//!              [--target-dir DIR] [--smoke]
+//!              [--workers N] [--target-dir DIR] [--smoke]
 //! ```
 //!
 //! Servers (`--servers`, comma-separated; default `twill,tokio_ct,twisted`,
@@ -17,7 +17,8 @@
 //! | name | what |
 //! |---|---|
 //! | `twill` | twill's `broadcast_server` example |
-//! | `tokio_ct` / `tokio_mt` | `tokio_spreader` on tokio's current-thread / multi-thread runtime |
+//! | `twill_Nw` | the same with `--threads N`: the chat split over N workers (N = `--workers`, 2 by default) |
+//! | `tokio_ct` / `tokio_mt` | `tokio_spreader` on tokio's current-thread / multi-thread runtime (N workers if `--workers` is given, else one per core) |
 //! | `twisted` | `py/spreader_twisted.py` on the epoll reactor, in the suite's virtualenv |
 //! | `NAME=PATH` | any program taking the listen address as first argument and printing `listening on ADDR` |
 //!
@@ -126,8 +127,9 @@ const DEFAULT_SLOW_RATE: u64 = 16 * 1024;
 
 const USAGE: &str = "usage: fanout_bench [--clients 200] [--size 16] [--window 1] \
 [--rounds 3] [--duration 5] [--warmup 1] [--stall 5] [--servers NAME|NAME=PATH,..] \
-[--slow PERCENT[,PERCENT..]] [--slow-rate BYTES_PER_S] [--target-dir DIR] [--smoke]
-servers: twill tokio_ct tokio_mt twisted (default: twill,tokio_ct,twisted, those found)";
+[--slow PERCENT[,PERCENT..]] [--slow-rate BYTES_PER_S] [--workers N] [--target-dir DIR] [--smoke]
+servers: twill twill_Nw tokio_ct tokio_mt twisted (N = --workers, 2 by default;
+default: twill,tokio_ct,twisted, those found)";
 
 /// The parsed command line.
 pub struct Opts {
@@ -250,6 +252,15 @@ fn parse() -> Result<Opts, CliError> {
     let stall: f64 = a.parse_or("--stall", 5.0)?;
     let slow = parse_slow(a.value("--slow")?.as_deref().unwrap_or("0"))?;
     let slow_rate = a.parse_or("--slow-rate", DEFAULT_SLOW_RATE)?;
+    let workers: Option<usize> = a
+        .value("--workers")?
+        .map(|w| {
+            w.parse()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| cli_err!("bad --workers {w:?}: 1 to 256"))
+        })
+        .transpose()?;
     let target_dir = target_dir(a.value("--target-dir")?);
     let list = a.value("--servers")?;
     a.finish()?;
@@ -282,7 +293,7 @@ fn parse() -> Result<Opts, CliError> {
     let servers = select_servers(
         "fanout_bench",
         Some(list.as_deref().unwrap_or(DEFAULT_SERVERS)),
-        spreaders(&target_dir),
+        spreaders(&target_dir, workers),
     )?;
     Ok(Opts {
         load: Config {
@@ -321,13 +332,22 @@ fn parse_slow(list: &str) -> Result<Vec<f64>, CliError> {
 }
 
 /// The Spreaders the benchmark knows, by name, with their programs looked
-/// up in the release directory `target_dir`.
-fn spreaders(target_dir: &Path) -> Vec<ServerSpec> {
+/// up in the release directory `target_dir`; `workers` (`--workers`) is
+/// the thread count of twill's several-worker Spreader and of tokio's
+/// multi-thread one (tokio's own default, one per core, without it).
+fn spreaders(target_dir: &Path, workers: Option<usize>) -> Vec<ServerSpec> {
     let tokio = target_dir.join("examples/tokio_spreader");
+    let twill = target_dir.join("examples/broadcast_server");
+    let n = workers.unwrap_or(2).to_string();
+    let tokio_mt = match workers {
+        Some(_) => ServerSpec::new("tokio_mt", &tokio, &["multi_thread", &n]),
+        None => ServerSpec::new("tokio_mt", &tokio, &["multi_thread"]),
+    };
     vec![
-        ServerSpec::new(TWILL, target_dir.join("examples/broadcast_server"), &[]),
+        ServerSpec::new(TWILL, &twill, &[]),
+        ServerSpec::new(&format!("twill_{n}w"), &twill, &["--threads", &n]),
         ServerSpec::new("tokio_ct", &tokio, &["current_thread"]),
-        ServerSpec::new("tokio_mt", &tokio, &["multi_thread"]),
+        tokio_mt,
         ServerSpec::python(
             "twisted",
             &venv_python(target_dir),
