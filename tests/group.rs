@@ -18,30 +18,10 @@ use twill::group::{
 use twill::{
     Bytes, ClientFactory, Connector, Factory, Phase, Protocol, Reason, SystemEvent, Transport,
 };
+use twill_test_support::reactor::run_group;
 
 /// How long any test may take before its group is stopped and it fails.
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// Runs `group` until the test stops it; fails if a watchdog had to.
-fn run_bounded(group: &ReactorGroup) -> io::Result<()> {
-    let (done, wait) = mpsc::channel::<()>();
-    let handle = group.handle();
-    let watchdog = thread::spawn(move || {
-        let fired = matches!(
-            wait.recv_timeout(LIMIT),
-            Err(mpsc::RecvTimeoutError::Timeout)
-        );
-        if fired {
-            handle.stop();
-        }
-        fired
-    });
-    let result = group.run();
-    drop(done);
-    let fired = watchdog.join().unwrap();
-    assert!(!fired, "the test did not stop the group within {LIMIT:?}");
-    result
-}
 
 fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, LIMIT).expect("connect");
@@ -197,7 +177,7 @@ fn a_connection_handed_to_a_worker_is_served_only_on_that_worker() {
         stopper.stop();
         (placed, events)
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     let (placed, events) = clients.join().unwrap();
     // Round robin from a fresh group: worker 0, 1, 2, 0, 1, 2.
     let workers: Vec<usize> = placed.iter().map(|&(_, w)| w).collect();
@@ -281,7 +261,7 @@ fn least_connections_fills_the_worker_whose_connections_closed() {
         }
         (first, then, loads)
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     let (first, then, loads) = clients.join().unwrap();
     // Ties go round robin.
     assert_eq!(first, [0, 1, 0, 1]);
@@ -316,7 +296,7 @@ fn reuse_port_workers_each_listen_and_serve_what_the_kernel_gives_them() {
         }
         workers
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     let workers = clients.join().unwrap();
     assert!(workers.iter().all(|&w| w < 2));
     // Every connection was built on the worker that greeted it.
@@ -360,7 +340,7 @@ fn a_worker_stuck_in_a_callback_does_not_stall_the_others() {
         }
         stopper.stop();
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     clients.join().unwrap();
 }
 
@@ -386,7 +366,7 @@ fn a_panic_in_a_protocol_closes_only_its_connection() {
         stopper.stop();
         late
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     clients.join().unwrap();
 }
 
@@ -441,7 +421,7 @@ fn stopping_runs_the_group_triggers_around_every_workers_shutdown() {
             expect_eof(client);
         }
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     clients.join().unwrap();
     assert_eq!(
         *order.borrow(),
@@ -483,7 +463,7 @@ fn a_worker_that_dies_stops_the_group_cleanly_and_run_says_which() {
         expect_eof(&mut on_0);
         let _ = on_1.read_to_end(&mut Vec::new());
     });
-    let err = run_bounded(&group).expect_err("a worker died");
+    let err = run_group(&group).expect_err("a worker died");
     clients.join().unwrap();
     let message = err.to_string();
     assert!(message.contains("worker 1"), "{message}");
@@ -494,7 +474,7 @@ fn a_worker_that_dies_stops_the_group_cleanly_and_run_says_which() {
 fn a_worker_that_stops_itself_stops_the_group() {
     let group = ReactorGroup::new(3).unwrap();
     group.worker(2).call_from_thread(twill::stop).unwrap();
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     assert!(group.worker(0).call_from_thread(|| {}).is_err());
 }
 
@@ -540,7 +520,7 @@ fn factories_start_on_their_worker_and_stop_when_the_port_stops_listening() {
         stopper.stop();
         (got, refused)
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     let (got, refused) = client.join().unwrap();
     assert_eq!(got, ["start 0", "start 1", "stop 0", "stop 1"]);
     assert!(refused, "the port still accepts after stop_listening");
@@ -578,7 +558,7 @@ fn a_group_needs_a_worker_and_runs_once() {
     );
     let group = ReactorGroup::new(1).unwrap();
     group.stop();
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     assert!(group.run().is_err());
 }
 
@@ -652,7 +632,7 @@ fn client_connections_go_to_the_chosen_worker_or_the_least_loaded() {
         on.sort();
         on
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     let on = accepter.join().unwrap();
     assert!(on.contains(&1));
     assert!(on.contains(&chosen.index()));
@@ -725,7 +705,7 @@ fn an_inbox_carries_messages_from_one_workers_protocol_to_anothers() {
         assert_eq!(line(&mut b), "from w1: hi from b\n");
         stopper.stop();
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     clients.join().unwrap();
 }
 
@@ -805,7 +785,7 @@ fn an_inbox_keeps_each_senders_order_under_concurrent_senders() {
             })
         })
         .collect();
-    run_reactor_bounded(&reactor);
+    twill_test_support::reactor::run(&reactor);
     for sender in senders {
         sender.join().unwrap();
     }
@@ -840,7 +820,7 @@ fn a_worker_stuck_at_shutdown_is_left_behind_and_run_says_so() {
         wait_stuck.recv_timeout(LIMIT).unwrap();
         stopper.stop();
     });
-    let err = run_bounded(&group).expect_err("worker 1 never stopped");
+    let err = run_group(&group).expect_err("worker 1 never stopped");
     let took = started.elapsed();
     drop(unstick);
     assert!(err.to_string().contains("worker 1: did not stop"), "{err}");
@@ -898,7 +878,7 @@ fn a_unix_socket_port_hands_its_connections_to_the_workers_too() {
         stopper.stop();
         greetings
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     let pid = std::process::id();
     assert_eq!(
         clients.join().unwrap(),
@@ -939,7 +919,7 @@ fn an_inbox_counts_the_messages_it_took_but_has_not_handled_against_its_capacity
     *slot.borrow_mut() = Some(inbox.sender());
     inbox.sender().send(1).unwrap();
     inbox.sender().send(2).unwrap();
-    run_reactor_bounded(&reactor);
+    twill_test_support::reactor::run(&reactor);
     assert_eq!(
         *results.borrow(),
         [
@@ -951,23 +931,4 @@ fn an_inbox_counts_the_messages_it_took_but_has_not_handled_against_its_capacity
         ]
     );
     assert_eq!(inbox.refused(), 1);
-}
-
-/// Runs a reactor with a watchdog.
-fn run_reactor_bounded(reactor: &twill::Reactor) {
-    let (done, wait) = mpsc::channel::<()>();
-    let handle = reactor.handle();
-    let watchdog = thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(LIMIT) {
-            handle.stop();
-            return true;
-        }
-        false
-    });
-    reactor.run().unwrap();
-    drop(done);
-    assert!(
-        !watchdog.join().unwrap(),
-        "the watchdog stopped the reactor"
-    );
 }

@@ -22,30 +22,10 @@ use twill::{
     Transport,
 };
 use twill_test_support::process::Proc;
+use twill_test_support::reactor::run_group;
 
 /// How long any test may take before its group is stopped and it fails.
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// Runs `group` until the test stops it; fails if a watchdog had to.
-fn run_bounded(group: &ReactorGroup) -> io::Result<()> {
-    let (done, wait) = mpsc::channel::<()>();
-    let handle = group.handle();
-    let watchdog = thread::spawn(move || {
-        let fired = matches!(
-            wait.recv_timeout(LIMIT),
-            Err(mpsc::RecvTimeoutError::Timeout)
-        );
-        if fired {
-            handle.stop();
-        }
-        fired
-    });
-    let result = group.run();
-    drop(done);
-    let fired = watchdog.join().unwrap();
-    assert!(!fired, "the test did not stop the group within {LIMIT:?}");
-    result
-}
 
 fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, LIMIT).expect("connect");
@@ -194,7 +174,7 @@ fn a_flood_of_connect_close_and_reset_cycles_leaves_no_load_and_no_descriptor() 
         });
         stopper.stop();
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     flood.join().unwrap();
     let (made, lost) = (
         counts.made.load(Ordering::SeqCst),
@@ -256,7 +236,7 @@ fn refusals_and_panics_in_build_protocol_close_only_those_and_loads_do_not_drift
             stopper.stop();
             served
         });
-        run_bounded(&group).unwrap();
+        run_group(&group).unwrap();
         let served = clients.join().unwrap();
         // Per worker, build n = 1..: refused at 3, 6, 9, …; panics at 5, 10, ….
         assert!(
@@ -371,7 +351,7 @@ fn stop_factory_runs_exactly_once_per_worker_on_its_thread_when_a_port_and_the_g
         group
             .boss()
             .call_later(Duration::ZERO, move || (first.borrow().as_ref().unwrap())());
-        run_bounded(&group).unwrap();
+        run_group(&group).unwrap();
         poll.borrow_mut().take();
         client.join().unwrap();
         let seen: Vec<String> = events.try_iter().collect();
@@ -459,7 +439,7 @@ fn connections_handed_off_before_a_port_stops_are_served_before_its_factory_stop
         }
         stopper.stop();
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     clients.join().unwrap();
     let seen: Vec<String> = events
         .try_iter()
@@ -501,7 +481,7 @@ fn connections_handed_off_when_the_group_stops_are_closed_not_leaked() {
         }
         eventually("no server socket left", || server_sockets(addr.port()) == 0);
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     clients.join().unwrap();
     assert_eq!(
         counts.made.load(Ordering::SeqCst),
@@ -529,7 +509,7 @@ fn stopping_early_twice_and_from_everywhere_at_once_returns_once() {
         .worker(0)
         .call_from_thread(move || handle.stop())
         .unwrap();
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     assert_eq!(stops.get(), 1);
     group.stop();
     assert!(group.run().is_err());
@@ -569,7 +549,7 @@ fn a_worker_that_dies_during_shutdown_is_reported_and_run_returns() {
         drain_to_end(&mut on_1);
     });
     let started = Instant::now();
-    let err = run_bounded(&group).expect_err("worker 1 died");
+    let err = run_group(&group).expect_err("worker 1 died");
     clients.join().unwrap();
     assert!(err.to_string().contains("worker 1"), "{err}");
     assert!(!err.to_string().contains("worker 0"), "{err}");
@@ -641,7 +621,7 @@ fn inboxes_of_capacity_one_ping_pong_between_workers_without_losing_a_wake_up() 
         }
         first.lock().unwrap().as_ref().unwrap().send(0).unwrap();
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     starter.join().unwrap();
 }
 
@@ -813,7 +793,7 @@ fn a_worker_whose_factory_could_not_be_made_gets_no_connections() {
         stopper.stop();
         unserved
     });
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     let unserved = clients.join().unwrap();
     assert_eq!(unserved, 0, "{unserved} of 8 connections closed unserved");
 }
@@ -869,7 +849,7 @@ fn a_client_connection_accepted_as_its_worker_stops_is_reported_and_not_counted(
         result.is_ok()
     });
     group.stop();
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     let accepted = caller.join().unwrap();
     let load = group.worker(0).load();
     let made = made.load(Ordering::SeqCst);
@@ -899,7 +879,7 @@ fn a_group_port_is_not_listening_once_the_group_has_stopped() {
             .unwrap();
         let addr = port.host().tcp().unwrap();
         group.stop();
-        run_bounded(&group).unwrap();
+        run_group(&group).unwrap();
         assert!(
             TcpStream::connect_timeout(&addr, LIMIT).is_err(),
             "{placement:?}: still accepting"
@@ -914,7 +894,7 @@ fn a_group_port_is_not_listening_once_the_group_has_stopped() {
 fn listening_on_a_group_that_has_stopped_fails() {
     let group = ReactorGroup::new(1).unwrap();
     group.stop();
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     let counts = Arc::new(Counts::default());
     let listened = group.listen_tcp("127.0.0.1:0", move || {
         let counts = counts.clone();
@@ -1004,6 +984,6 @@ fn emfile_child_process() {
         })
         .unwrap();
     eprintln!("listening on {}", port.host());
-    run_bounded(&group).unwrap();
+    run_group(&group).unwrap();
     println!("group stopped");
 }

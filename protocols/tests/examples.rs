@@ -49,6 +49,34 @@ twill_test_support::tests_per_example!(
     ]
 );
 
+// The same specification, but for the command line, against `chat_server
+// --threads 3`: its users spread over three workers of a reactor group.
+twill_test_support::tests_per_example!(
+    [chat_server_on_3_workers]
+    [
+        asks_for_a_name_and_refuses_a_taken_one_until_a_free_one_comes,
+        relays_each_line_to_every_other_registered_user_only,
+        announces_joins_and_leaves_to_the_others,
+        frees_the_name_of_a_user_who_disconnects,
+        takes_lf_or_crlf_split_anywhere_and_replies_with_crlf,
+        closes_only_the_connection_that_sends_a_line_over_16384_bytes,
+        takes_a_line_of_exactly_16384_bytes_however_it_ends_and_arrives,
+        closes_a_connection_whose_line_passes_16384_bytes_by_its_last_byte,
+        closes_a_connection_as_soon_as_its_line_passes_the_limit,
+        closes_only_the_connection_that_sends_a_line_that_is_not_utf8,
+        on_sigterm_closes_connections_cleanly_and_exits_with_status_0,
+    ]
+);
+
+/// The example a module of the chat's specification runs, and the
+/// arguments it takes after its address.
+fn chat_command(chat: &str) -> (&str, &'static [&'static str]) {
+    match chat {
+        "chat_server_on_3_workers" => ("chat_server", &["--threads", "3"]),
+        example => (example, &[]),
+    }
+}
+
 const PROMPT: &str = "What's your name?\r\n";
 const TAKEN: &str = "Name taken, please choose another.\r\n";
 /// Twisted's LineReceiver.MAX_LENGTH.
@@ -91,7 +119,9 @@ fn join(addr: SocketAddr, name: &str, others: &mut [Client]) -> Client {
 
 /// The chat example `chat` with `names` registered, in order.
 fn chat_with(chat: &str, names: &[&str]) -> (Proc, SocketAddr, Vec<Client>) {
-    let server = Proc::example(PACKAGE, chat, &["127.0.0.1:0"]);
+    let (example, options) = chat_command(chat);
+    let args: Vec<&str> = ["127.0.0.1:0"].iter().chain(options).copied().collect();
+    let server = Proc::example(PACKAGE, example, &args);
     let addr = server.listening_addr();
     let mut clients = Vec::new();
     for name in names {

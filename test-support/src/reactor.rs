@@ -1,8 +1,9 @@
 //! Running a reactor in a test without risking a hang: [`run_bounded`]
-//! has a watchdog thread stop it after a time limit and fails the test if
-//! it had to; [`serve`] runs a server on 127.0.0.1 against a client
+//! (and [`run_group`], for a reactor group) has a watchdog thread stop it
+//! after a time limit and fails the test if it had to; [`serve`] runs a server on 127.0.0.1 against a client
 //! thread; [`connect`] opens a loopback connection with timeouts.
 
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use twill::group::ReactorGroup;
 use twill::{Factory, Reactor, ReactorHandle};
 
 /// The time limit of [`run`] and [`serve`], and the read and write timeout
@@ -26,15 +28,15 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts a watchdog that stops the reactor of `handle` after `limit`.
-    fn new(handle: ReactorHandle, limit: Duration) -> Watchdog {
+    /// Starts a watchdog that calls `stop` after `limit`.
+    fn new(stop: impl FnOnce() + Send + 'static, limit: Duration) -> Watchdog {
         let (done, wait) = mpsc::channel::<()>();
         let fired = Arc::new(AtomicBool::new(false));
         let flag = fired.clone();
         let thread = thread::spawn(move || {
             if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
                 flag.store(true, Ordering::SeqCst);
-                handle.stop();
+                stop();
             }
         });
         Watchdog {
@@ -42,6 +44,19 @@ impl Watchdog {
             fired,
             thread: Some(thread),
         }
+    }
+}
+
+impl Watchdog {
+    /// Ends the watchdog (first, so it cannot fire after the check) and
+    /// fails the test if it had fired.
+    fn check(self, limit: Duration) {
+        let fired = self.fired.clone();
+        drop(self);
+        assert!(
+            !fired.load(Ordering::SeqCst),
+            "the test did not stop the reactor within {limit:?}: the watchdog did"
+        );
     }
 }
 
@@ -57,15 +72,21 @@ impl Drop for Watchdog {
 /// Runs `reactor` until the test stops it, failing the test if a watchdog
 /// had to stop it after `limit` instead.
 pub fn run_bounded(reactor: &Reactor, limit: Duration) {
-    let watchdog = Watchdog::new(reactor.handle(), limit);
+    let handle = reactor.handle();
+    let watchdog = Watchdog::new(move || handle.stop(), limit);
     reactor.run().expect("reactor runs");
-    // Ended first, so it cannot fire after the check.
-    let fired = watchdog.fired.clone();
-    drop(watchdog);
-    assert!(
-        !fired.load(Ordering::SeqCst),
-        "the test did not stop the reactor within {limit:?}: the watchdog did"
-    );
+    watchdog.check(limit);
+}
+
+/// Runs a reactor group until the test stops it, failing the test if a
+/// watchdog had to stop it after [`LIMIT`] instead; returns what
+/// [`ReactorGroup::run`] returned.
+pub fn run_group(group: &ReactorGroup) -> io::Result<()> {
+    let handle = group.handle();
+    let watchdog = Watchdog::new(move || handle.stop(), LIMIT);
+    let result = group.run();
+    watchdog.check(LIMIT);
+    result
 }
 
 /// [`run_bounded`] with [`LIMIT`].
