@@ -4,7 +4,7 @@
 //! std clients on their own threads.
 
 use std::cell::Cell;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,35 +18,11 @@ use twill::group::{
 use twill::{
     Bytes, ClientFactory, Connector, Factory, Phase, Protocol, Reason, SystemEvent, Transport,
 };
+use twill_test_support::client::Client;
 use twill_test_support::reactor::run_group;
 
 /// How long any test may take before its group is stopped and it fails.
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, LIMIT).expect("connect");
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    BufReader::new(stream)
-}
-
-fn line(client: &mut BufReader<TcpStream>) -> String {
-    let mut line = String::new();
-    client.read_line(&mut line).expect("read a line");
-    line
-}
-
-fn send(client: &mut BufReader<TcpStream>, data: &str) {
-    client.get_mut().write_all(data.as_bytes()).expect("send");
-}
-
-fn expect_eof(client: &mut BufReader<TcpStream>) {
-    let mut rest = Vec::new();
-    match client.read_to_end(&mut rest) {
-        Ok(_) => assert!(rest.is_empty(), "got {rest:?} before the end"),
-        Err(err) => assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}"),
-    }
-}
 
 /// What happened to a connection, and on which worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,9 +111,24 @@ impl Factory for WhereFactory {
     }
 }
 
+/// A group of `workers` serving [`Where`] on 127.0.0.1 as `placement`
+/// says: the group, the port's address, and the callbacks it reports.
+fn where_group(
+    workers: usize,
+    placement: Placement,
+) -> (ReactorGroup, SocketAddr, mpsc::Receiver<Seen>) {
+    let group = ReactorGroup::new(workers).unwrap();
+    let (seen_tx, seen) = mpsc::channel();
+    let port = group
+        .listen_tcp_with("127.0.0.1:0", placement, where_factory(seen_tx))
+        .unwrap();
+    let addr = port.host().tcp().unwrap();
+    (group, addr, seen)
+}
+
 /// The worker a greeting names.
-fn greeting_worker(client: &mut BufReader<TcpStream>) -> usize {
-    let greeting = line(client);
+fn greeting_worker(client: &mut Client) -> usize {
+    let greeting = client.line_str();
     greeting
         .trim_end()
         .strip_prefix('w')
@@ -157,11 +148,11 @@ fn a_connection_handed_to_a_worker_is_served_only_on_that_worker() {
     let clients = thread::spawn(move || {
         let mut placed = Vec::new();
         for i in 0..6 {
-            let mut client = connect(addr);
+            let mut client = Client::connect(addr);
             let worker = greeting_worker(&mut client);
-            send(&mut client, &format!("hello {i}\n"));
-            assert_eq!(line(&mut client), format!("w{worker}:hello {i}\n"));
-            let peer_port = client.get_ref().local_addr().unwrap().port();
+            client.send(format!("hello {i}\n").as_bytes());
+            assert_eq!(client.line_str(), format!("w{worker}:hello {i}\n"));
+            let peer_port = client.stream().local_addr().unwrap().port();
             placed.push((peer_port, worker));
         }
         // Every connection's callbacks, to the last, then stop.
@@ -230,9 +221,9 @@ fn least_connections_fills_the_worker_whose_connections_closed() {
     let addr = port.host().tcp().unwrap();
     let handle = group.handle();
     let clients = thread::spawn(move || {
-        let mut open: Vec<(usize, BufReader<TcpStream>)> = (0..4)
+        let mut open: Vec<(usize, Client)> = (0..4)
             .map(|_| {
-                let mut client = connect(addr);
+                let mut client = Client::connect(addr);
                 (greeting_worker(&mut client), client)
             })
             .collect();
@@ -248,7 +239,7 @@ fn least_connections_fills_the_worker_whose_connections_closed() {
         }
         let then: Vec<usize> = (0..2)
             .map(|_| {
-                let mut client = connect(addr);
+                let mut client = Client::connect(addr);
                 let worker = greeting_worker(&mut client);
                 open.push((worker, client));
                 worker
@@ -257,7 +248,7 @@ fn least_connections_fills_the_worker_whose_connections_closed() {
         let loads = (handle.worker(0).load(), handle.worker(1).load());
         handle.stop();
         for (_, client) in &mut open {
-            expect_eof(client);
+            client.expect_closed();
         }
         (first, then, loads)
     });
@@ -283,16 +274,16 @@ fn reuse_port_workers_each_listen_and_serve_what_the_kernel_gives_them() {
         let mut workers = Vec::new();
         let mut open = Vec::new();
         for i in 0..32 {
-            let mut client = connect(addr);
+            let mut client = Client::connect(addr);
             let worker = greeting_worker(&mut client);
-            send(&mut client, &format!("{i}\n"));
-            assert_eq!(line(&mut client), format!("w{worker}:{i}\n"));
+            client.send(format!("{i}\n").as_bytes());
+            assert_eq!(client.line_str(), format!("w{worker}:{i}\n"));
             workers.push(worker);
             open.push(client);
         }
         stopper.stop();
         for client in &mut open {
-            expect_eof(client);
+            client.expect_closed();
         }
         workers
     });
@@ -309,12 +300,7 @@ fn reuse_port_workers_each_listen_and_serve_what_the_kernel_gives_them() {
 
 #[test]
 fn a_worker_stuck_in_a_callback_does_not_stall_the_others() {
-    let group = ReactorGroup::new(2).unwrap();
-    let (seen_tx, _seen) = mpsc::channel();
-    let port = group
-        .listen_tcp_with("127.0.0.1:0", Placement::RoundRobin, where_factory(seen_tx))
-        .unwrap();
-    let addr = port.host().tcp().unwrap();
+    let (group, addr, _seen) = where_group(2, Placement::RoundRobin);
     let (unstick, stuck) = mpsc::channel::<()>();
     let (is_stuck, wait_stuck) = mpsc::channel::<()>();
     group
@@ -328,15 +314,15 @@ fn a_worker_stuck_in_a_callback_does_not_stall_the_others() {
     let clients = thread::spawn(move || {
         wait_stuck.recv_timeout(LIMIT).unwrap();
         // Round robin: 0 (stuck), 1, 0 (stuck), 1.
-        let mut clients: Vec<_> = (0..4).map(|_| connect(addr)).collect();
+        let mut clients: Vec<_> = (0..4).map(|_| Client::connect(addr)).collect();
         for client in clients.iter_mut().skip(1).step_by(2) {
-            assert_eq!(line(client), "w1\n");
-            send(client, "still served\n");
-            assert_eq!(line(client), "w1:still served\n");
+            assert_eq!(client.line_str(), "w1\n");
+            client.send(b"still served\n");
+            assert_eq!(client.line_str(), "w1:still served\n");
         }
         unstick.send(()).unwrap();
         for client in clients.iter_mut().step_by(2) {
-            assert_eq!(line(client), "w0\n");
+            assert_eq!(client.line_str(), "w0\n");
         }
         stopper.stop();
     });
@@ -354,15 +340,15 @@ fn a_panic_in_a_protocol_closes_only_its_connection() {
     let addr = port.host().tcp().unwrap();
     let stopper = group.handle();
     let clients = thread::spawn(move || {
-        let mut calm = connect(addr);
-        let mut faulty = connect(addr);
-        assert_eq!(line(&mut calm), "w0\n");
-        assert_eq!(line(&mut faulty), "w0\n");
-        send(&mut faulty, "boom\n");
-        expect_eof(&mut faulty);
-        send(&mut calm, "still here\n");
-        assert_eq!(line(&mut calm), "w0:still here\n");
-        let late = connect(addr);
+        let mut calm = Client::connect(addr);
+        let mut faulty = Client::connect(addr);
+        assert_eq!(calm.line_str(), "w0\n");
+        assert_eq!(faulty.line_str(), "w0\n");
+        faulty.send(b"boom\n");
+        faulty.expect_closed();
+        calm.send(b"still here\n");
+        assert_eq!(calm.line_str(), "w0:still here\n");
+        let late = Client::connect(addr);
         stopper.stop();
         late
     });
@@ -372,12 +358,7 @@ fn a_panic_in_a_protocol_closes_only_its_connection() {
 
 #[test]
 fn stopping_runs_the_group_triggers_around_every_workers_shutdown() {
-    let group = ReactorGroup::new(2).unwrap();
-    let (seen_tx, _seen) = mpsc::channel();
-    let port = group
-        .listen_tcp_with("127.0.0.1:0", Placement::RoundRobin, where_factory(seen_tx))
-        .unwrap();
-    let addr = port.host().tcp().unwrap();
+    let (group, addr, _seen) = where_group(2, Placement::RoundRobin);
     let order = Rc::new(std::cell::RefCell::new(Vec::new()));
     let workers = group.handle();
     let (log, w) = (order.clone(), workers.clone());
@@ -412,13 +393,13 @@ fn stopping_runs_the_group_triggers_around_every_workers_shutdown() {
         .unwrap();
     let stopper = group.handle();
     let clients = thread::spawn(move || {
-        let mut clients: Vec<_> = (0..4).map(|_| connect(addr)).collect();
+        let mut clients: Vec<_> = (0..4).map(|_| Client::connect(addr)).collect();
         for client in &mut clients {
-            line(client);
+            client.line_str();
         }
         stopper.stop();
         for client in &mut clients {
-            expect_eof(client);
+            client.expect_closed();
         }
     });
     run_group(&group).unwrap();
@@ -444,24 +425,19 @@ impl Drop for PanicsWhenDropped {
 
 #[test]
 fn a_worker_that_dies_stops_the_group_cleanly_and_run_says_which() {
-    let group = ReactorGroup::new(2).unwrap();
-    let (seen_tx, _seen) = mpsc::channel();
-    let port = group
-        .listen_tcp_with("127.0.0.1:0", Placement::RoundRobin, where_factory(seen_tx))
-        .unwrap();
-    let addr = port.host().tcp().unwrap();
+    let (group, addr, _seen) = where_group(2, Placement::RoundRobin);
     let killer = group.worker(1);
     let clients = thread::spawn(move || {
-        let mut on_0 = connect(addr);
-        let mut on_1 = connect(addr);
-        assert_eq!(line(&mut on_0), "w0\n");
-        assert_eq!(line(&mut on_1), "w1\n");
+        let mut on_0 = Client::connect(addr);
+        let mut on_1 = Client::connect(addr);
+        assert_eq!(on_0.line_str(), "w0\n");
+        assert_eq!(on_1.line_str(), "w1\n");
         killer
             .call_from_thread(|| std::panic::panic_any(PanicsWhenDropped))
             .unwrap();
         // Worker 0 stops gracefully: its client sees a clean end.
-        expect_eof(&mut on_0);
-        let _ = on_1.read_to_end(&mut Vec::new());
+        on_0.expect_closed();
+        let _ = on_1.stream().read_to_end(&mut Vec::new());
     });
     let err = run_group(&group).expect_err("a worker died");
     clients.join().unwrap();
@@ -693,16 +669,16 @@ fn an_inbox_carries_messages_from_one_workers_protocol_to_anothers() {
     let addr = port.host().tcp().unwrap();
     let stopper = group.handle();
     let clients = thread::spawn(move || {
-        let mut a = connect(addr);
-        let mut b = connect(addr);
-        assert_eq!(line(&mut a), "w0\n");
-        assert_eq!(line(&mut b), "w1\n");
-        send(&mut a, "hi from a\n");
-        assert_eq!(line(&mut a), "from w0: hi from a\n");
-        assert_eq!(line(&mut b), "from w0: hi from a\n");
-        send(&mut b, "hi from b\n");
-        assert_eq!(line(&mut a), "from w1: hi from b\n");
-        assert_eq!(line(&mut b), "from w1: hi from b\n");
+        let mut a = Client::connect(addr);
+        let mut b = Client::connect(addr);
+        assert_eq!(a.line_str(), "w0\n");
+        assert_eq!(b.line_str(), "w1\n");
+        a.send(b"hi from a\n");
+        assert_eq!(a.line_str(), "from w0: hi from a\n");
+        assert_eq!(b.line_str(), "from w0: hi from a\n");
+        b.send(b"hi from b\n");
+        assert_eq!(a.line_str(), "from w1: hi from b\n");
+        assert_eq!(b.line_str(), "from w1: hi from b\n");
         stopper.stop();
     });
     run_group(&group).unwrap();
