@@ -45,7 +45,7 @@ pub(crate) struct PortInner {
     host: Address,
     unix: bool,
     listener: RefCell<Option<Socket>>,
-    factory: RefCell<Box<dyn Serve>>,
+    serve: RefCell<Box<dyn Serve>>,
     backoff: Cell<Duration>,
     /// Accepting is paused because no worker could take a connection.
     waiting_for_room: Cell<bool>,
@@ -134,7 +134,7 @@ pub(crate) fn listen(
 pub(crate) fn listen_serving(
     core: &Rc<Core>,
     listener: Socket,
-    factory: Box<dyn Serve>,
+    serve: Box<dyn Serve>,
     on_close: Option<Box<dyn FnOnce()>>,
 ) -> io::Result<ListeningPort> {
     let host = Address::from_sock_addr(&listener.local_addr()?);
@@ -147,7 +147,7 @@ pub(crate) fn listen_serving(
         host,
         unix,
         listener: RefCell::new(None),
-        factory: RefCell::new(factory),
+        serve: RefCell::new(serve),
         backoff: Cell::new(MIN_ACCEPT_BACKOFF),
         waiting_for_room: Cell::new(false),
         resume: RefCell::new(None),
@@ -163,7 +163,7 @@ pub(crate) fn listen_serving(
     debug_assert_eq!(inserted, key);
     *inner.listener.borrow_mut() = Some(listener);
     log::debug!("listening on {}", inner.host);
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| inner.factory.borrow_mut().start())) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| inner.serve.borrow_mut().start())) {
         log::error!("start_factory panicked: {}", crate::panic_message(&*panic));
     }
     Ok(ListeningPort { inner })
@@ -203,7 +203,7 @@ impl PortInner {
             return;
         };
         for _ in 0..ACCEPT_BATCH {
-            if !self.factory.borrow().has_room() {
+            if !self.serve.borrow().has_room() {
                 if !self.waiting_for_room.replace(true) {
                     log::warn!(
                         "{}: every worker is behind with the connections handed to it; \
@@ -241,7 +241,7 @@ impl PortInner {
     }
 
     fn serve(&self, core: &Rc<Core>, stream: StreamSocket, peer: Address) {
-        self.factory
+        self.serve
             .borrow_mut()
             .serve(core, stream, peer, &self.host);
     }
@@ -304,7 +304,7 @@ impl PortInner {
         match (self.me.upgrade(), self.core.upgrade()) {
             // Called from inside this factory (e.g. `build_protocol`): stop
             // it once that call returns.
-            (Some(me), Some(core)) if self.factory.try_borrow_mut().is_err() => {
+            (Some(me), Some(core)) if self.serve.try_borrow_mut().is_err() => {
                 core.defer(move || me.stop_factory())
             }
             _ => self.stop_factory(),
@@ -312,7 +312,7 @@ impl PortInner {
     }
 
     fn stop_factory(&self) {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.factory.borrow_mut().stop())) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.serve.borrow_mut().stop())) {
             log::error!("stop_factory panicked: {}", crate::panic_message(&*panic));
         }
     }
