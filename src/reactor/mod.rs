@@ -124,11 +124,9 @@ pub(crate) struct Core {
     /// drops those still pending.
     _futures: crate::executor::Lease,
     state: Cell<RunState>,
-    /// Open connections, which a graceful stop waits for.
-    pub(crate) connections: Cell<usize>,
-    /// The same count, for other threads: a reactor group's boss reads
-    /// its workers' to place connections.
-    shared_connections: Arc<AtomicUsize>,
+    /// Open connections, which a graceful stop waits for; shared, as a
+    /// reactor group's boss reads its workers' to place connections.
+    connections: Arc<AtomicUsize>,
     triggers: RefCell<Vec<Trigger>>,
     next_trigger: Cell<u64>,
     shutdown_timeout: Cell<Duration>,
@@ -188,8 +186,7 @@ impl Reactor {
             soon: RefCell::new(VecDeque::new()),
             read_buf: RefCell::new(BytesMut::new()),
             state: Cell::new(RunState::NotStarted),
-            connections: Cell::new(0),
-            shared_connections: Arc::new(AtomicUsize::new(0)),
+            connections: Arc::new(AtomicUsize::new(0)),
             triggers: RefCell::new(Vec::new()),
             next_trigger: Cell::new(0),
             shutdown_timeout: Cell::new(DEFAULT_SHUTDOWN_TIMEOUT),
@@ -351,7 +348,7 @@ impl Reactor {
 
     /// The count of open connections, readable from other threads.
     pub(crate) fn shared_connections(&self) -> Arc<AtomicUsize> {
-        self.core.shared_connections.clone()
+        self.core.connections.clone()
     }
 }
 
@@ -373,7 +370,7 @@ impl fmt::Debug for Reactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reactor")
             .field("state", &self.core.state.get())
-            .field("connections", &self.core.connections.get())
+            .field("connections", &self.core.open_connections())
             .finish()
     }
 }
@@ -417,13 +414,13 @@ impl Core {
             self.timers.run_due(Pass::Reactor);
             self.run_soon();
             if let Some(deadline) = deadline {
-                if self.connections.get() == 0 {
+                if self.open_connections() == 0 {
                     return Ok(());
                 }
                 if Instant::now() >= deadline {
                     log::warn!(
                         "{} connection(s) still open at the shutdown deadline; aborting them",
-                        self.connections.get()
+                        self.open_connections()
                     );
                     self.abort_all();
                     self.run_soon();
@@ -493,14 +490,16 @@ impl Core {
 
     /// A connection opened (a graceful stop waits for it).
     pub(crate) fn connection_opened(&self) {
-        self.connections.set(self.connections.get() + 1);
-        self.shared_connections.fetch_add(1, Ordering::Relaxed);
+        self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection closed.
     pub(crate) fn connection_closed(&self) {
-        self.connections.set(self.connections.get() - 1);
-        self.shared_connections.fetch_sub(1, Ordering::Relaxed);
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn open_connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
