@@ -24,8 +24,8 @@
 //!   (SO_REUSEPORT) and the kernel picks one by a hash of the client's
 //!   address and port: no boss, but uneven with few connections.
 //!
-//! A Unix socket cannot be shared that way, so several threads need a TCP
-//! endpoint. When a group stops (SIGINT, SIGTERM), the server logs one
+//! A Unix socket cannot be shared that way: on one, the boss hands the
+//! connections out (`least` or `round-robin`). When a group stops (SIGINT, SIGTERM), the server logs one
 //! line per worker, `worker I: N connections, M open at stop`: how many it
 //! was given over the run, and how many it held when the stop began. The
 //! benchmarks read those lines to see how evenly each placement spreads
@@ -44,9 +44,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use twill::group::{worker_index, Placement, ReactorGroup};
+use twill::group::{worker_index, GroupPort, Placement, ReactorGroup};
 use twill::net::endpoint::{parse_server_or_addr, ServerDescription};
-use twill::{Bytes, Phase, Protocol, Reactor, SystemEvent, Transport};
+use twill::{Bytes, Factory, Phase, Protocol, Reactor, SystemEvent, Transport};
 
 struct Echo {
     transport: Option<Transport>,
@@ -143,38 +143,64 @@ fn main() -> io::Result<()> {
         log::info!("listening on {}", port.host());
         return reactor.run();
     }
-    let ServerDescription::Tcp {
-        interface, port, ..
-    } = description
-    else {
-        bad_command_line(format!(
-            "{threads} worker threads share a TCP port, not {:?}",
+    let placement = line.placement.unwrap_or_default();
+    match description {
+        ServerDescription::Tcp {
+            interface, port, ..
+        } => serve_on_group(threads, |group, make| {
+            group.listen_tcp_with(SocketAddr::new(interface, port), placement, make)
+        }),
+        ServerDescription::Unix { address, mode, .. } if placement != Placement::ReusePort => {
+            serve_on_group(threads, |group, make| {
+                group.listen_unix(address, mode, placement, make)
+            })
+        }
+        _ => bad_command_line(format!(
+            "{threads} worker threads with {placement:?} need a TCP endpoint \
+             (or a Unix socket with a boss placement), not {:?}",
             line.endpoint
-        ));
-    };
-    serve_on_group(
-        SocketAddr::new(interface, port),
-        threads,
-        line.placement.unwrap_or_default(),
-    )
+        )),
+    }
 }
 
-/// Serves `addr` on a group of `threads` workers, and logs how many
+/// Builds a worker's factory, on that worker.
+type MakeEchoFactory = Box<dyn Fn() -> EchoFactory + Send + Sync>;
+
+/// A worker's factory: counts the connections its worker is given.
+struct EchoFactory {
+    given: Arc<[AtomicUsize]>,
+    worker: usize,
+}
+
+impl Factory for EchoFactory {
+    type Protocol = Echo;
+
+    fn build_protocol(&mut self, _peer: twill::Address) -> Option<Echo> {
+        self.given[self.worker].fetch_add(1, Ordering::Relaxed);
+        Some(Echo { transport: None })
+    }
+}
+
+/// Serves on a group of `threads` workers, listening with `listen` (given
+/// the group and each worker's factory maker), and logs how many
 /// connections each got when it stops.
-fn serve_on_group(addr: SocketAddr, threads: usize, placement: Placement) -> io::Result<()> {
+fn serve_on_group(
+    threads: usize,
+    listen: impl FnOnce(&ReactorGroup, MakeEchoFactory) -> io::Result<GroupPort>,
+) -> io::Result<()> {
     let group = ReactorGroup::new(threads)?;
     // One counter per worker, bumped by that worker's factory only: a
     // count of what the placement gave it, not touched on the hot path.
     let given: Arc<[AtomicUsize]> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
     let counters = given.clone();
-    let port = group.listen_tcp_with(addr, placement, move || {
-        let index = worker_index().expect("a group's factory is built on its worker");
-        let counters = counters.clone();
-        move |_peer| {
-            counters[index].fetch_add(1, Ordering::Relaxed);
-            Echo { transport: None }
-        }
-    })?;
+    let port = listen(
+        &group,
+        Box::new(move || EchoFactory {
+            given: counters.clone(),
+            worker: worker_index().expect("a group's factory is built on its worker"),
+        }),
+    )?;
+    let placement = port.placement();
     log::info!(
         "listening on {} with {threads} worker threads ({placement:?})",
         port.host()

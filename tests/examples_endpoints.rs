@@ -84,11 +84,41 @@ fn echo_server_on_a_unix_socket_echoes_to_echo_client_by_endpoint_string() {
 }
 
 #[test]
-fn echo_server_with_threads_on_a_unix_socket_exits_with_status_2() {
+fn echo_server_with_threads_on_a_unix_socket_hands_its_connections_to_the_workers() {
     let dir = TempDir::new("echo-threads");
+    let socket = dir.path().join("echo.sock");
+    let endpoint = format!("unix:{}", socket.display());
+    let server = Proc::example(
+        PACKAGE,
+        "echo_server",
+        &[&endpoint, "2", "--placement", "round-robin"],
+    );
+    server.wait_stderr("listening on");
+    for i in 0..4 {
+        let stream = UnixStream::connect(&socket).expect("connect to the echo socket");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut reader = BufReader::new(stream);
+        reader
+            .get_mut()
+            .write_all(format!("ping {i}\n").as_bytes())
+            .unwrap();
+        let mut echoed = String::new();
+        reader.read_line(&mut echoed).expect("read the echo");
+        assert_eq!(echoed, format!("ping {i}\n"));
+    }
+    stop_and_expect_socket_removed(server, &socket);
+}
+
+#[test]
+fn echo_server_with_reuse_port_on_a_unix_socket_exits_with_status_2() {
+    let dir = TempDir::new("echo-reuse");
     let endpoint = format!("unix:{}", dir.path().join("echo.sock").display());
-    let mut server = Proc::example(PACKAGE, "echo_server", &[&endpoint, "2"]);
-    server.wait_stderr("needs a TCP endpoint");
+    let mut server = Proc::example(
+        PACKAGE,
+        "echo_server",
+        &[&endpoint, "2", "--placement", "reuse-port"],
+    );
+    server.wait_stderr("need a TCP endpoint");
     let status = server.wait_exit();
     assert_eq!(status.code(), Some(2), "{}", server.transcript());
 }
