@@ -14,6 +14,8 @@
 //!
 //! When ready it prints `listening on ADDR` to stderr. It runs until killed.
 
+mod runtime;
+
 use std::io;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,29 +49,5 @@ async fn serve(addr: String) -> io::Result<()> {
 fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
-    let mut runtime = match args.next().as_deref() {
-        None | Some("current_thread") => tokio::runtime::Builder::new_current_thread(),
-        Some("multi_thread") => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            // A worker count to match another server's threads; tokio's
-            // default is one per core.
-            if let Some(workers) = args.next() {
-                let workers = workers.parse().map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("WORKERS {workers:?}: {e}"),
-                    )
-                })?;
-                builder.worker_threads(workers);
-            }
-            builder
-        }
-        Some(other) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("unknown runtime {other:?}: current_thread or multi_thread"),
-            ))
-        }
-    };
-    runtime.enable_all().build()?.block_on(serve(addr))
+    runtime::from_args(&mut args)?.block_on(serve(addr))
 }

@@ -4,10 +4,14 @@
 //! streams over TCP or Unix sockets, `udp_loadgen`), baseline echo servers
 //! (`raw_polling_echo`, `async_io_echo`, `std_udp_echo`) and the runners
 //! that compare servers side by side (`echo_bench`, `fanout_bench`,
-//! `tls_bench`, `udp_bench`, `unix_bench`, ...). This library holds what they share: a tiny argument
-//! parser, the verification byte patterns, a latency histogram, the `/proc`
-//! CPU-time reader and the measured window ([`measure`]), the parsing of
-//! the `listening on ADDR` ready line and of `key=value` result lines.
+//! `tls_bench`, `udp_bench`, `unix_bench`, ...). This library holds what
+//! they share: a tiny argument parser, the verification byte patterns, a
+//! latency histogram, the `/proc` CPU-time reader, the measured window and
+//! the load generator's run ([`measure`]), the parsing of the
+//! `listening on ADDR` ready line and of `key=value` result lines, the
+//! rounds in rotation and their paired ratios ([`rotation`]), the
+//! reports' header and round line ([`report`]), and the stream-echo
+//! scenarios and samples ([`echo`]).
 //!
 //! Everything here is plain `std`; no extra dependencies.
 
@@ -17,6 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+pub mod echo;
 pub mod measure;
 pub mod report;
 pub mod rotation;
@@ -33,6 +38,15 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// The options a runner's `parse` returned, or, if it failed, the error on
+/// stderr after `program: ` and exit status 2.
+pub fn parsed_or_exit<T>(program: &str, parsed: Result<T, CliError>) -> T {
+    parsed.unwrap_or_else(|e| {
+        eprintln!("{program}: {e}");
+        std::process::exit(2)
+    })
+}
 
 impl From<io::Error> for CliError {
     fn from(e: io::Error) -> Self {
@@ -78,6 +92,17 @@ impl Args {
     /// Collects the process arguments (without the program name).
     pub fn from_env() -> Self {
         Args::from_vec(std::env::args().skip(1).collect())
+    }
+
+    /// Collects the process arguments, after printing `usage` and exiting
+    /// with status 0 if `-h`/`--help` is among them.
+    pub fn from_env_or_usage(usage: &str) -> Self {
+        let a = Args::from_env();
+        if a.wants_help() {
+            println!("{usage}");
+            std::process::exit(0);
+        }
+        a
     }
 
     /// Builds a parser over the given arguments (without the program name).

@@ -5,16 +5,20 @@
 //! The runners (`echo_bench`, `fanout_bench`, `tls_bench`) take a
 //! [`Probe`] when the window opens and another when it closes;
 //! [`CpuWindow::between`] turns the pair into the figures their reports
-//! print.
+//! print. Those that drive `loadgen` or `udp_loadgen` do it through a
+//! [`Loader`], which runs it with [`run_loader`].
 
 use std::collections::HashMap;
 use std::io;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::server::{forward_lines, Reaper};
-use crate::{cpu_ticks, parse_kv, self_cpu_ticks, system_ticks, total_cpu_ticks};
+use crate::server::{forward_lines, Reaper, ServerProcess};
+use crate::{
+    clk_tck, cpu_ticks, ksoftirqd_pids, parse_kv, self_cpu_ticks, system_ticks, total_cpu_ticks,
+};
 
 /// Other load plus hypervisor steal, in % of one CPU, above which a round
 /// is flagged `[interference]`.
@@ -169,6 +173,71 @@ pub fn run_loader(
         result,
         window: CpuWindow::between(&t0, &t1, clk, window_s),
     })
+}
+
+/// How long a load generator run by a [`Loader`] may take beyond its
+/// warm-up and measured window: its connect (or socket setup) budget plus
+/// slack.
+pub const LOADER_GRACE: Duration = Duration::from_secs(20);
+
+/// A load generator (`loadgen`, `udp_loadgen`) as the runners drive it,
+/// one run a server: the program, the measured window, and what
+/// [`run_loader`] needs to read the CPU over it.
+pub struct Loader {
+    /// The load generator's path.
+    pub program: PathBuf,
+    /// The measured window, in seconds.
+    pub duration: f64,
+    /// The warm-up before it, in seconds.
+    pub warmup: f64,
+    clk: f64,
+    ksoftirqd: Vec<u32>,
+}
+
+impl Loader {
+    /// `program` with a window of `duration` s after `warmup` s; reads the
+    /// clock tick and the `ksoftirqd` threads once.
+    pub fn new(program: PathBuf, duration: f64, warmup: f64) -> Loader {
+        Loader {
+            program,
+            duration,
+            warmup,
+            clk: clk_tck() as f64,
+            ksoftirqd: ksoftirqd_pids(),
+        }
+    }
+
+    /// The load generator's command: `args`, each a flag and its value,
+    /// then the window's `--duration` and `--warmup`. The caller adds the
+    /// server's address and anything else its load generator takes.
+    pub fn command<'a>(&self, args: impl IntoIterator<Item = (&'a str, String)>) -> Command {
+        let mut cmd = Command::new(&self.program);
+        for (flag, value) in args {
+            cmd.arg(flag).arg(value);
+        }
+        cmd.arg("--duration").arg(self.duration.to_string());
+        cmd.arg("--warmup").arg(self.warmup.to_string());
+        cmd
+    }
+
+    /// Runs `cmd` against `server` with [`run_loader`], allowing the
+    /// warm-up, the window and [`LOADER_GRACE`]; a server that exited
+    /// during the run is a failure too.
+    pub fn run(&self, cmd: Command, server: &mut impl ServerProcess) -> Result<LoaderRun, String> {
+        let deadline = Duration::from_secs_f64(self.warmup + self.duration) + LOADER_GRACE;
+        let run = run_loader(
+            cmd,
+            server.pid(),
+            &self.ksoftirqd,
+            self.clk,
+            self.duration,
+            deadline,
+        )?;
+        if let Some(status) = server.exited() {
+            return Err(format!("server exited during the run ({status})"));
+        }
+        Ok(run)
+    }
 }
 
 #[cfg(test)]

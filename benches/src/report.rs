@@ -1,6 +1,10 @@
-//! What every report shares: its header and number formatting.
+//! What every report shares: its header, the per-round line's CPU figures
+//! and number formatting.
 
+use std::fmt;
 use std::process::Command;
+
+use crate::measure::CpuWindow;
 
 /// The trimmed standard output of a command, if it ran and printed
 /// something.
@@ -40,6 +44,37 @@ pub fn this_command(program: &str) -> String {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Prints one run's line of a round,
+/// `round I/N HEAD | CPU %: server S, loader L, ksoftirqd K, other O, steal T`,
+/// flagged `  [interference]` where other load and steal took a sizeable
+/// share ([`CpuWindow::interference`]). `round` counts from 0; `head` is
+/// what the benchmark says of the run (the server, its figures);
+/// `duration` is the measured window in seconds.
+pub fn print_round(
+    round: usize,
+    rounds: usize,
+    head: fmt::Arguments<'_>,
+    cpu: &CpuWindow,
+    duration: f64,
+) {
+    println!(
+        "round {}/{} {head} | CPU %: server {:.0}, loader {:.0}, ksoftirqd {:.0}, other {:.0}, \
+         steal {:.0}{}",
+        round + 1,
+        rounds,
+        cpu.server_cpu_s / duration * 100.0,
+        cpu.loader_pct,
+        cpu.ksoftirqd_pct,
+        cpu.other_pct,
+        cpu.steal_pct,
+        if cpu.interference() {
+            "  [interference]"
+        } else {
+            ""
+        }
+    );
 }
 
 /// A figure with `decimals` decimals, or `n/a`.

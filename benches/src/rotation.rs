@@ -4,14 +4,42 @@
 //! runs first (on a shared machine the load drifts within a round). A
 //! server whose run fails once is left out for the rest of the benchmark:
 //! its later rounds are `None`, and the failure is kept for the exit
-//! status.
+//! status. Servers are compared round by round ([`paired_ratio`]), so
+//! that drift between rounds cancels out.
 
 use std::collections::HashMap;
 
+use crate::median;
 use crate::server::ServerSpec;
 
 /// Each server's samples, one per round (`None`: failed or left out).
 pub type Samples<T> = HashMap<String, Vec<Option<T>>>;
+
+/// The median over rounds of the per-round ratio `figure(a) / figure(b)`
+/// between two servers' samples, round by round; a round either failed
+/// in is left out (NaN if none is left).
+pub fn paired_ratio<S>(a: &[Option<S>], b: &[Option<S>], figure: impl Fn(&S) -> f64) -> f64 {
+    let ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter_map(|(x, y)| Some(figure(x.as_ref()?) / figure(y.as_ref()?)))
+        .collect();
+    median(&ratios)
+}
+
+/// [`paired_ratio`] between servers `name` and `reference` of `samples`;
+/// NaN if either has no samples.
+pub fn ratio_to<S>(
+    samples: &Samples<S>,
+    name: &str,
+    reference: &str,
+    figure: impl Fn(&S) -> f64,
+) -> f64 {
+    match (samples.get(name), samples.get(reference)) {
+        (Some(a), Some(b)) => paired_ratio(a, b, figure),
+        _ => f64::NAN,
+    }
+}
 
 /// The failures of a whole benchmark run, across its scenarios.
 #[derive(Debug, Default)]

@@ -356,6 +356,33 @@ impl Drop for Reaper {
     }
 }
 
+/// A started server a load generator runs against
+/// ([`Loader::run`](crate::measure::Loader::run)).
+pub trait ServerProcess {
+    /// Its process id.
+    fn pid(&self) -> u32;
+    /// The exit status, if it has exited.
+    fn exited(&mut self) -> Option<ExitStatus>;
+}
+
+impl ServerProcess for RunningServer {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+    fn exited(&mut self) -> Option<ExitStatus> {
+        RunningServer::exited(self)
+    }
+}
+
+impl ServerProcess for ProbedServer {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+    fn exited(&mut self) -> Option<ExitStatus> {
+        ProbedServer::exited(self)
+    }
+}
+
 /// A server started by [`RunningServer::start`]; killed when dropped.
 pub struct RunningServer {
     child: Reaper,

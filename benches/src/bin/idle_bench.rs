@@ -66,7 +66,7 @@ use twill_bench::report::{fmt, print_run_header, this_command};
 use twill_bench::server::{
     echo_servers, rss_bytes, select_servers, target_dir, RunningServer, ServerSpec,
 };
-use twill_bench::{cli_err, median, Args, CliError, Pattern};
+use twill_bench::{cli_err, median, parsed_or_exit, Args, CliError, Pattern};
 
 const USAGE: &str = "usage: idle_bench [--conns 10000] [--rounds 3] \
 [--servers NAME|NAME=PATH,..] [--target-dir DIR] [--smoke]
@@ -128,13 +128,7 @@ impl Sample {
 }
 
 fn main() {
-    let opts = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("idle_bench: {e}");
-            exit(2);
-        }
-    };
+    let opts = parsed_or_exit("idle_bench", parse());
     if let Err(e) = ensure_fd_limit(opts.conns) {
         eprintln!("idle_bench: {e}");
         exit(2);
@@ -143,11 +137,7 @@ fn main() {
 }
 
 fn parse() -> Result<Opts, CliError> {
-    let mut a = Args::from_env();
-    if a.wants_help() {
-        println!("{USAGE}");
-        exit(0);
-    }
+    let mut a = Args::from_env_or_usage(USAGE);
     let smoke = a.flag("--smoke");
     let (conns, rounds) = if smoke { (200, 1) } else { (10_000, 3) };
     let conns = a.parse_or("--conns", conns)?;

@@ -30,17 +30,17 @@
 //! status non-zero.
 
 use std::path::PathBuf;
-use std::process::{exit, Command};
+use std::process::exit;
 use std::time::Duration;
 
-use twill_bench::measure::{run_loader, CpuWindow, INTERFERENCE_PCT};
-use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
-use twill_bench::rotation::Rotation;
+use twill_bench::measure::{CpuWindow, Loader};
+use twill_bench::report::{fmt, fmt_ratio, print_round, print_run_header, this_command};
+use twill_bench::rotation::{ratio_to, Rotation};
 use twill_bench::server::{
     free_udp_addr, require_twill_in_smoke, select_servers, target_dir, udp_servers, Endpoint,
     ProbedServer, ServerSpec,
 };
-use twill_bench::{check_run_shape, cli_err, clk_tck, ksoftirqd_pids, median, Args, CliError};
+use twill_bench::{check_run_shape, cli_err, median, parsed_or_exit, Args, CliError};
 
 const USAGE: &str = "usage: udp_bench [--sizes 64,1200] [--clients 64] [--inflight 1] \
 [--rounds 3] [--duration 5] [--warmup 1] [--servers NAME|NAME=PATH,..] [--target-dir DIR] \
@@ -51,8 +51,6 @@ const TWILL: &str = "twill";
 const TOKIO: &str = "tokio_ct";
 const CEILING: &str = "std_blocking";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Beyond warm-up + duration: socket setup plus slack.
-const LOADER_GRACE: Duration = Duration::from_secs(20);
 
 struct Opts {
     sizes: Vec<usize>,
@@ -89,22 +87,12 @@ impl Sample {
 }
 
 fn main() {
-    let opts = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("udp_bench: {e}");
-            exit(2);
-        }
-    };
+    let opts = parsed_or_exit("udp_bench", parse());
     exit(run(&opts));
 }
 
 fn parse() -> Result<Opts, CliError> {
-    let mut a = Args::from_env();
-    if a.wants_help() {
-        println!("{USAGE}");
-        exit(0);
-    }
+    let mut a = Args::from_env_or_usage(USAGE);
     let smoke = a.flag("--smoke");
     let sizes = match a.value("--sizes")? {
         None => vec![64, 1200],
@@ -172,8 +160,7 @@ fn run(o: &Opts) -> i32 {
         );
         return 2;
     }
-    let clk = clk_tck() as f64;
-    let ksoftirqd = ksoftirqd_pids();
+    let loader = Loader::new(loader, o.duration, o.warmup);
     print_run_header("twill UDP echo benchmark", &this_command("udp_bench"));
     println!(
         "- {} round(s), {} s measured after {} s warm-up; {} clients, {} datagram(s) in flight each",
@@ -188,8 +175,23 @@ fn run(o: &Opts) -> i32 {
     for &size in &o.sizes {
         let label = format!("{size} B");
         let samples = rotation.rounds(&label, o.rounds, &o.servers, |round, server| {
-            let s = run_one(o, &loader, clk, &ksoftirqd, server, size)?;
-            print_round(o, round, size, server, &s);
+            let s = run_one(o, &loader, server, size)?;
+            print_round(
+                round,
+                o.rounds,
+                format_args!(
+                    "{size:>5} B {:<13} {:>8.0} msg/s  p50 {:>7.1} us  p99 {:>7.1} us  \
+                     lost {:>4} | {:>8.0} msgs per server CPU-s",
+                    server.name,
+                    s.msgs_per_s,
+                    s.p50_us,
+                    s.p99_us,
+                    s.lost,
+                    s.msgs_per_cpu_s(),
+                ),
+                &s.cpu,
+                o.duration,
+            );
             Ok(s)
         });
         all.push((size, samples));
@@ -198,32 +200,16 @@ fn run(o: &Opts) -> i32 {
     rotation.exit_status("udp_bench")
 }
 
-fn run_one(
-    o: &Opts,
-    loader: &PathBuf,
-    clk: f64,
-    ksoftirqd: &[u32],
-    spec: &ServerSpec,
-    size: usize,
-) -> Result<Sample, String> {
+fn run_one(o: &Opts, loader: &Loader, spec: &ServerSpec, size: usize) -> Result<Sample, String> {
     let addr = free_udp_addr().map_err(|e| format!("no free UDP port: {e}"))?;
     let mut server = ProbedServer::start(spec, &Endpoint::Udp(addr), READY_TIMEOUT)?;
-    let mut cmd = Command::new(loader);
-    cmd.arg("--addr").arg(addr.to_string());
-    for (k, v) in [
+    let mut cmd = loader.command([
         ("--clients", o.clients.to_string()),
         ("--size", size.to_string()),
         ("--inflight", o.inflight.to_string()),
-        ("--duration", o.duration.to_string()),
-        ("--warmup", o.warmup.to_string()),
-    ] {
-        cmd.arg(k).arg(v);
-    }
-    let deadline = Duration::from_secs_f64(o.warmup + o.duration) + LOADER_GRACE;
-    let run = run_loader(cmd, server.pid, ksoftirqd, clk, o.duration, deadline)?;
-    if let Some(status) = server.exited() {
-        return Err(format!("server exited during the run ({status})"));
-    }
+    ]);
+    cmd.arg("--addr").arg(addr.to_string());
+    let run = loader.run(cmd, &mut server)?;
     drop(server);
     Ok(Sample {
         msgs: run.num("msgs")?,
@@ -233,48 +219,6 @@ fn run_one(
         lost: run.num("lost")?,
         cpu: run.window,
     })
-}
-
-fn print_round(o: &Opts, round: usize, size: usize, server: &ServerSpec, s: &Sample) {
-    let w = &s.cpu;
-    println!(
-        "round {}/{} {:>5} B {:<13} {:>8.0} msg/s  p50 {:>7.1} us  p99 {:>7.1} us  lost {:>4} \
-         | {:>8.0} msgs per server CPU-s | CPU %: server {:.0}, loader {:.0}, ksoftirqd {:.0}, \
-         other {:.0}, steal {:.0}{}",
-        round + 1,
-        o.rounds,
-        size,
-        server.name,
-        s.msgs_per_s,
-        s.p50_us,
-        s.p99_us,
-        s.lost,
-        s.msgs_per_cpu_s(),
-        w.server_cpu_s / o.duration * 100.0,
-        w.loader_pct,
-        w.ksoftirqd_pct,
-        w.other_pct,
-        w.steal_pct,
-        if w.other_pct + w.steal_pct > INTERFERENCE_PCT {
-            "  [interference]"
-        } else {
-            ""
-        }
-    );
-}
-
-/// Median over rounds of the per-round ratio of datagrams per server
-/// CPU-second between `name` and `reference`.
-fn paired_ratio(samples: &Rounds, name: &str, reference: &str) -> f64 {
-    let (Some(a), Some(b)) = (samples.get(name), samples.get(reference)) else {
-        return f64::NAN;
-    };
-    let ratios: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .filter_map(|(x, y)| Some(x.as_ref()?.msgs_per_cpu_s() / y.as_ref()?.msgs_per_cpu_s()))
-        .collect();
-    median(&ratios)
 }
 
 fn print_table(o: &Opts, all: &[(usize, Rounds)]) {
@@ -310,8 +254,18 @@ fn print_table(o: &Opts, all: &[(usize, Rounds)]) {
                 fmt(med(&|s| s.cpu.server_cpu_s / o.duration * 100.0), 0),
                 fmt(med(&|s| s.cpu.server_cpu_s), 2),
                 fmt(med(&|s| s.msgs_per_cpu_s()), 0),
-                fmt_ratio(paired_ratio(samples, &server.name, TOKIO)),
-                fmt_ratio(paired_ratio(samples, &server.name, CEILING)),
+                fmt_ratio(ratio_to(
+                    samples,
+                    &server.name,
+                    TOKIO,
+                    Sample::msgs_per_cpu_s
+                )),
+                fmt_ratio(ratio_to(
+                    samples,
+                    &server.name,
+                    CEILING,
+                    Sample::msgs_per_cpu_s
+                )),
                 ok.iter().map(|s| s.lost).sum::<f64>(),
             );
         }

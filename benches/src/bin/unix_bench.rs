@@ -28,19 +28,19 @@
 //! A failed run (a verification error, a crash, a timeout) makes the exit
 //! status non-zero.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{exit, Command, ExitStatus};
+use std::process::{exit, ExitStatus};
 use std::time::Duration;
 
-use twill_bench::measure::{run_loader, CpuWindow, INTERFERENCE_PCT};
+use twill_bench::echo::{Sample, Scenario};
+use twill_bench::measure::Loader;
 use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
-use twill_bench::rotation::Rotation;
+use twill_bench::rotation::{ratio_to, Rotation, Samples};
 use twill_bench::server::{
     on_unix_socket, require_twill_in_smoke, select_servers, target_dir, unix_servers, Endpoint,
-    ProbedServer, RunningServer, ServerSpec,
+    ProbedServer, RunningServer, ServerProcess, ServerSpec,
 };
-use twill_bench::{check_run_shape, cli_err, clk_tck, ksoftirqd_pids, median, Args, CliError};
+use twill_bench::{check_run_shape, median, parsed_or_exit, Args, CliError};
 
 const USAGE: &str = "usage: unix_bench [--scenario NAME[,NAME..]] [--rounds 3] [--duration 5] \
 [--warmup 1] [--servers NAME|NAME=PATH,..] [--target-dir DIR] [--smoke]
@@ -52,8 +52,6 @@ const TWILL_UNIX: &str = "twill_unix";
 const TWILL_TCP: &str = "twill_tcp";
 const TOKIO_UNIX: &str = "tokio_unix";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Beyond warm-up + duration: loadgen's connect budget plus slack.
-const LOADER_GRACE: Duration = Duration::from_secs(20);
 
 struct Opts {
     scenarios: Vec<Scenario>,
@@ -62,35 +60,6 @@ struct Opts {
     warmup: f64,
     target_dir: PathBuf,
     servers: Vec<ServerSpec>,
-}
-
-struct Scenario {
-    name: String,
-    conns: usize,
-    size: usize,
-    inflight: usize,
-}
-
-/// One server's numbers from one round.
-struct Sample {
-    msgs: f64,
-    msgs_per_s: f64,
-    p50_us: f64,
-    p99_us: f64,
-    cpu: CpuWindow,
-}
-
-impl Sample {
-    fn cpu_us_per_msg(&self) -> f64 {
-        self.cpu.server_cpu_s * 1e6 / self.msgs
-    }
-    fn msgs_per_cpu_s(&self) -> f64 {
-        if self.cpu.server_cpu_s > 0.0 {
-            self.msgs / self.cpu.server_cpu_s
-        } else {
-            f64::NAN
-        }
-    }
 }
 
 /// The run's directory of socket paths, removed with everything in it
@@ -114,22 +83,12 @@ impl Drop for SocketDir {
 }
 
 fn main() {
-    let opts = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("unix_bench: {e}");
-            exit(2);
-        }
-    };
+    let opts = parsed_or_exit("unix_bench", parse());
     exit(run(&opts));
 }
 
 fn parse() -> Result<Opts, CliError> {
-    let mut a = Args::from_env();
-    if a.wants_help() {
-        println!("{USAGE}");
-        exit(0);
-    }
+    let mut a = Args::from_env_or_usage(USAGE);
     let smoke = a.flag("--smoke");
     let mut names: Vec<String> = a
         .values("--scenario")?
@@ -141,7 +100,7 @@ fn parse() -> Result<Opts, CliError> {
     }
     let scenarios = names
         .iter()
-        .map(|n| parse_scenario(n))
+        .map(|n| Scenario::parse(n))
         .collect::<Result<_, _>>()?;
     let (rounds, duration, warmup) = if smoke { (1, 0.5, 0.2) } else { (3, 5.0, 1.0) };
     let rounds = a.parse_or("--rounds", rounds)?;
@@ -166,24 +125,6 @@ fn parse() -> Result<Opts, CliError> {
     })
 }
 
-fn parse_scenario(name: &str) -> Result<Scenario, CliError> {
-    let bad = || cli_err!("bad scenario {name:?}: expected CONNSxSIZExINFLIGHT");
-    let parts: Vec<usize> = name
-        .split('x')
-        .map(|p| p.parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
-    match parts[..] {
-        [conns, size, inflight] if conns > 0 && size > 4 && inflight > 0 => Ok(Scenario {
-            name: name.to_string(),
-            conns,
-            size,
-            inflight,
-        }),
-        _ => Err(bad()),
-    }
-}
-
 fn run(o: &Opts) -> i32 {
     let loadgen = o.target_dir.join("loadgen");
     if !loadgen.is_file() {
@@ -201,9 +142,7 @@ fn run(o: &Opts) -> i32 {
         }
     };
     let ctx = Ctx {
-        loadgen,
-        clk: clk_tck() as f64,
-        ksoftirqd: ksoftirqd_pids(),
+        loader: Loader::new(loadgen, o.duration, o.warmup),
         sockets: sockets.0.clone(),
     };
     print_run_header(
@@ -224,8 +163,9 @@ fn run(o: &Opts) -> i32 {
             sc.name, sc.conns, sc.size, sc.inflight
         );
         let samples = rotation.rounds(&sc.name, o.rounds, &o.servers, |round, server| {
-            let s = run_one(o, &ctx, server, sc)?;
-            print_round(o, round, server, &s);
+            let s = run_one(&ctx, server, sc)?;
+            let label = format!("{:<11} {:<4}", server.name, transport(server));
+            s.print_round(round, o.rounds, &label, 6, o.duration);
             Ok(s)
         });
         print_table(o, sc, &samples);
@@ -234,9 +174,7 @@ fn run(o: &Opts) -> i32 {
 }
 
 struct Ctx {
-    loadgen: PathBuf,
-    clk: f64,
-    ksoftirqd: Vec<u32>,
+    loader: Loader,
     sockets: PathBuf,
 }
 
@@ -246,7 +184,7 @@ enum Started {
     Tcp(RunningServer),
 }
 
-impl Started {
+impl ServerProcess for Started {
     fn pid(&self) -> u32 {
         match self {
             Started::Unix(s) => s.pid,
@@ -270,8 +208,8 @@ fn transport(spec: &ServerSpec) -> &'static str {
     }
 }
 
-fn run_one(o: &Opts, ctx: &Ctx, spec: &ServerSpec, sc: &Scenario) -> Result<Sample, String> {
-    let mut cmd = Command::new(&ctx.loadgen);
+fn run_one(ctx: &Ctx, spec: &ServerSpec, sc: &Scenario) -> Result<Sample, String> {
+    let mut cmd = ctx.loader.command(sc.loadgen_args());
     let mut server = if on_unix_socket(spec) {
         let path = socket_path(&ctx.sockets, &spec.name);
         let _ = std::fs::remove_file(&path);
@@ -283,35 +221,9 @@ fn run_one(o: &Opts, ctx: &Ctx, spec: &ServerSpec, sc: &Scenario) -> Result<Samp
         cmd.arg("--addr").arg(server.addr.to_string());
         Started::Tcp(server)
     };
-    for (k, v) in [
-        ("--conns", sc.conns.to_string()),
-        ("--size", sc.size.to_string()),
-        ("--inflight", sc.inflight.to_string()),
-        ("--duration", o.duration.to_string()),
-        ("--warmup", o.warmup.to_string()),
-    ] {
-        cmd.arg(k).arg(v);
-    }
-    let deadline = Duration::from_secs_f64(o.warmup + o.duration) + LOADER_GRACE;
-    let run = run_loader(
-        cmd,
-        server.pid(),
-        &ctx.ksoftirqd,
-        ctx.clk,
-        o.duration,
-        deadline,
-    )?;
-    if let Some(status) = server.exited() {
-        return Err(format!("server exited during the run ({status})"));
-    }
+    let run = ctx.loader.run(cmd, &mut server)?;
     drop(server);
-    Ok(Sample {
-        msgs: run.num("msgs")?,
-        msgs_per_s: run.num("msgs_per_s")?,
-        p50_us: run.num("p50_us")?,
-        p99_us: run.num("p99_us")?,
-        cpu: run.window,
-    })
+    Sample::from_run(&run)
 }
 
 /// A socket path for server `name`, short enough for `sun_path` (108
@@ -320,52 +232,7 @@ fn socket_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.sock"))
 }
 
-fn print_round(o: &Opts, round: usize, server: &ServerSpec, s: &Sample) {
-    let w = &s.cpu;
-    println!(
-        "round {}/{} {:<11} {:<4} {:>8.0} msg/s  p50 {:>6.1} us  p99 {:>6.1} us  \
-         {:>5.2} us/msg | CPU %: server {:.0}, loader {:.0}, ksoftirqd {:.0}, other {:.0}, \
-         steal {:.0}{}",
-        round + 1,
-        o.rounds,
-        server.name,
-        transport(server),
-        s.msgs_per_s,
-        s.p50_us,
-        s.p99_us,
-        s.cpu_us_per_msg(),
-        w.server_cpu_s / o.duration * 100.0,
-        w.loader_pct,
-        w.ksoftirqd_pct,
-        w.other_pct,
-        w.steal_pct,
-        if w.other_pct + w.steal_pct > INTERFERENCE_PCT {
-            "  [interference]"
-        } else {
-            ""
-        }
-    );
-}
-
-/// Median over rounds of the per-round ratio of messages per server
-/// CPU-second between `name` and `reference`.
-fn paired_ratio(
-    samples: &HashMap<String, Vec<Option<Sample>>>,
-    name: &str,
-    reference: &str,
-) -> f64 {
-    let (Some(a), Some(b)) = (samples.get(name), samples.get(reference)) else {
-        return f64::NAN;
-    };
-    let ratios: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .filter_map(|(x, y)| Some(x.as_ref()?.msgs_per_cpu_s() / y.as_ref()?.msgs_per_cpu_s()))
-        .collect();
-    median(&ratios)
-}
-
-fn print_table(o: &Opts, sc: &Scenario, samples: &HashMap<String, Vec<Option<Sample>>>) {
+fn print_table(o: &Opts, sc: &Scenario, samples: &Samples<Sample>) {
     println!(
         "\n{} — {} conns × {} B × {} in flight; median of {} round(s), {} s each \
          (ratios: messages per server CPU-second, median of per-round ratios)\n",
@@ -400,8 +267,18 @@ fn print_table(o: &Opts, sc: &Scenario, samples: &HashMap<String, Vec<Option<Sam
             fmt(med(&|s| s.cpu.server_cpu_s / o.duration * 100.0), 0),
             fmt(med(&|s| s.cpu_us_per_msg()), 2),
             fmt(med(&|s| s.msgs_per_cpu_s()), 0),
-            fmt_ratio(paired_ratio(samples, &server.name, TOKIO_UNIX)),
-            fmt_ratio(paired_ratio(samples, &server.name, TWILL_TCP)),
+            fmt_ratio(ratio_to(
+                samples,
+                &server.name,
+                TOKIO_UNIX,
+                Sample::msgs_per_cpu_s
+            )),
+            fmt_ratio(ratio_to(
+                samples,
+                &server.name,
+                TWILL_TCP,
+                Sample::msgs_per_cpu_s
+            )),
         );
     }
 }

@@ -46,21 +46,23 @@
 
 use std::path::PathBuf;
 use std::process::exit;
+use std::time::Duration;
 
+use twill_bench::echo::{run_on_tcp, Scenario};
+use twill_bench::measure::Loader;
 use twill_bench::rotation::Rotation;
 use twill_bench::server::{echo_servers, select_servers, target_dir, ServerSpec};
-use twill_bench::{check_run_shape, cli_err, clk_tck, ksoftirqd_pids, Args, CliError};
+use twill_bench::{check_run_shape, parsed_or_exit, Args, CliError};
 
-mod measure;
 mod report;
 
-use measure::{run_one, Ctx};
-use report::{print_header, print_round, print_table};
+use report::{print_header, print_table};
 
 const PRESETS: [&str; 4] = ["64x16x1", "64x16x16", "16x4096x4", "1000x64x1"];
 const CEILING: &str = "raw_polling";
 const TWILL: &str = "twill";
 const TOKIO: &str = "tokio_ct";
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The parsed command line.
 struct Opts {
@@ -73,62 +75,13 @@ struct Opts {
     servers: Vec<ServerSpec>,
 }
 
-/// A load shape: connections × message size × messages in flight.
-struct Scenario {
-    name: String,
-    conns: usize,
-    size: usize,
-    inflight: usize,
-}
-
-/// One server's numbers from one round.
-struct Sample {
-    msgs: f64,
-    msgs_per_s: f64,
-    p50_us: f64,
-    p99_us: f64,
-    server_cpu_s: f64,
-    client_cpu_pct: f64,
-    /// CPU share of the kernel's ksoftirqd threads (all CPUs), in % of one
-    /// CPU, over the measured window.
-    ksoftirqd_pct: f64,
-    /// Busy CPU of everything else on the machine (other programs, and
-    /// this runner), in % of one CPU: interference.
-    other_pct: f64,
-    /// CPU time the hypervisor stole, in % of one CPU.
-    steal_pct: f64,
-}
-
-impl Sample {
-    fn cpu_us_per_msg(&self) -> f64 {
-        self.server_cpu_s * 1e6 / self.msgs
-    }
-    fn msgs_per_cpu_s(&self) -> f64 {
-        if self.server_cpu_s > 0.0 {
-            self.msgs / self.server_cpu_s
-        } else {
-            f64::NAN
-        }
-    }
-}
-
 fn main() {
-    let opts = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("echo_bench: {e}");
-            exit(2);
-        }
-    };
+    let opts = parsed_or_exit("echo_bench", parse());
     exit(run(&opts));
 }
 
 fn parse() -> Result<Opts, CliError> {
-    let mut a = Args::from_env();
-    if a.wants_help() {
-        println!("{}", USAGE);
-        exit(0);
-    }
+    let mut a = Args::from_env_or_usage(USAGE);
     let smoke = a.flag("--smoke");
     let mut names: Vec<String> = a
         .values("--scenario")?
@@ -142,7 +95,7 @@ fn parse() -> Result<Opts, CliError> {
     }
     let scenarios = names
         .iter()
-        .map(|n| parse_scenario(n))
+        .map(|n| Scenario::parse(n))
         .collect::<Result<_, _>>()?;
     let (rounds, duration, warmup) = if smoke { (1, 1.0, 0.2) } else { (3, 5.0, 1.0) };
     let rounds = a.parse_or("--rounds", rounds)?;
@@ -176,25 +129,6 @@ servers: twill twill_async twill_codec raw_polling async_io tokio_ct tokio_mt as
 asyncio_streams uvloop_streams twisted
 (default: all found)";
 
-fn parse_scenario(name: &str) -> Result<Scenario, CliError> {
-    let parts: Vec<usize> = name
-        .split('x')
-        .map(|p| p.parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| cli_err!("bad scenario {name:?}: expected CONNSxSIZExINFLIGHT"))?;
-    match parts[..] {
-        [conns, size, inflight] if conns > 0 && size > 0 && inflight > 0 => Ok(Scenario {
-            name: name.to_string(),
-            conns,
-            size,
-            inflight,
-        }),
-        _ => Err(cli_err!(
-            "bad scenario {name:?}: expected CONNSxSIZExINFLIGHT"
-        )),
-    }
-}
-
 fn run(o: &Opts) -> i32 {
     let loadgen = o.target_dir.join("loadgen");
     if !loadgen.is_file() {
@@ -204,11 +138,7 @@ fn run(o: &Opts) -> i32 {
         );
         return 2;
     }
-    let ctx = Ctx {
-        loadgen,
-        clk: clk_tck() as f64,
-        ksoftirqd: ksoftirqd_pids(),
-    };
+    let loader = Loader::new(loadgen, o.duration, o.warmup);
     print_header(o);
     let mut rotation = Rotation::new();
     for sc in &o.scenarios {
@@ -217,8 +147,14 @@ fn run(o: &Opts) -> i32 {
             sc.name, sc.conns, sc.size, sc.inflight
         );
         let samples = rotation.rounds(&sc.name, o.rounds, &o.servers, |round, server| {
-            let s = run_one(o, &ctx, server, sc)?;
-            print_round(o, round, server, &s);
+            let s = run_on_tcp(&loader, server, sc, o.threads, READY_TIMEOUT)?;
+            s.print_round(
+                round,
+                o.rounds,
+                &format!("{:<15}", server.name),
+                6,
+                o.duration,
+            );
             Ok(s)
         });
         print_table(o, sc, &samples);

@@ -109,7 +109,7 @@ use twill_bench::measure::{CpuWindow, Probe};
 use twill_bench::server::{
     python_dir, select_servers, target_dir, venv_python, RunningServer, ServerSpec,
 };
-use twill_bench::{cli_err, clk_tck, ksoftirqd_pids, Args, CliError};
+use twill_bench::{cli_err, clk_tck, ksoftirqd_pids, parsed_or_exit, Args, CliError};
 
 mod load;
 mod report;
@@ -221,22 +221,12 @@ impl Sample {
 }
 
 fn main() {
-    let opts = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("fanout_bench: {e}");
-            exit(2);
-        }
-    };
+    let opts = parsed_or_exit("fanout_bench", parse());
     exit(run(&opts));
 }
 
 fn parse() -> Result<Opts, CliError> {
-    let mut a = Args::from_env();
-    if a.wants_help() {
-        println!("{USAGE}");
-        exit(0);
-    }
+    let mut a = Args::from_env_or_usage(USAGE);
     let smoke = a.flag("--smoke");
     let (rounds, duration, warmup, clients) = if smoke {
         (1, 1.0, 0.2, 20)

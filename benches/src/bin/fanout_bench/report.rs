@@ -3,6 +3,7 @@
 use twill_bench::measure::INTERFERENCE_PCT;
 use twill_bench::median;
 use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
+use twill_bench::rotation;
 use twill_bench::server::ServerSpec;
 
 use super::load::{SLOW_RCVBUF, SLOW_TICK};
@@ -100,18 +101,13 @@ fn paired_ratio(
     b: (&str, usize),
     f: fn(&Sample) -> f64,
 ) -> f64 {
-    let (Some(a), Some(b)) = (
+    match (
         samples.get(&(a.0.to_string(), a.1)),
         samples.get(&(b.0.to_string(), b.1)),
-    ) else {
-        return f64::NAN;
-    };
-    let ratios: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .filter_map(|(x, y)| Some(f(x.as_ref()?) / f(y.as_ref()?)))
-        .collect();
-    median(&ratios)
+    ) {
+        (Some(a), Some(b)) => rotation::paired_ratio(a, b, f),
+        _ => f64::NAN,
+    }
 }
 
 /// The server's count of messages dropped for slow clients, NaN when it

@@ -3,58 +3,29 @@
 //!
 //! The method is `echo_bench`'s: for each scenario, round after round,
 //! every server in turn (the order rotating, [`Rotation`]) is started,
-//! loaded by `loadgen` through [`run_loader`], which reads the server's
+//! loaded by `loadgen` through a [`Loader`], which reads the server's
 //! CPU (all its threads) from `/proc` at the edges of the measured window,
 //! and killed. Ratios are medians of per-round ratios.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use twill_bench::measure::{run_loader, CpuWindow, INTERFERENCE_PCT};
+use twill_bench::echo::{run_on_tcp, Sample};
+use twill_bench::measure::Loader;
+use twill_bench::median;
 use twill_bench::report::{fmt, fmt_ratio};
-use twill_bench::rotation::{Rotation, Samples};
-use twill_bench::server::{RunningServer, ServerSpec};
-use twill_bench::{cli_err, clk_tck, ksoftirqd_pids, median, CliError};
+use twill_bench::rotation::{ratio_to, Rotation, Samples};
+use twill_bench::server::ServerSpec;
 
 use super::Opts;
 
+pub use twill_bench::echo::Scenario;
+
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Beyond warm-up + duration: loadgen's connect budget plus slack.
-const LOADER_GRACE: Duration = Duration::from_secs(20);
 /// The reference on one core.
 const TWILL: &str = "twill";
 /// The reference on several.
 const TOKIO_MT: &str = "tokio_mt";
-
-/// A load shape: connections × message size × messages in flight.
-pub struct Scenario {
-    name: String,
-    conns: usize,
-    size: usize,
-    inflight: usize,
-}
-
-impl Scenario {
-    /// Parses `CONNSxSIZExINFLIGHT`.
-    pub fn parse(name: &str) -> Result<Scenario, CliError> {
-        let bad = || cli_err!("bad scenario {name:?}: expected CONNSxSIZExINFLIGHT");
-        let parts: Vec<usize> = name
-            .split('x')
-            .map(|p| p.parse::<usize>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad())?;
-        match parts[..] {
-            [conns, size, inflight] if conns > 0 && size > 4 && inflight > 0 => Ok(Scenario {
-                name: name.to_string(),
-                conns,
-                size,
-                inflight,
-            }),
-            _ => Err(bad()),
-        }
-    }
-}
 
 /// The echo servers this part compares, with `workers` workers where
 /// they have several:
@@ -92,35 +63,10 @@ pub fn servers(target_dir: &Path, workers: usize) -> Vec<ServerSpec> {
     specs
 }
 
-/// One server's numbers from one round.
-struct Sample {
-    msgs: f64,
-    msgs_per_s: f64,
-    p50_us: f64,
-    p99_us: f64,
-    cpu: CpuWindow,
-}
-
-impl Sample {
-    fn cpu_us_per_msg(&self) -> f64 {
-        self.cpu.server_cpu_s * 1e6 / self.msgs
-    }
-
-    fn msgs_per_cpu_s(&self) -> f64 {
-        if self.cpu.server_cpu_s > 0.0 {
-            self.msgs / self.cpu.server_cpu_s
-        } else {
-            f64::NAN
-        }
-    }
-}
-
 /// Runs every scenario over every server and prints a table for each,
 /// then the targets.
 pub fn run(o: &Opts, rotation: &mut Rotation) {
-    let loadgen = o.target_dir.join("loadgen");
-    let clk = clk_tck() as f64;
-    let ksoftirqd = ksoftirqd_pids();
+    let loader = Loader::new(o.target_dir.join("loadgen"), o.duration, o.warmup);
     let names: Vec<&str> = o.servers.iter().map(|s| s.name.as_str()).collect();
     println!("\n## echo: {}", names.join(", "));
     let mut all = Vec::new();
@@ -130,95 +76,20 @@ pub fn run(o: &Opts, rotation: &mut Rotation) {
             sc.name, sc.conns, sc.size, sc.inflight
         );
         let samples = rotation.rounds(&sc.name, o.rounds, &o.servers, |round, server| {
-            let s = run_one(o, &loadgen, clk, &ksoftirqd, server, sc)?;
-            print_round(o, round, server, &s);
+            let s = run_on_tcp(&loader, server, sc, o.threads, READY_TIMEOUT)?;
+            s.print_round(
+                round,
+                o.rounds,
+                &format!("{:<15}", server.name),
+                7,
+                o.duration,
+            );
             Ok(s)
         });
         print_table(o, sc, &samples);
         all.push(samples);
     }
     print_targets(o, &all);
-}
-
-fn run_one(
-    o: &Opts,
-    loadgen: &Path,
-    clk: f64,
-    ksoftirqd: &[u32],
-    spec: &ServerSpec,
-    sc: &Scenario,
-) -> Result<Sample, String> {
-    let mut server = RunningServer::start(spec, READY_TIMEOUT)?;
-    let mut cmd = Command::new(loadgen);
-    cmd.arg("--addr").arg(server.addr.to_string());
-    for (k, v) in [
-        ("--conns", sc.conns.to_string()),
-        ("--size", sc.size.to_string()),
-        ("--inflight", sc.inflight.to_string()),
-        ("--duration", o.duration.to_string()),
-        ("--warmup", o.warmup.to_string()),
-        ("--threads", o.threads.to_string()),
-    ] {
-        cmd.arg(k).arg(v);
-    }
-    let deadline = Duration::from_secs_f64(o.warmup + o.duration) + LOADER_GRACE;
-    let run = run_loader(cmd, server.pid, ksoftirqd, clk, o.duration, deadline)?;
-    if let Some(status) = server.exited() {
-        return Err(format!("server exited during the run ({status})"));
-    }
-    drop(server);
-    Ok(Sample {
-        msgs: run.num("msgs")?,
-        msgs_per_s: run.num("msgs_per_s")?,
-        p50_us: run.num("p50_us")?,
-        p99_us: run.num("p99_us")?,
-        cpu: run.window,
-    })
-}
-
-fn print_round(o: &Opts, round: usize, server: &ServerSpec, s: &Sample) {
-    let w = &s.cpu;
-    println!(
-        "round {}/{} {:<15} {:>8.0} msg/s  p50 {:>7.1} us  p99 {:>7.1} us  \
-         {:>5.2} us/msg | CPU %: server {:.0}, loader {:.0}, ksoftirqd {:.0}, other {:.0}, \
-         steal {:.0}{}",
-        round + 1,
-        o.rounds,
-        server.name,
-        s.msgs_per_s,
-        s.p50_us,
-        s.p99_us,
-        s.cpu_us_per_msg(),
-        w.server_cpu_s / o.duration * 100.0,
-        w.loader_pct,
-        w.ksoftirqd_pct,
-        w.other_pct,
-        w.steal_pct,
-        if w.other_pct + w.steal_pct > INTERFERENCE_PCT {
-            "  [interference]"
-        } else {
-            ""
-        }
-    );
-}
-
-/// Median over rounds of the per-round ratio of `figure` between `name`
-/// and `reference`.
-fn paired_ratio(
-    samples: &Samples<Sample>,
-    name: &str,
-    reference: &str,
-    figure: fn(&Sample) -> f64,
-) -> f64 {
-    let (Some(a), Some(b)) = (samples.get(name), samples.get(reference)) else {
-        return f64::NAN;
-    };
-    let ratios: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .filter_map(|(x, y)| Some(figure(x.as_ref()?) / figure(y.as_ref()?)))
-        .collect();
-    median(&ratios)
 }
 
 fn per_cpu_s(s: &Sample) -> f64 {
@@ -261,10 +132,10 @@ fn print_table(o: &Opts, sc: &Scenario, samples: &Samples<Sample>) {
             fmt(med(&|s| s.cpu.loader_pct), 0),
             fmt(med(&|s| s.cpu_us_per_msg()), 2),
             fmt(med(&|s| s.msgs_per_cpu_s()), 0),
-            fmt_ratio(paired_ratio(samples, &server.name, TWILL, per_cpu_s)),
-            fmt_ratio(paired_ratio(samples, &server.name, TOKIO_MT, per_cpu_s)),
-            fmt_ratio(paired_ratio(samples, &server.name, TWILL, per_s)),
-            fmt_ratio(paired_ratio(samples, &server.name, TOKIO_MT, per_s)),
+            fmt_ratio(ratio_to(samples, &server.name, TWILL, per_cpu_s)),
+            fmt_ratio(ratio_to(samples, &server.name, TOKIO_MT, per_cpu_s)),
+            fmt_ratio(ratio_to(samples, &server.name, TWILL, per_s)),
+            fmt_ratio(ratio_to(samples, &server.name, TOKIO_MT, per_s)),
         );
     }
 }
@@ -306,8 +177,8 @@ fn print_targets(o: &Opts, all: &[Samples<Sample>]) {
             .map(|samples| {
                 format!(
                     "{} ({})",
-                    fmt_ratio(paired_ratio(samples, name, reference, per_cpu_s)),
-                    fmt_ratio(paired_ratio(samples, name, reference, per_s))
+                    fmt_ratio(ratio_to(samples, name, reference, per_cpu_s)),
+                    fmt_ratio(ratio_to(samples, name, reference, per_s))
                 )
             })
             .collect();
@@ -320,11 +191,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scenarios_and_servers() {
-        let sc = Scenario::parse("1000x64x1").unwrap();
-        assert_eq!((sc.conns, sc.size, sc.inflight), (1000, 64, 1));
-        assert!(Scenario::parse("1000x4x1").is_err());
-        assert!(Scenario::parse("64x16").is_err());
+    fn servers_by_workers() {
         let names: Vec<String> = servers(Path::new("/t"), 2)
             .into_iter()
             .map(|s| s.name)

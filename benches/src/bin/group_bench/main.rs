@@ -48,7 +48,7 @@ use std::process::{exit, Command, Stdio};
 use twill_bench::report::{print_run_header, this_command};
 use twill_bench::rotation::Rotation;
 use twill_bench::server::{require_twill_in_smoke, select_servers, target_dir, ServerSpec};
-use twill_bench::{check_run_shape, cli_err, Args, CliError};
+use twill_bench::{check_run_shape, cli_err, parsed_or_exit, Args, CliError};
 
 mod balance;
 mod echo;
@@ -85,13 +85,7 @@ pub struct Opts {
 }
 
 fn main() {
-    let opts = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("group_bench: {e}");
-            exit(2);
-        }
-    };
+    let opts = parsed_or_exit("group_bench", parse());
     exit(run(&opts));
 }
 
@@ -104,11 +98,7 @@ fn list(a: &mut Args, name: &str) -> Result<Vec<String>, CliError> {
 }
 
 fn parse() -> Result<Opts, CliError> {
-    let mut a = Args::from_env();
-    if a.wants_help() {
-        println!("{USAGE}");
-        exit(0);
-    }
+    let mut a = Args::from_env_or_usage(USAGE);
     let smoke = a.flag("--smoke");
     let mut parts = list(&mut a, "--parts")?;
     if parts.is_empty() {

@@ -50,7 +50,9 @@ use twill_bench::measure::{CpuWindow, Probe};
 use twill_bench::server::{
     select_servers, target_dir, tls_servers, RunningServer, ServerSpec, CERT, KEY,
 };
-use twill_bench::{check_run_shape, cli_err, clk_tck, ksoftirqd_pids, Args, CliError, BULK_CHUNK};
+use twill_bench::{
+    check_run_shape, cli_err, clk_tck, ksoftirqd_pids, parsed_or_exit, Args, CliError, BULK_CHUNK,
+};
 
 mod load;
 mod report;
@@ -146,13 +148,7 @@ impl Sample {
 pub type Samples = HashMap<String, Vec<Option<Sample>>>;
 
 fn main() {
-    let opts = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("tls_bench: {e}");
-            exit(2);
-        }
-    };
+    let opts = parsed_or_exit("tls_bench", parse());
     exit(run(&opts));
 }
 
@@ -163,11 +159,7 @@ scenarios: CONNSxSIZExINFLIGHT (echo), bulk, handshake; default 64x16x1 16x4096x
 servers: twill twill_plain tokio_rustls tokio_plain asyncio_ssl uvloop_ssl (default: all found)";
 
 fn parse() -> Result<Opts, CliError> {
-    let mut a = Args::from_env();
-    if a.wants_help() {
-        println!("{USAGE}");
-        exit(0);
-    }
+    let mut a = Args::from_env_or_usage(USAGE);
     let smoke = a.flag("--smoke");
     let mut names: Vec<String> = a
         .values("--scenario")?

@@ -2,6 +2,7 @@
 
 use twill_bench::median;
 use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
+use twill_bench::rotation::ratio_to;
 use twill_bench::server::ServerSpec;
 
 use super::{Opts, Sample, Samples, Scenario, TOKIO, TWILL};
@@ -52,15 +53,7 @@ pub fn print_round(o: &Opts, sc: &Scenario, round: usize, server: &ServerSpec, s
 /// Median over rounds of the per-round ratio of units per server
 /// CPU-second between `name` and `reference`.
 fn paired_ratio(samples: &Samples, name: &str, reference: &str) -> f64 {
-    let (Some(a), Some(b)) = (samples.get(name), samples.get(reference)) else {
-        return f64::NAN;
-    };
-    let ratios: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .filter_map(|(x, y)| Some(x.as_ref()?.per_cpu_s() / y.as_ref()?.per_cpu_s()))
-        .collect();
-    median(&ratios)
+    ratio_to(samples, name, reference, Sample::per_cpu_s)
 }
 
 /// The lowest server CPU per unit over the rounds.
