@@ -190,7 +190,7 @@ impl HttpRequestDecoder {
                     format!("more than {} header fields", self.max_headers),
                 ))
             }
-            Err(httparse::Error::Version) => {
+            Err(httparse::Error::Version) if names_a_version(&src[..line_len]) => {
                 return Err(HttpError::new(
                     StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                     "not HTTP/1.0 or HTTP/1.1",
@@ -363,6 +363,22 @@ impl Decoder for HttpRequestDecoder {
             "connection closed in the middle of a request",
         )))
     }
+}
+
+/// Whether the request line is three words ending in a well-formed
+/// `HTTP/x.y` that is just not one spoken here (505), rather than garbage
+/// (400).
+fn names_a_version(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    matches!(words[..], [method, target, version]
+        if !method.is_empty() && !target.is_empty() && names_version(version))
+}
+
+fn names_version(word: &[u8]) -> bool {
+    matches!(word, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 fn line_too_long() -> HttpError {
