@@ -356,6 +356,22 @@ fn a_flood_of_headers_is_refused_with_bounded_memory() {
 }
 
 #[test]
+fn a_head_trickling_in_byte_by_byte_is_parsed_once_per_line() {
+    // 90 fields of 600 bytes, one byte per read: parsing the whole head
+    // again at every byte would scan gigabytes; once per line, megabytes.
+    let fields: String = (0..90)
+        .map(|i| format!("X-{i}: {}\r\n", "v".repeat(600)))
+        .collect();
+    let input = format!("GET / HTTP/1.1\r\n{fields}\r\n");
+    let bytes: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
+    let outcome = run(&HttpRequestDecoder::new(), &bytes, usize::MAX);
+    assert_eq!(
+        (outcome.requests[0].headers.len(), outcome.error),
+        (90, None)
+    );
+}
+
+#[test]
 fn content_length_and_transfer_encoding_together_are_refused() {
     // Request smuggling: a front end that believes the other field would
     // see a different request boundary (RFC 9112 §6.1, §11.2).
@@ -816,6 +832,14 @@ fn misuse_is_refused_with_nothing_written() {
         head_part(200, Framing::Chunked, Method::GET),
         head_part(200, Framing::Chunked, Method::GET),
     ]);
+    let mut old = response(200);
+    *old.version_mut() = Version::HTTP_10;
+    let chunked_for_1_0 = refused(vec![ResponsePart::Head {
+        response: old,
+        framing: Framing::Chunked,
+        request_method: Method::GET,
+    }]);
+    assert!(chunked_for_1_0.contains("HTTP/1.0"), "{chunked_for_1_0}");
     let mut trailers = HeaderMap::new();
     trailers.insert("t", HeaderValue::from_static("1"));
     refused(vec![

@@ -97,6 +97,10 @@ pub struct HttpRequestDecoder {
     max_header_bytes: usize,
     max_headers: usize,
     state: State,
+    /// How much of an unfinished head (or trailer block) the last parse
+    /// saw: it is parsed again only once a new line has come, so a head
+    /// trickling in byte by byte costs a parse per line, not per byte.
+    scanned: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +129,7 @@ impl HttpRequestDecoder {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_headers: DEFAULT_MAX_HEADERS,
             state: State::Head,
+            scanned: 0,
         }
     }
 
@@ -158,6 +163,13 @@ impl HttpRequestDecoder {
         err.into()
     }
 
+    fn new_line_since_last_parse(&self, src: &[u8]) -> bool {
+        match src.get(self.scanned..) {
+            Some(fresh) if self.scanned > 0 => memchr::memchr(b'\n', fresh).is_some(),
+            _ => true,
+        }
+    }
+
     fn decode_head(&mut self, src: &mut BytesMut) -> Result<Option<RequestPart>, HttpError> {
         // RFC 9112 §2.2: empty lines before a request line are ignored.
         while src.starts_with(b"\r\n") || src.starts_with(b"\n") {
@@ -174,6 +186,12 @@ impl HttpRequestDecoder {
             Some(_) => {}
         }
         let line_len = line_end.unwrap_or(0) + 1;
+        if !self.new_line_since_last_parse(src) {
+            if src.len() - line_len > self.max_header_bytes {
+                return Err(headers_too_large());
+            }
+            return Ok(None);
+        }
         let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
         let mut req = httparse::Request::new(&mut headers);
         let head_len = match req.parse(src) {
@@ -182,6 +200,7 @@ impl HttpRequestDecoder {
                 if src.len() - line_len > self.max_header_bytes {
                     return Err(headers_too_large());
                 }
+                self.scanned = src.len();
                 return Ok(None);
             }
             Err(httparse::Error::TooManyHeaders) => {
@@ -198,6 +217,7 @@ impl HttpRequestDecoder {
             }
             Err(err) => return Err(HttpError::bad_request(format!("malformed head: {err}"))),
         };
+        self.scanned = 0;
         if head_len - line_len > self.max_header_bytes {
             return Err(headers_too_large());
         }
@@ -276,6 +296,12 @@ impl HttpRequestDecoder {
         if src.len() < 2 && (src.is_empty() || src[0] == b'\r') {
             return Ok(None);
         }
+        if !self.new_line_since_last_parse(src) {
+            if src.len() > self.max_header_bytes {
+                return Err(headers_too_large());
+            }
+            return Ok(None);
+        }
         let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
         match httparse::parse_headers(src, &mut headers) {
             Ok(httparse::Status::Complete((n, fields))) => {
@@ -287,13 +313,17 @@ impl HttpRequestDecoder {
                 trailers.remove(CONTENT_LENGTH);
                 trailers.remove(TRANSFER_ENCODING);
                 src.advance(n);
+                self.scanned = 0;
                 self.state = State::Head;
                 Ok(Some(RequestPart::End(Bytes::new(), trailers)))
             }
             Ok(httparse::Status::Partial) if src.len() > self.max_header_bytes => {
                 Err(headers_too_large())
             }
-            Ok(httparse::Status::Partial) => Ok(None),
+            Ok(httparse::Status::Partial) => {
+                self.scanned = src.len();
+                Ok(None)
+            }
             Err(httparse::Error::TooManyHeaders) => Err(HttpError::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "too many trailer fields",

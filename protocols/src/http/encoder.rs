@@ -79,7 +79,9 @@ pub enum ResponsePart {
 /// the `http` crate's checked constructors refuse them already, its
 /// unchecked ones do not), for parts out of order (a body before a head),
 /// for more body than the `Content-Length` said or an end before all of it,
-/// and for trailers without chunked coding.
+/// for trailers without chunked coding, and for chunked coding in an
+/// HTTP/1.0 response (left to the server layer: answering HTTP/1.0
+/// clients, which know no chunks, with a body closed by the connection).
 #[derive(Debug, Default)]
 pub struct HttpResponseEncoder {
     state: Out,
@@ -116,6 +118,14 @@ impl HttpResponseEncoder {
         }
         check_headers(response.headers())?;
         let status = response.status();
+        if response.version() == Version::HTTP_10 && framing == Framing::Chunked {
+            // An HTTP/1.0 client knows no chunked coding; a stream of
+            // unknown length goes to it unframed, closed by the server.
+            return Err(HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "chunked coding in an HTTP/1.0 response",
+            ));
+        }
         let version = if response.version() == Version::HTTP_10 {
             "HTTP/1.0"
         } else {
