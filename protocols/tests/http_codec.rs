@@ -451,6 +451,38 @@ fn invalid_chunk_sizes_are_refused() {
 }
 
 #[test]
+fn trailers_have_the_header_limits() {
+    let trailers = |block: &str| {
+        let input =
+            format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n{block}");
+        run(
+            &HttpRequestDecoder::new()
+                .max_headers(3)
+                .max_header_bytes(100),
+            &[input.as_bytes()],
+            usize::MAX,
+        )
+    };
+    let ok = trailers("A: 1\r\nContent-Length: 9\r\n\r\n");
+    assert_eq!(ok.error, None);
+    assert_eq!(
+        ok.requests[0].trailers,
+        kv(&[("a", "1")]),
+        "no framing fields"
+    );
+    assert_eq!(
+        trailers("A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n").error,
+        Some(431)
+    );
+    assert_eq!(
+        trailers(&format!("A: {}\r\n\r\n", "v".repeat(100))).error,
+        Some(431)
+    );
+    assert_eq!(trailers(&"v".repeat(200)).error, Some(431), "no line end");
+    assert_eq!(trailers("A: 1\r\nbad line\r\n\r\n").error, Some(400));
+}
+
+#[test]
 fn malformed_heads_are_refused() {
     for input in [
         &b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"[..],

@@ -82,6 +82,14 @@ pub enum ResponsePart {
 /// for trailers without chunked coding, and for chunked coding in an
 /// HTTP/1.0 response (left to the server layer: answering HTTP/1.0
 /// clients, which know no chunks, with a body closed by the connection).
+///
+/// # Differences from Netty
+///
+/// Netty's encoder takes the framing from the `Content-Length` and
+/// `Transfer-Encoding` fields the caller set (and writes whatever they
+/// say); here the head says its [`Framing`] and the encoder writes the
+/// field, checks the body against it and refuses CR and LF in values
+/// (Netty validates values only when asked).
 #[derive(Debug, Default)]
 pub struct HttpResponseEncoder {
     state: Out,

@@ -44,7 +44,8 @@
 //!
 //! Left to the server layer: answering errors and `100 Continue`, `Date`
 //! and `Server` fields, closing after a response when
-//! [`is_keep_alive`] says so, timeouts, and `Upgrade`/`CONNECT`.
+//! [`is_keep_alive`] says so, refusing an HTTP/1.1 request without a
+//! single `Host` (RFC 9112 §3.2), timeouts, and `Upgrade`/`CONNECT`.
 //!
 //! # Examples
 //!
