@@ -3,6 +3,9 @@
 //! [`Protocol`](twill::Protocol) wrappers around your own message-level
 //! [`Handler`](codec::Handler).
 //!
+//! With the `http` feature, `twill_protocols::http` holds the HTTP/1.1
+//! server codec: a request decoder and aggregator and a response encoder.
+//!
 //! # Examples
 //!
 //! A line-based upper-casing server: the decoder cuts lines (at most 1024
@@ -43,4 +46,6 @@ pub mod basic;
 pub mod codec;
 mod factory_wrapper;
 pub mod handler;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod policies;
