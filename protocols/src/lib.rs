@@ -3,6 +3,9 @@
 //! [`Protocol`](twill::Protocol) wrappers around your own message-level
 //! [`Handler`](codec::Handler).
 //!
+//! With the `websocket` feature, [`websocket`] holds the WebSocket
+//! (RFC 6455) frame and message codecs and the close handshake.
+//!
 //! # Examples
 //!
 //! A line-based upper-casing server: the decoder cuts lines (at most 1024
@@ -44,3 +47,5 @@ pub mod codec;
 mod factory_wrapper;
 pub mod handler;
 pub mod policies;
+#[cfg(feature = "websocket")]
+pub mod websocket;
