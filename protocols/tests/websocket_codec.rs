@@ -266,6 +266,19 @@ fn masking_rules_both_ways() {
         .unwrap();
     assert_eq!(a[1], 0x85);
     assert_ne!(a[2..], b[2..], "a fresh key each frame");
+    // Clones (one per connection) do not repeat each other's keys.
+    let mut c = BytesMut::new();
+    let mut d = BytesMut::new();
+    let template = FrameCodec::new(Role::Client);
+    template
+        .clone()
+        .encode(Frame::new(OpCode::Text, "Hello"), &mut c)
+        .unwrap();
+    template
+        .clone()
+        .encode(Frame::new(OpCode::Text, "Hello"), &mut d)
+        .unwrap();
+    assert_ne!(c[2..6], d[2..6]);
     let mut server = FrameCodec::new(Role::Server);
     assert_eq!(
         server.decode(&mut a).unwrap(),
@@ -802,4 +815,46 @@ fn no_panic_on_arbitrary_bytes() {
             while let Ok(Some(_)) = session.receive(&mut buffer, &mut out) {}
         }
     }
+}
+
+#[test]
+fn session_is_the_same_at_every_split() {
+    let mut input = Vec::new();
+    input.extend(from_client(0x02, b"ab"));
+    input.extend(from_client(0x89, b"ping"));
+    input.extend(from_client(0x80, b"cd"));
+    input.extend(from_client(0x81, "é".as_bytes()));
+    input.extend(from_client(0x88, b"\x0b\xb8app"));
+    input.extend(from_client(0x81, b"ignored"));
+    let run = |chunks: &[&[u8]]| {
+        let mut server = session(Role::Server);
+        let mut buffer = BytesMut::new();
+        let mut out = BytesMut::new();
+        let mut got = Vec::new();
+        for chunk in chunks {
+            buffer.extend_from_slice(chunk);
+            while let Some(received) = server.receive(&mut buffer, &mut out).unwrap() {
+                got.push(received);
+            }
+        }
+        (got, out, server.state())
+    };
+    let whole = run(&[&input]);
+    assert_eq!(
+        whole.0,
+        [
+            Received::Ping("ping".into()),
+            Received::Binary("abcd".into()),
+            Received::Text("é".into()),
+            Received::Closed(Some((3000, "app".into()))),
+        ]
+    );
+    assert_eq!(&whole.1[..], b"\x8a\x04ping\x88\x02\x0b\xb8");
+    assert_eq!(whole.2, SessionState::Closed);
+    for at in 0..=input.len() {
+        let (a, b) = input.split_at(at);
+        assert_eq!(run(&[a, b]), whole, "split at {at}");
+    }
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(run(&bytes), whole);
 }

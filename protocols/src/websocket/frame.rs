@@ -125,10 +125,18 @@ pub fn apply_mask(payload: &mut [u8], key: [u8; 4], offset: usize) {
 }
 
 /// A small xorshift generator for masking keys and handshake keys, seeded
-/// from the standard library's per-process random hash keys and the clock
-/// (no extra dependency for a source of randomness).
-#[derive(Debug, Clone)]
+/// from the standard library's random hash keys and the clock (no extra
+/// dependency for a source of randomness).
+#[derive(Debug)]
 pub(crate) struct KeyGenerator(u64);
+
+/// A clone is seeded afresh: codecs are built once and cloned for each
+/// connection, and two connections must not mask with the same keys.
+impl Clone for KeyGenerator {
+    fn clone(&self) -> Self {
+        KeyGenerator::new()
+    }
+}
 
 impl KeyGenerator {
     pub(crate) fn new() -> KeyGenerator {
