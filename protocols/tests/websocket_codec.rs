@@ -10,9 +10,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use support::{same_at_every_split, Event, XorShift};
 use twill_protocols::codec::{DecodeError, Decoder, Encoder};
 use twill_protocols::websocket::{
-    accept_key, apply_mask, check_request, generate_key, is_valid_key, Frame, FrameCodec,
-    HandshakeError, Message, MessageCodec, OpCode, Received, Role, SessionState, WebSocketError,
-    WebSocketSession,
+    accept_key, apply_mask, check_request, check_response, generate_key, is_valid_key, Frame,
+    FrameCodec, HandshakeError, Message, MessageCodec, OpCode, Received, Role, SessionState,
+    WebSocketError, WebSocketSession,
 };
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -228,6 +228,33 @@ fn handshake_request_headers() {
     let mut twice = good.to_vec();
     twice.push(("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="));
     assert_eq!(check_request(&twice), Err(HandshakeError::BadKey));
+}
+
+#[test]
+fn handshake_response_headers() {
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let good = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+    ];
+    assert_eq!(check_response(&good, key), Ok(()));
+    assert_eq!(
+        check_response(&good, "AQIDBAUGBwgJCgsMDQ4PEA=="),
+        Err(HandshakeError::BadAccept)
+    );
+    assert_eq!(
+        check_response(&good[1..], key),
+        Err(HandshakeError::NotAnUpgrade)
+    );
+    assert_eq!(
+        check_response(&[good[0], good[2]], key),
+        Err(HandshakeError::NoConnectionUpgrade)
+    );
+    assert_eq!(
+        check_response(&good[..2], key),
+        Err(HandshakeError::BadAccept)
+    );
 }
 
 // ---- frame errors ----

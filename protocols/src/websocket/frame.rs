@@ -205,7 +205,8 @@ impl FrameCodecBuilder {
 }
 
 /// Decodes and encodes WebSocket frames (RFC 6455 section 5.2) for one
-/// side of a connection.
+/// side of a connection: Netty's `WebSocket13FrameDecoder` and
+/// `WebSocket13FrameEncoder` in one type.
 ///
 /// ```text
 ///  0                   1                   2                   3
@@ -255,6 +256,15 @@ impl FrameCodecBuilder {
 ///
 /// The decoder reserves room for a whole frame as soon as its header is
 /// read, so a large frame arriving in pieces is not copied over and over.
+///
+/// # Differences from Netty
+///
+/// - Non-minimal length encodings are an error; Netty accepts them.
+/// - After an error the decoder drops all input; Netty's also stops
+///   reading but leaves the choice of close code to the handler. Here the
+///   code comes with the error ([`WebSocketError::code`]).
+///
+/// # Encoding
 ///
 /// The encoder rejects a control frame over 125 bytes or without FIN, and
 /// a payload over 2^63 - 1 bytes, with [`EncodeError::TooLong`]. A server's

@@ -64,6 +64,9 @@ pub enum HandshakeError {
     /// `Sec-WebSocket-Key` is missing, repeated or not the base64 of 16
     /// bytes.
     BadKey,
+    /// The server's `Sec-WebSocket-Accept` is missing, repeated or does not
+    /// answer the client's key.
+    BadAccept,
 }
 
 impl fmt::Display for HandshakeError {
@@ -73,6 +76,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::NoConnectionUpgrade => "no `Connection: Upgrade` header",
             HandshakeError::UnsupportedVersion => "Sec-WebSocket-Version is not 13",
             HandshakeError::BadKey => "Sec-WebSocket-Key is missing or invalid",
+            HandshakeError::BadAccept => "Sec-WebSocket-Accept does not answer the key",
         })
     }
 }
@@ -136,5 +140,52 @@ where
     match (keys.next(), keys.next()) {
         (Some(key), None) if is_valid_key(key) => Ok(accept_key(key)),
         _ => Err(HandshakeError::BadKey),
+    }
+}
+
+/// Checks the headers of a server's `101 Switching Protocols` response to
+/// a client that sent `key` (the status line is the HTTP layer's to
+/// check): `Upgrade` names `websocket`, `Connection` names `Upgrade`, and
+/// there is exactly one `Sec-WebSocket-Accept`, equal to
+/// [`accept_key(key)`](accept_key).
+///
+/// # Errors
+///
+/// The first check that fails.
+///
+/// ```
+/// use twill_protocols::websocket::{accept_key, check_response, generate_key};
+///
+/// let key = generate_key();
+/// let accept = accept_key(&key);
+/// let headers = [
+///     ("Upgrade", "websocket"),
+///     ("Connection", "Upgrade"),
+///     ("Sec-WebSocket-Accept", accept.as_str()),
+/// ];
+/// check_response(&headers, &key)?;
+/// # Ok::<(), twill_protocols::websocket::HandshakeError>(())
+/// ```
+pub fn check_response<N, V>(headers: &[(N, V)], key: &str) -> Result<(), HandshakeError>
+where
+    N: AsRef<str>,
+    V: AsRef<str>,
+{
+    let values = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    };
+    if !values("upgrade").any(|v| has_token(v, "websocket")) {
+        return Err(HandshakeError::NotAnUpgrade);
+    }
+    if !values("connection").any(|v| has_token(v, "upgrade")) {
+        return Err(HandshakeError::NoConnectionUpgrade);
+    }
+    let mut accepts = values("sec-websocket-accept");
+    match (accepts.next(), accepts.next()) {
+        (Some(accept), None) if accept.trim() == accept_key(key) => Ok(()),
+        _ => Err(HandshakeError::BadAccept),
     }
 }

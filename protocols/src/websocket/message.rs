@@ -142,7 +142,8 @@ struct Open {
 
 /// Decodes whole [`Message`]s (reassembling fragmented ones) and encodes
 /// messages as single frames: a [`FrameCodec`] plus the message rules of
-/// RFC 6455 sections 5.4-5.6.
+/// RFC 6455 sections 5.4-5.6; Netty's `WebSocketFrameAggregator` and
+/// `Utf8FrameValidator` over its frame codec.
 ///
 /// ```text
 /// Text, FIN=0 "Hel"  ->  (open text message)

@@ -15,7 +15,8 @@
 //!   returns the bytes to send and never touches a transport.
 //!
 //! The opening handshake is HTTP's business; [`check_request`],
-//! [`accept_key`] and [`generate_key`] are the WebSocket-specific parts.
+//! [`check_response`], [`accept_key`] and [`generate_key`] are the
+//! WebSocket-specific parts, over plain `(name, value)` header pairs.
 //!
 //! # Limits
 //!
@@ -95,7 +96,8 @@ pub use frame::{
     HARD_MAX_FRAME_PAYLOAD, MAX_CONTROL_PAYLOAD,
 };
 pub use handshake::{
-    accept_key, check_request, generate_key, is_valid_key, HandshakeError, WEBSOCKET_VERSION,
+    accept_key, check_request, check_response, generate_key, is_valid_key, HandshakeError,
+    WEBSOCKET_VERSION,
 };
 pub use message::{
     is_valid_close_code, parse_close_payload, Message, MessageCodec, MessageCodecBuilder,

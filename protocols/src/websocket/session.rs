@@ -50,8 +50,9 @@ pub enum Received {
 }
 
 /// Ping/pong and the close handshake (RFC 6455 sections 5.5 and 7) as a
-/// state machine: bytes in, messages for the application and bytes to send
-/// out, no transport. A protocol feeds it what it reads and writes what it
+/// state machine, what Netty's `WebSocketProtocolHandler` and
+/// `WebSocketCloseFrameHandler` do in a pipeline: bytes in, messages for
+/// the application and bytes to send out, no transport. A protocol feeds it what it reads and writes what it
 /// puts in `out`; tests drive it in memory.
 ///
 /// - A ping is answered with a pong carrying the same payload.
