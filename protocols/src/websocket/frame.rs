@@ -255,14 +255,18 @@ impl FrameCodecBuilder {
 /// probing. At EOF an unfinished frame is [`DecodeError::Truncated`].
 ///
 /// The decoder reserves room for a whole frame as soon as its header is
-/// read, so a large frame arriving in pieces is not copied over and over.
+/// read, so a large frame arriving in pieces is not copied over and over;
+/// a peer can thus make a connection hold up to the maximum frame payload
+/// with a header alone, which is what the maximum bounds.
 ///
 /// # Differences from Netty
 ///
-/// - Non-minimal length encodings are an error; Netty accepts them.
-/// - After an error the decoder drops all input; Netty's also stops
-///   reading but leaves the choice of close code to the handler. Here the
-///   code comes with the error ([`WebSocketError::code`]).
+/// - Netty's decoder writes the Close frame itself on a protocol error
+///   (`closeOnProtocolViolation`); here the code comes with the error
+///   ([`WebSocketError::code`]) and a [`WebSocketSession`](super::WebSocketSession)
+///   (or the caller) writes it, so the codec never touches a transport.
+/// - The payload limit has a hard maximum (16 MiB) that the builder
+///   enforces; Netty's `maxFramePayloadLength` takes any value.
 ///
 /// # Encoding
 ///

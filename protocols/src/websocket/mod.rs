@@ -75,8 +75,6 @@
 //!
 //! # Differences from Netty
 //!
-//! - Lengths not in their shortest form are rejected (1002); Netty accepts
-//!   them.
 //! - Text is checked for UTF-8 as fragments arrive in the message codec,
 //!   not in a separate `Utf8FrameValidator` handler.
 //! - No extensions (permessage-deflate) yet: RSV bits are always an error.

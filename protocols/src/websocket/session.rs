@@ -46,6 +46,8 @@ pub enum Received {
     /// The peer's Close, with its code and reason. The session is
     /// [`Closed`](SessionState::Closed): write the output (the echoed
     /// Close, if the peer started the handshake) and close the connection.
+    /// The RFC has the server close the TCP connection first (section
+    /// 7.1.1): a client may give it a moment before closing its own side.
     Closed(Option<(u16, String)>),
 }
 
