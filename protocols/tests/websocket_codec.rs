@@ -885,3 +885,44 @@ fn session_is_the_same_at_every_split() {
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
     assert_eq!(run(&bytes), whole);
 }
+
+#[test]
+fn round_trips_through_both_roles() {
+    let mut rng = XorShift(0x1234_5678_9abc);
+    for len in [0usize, 1, 7, 8, 9, 125, 126, 65535, 65536, 70001] {
+        let payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        for (from, to) in [(Role::Client, Role::Server), (Role::Server, Role::Client)] {
+            let mut wire = BytesMut::new();
+            MessageCodec::new(from)
+                .encode(Message::Binary(payload.clone().into()), &mut wire)
+                .unwrap();
+            let header = match len {
+                0..=125 => 2,
+                126..=65535 => 4,
+                _ => 10,
+            } + if from == Role::Client { 4 } else { 0 };
+            assert_eq!(wire.len(), header + len);
+            assert_eq!(
+                MessageCodec::new(to).decode(&mut wire).unwrap(),
+                Some(Message::Binary(payload.clone().into()))
+            );
+            assert!(wire.is_empty());
+        }
+    }
+}
+
+#[test]
+fn close_reasons_are_cut_to_fit_at_a_character() {
+    let reason = "€".repeat(60); // 180 bytes
+    let frame = Message::Close(Some((1000, reason))).into_frame();
+    // 2 bytes of code and 41 whole euro signs (123 bytes would cut one).
+    assert_eq!(frame.payload.len(), 2 + 41 * 3);
+    let mut wire = BytesMut::new();
+    FrameCodec::new(Role::Server)
+        .encode(frame, &mut wire)
+        .unwrap();
+    assert_eq!(
+        MessageCodec::new(Role::Client).decode(&mut wire).unwrap(),
+        Some(Message::Close(Some((1000, "€".repeat(41)))))
+    );
+}
