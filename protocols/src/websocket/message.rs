@@ -255,7 +255,7 @@ impl MessageCodec {
 
     /// Handles one data frame; a whole message when it completes one.
     fn data_frame(&mut self, frame: Frame) -> Result<Option<Message>, WebSocketError> {
-        let open = match (frame.opcode, self.open.take()) {
+        let mut open = match (frame.opcode, self.open.take()) {
             (OpCode::Continuation, None) => {
                 return Err(WebSocketError::new(
                     close_code::PROTOCOL_ERROR,
@@ -273,7 +273,7 @@ impl MessageCodec {
                 ))
             }
             (opcode, None) if frame.fin => {
-                // An unfragmented message: no reassembly, no copy.
+                // An unfragmented message: no reassembly buffer.
                 return match opcode {
                     OpCode::Text => {
                         let text = String::from_utf8(Vec::from(frame.payload)).map_err(|err| {
@@ -293,7 +293,6 @@ impl MessageCodec {
                 checked: 0,
             },
         };
-        let mut open = open;
         if open.text {
             Self::check_utf8(&mut open, frame.fin)?;
         }
@@ -302,8 +301,10 @@ impl MessageCodec {
             return Ok(None);
         }
         Ok(Some(if open.text {
+            // Checked fragment by fragment above, so this cannot fail; the
+            // error is mapped rather than unwrapped all the same.
             let text = String::from_utf8(Vec::from(open.data.freeze()))
-                .expect("checked fragment by fragment");
+                .map_err(|err| WebSocketError::new(close_code::INVALID_PAYLOAD, err.to_string()))?;
             Message::Text(text)
         } else {
             Message::Binary(open.data.freeze())
