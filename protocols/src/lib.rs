@@ -5,6 +5,8 @@
 //!
 //! With the `http` feature, `twill_protocols::http` holds the HTTP/1.1
 //! server codec: a request decoder and aggregator and a response encoder.
+//! With the `websocket` feature, [`websocket`] holds the WebSocket
+//! (RFC 6455) frame and message codecs and the close handshake.
 //!
 //! # Examples
 //!
@@ -49,3 +51,5 @@ pub mod handler;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod policies;
+#[cfg(feature = "websocket")]
+pub mod websocket;
