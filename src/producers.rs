@@ -17,6 +17,12 @@
 //!
 //! Either receives [`stop_producing`](Producer::stop_producing) when the
 //! connection ends while it is registered.
+//!
+//! On a TLS connection the watermarks are those of the connection below
+//! the TLS layer, which holds the ciphertext. What a push producer writes
+//! before the handshake completes waits in the TLS layer and does not
+//! pause it; a pull producer waits for that buffer to drain as for any
+//! other.
 
 use std::cell::{Cell, RefCell};
 use std::error::Error;
