@@ -394,3 +394,36 @@ fn abort_stops_the_producer() {
     assert_eq!(producer.stops.get(), 1);
     assert!(!transport.has_producer());
 }
+
+#[test]
+fn file_sender_over_a_unix_socket() {
+    let _heavy = heavy();
+    let len = 4 << 20;
+    let dir = TempDir::new("producers-unix");
+    let path = pattern_file(&dir, len);
+    let socket = dir.path().join("socket");
+    let reactor = Reactor::new().unwrap();
+    let outcome = Rc::new(RefCell::new(None));
+    let peak = Rc::new(Cell::new(0));
+    let (o, pk) = (outcome.clone(), peak.clone());
+    reactor
+        .listen_unix(&socket, 0o600, move |_peer| FileServer {
+            path: path.clone(),
+            close_early: false,
+            outcome: o.clone(),
+            peak: pk.clone(),
+        })
+        .unwrap();
+    let handle = reactor.handle();
+    let client = std::thread::spawn(move || {
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        let got = read_pattern(&mut stream, 4096);
+        handle.stop();
+        got
+    });
+    twill_test_support::reactor::run(&reactor);
+    assert_eq!(client.join().unwrap(), len);
+    assert_eq!(*outcome.borrow(), Some(Ok(len)));
+    assert!(peak.get() <= DEFAULT_HIGH_WATERMARK + FileSender::CHUNK_SIZE);
+}
