@@ -108,6 +108,7 @@ mod executor;
 pub mod group;
 mod layer;
 pub mod net;
+pub mod producers;
 pub mod protocol;
 pub mod reactor;
 mod reconnect;

@@ -75,6 +75,8 @@ struct Recorder {
     /// the low one since.
     over_high: Cell<bool>,
     writable_waiters: RefCell<Vec<Box<dyn FnOnce()>>>,
+    /// `Transport::register_producer`'s producer.
+    producers: crate::producers::ProducerSlot,
     /// `Transport::flushed` callers, waiting for `buffered` to reach zero.
     sent_waiters: RefCell<Vec<SentWaiter>>,
     events: RefCell<Vec<Event>>,
@@ -115,6 +117,7 @@ impl StringTransport {
                 drained: Cell::new(0),
                 over_high: Cell::new(false),
                 writable_waiters: RefCell::new(Vec::new()),
+                producers: Default::default(),
                 sent_waiters: RefCell::new(Vec::new()),
                 events: RefCell::new(Vec::new()),
             }),
@@ -179,7 +182,8 @@ impl StringTransport {
     /// ([`Transport::set_write_buffer_max`]) aborts, as on a real
     /// connection. What the protocol writes is still recorded, not added.
     /// The protocol's `pause_writing` / `resume_writing` are not called:
-    /// the test calls them. Lowering the figure counts the difference as
+    /// the test calls them. A registered push producer is paused and
+    /// resumed, as on a real connection. Lowering the figure counts the difference as
     /// sent ([`Transport::bytes_sent`]), as a peer reading it would.
     ///
     /// Making it writable again (at or under the high watermark) runs what
@@ -190,7 +194,9 @@ impl StringTransport {
         self.inner.drained.set(self.inner.drained.get() + drained);
         let (high, low) = self.inner.limits.get();
         if bytes > high {
-            self.inner.over_high.set(true);
+            if !self.inner.over_high.replace(true) {
+                self.inner.producers.writing_paused();
+            }
         } else if bytes <= low {
             self.inner.over_high.set(false);
         }
@@ -269,6 +275,7 @@ impl TransportImpl for Recorder {
     fn abort_connection(&self) {
         self.disconnecting.set(true);
         self.aborted.set(true);
+        self.producers.connection_lost();
         let waiters = std::mem::take(&mut *self.writable_waiters.borrow_mut());
         for waiter in waiters {
             waiter();
@@ -350,6 +357,10 @@ impl TransportImpl for Recorder {
 
     fn write_buffer_limits(&self) -> (usize, usize) {
         self.limits.get()
+    }
+
+    fn producer_slot(&self) -> Option<&crate::producers::ProducerSlot> {
+        Some(&self.producers)
     }
 
     fn is_writable(&self) -> bool {

@@ -204,6 +204,11 @@ pub trait TransportImpl {
     fn peer_credentials(&self) -> Option<PeerCredentials> {
         None
     }
+    /// Where [`Transport::register_producer`] keeps the producer. The
+    /// default has none: the transport refuses producers.
+    fn producer_slot(&self) -> Option<&crate::producers::ProducerSlot> {
+        None
+    }
 }
 
 /// What [`TransportImpl::interpose`] installs.
@@ -439,7 +444,16 @@ impl Transport {
     /// reading now. [`connection_lost`](crate::Protocol::connection_lost)
     /// follows, exactly once, with [`Reason::Done`](crate::Reason::Done).
     /// Calling it again does nothing.
+    ///
+    /// While a pull [`Producer`](crate::producers::Producer) is registered
+    /// the close waits for
+    /// [`unregister_producer`](Self::unregister_producer).
     pub fn lose_connection(&self) {
+        if let Some(slot) = self.inner.producer_slot() {
+            if slot.defer_close() {
+                return;
+            }
+        }
         self.inner.lose_connection(None);
     }
 
@@ -913,6 +927,10 @@ impl Transport {
     /// ```
     pub fn set_protocol(&self, protocol: Box<dyn crate::Protocol>) -> io::Result<()> {
         self.inner.set_protocol(protocol)
+    }
+
+    pub(crate) fn inner(&self) -> &Rc<dyn TransportImpl> {
+        &self.inner
     }
 
     /// Whether two handles are for the same connection.

@@ -1,6 +1,7 @@
 //! A stream connection (TCP or Unix): its socket, write buffer and
 //! protocol, and the transport its protocol sees.
 
+use crate::producers::ProducerSlot;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::error::Error;
@@ -73,6 +74,9 @@ pub(crate) struct Conn {
     /// to this connection reaches it instead, and it reaches the socket
     /// through a `Raw` handle.
     layer: Layer,
+    /// `Transport::register_producer`'s producer: one for the connection,
+    /// whichever layer the handle reaches.
+    producers: ProducerSlot,
 }
 
 /// The connection itself, below any layer: what a layer writes through.
@@ -222,6 +226,7 @@ impl Conn {
             host,
             protocol: RefCell::new(Some(protocol)),
             lost_notified: Cell::new(false),
+            producers: ProducerSlot::default(),
             state: RefCell::new(ConnState {
                 stream: None,
                 out: WriteBuffer::default(),
@@ -593,6 +598,7 @@ impl Conn {
         match notify {
             Some(Notify::Pause) => {
                 self.call_protocol("pause_writing", |p| p.pause_writing());
+                self.producers.writing_paused();
             }
             Some(Notify::Resume) => {
                 self.call_protocol("resume_writing", |p| p.resume_writing());
@@ -737,6 +743,8 @@ impl Conn {
         self.run_sent_waiters(unsent, false);
         self.events.borrow_mut().clear();
         self.layer.apply_pending(&self.protocol);
+        // Twisted's order: the producer is stopped before the protocol hears.
+        self.producers.connection_lost();
         let protocol = self.protocol.borrow_mut().take();
         // The layer (and its handle on this connection) goes with it.
         self.layer.clear();
@@ -760,6 +768,7 @@ impl Conn {
     /// Drops the socket and the protocol without callbacks: the reactor
     /// itself is going away.
     pub(crate) fn discard(&self, poller: &Poller) {
+        self.producers.forget();
         let mut st = self.state.borrow_mut();
         if let Some(stream) = st.stream.take() {
             let _ = poller.delete(&stream);
@@ -1031,9 +1040,15 @@ impl TransportImpl for Conn {
     fn tls(&self) -> Option<crate::tls::TlsInfo> {
         self.layer.upper().and_then(|upper| upper.tls())
     }
+    fn producer_slot(&self) -> Option<&ProducerSlot> {
+        Some(&self.producers)
+    }
 }
 
 impl<C: std::ops::Deref<Target = Conn>> TransportImpl for Raw<C> {
+    fn producer_slot(&self) -> Option<&ProducerSlot> {
+        Some(&self.producers)
+    }
     fn write(&self, data: Bytes) {
         self.queue(data.len(), |out| out.push(data));
     }

@@ -176,6 +176,12 @@ impl TransportImpl for Session {
         self.raw.write_buffer_limits()
     }
 
+    fn producer_slot(&self) -> Option<&crate::producers::ProducerSlot> {
+        // The connection below keeps it: its watermarks are the ones that
+        // count, and it stops the producer when it ends.
+        self.raw.inner().producer_slot()
+    }
+
     fn is_writable(&self) -> bool {
         let st = self.st.borrow();
         !st.closing
