@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use twill_test_support::client::Client;
 use twill_test_support::process::Proc;
 
+mod chat_support;
+use chat_support::*;
+
 /// The examples' cargo package.
 const PACKAGE: &str = "twill-protocols";
 
@@ -30,9 +33,11 @@ const PACKAGE: &str = "twill-protocols";
 // The chat: chat_server, chat_protocol, async_chat
 // ---------------------------------------------------------------------------
 
-// One module per chat example, each running every specification below.
+// One module per chat example, each running every specification below;
+// `chat_server_on_3_workers` is `chat_server --threads 3`, its users spread
+// over three workers of a reactor group.
 twill_test_support::tests_per_example!(
-    [chat_server, chat_protocol, async_chat]
+    [chat_server, chat_protocol, async_chat, chat_server_on_3_workers]
     [
         asks_for_a_name_and_refuses_a_taken_one_until_a_free_one_comes,
         relays_each_line_to_every_other_registered_user_only,
@@ -49,25 +54,6 @@ twill_test_support::tests_per_example!(
     ]
 );
 
-// The same specification, but for the command line, against `chat_server
-// --threads 3`: its users spread over three workers of a reactor group.
-twill_test_support::tests_per_example!(
-    [chat_server_on_3_workers]
-    [
-        asks_for_a_name_and_refuses_a_taken_one_until_a_free_one_comes,
-        relays_each_line_to_every_other_registered_user_only,
-        announces_joins_and_leaves_to_the_others,
-        frees_the_name_of_a_user_who_disconnects,
-        takes_lf_or_crlf_split_anywhere_and_replies_with_crlf,
-        closes_only_the_connection_that_sends_a_line_over_16384_bytes,
-        takes_a_line_of_exactly_16384_bytes_however_it_ends_and_arrives,
-        closes_a_connection_whose_line_passes_16384_bytes_by_its_last_byte,
-        closes_a_connection_as_soon_as_its_line_passes_the_limit,
-        closes_only_the_connection_that_sends_a_line_that_is_not_utf8,
-        on_sigterm_closes_connections_cleanly_and_exits_with_status_0,
-    ]
-);
-
 /// The example a module of the chat's specification runs, and the
 /// arguments it takes after its address.
 fn chat_command(chat: &str) -> (&str, &'static [&'static str]) {
@@ -75,27 +61,6 @@ fn chat_command(chat: &str) -> (&str, &'static [&'static str]) {
         "chat_server_on_3_workers" => ("chat_server", &["--threads", "3"]),
         example => (example, &[]),
     }
-}
-
-const PROMPT: &str = "What's your name?\r\n";
-const TAKEN: &str = "Name taken, please choose another.\r\n";
-/// Twisted's LineReceiver.MAX_LENGTH.
-const MAX_LINE: usize = 16384;
-
-fn welcome(name: &str) -> String {
-    format!("Welcome, {name}!\r\n")
-}
-
-fn said(name: &str, line: &str) -> String {
-    format!("<{name}> {line}\r\n")
-}
-
-fn joined(name: &str) -> String {
-    format!("* {name} has joined\r\n")
-}
-
-fn left(name: &str) -> String {
-    format!("* {name} has left\r\n")
 }
 
 /// A connection that has read the prompt and has no name yet.
@@ -364,6 +329,8 @@ fn with_a_bad_command_line_prints_its_usage_and_exits_with_status_2(chat: &str) 
         &["--tsl"],
         &["127.0.0.1:0", "extra"],
     ] {
+        // Only the example's own name: these command lines are bad anyway.
+        let (chat, _) = chat_command(chat);
         let mut server = Proc::example(PACKAGE, chat, args);
         server.wait_stderr(&format!("usage: {chat} [ENDPOINT] [--tls CERT KEY]"));
         let status = server.wait_exit();

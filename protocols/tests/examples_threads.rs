@@ -20,29 +20,11 @@ use twill_test_support::client::{Client, WAIT};
 use twill_test_support::files::TempDir;
 use twill_test_support::process::Proc;
 
+mod chat_support;
+use chat_support::*;
+
 /// The examples' cargo package.
 const PACKAGE: &str = "twill-protocols";
-
-const PROMPT: &str = "What's your name?\r\n";
-const TAKEN: &str = "Name taken, please choose another.\r\n";
-/// Twisted's LineReceiver.MAX_LENGTH.
-const MAX_LINE: usize = 16384;
-
-fn welcome(name: &str) -> String {
-    format!("Welcome, {name}!\r\n")
-}
-
-fn said(name: &str, line: &str) -> String {
-    format!("<{name}> {line}\r\n")
-}
-
-fn joined(name: &str) -> String {
-    format!("* {name} has joined\r\n")
-}
-
-fn left(name: &str) -> String {
-    format!("* {name} has left\r\n")
-}
 
 /// The chat on 2 workers, round robin.
 const ROUND_ROBIN_2: &[&str] = &[
