@@ -121,26 +121,43 @@ where
     N: AsRef<str>,
     V: AsRef<str>,
 {
-    let values = |name: &'static str| {
-        headers
-            .iter()
-            .filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_ref())
-    };
-    if !values("upgrade").any(|v| has_token(v, "websocket")) {
-        return Err(HandshakeError::NotAnUpgrade);
-    }
-    if !values("connection").any(|v| has_token(v, "upgrade")) {
-        return Err(HandshakeError::NoConnectionUpgrade);
-    }
-    if !values("sec-websocket-version").any(|v| v.trim() == WEBSOCKET_VERSION) {
+    check_upgrade(headers)?;
+    if !header_values(headers, "sec-websocket-version").any(|v| v.trim() == WEBSOCKET_VERSION) {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    let mut keys = values("sec-websocket-key");
+    let mut keys = header_values(headers, "sec-websocket-key");
     match (keys.next(), keys.next()) {
         (Some(key), None) if is_valid_key(key) => Ok(accept_key(key)),
         _ => Err(HandshakeError::BadKey),
     }
+}
+
+/// The values of the headers named `name`, in any case.
+fn header_values<'a, N, V>(headers: &'a [(N, V)], name: &'a str) -> impl Iterator<Item = &'a str>
+where
+    N: AsRef<str>,
+    V: AsRef<str>,
+{
+    headers
+        .iter()
+        .filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_ref())
+}
+
+/// `Upgrade` names `websocket` and `Connection` names `Upgrade`: what both
+/// sides of the opening handshake check first.
+fn check_upgrade<N, V>(headers: &[(N, V)]) -> Result<(), HandshakeError>
+where
+    N: AsRef<str>,
+    V: AsRef<str>,
+{
+    if !header_values(headers, "upgrade").any(|v| has_token(v, "websocket")) {
+        return Err(HandshakeError::NotAnUpgrade);
+    }
+    if !header_values(headers, "connection").any(|v| has_token(v, "upgrade")) {
+        return Err(HandshakeError::NoConnectionUpgrade);
+    }
+    Ok(())
 }
 
 /// Checks the headers of a server's `101 Switching Protocols` response to
@@ -171,19 +188,8 @@ where
     N: AsRef<str>,
     V: AsRef<str>,
 {
-    let values = |name: &'static str| {
-        headers
-            .iter()
-            .filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_ref())
-    };
-    if !values("upgrade").any(|v| has_token(v, "websocket")) {
-        return Err(HandshakeError::NotAnUpgrade);
-    }
-    if !values("connection").any(|v| has_token(v, "upgrade")) {
-        return Err(HandshakeError::NoConnectionUpgrade);
-    }
-    let mut accepts = values("sec-websocket-accept");
+    check_upgrade(headers)?;
+    let mut accepts = header_values(headers, "sec-websocket-accept");
     match (accepts.next(), accepts.next()) {
         (Some(accept), None) if accept.trim() == accept_key(key) => Ok(()),
         _ => Err(HandshakeError::BadAccept),
