@@ -98,7 +98,9 @@ fn parse_command_line() -> CommandLine {
             arg.strip_prefix("--placement=").map(str::to_owned)
         };
         match value {
-            Some(name) => placement = Some(parse_placement(&name)),
+            Some(name) => {
+                placement = Some(name.parse().unwrap_or_else(|err| bad_command_line(err)))
+            }
             None if arg.starts_with("--") => bad_command_line(format!("unknown option {arg}")),
             None => positional.push(arg),
         }
@@ -117,17 +119,6 @@ fn parse_command_line() -> CommandLine {
         endpoint,
         threads,
         placement,
-    }
-}
-
-fn parse_placement(name: &str) -> Placement {
-    match name {
-        "least" => Placement::LeastConnections,
-        "round-robin" => Placement::RoundRobin,
-        "reuse-port" => Placement::ReusePort,
-        other => bad_command_line(format!(
-            "unknown placement {other:?}: least, round-robin or reuse-port"
-        )),
     }
 }
 

@@ -636,13 +636,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 }
             }
             "--placement" => {
-                placement = Some(match args.next().as_deref() {
-                    Some("least") => Placement::LeastConnections,
-                    Some("round-robin") => Placement::RoundRobin,
-                    Some("reuse-port") => Placement::ReusePort,
-                    Some(other) => return Err(format!("--placement {other:?}: not a placement")),
-                    None => return Err("--placement takes least, round-robin or reuse-port".into()),
-                });
+                let name = args
+                    .next()
+                    .ok_or("--placement takes least, round-robin or reuse-port")?;
+                placement = Some(name.parse::<Placement>().map_err(|err| err.to_string())?);
             }
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),

@@ -81,7 +81,7 @@ use crate::reactor::{
 pub use handle::GroupHandle;
 pub use inbox::{Inbox, InboxSender, SendError};
 pub use listen::GroupPort;
-pub use placement::{Placement, MAX_HANDOFFS_WAITING};
+pub use placement::{Placement, UnknownPlacement, MAX_HANDOFFS_WAITING};
 pub use worker::{worker_index, WorkerHandle};
 
 use placement::Cursor;

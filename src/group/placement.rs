@@ -45,6 +45,43 @@ pub enum Placement {
     ReusePort,
 }
 
+impl std::str::FromStr for Placement {
+    type Err = UnknownPlacement;
+
+    /// The names command lines use: `least`, `round-robin`, `reuse-port`.
+    ///
+    /// ```
+    /// use twill::group::Placement;
+    ///
+    /// assert_eq!("round-robin".parse(), Ok(Placement::RoundRobin));
+    /// assert!("fastest".parse::<Placement>().is_err());
+    /// ```
+    fn from_str(name: &str) -> Result<Placement, UnknownPlacement> {
+        match name {
+            "least" => Ok(Placement::LeastConnections),
+            "round-robin" => Ok(Placement::RoundRobin),
+            "reuse-port" => Ok(Placement::ReusePort),
+            other => Err(UnknownPlacement(other.to_owned())),
+        }
+    }
+}
+
+/// A name that is not a [`Placement`]'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownPlacement(pub String);
+
+impl std::fmt::Display for UnknownPlacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown placement {:?}: least, round-robin or reuse-port",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownPlacement {}
+
 /// The round-robin cursor, shared by every port and client of a group.
 #[derive(Debug, Default)]
 pub(crate) struct Cursor(AtomicUsize);
