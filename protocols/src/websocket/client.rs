@@ -242,15 +242,14 @@ impl WebSocketClient {
                 self.path
             )));
         }
-        let headers_clean = self
-            .headers
-            .iter()
-            .chain(std::iter::once(&(self.host.clone(), String::new())))
-            .all(|(name, value)| clean(name) && clean(value) && !name.contains(':'))
+        let headers_clean = clean(&self.host)
+            && self.headers.iter().all(|(name, value)| {
+                clean(name) && clean(value) && !name.is_empty() && !name.contains(':')
+            })
             && self.protocols.iter().all(|p| clean(p) && !p.contains(','));
         if !headers_clean {
             return Err(ClientError::InvalidRequest(
-                "a header name or value holds a line break".into(),
+                "a header name or value holds a line break (or a name a colon)".into(),
             ));
         }
         let mut request = format!(
