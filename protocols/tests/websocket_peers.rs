@@ -17,14 +17,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use http::Request;
 use twill::task::Clock;
 use twill::testing::StringTransport;
 use twill::{Protocol, Reactor, Transport};
+use twill_protocols::http::HttpServer;
 use twill_protocols::websocket::{
-    self, check_request, ClientError, Message, Role, WebSocket, WebSocketClient,
+    self, ClientError, Message, Role, WebSocket, WebSocketAcceptor, WebSocketClient,
     WebSocketConfig, WebSocketHandler, WebSocketProtocol,
 };
 use twill_test_support::events::Log;
@@ -46,6 +49,7 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 struct Server {
     log: Log,
     largest_buffer: Rc<Cell<usize>>,
+    stuck: Rc<RefCell<Option<mpsc::Sender<()>>>>,
 }
 
 impl WebSocketHandler for Server {
@@ -65,6 +69,12 @@ impl WebSocketHandler for Server {
             panic!("the handler was told to panic");
         } else if text == "flood" {
             flood(ws.clone(), 64 * 1024 * 1024, self.largest_buffer.clone());
+            let stuck = self.stuck.clone();
+            pressure::when_stuck(ws.transport().clone(), move || {
+                if let Some(tell) = stuck.borrow_mut().take() {
+                    let _ = tell.send(());
+                }
+            });
         } else if let Some(count) = text.strip_prefix("blind ") {
             let chunk = Bytes::from(vec![7u8; 64 * 1024]);
             for _ in 0..count.parse::<usize>().unwrap() {
@@ -98,74 +108,33 @@ fn flood(ws: WebSocket, mut left: usize, largest: Rc<Cell<usize>>) {
     }
 }
 
-/// Reads a client's upgrade request, answers 101 and hands the connection
-/// to a [`WebSocketProtocol`].
-struct Upgrading {
-    head: BytesMut,
-    config: WebSocketConfig,
-    handler: Option<Server>,
-    transport: Option<Transport>,
-}
-
-impl Protocol for Upgrading {
-    fn connection_made(&mut self, transport: &Transport) {
-        self.transport = Some(transport.clone());
-    }
-
-    fn data_received(&mut self, data: Bytes) {
-        self.head.extend_from_slice(&data);
-        let Some(end) = self.head.windows(4).position(|w| w == b"\r\n\r\n") else {
-            return;
-        };
-        let transport = self.transport.clone().unwrap();
-        let head = String::from_utf8(self.head.split_to(end + 4).to_vec()).unwrap();
-        let headers: Vec<(&str, &str)> = head
-            .lines()
-            .skip(1)
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim(), value.trim()))
-            .collect();
-        let Ok(accept) = check_request(&headers) else {
-            transport.write("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
-            transport.lose_connection();
-            return;
-        };
-        transport.write(format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {accept}\r\n\r\n"
-        ));
-        let handler = self.handler.take().unwrap();
-        let mut protocol = WebSocketProtocol::new(Role::Server, self.config.clone(), handler);
-        protocol.connection_made(&transport);
-        if !self.head.is_empty() {
-            protocol.data_received(self.head.split().freeze());
-        }
-        transport.set_protocol(Box::new(protocol)).unwrap();
-    }
-}
-
 /// What a test's server recorded: its handlers' events, and the largest
 /// write buffer a flood saw.
 #[derive(Clone, Default)]
 struct Recorded {
     log: Log,
     largest_buffer: Rc<Cell<usize>>,
+    /// Told once a flood's connection stopped draining.
+    stuck: Rc<RefCell<Option<mpsc::Sender<()>>>>,
 }
 
-/// Listens on 127.0.0.1 with the WebSocket server; returns its address.
+/// Listens on 127.0.0.1 with an HTTP server that upgrades every request
+/// to a WebSocket connection (subprotocols `chat.v2` and `chat.v1`, that
+/// order); returns its address.
 fn listen(reactor: &Reactor, config: WebSocketConfig, recorded: &Recorded) -> SocketAddr {
     let recorded = recorded.clone();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", move |_peer| Upgrading {
-            head: BytesMut::new(),
-            config: config.clone(),
-            handler: Some(Server {
-                log: recorded.log.clone(),
-                largest_buffer: recorded.largest_buffer.clone(),
-            }),
-            transport: None,
-        })
-        .unwrap();
+    let acceptor = WebSocketAcceptor::new()
+        .config(config)
+        .protocols(["chat.v2", "chat.v1"]);
+    let server = HttpServer::new(move |request: Request<Bytes>| {
+        let handler = Server {
+            log: recorded.log.clone(),
+            largest_buffer: recorded.largest_buffer.clone(),
+            stuck: recorded.stuck.clone(),
+        };
+        twill::defer::succeed(acceptor.accept(&request, handler))
+    });
+    let port = reactor.listen_tcp("127.0.0.1:0", server).unwrap();
     port.host().tcp().unwrap()
 }
 
@@ -176,8 +145,16 @@ fn with_server<R: Send + 'static>(
     config: WebSocketConfig,
     client: impl FnOnce(SocketAddr) -> R + Send + 'static,
 ) -> (R, Recorded) {
+    with_recorded(config, Recorded::default(), client)
+}
+
+/// [`with_server`], recording into `recorded`.
+fn with_recorded<R: Send + 'static>(
+    config: WebSocketConfig,
+    recorded: Recorded,
+    client: impl FnOnce(SocketAddr) -> R + Send + 'static,
+) -> (R, Recorded) {
     let reactor = Reactor::new().unwrap();
-    let recorded = Recorded::default();
     let addr = listen(&reactor, config, &recorded);
     let handle = reactor.handle();
     let client = std::thread::spawn(move || {
@@ -210,20 +187,28 @@ fn raw_connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-fn handshake(stream: &mut TcpStream) {
-    write!(
-        stream,
+/// A client's upgrade request, with `extra` header lines.
+fn upgrade_request(extra: &str) -> String {
+    format!(
         "GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
-    .unwrap();
+}
+
+/// Reads a response head, byte by byte so nothing after it is consumed.
+fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8];
     while !head.ends_with(b"\r\n\r\n") {
         stream.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8(head).unwrap();
+    String::from_utf8(head).unwrap()
+}
+
+fn handshake(stream: &mut TcpStream) {
+    stream.write_all(upgrade_request("").as_bytes()).unwrap();
+    let head = read_head(stream);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
 }
@@ -389,11 +374,15 @@ fn invalid_utf8_text_is_closed_with_1007() {
 fn fragmented_messages_with_pings_between_are_reassembled() {
     let ((), _) = with_server(config(), |addr| {
         let mut stream = raw_connect(addr);
-        stream.write_all(&frame(false, 0x1, "caf".as_bytes(), true)).unwrap();
+        stream
+            .write_all(&frame(false, 0x1, "caf".as_bytes(), true))
+            .unwrap();
         // "é" split between two fragments, a ping between them.
         stream.write_all(&frame(false, 0x0, b"\xc3", true)).unwrap();
         stream.write_all(&masked(0x9, b"ping!")).unwrap();
-        stream.write_all(&frame(true, 0x0, b"\xa9 au lait", true)).unwrap();
+        stream
+            .write_all(&frame(true, 0x0, b"\xa9 au lait", true))
+            .unwrap();
         assert_eq!(read_frame(&mut stream).unwrap(), (0x8a, b"ping!".to_vec()));
         assert_eq!(
             read_frame(&mut stream).unwrap(),
@@ -463,7 +452,9 @@ fn a_reset_in_the_middle_of_a_frame_ends_the_connection_once() {
     let closes = closes(&recorded);
     assert_eq!(closes.len(), 2, "one on_close per connection: {closes:?}");
     assert!(
-        closes.iter().any(|c| c.starts_with("close None no close handshake")),
+        closes
+            .iter()
+            .any(|c| c.starts_with("close None no close handshake")),
         "{closes:?}"
     );
 }
@@ -489,12 +480,17 @@ fn a_panic_in_on_message_closes_that_connection_with_1011_only() {
 
 #[test]
 fn a_peer_that_never_reads_holds_the_server_to_its_high_watermark() {
-    let ((), recorded) = with_server(config(), |addr| {
+    let recorded = Recorded::default();
+    let (tell, stuck) = mpsc::channel();
+    *recorded.stuck.borrow_mut() = Some(tell);
+    let ((), recorded) = with_recorded(config(), recorded, move |addr| {
         let mut stream = pressure::connect_small(addr, pressure::SMALL_RCVBUF);
         handshake(&mut stream);
         stream.write_all(&masked(0x1, b"flood")).unwrap();
-        // Read nothing for a while, then go away.
-        std::thread::sleep(Duration::from_millis(500));
+        // Read nothing until the server's writes stop draining; then go.
+        stuck
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the flood fills the buffers");
         let socket = socket2::SockRef::from(&stream);
         socket.set_linger(Some(Duration::ZERO)).unwrap();
     });
@@ -525,15 +521,98 @@ fn a_sender_that_ignores_writability_is_cut_at_the_write_buffer_cap() {
 }
 
 #[test]
-fn a_bad_handshake_gets_no_upgrade() {
+fn bad_handshakes_get_400_or_426_and_no_upgrade() {
+    let ((), recorded) = with_server(config(), |addr| {
+        let mut stream = pressure::connect(addr);
+        let no_key = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                      Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        stream.write_all(no_key.as_bytes()).unwrap();
+        let head = read_head(&mut stream);
+        assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|n| n.parse().unwrap())
+            })
+            .unwrap();
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).unwrap();
+        assert!(String::from_utf8(body)
+            .unwrap()
+            .contains("Sec-WebSocket-Key"));
+
+        // The same connection, kept alive: a wrong version.
+        let old = upgrade_request("").replace("Version: 13", "Version: 8");
+        stream.write_all(old.as_bytes()).unwrap();
+        let head = read_head(&mut stream);
+        assert!(head.starts_with("HTTP/1.1 426"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("sec-websocket-version: 13"),
+            "{head}"
+        );
+
+        let mut stream = pressure::connect(addr);
+        let post = upgrade_request("").replacen("GET", "POST", 1);
+        stream.write_all(post.as_bytes()).unwrap();
+        assert!(read_head(&mut stream).starts_with("HTTP/1.1 400"));
+    });
+    assert!(recorded.log.events().is_empty(), "no handler ran");
+}
+
+#[test]
+fn frames_right_behind_the_request_reach_the_connection() {
+    let ((), recorded) = with_server(config(), |addr| {
+        // A good frame in the same write as the request.
+        let mut stream = pressure::connect(addr);
+        let mut bytes = upgrade_request("").into_bytes();
+        bytes.extend(masked(0x1, b"early"));
+        stream.write_all(&bytes).unwrap();
+        assert!(read_head(&mut stream).starts_with("HTTP/1.1 101"));
+        assert_eq!(read_frame(&mut stream).unwrap(), (0x81, b"early".to_vec()));
+        stream.write_all(&masked(0x8, b"\x03\xe8")).unwrap();
+        assert_eq!(read_close(&mut stream), 1000);
+        expect_closed(&mut stream);
+
+        // A bad one: the connection closes while it is being upgraded.
+        let mut stream = pressure::connect(addr);
+        let mut bytes = upgrade_request("").into_bytes();
+        bytes.extend(frame(true, 0x1, b"unmasked", false));
+        stream.write_all(&bytes).unwrap();
+        assert!(read_head(&mut stream).starts_with("HTTP/1.1 101"));
+        assert_eq!(read_close(&mut stream), 1002);
+        expect_closed(&mut stream);
+    });
+    let closes = closes(&recorded);
+    assert_eq!(
+        closes.len(),
+        2,
+        "on_close once for each: {:?}",
+        recorded.log.events()
+    );
+    assert!(closes[1].starts_with("close Some(1002)"), "{closes:?}");
+}
+
+#[test]
+fn the_server_picks_its_preferred_subprotocol_among_those_offered() {
     let ((), _) = with_server(config(), |addr| {
         let mut stream = pressure::connect(addr);
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-            .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let offer = upgrade_request("Sec-WebSocket-Protocol: chat.v1, chat.v2\r\n");
+        stream.write_all(offer.as_bytes()).unwrap();
+        let head = read_head(&mut stream).to_ascii_lowercase();
+        assert!(
+            head.contains("sec-websocket-protocol: chat.v2\r\n"),
+            "{head}"
+        );
+
+        let mut stream = pressure::connect(addr);
+        let offer = upgrade_request("Sec-WebSocket-Protocol: other\r\n");
+        stream.write_all(offer.as_bytes()).unwrap();
+        let head = read_head(&mut stream).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(!head.contains("sec-websocket-protocol"), "{head}");
     });
 }
 
@@ -658,7 +737,10 @@ fn a_server_initiated_close_reaches_the_twill_client_with_its_code() {
         events.contains(&"client close Some(4001) server done".to_owned()),
         "{events:?}"
     );
-    assert!(events.contains(&"close Some(4001) ".to_owned()), "{events:?}");
+    assert!(
+        events.contains(&"close Some(4001) ".to_owned()),
+        "{events:?}"
+    );
     assert!(!events.iter().any(|e| e.starts_with("client got")));
 }
 
@@ -684,7 +766,12 @@ fn keep_alive_pings_answered_keep_the_connection_open() {
         Ok::<(), twill::defer::Failure>(())
     });
     run(&reactor);
-    assert_eq!(closes(&recorded), ["close Some(1000) "], "{:?}", log.events());
+    assert_eq!(
+        closes(&recorded),
+        ["close Some(1000) "],
+        "{:?}",
+        log.events()
+    );
 }
 
 /// A one-shot server that answers any request with `answer`.
@@ -721,9 +808,8 @@ fn failed_connect(client: WebSocketClient, answer: Option<&'static str>) -> Stri
     let error = Rc::new(RefCell::new(None));
     let slot = error.clone();
     let opened = |_: &WebSocket, _: Message| panic!("no message expected");
-    let _ = client
-        .connect(addr, opened)
-        .then_both(move |outcome| -> Result<(), twill::defer::Failure> {
+    let _ = client.connect(addr, opened).then_both(
+        move |outcome| -> Result<(), twill::defer::Failure> {
             let failure = outcome.expect_err("the handshake must fail");
             let kind = match failure.downcast_ref::<ClientError>() {
                 Some(ClientError::InvalidRequest(_)) => "invalid",
@@ -738,7 +824,8 @@ fn failed_connect(client: WebSocketClient, answer: Option<&'static str>) -> Stri
             *slot.borrow_mut() = Some(format!("{kind}: {failure}"));
             twill::stop();
             Ok(())
-        });
+        },
+    );
     run(&reactor);
     let text = error.borrow_mut().take().expect("the Deferred failed");
     text
@@ -753,7 +840,10 @@ fn the_client_deferred_fails_on_refusals_and_bad_answers() {
 
     let not_found = "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
     let error = failed_connect(client(), Some(not_found));
-    assert!(error.starts_with("status: ") && error.contains("404"), "{error}");
+    assert!(
+        error.starts_with("status: ") && error.contains("404"),
+        "{error}"
+    );
 
     let wrong_key = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                      Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
@@ -784,6 +874,7 @@ fn on_clock(
     let handler = Server {
         log: recorded,
         largest_buffer: Rc::default(),
+        stuck: Rc::default(),
     };
     let mut protocol = WebSocketProtocol::new(Role::Server, config, handler);
     let recorder = StringTransport::new();
@@ -877,7 +968,7 @@ fn python() -> Option<PathBuf> {
 /// A running `websocket_peer.py`, killed if the test ends first.
 struct Peer {
     child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Peer {
@@ -892,7 +983,7 @@ impl Peer {
             .spawn()
             .expect("start websocket_peer.py");
         let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
+        let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -917,7 +1008,10 @@ impl Peer {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return (status.success(), lines);
             }
-            assert!(Instant::now() < deadline, "the peer did not exit: {lines:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the peer did not exit: {lines:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -989,7 +1083,8 @@ impl WebSocketHandler for AgainstPython {
     }
 
     fn on_message(&mut self, ws: &WebSocket, message: Message) {
-        self.log.push(format!("{message:?}").chars().take(40).collect::<String>());
+        self.log
+            .push(format!("{message:?}").chars().take(40).collect::<String>());
         self.step += 1;
         match self.step {
             1 => ws.send_binary(vec![9u8; 1024 * 1024]).unwrap(),
@@ -1037,7 +1132,11 @@ fn the_twill_client_against_a_python_websockets_server() {
     assert_eq!(failure.borrow().as_deref(), None, "the handshake succeeds");
     let (clean, lines) = peer.finish();
     assert!(clean, "{lines:?}");
-    assert_eq!(lines, ["closed 4002 "], "twill echoes the code, with no reason");
+    assert_eq!(
+        lines,
+        ["closed 4002 "],
+        "twill echoes the code, with no reason"
+    );
     let events = log.events();
     assert_eq!(events[0], "Text(\"fragmented\")");
     assert!(events[1].starts_with("Binary(b\"\\t\\t"), "{events:?}");

@@ -71,7 +71,10 @@ impl fmt::Display for ClientError {
                 write!(f, "no WebSocket handshake response within {after:?}")
             }
             ClientError::Closed(why) => {
-                write!(f, "the connection closed during the WebSocket handshake: {why}")
+                write!(
+                    f,
+                    "the connection closed during the WebSocket handshake: {why}"
+                )
             }
         }
     }
@@ -190,7 +193,11 @@ impl WebSocketClient {
     /// # Panics
     ///
     /// If no reactor exists on this thread.
-    pub fn connect(self, addr: impl ToHostPort, handler: impl WebSocketHandler) -> Deferred<WebSocket> {
+    pub fn connect(
+        self,
+        addr: impl ToHostPort,
+        handler: impl WebSocketHandler,
+    ) -> Deferred<WebSocket> {
         self.connect_with(&twill::reactor(), addr, handler)
     }
 
@@ -385,7 +392,12 @@ impl ClientHandshake {
         let headers: Vec<(&str, String)> = response
             .headers
             .iter()
-            .map(|field| (field.name, String::from_utf8_lossy(field.value).into_owned()))
+            .map(|field| {
+                (
+                    field.name,
+                    String::from_utf8_lossy(field.value).into_owned(),
+                )
+            })
             .collect();
         check_response(&headers, &self.key).map_err(ClientError::Handshake)?;
         let mut picked = headers
@@ -458,8 +470,9 @@ impl Protocol for ClientHandshake {
         self.cancel_timer();
         let rest = self.head.split_off(length);
         let handler = self.handler.take().expect("the handshake completes once");
-        let mut upgraded = WebSocketProtocol::with_boxed_handler(Role::Client, self.config.clone(), handler)
-            .with_subprotocol(protocol);
+        let mut upgraded =
+            WebSocketProtocol::with_boxed_handler(Role::Client, self.config.clone(), handler)
+                .with_subprotocol(protocol);
         upgraded.connection_made(&transport);
         let resolver = self.attempt.resolver.borrow_mut().take();
         if let (Some(resolver), Some(ws)) = (resolver, upgraded.websocket()) {

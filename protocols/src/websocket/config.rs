@@ -232,7 +232,10 @@ impl WebSocketConfigBuilder {
                 config.closing_timeout
             )));
         }
-        if config.ping_interval.is_some_and(|interval| interval < MIN_PERIOD) {
+        if config
+            .ping_interval
+            .is_some_and(|interval| interval < MIN_PERIOD)
+        {
             return Err(ConfigError::new("ping_interval must be at least 1 ms"));
         }
         if config.pong_timeout < MIN_PERIOD {

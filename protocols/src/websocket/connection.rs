@@ -255,10 +255,7 @@ impl Shared {
             return Err(not_connected());
         }
         let mut session = self.session.borrow_mut();
-        match self
-            .transport
-            .write_with(|buf| session.send(message, buf))
-        {
+        match self.transport.write_with(|buf| session.send(message, buf)) {
             None => Err(not_connected()),
             Some(Ok(())) => Ok(()),
             Some(Err(EncodeError::Io(err))) => Err(err),
@@ -291,6 +288,38 @@ impl Shared {
     fn close_transport(self: &Rc<Self>) {
         self.transport.lose_connection();
         self.arm_closing_timer();
+        // A closing transport is not writable: this runs once the
+        // connection is over, right after `connection_lost`. It ends the
+        // connection for a protocol that never received that call,
+        // because the connection closed while it was being installed
+        // (`Transport::set_protocol` refuses a closing connection, and
+        // drops the protocol: hence a strong reference, which the
+        // transport lets go of when it runs or is discarded).
+        let shared = self.clone();
+        self.transport
+            .when_writable(move || shared.ended("the connection closed"));
+    }
+
+    /// The connection is over: stops the timers and calls `on_close`,
+    /// once.
+    fn ended(&self, why: &str) {
+        if self.lost.replace(true) {
+            return;
+        }
+        self.stop_timers();
+        self.record_ending(None, format!("no close handshake: {why}"));
+        let (code, reason) = self.ending.borrow().clone().expect("recorded just above");
+        let handler = self.handler.borrow_mut().take();
+        if let Some(mut handler) = handler {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handler.on_close(code, &reason)))
+            {
+                log::error!(
+                    "WebSocket handler for {} panicked in on_close: {}",
+                    self.transport.peer(),
+                    panic_message(&*payload)
+                );
+            }
+        }
     }
 
     /// Ends the connection with a Close carrying `code` (an error here),
@@ -553,6 +582,12 @@ impl WebSocketProtocol {
             self.input.clear();
             return;
         };
+        if !shared.transport.flow_control() {
+            // Whoever installed this protocol may have turned flow control
+            // off after `connection_made` (an HTTP server does, for the
+            // protocol it upgrades to): the memory bound needs it.
+            shared.transport.set_flow_control(true);
+        }
         loop {
             if shared.lost.get() {
                 self.input.clear();
@@ -659,29 +694,9 @@ impl Protocol for WebSocketProtocol {
     }
 
     fn connection_lost(&mut self, reason: &Reason) {
-        let Some(shared) = self.shared.clone() else {
-            return;
-        };
-        if shared.lost.replace(true) {
-            return;
-        }
-        shared.stop_timers();
         self.input = BytesMut::new();
-        shared.record_ending(None, format!("no close handshake: {reason}"));
-        let (code, why) = shared
-            .ending
-            .borrow()
-            .clone()
-            .expect("recorded just above");
-        let handler = shared.handler.borrow_mut().take();
-        if let Some(mut handler) = handler {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handler.on_close(code, &why))) {
-                log::error!(
-                    "WebSocket handler for {} panicked in on_close: {}",
-                    shared.transport.peer(),
-                    panic_message(&*payload)
-                );
-            }
+        if let Some(shared) = &self.shared {
+            shared.ended(&reason.to_string());
         }
     }
 }
