@@ -730,7 +730,12 @@ fn a_server_initiated_close_reaches_the_twill_client_with_its_code() {
         .unwrap();
     let addr = listen(&reactor, keep_alive, &recorded);
     let log = recorded.log.clone();
-    let _ = websocket::connect(addr, "127.0.0.1", "/", AskToClose { log: log.clone() });
+    drop(websocket::connect(
+        addr,
+        "127.0.0.1",
+        "/",
+        AskToClose { log: log.clone() },
+    ));
     run(&reactor);
     let events = log.events();
     assert!(
@@ -756,7 +761,7 @@ fn keep_alive_pings_answered_keep_the_connection_open() {
     let addr = listen(&reactor, keep_alive, &recorded);
     let log = recorded.log.clone();
     let connected = websocket::connect(addr, "127.0.0.1", "/", |_: &WebSocket, _: Message| {});
-    let _ = connected.then(move |ws: WebSocket| {
+    drop(connected.then(move |ws: WebSocket| {
         // Twenty ping intervals later the connection is still open.
         twill::call_later(Duration::from_millis(100), move || {
             assert!(ws.is_open());
@@ -764,7 +769,7 @@ fn keep_alive_pings_answered_keep_the_connection_open() {
             twill::call_later(Duration::from_millis(100), twill::stop);
         });
         Ok::<(), twill::defer::Failure>(())
-    });
+    }));
     run(&reactor);
     assert_eq!(
         closes(&recorded),
@@ -808,7 +813,7 @@ fn failed_connect(client: WebSocketClient, answer: Option<&'static str>) -> Stri
     let error = Rc::new(RefCell::new(None));
     let slot = error.clone();
     let opened = |_: &WebSocket, _: Message| panic!("no message expected");
-    let _ = client.connect(addr, opened).then_both(
+    drop(client.connect(addr, opened).then_both(
         move |outcome| -> Result<(), twill::defer::Failure> {
             let failure = outcome.expect_err("the handshake must fail");
             let kind = match failure.downcast_ref::<ClientError>() {
@@ -825,7 +830,7 @@ fn failed_connect(client: WebSocketClient, answer: Option<&'static str>) -> Stri
             twill::stop();
             Ok(())
         },
-    );
+    ));
     run(&reactor);
     let text = error.borrow_mut().take().expect("the Deferred failed");
     text
@@ -1118,16 +1123,18 @@ fn the_twill_client_against_a_python_websockets_server() {
     };
     let failure = Rc::new(RefCell::new(None));
     let slot = failure.clone();
-    let _ = WebSocketClient::new(format!("127.0.0.1:{port}"), "/")
-        .config(config())
-        .connect(addr, handler)
-        .then_both(move |outcome| {
-            if let Err(err) = outcome {
-                *slot.borrow_mut() = Some(err.to_string());
-                twill::stop();
-            }
-            Ok::<(), twill::defer::Failure>(())
-        });
+    drop(
+        WebSocketClient::new(format!("127.0.0.1:{port}"), "/")
+            .config(config())
+            .connect(addr, handler)
+            .then_both(move |outcome| {
+                if let Err(err) = outcome {
+                    *slot.borrow_mut() = Some(err.to_string());
+                    twill::stop();
+                }
+                Ok::<(), twill::defer::Failure>(())
+            }),
+    );
     run(&reactor);
     assert_eq!(failure.borrow().as_deref(), None, "the handshake succeeds");
     let (clean, lines) = peer.finish();
