@@ -592,9 +592,9 @@ fn a_client_that_pipelines_and_never_reads_stops_the_handler_being_called() {
 
 // ------------------------------------------------------------ timeouts, on a clock
 
-fn clocked(
-    server: HttpServer<fn(Request<Bytes>) -> Deferred<Response<Body>>>,
-) -> (impl Protocol, StringTransport, Clock) {
+type PlainHandler = fn(Request<Bytes>) -> Deferred<Response<Body>>;
+
+fn clocked(server: HttpServer<PlainHandler>) -> (impl Protocol, StringTransport, Clock) {
     let clock = Clock::new();
     let server = server
         .header_timeout(Duration::from_secs(5))
