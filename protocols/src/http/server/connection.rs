@@ -606,6 +606,7 @@ impl Conn {
             };
             if keep_alive {
                 st.phase = Phase::Reading;
+                st.watchdog.sent_mark = transport.bytes_sent();
                 if st.input.is_empty() {
                     self.set_deadline(&mut st, Wait::Idle, self.config.idle_timeout);
                 }
@@ -704,6 +705,19 @@ impl Conn {
             self.set_deadline(st, wait, at - now);
             return;
         }
+        if matches!(wait, Wait::Idle | Wait::Reader) && transport.write_buffer_size() > 0 {
+            // Answers are waiting for the client to read them.
+            let sent = transport.bytes_sent();
+            if sent == st.watchdog.sent_mark {
+                log::debug!("HTTP client stopped reading its answers, connection aborted");
+                st.phase = Phase::Done;
+                transport.abort_connection();
+            } else {
+                st.watchdog.sent_mark = sent;
+                self.set_deadline(st, wait, self.config.idle_timeout);
+            }
+            return;
+        }
         match (wait, &st.phase) {
             (Wait::Idle, Phase::Reading) if st.input.is_empty() && !st.decoder.in_body() => {
                 log::debug!("HTTP keep-alive connection idle, closed");
@@ -719,16 +733,9 @@ impl Conn {
                 self.refuse(st, &transport, StatusCode::REQUEST_TIMEOUT, why.to_string());
             }
             (Wait::Reader, Phase::Answering(_)) => {
-                let sent = transport.bytes_sent();
-                if sent != st.watchdog.sent_mark || transport.write_buffer_size() == 0 {
-                    // The client reads, or the handler is still working.
-                    st.watchdog.sent_mark = sent;
-                    self.set_deadline(st, Wait::Reader, self.config.idle_timeout);
-                } else {
-                    log::debug!("HTTP client stopped reading its answer, connection aborted");
-                    st.phase = Phase::Done;
-                    transport.abort_connection();
-                }
+                // Nothing waits to be read: the handler is still working,
+                // which is its business, not the client's.
+                self.set_deadline(st, Wait::Reader, self.config.idle_timeout);
             }
             _ => {}
         }
