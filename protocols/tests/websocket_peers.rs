@@ -495,6 +495,7 @@ fn a_peer_that_never_reads_holds_the_server_to_its_high_watermark() {
         socket.set_linger(Some(Duration::ZERO)).unwrap();
     });
     let largest = recorded.largest_buffer.get();
+    println!("largest write buffer while flooding a peer that does not read: {largest} bytes");
     // The flood stops at the 64 KiB high watermark; one 64 KiB message
     // (plus its header) can take it past.
     assert!(largest > 0, "the flood started");
@@ -614,6 +615,24 @@ fn the_server_picks_its_preferred_subprotocol_among_those_offered() {
         assert!(head.starts_with("http/1.1 101"), "{head}");
         assert!(!head.contains("sec-websocket-protocol"), "{head}");
     });
+}
+
+#[test]
+fn a_half_close_without_a_close_frame_ends_the_connection_once() {
+    let ((), recorded) = with_server(config(), |addr| {
+        let mut stream = raw_connect(addr);
+        stream
+            .write_all(&frame(false, 0x1, b"unfinished", true))
+            .unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        expect_closed(&mut stream);
+    });
+    let closes = closes(&recorded);
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert!(
+        closes[0].starts_with("close None no close handshake"),
+        "{closes:?}"
+    );
 }
 
 // ------------------------------------------------ twill against twill
@@ -779,6 +798,38 @@ fn keep_alive_pings_answered_keep_the_connection_open() {
     );
 }
 
+#[test]
+fn the_twill_client_gets_the_subprotocol_the_server_picked() {
+    let reactor = Reactor::new().unwrap();
+    let recorded = Recorded::default();
+    let addr = listen(&reactor, config(), &recorded);
+    let picked = Rc::new(RefCell::new(Vec::new()));
+    for (index, offer) in [vec!["chat.v1", "chat.v2"], vec!["other"]]
+        .into_iter()
+        .enumerate()
+    {
+        let picked = picked.clone();
+        let connected = WebSocketClient::new("127.0.0.1", "/")
+            .protocols(offer)
+            .connect(addr, |_: &WebSocket, _: Message| {});
+        drop(connected.then(move |ws: WebSocket| {
+            let mut picked = picked.borrow_mut();
+            picked.push((index, ws.protocol().map(str::to_owned)));
+            ws.close(1000, "").unwrap();
+            if picked.len() == 2 {
+                twill::stop();
+            }
+            Ok::<(), twill::defer::Failure>(())
+        }));
+    }
+    run(&reactor);
+    picked.borrow_mut().sort();
+    assert_eq!(
+        *picked.borrow(),
+        [(0, Some("chat.v2".to_owned())), (1, None)]
+    );
+}
+
 /// A one-shot server that answers any request with `answer`.
 fn canned_server(reactor: &Reactor, answer: &'static str) -> SocketAddr {
     struct Canned(&'static str, Option<Transport>);
@@ -929,6 +980,33 @@ fn keep_alive_pings_run_on_the_configured_clock() {
         log.events(),
         ["open", "close Some(1011) keep-alive ping timed out"]
     );
+}
+
+#[test]
+fn a_client_waits_the_closing_timeout_for_the_server_to_close_tcp() {
+    let clock = Clock::new();
+    let config = WebSocketConfig::builder()
+        .closing_timeout(Duration::from_secs(2))
+        .clock(Rc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let log = Log::default();
+    let recorded = log.clone();
+    let handler = move |_: &WebSocket, message: Message| {
+        recorded.push(format!("{message:?}"));
+    };
+    let mut protocol = WebSocketProtocol::new(Role::Client, config, handler);
+    let recorder = StringTransport::new();
+    protocol.connection_made(&recorder.transport());
+    // The server's Close, unmasked.
+    protocol.data_received(Bytes::from_static(b"\x88\x02\x03\xe8"));
+    let echo = recorder.value();
+    assert_eq!(&echo[..2], b"\x88\x82", "the masked echo");
+    assert!(!recorder.disconnecting(), "the server closes TCP first");
+    clock.advance(Duration::from_millis(1999));
+    assert!(!recorder.aborted());
+    clock.advance(Duration::from_millis(1));
+    assert!(recorder.aborted(), "the server never did");
 }
 
 #[test]
