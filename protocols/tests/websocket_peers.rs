@@ -635,6 +635,52 @@ fn a_half_close_without_a_close_frame_ends_the_connection_once() {
     );
 }
 
+/// Records whether flow control is on at its first read.
+struct FlowWitness(Rc<Cell<Option<bool>>>, Transport);
+
+impl Protocol for FlowWitness {
+    fn data_received(&mut self, _: Bytes) {
+        if self.0.get().is_none() {
+            self.0.set(Some(self.1.flow_control()));
+            twill::stop();
+        }
+    }
+}
+
+#[test]
+#[ignore = "HttpServer turns flow control off after Upgrade's `make` ran, undoing what the new protocol set in it; WebSocketProtocol turns it back on at each read"]
+fn an_upgraded_protocol_keeps_the_flow_control_it_set_up() {
+    let reactor = Reactor::new().unwrap();
+    let seen = Rc::new(Cell::new(None));
+    let witness = seen.clone();
+    let server = HttpServer::new(move |_: Request<Bytes>| {
+        let witness = witness.clone();
+        let upgrade = twill_protocols::http::Upgrade::new(move |transport| {
+            transport.set_flow_control(true);
+            Box::new(FlowWitness(witness, transport.clone()))
+        });
+        let mut response = http::Response::new(twill_protocols::http::Body::Upgrade(upgrade));
+        *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+        twill::defer::succeed(response)
+    });
+    let addr = reactor
+        .listen_tcp("127.0.0.1:0", server)
+        .unwrap()
+        .host()
+        .tcp()
+        .unwrap();
+    let client = std::thread::spawn(move || {
+        let mut stream = pressure::connect(addr);
+        stream.write_all(upgrade_request("").as_bytes()).unwrap();
+        read_head(&mut stream);
+        stream.write_all(b"after the upgrade").unwrap();
+        stream
+    });
+    run(&reactor);
+    drop(client.join().unwrap());
+    assert_eq!(seen.get(), Some(true), "flow control as `make` left it");
+}
+
 // ------------------------------------------------ twill against twill
 
 /// The twill client's side of the conversation: sends each message of
