@@ -144,6 +144,7 @@ mod client;
 mod config;
 mod connection;
 mod frame;
+mod handle;
 mod handshake;
 mod message;
 mod server;
@@ -161,11 +162,12 @@ pub use config::{
     WebSocketConfig, WebSocketConfigBuilder, DEFAULT_CLOSING_TIMEOUT, DEFAULT_PONG_TIMEOUT,
     MAX_CLOSING_TIMEOUT,
 };
-pub use connection::{WebSocket, WebSocketHandler, WebSocketProtocol};
+pub use connection::WebSocketProtocol;
 pub use frame::{
     apply_mask, Frame, FrameCodec, FrameCodecBuilder, OpCode, DEFAULT_MAX_FRAME_PAYLOAD,
     HARD_MAX_FRAME_PAYLOAD, MAX_CONTROL_PAYLOAD,
 };
+pub use handle::{WebSocket, WebSocketHandler};
 pub use handshake::{
     accept_key, check_request, check_response, generate_key, is_valid_key, HandshakeError,
     WEBSOCKET_VERSION,

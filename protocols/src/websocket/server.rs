@@ -8,7 +8,8 @@ use http::header::{
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 
 use super::config::WebSocketConfig;
-use super::connection::{WebSocketHandler, WebSocketProtocol};
+use super::connection::WebSocketProtocol;
+use super::handle::WebSocketHandler;
 use super::handshake::{check_request, HandshakeError, WEBSOCKET_VERSION};
 use super::Role;
 use crate::http::{Body, Upgrade};
