@@ -11,6 +11,8 @@
 //! Every test is bounded: socket timeouts on the raw clients, a watchdog
 //! on the reactor, a deadline on the Python peer.
 
+#![cfg(feature = "websocket")]
+
 use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
