@@ -480,6 +480,54 @@ fn a_panic_in_on_message_closes_that_connection_with_1011_only() {
         .any(|c| c == "close Some(1011) handler panicked in on_message"));
 }
 
+/// Panics as soon as the connection opens.
+struct PanicOnOpen(Log);
+
+impl WebSocketHandler for PanicOnOpen {
+    fn on_open(&mut self, _ws: &WebSocket) {
+        panic!("the handler fails at once");
+    }
+
+    fn on_message(&mut self, _ws: &WebSocket, _message: Message) {
+        self.0.push("message");
+    }
+
+    fn on_close(&mut self, code: Option<u16>, reason: &str) {
+        self.0.push(format!("close {code:?} {reason}"));
+    }
+}
+
+#[test]
+fn a_panic_in_on_open_closes_with_1011_and_still_reports_on_close() {
+    let reactor = Reactor::new().unwrap();
+    let log = Log::default();
+    let recorded = log.clone();
+    let server = HttpServer::new(move |request: Request<Bytes>| {
+        let handler = PanicOnOpen(recorded.clone());
+        twill::defer::succeed(websocket::accept(&request, handler))
+    });
+    let addr = reactor
+        .listen_tcp("127.0.0.1:0", server)
+        .unwrap()
+        .host()
+        .tcp()
+        .unwrap();
+    let handle = reactor.handle();
+    let client = std::thread::spawn(move || {
+        let mut stream = raw_connect(addr);
+        let code = read_close(&mut stream);
+        expect_closed(&mut stream);
+        handle.stop();
+        code
+    });
+    run(&reactor);
+    assert_eq!(client.join().unwrap(), 1011);
+    assert_eq!(
+        log.events(),
+        ["close Some(1011) handler panicked in on_open"]
+    );
+}
+
 #[test]
 fn a_peer_that_never_reads_holds_the_server_to_its_high_watermark() {
     let recorded = Recorded::default();
