@@ -727,3 +727,65 @@ fn an_async_handler_answers_from_a_future() {
         assert_eq!(client.read("GET").text(), Method::GET.as_str());
     });
 }
+
+/// A pull producer writing `pieces` pieces of 64 KiB through a body's
+/// writer, asked for each as the connection drains.
+struct Pieces {
+    writer: BodyWriter,
+    left: Cell<u32>,
+    most_buffered: Rc<Cell<usize>>,
+}
+
+impl twill::producers::Producer for Pieces {
+    fn resume_producing(&self) {
+        let left = self.left.get();
+        if left == 0 {
+            self.writer.unregister_producer();
+            self.writer.finish();
+            return;
+        }
+        self.left.set(left - 1);
+        self.writer.write(vec![b'a' + (left % 26) as u8; 64 * 1024]);
+        let buffered = self.writer.transport().write_buffer_size();
+        self.most_buffered
+            .set(self.most_buffered.get().max(buffered));
+    }
+
+    fn stop_producing(&self) {}
+}
+
+#[test]
+fn a_pull_producer_streams_a_large_body_with_the_buffer_bounded() {
+    let most_buffered = Rc::new(Cell::new(0));
+    let seen = most_buffered.clone();
+    let server = HttpServer::new(move |_: Request<Bytes>| {
+        let most_buffered = seen.clone();
+        succeed(Response::new(Body::stream(move |writer: BodyWriter| {
+            let producer = Rc::new(Pieces {
+                writer: writer.clone(),
+                left: Cell::new(256), // 16 MiB
+                most_buffered,
+            });
+            writer.register_producer(producer, false).unwrap();
+        })))
+    });
+    let reactor = Reactor::new().unwrap();
+    serve(&reactor, server, |addr, handle| {
+        let mut client = Client::new(addr);
+        client.send(&get("/"));
+        let answer = client.read("GET");
+        assert_eq!(answer.body.len(), 16 << 20);
+        assert!(answer.body[..64 * 1024]
+            .iter()
+            .all(|&b| b == b'a' + (256 % 26) as u8));
+        client.send(&get("/"));
+        assert_eq!(
+            client.read("GET").body.len(),
+            16 << 20,
+            "keep-alive after it"
+        );
+        handle.stop();
+    });
+    // The high watermark (64 KiB) plus one piece, never the body.
+    assert!(most_buffered.get() <= 192 * 1024, "{}", most_buffered.get());
+}
