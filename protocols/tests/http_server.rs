@@ -621,6 +621,12 @@ fn a_slow_head_is_cut_at_the_header_timeout_however_it_trickles() {
         answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
         "{answer}"
     );
+    // A lingering close: the writing side is shut at once, and what the
+    // client still sends is read and dropped for two seconds.
+    assert!(recorder.eof_written());
+    protocol.data_received(Bytes::from_static(b"more of the head"));
+    assert!(!recorder.disconnecting());
+    clock.advance(Duration::from_secs(2));
     assert!(recorder.disconnecting());
 }
 
@@ -662,7 +668,8 @@ fn a_body_that_stops_arriving_gets_408() {
     assert!(String::from_utf8(recorder.value())
         .unwrap()
         .starts_with("HTTP/1.1 408"));
-    assert!(recorder.disconnecting());
+    assert!(recorder.eof_written());
+    assert!(!protocol.eof_received(), "the client's EOF ends the linger");
 }
 
 #[test]
@@ -788,4 +795,29 @@ fn a_pull_producer_streams_a_large_body_with_the_buffer_bounded() {
     });
     // The high watermark (64 KiB) plus one piece, never the body.
     assert!(most_buffered.get() <= 192 * 1024, "{}", most_buffered.get());
+}
+
+#[test]
+fn a_refused_upload_still_reaches_a_client_that_reads_only_after_sending() {
+    let server = HttpServer::new(hello).max_body(1024);
+    with_server(server, |addr| {
+        let mut client = Client::new(addr);
+        let body = vec![b'u'; 4 << 20];
+        client.send(
+            format!(
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        // The server refuses at the head; what follows it is read and
+        // dropped, so this write completes and the answer is not reset
+        // away before it is read.
+        client.send(&body);
+        let answer = client.read("POST");
+        assert_eq!(answer.status, 413);
+        assert_eq!(answer.header("connection"), Some("close"));
+        client.reader.get_ref().shutdown(Shutdown::Write).unwrap();
+        assert!(client.closed());
+    });
 }
