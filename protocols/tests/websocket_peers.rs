@@ -867,6 +867,17 @@ fn a_server_initiated_close_reaches_the_twill_client_with_its_code() {
     assert!(!events.iter().any(|e| e.starts_with("client got")));
 }
 
+/// Stops the reactor when its connection is over.
+struct StopOnClose;
+
+impl WebSocketHandler for StopOnClose {
+    fn on_message(&mut self, _ws: &WebSocket, _message: Message) {}
+
+    fn on_close(&mut self, _code: Option<u16>, _reason: &str) {
+        twill::stop();
+    }
+}
+
 #[test]
 fn keep_alive_pings_answered_keep_the_connection_open() {
     let reactor = Reactor::new().unwrap();
@@ -878,13 +889,12 @@ fn keep_alive_pings_answered_keep_the_connection_open() {
         .unwrap();
     let addr = listen(&reactor, keep_alive, &recorded);
     let log = recorded.log.clone();
-    let connected = websocket::connect(addr, "127.0.0.1", "/", |_: &WebSocket, _: Message| {});
+    let connected = websocket::connect(addr, "127.0.0.1", "/", StopOnClose);
     drop(connected.then(move |ws: WebSocket| {
         // Sixty ping intervals (three pong timeouts) later it is still open.
         twill::call_later(Duration::from_millis(300), move || {
             assert!(ws.is_open());
             ws.close(1000, "").unwrap();
-            twill::call_later(Duration::from_millis(100), twill::stop);
         });
         Ok::<(), twill::defer::Failure>(())
     }));
