@@ -24,7 +24,7 @@ use twill::defer::{succeed, Deferred};
 use twill::task::Clock;
 use twill::testing::StringTransport;
 use twill::{Bytes, Protocol, Reactor, ReactorHandle};
-use twill_protocols::http::{Body, Handler, HttpServer};
+use twill_protocols::http::{Body, BodyWriter, Handler, HttpServer};
 use twill_test_support::reactor::serve;
 
 /// How long a client read or write may take.
@@ -36,10 +36,16 @@ const BIG: usize = 4 << 20;
 // ------------------------------------------------------------ the server
 
 /// The test server's handler: `/` answers `ok`, `POST /echo` echoes,
-/// `/big` answers 4 MiB from memory, `/inject` sets a header value with
-/// CRLF in it (unchecked). Counts its calls.
+/// `/big` answers 4 MiB from memory, `/big-stream` the same through a
+/// [`BodyWriter`] (noting how much the connection held when it started),
+/// `/slow-stream` 16 MiB in 64 KiB pieces written only while the
+/// connection takes them, `/inject` sets a header value with CRLF in it
+/// (unchecked), `/panic` panics. Counts its calls.
 struct Routes {
     calls: Arc<AtomicUsize>,
+    /// The most bytes the connection's write buffer held when a
+    /// `/big-stream` answer began.
+    most_buffered: Arc<AtomicUsize>,
     big: Bytes,
 }
 
@@ -49,6 +55,17 @@ impl Handler for Routes {
         let response = match (request.method(), request.uri().path()) {
             (&Method::POST, "/echo") => Response::new(Body::Full(request.into_body())),
             (_, "/big") => Response::new(Body::Full(self.big.clone())),
+            (_, "/big-stream") => {
+                let (big, most_buffered) = (self.big.clone(), self.most_buffered.clone());
+                Response::new(Body::stream(move |writer| {
+                    let buffered = writer.transport().write_buffer_size();
+                    most_buffered.fetch_max(buffered, Ordering::SeqCst);
+                    writer.write(big);
+                    writer.finish();
+                }))
+            }
+            (_, "/slow-stream") => Response::new(Body::stream(|writer| write_pieces(writer, 256))),
+            (_, "/panic") => panic!("a handler that panics"),
             (_, "/inject") => {
                 let mut response = Response::new(Body::from("injected?\n"));
                 // The checked constructors refuse CR and LF: a handler
@@ -78,8 +95,27 @@ impl Handler for Routes {
 fn routes(calls: &Arc<AtomicUsize>) -> Routes {
     Routes {
         calls: calls.clone(),
+        most_buffered: Arc::default(),
         big: Bytes::from(vec![b'b'; BIG]),
     }
+}
+
+/// Writes `left` pieces of 64 KiB, each only once the connection takes
+/// more, as a well-behaved streaming handler does.
+fn write_pieces(writer: BodyWriter, mut left: usize) {
+    while left > 0 {
+        if !writer.is_open() {
+            return;
+        }
+        if !writer.is_writable() {
+            let again = writer.clone();
+            writer.when_writable(move || write_pieces(again, left));
+            return;
+        }
+        writer.write(vec![b's'; 64 * 1024]);
+        left -= 1;
+    }
+    writer.finish();
 }
 
 /// Stops the reactor when dropped, so a client that panics ends the test
@@ -99,9 +135,18 @@ fn with_server<R: Send + 'static>(
     configure: impl FnOnce(HttpServer<Routes>) -> HttpServer<Routes>,
     client: impl FnOnce(SocketAddr, Arc<AtomicUsize>) -> R + Send + 'static,
 ) -> (R, usize) {
-    let calls = Arc::new(AtomicUsize::new(0));
+    with_routes(routes(&Arc::default()), configure, client)
+}
+
+/// [`with_server`] with the given routes (to read their counters after).
+fn with_routes<R: Send + 'static>(
+    routes: Routes,
+    configure: impl FnOnce(HttpServer<Routes>) -> HttpServer<Routes>,
+    client: impl FnOnce(SocketAddr, Arc<AtomicUsize>) -> R + Send + 'static,
+) -> (R, usize) {
+    let calls = routes.calls.clone();
     let reactor = Reactor::new().unwrap();
-    let server = configure(HttpServer::new(routes(&calls)).server_name(None));
+    let server = configure(HttpServer::new(routes).server_name(None));
     let seen = calls.clone();
     let outcome = serve(&reactor, server, move |addr, handle| {
         let _stop = StopOnDrop(handle);
@@ -529,6 +574,10 @@ fn a_refused_request_answers_none_of_the_pipelined_ones_after_it() {
 
 // ------------------------------------------------------------ injection
 
+/// In a debug build the http crate checks the unchecked constructor and
+/// panics in the handler (a `500` through the panic path); in a release
+/// build the value reaches the encoder, which refuses it (a `500` through
+/// the encoder's fallback). Either way nothing of the value is sent.
 #[test]
 fn a_header_value_with_crlf_gets_a_500_and_nothing_injected() {
     let (answer, calls) = with_server(same, |addr, _| {
@@ -706,6 +755,98 @@ fn a_client_that_never_reads_its_answer_is_aborted_at_idle_timeout() {
         },
     );
     assert_eq!(calls, calls_after + 1);
+}
+
+#[test]
+fn a_pipelined_stream_answer_starts_only_once_the_last_one_drained() {
+    let routes = routes(&Arc::default());
+    let most_buffered = routes.most_buffered.clone();
+    let (held, calls) = with_routes(routes, same, |addr, calls| {
+        let mut greedy = connect(addr);
+        let requests = b"GET /big-stream HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
+        greedy.write_all(&requests).unwrap();
+        let held = settled(&calls, Duration::from_millis(500));
+        drop(greedy);
+        assert_serves(addr);
+        held
+    });
+    let most_buffered = most_buffered.load(Ordering::SeqCst);
+    println!(
+        "1000 pipelined 4 MiB streams, never read: {held} handler calls, \
+         at most {most_buffered} bytes buffered when one began"
+    );
+    assert!((1..=4).contains(&held), "{held} handler calls");
+    assert_eq!(calls, held + 1);
+    // The connection's buffer had drained (below its low-water mark)
+    // before each later answer began: a non-reader holds one answer.
+    assert!(most_buffered < BIG / 4, "{most_buffered} bytes buffered");
+}
+
+#[test]
+fn a_client_that_stops_reading_a_streamed_answer_is_aborted_at_idle_timeout() {
+    let timeout = Duration::from_millis(500);
+    let (got, _) = with_server(
+        |server| server.idle_timeout(timeout),
+        move |addr, _| {
+            let mut stalled = connect(addr);
+            stalled
+                .write_all(b"GET /slow-stream HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            let mut head = [0; 17];
+            stalled.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200 OK\r\n");
+            // Stop reading for longer than the timeout; the server must
+            // give up on the answer rather than wait for ever.
+            std::thread::sleep(timeout * 4);
+            let mut total = 0usize;
+            let mut buf = vec![0; 1 << 20];
+            loop {
+                match stalled.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+            assert_serves(addr);
+            total
+        },
+    );
+    assert!(
+        got < 16 << 20,
+        "read all {got} bytes: the stream was not cut"
+    );
+}
+
+#[test]
+fn a_panicking_handler_gets_a_500_and_the_connection_goes_on() {
+    let (answer, calls) = with_server(same, |addr, _| {
+        exchange(
+            addr,
+            b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+    });
+    assert_eq!(statuses(&answer), [500, 200], "{}", text(&answer));
+    assert_eq!(calls, 2);
+}
+
+#[test]
+fn a_half_close_after_a_request_still_gets_the_answer() {
+    let (answers, calls) = with_server(same, |addr, _| {
+        let mut whole = connect(addr);
+        whole
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /missing HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        whole.shutdown(Shutdown::Write).unwrap();
+        let answered = read_until_closed(&mut whole);
+        // Half a request and then EOF: nothing to answer; closed.
+        let mut half = connect(addr);
+        half.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+        half.shutdown(Shutdown::Write).unwrap();
+        (answered, read_until_closed(&mut half))
+    });
+    assert_eq!(statuses(&answers.0), [200, 404], "{}", text(&answers.0));
+    assert_eq!(text(&answers.1), "");
+    assert_eq!(calls, 2);
 }
 
 // ------------------------------------------------------------ split points
