@@ -739,22 +739,48 @@ fn a_client_that_never_reads_its_answer_is_aborted_at_idle_timeout() {
             // The server gave up on it: reading now finds the answers
             // it had buffered cut off by a reset or a close, well short of
             // the ten asked for.
-            let got = {
-                let mut total = 0usize;
-                let mut buf = vec![0; 1 << 20];
-                loop {
-                    match greedy.read(&mut buf) {
-                        Ok(0) | Err(_) => break total,
-                        Ok(n) => total += n,
-                    }
-                }
-            };
+            let got = drain(&mut greedy);
             assert!(got < 10 * BIG, "read {got} bytes");
             assert_serves(addr);
             held
         },
     );
     assert_eq!(calls, calls_after + 1);
+}
+
+/// Reads what is left on `stream` until it ends (EOF or reset).
+fn drain(stream: &mut TcpStream) -> usize {
+    let mut total = 0usize;
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+#[test]
+#[ignore = "bug: a Body::Full answer is handed to the transport whole and the request is done \
+            at once, so the Reader deadline never applies; the idle watchdog then only \
+            lose_connection()s, which waits for the unread answer to drain, instead of \
+            aborting the client that stopped reading"]
+fn a_client_that_never_reads_one_large_answer_is_aborted_at_idle_timeout() {
+    let timeout = Duration::from_millis(500);
+    let (got, _) = with_server(
+        |server| server.idle_timeout(timeout),
+        move |addr, _| {
+            let mut stalled = connect(addr);
+            stalled
+                .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            // Not reading for several timeouts: nothing a client can wait
+            // on shows the server giving up, so the test waits it out.
+            std::thread::sleep(timeout * 4);
+            drain(&mut stalled)
+        },
+    );
+    assert!(got < BIG, "read all {got} bytes: the answer was not cut");
 }
 
 #[test]
@@ -798,14 +824,7 @@ fn a_client_that_stops_reading_a_streamed_answer_is_aborted_at_idle_timeout() {
             // Stop reading for longer than the timeout; the server must
             // give up on the answer rather than wait for ever.
             std::thread::sleep(timeout * 4);
-            let mut total = 0usize;
-            let mut buf = vec![0; 1 << 20];
-            loop {
-                match stalled.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
-                }
-            }
+            let total = drain(&mut stalled);
             assert_serves(addr);
             total
         },

@@ -542,8 +542,7 @@ fn curl_against_the_http_server_example() {
         &["http"],
         "http_server",
         &["127.0.0.1:0", "--root", &root],
-    )
-    .wait_limit(Duration::from_secs(60));
+    );
     let line = server.wait_stderr("serving http://");
     let addr = line
         .split("serving http://")
