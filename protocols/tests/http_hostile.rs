@@ -537,6 +537,36 @@ fn bare_lf_line_ends_are_accepted_as_rfc_9112_allows() {
 }
 
 #[test]
+fn bare_lf_or_cr_in_chunked_framing_gets_400() {
+    // The chunked framing is read strictly (CRLF only): lines that proxies
+    // split differently are where smuggling lives.
+    refusals(
+        same,
+        vec![
+            (
+                smuggling("Transfer-Encoding: chunked\r\n", "5\nhello\r\n0\r\n\r\n"),
+                400,
+            ),
+            (
+                smuggling("Transfer-Encoding: chunked\r\n", "5\r\nhello\n0\r\n\r\n"),
+                400,
+            ),
+            (
+                smuggling("Transfer-Encoding: chunked\r\n", "5\r\nhello\rx0\r\n\r\n"),
+                400,
+            ),
+            (
+                smuggling(
+                    "Transfer-Encoding: chunked\r\n",
+                    "5\r5\r\nhello\r\n0\r\n\r\n",
+                ),
+                400,
+            ),
+        ],
+    );
+}
+
+#[test]
 fn http_1_1_without_exactly_one_host_gets_400() {
     refusals(
         same,
