@@ -59,8 +59,9 @@ impl Seen {
     }
 }
 
-/// The routes `http_peer.py` and the curl tests expect (those of the
-/// `http_server` example, and `/files/` from `root`).
+/// The routes `http_peer.py` and the curl tests expect, like the
+/// `http_server` example's: `/` (`hello`), `POST /echo`, `/stream?lines=N`
+/// and `/files/` from `root`. Notes each request's connection in `seen`.
 fn routes(
     root: &Path,
     seen: Seen,
