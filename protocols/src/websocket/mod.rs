@@ -79,9 +79,13 @@
 //!   not in a separate `Utf8FrameValidator` handler.
 //! - No extensions (permessage-deflate) yet: RSV bits are always an error.
 
+mod client;
+mod config;
+mod connection;
 mod frame;
 mod handshake;
 mod message;
+mod server;
 mod session;
 
 use std::error::Error;
@@ -89,6 +93,14 @@ use std::fmt;
 
 use crate::codec::DecodeError;
 
+pub use client::{
+    connect, ClientError, WebSocketClient, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+};
+pub use config::{
+    WebSocketConfig, WebSocketConfigBuilder, DEFAULT_CLOSING_TIMEOUT, DEFAULT_PONG_TIMEOUT,
+    MAX_CLOSING_TIMEOUT,
+};
+pub use connection::{WebSocket, WebSocketHandler, WebSocketProtocol};
 pub use frame::{
     apply_mask, Frame, FrameCodec, FrameCodecBuilder, OpCode, DEFAULT_MAX_FRAME_PAYLOAD,
     HARD_MAX_FRAME_PAYLOAD, MAX_CONTROL_PAYLOAD,
@@ -101,6 +113,7 @@ pub use message::{
     is_valid_close_code, parse_close_payload, Message, MessageCodec, MessageCodecBuilder,
     DEFAULT_MAX_MESSAGE_SIZE, HARD_MAX_MESSAGE_SIZE,
 };
+pub use server::{accept, WebSocketAcceptor};
 pub use session::{Received, SessionState, WebSocketSession};
 
 /// Which side of the connection a codec is on. It decides the masking
