@@ -495,6 +495,7 @@ fn a_peer_that_never_reads_holds_the_server_to_its_high_watermark() {
         socket.set_linger(Some(Duration::ZERO)).unwrap();
     });
     let largest = recorded.largest_buffer.get();
+    println!("largest write buffer while flooding a peer that does not read: {largest} bytes");
     // The flood stops at the 64 KiB high watermark; one 64 KiB message
     // (plus its header) can take it past.
     assert!(largest > 0, "the flood started");
@@ -616,6 +617,70 @@ fn the_server_picks_its_preferred_subprotocol_among_those_offered() {
     });
 }
 
+#[test]
+fn a_half_close_without_a_close_frame_ends_the_connection_once() {
+    let ((), recorded) = with_server(config(), |addr| {
+        let mut stream = raw_connect(addr);
+        stream
+            .write_all(&frame(false, 0x1, b"unfinished", true))
+            .unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        expect_closed(&mut stream);
+    });
+    let closes = closes(&recorded);
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert!(
+        closes[0].starts_with("close None no close handshake"),
+        "{closes:?}"
+    );
+}
+
+/// Records whether flow control is on at its first read.
+struct FlowWitness(Rc<Cell<Option<bool>>>, Transport);
+
+impl Protocol for FlowWitness {
+    fn data_received(&mut self, _: Bytes) {
+        if self.0.get().is_none() {
+            self.0.set(Some(self.1.flow_control()));
+            twill::stop();
+        }
+    }
+}
+
+#[test]
+#[ignore = "HttpServer turns flow control off after Upgrade's `make` ran, undoing what the new protocol set in it; WebSocketProtocol turns it back on at each read"]
+fn an_upgraded_protocol_keeps_the_flow_control_it_set_up() {
+    let reactor = Reactor::new().unwrap();
+    let seen = Rc::new(Cell::new(None));
+    let witness = seen.clone();
+    let server = HttpServer::new(move |_: Request<Bytes>| {
+        let witness = witness.clone();
+        let upgrade = twill_protocols::http::Upgrade::new(move |transport| {
+            transport.set_flow_control(true);
+            Box::new(FlowWitness(witness, transport.clone()))
+        });
+        let mut response = http::Response::new(twill_protocols::http::Body::Upgrade(upgrade));
+        *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+        twill::defer::succeed(response)
+    });
+    let addr = reactor
+        .listen_tcp("127.0.0.1:0", server)
+        .unwrap()
+        .host()
+        .tcp()
+        .unwrap();
+    let client = std::thread::spawn(move || {
+        let mut stream = pressure::connect(addr);
+        stream.write_all(upgrade_request("").as_bytes()).unwrap();
+        read_head(&mut stream);
+        stream.write_all(b"after the upgrade").unwrap();
+        stream
+    });
+    run(&reactor);
+    drop(client.join().unwrap());
+    assert_eq!(seen.get(), Some(true), "flow control as `make` left it");
+}
+
 // ------------------------------------------------ twill against twill
 
 /// The twill client's side of the conversation: sends each message of
@@ -730,7 +795,12 @@ fn a_server_initiated_close_reaches_the_twill_client_with_its_code() {
         .unwrap();
     let addr = listen(&reactor, keep_alive, &recorded);
     let log = recorded.log.clone();
-    let _ = websocket::connect(addr, "127.0.0.1", "/", AskToClose { log: log.clone() });
+    drop(websocket::connect(
+        addr,
+        "127.0.0.1",
+        "/",
+        AskToClose { log: log.clone() },
+    ));
     run(&reactor);
     let events = log.events();
     assert!(
@@ -756,7 +826,7 @@ fn keep_alive_pings_answered_keep_the_connection_open() {
     let addr = listen(&reactor, keep_alive, &recorded);
     let log = recorded.log.clone();
     let connected = websocket::connect(addr, "127.0.0.1", "/", |_: &WebSocket, _: Message| {});
-    let _ = connected.then(move |ws: WebSocket| {
+    drop(connected.then(move |ws: WebSocket| {
         // Twenty ping intervals later the connection is still open.
         twill::call_later(Duration::from_millis(100), move || {
             assert!(ws.is_open());
@@ -764,13 +834,45 @@ fn keep_alive_pings_answered_keep_the_connection_open() {
             twill::call_later(Duration::from_millis(100), twill::stop);
         });
         Ok::<(), twill::defer::Failure>(())
-    });
+    }));
     run(&reactor);
     assert_eq!(
         closes(&recorded),
         ["close Some(1000) "],
         "{:?}",
         log.events()
+    );
+}
+
+#[test]
+fn the_twill_client_gets_the_subprotocol_the_server_picked() {
+    let reactor = Reactor::new().unwrap();
+    let recorded = Recorded::default();
+    let addr = listen(&reactor, config(), &recorded);
+    let picked = Rc::new(RefCell::new(Vec::new()));
+    for (index, offer) in [vec!["chat.v1", "chat.v2"], vec!["other"]]
+        .into_iter()
+        .enumerate()
+    {
+        let picked = picked.clone();
+        let connected = WebSocketClient::new("127.0.0.1", "/")
+            .protocols(offer)
+            .connect(addr, |_: &WebSocket, _: Message| {});
+        drop(connected.then(move |ws: WebSocket| {
+            let mut picked = picked.borrow_mut();
+            picked.push((index, ws.protocol().map(str::to_owned)));
+            ws.close(1000, "").unwrap();
+            if picked.len() == 2 {
+                twill::stop();
+            }
+            Ok::<(), twill::defer::Failure>(())
+        }));
+    }
+    run(&reactor);
+    picked.borrow_mut().sort();
+    assert_eq!(
+        *picked.borrow(),
+        [(0, Some("chat.v2".to_owned())), (1, None)]
     );
 }
 
@@ -808,7 +910,7 @@ fn failed_connect(client: WebSocketClient, answer: Option<&'static str>) -> Stri
     let error = Rc::new(RefCell::new(None));
     let slot = error.clone();
     let opened = |_: &WebSocket, _: Message| panic!("no message expected");
-    let _ = client.connect(addr, opened).then_both(
+    drop(client.connect(addr, opened).then_both(
         move |outcome| -> Result<(), twill::defer::Failure> {
             let failure = outcome.expect_err("the handshake must fail");
             let kind = match failure.downcast_ref::<ClientError>() {
@@ -825,7 +927,7 @@ fn failed_connect(client: WebSocketClient, answer: Option<&'static str>) -> Stri
             twill::stop();
             Ok(())
         },
-    );
+    ));
     run(&reactor);
     let text = error.borrow_mut().take().expect("the Deferred failed");
     text
@@ -924,6 +1026,33 @@ fn keep_alive_pings_run_on_the_configured_clock() {
         log.events(),
         ["open", "close Some(1011) keep-alive ping timed out"]
     );
+}
+
+#[test]
+fn a_client_waits_the_closing_timeout_for_the_server_to_close_tcp() {
+    let clock = Clock::new();
+    let config = WebSocketConfig::builder()
+        .closing_timeout(Duration::from_secs(2))
+        .clock(Rc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let log = Log::default();
+    let recorded = log.clone();
+    let handler = move |_: &WebSocket, message: Message| {
+        recorded.push(format!("{message:?}"));
+    };
+    let mut protocol = WebSocketProtocol::new(Role::Client, config, handler);
+    let recorder = StringTransport::new();
+    protocol.connection_made(&recorder.transport());
+    // The server's Close, unmasked.
+    protocol.data_received(Bytes::from_static(b"\x88\x02\x03\xe8"));
+    let echo = recorder.value();
+    assert_eq!(&echo[..2], b"\x88\x82", "the masked echo");
+    assert!(!recorder.disconnecting(), "the server closes TCP first");
+    clock.advance(Duration::from_millis(1999));
+    assert!(!recorder.aborted());
+    clock.advance(Duration::from_millis(1));
+    assert!(recorder.aborted(), "the server never did");
 }
 
 #[test]
@@ -1118,16 +1247,18 @@ fn the_twill_client_against_a_python_websockets_server() {
     };
     let failure = Rc::new(RefCell::new(None));
     let slot = failure.clone();
-    let _ = WebSocketClient::new(format!("127.0.0.1:{port}"), "/")
-        .config(config())
-        .connect(addr, handler)
-        .then_both(move |outcome| {
-            if let Err(err) = outcome {
-                *slot.borrow_mut() = Some(err.to_string());
-                twill::stop();
-            }
-            Ok::<(), twill::defer::Failure>(())
-        });
+    drop(
+        WebSocketClient::new(format!("127.0.0.1:{port}"), "/")
+            .config(config())
+            .connect(addr, handler)
+            .then_both(move |outcome| {
+                if let Err(err) = outcome {
+                    *slot.borrow_mut() = Some(err.to_string());
+                    twill::stop();
+                }
+                Ok::<(), twill::defer::Failure>(())
+            }),
+    );
     run(&reactor);
     assert_eq!(failure.borrow().as_deref(), None, "the handshake succeeds");
     let (clean, lines) = peer.finish();

@@ -12,11 +12,13 @@ use bytes::{Bytes, BytesMut};
 use twill::defer::{Deferred, Resolver};
 use twill::net::ToHostPort;
 use twill::{
-    Address, ClientFactory, Connector, DelayedCall, Factory, Protocol, Reactor, Reason, Transport,
+    Address, ClientFactory, Connector, DelayedCall, Event, Factory, Protocol, Reactor, Reason,
+    Transport,
 };
 
 use super::config::WebSocketConfig;
-use super::connection::{WebSocketHandler, WebSocketProtocol};
+use super::connection::WebSocketProtocol;
+use super::handle::WebSocketHandler;
 use super::handshake::{check_response, generate_key, HandshakeError, WEBSOCKET_VERSION};
 use super::{Role, WebSocket};
 
@@ -517,6 +519,19 @@ impl Protocol for ClientHandshake {
     fn resume_writing(&mut self) {
         if let Some(upgraded) = &mut self.upgraded {
             upgraded.resume_writing();
+        }
+    }
+
+    fn write_complete(&mut self) {
+        if let Some(upgraded) = &mut self.upgraded {
+            upgraded.write_complete();
+        }
+    }
+
+    fn event_received(&mut self, event: Event) {
+        match &mut self.upgraded {
+            Some(upgraded) => upgraded.event_received(event),
+            None => log::debug!("WebSocket handshake: unhandled event {event:?}"),
         }
     }
 }

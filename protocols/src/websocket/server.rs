@@ -8,7 +8,8 @@ use http::header::{
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 
 use super::config::WebSocketConfig;
-use super::connection::{WebSocketHandler, WebSocketProtocol};
+use super::connection::WebSocketProtocol;
+use super::handle::WebSocketHandler;
 use super::handshake::{check_request, HandshakeError, WEBSOCKET_VERSION};
 use super::Role;
 use crate::http::{Body, Upgrade};
@@ -111,7 +112,7 @@ impl WebSocketAcceptor {
     ) -> Response<Body> {
         let accept = match self.check(request) {
             Ok(accept) => accept,
-            Err(refusal) => return refusal,
+            Err((status, why)) => return refuse(status, &why),
         };
         let protocol = self.pick_protocol(request);
         let config = self.config.clone();
@@ -139,18 +140,19 @@ impl WebSocketAcceptor {
         response
     }
 
-    /// The `Sec-WebSocket-Accept` value, or the refusal to send.
-    fn check<B>(&self, request: &Request<B>) -> Result<String, Response<Body>> {
+    /// The `Sec-WebSocket-Accept` value, or the status and reason of the
+    /// refusal to send.
+    fn check<B>(&self, request: &Request<B>) -> Result<String, (StatusCode, String)> {
         if request.method() != Method::GET {
-            return Err(refuse(
+            return Err((
                 StatusCode::BAD_REQUEST,
-                "a WebSocket handshake is a GET request",
+                "a WebSocket handshake is a GET request".into(),
             ));
         }
         if request.version() < Version::HTTP_11 {
-            return Err(refuse(
+            return Err((
                 StatusCode::BAD_REQUEST,
-                "a WebSocket handshake needs HTTP/1.1",
+                "a WebSocket handshake needs HTTP/1.1".into(),
             ));
         }
         let headers: Vec<(&str, &str)> = request
@@ -159,15 +161,8 @@ impl WebSocketAcceptor {
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
             .collect();
         check_request(&headers).map_err(|err| match err {
-            HandshakeError::UnsupportedVersion => {
-                let mut response = refuse(StatusCode::UPGRADE_REQUIRED, &err.to_string());
-                response.headers_mut().insert(
-                    SEC_WEBSOCKET_VERSION,
-                    HeaderValue::from_static(WEBSOCKET_VERSION),
-                );
-                response
-            }
-            other => refuse(StatusCode::BAD_REQUEST, &other.to_string()),
+            HandshakeError::UnsupportedVersion => (StatusCode::UPGRADE_REQUIRED, err.to_string()),
+            other => (StatusCode::BAD_REQUEST, other.to_string()),
         })
     }
 
@@ -188,9 +183,16 @@ impl WebSocketAcceptor {
     }
 }
 
-/// A refusal with `status`, saying `why` in its body.
+/// A refusal with `status`, saying `why` in its body; a 426 names the
+/// version this server speaks.
 fn refuse(status: StatusCode, why: &str) -> Response<Body> {
     let mut response = Response::new(Body::from(format!("{why}\n")));
     *response.status_mut() = status;
+    if status == StatusCode::UPGRADE_REQUIRED {
+        response.headers_mut().insert(
+            SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static(WEBSOCKET_VERSION),
+        );
+    }
     response
 }
