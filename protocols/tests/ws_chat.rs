@@ -260,14 +260,26 @@ impl WsClient {
     /// Reads the server's Close frame, answers it, and reads the end of
     /// the connection; returns the close code.
     fn expect_close(&mut self) -> u16 {
+        let code = self.read_close();
+        self.answer_close(code);
+        code
+    }
+
+    /// Reads the server's Close frame; returns its code.
+    fn read_close(&mut self) -> u16 {
         let frame = self.frame().expect("a Close frame");
         assert_eq!(frame.opcode, 0x8, "not a Close frame: {:?}", frame.payload);
         assert!(frame.payload.len() >= 2, "a Close frame without a code");
-        self.send_frame(0x8, &frame.payload[..2]);
+        u16::from_be_bytes([frame.payload[0], frame.payload[1]])
+    }
+
+    /// Answers the server's Close with `code` and reads the end of the
+    /// connection, which must bring nothing more.
+    fn answer_close(&mut self, code: u16) {
+        self.send_frame(0x8, &code.to_be_bytes());
         let mut rest = Vec::new();
         let _ = self.reader.read_to_end(&mut rest);
         assert!(rest.is_empty(), "bytes after the Close: {rest:?}");
-        u16::from_be_bytes([frame.payload[0], frame.payload[1]])
     }
 
     /// Begins the close handshake with code 1000 and reads the server's
@@ -411,6 +423,29 @@ fn closes_a_websocket_that_sends_binary_a_line_break_or_more_than_16384_bytes() 
     ws.send_frame(0x1, &vec![b'n'; MAX_LINE + 1]);
     assert_eq!(ws.expect_close(), 1009);
     alice.expect_silence();
+}
+
+/// Once the server has sent a user its Close frame, no chat line follows
+/// it, though the user is in the room until its Close comes back.
+#[test]
+fn sends_no_chat_line_after_a_close_frame() {
+    let server = Server::start();
+    let mut alice = server.tcp_user("alice");
+    let mut bob = server.ws_user("bob");
+    assert_eq!(alice.line_str(), joined("bob"));
+    let mut carol = server.ws_user("carol");
+    assert_eq!(alice.line_str(), joined("carol"));
+    assert_eq!(bob.text(), text(&joined("carol")));
+
+    carol.send_frame(0x2, b"binary");
+    assert_eq!(carol.read_close(), 1003);
+    // The room goes on while carol's close handshake is half done: bob
+    // hears alice, so the line was sent, and carol must not get it.
+    alice.send(b"after carol's close\n");
+    assert_eq!(bob.text(), text(&said("alice", "after carol's close")));
+    carol.answer_close(1003);
+    assert_eq!(alice.line_str(), left("carol"));
+    assert_eq!(bob.text(), text(&left("carol")));
 }
 
 /// A message of exactly 16384 bytes is a line like any other, and a line
