@@ -47,7 +47,9 @@
 //! `LINE`, and `&echo=MARKER` answers every message containing `MARKER`
 //! (but not one containing `saw: `, so two such pages cannot loop) with a
 //! line `saw: MESSAGE`. So a program that drives a browser can tell the
-//! page received a line without reading the page.
+//! page received a line without reading the page. (`name` and `say` are
+//! sent one after the other without waiting: if the name is taken, `LINE`
+//! is the next name proposal, as it would be on TCP.)
 //!
 //! # Slow readers
 //!
