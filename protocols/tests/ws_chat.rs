@@ -773,8 +773,8 @@ enum Side {
     Ws,
 }
 
-/// A user that never reads: a 4 KiB receive buffer, registered as
-/// `name`.
+/// A user with a 4 KiB receive buffer, registered as `name`: its socket,
+/// with nothing more to read yet.
 fn silent_user(server: &Server, side: Side, name: &str) -> TcpStream {
     match side {
         Side::Tcp => {
@@ -885,6 +885,68 @@ fn flood_past_a_silent_user(silent: Side, talker: Side) {
     assert_eq!(tcp_next(), "<talker> still there?");
     assert_eq!(ws_next(), "<talker> still there?");
     drop(silent_stream);
+}
+
+/// A talker who sends 16 MiB at full speed, four times what the room
+/// lets wait for one user, to two readers, one on each side, with small
+/// receive buffers (4 KiB): both, reading all the while, get every line,
+/// and nobody is disconnected. (Over loopback the server's relaying is
+/// slower than these readers, so this does not show the talker being held
+/// for a reader behind; it shows a talker at full speed costs readers who
+/// keep reading nothing.)
+#[test]
+fn readers_on_both_sides_get_every_line_of_a_talker_at_full_speed() {
+    let lines = 16 * MIB / LINE;
+    let server = Server::start();
+    let tcp_stream = silent_user(&server, Side::Tcp, "tcp-reader");
+    let ws_stream = silent_user(&server, Side::Ws, "ws-reader");
+    let mut tcp_lines = BufReader::new(tcp_stream.try_clone().unwrap());
+    let mut tcp_reader = move || {
+        let mut line = String::new();
+        tcp_lines.read_line(&mut line).expect("a line");
+        text(&line)
+    };
+    let mut ws_reader = WsClient {
+        reader: BufReader::new(ws_stream.try_clone().unwrap()),
+        stream: ws_stream,
+    };
+    assert_eq!(tcp_reader(), text(&joined("ws-reader")));
+    let talker = server.tcp_user("talker");
+    assert_eq!(tcp_reader(), text(&joined("talker")));
+    assert_eq!(ws_reader.text(), text(&joined("talker")));
+
+    let began = Instant::now();
+    let tcp_seen = attentive(tcp_reader, "talker", lines, None);
+    let ws_seen = attentive(move || ws_reader.text(), "talker", lines, None);
+    let mut all = Vec::with_capacity((lines * LINE) as usize);
+    for seq in 0..lines {
+        all.extend_from_slice(chat_line(seq).as_bytes());
+        all.push(b'\n');
+    }
+    let mut talking = talker.stream().try_clone().unwrap();
+    talking.write_all(&all).expect("send 16 MiB");
+    let (tcp_seen, ws_seen) = (tcp_seen.join(), ws_seen.join());
+    let log = server.proc.transcript();
+    let (tcp_seen, _) = tcp_seen.unwrap_or_else(|_| panic!("the TCP reader failed:\n{log}"));
+    let (ws_seen, _) = ws_seen.unwrap_or_else(|_| panic!("the WebSocket reader failed:\n{log}"));
+    eprintln!(
+        "ws_chat: 16 MiB at full speed to two readers in {:.1?}",
+        began.elapsed()
+    );
+    for (who, seen) in [("TCP", tcp_seen), ("WebSocket", ws_seen)] {
+        assert_eq!(seen.lines, lines, "{who}");
+        assert!(
+            seen.leaves.is_empty(),
+            "{who} was told {:?} left",
+            seen.leaves
+        );
+    }
+    assert!(
+        !server.proc.stderr_text().contains("disconnecting"),
+        "{}",
+        server.proc.stderr_text()
+    );
+    drop(tcp_stream);
 }
 
 /// A WebSocket user that never reads, while a TCP user floods the room:
