@@ -383,12 +383,6 @@ impl WebSocketProtocol {
             self.input.clear();
             return;
         };
-        if !shared.transport.flow_control() {
-            // Whoever installed this protocol may have turned flow control
-            // off after `connection_made` (an HTTP server does, for the
-            // protocol it upgrades to): the memory bound needs it.
-            shared.transport.set_flow_control(true);
-        }
         loop {
             if shared.lost.get() {
                 self.input.clear();

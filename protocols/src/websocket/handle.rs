@@ -46,7 +46,8 @@ pub trait WebSocketHandler: 'static {
     ///   (1011), a keep-alive ping with no answer (1011);
     /// - `None` when the connection ended with no Close frame from the
     ///   peer and no error here: a reset, an EOF, a peer that did not
-    ///   answer this side's Close within the closing timeout.
+    ///   answer this side's Close within the closing timeout, an abort at
+    ///   the write buffer's hard cap.
     ///
     /// `reason` is the peer's reason, or says what happened.
     fn on_close(&mut self, code: Option<u16>, reason: &str) {
