@@ -425,6 +425,26 @@ fn closes_a_websocket_that_sends_binary_a_line_break_or_more_than_16384_bytes() 
     alice.expect_silence();
 }
 
+/// The TCP side keeps chat_server's limits: a line over 16384 bytes, or
+/// one that is not UTF-8, closes that TCP connection, and a WebSocket
+/// user is told that user left.
+#[test]
+fn closes_a_tcp_user_whose_line_is_too_long_or_not_utf8_and_tells_the_websocket_users() {
+    let server = Server::start();
+    let mut bob = server.ws_user("bob");
+    let long_line = [vec![b'x'; MAX_LINE + 1], b"\n".to_vec()].concat();
+    for (name, line) in [("long", long_line), ("latin1", b"caf\xe9\n".to_vec())] {
+        let mut user = server.tcp_user(name);
+        assert_eq!(bob.text(), text(&joined(name)));
+        // The server may close while the line is still arriving.
+        let _ = user.try_send(&line);
+        let mut rest = Vec::new();
+        let _ = user.stream().read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{name} got {rest:?}");
+        assert_eq!(bob.text(), text(&left(name)), "{name}");
+    }
+}
+
 /// Once the server has sent a user its Close frame, no chat line follows
 /// it, though the user is in the room until its Close comes back.
 #[test]
