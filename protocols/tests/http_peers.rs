@@ -651,9 +651,6 @@ fn python_pipelines_ten_requests_in_one_write() {
 /// the transport abort the connection instead of answering, though
 /// `max_body` let the request in.
 #[test]
-#[ignore = "bug: a Body::Full answer larger than the transport's 16 MiB write-buffer limit \
-            aborts the connection (\"write buffer over 16777216 bytes: peer not reading\") \
-            instead of being sent as the client reads; max_body accepts up to 1 GiB"]
 fn python_gets_an_echo_larger_than_the_transport_write_buffer_limit() {
     let Some(python) = python() else { return };
     let dir = files(false);
