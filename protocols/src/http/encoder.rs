@@ -294,14 +294,14 @@ fn order(what: &str) -> HttpError {
     )
 }
 
-fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
+pub(super) fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.put_slice(name);
     dst.put_slice(b": ");
     dst.put_slice(value);
     dst.put_slice(b"\r\n");
 }
 
-fn check_headers(headers: &HeaderMap) -> Result<(), HttpError> {
+pub(super) fn check_headers(headers: &HeaderMap) -> Result<(), HttpError> {
     for (name, value) in headers {
         check_value(value.as_bytes()).map_err(|()| {
             HttpError::new(
@@ -315,7 +315,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), HttpError> {
 
 /// A value with CR or LF would end its line and start a field (or a body)
 /// of the value's choosing; NUL is refused by many peers.
-fn check_value(value: &[u8]) -> Result<(), ()> {
+pub(super) fn check_value(value: &[u8]) -> Result<(), ()> {
     if memchr::memchr3(b'\r', b'\n', 0, value).is_some() {
         Err(())
     } else {

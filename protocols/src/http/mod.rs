@@ -86,6 +86,7 @@
 //! ```
 
 mod aggregator;
+mod body;
 mod decoder;
 mod encoder;
 mod error;
