@@ -87,9 +87,12 @@
 
 mod aggregator;
 mod body;
+mod client;
 mod decoder;
 mod encoder;
 mod error;
+mod request_encoder;
+mod response_decoder;
 
 use http::header::{CONNECTION, EXPECT};
 use http::{Request, Version};
@@ -101,6 +104,12 @@ pub use decoder::{
 };
 pub use encoder::{Framing, HttpResponseEncoder, ResponsePart};
 pub use error::HttpError;
+pub use request_encoder::{HttpRequestEncoder, OutgoingRequest};
+pub use response_decoder::{
+    HttpResponseDecoder, IncomingResponse, ResponseBodyKind, DEFAULT_MAX_STATUS_LINE,
+    MAX_EXPECTED_RESPONSES,
+};
+pub use client::{HttpClient, HttpClientError};
 
 /// Whether the connection stays open after the answer to `request`
 /// (RFC 9112 §9.3): in HTTP/1.1 unless it says `Connection: close`, in
