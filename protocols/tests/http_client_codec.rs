@@ -481,6 +481,13 @@ fn the_request_encoder_refuses_what_would_break_the_framing() {
         },
         &mut out,
     ));
+    refused(encoder.encode(
+        OutgoingRequest::Head {
+            request: head(),
+            framing: Framing::UntilClose,
+        },
+        &mut out,
+    ));
     // The http crate refuses CR and LF in values and targets already.
     assert!(Request::get("/").header("x", "a\r\nb: c").body(()).is_err());
     assert!(Request::get("/a b").body(()).is_err());

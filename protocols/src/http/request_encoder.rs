@@ -55,8 +55,9 @@ pub enum OutgoingRequest {
 /// An [`HttpError`] (status 500: the fault is the sender's), with nothing
 /// written, for a CR, LF or NUL in a header value, a trailer value or the
 /// target (request splitting), for parts out of order, for more body than
-/// the `Content-Length` said or an end before all of it, and for chunked
-/// coding in an HTTP/1.0 request.
+/// the `Content-Length` said or an end before all of it, for chunked
+/// coding in an HTTP/1.0 request, and for [`Framing::UntilClose`] (a
+/// request cannot end its body by closing).
 ///
 /// # Examples
 ///
@@ -112,6 +113,11 @@ impl HttpRequestEncoder {
         if !matches!(self.state, Out::Idle) {
             return Err(order("a head before the previous request ended"));
         }
+        if framing == Some(Framing::UntilClose) {
+            // Closing ends the client's sending and the server's answer
+            // with it: a request body needs a length or chunks.
+            return Err(fault("a request body cannot be ended by the close"));
+        }
         check_headers(request.headers())?;
         let target = request_target(request);
         if target.is_empty() || target.contains(' ') || check_value(target.as_bytes()).is_err() {
@@ -142,11 +148,11 @@ impl HttpRequestEncoder {
         match framing {
             Some(Framing::Length(n)) => put_field(dst, b"content-length", n.to_string().as_bytes()),
             Some(Framing::Chunked) => put_field(dst, b"transfer-encoding", b"chunked"),
-            None => {}
+            Some(Framing::UntilClose) | None => {}
         }
         dst.put_slice(b"\r\n");
         self.state = match framing {
-            None => Out::Length { remaining: 0 },
+            None | Some(Framing::UntilClose) => Out::Length { remaining: 0 },
             Some(Framing::Length(n)) => Out::Length { remaining: n },
             Some(Framing::Chunked) => Out::Chunked,
         };
