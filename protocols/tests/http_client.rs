@@ -725,3 +725,72 @@ fn python_http_server_get_and_post_of_several_mib() {
         assert_eq!(client.idle_connections("127.0.0.1", port), 1);
     });
 }
+
+#[test]
+fn twill_http_server_keeps_the_connection_and_streams_a_chunked_body() {
+    use twill_protocols::http::{Body, HttpServer};
+    let reactor = Reactor::new().unwrap();
+    let accepted = Rc::new(Cell::new(0));
+    let server = HttpServer::new(|request: Request<Bytes>| {
+        let body = match request.uri().path() {
+            "/stream" => Body::stream(|writer| {
+                for piece in ["one ", "two ", "three"] {
+                    writer.write(piece);
+                }
+                writer.finish();
+            }),
+            path => Body::from(format!("{} {} {}", request.method(), path, request.body().len())),
+        };
+        twill::defer::succeed(http::Response::new(body))
+    });
+    let count = accepted.clone();
+    let mut server = server;
+    let port = reactor
+        .listen_tcp("127.0.0.1:0", move |peer| {
+            count.set(count.get() + 1);
+            twill::Factory::build_protocol(&mut server, peer).unwrap()
+        })
+        .unwrap();
+    let base = format!("http://{}", port.host());
+    let client = HttpClient::new();
+    let connections = accepted.clone();
+    block_on(&reactor, async move {
+        let got = client.get(&format!("{base}/a")).await.unwrap();
+        assert_eq!(text(got.body()), "GET /a 0");
+        let streamed = client.get(&format!("{base}/stream")).await.unwrap();
+        assert_eq!(streamed.headers()["transfer-encoding"], "chunked");
+        assert_eq!(text(streamed.body()), "one two three");
+        let body = Bytes::from(vec![b'x'; 300_000]);
+        let posted = client.post(&format!("{base}/b"), body).await.unwrap();
+        assert_eq!(text(posted.body()), "POST /b 300000");
+        assert_eq!(connections.get(), 1);
+    });
+}
+
+/// The module's example: the only handle of the client goes into the
+/// first response's callback, which makes the second request and drops
+/// it; the pending request keeps the pool alive.
+#[test]
+fn a_request_made_by_the_last_handle_in_a_callback_is_answered() {
+    use twill_protocols::http::{Body, HttpServer};
+    let reactor = Reactor::new().unwrap();
+    let server = HttpServer::new(|request: Request<Bytes>| {
+        twill::defer::succeed(http::Response::new(Body::from(request.uri().path().to_owned())))
+    });
+    let port = reactor.listen_tcp("127.0.0.1:0", server).unwrap();
+    let base = format!("http://{}", port.host());
+    let client = HttpClient::new().max_connections_per_host(4);
+    let done = client
+        .get(&format!("{base}/first"))
+        .then(move |first| {
+            assert_eq!(&first.body()[..], b"/first");
+            client.post(&format!("{base}/second"), "a body")
+        });
+    done.add_both(|result| {
+        twill::stop();
+        result
+    });
+    run(&reactor);
+    let second = done.result().unwrap().expect("the second response");
+    assert_eq!(&second.body()[..], b"/second");
+}

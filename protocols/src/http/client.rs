@@ -300,6 +300,10 @@ impl Ticket {
 
 /// One request on its way, with where its answer goes.
 struct Exchange {
+    /// A request keeps its client's pool alive until it is answered, even
+    /// if every handle was dropped (in a callback, say); idle connections
+    /// do not.
+    client: Rc<Shared>,
     request: Request<Bytes>,
     key: HostKey,
     resolver: Resolver<Response<Bytes>>,
@@ -489,6 +493,7 @@ impl HttpClient {
         let cancel = ticket.clone();
         let deferred = Deferred::with_canceller(move |_| cancel.cancel());
         let exchange = Exchange {
+            client: self.shared.clone(),
             request,
             key,
             resolver: deferred.resolver(),
@@ -813,7 +818,8 @@ enum Outcome {
 
 impl Conn {
     fn shared(&self) -> Option<Rc<Shared>> {
-        self.client.upgrade()
+        let answering = self.current.borrow().as_ref().map(|f| f.exchange.client.clone());
+        answering.or_else(|| self.client.upgrade())
     }
 
     /// Writes `exchange`'s request on this (connected) connection.
@@ -927,8 +933,9 @@ impl Conn {
 
     fn connect_failed(self: &Rc<Self>, err: &io::Error) {
         self.closed.set(true);
+        let shared = self.shared();
         let taken = self.current.borrow_mut().take();
-        if let Some(shared) = self.shared() {
+        if let Some(shared) = shared {
             shared.connection_gone(self);
         }
         if let Some(in_flight) = taken {
@@ -980,7 +987,7 @@ impl Conn {
                     let error = match HttpError::from_decode_error(&err) {
                         Some(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                             HttpClientError::BodyTooLarge {
-                                limit: self.shared()?.config.max_response_body,
+                                limit: in_flight.exchange.client.config.max_response_body,
                             }
                         }
                         Some(e) if eof && e.reason().starts_with("connection closed") => {
@@ -1043,7 +1050,11 @@ impl Conn {
     /// Settles an exchange once no borrow is held: its callbacks may send
     /// the next request on this very connection.
     fn finish(self: &Rc<Self>, outcome: Outcome) {
-        let Some(shared) = self.shared() else { return };
+        let shared = match &outcome {
+            Outcome::Done(exchange, ..) | Outcome::Failed(exchange, _) | Outcome::Retry(exchange) => {
+                exchange.client.clone()
+            }
+        };
         match outcome {
             Outcome::Done(exchange, response, keep) => {
                 exchange.ticket.transport.borrow_mut().take();
@@ -1061,6 +1072,7 @@ impl Conn {
                     Some(Ok(request)) => {
                         let key = request_key(&request);
                         shared.dispatch(Exchange {
+                            client: shared.clone(),
                             request,
                             key,
                             resolver: exchange.resolver,

@@ -123,7 +123,8 @@
 //!     result
 //! });
 //! reactor.run()?;
-//! assert_eq!(&done.result().unwrap()?.body()[..], b"/second");
+//! let second = done.result().unwrap().expect("the second response");
+//! assert_eq!(&second.body()[..], b"/second");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
