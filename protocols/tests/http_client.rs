@@ -79,7 +79,9 @@ impl Protocol for Scripted {
         let tally = &self.tally;
         tally.accepted.set(tally.accepted.get() + 1);
         tally.open.set(tally.open.get() + 1);
-        tally.most_open.set(tally.most_open.get().max(tally.open.get()));
+        tally
+            .most_open
+            .set(tally.most_open.get().max(tally.open.get()));
     }
 
     fn data_received(&mut self, data: Bytes) {
@@ -264,8 +266,12 @@ fn a_post_sends_its_body_and_a_redirect_is_returned_unless_followed() {
     let reactor = Reactor::new().unwrap();
     let (base, tally) = scripted(&reactor, |request, transport, _| {
         let reply = match request.uri().path() {
-            "/old" => "HTTP/1.1 302 Found\r\nLocation: /new\r\nContent-Length: 0\r\n\r\n".to_owned(),
-            "/loop" => "HTTP/1.1 307 Again\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n".to_owned(),
+            "/old" => {
+                "HTTP/1.1 302 Found\r\nLocation: /new\r\nContent-Length: 0\r\n\r\n".to_owned()
+            }
+            "/loop" => {
+                "HTTP/1.1 307 Again\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n".to_owned()
+            }
             "/keep-method" => {
                 "HTTP/1.1 308 Moved\r\nLocation: /new\r\nContent-Length: 0\r\n\r\n".to_owned()
             }
@@ -292,7 +298,11 @@ fn a_post_sends_its_body_and_a_redirect_is_returned_unless_followed() {
 
         let followed = following.post(&format!("{base}/old"), "abc").await.unwrap();
         assert_eq!(followed.status(), StatusCode::OK);
-        assert_eq!(text(followed.body()), "GET 0", "a POST redirected by 302 becomes a GET");
+        assert_eq!(
+            text(followed.body()),
+            "GET 0",
+            "a POST redirected by 302 becomes a GET"
+        );
         let kept = following
             .post(&format!("{base}/keep-method"), "abc")
             .await
@@ -463,7 +473,9 @@ fn cancelling_a_pending_request_closes_its_connection() {
             if let Err(failure) = &result {
                 resolver.callback(failure.clone());
             }
-            result.map(|_| unreachable!()).or_else(|_| Ok(http::Response::new(Bytes::new())))
+            result
+                .map(|_| unreachable!())
+                .or_else(|_| Ok(http::Response::new(Bytes::new())))
         });
         *pending.borrow_mut() = Some(request);
         let failure: Failure = watch.await.unwrap();
@@ -708,7 +720,9 @@ fn python_http_server_get_and_post_of_several_mib() {
         let crc: u32 = got.headers()["x-crc32"].to_str().unwrap().parse().unwrap();
         assert_eq!(crc32(got.body()), crc);
 
-        let body: Vec<u8> = (0..4 * 1024 * 1024 + 3).map(|i| (i * 7 % 251) as u8).collect();
+        let body: Vec<u8> = (0..4 * 1024 * 1024 + 3)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
         let expected = format!("{} {}", crc32(&body), body.len());
         let posted = client
             .request(
@@ -739,7 +753,12 @@ fn twill_http_server_keeps_the_connection_and_streams_a_chunked_body() {
                 }
                 writer.finish();
             }),
-            path => Body::from(format!("{} {} {}", request.method(), path, request.body().len())),
+            path => Body::from(format!(
+                "{} {} {}",
+                request.method(),
+                path,
+                request.body().len()
+            )),
         };
         twill::defer::succeed(http::Response::new(body))
     });
@@ -775,17 +794,17 @@ fn a_request_made_by_the_last_handle_in_a_callback_is_answered() {
     use twill_protocols::http::{Body, HttpServer};
     let reactor = Reactor::new().unwrap();
     let server = HttpServer::new(|request: Request<Bytes>| {
-        twill::defer::succeed(http::Response::new(Body::from(request.uri().path().to_owned())))
+        twill::defer::succeed(http::Response::new(Body::from(
+            request.uri().path().to_owned(),
+        )))
     });
     let port = reactor.listen_tcp("127.0.0.1:0", server).unwrap();
     let base = format!("http://{}", port.host());
     let client = HttpClient::new().max_connections_per_host(4);
-    let done = client
-        .get(&format!("{base}/first"))
-        .then(move |first| {
-            assert_eq!(&first.body()[..], b"/first");
-            client.post(&format!("{base}/second"), "a body")
-        });
+    let done = client.get(&format!("{base}/first")).then(move |first| {
+        assert_eq!(&first.body()[..], b"/first");
+        client.post(&format!("{base}/second"), "a body")
+    });
     done.add_both(|result| {
         twill::stop();
         result

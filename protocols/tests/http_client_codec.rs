@@ -124,7 +124,11 @@ fn at_every_split(decoder: &HttpResponseDecoder, methods: &[Method], input: &[u8
 fn error_at_every_split(decoder: &HttpResponseDecoder, input: &[u8]) -> Option<u16> {
     let expected = run(decoder, &[Method::GET], &[input]).error;
     for_every_split(input, |chunks| {
-        assert_eq!(run(decoder, &[Method::GET], chunks).error, expected, "split {chunks:?}");
+        assert_eq!(
+            run(decoder, &[Method::GET], chunks).error,
+            expected,
+            "split {chunks:?}"
+        );
     });
     expected
 }
@@ -213,7 +217,9 @@ fn a_body_read_until_close_ends_at_eof_only() {
         decoder.decode(&mut input).unwrap(),
         Some(IncomingResponse::Head(_, ResponseBodyKind::UntilClose))
     ));
-    assert!(matches!(decoder.decode(&mut input).unwrap(), Some(IncomingResponse::Body(b)) if b == "part"));
+    assert!(
+        matches!(decoder.decode(&mut input).unwrap(), Some(IncomingResponse::Body(b)) if b == "part")
+    );
     assert!(decoder.decode(&mut input).unwrap().is_none());
     assert!(matches!(
         decoder.decode_eof(&mut input).unwrap(),
@@ -288,13 +294,21 @@ fn smuggling_and_malformed_responses_are_refused() {
         ("garbage status line", b"HTTP/1.1 abc OK\r\n\r\n", 400),
         ("not HTTP", b"SSH-2.0-OpenSSH_9.0\r\n\r\n", 400),
         ("two-digit status", b"HTTP/1.1 20 OK\r\n\r\n", 400),
-        ("bare LF in a value", b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", 400),
+        (
+            "bare LF in a value",
+            b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+            400,
+        ),
         (
             "cut in the middle of a body",
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
             400,
         ),
-        ("cut in the middle of a head", b"HTTP/1.1 200 OK\r\nX: y", 400),
+        (
+            "cut in the middle of a head",
+            b"HTTP/1.1 200 OK\r\nX: y",
+            400,
+        ),
     ];
     for (what, input, expected) in cases {
         let outcome = at_every_split(&HttpResponseDecoder::new(), &[Method::GET], input);
@@ -340,7 +354,10 @@ fn limits_refuse_long_lines_many_fields_and_large_bodies() {
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;{}\r\n",
         "e".repeat(5000)
     );
-    assert_eq!(whole(&[Method::GET], chunk_line.as_bytes()).error, Some(400));
+    assert_eq!(
+        whole(&[Method::GET], chunk_line.as_bytes()).error,
+        Some(400)
+    );
 
     let decoder = HttpResponseDecoder::new().max_body(Some(10));
     let declared = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n";
@@ -365,7 +382,11 @@ fn random_bytes_never_panic() {
         let mut input = b"HTTP/1.1 200 OK\r\n".to_vec();
         input.extend((0..len).map(|_| alphabet[rng.below(alphabet.len() as u64) as usize]));
         let chunks = rng.chunks(&input, 16);
-        let _ = run(&HttpResponseDecoder::new(), &[Method::GET, Method::HEAD], &chunks);
+        let _ = run(
+            &HttpResponseDecoder::new(),
+            &[Method::GET, Method::HEAD],
+            &chunks,
+        );
     }
 }
 
@@ -404,7 +425,10 @@ fn requests_encode_with_their_framing() {
         &mut encoder,
     );
     assert!(!encoder.is_idle());
-    wire.extend(encode(OutgoingRequest::Body(Bytes::from_static(b"hello")), &mut encoder));
+    wire.extend(encode(
+        OutgoingRequest::Body(Bytes::from_static(b"hello")),
+        &mut encoder,
+    ));
     wire.extend(encode(OutgoingRequest::Body(Bytes::new()), &mut encoder));
     let mut trailers = HeaderMap::new();
     trailers.insert("checksum", HeaderValue::from_static("abc"));
@@ -422,7 +446,9 @@ fn requests_encode_with_their_framing() {
         panic!("a head");
     };
     assert_eq!(request.method(), Method::PUT);
-    assert!(matches!(decoder.decode(&mut input).unwrap(), Some(RequestPart::Body(b)) if b == "hello"));
+    assert!(
+        matches!(decoder.decode(&mut input).unwrap(), Some(RequestPart::Body(b)) if b == "hello")
+    );
     let Some(RequestPart::End(_, trailers)) = decoder.decode(&mut input).unwrap() else {
         panic!("an end");
     };
@@ -453,7 +479,10 @@ fn the_request_encoder_refuses_what_would_break_the_framing() {
         )
         .unwrap();
     let written = out.len();
-    refused(encoder.encode(OutgoingRequest::Body(Bytes::from_static(b"toolong")), &mut out));
+    refused(encoder.encode(
+        OutgoingRequest::Body(Bytes::from_static(b"toolong")),
+        &mut out,
+    ));
     refused(encoder.encode(OutgoingRequest::End(HeaderMap::new()), &mut out));
     assert_eq!(out.len(), written, "nothing of a refused part is written");
     refused(encoder.encode(

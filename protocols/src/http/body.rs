@@ -221,7 +221,10 @@ pub(super) fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, H
 /// RFC 9112 §6.3: what the framing fields declare, refusing every
 /// ambiguity a proxy on the way might resolve differently (request and
 /// response smuggling).
-pub(super) fn declared_framing(headers: &HeaderMap, version: Version) -> Result<Declared, HttpError> {
+pub(super) fn declared_framing(
+    headers: &HeaderMap,
+    version: Version,
+) -> Result<Declared, HttpError> {
     let has_te = headers.contains_key(TRANSFER_ENCODING);
     let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
     let length = lengths.next();

@@ -117,7 +117,10 @@ impl fmt::Display for HttpClientError {
                 }
             }
             HttpClientError::QueueFull { limit } => {
-                write!(f, "{limit} requests already wait for a connection to this host")
+                write!(
+                    f,
+                    "{limit} requests already wait for a connection to this host"
+                )
             }
             HttpClientError::TooManyRedirects { limit } => {
                 write!(f, "more than {limit} redirects")
@@ -525,16 +528,23 @@ fn prepare(mut request: Request<Bytes>) -> Result<(Request<Bytes>, HostKey), Htt
         }
     }
     let Some(authority) = uri.authority() else {
-        return Err(HttpClientError::InvalidRequest(format!("{uri} has no host")));
+        return Err(HttpClientError::InvalidRequest(format!(
+            "{uri} has no host"
+        )));
     };
     if authority.as_str().contains('@') {
         return Err(HttpClientError::InvalidRequest(
             "user information in the URI".to_owned(),
         ));
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     if host.is_empty() {
-        return Err(HttpClientError::InvalidRequest(format!("{uri} has no host")));
+        return Err(HttpClientError::InvalidRequest(format!(
+            "{uri} has no host"
+        )));
     }
     let key = (host.to_owned(), authority.port_u16().unwrap_or(80));
     if !request.headers().contains_key(HOST) {
@@ -556,7 +566,9 @@ fn encode(request: &Request<Bytes>) -> Result<Vec<Bytes>, HttpError> {
         .map_err(|err| {
             HttpError::from_encode_error(&err)
                 .cloned()
-                .unwrap_or_else(|| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))
+                .unwrap_or_else(|| {
+                    HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+                })
         })?;
     Ok([Some(head.freeze()), tail].into_iter().flatten().collect())
 }
@@ -708,7 +720,7 @@ impl Shared {
     /// waiting request gets it, else it waits in the pool.
     fn release(self: &Rc<Self>, conn: &Rc<Conn>) {
         enum Then {
-            Start(Exchange),
+            Start(Box<Exchange>),
             Pool,
             Close,
         }
@@ -717,7 +729,7 @@ impl Shared {
             let host = hosts.entry(conn.key.clone()).or_default();
             host.waiting.retain(|e| !e.ticket.cancelled.get());
             match host.waiting.pop_front() {
-                Some(exchange) => Then::Start(exchange),
+                Some(exchange) => Then::Start(Box::new(exchange)),
                 None if host.idle.len() < self.config.max_idle_per_host => {
                     host.idle.push(conn.clone());
                     Then::Pool
@@ -726,7 +738,7 @@ impl Shared {
             }
         };
         match then {
-            Then::Start(exchange) => conn.start(exchange),
+            Then::Start(exchange) => conn.start(*exchange),
             Then::Pool => {
                 let weak = Rc::downgrade(conn);
                 let timer = self.time().call_later(
@@ -818,7 +830,11 @@ enum Outcome {
 
 impl Conn {
     fn shared(&self) -> Option<Rc<Shared>> {
-        let answering = self.current.borrow().as_ref().map(|f| f.exchange.client.clone());
+        let answering = self
+            .current
+            .borrow()
+            .as_ref()
+            .map(|f| f.exchange.client.clone());
         answering.or_else(|| self.client.upgrade())
     }
 
@@ -1051,9 +1067,9 @@ impl Conn {
     /// the next request on this very connection.
     fn finish(self: &Rc<Self>, outcome: Outcome) {
         let shared = match &outcome {
-            Outcome::Done(exchange, ..) | Outcome::Failed(exchange, _) | Outcome::Retry(exchange) => {
-                exchange.client.clone()
-            }
+            Outcome::Done(exchange, ..)
+            | Outcome::Failed(exchange, _)
+            | Outcome::Retry(exchange) => exchange.client.clone(),
         };
         match outcome {
             Outcome::Done(exchange, response, keep) => {

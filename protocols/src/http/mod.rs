@@ -142,12 +142,12 @@ use http::header::{CONNECTION, EXPECT};
 use http::{Request, Version};
 
 pub use aggregator::{Aggregated, HttpRequestAggregator, Trailers, DEFAULT_MAX_BODY};
+pub use client::{HttpClient, HttpClientError};
 pub use decoder::{
     BodyKind, HttpRequestDecoder, RequestPart, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_MAX_REQUEST_LINE,
 };
 pub use encoder::{Framing, HttpResponseEncoder, ResponsePart};
-pub use client::{HttpClient, HttpClientError};
 pub use error::HttpError;
 pub use request_encoder::{HttpRequestEncoder, OutgoingRequest};
 pub use response_decoder::{

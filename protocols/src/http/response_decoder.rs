@@ -230,9 +230,7 @@ impl HttpResponseDecoder {
             let line_end = memchr::memchr(b'\n', src);
             match line_end {
                 Some(n) if n > self.max_status_line + 1 => return Err(status_line_too_long()),
-                None if src.len() > self.max_status_line + 1 => {
-                    return Err(status_line_too_long())
-                }
+                None if src.len() > self.max_status_line + 1 => return Err(status_line_too_long()),
                 None => return Ok(None),
                 Some(_) => {}
             }
@@ -274,7 +272,9 @@ impl HttpResponseDecoder {
             };
             let map = header_map(parsed.headers)?;
             let Some(method) = self.expected.front().cloned() else {
-                return Err(HttpError::bad_request("a response with no request outstanding"));
+                return Err(HttpError::bad_request(
+                    "a response with no request outstanding",
+                ));
             };
             let interim = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
             let kind = if interim
@@ -373,10 +373,7 @@ impl Decoder for HttpResponseDecoder {
         self.step(src).map_err(|err| self.fail(err))
     }
 
-    fn decode_eof(
-        &mut self,
-        src: &mut BytesMut,
-    ) -> Result<Option<IncomingResponse>, DecodeError> {
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<IncomingResponse>, DecodeError> {
         if let Some(part) = self.decode(src)? {
             return Ok(Some(part));
         }
