@@ -813,3 +813,48 @@ fn a_request_made_by_the_last_handle_in_a_callback_is_answered() {
     let second = done.result().unwrap().expect("the second response");
     assert_eq!(&second.body()[..], b"/second");
 }
+
+fn hello(_: &Request<Bytes>, transport: &Transport, _: usize) {
+    transport.write(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..]);
+}
+
+#[test]
+fn idle_connections_close_after_the_idle_timeout_on_the_clock() {
+    let reactor = Reactor::new().unwrap();
+    let (base, tally) = scripted(&reactor, hello);
+    let clock = Clock::new();
+    let client = HttpClient::new()
+        .idle_timeout(Duration::from_secs(5))
+        .clock(Rc::new(clock.clone()));
+    let t = tally.clone();
+    block_on(&reactor, async move {
+        let port = port_of(&base);
+        client.get(&format!("{base}/")).await.unwrap();
+        assert_eq!(client.idle_connections("127.0.0.1", port), 1);
+        clock.advance(Duration::from_millis(4999));
+        client.get(&format!("{base}/")).await.unwrap();
+        assert_eq!(t.accepted.get(), 1, "reused before the timeout");
+        clock.advance(Duration::from_secs(5));
+        t.closed_at_least(1).await.unwrap();
+        assert_eq!(client.idle_connections("127.0.0.1", port), 0);
+        client.get(&format!("{base}/")).await.unwrap();
+        assert_eq!(t.accepted.get(), 2);
+    });
+}
+
+#[test]
+fn a_panicking_callback_leaves_the_client_working() {
+    let reactor = Reactor::new().unwrap();
+    let (base, tally) = scripted(&reactor, hello);
+    let client = HttpClient::new();
+    let t = tally.clone();
+    block_on(&reactor, async move {
+        let first = client.get(&format!("{base}/"));
+        let failed = first.then(|_| -> Result<(), Failure> { panic!("a callback's bug") });
+        let failure = failed.await.unwrap_err();
+        assert!(failure.to_string().contains("a callback's bug"), "{failure}");
+        let again = client.get(&format!("{base}/")).await.unwrap();
+        assert_eq!(text(again.body()), "hello");
+        assert_eq!(t.accepted.get(), 1);
+    });
+}

@@ -625,7 +625,12 @@ impl Shared {
             let host = hosts.entry(exchange.key.clone()).or_default();
             let mut found = None;
             while let Some(conn) = host.idle.pop() {
-                if !conn.closed.get() {
+                let closing = conn
+                    .transport
+                    .borrow()
+                    .as_ref()
+                    .is_none_or(Transport::is_closing);
+                if !conn.closed.get() && !closing {
                     found = Some(conn);
                     break;
                 }
