@@ -852,7 +852,10 @@ fn a_panicking_callback_leaves_the_client_working() {
         let first = client.get(&format!("{base}/"));
         let failed = first.then(|_| -> Result<(), Failure> { panic!("a callback's bug") });
         let failure = failed.await.unwrap_err();
-        assert!(failure.to_string().contains("a callback's bug"), "{failure}");
+        assert!(
+            failure.to_string().contains("a callback's bug"),
+            "{failure}"
+        );
         let again = client.get(&format!("{base}/")).await.unwrap();
         assert_eq!(text(again.body()), "hello");
         assert_eq!(t.accepted.get(), 1);

@@ -5,7 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Request, StatusCode, Version};
 
-use super::encoder::{check_headers, check_value, put_field, Framing};
+use super::encoder::{check_headers, check_value, decimal, put_field, put_hex, Framing};
 use super::error::HttpError;
 use crate::codec::{EncodeError, Encoder};
 
@@ -146,7 +146,9 @@ impl HttpRequestEncoder {
             put_field(dst, name.as_str().as_bytes(), value.as_bytes());
         }
         match framing {
-            Some(Framing::Length(n)) => put_field(dst, b"content-length", n.to_string().as_bytes()),
+            Some(Framing::Length(n)) => {
+                put_field(dst, b"content-length", decimal(n, &mut [0; 20]));
+            }
             Some(Framing::Chunked) => put_field(dst, b"transfer-encoding", b"chunked"),
             Some(Framing::UntilClose) | None => {}
         }
@@ -174,9 +176,9 @@ impl HttpRequestEncoder {
             }
             Out::Chunked => {
                 if !data.is_empty() {
-                    let size = format!("{:x}\r\n", data.len());
-                    dst.reserve(size.len() + data.len() + 2);
-                    dst.put_slice(size.as_bytes());
+                    dst.reserve(data.len() + 20);
+                    put_hex(dst, data.len());
+                    dst.put_slice(b"\r\n");
                     dst.put_slice(&data);
                     dst.put_slice(b"\r\n");
                 }

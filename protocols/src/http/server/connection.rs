@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, SERVER};
@@ -31,6 +31,16 @@ use crate::http::{
 /// How much of the requests that follow the one being answered is read
 /// ahead; past it the connection stops reading until their turn.
 pub const PIPELINED_INPUT_MAX: usize = 64 * 1024;
+
+/// Bodies in memory larger than this are written a piece of this size at
+/// a time, as the client reads.
+const PACED_BODY: usize = 1 << 20;
+
+/// How long a refused connection goes on reading (and dropping) what the
+/// client sends before it closes.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// How much a refused connection reads and drops before it closes.
+pub const LINGER_MAX: usize = 64 << 20;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -74,6 +84,12 @@ enum Phase {
     Reading,
     /// A request is with the handler, or its answer is being written.
     Answering(Answer),
+    /// A refusal was written and the writing side shut: what the client
+    /// still sends is read and dropped (up to [`LINGER_MAX`], for
+    /// [`LINGER`]), so that closing with unread input, which makes the
+    /// kernel send a reset, cannot destroy the refusal before the client
+    /// reads it.
+    Lingering { dropped: usize },
     /// Closing, closed or upgraded: no more requests.
     Done,
 }
@@ -109,6 +125,8 @@ enum Wait {
     Body,
     /// For the client to read the answer.
     Reader,
+    /// For the end of a lingering close.
+    Linger,
 }
 
 enum Next {
@@ -202,7 +220,7 @@ impl Protocol for HttpServerProtocol {
             Phase::Reading => false,
             // Answer what it sent, then close (`process` does).
             Phase::Answering(_) => true,
-            Phase::Done => false,
+            Phase::Lingering { .. } | Phase::Done => false,
         }
     }
 
@@ -230,6 +248,17 @@ impl Conn {
     fn received(self: &Rc<Self>) {
         {
             let mut st = self.state.borrow_mut();
+            let st = &mut *st;
+            if let Phase::Lingering { dropped } = &mut st.phase {
+                *dropped += st.input.len();
+                st.input.clear();
+                if *dropped > LINGER_MAX {
+                    if let Some(transport) = &st.transport {
+                        transport.lose_connection();
+                    }
+                }
+                return;
+            }
             if matches!(st.phase, Phase::Answering(_))
                 && st.input.len() >= PIPELINED_INPUT_MAX
                 && !st.reading_paused
@@ -347,10 +376,18 @@ impl Conn {
         }
     }
 
-    /// Answers a request that cannot be served with `status`, then closes.
-    fn refuse(&self, st: &mut State, transport: &Transport, status: StatusCode, why: String) {
+    /// Answers a request that cannot be served with `status`, then closes
+    /// (lingering: see [`Phase::Lingering`]).
+    fn refuse(
+        self: &Rc<Self>,
+        st: &mut State,
+        transport: &Transport,
+        status: StatusCode,
+        why: String,
+    ) {
         log::debug!("HTTP request refused with {status}: {why}");
-        st.phase = Phase::Done;
+        st.phase = Phase::Lingering { dropped: 0 };
+        st.input.clear();
         let mut response = plain(status, format!("{why}\n"));
         response
             .headers_mut()
@@ -363,7 +400,13 @@ impl Conn {
         };
         // A status line and a reason of our own: nothing the encoder refuses.
         let _ = write_full(transport, Response::from_parts(parts, body), Method::GET);
-        transport.lose_connection();
+        transport.write_eof();
+        if st.reading_paused {
+            st.reading_paused = false;
+            transport.resume_reading();
+        }
+        transport.set_flow_control(false);
+        self.set_deadline(st, Wait::Linger, LINGER);
     }
 
     fn dispatch(self: &Rc<Self>, request: Request<Bytes>) {
@@ -474,7 +517,7 @@ impl Conn {
                     self.abort(&transport);
                     return;
                 }
-                self.upgrade(&transport, upgrade.make(&transport));
+                self.upgrade(&transport, upgrade);
             }
             Body::Empty | Body::Upgrade(_) => {
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -483,6 +526,14 @@ impl Conn {
                     return;
                 }
                 self.write_whole(&transport, parts, Bytes::new(), &method, seq, keep_alive);
+            }
+            Body::Full(bytes) if bytes.len() > PACED_BODY && has_body(parts.status, &method) => {
+                if self
+                    .write_head(&transport, parts, framing, &method)
+                    .is_some()
+                {
+                    self.write_paced(transport, bytes, seq, keep_alive);
+                }
             }
             Body::Full(bytes) => {
                 self.write_whole(&transport, parts, bytes, &method, seq, keep_alive);
@@ -561,6 +612,36 @@ impl Conn {
         self.finish(seq, keep_alive);
     }
 
+    /// Writes a large body in memory a piece at a time, as the client
+    /// reads: queued whole, it could pass the write buffer's hard cap.
+    /// The pieces share the body's memory; nothing is copied.
+    fn write_paced(
+        self: &Rc<Self>,
+        transport: Transport,
+        mut body: Bytes,
+        seq: u64,
+        keep_alive: bool,
+    ) {
+        while !body.is_empty() {
+            if transport.is_closing() {
+                return;
+            }
+            if !transport.is_writable() {
+                let conn = Rc::downgrade(self);
+                let again = transport.clone();
+                transport.when_writable(move || {
+                    if let Some(conn) = conn.upgrade() {
+                        conn.write_paced(again, body, seq, keep_alive);
+                    }
+                });
+                return;
+            }
+            let piece = body.split_to(body.len().min(PACED_BODY));
+            transport.write(piece);
+        }
+        self.finish(seq, keep_alive);
+    }
+
     /// Writes a head whose body follows; `None` (and the connection
     /// aborted) if the encoder refused it.
     fn write_head(
@@ -622,7 +703,7 @@ impl Conn {
         }
     }
 
-    fn upgrade(&self, transport: &Transport, mut protocol: Box<dyn Protocol>) {
+    fn upgrade(&self, transport: &Transport, upgrade: super::Upgrade) {
         let leftover = {
             let mut st = self.state.borrow_mut();
             st.phase = Phase::Done;
@@ -636,7 +717,10 @@ impl Conn {
             }
             std::mem::take(&mut st.input)
         };
+        // The new protocol starts from a plain transport and sets what it
+        // wants in `make`.
         transport.set_flow_control(false);
+        let mut protocol = upgrade.make(transport);
         if !leftover.is_empty() {
             protocol.data_received(leftover.freeze());
         }
@@ -703,6 +787,11 @@ impl Conn {
         let now = clock.now();
         if now < at {
             self.set_deadline(st, wait, at - now);
+            return;
+        }
+        if wait == Wait::Linger {
+            st.phase = Phase::Done;
+            transport.lose_connection();
             return;
         }
         if matches!(wait, Wait::Idle | Wait::Reader) && transport.write_buffer_size() > 0 {
