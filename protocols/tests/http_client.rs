@@ -861,3 +861,31 @@ fn a_panicking_callback_leaves_the_client_working() {
         assert_eq!(t.accepted.get(), 1);
     });
 }
+
+/// Sequential requests over one kept-alive connection to twill's own
+/// server, timed: run with
+/// `cargo test --release -p twill-protocols --all-features --test http_client -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_sequential_keep_alive_requests() {
+    use twill_protocols::http::{Body, HttpServer};
+    let reactor = Reactor::new().unwrap();
+    let server = HttpServer::new(|_: Request<Bytes>| {
+        twill::defer::succeed(http::Response::new(Body::from("hello")))
+    });
+    let port = reactor.listen_tcp("127.0.0.1:0", server).unwrap();
+    let uri = format!("http://{}/", port.host());
+    let client = HttpClient::new();
+    let count = 20_000;
+    let elapsed = block_on(&reactor, async move {
+        let start = std::time::Instant::now();
+        for _ in 0..count {
+            client.get(&uri).await.unwrap();
+        }
+        start.elapsed()
+    });
+    println!(
+        "{count} sequential GETs on one connection in {elapsed:?}: {:.0} requests/s",
+        f64::from(count) / elapsed.as_secs_f64()
+    );
+}
