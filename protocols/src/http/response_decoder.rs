@@ -100,6 +100,41 @@ pub enum IncomingResponse {
 /// | a body over [`max_body`](Self::max_body) (from the head when its length says so) | 413 |
 /// | a response with no request outstanding | 400 |
 /// | the server closed in the middle of a response ([`decode_eof`](Decoder::decode_eof)) | 400 |
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use http::Method;
+/// use twill_protocols::codec::Decoder;
+/// use twill_protocols::http::{HttpResponseDecoder, IncomingResponse, ResponseBodyKind};
+///
+/// let mut decoder = HttpResponseDecoder::new();
+/// decoder.expect(Method::HEAD)?;
+/// decoder.expect(Method::GET)?;
+/// let mut input = BytesMut::from(
+///     &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n\
+///        HTTP/1.1 100 Continue\r\n\r\n\
+///        HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..],
+/// );
+/// // The answer to HEAD has no body, whatever its Content-Length says.
+/// let Some(IncomingResponse::Head(head, ResponseBodyKind::Empty)) = decoder.decode(&mut input)?
+/// else {
+///     panic!("a head without a body");
+/// };
+/// assert_eq!(head.headers()["content-length"], "5");
+/// // The 100 Continue is skipped; the GET's response follows.
+/// assert!(matches!(
+///     decoder.decode(&mut input)?,
+///     Some(IncomingResponse::Head(_, ResponseBodyKind::Length(5)))
+/// ));
+/// let Some(IncomingResponse::End(body, _)) = decoder.decode(&mut input)? else {
+///     panic!("the body");
+/// };
+/// assert_eq!(&body[..], b"hello");
+/// assert_eq!(decoder.outstanding(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct HttpResponseDecoder {
     max_status_line: usize,
