@@ -302,7 +302,7 @@ fn order(what: &str) -> HttpError {
 }
 
 /// `n` in decimal, written at the end of `digits`.
-fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+pub(super) fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -315,21 +315,21 @@ fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
 }
 
 /// `n` in lower-case hexadecimal, as a chunk size.
-fn put_hex(dst: &mut BytesMut, n: usize) {
+pub(super) fn put_hex(dst: &mut BytesMut, n: usize) {
     let digits = (usize::BITS - n.leading_zeros()).div_ceil(4).max(1);
     for i in (0..digits).rev() {
         dst.put_u8(b"0123456789abcdef"[(n >> (4 * i)) & 0xf]);
     }
 }
 
-fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
+pub(super) fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.put_slice(name);
     dst.put_slice(b": ");
     dst.put_slice(value);
     dst.put_slice(b"\r\n");
 }
 
-fn check_headers(headers: &HeaderMap) -> Result<(), HttpError> {
+pub(super) fn check_headers(headers: &HeaderMap) -> Result<(), HttpError> {
     for (name, value) in headers {
         check_value(value.as_bytes()).map_err(|()| {
             HttpError::new(
@@ -343,7 +343,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), HttpError> {
 
 /// A value with CR or LF would end its line and start a field (or a body)
 /// of the value's choosing; NUL is refused by many peers.
-fn check_value(value: &[u8]) -> Result<(), ()> {
+pub(super) fn check_value(value: &[u8]) -> Result<(), ()> {
     if memchr::memchr3(b'\r', b'\n', 0, value).is_some() {
         Err(())
     } else {
