@@ -1,6 +1,8 @@
 //! [`HttpRequestDecoder`]: HTTP/1.x requests as a head, body chunks and an
 //! end (Netty's `HttpRequestDecoder`).
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
@@ -16,6 +18,9 @@ pub const DEFAULT_MAX_REQUEST_LINE: usize = 8 * 1024;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// The default most header fields in a head (or trailers): 100.
 pub const DEFAULT_MAX_HEADERS: usize = 100;
+
+/// Up to this many field slots live on the stack while a head is parsed.
+const INLINE_HEADERS: usize = 128;
 
 /// How the body of a decoded request is framed, told with its head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,9 +184,18 @@ impl HttpRequestDecoder {
             }
             return Ok(None);
         }
-        let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
-        let mut req = httparse::Request::new(&mut headers);
-        let head_len = match req.parse(src) {
+        // Slots for the fields, left uninitialized: a zeroed array of the
+        // maximum would cost more than parsing a small head.
+        let mut inline = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_HEADERS];
+        let mut spilled = Vec::new();
+        let slots = if self.max_headers <= INLINE_HEADERS {
+            &mut inline[..self.max_headers]
+        } else {
+            spilled.resize_with(self.max_headers, MaybeUninit::uninit);
+            &mut spilled[..]
+        };
+        let mut req = httparse::Request::new(&mut []);
+        let head_len = match req.parse_with_uninit_headers(src, slots) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
                 if src.len() - line_len > self.max_header_bytes {

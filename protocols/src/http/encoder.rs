@@ -2,8 +2,8 @@
 //! an end (Netty's `HttpResponseEncoder`).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Response, StatusCode, Version};
+use http::header::{CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 
 use super::error::HttpError;
 use crate::codec::{EncodeError, Encoder};
@@ -95,6 +95,16 @@ pub enum ResponsePart {
 #[derive(Debug, Default)]
 pub struct HttpResponseEncoder {
     state: Out,
+    stamp: Option<Stamp>,
+}
+
+/// The fields a server adds to every head its handler did not set them
+/// in, written straight into the head rather than inserted into each
+/// response's `HeaderMap`.
+#[derive(Debug, Clone)]
+pub(crate) struct Stamp {
+    pub(crate) date: HeaderValue,
+    pub(crate) server: Option<HeaderValue>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -115,6 +125,14 @@ impl HttpResponseEncoder {
     /// An encoder waiting for a response head.
     pub fn new() -> Self {
         HttpResponseEncoder::default()
+    }
+
+    /// An encoder that adds `stamp`'s fields to each head lacking them.
+    pub(crate) fn stamped(stamp: Stamp) -> Self {
+        HttpResponseEncoder {
+            state: Out::Idle,
+            stamp: Some(stamp),
+        }
     }
 
     fn head(
@@ -157,6 +175,17 @@ impl HttpResponseEncoder {
                 continue;
             }
             put_field(dst, name.as_str().as_bytes(), value.as_bytes());
+        }
+        if let Some(stamp) = &self.stamp {
+            let headers = response.headers();
+            if headers.is_empty() || !headers.contains_key(DATE) {
+                put_field(dst, b"date", stamp.date.as_bytes());
+            }
+            if let Some(server) = &stamp.server {
+                if headers.is_empty() || !headers.contains_key(SERVER) {
+                    put_field(dst, b"server", server.as_bytes());
+                }
+            }
         }
         if !no_framing {
             match framing {
