@@ -585,7 +585,7 @@ pub(crate) fn send_file_by_copy(
     let d = Deferred::new();
     let resolver = d.resolver();
     let inner = transport.inner();
-    let Some(slot) = inner.producer_slot() else {
+    let Some(slot) = inner.send_file_slot() else {
         resolver.errback(Failure::new(io::Error::new(
             io::ErrorKind::Unsupported,
             "this transport cannot send files",
@@ -617,7 +617,7 @@ fn pump(transport: &Weak<dyn TransportImpl>) {
     let Some(inner) = transport.upgrade() else {
         return;
     };
-    let Some(slot) = inner.producer_slot() else {
+    let Some(slot) = inner.send_file_slot() else {
         return;
     };
     if slot.pumping.replace(true) {

@@ -209,11 +209,19 @@ pub trait TransportImpl {
     fn producer_slot(&self) -> Option<&crate::producers::ProducerSlot> {
         None
     }
+    /// Where [`Transport::send_file`]'s copying path keeps what is written
+    /// behind a file until the file is written: the
+    /// [`producer_slot`](Self::producer_slot) unless overridden. A handle
+    /// that reaches a connection below a layer (TLS) returns `None`, so
+    /// that what the layer writes for the file is not held behind it.
+    fn send_file_slot(&self) -> Option<&crate::producers::ProducerSlot> {
+        self.producer_slot()
+    }
     /// [`Transport::send_file`], called through `this` (the handle to
     /// this transport that it was called on). The default reads the range
     /// a 64 KiB piece at a time into the transport while it is writable,
     /// holding what is written meanwhile in the
-    /// [`producer_slot`](Self::producer_slot) behind it; without a slot it
+    /// [`send_file_slot`](Self::send_file_slot) behind it; without a slot it
     /// fails with `io::ErrorKind::Unsupported`. The reactor's plain TCP
     /// and Unix connections override it with `sendfile(2)` on Linux.
     fn send_file(
@@ -374,7 +382,7 @@ impl Transport {
     /// The producer slot, if a file sent by copying holds back what is
     /// written now ([`send_file`](Self::send_file)).
     fn holding_slot(&self) -> Option<&crate::producers::ProducerSlot> {
-        self.inner.producer_slot().filter(|slot| slot.holding())
+        self.inner.send_file_slot().filter(|slot| slot.holding())
     }
 
     /// Appends bytes made in place to the write buffer, with no `Bytes` of
@@ -500,10 +508,10 @@ impl Transport {
             if slot.defer_close() {
                 return;
             }
-            if slot.holding() {
-                slot.hold_close(None);
-                return;
-            }
+        }
+        if let Some(slot) = self.holding_slot() {
+            slot.hold_close(None);
+            return;
         }
         self.inner.lose_connection(None);
     }

@@ -2,8 +2,11 @@
 //! Linux): exact order with writes and other files, ranges, a file that is
 //! shorter than its range, a peer that resets or does not read,
 //! `lose_connection`, `write_eof` and `abort_connection` behind a file, a
-//! panic in a callback on its Deferred; and the copying path on a
-//! `StringTransport` (and over TLS, in `send_file_tls`).
+//! panic in a callback on its Deferred; and the copying path over TLS and
+//! on a `StringTransport`.
+
+#[cfg(feature = "tls")]
+mod tls_support;
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
@@ -549,4 +552,61 @@ fn the_copying_path_fails_when_the_connection_is_aborted() {
     transport.abort_connection();
     assert!(failure_result_of(&sent).check::<ConsumerGone>());
     failure_result_of(&flushed);
+}
+
+/// The copying path under TLS: the same order, writes before, between and
+/// after two files (one larger than the watermarks), then a close.
+#[cfg(feature = "tls")]
+#[test]
+fn the_copying_path_under_tls_keeps_order() {
+    use std::sync::Arc;
+    use tls_support::{tls_connect, Pki};
+    use twill_test_support::reactor::run;
+
+    let dir = TempDir::new("send-file-tls");
+    let len = 4 << 20;
+    let path = pattern_file(&dir, "data", len);
+    let pki = Pki::new("send-file");
+    let client_config: Arc<_> = pki.client_config();
+    let reactor = Reactor::new().unwrap();
+    let outcomes: Outcome = Rc::default();
+    let seen = Rc::new(Seen::default());
+    let script = RefCell::new(Some(Box::new({
+        let o = outcomes.clone();
+        move |t: &Transport| {
+            t.write("<");
+            record(t.send_file(File::open(&path).unwrap(), 0..len), &o);
+            t.write("|");
+            record(t.send_file(File::open(&path).unwrap(), 3..300), &o);
+            t.write(">");
+            t.lose_connection();
+        }
+    }) as Box<dyn FnOnce(&Transport)>));
+    let (s, stop) = (seen.clone(), reactor.handle());
+    let port = reactor
+        .listen_tls("127.0.0.1:0", pki.server_config(), move |_| Scripted {
+            script: script.borrow_mut().take(),
+            seen: s.clone(),
+            stop: stop.clone(),
+        })
+        .unwrap();
+    let addr = port.host().tcp().unwrap();
+    let client = std::thread::spawn(move || {
+        let mut stream = tls_connect(addr, &client_config);
+        stream.flush().unwrap();
+        let mut got = Vec::new();
+        // A TLS close after the data: a clean end.
+        stream.read_to_end(&mut got).map(|_| got)
+    });
+    run(&reactor);
+    let got = client.join().unwrap().expect("a clean end");
+    let mut want = b"<".to_vec();
+    want.extend(slice(0..len));
+    want.push(b'|');
+    want.extend(slice(3..300));
+    want.push(b'>');
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the stream differs from what was sent");
+    assert_eq!(*outcomes.borrow(), [Ok(len), Ok(297)]);
+    assert_eq!(*seen.lost.borrow(), ["Done"]);
 }

@@ -1097,11 +1097,19 @@ impl TransportImpl for Conn {
     fn producer_slot(&self) -> Option<&ProducerSlot> {
         Some(&self.producers)
     }
+    fn send_file_slot(&self) -> Option<&ProducerSlot> {
+        Some(&self.producers)
+    }
 }
 
 impl<C: std::ops::Deref<Target = Conn>> TransportImpl for Raw<C> {
     fn producer_slot(&self) -> Option<&ProducerSlot> {
         Some(&self.producers)
+    }
+    fn send_file_slot(&self) -> Option<&ProducerSlot> {
+        // What a layer writes for a file it copies must not wait behind
+        // that file.
+        None
     }
     fn write(&self, data: Bytes) {
         self.queue(data.len(), |out| out.push(data));
