@@ -94,9 +94,12 @@ struct Seen {
 }
 
 /// Runs `script` on `connection_made`; records what happens after.
+/// What a server does when its connection is made.
+type Script = Box<dyn FnOnce(&Transport)>;
+
 /// Stops the reactor (if it runs on one) once the connection is over.
 struct Scripted {
-    script: Option<Box<dyn FnOnce(&Transport)>>,
+    script: Option<Script>,
     seen: Rc<Seen>,
     stop: Option<twill::ReactorHandle>,
 }
@@ -138,7 +141,7 @@ fn serve_script<R: Send + 'static>(
 ) -> (R, Rc<Seen>) {
     let reactor = Reactor::new().unwrap();
     let seen = Rc::new(Seen::default());
-    let script: RefCell<Option<Box<dyn FnOnce(&Transport)>>> = RefCell::new(Some(Box::new(script)));
+    let script: RefCell<Option<Script>> = RefCell::new(Some(Box::new(script)));
     let s = seen.clone();
     let stop = reactor.handle();
     let got = serve(
@@ -571,7 +574,7 @@ fn the_copying_path_under_tls_keeps_order() {
             t.write(">");
             t.lose_connection();
         }
-    }) as Box<dyn FnOnce(&Transport)>));
+    }) as Script));
     let (s, stop) = (seen.clone(), reactor.handle());
     let port = reactor
         .listen_tls("127.0.0.1:0", pki.server_config(), move |_| Scripted {

@@ -440,9 +440,99 @@ mod tests {
     }
 
     impl super::Sink for &mut Sink {
-        fn send_file(&mut self, _: &File, _: u64, _: usize) -> io::Result<usize> {
-            unreachable!("these tests queue no files")
+        fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+            use std::os::unix::fs::FileExt;
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls += 1;
+            let mut piece = vec![0; len.min(self.room)];
+            let n = file.read_at(&mut piece, offset)?;
+            self.got.extend_from_slice(&piece[..n]);
+            self.room -= n;
+            Ok(n)
         }
+    }
+
+    /// A file holding `contents`, already unlinked.
+    fn file_with(contents: &[u8]) -> File {
+        let path = std::env::temp_dir().join(format!(
+            "twill-write-buffer-{}-{}",
+            std::process::id(),
+            contents.len()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        let file = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file
+    }
+
+    #[test]
+    fn files_keep_their_place_between_writes_through_short_writes() {
+        let contents: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut buf = WriteBuffer::default();
+        let failure = Rc::new(RefCell::new(None));
+        buf.push(Bytes::from_static(b"head"));
+        buf.push(Bytes::from_static(b"-small"));
+        buf.push_file(FileRange::new(
+            file_with(&contents),
+            100,
+            4100,
+            failure.clone(),
+        ));
+        // Small writes behind the file must not join the tail before it.
+        buf.push(Bytes::from_static(b"-after"));
+        buf.push(Bytes::from(vec![b'B'; COALESCE_MAX + 1]));
+        buf.push_file(FileRange::new(file_with(&contents), 0, 10, failure.clone()));
+        buf.push(Bytes::from_static(b"-end"));
+        assert!(buf.has_file());
+        assert_eq!(buf.len(), 4 + 6 + 6 + COALESCE_MAX + 1 + 4);
+        let mut want = b"head-small".to_vec();
+        want.extend_from_slice(&contents[100..4100]);
+        want.extend_from_slice(b"-after");
+        want.extend_from_slice(&[b'B'; COALESCE_MAX + 1]);
+        want.extend_from_slice(&contents[..10]);
+        want.extend_from_slice(b"-end");
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: 0,
+            calls: 0,
+        };
+        let mut total = 0;
+        while !buf.is_empty() {
+            sink.room = 333;
+            total += buf.write_to(&mut sink, usize::MAX).unwrap();
+        }
+        assert_eq!(total, want.len());
+        assert!(sink.got == want);
+        assert!(!buf.has_file());
+        assert!(failure.borrow().is_none());
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_range_is_the_files_fault() {
+        let mut buf = WriteBuffer::default();
+        let failure = Rc::new(RefCell::new(None));
+        buf.push_file(FileRange::new(
+            file_with(b"0123456789"),
+            5,
+            50,
+            failure.clone(),
+        ));
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+            calls: 0,
+        };
+        // A short send looks like a full socket; the next one finds the end.
+        assert_eq!(buf.write_to(&mut sink, usize::MAX).unwrap(), 5);
+        match buf.write_to(&mut sink, usize::MAX) {
+            Err(WriteError::File(err)) => assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sink.got, b"56789");
+        let kept = failure.borrow_mut().take().expect("kept for the Deferred");
+        assert_eq!(kept.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
@@ -524,7 +614,7 @@ mod tests {
             room: 0,
             calls: 0,
         };
-        while buf.len() > 0 {
+        while !buf.is_empty() {
             sink.room = 13;
             let before = buf.len();
             let n = buf.write_to(&mut sink, usize::MAX).unwrap();
@@ -579,7 +669,7 @@ mod tests {
                 assert_eq!(before - buf.len(), n);
             }
         }
-        while buf.len() > 0 {
+        while !buf.is_empty() {
             sink.room = 997;
             buf.write_to(&mut sink, usize::MAX).unwrap();
         }

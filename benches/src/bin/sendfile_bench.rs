@@ -62,7 +62,6 @@ const MIB: u64 = 1 << 20;
 struct Opts {
     size: u64,
     rounds: usize,
-    target_dir: PathBuf,
     servers: Vec<ServerSpec>,
 }
 
@@ -161,7 +160,6 @@ fn parse() -> Result<Opts, CliError> {
     Ok(Opts {
         size: size * MIB,
         rounds,
-        target_dir,
         servers,
     })
 }
