@@ -805,8 +805,8 @@ impl Transport {
     /// The returned Deferred fires with the number of bytes sent
     /// (`range.end - range.start`) once the last of them is handed to the
     /// kernel (with `sendfile`) or written to the transport (copying;
-    /// chain [`flushed`](Self::flushed) to know they left). An empty
-    /// range fires at once with 0. It fails with:
+    /// chain [`flushed`](Self::flushed) to know they left). An empty (or
+    /// reversed) range fires at once with 0. It fails with:
     ///
     /// - an [`io::Error`] of kind [`UnexpectedEof`](io::ErrorKind::UnexpectedEof)
     ///   if the file ends before `range.end` (it shrank), or the error of

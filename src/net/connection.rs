@@ -19,7 +19,7 @@ use super::address::Address;
 use super::connector::ConnectorInner;
 use super::stream_socket::StreamSocket;
 use super::unix::PeerCredentials;
-use super::write_buffer::{FileRange, Sink, WriteBuffer, WriteError};
+use super::write_buffer::{Sink, WriteBuffer, WriteError};
 use crate::event::Event as UserEvent;
 use crate::layer::Layer;
 use crate::protocol::{Panicked, Protocol, Reason};
@@ -1331,7 +1331,7 @@ impl<C: std::ops::Deref<Target = Conn>> TransportImpl for Raw<C> {
             return d;
         }
         st.written += len;
-        st.out.push_file(FileRange::new(
+        st.out.push_file(super::write_buffer::FileRange::new(
             file,
             range.start,
             range.end,

@@ -89,6 +89,8 @@ pub(crate) struct FileRange {
 impl FileRange {
     /// The bytes of `file` from `offset` to `end`; a failure to send them
     /// that is the file's fault is stored in `failure`.
+    // Only Linux sends files from the buffer; elsewhere they are copied.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn new(
         file: File,
         offset: u64,
@@ -146,6 +148,7 @@ impl WriteBuffer {
 
     /// Queues a file's range behind everything written before; the bytes
     /// written after it wait for its last byte.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn push_file(&mut self, range: FileRange) {
         self.file_bytes += range.end - range.offset;
         self.seal_tail();
