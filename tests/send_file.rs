@@ -329,6 +329,8 @@ fn a_peer_that_does_not_read_holds_no_memory_and_gets_the_file_later() {
     let (on_sent, on_writable) = (order.clone(), order.clone());
     let (got, seen) = serve_script(
         move |t| {
+            // A file holds no memory: a cap far under its size is no limit.
+            t.set_write_buffer_max(64 * 1024);
             let sent = t.send_file(File::open(&path).unwrap(), 0..len);
             sent.add_callback(move |n| {
                 on_sent.borrow_mut().push("sent");
@@ -642,4 +644,72 @@ fn the_copying_path_on_the_loopback_pair() {
     assert!(*got.borrow() == want);
     assert_eq!(*outcomes.borrow(), [Ok(len)]);
     assert_eq!(*seen.lost.borrow(), ["Done"]);
+}
+
+#[test]
+fn over_a_unix_socket_in_order_with_writes() {
+    use std::os::unix::net::UnixStream;
+    use twill_test_support::reactor::run;
+
+    let dir = TempDir::new("send-file-unix");
+    let len = 8 << 20;
+    let path = pattern_file(&dir, "data", len);
+    let socket = dir.path().join("s.sock");
+    let reactor = Reactor::new().unwrap();
+    let outcomes: Outcome = Rc::default();
+    let seen = Rc::new(Seen::default());
+    let script = RefCell::new(Some(Box::new({
+        let o = outcomes.clone();
+        move |t: &Transport| {
+            t.write("<");
+            record(t.send_file(File::open(&path).unwrap(), 0..len), &o);
+            t.write(">");
+            t.lose_connection();
+        }
+    }) as Script));
+    let (s, stop) = (seen.clone(), reactor.handle());
+    reactor
+        .listen_unix(&socket, 0o600, move |_| Scripted {
+            script: script.borrow_mut().take(),
+            seen: s.clone(),
+            stop: Some(stop.clone()),
+        })
+        .unwrap();
+    let client = std::thread::spawn(move || {
+        let mut stream = UnixStream::connect(&socket).expect("connect");
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).map(|_| got)
+    });
+    run(&reactor);
+    let got = client.join().unwrap().expect("a clean end");
+    let mut want = b"<".to_vec();
+    want.extend(slice(0..len));
+    want.push(b'>');
+    assert!(got == want, "the stream differs from what was sent");
+    assert_eq!(*outcomes.borrow(), [Ok(len)]);
+    assert_eq!(*seen.lost.borrow(), ["Done"]);
+}
+
+#[test]
+fn writes_held_behind_a_copied_file_count_toward_the_hard_cap() {
+    let dir = TempDir::new("send-file");
+    let path = pattern_file(&dir, "data", 1 << 20);
+    let recorder = StringTransport::new();
+    let transport = recorder.transport();
+    transport.set_write_buffer_max(200_000);
+    recorder.set_write_buffer_size(100_000); // the peer reads nothing
+    let sent = transport.send_file(File::open(&path).unwrap(), 0..1 << 20);
+    transport.write(vec![0; 50_000]);
+    assert!(!recorder.aborted());
+    transport.write(vec![0; 60_000]);
+    assert!(
+        recorder.aborted(),
+        "past the cap with what waits behind the file"
+    );
+    assert_eq!(
+        recorder.failure().unwrap(),
+        "write buffer over 200000 bytes: peer not reading"
+    );
+    assert!(failure_result_of(&sent).check::<ConsumerGone>());
 }
