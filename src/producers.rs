@@ -92,6 +92,11 @@ impl Error for RegisterError {}
 /// buffer goes over the high watermark and
 /// [`connection_lost`](Self::connection_lost) when the connection ends;
 /// resuming goes through its [`when_writable`](Transport::when_writable).
+///
+/// It also keeps what [`Transport::send_file`] copies (where it does not
+/// use `sendfile(2)`) and what is written behind it, until the file is
+/// written ([`TransportImpl::send_file_slot`]); `connection_lost` fails
+/// those files with [`ConsumerGone`].
 #[derive(Default)]
 pub struct ProducerSlot {
     registered: RefCell<Option<Registration>>,
@@ -458,6 +463,9 @@ impl Error for ConsumerGone {}
 /// Streams a file (any [`Read`]) to a [`Transport`] as a pull
 /// [`Producer`]: Twisted's `FileSender`. Memory stays bounded by the
 /// write buffer's high watermark plus one chunk, whatever the file's size.
+/// For a [`File`] (or a range of one), [`Transport::send_file`] keeps the
+/// order with the writes around it and, on Linux, lets the kernel send it
+/// without reading it into memory.
 ///
 /// ```
 /// use twill::producers::FileSender;
