@@ -17,7 +17,6 @@ use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::response::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use twill::defer::{Deferred, Failure};
-use twill::producers::FileSender;
 use twill::{DelayedCall, Protocol, ReactorTime, Reason, Transport};
 
 use super::body::{Body, BodyWriter};
@@ -930,16 +929,12 @@ fn write_full(
         .unwrap_or(Ok(()))
 }
 
-/// Sends `len` bytes of `file` from `offset`.
+/// Sends `len` bytes of `file` from `offset`: `sendfile(2)` on plain TCP.
 fn send_file_range(
     transport: &Transport,
-    mut file: std::fs::File,
+    file: std::fs::File,
     offset: u64,
     len: u64,
 ) -> Deferred<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    if let Err(err) = file.seek(SeekFrom::Start(offset)) {
-        return twill::defer::fail(Failure::new(err));
-    }
-    FileSender::begin_file_transfer(file.take(len), transport)
+    transport.send_file(file, offset..offset + len)
 }
