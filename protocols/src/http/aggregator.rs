@@ -90,6 +90,11 @@ impl HttpRequestAggregator {
         self
     }
 
+    /// Whether a head was decoded and its body is being gathered.
+    pub(crate) fn in_body(&self) -> bool {
+        self.current.is_some()
+    }
+
     fn too_large(&self) -> HttpError {
         HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

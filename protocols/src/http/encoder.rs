@@ -20,6 +20,10 @@ pub enum Framing {
     /// A body of unknown length, streamed: `Transfer-Encoding: chunked`,
     /// each [`Body`](ResponsePart::Body) part one chunk.
     Chunked,
+    /// A body that ends when the server closes the connection: no
+    /// framing field. The only way to stream a body of unknown length to
+    /// an HTTP/1.0 client; the connection must close after it.
+    UntilClose,
 }
 
 /// One part of a response for [`HttpResponseEncoder`]: a
@@ -106,6 +110,7 @@ enum Out {
         remaining: u64,
     },
     Chunked,
+    UntilClose,
 }
 
 impl HttpResponseEncoder {
@@ -163,6 +168,7 @@ impl HttpResponseEncoder {
                     put_field(dst, b"content-length", n.to_string().as_bytes());
                 }
                 Framing::Chunked => put_field(dst, b"transfer-encoding", b"chunked"),
+                Framing::UntilClose => {}
             }
         }
         dst.put_slice(b"\r\n");
@@ -170,6 +176,7 @@ impl HttpResponseEncoder {
             _ if no_body => Out::Discard,
             Framing::Length(n) => Out::Length { remaining: n },
             Framing::Chunked => Out::Chunked,
+            Framing::UntilClose => Out::UntilClose,
         };
         Ok(())
     }
@@ -191,6 +198,7 @@ impl HttpResponseEncoder {
                 };
                 Ok((!data.is_empty()).then_some(data))
             }
+            Out::UntilClose => Ok((!data.is_empty()).then_some(data)),
             Out::Chunked => {
                 if !data.is_empty() {
                     let size = format!("{:x}\r\n", data.len());
@@ -215,6 +223,11 @@ impl HttpResponseEncoder {
                         format!("response ended {remaining} bytes short of its Content-Length"),
                     ));
                 }
+                if !trailers.is_empty() {
+                    return Err(order("trailers without chunked coding"));
+                }
+            }
+            Out::UntilClose => {
                 if !trailers.is_empty() {
                     return Err(order("trailers without chunked coding"));
                 }

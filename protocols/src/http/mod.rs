@@ -89,6 +89,7 @@ mod aggregator;
 mod decoder;
 mod encoder;
 mod error;
+mod server;
 
 use http::header::{CONNECTION, EXPECT};
 use http::{Request, Version};
@@ -100,6 +101,11 @@ pub use decoder::{
 };
 pub use encoder::{Framing, HttpResponseEncoder, ResponsePart};
 pub use error::HttpError;
+pub use server::{
+    async_handler, AsyncHandler, Body, BodyWriter, ConnectionInfo, Handler, HttpServer,
+    HttpServerProtocol, StaticFiles, Upgrade, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    MAX_BODY_LIMIT,
+};
 
 /// Whether the connection stays open after the answer to `request`
 /// (RFC 9112 §9.3): in HTTP/1.1 unless it says `Connection: close`, in
