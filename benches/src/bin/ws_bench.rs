@@ -33,7 +33,7 @@ use twill_bench::{cli_err, parsed_or_exit, Args, CliError};
 const USAGE: &str = "usage: ws_bench [--size 64] [--depths 1,16] [--conns 64] [--rounds 3] \
 [--duration 5] [--warmup 1] [--threads 1] [--servers NAME|NAME=PATH,..] [--target-dir DIR] \
 [--smoke]
-servers: twill tungstenite (default: all found)";
+servers: twill tungstenite tungstenite_4k (default: all found)";
 
 /// The largest message: one frame with a 16-bit length, as `http_loadgen`
 /// sends.
