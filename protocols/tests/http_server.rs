@@ -621,6 +621,12 @@ fn a_slow_head_is_cut_at_the_header_timeout_however_it_trickles() {
         answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
         "{answer}"
     );
+    // A lingering close: the writing side is shut at once, and what the
+    // client still sends is read and dropped for two seconds.
+    assert!(recorder.eof_written());
+    protocol.data_received(Bytes::from_static(b"more of the head"));
+    assert!(!recorder.disconnecting());
+    clock.advance(Duration::from_secs(2));
     assert!(recorder.disconnecting());
 }
 
@@ -662,7 +668,8 @@ fn a_body_that_stops_arriving_gets_408() {
     assert!(String::from_utf8(recorder.value())
         .unwrap()
         .starts_with("HTTP/1.1 408"));
-    assert!(recorder.disconnecting());
+    assert!(recorder.eof_written());
+    assert!(!protocol.eof_received(), "the client's EOF ends the linger");
 }
 
 #[test]
@@ -725,5 +732,92 @@ fn an_async_handler_answers_from_a_future() {
         let mut client = Client::new(addr);
         client.send(&get("/"));
         assert_eq!(client.read("GET").text(), Method::GET.as_str());
+    });
+}
+
+/// A pull producer writing `pieces` pieces of 64 KiB through a body's
+/// writer, asked for each as the connection drains.
+struct Pieces {
+    writer: BodyWriter,
+    left: Cell<u32>,
+    most_buffered: Rc<Cell<usize>>,
+}
+
+impl twill::producers::Producer for Pieces {
+    fn resume_producing(&self) {
+        let left = self.left.get();
+        if left == 0 {
+            self.writer.unregister_producer();
+            self.writer.finish();
+            return;
+        }
+        self.left.set(left - 1);
+        self.writer.write(vec![b'a' + (left % 26) as u8; 64 * 1024]);
+        let buffered = self.writer.transport().write_buffer_size();
+        self.most_buffered
+            .set(self.most_buffered.get().max(buffered));
+    }
+
+    fn stop_producing(&self) {}
+}
+
+#[test]
+fn a_pull_producer_streams_a_large_body_with_the_buffer_bounded() {
+    let most_buffered = Rc::new(Cell::new(0));
+    let seen = most_buffered.clone();
+    let server = HttpServer::new(move |_: Request<Bytes>| {
+        let most_buffered = seen.clone();
+        succeed(Response::new(Body::stream(move |writer: BodyWriter| {
+            let producer = Rc::new(Pieces {
+                writer: writer.clone(),
+                left: Cell::new(256), // 16 MiB
+                most_buffered,
+            });
+            writer.register_producer(producer, false).unwrap();
+        })))
+    });
+    let reactor = Reactor::new().unwrap();
+    serve(&reactor, server, |addr, handle| {
+        let mut client = Client::new(addr);
+        client.send(&get("/"));
+        let answer = client.read("GET");
+        assert_eq!(answer.body.len(), 16 << 20);
+        assert!(answer.body[..64 * 1024]
+            .iter()
+            .all(|&b| b == b'a' + (256 % 26) as u8));
+        client.send(&get("/"));
+        assert_eq!(
+            client.read("GET").body.len(),
+            16 << 20,
+            "keep-alive after it"
+        );
+        handle.stop();
+    });
+    // The high watermark (64 KiB) plus one piece, never the body.
+    assert!(most_buffered.get() <= 192 * 1024, "{}", most_buffered.get());
+}
+
+#[test]
+fn a_refused_upload_still_reaches_a_client_that_reads_only_after_sending() {
+    let server = HttpServer::new(hello).max_body(1024);
+    with_server(server, |addr| {
+        let mut client = Client::new(addr);
+        let body = vec![b'u'; 4 << 20];
+        client.send(
+            format!(
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        // The server refuses at the head; what follows it is read and
+        // dropped, so this write completes and the answer is not reset
+        // away before it is read.
+        client.send(&body);
+        let answer = client.read("POST");
+        assert_eq!(answer.status, 413);
+        assert_eq!(answer.header("connection"), Some("close"));
+        client.reader.get_ref().shutdown(Shutdown::Write).unwrap();
+        assert!(client.closed());
     });
 }

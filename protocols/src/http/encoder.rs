@@ -1,8 +1,6 @@
 //! [`HttpResponseEncoder`]: HTTP/1.1 responses from a head, body chunks and
 //! an end (Netty's `HttpResponseEncoder`).
 
-use std::fmt::Write as _;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Response, StatusCode, Version};
@@ -147,15 +145,13 @@ impl HttpResponseEncoder {
         let no_framing = status.is_informational() || status == StatusCode::NO_CONTENT;
         let no_body =
             no_framing || status == StatusCode::NOT_MODIFIED || request_method == Method::HEAD;
-        let mut head = String::with_capacity(64);
-        let _ = write!(
-            head,
-            "{version} {} {}\r\n",
-            status.as_str(),
-            status.canonical_reason().unwrap_or("")
-        );
-        dst.reserve(head.len() + 32 * response.headers().len() + 32);
-        dst.put_slice(head.as_bytes());
+        dst.reserve(64 + 32 * response.headers().len());
+        dst.put_slice(version.as_bytes());
+        dst.put_u8(b' ');
+        dst.put_slice(status.as_str().as_bytes());
+        dst.put_u8(b' ');
+        dst.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        dst.put_slice(b"\r\n");
         for (name, value) in response.headers() {
             if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
                 continue;
@@ -164,9 +160,7 @@ impl HttpResponseEncoder {
         }
         if !no_framing {
             match framing {
-                Framing::Length(n) => {
-                    put_field(dst, b"content-length", n.to_string().as_bytes());
-                }
+                Framing::Length(n) => put_field(dst, b"content-length", decimal(n, &mut [0; 20])),
                 Framing::Chunked => put_field(dst, b"transfer-encoding", b"chunked"),
                 Framing::UntilClose => {}
             }
@@ -201,9 +195,9 @@ impl HttpResponseEncoder {
             Out::UntilClose => Ok((!data.is_empty()).then_some(data)),
             Out::Chunked => {
                 if !data.is_empty() {
-                    let size = format!("{:x}\r\n", data.len());
-                    dst.reserve(size.len() + data.len() + 2);
-                    dst.put_slice(size.as_bytes());
+                    dst.reserve(20 + data.len());
+                    put_hex(dst, data.len());
+                    dst.put_slice(b"\r\n");
                     dst.put_slice(&data);
                     dst.put_slice(b"\r\n");
                 }
@@ -307,6 +301,27 @@ fn order(what: &str) -> HttpError {
     )
 }
 
+/// `n` in decimal, written at the end of `digits`.
+fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[at..];
+        }
+    }
+}
+
+/// `n` in lower-case hexadecimal, as a chunk size.
+fn put_hex(dst: &mut BytesMut, n: usize) {
+    let digits = (usize::BITS - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        dst.put_u8(b"0123456789abcdef"[(n >> (4 * i)) & 0xf]);
+    }
+}
+
 fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.put_slice(name);
     dst.put_slice(b": ");
@@ -339,6 +354,18 @@ fn check_value(value: &[u8]) -> Result<(), ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_written_without_allocating() {
+        for n in [0, 7, 10, 99, 1234567890, u64::MAX] {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+        for n in [1, 9, 15, 16, 255, 4096, 0xabcdef, usize::MAX] {
+            let mut out = BytesMut::new();
+            put_hex(&mut out, n);
+            assert_eq!(&out[..], format!("{n:x}").as_bytes());
+        }
+    }
 
     #[test]
     fn values_with_line_breaks_are_refused() {

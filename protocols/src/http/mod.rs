@@ -103,8 +103,8 @@ pub use encoder::{Framing, HttpResponseEncoder, ResponsePart};
 pub use error::HttpError;
 pub use server::{
     async_handler, AsyncHandler, Body, BodyWriter, ConnectionInfo, Handler, HttpServer,
-    HttpServerProtocol, StaticFiles, Upgrade, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    MAX_BODY_LIMIT,
+    HttpServerProtocol, StaticFiles, Upgrade, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, LINGER,
+    LINGER_MAX, MAX_BODY_LIMIT, PIPELINED_INPUT_MAX,
 };
 
 /// Whether the connection stays open after the answer to `request`

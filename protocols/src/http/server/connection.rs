@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, SERVER};
@@ -31,6 +31,12 @@ use crate::http::{
 /// How much of the requests that follow the one being answered is read
 /// ahead; past it the connection stops reading until their turn.
 pub const PIPELINED_INPUT_MAX: usize = 64 * 1024;
+
+/// How long a refused connection goes on reading (and dropping) what the
+/// client sends before it closes.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// How much a refused connection reads and drops before it closes.
+pub const LINGER_MAX: usize = 64 << 20;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -74,6 +80,12 @@ enum Phase {
     Reading,
     /// A request is with the handler, or its answer is being written.
     Answering(Answer),
+    /// A refusal was written and the writing side shut: what the client
+    /// still sends is read and dropped (up to [`LINGER_MAX`], for
+    /// [`LINGER`]), so that closing with unread input, which makes the
+    /// kernel send a reset, cannot destroy the refusal before the client
+    /// reads it.
+    Lingering { dropped: usize },
     /// Closing, closed or upgraded: no more requests.
     Done,
 }
@@ -109,6 +121,8 @@ enum Wait {
     Body,
     /// For the client to read the answer.
     Reader,
+    /// For the end of a lingering close.
+    Linger,
 }
 
 enum Next {
@@ -202,7 +216,7 @@ impl Protocol for HttpServerProtocol {
             Phase::Reading => false,
             // Answer what it sent, then close (`process` does).
             Phase::Answering(_) => true,
-            Phase::Done => false,
+            Phase::Lingering { .. } | Phase::Done => false,
         }
     }
 
@@ -230,6 +244,17 @@ impl Conn {
     fn received(self: &Rc<Self>) {
         {
             let mut st = self.state.borrow_mut();
+            let st = &mut *st;
+            if let Phase::Lingering { dropped } = &mut st.phase {
+                *dropped += st.input.len();
+                st.input.clear();
+                if *dropped > LINGER_MAX {
+                    if let Some(transport) = &st.transport {
+                        transport.lose_connection();
+                    }
+                }
+                return;
+            }
             if matches!(st.phase, Phase::Answering(_))
                 && st.input.len() >= PIPELINED_INPUT_MAX
                 && !st.reading_paused
@@ -347,10 +372,18 @@ impl Conn {
         }
     }
 
-    /// Answers a request that cannot be served with `status`, then closes.
-    fn refuse(&self, st: &mut State, transport: &Transport, status: StatusCode, why: String) {
+    /// Answers a request that cannot be served with `status`, then closes
+    /// (lingering: see [`Phase::Lingering`]).
+    fn refuse(
+        self: &Rc<Self>,
+        st: &mut State,
+        transport: &Transport,
+        status: StatusCode,
+        why: String,
+    ) {
         log::debug!("HTTP request refused with {status}: {why}");
-        st.phase = Phase::Done;
+        st.phase = Phase::Lingering { dropped: 0 };
+        st.input.clear();
         let mut response = plain(status, format!("{why}\n"));
         response
             .headers_mut()
@@ -363,7 +396,13 @@ impl Conn {
         };
         // A status line and a reason of our own: nothing the encoder refuses.
         let _ = write_full(transport, Response::from_parts(parts, body), Method::GET);
-        transport.lose_connection();
+        transport.write_eof();
+        if st.reading_paused {
+            st.reading_paused = false;
+            transport.resume_reading();
+        }
+        transport.set_flow_control(false);
+        self.set_deadline(st, Wait::Linger, LINGER);
     }
 
     fn dispatch(self: &Rc<Self>, request: Request<Bytes>) {
@@ -703,6 +742,11 @@ impl Conn {
         let now = clock.now();
         if now < at {
             self.set_deadline(st, wait, at - now);
+            return;
+        }
+        if wait == Wait::Linger {
+            st.phase = Phase::Done;
+            transport.lose_connection();
             return;
         }
         if matches!(wait, Wait::Idle | Wait::Reader) && transport.write_buffer_size() > 0 {

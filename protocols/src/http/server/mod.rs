@@ -20,7 +20,11 @@
 //! - **Errors**: a request the decoder refuses gets the status its
 //!   [`HttpError`](super::HttpError) carries (`400`, `414`, `431`, `413`,
 //!   `501`, `505`) and the connection closes; so does an HTTP/1.1 request
-//!   without exactly one `Host` (`400`). A handler that panics or whose
+//!   without exactly one `Host` (`400`). The close lingers: the writing
+//!   side is shut after the answer and what the client still sends (the
+//!   rest of a refused upload) is read and dropped for up to 2 s, since
+//!   closing on unread input makes the kernel send a reset that can
+//!   destroy the answer before the client reads it. A handler that panics or whose
 //!   Deferred fails gets a `500` (logged), and the connection goes on.
 //! - **Timeouts**: [`header_timeout`](HttpServer::header_timeout) (30 s)
 //!   from a request's first byte to the end of its head, which cuts
@@ -76,7 +80,7 @@ use twill::defer::Deferred;
 use twill::{Address, Factory, ReactorTime};
 
 pub use body::{Body, BodyWriter, Upgrade};
-pub use connection::HttpServerProtocol;
+pub use connection::{HttpServerProtocol, LINGER, LINGER_MAX, PIPELINED_INPUT_MAX};
 pub use static_files::StaticFiles;
 
 use super::{
