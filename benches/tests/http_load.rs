@@ -4,14 +4,27 @@
 //! wrong body, a wrong handshake, a corrupted or reordered echo and a
 //! server that closes.
 //!
-//! The servers are small blocking threads in this test process; every
-//! `http_loadgen` run is a fraction of a second and ends by itself.
+//! The runners `http_bench` and `ws_bench` run such servers as programs
+//! and compare them, and fail when one answers wrongly.
+//!
+//! The servers are small blocking threads in this test process; for the
+//! runners, which start servers as programs, this test binary doubles as
+//! one: a small script runs it with the `fake_server` test selected and
+//! `TWILL_BENCH_FAKE_SERVER` naming the server. Every `http_loadgen` run is
+//! a fraction of a second and ends by itself, and the runners kill their
+//! servers.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 const HTTP_LOADGEN: &str = env!("CARGO_BIN_EXE_http_loadgen");
+const HTTP_BENCH: &str = env!("CARGO_BIN_EXE_http_bench");
+const WS_BENCH: &str = env!("CARGO_BIN_EXE_ws_bench");
+
+/// The environment variable that makes [`fake_server`] serve.
+const FAKE_SERVER: &str = "TWILL_BENCH_FAKE_SERVER";
 
 /// RFC 6455's example accept value for its example key, which
 /// `http_loadgen` sends.
@@ -285,5 +298,120 @@ fn refuses_bad_arguments_and_other_hosts() {
     ] {
         let out = Command::new(HTTP_LOADGEN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+/// A script that runs this test binary as the fake server named `fake`
+/// (`http`, `http_corrupt`, `ws`); `tag` keeps concurrent tests' scripts
+/// apart. Removed when dropped.
+struct FakeServer(PathBuf);
+
+impl FakeServer {
+    fn new(tag: &str) -> FakeServer {
+        let script =
+            std::env::temp_dir().join(format!("twill-bench-fake-{tag}-{}.sh", std::process::id()));
+        let exe = std::env::current_exe().unwrap();
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec '{}' fake_server --exact --nocapture --test-threads=1\n",
+                exe.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeServer(script)
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `runner --smoke` on the fake server `fake`, started as the
+/// servers `names` (comma-separated), 0.3 s a round.
+fn run_bench(runner: &str, fake: &str, names: &[&str]) -> Output {
+    let script = FakeServer::new(&format!("{fake}-{}", names.join("-")));
+    let servers: Vec<String> = names
+        .iter()
+        .map(|name| format!("{name}={}", script.0.display()))
+        .collect();
+    Command::new(runner)
+        .args(["--smoke", "--duration", "0.3", "--conns", "4", "--servers"])
+        .arg(servers.join(","))
+        .arg("--target-dir")
+        .arg(PathBuf::from(HTTP_LOADGEN).parent().unwrap())
+        .env(FAKE_SERVER, fake)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn http_bench_compares_twill_with_the_others_at_both_depths() {
+    let out = run_bench(HTTP_BENCH, "http", &["twill", "other"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(stdout.matches("| twill | ").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("| other | ").count(), 2, "{stdout}");
+    assert!(stdout.contains("× 1 in flight") && stdout.contains("× 16 in flight"));
+    assert!(stdout.contains("| twill ÷ it, per CPU-s |"), "{stdout}");
+}
+
+#[test]
+fn http_bench_fails_on_a_wrong_response() {
+    let out = run_bench(HTTP_BENCH, "http_corrupt", &["twill"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAILED") && stdout.contains("VERIFY ERROR"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn ws_bench_compares_twill_with_the_others() {
+    let out = run_bench(WS_BENCH, "ws", &["twill", "other"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(stdout.matches("| other | ").count(), 2, "{stdout}");
+    assert!(
+        stdout.contains("WebSocket echo of 64 B binary messages"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn runners_refuse_bad_arguments() {
+    for (runner, args) in [
+        (HTTP_BENCH, &["--depths", "0"][..]),
+        (HTTP_BENCH, &["--conns", "0"]),
+        (WS_BENCH, &["--size", "0"]),
+        (WS_BENCH, &["--bogus"]),
+    ] {
+        let out = Command::new(runner).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{runner} {args:?}");
+    }
+}
+
+/// Not a test on its own: with `TWILL_BENCH_FAKE_SERVER` set to `http`,
+/// `http_corrupt` or `ws`, this process serves as that server for the
+/// runner tests above, announcing itself with a log-style prefix, until it
+/// is killed.
+#[test]
+fn fake_server() {
+    let (serve, fault): (fn(TcpStream, Fault), Fault) = match std::env::var(FAKE_SERVER).as_deref()
+    {
+        Ok("http") => (serve_http, Fault::None),
+        Ok("http_corrupt") => (serve_http, Fault::Corrupt),
+        Ok("ws") => (serve_ws, Fault::None),
+        _ => return,
+    };
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    eprintln!("[fake INFO] listening on {}", l.local_addr().unwrap());
+    for s in l.incoming().flatten() {
+        std::thread::spawn(move || serve(s, fault));
     }
 }
