@@ -32,6 +32,10 @@ use crate::http::{
 /// ahead; past it the connection stops reading until their turn.
 pub const PIPELINED_INPUT_MAX: usize = 64 * 1024;
 
+/// Bodies in memory larger than this are written a piece of this size at
+/// a time, as the client reads.
+const PACED_BODY: usize = 1 << 20;
+
 /// How long a refused connection goes on reading (and dropping) what the
 /// client sends before it closes.
 pub const LINGER: Duration = Duration::from_secs(2);
@@ -513,7 +517,7 @@ impl Conn {
                     self.abort(&transport);
                     return;
                 }
-                self.upgrade(&transport, upgrade.make(&transport));
+                self.upgrade(&transport, upgrade);
             }
             Body::Empty | Body::Upgrade(_) => {
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -522,6 +526,14 @@ impl Conn {
                     return;
                 }
                 self.write_whole(&transport, parts, Bytes::new(), &method, seq, keep_alive);
+            }
+            Body::Full(bytes) if bytes.len() > PACED_BODY && has_body(parts.status, &method) => {
+                if self
+                    .write_head(&transport, parts, framing, &method)
+                    .is_some()
+                {
+                    self.write_paced(transport, bytes, seq, keep_alive);
+                }
             }
             Body::Full(bytes) => {
                 self.write_whole(&transport, parts, bytes, &method, seq, keep_alive);
@@ -600,6 +612,36 @@ impl Conn {
         self.finish(seq, keep_alive);
     }
 
+    /// Writes a large body in memory a piece at a time, as the client
+    /// reads: queued whole, it could pass the write buffer's hard cap.
+    /// The pieces share the body's memory; nothing is copied.
+    fn write_paced(
+        self: &Rc<Self>,
+        transport: Transport,
+        mut body: Bytes,
+        seq: u64,
+        keep_alive: bool,
+    ) {
+        while !body.is_empty() {
+            if transport.is_closing() {
+                return;
+            }
+            if !transport.is_writable() {
+                let conn = Rc::downgrade(self);
+                let again = transport.clone();
+                transport.when_writable(move || {
+                    if let Some(conn) = conn.upgrade() {
+                        conn.write_paced(again, body, seq, keep_alive);
+                    }
+                });
+                return;
+            }
+            let piece = body.split_to(body.len().min(PACED_BODY));
+            transport.write(piece);
+        }
+        self.finish(seq, keep_alive);
+    }
+
     /// Writes a head whose body follows; `None` (and the connection
     /// aborted) if the encoder refused it.
     fn write_head(
@@ -661,7 +703,7 @@ impl Conn {
         }
     }
 
-    fn upgrade(&self, transport: &Transport, mut protocol: Box<dyn Protocol>) {
+    fn upgrade(&self, transport: &Transport, upgrade: super::Upgrade) {
         let leftover = {
             let mut st = self.state.borrow_mut();
             st.phase = Phase::Done;
@@ -675,7 +717,10 @@ impl Conn {
             }
             std::mem::take(&mut st.input)
         };
+        // The new protocol starts from a plain transport and sets what it
+        // wants in `make`.
         transport.set_flow_control(false);
+        let mut protocol = upgrade.make(transport);
         if !leftover.is_empty() {
             protocol.data_received(leftover.freeze());
         }

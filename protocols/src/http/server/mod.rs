@@ -2,67 +2,7 @@
 //! [`Factory`](twill::Factory) whose connections decode requests, call a
 //! [`Handler`] with each and write its answer, in order.
 //!
-//! What it does for the handler (RFC 9112 and RFC 9110):
-//!
-//! - **Framing**: the request body is gathered (up to
-//!   [`max_body`](HttpServer::max_body), else `413`); the response gets
-//!   `Content-Length`, chunked coding, or (to an HTTP/1.0 client, for a
-//!   stream of unknown length) the end of the connection. No body follows
-//!   the head of an answer to `HEAD`, nor a `1xx`, `204` or `304`.
-//! - **Keep-alive and pipelining**: requests on one connection are handled
-//!   one at a time, in order; the next is decoded once the answer to the
-//!   previous one is written (a pipelined request waits in the input
-//!   buffer, which stops growing at 64 KiB: the connection stops reading).
-//!   `Connection: close` in either message, or an HTTP/1.0 request without
-//!   `keep-alive`, closes the connection after the answer.
-//! - **`Expect: 100-continue`**: `100 Continue` is sent when the request's
-//!   turn comes, unless its body is too large (`413` and close instead).
-//! - **Errors**: a request the decoder refuses gets the status its
-//!   [`HttpError`](super::HttpError) carries (`400`, `414`, `431`, `413`,
-//!   `501`, `505`) and the connection closes; so does an HTTP/1.1 request
-//!   without exactly one `Host` (`400`). The close lingers: the writing
-//!   side is shut after the answer and what the client still sends (the
-//!   rest of a refused upload) is read and dropped for up to 2 s, since
-//!   closing on unread input makes the kernel send a reset that can
-//!   destroy the answer before the client reads it. A handler that panics or whose
-//!   Deferred fails gets a `500` (logged), and the connection goes on.
-//! - **Timeouts**: [`header_timeout`](HttpServer::header_timeout) (30 s)
-//!   from a request's first byte to the end of its head, which cuts
-//!   slowloris clients (`408`, then close);
-//!   [`idle_timeout`](HttpServer::idle_timeout) (60 s) for an idle
-//!   keep-alive connection (closed), for a body that stops arriving
-//!   (`408`) and for a client that stops reading its answer (aborted).
-//! - **Fields**: `Date` on every response, and `Server` unless turned off.
-//! - **Bodies**: in memory, streamed through a [`BodyWriter`] (and a
-//!   [`Producer`](twill::producers::Producer)), or a file range sent with
-//!   [`Transport::send_file`](twill::Transport::send_file).
-//!   [`StaticFiles`] serves a folder with `Range` and `If-Modified-Since`.
-//! - **Upgrades**: a `101` response with [`Body::Upgrade`] hands the
-//!   connection to another protocol (WebSocket).
-//!
-//! # Examples
-//!
-//! ```no_run
-//! use http::{Method, Request, Response, StatusCode};
-//! use twill::Bytes;
-//! use twill_protocols::http::{Body, HttpServer};
-//!
-//! let reactor = twill::Reactor::new()?;
-//! let server = HttpServer::new(|request: Request<Bytes>| {
-//!     let response = match (request.method(), request.uri().path()) {
-//!         (&Method::GET, "/") => Response::new(Body::from("hello\n")),
-//!         (&Method::POST, "/echo") => Response::new(Body::Full(request.into_body())),
-//!         _ => Response::builder()
-//!             .status(StatusCode::NOT_FOUND)
-//!             .body(Body::from("not found\n"))
-//!             .unwrap(),
-//!     };
-//!     twill::defer::succeed(response)
-//! });
-//! reactor.listen_tcp("127.0.0.1:8080", server)?;
-//! reactor.run()?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! The server is documented on [`HttpServer`].
 
 mod body;
 mod connection;
@@ -193,9 +133,74 @@ pub(crate) struct Config {
     pub(crate) clock: Option<Rc<dyn ReactorTime>>,
 }
 
-/// An HTTP/1.1 server: a [`Factory`] of [`HttpServerProtocol`]s that call
-/// one [`Handler`]. See [the module](self) for what it does; the builder
-/// methods set its limits.
+/// An HTTP/1.1 server: a [`Factory`] of [`HttpServerProtocol`]s that
+/// call one [`Handler`] with each request and write its answer; the
+/// builder methods set its limits.
+///
+/// What it does for the handler (RFC 9112 and RFC 9110):
+///
+/// - **Framing**: the request body is gathered (up to
+///   [`max_body`](HttpServer::max_body), else `413`); the response gets
+///   `Content-Length`, chunked coding, or (to an HTTP/1.0 client, for a
+///   stream of unknown length) the end of the connection. No body follows
+///   the head of an answer to `HEAD`, nor a `1xx`, `204` or `304`.
+/// - **Keep-alive and pipelining**: requests on one connection are handled
+///   one at a time, in order; the next is decoded once the answer to the
+///   previous one is written (a pipelined request waits in the input
+///   buffer, which stops growing at 64 KiB: the connection stops reading).
+///   `Connection: close` in either message, or an HTTP/1.0 request without
+///   `keep-alive`, closes the connection after the answer.
+/// - **`Expect: 100-continue`**: `100 Continue` is sent when the request's
+///   turn comes, unless its body is too large (`413` and close instead).
+/// - **Errors**: a request the decoder refuses gets the status its
+///   [`HttpError`](super::HttpError) carries (`400`, `414`, `431`, `413`,
+///   `501`, `505`) and the connection closes; so does an HTTP/1.1 request
+///   without exactly one `Host` (`400`). The close lingers: the writing
+///   side is shut after the answer and what the client still sends (the
+///   rest of a refused upload) is read and dropped for up to 2 s, since
+///   closing on unread input makes the kernel send a reset that can
+///   destroy the answer before the client reads it. A handler that panics or whose
+///   Deferred fails gets a `500` (logged), and the connection goes on.
+/// - **Timeouts**: [`header_timeout`](HttpServer::header_timeout) (30 s)
+///   from a request's first byte to the end of its head, which cuts
+///   slowloris clients (`408`, then close);
+///   [`idle_timeout`](HttpServer::idle_timeout) (60 s) for an idle
+///   keep-alive connection (closed), for a body that stops arriving
+///   (`408`) and for a client that stops reading its answer (aborted).
+/// - **Fields**: `Date` on every response, and `Server` unless turned off.
+/// - **Bodies**: in memory, streamed through a [`BodyWriter`] (and a
+///   [`Producer`](twill::producers::Producer)), or a file range sent with
+///   [`Transport::send_file`](twill::Transport::send_file).
+///   [`StaticFiles`] serves a folder with `Range` and `If-Modified-Since`.
+/// - **Upgrades**: a `101` response with [`Body::Upgrade`] hands the
+///   connection to another protocol (WebSocket).
+///
+/// # Examples
+///
+/// ```no_run
+/// use http::{Method, Request, Response, StatusCode};
+/// use twill::Bytes;
+/// use twill_protocols::http::{Body, HttpServer};
+///
+/// let reactor = twill::Reactor::new()?;
+/// let server = HttpServer::new(|request: Request<Bytes>| {
+///     let response = match (request.method(), request.uri().path()) {
+///         (&Method::GET, "/") => Response::new(Body::from("hello\n")),
+///         (&Method::POST, "/echo") => Response::new(Body::Full(request.into_body())),
+///         _ => Response::builder()
+///             .status(StatusCode::NOT_FOUND)
+///             .body(Body::from("not found\n"))
+///             .unwrap(),
+///     };
+///     twill::defer::succeed(response)
+/// });
+/// reactor.listen_tcp("127.0.0.1:8080", server)?;
+/// reactor.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A connection can be driven in memory, with a hand-advanced clock for
+/// the timeouts:
 ///
 /// ```
 /// use std::rc::Rc;
