@@ -824,11 +824,14 @@ fn a_refused_upload_still_reaches_a_client_that_reads_only_after_sending() {
 
 #[test]
 fn a_body_in_memory_larger_than_the_write_buffer_cap_is_sent_as_the_client_reads() {
-    let body = Bytes::from((0..24 << 20).map(|i: u32| (i % 253) as u8).collect::<Vec<u8>>());
+    let body = Bytes::from(
+        (0..24 << 20)
+            .map(|i: u32| (i % 253) as u8)
+            .collect::<Vec<u8>>(),
+    );
     let expected = body.clone();
-    let server = HttpServer::new(move |_: Request<Bytes>| {
-        succeed(Response::new(Body::Full(body.clone())))
-    });
+    let server =
+        HttpServer::new(move |_: Request<Bytes>| succeed(Response::new(Body::Full(body.clone()))));
     with_server(server, move |addr| {
         let mut client = Client::new(addr);
         client.send(&get("/"));

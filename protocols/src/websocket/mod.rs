@@ -1,22 +1,80 @@
-//! WebSocket (RFC 6455): the frame codec, whole messages, the close
-//! handshake and the opening handshake's helpers. Netty's
+//! WebSocket (RFC 6455): connections for servers and clients, and the
+//! codecs underneath. Autobahn's `WebSocketServerProtocol` and
+//! `WebSocketClientProtocol` in twill's model; Netty's
 //! `WebSocket13FrameDecoder`/`WebSocket13FrameEncoder` and
-//! `WebSocketServerProtocolHandler`'s close handshake; behind the `websocket` feature.
+//! `WebSocketServerProtocolHandler`. Behind the `websocket` feature (which
+//! turns on `http`).
 //!
-//! Three layers, each usable alone:
+//! The layers, top down; each is usable alone:
 //!
-//! - [`FrameCodec`] decodes and encodes single frames (the frame format is
-//!   drawn in its docs), enforcing the masking rules of its [`Role`] and a
-//!   maximum frame payload.
+//! - [`accept`] / [`WebSocketAcceptor`] (server) and [`connect`] /
+//!   [`WebSocketClient`] (client) run the opening handshake, over an
+//!   [`HttpServer`](crate::http::HttpServer) request or a TCP connection
+//!   of their own, and install a [`WebSocketProtocol`].
+//! - [`WebSocketProtocol`] is the [`Protocol`](twill::Protocol) on the
+//!   connection: it calls your [`WebSocketHandler`] (`on_open`,
+//!   `on_message`, `on_close`), which sends through a [`WebSocket`]
+//!   handle. It adds the closing timer, keep-alive pings, flow control and
+//!   fault isolation; [`WebSocketConfig`] sets its options.
+//! - [`WebSocketSession`] answers pings and runs the close handshake; it
+//!   returns the bytes to send and never touches a transport.
 //! - [`MessageCodec`] reassembles fragmented messages into [`Message`]s,
 //!   checks text for UTF-8 and parses close payloads, with a maximum
 //!   message size.
-//! - [`WebSocketSession`] answers pings and runs the close handshake; it
-//!   returns the bytes to send and never touches a transport.
+//! - [`FrameCodec`] decodes and encodes single frames (the frame format is
+//!   drawn in its docs), enforcing the masking rules of its [`Role`] and a
+//!   maximum frame payload.
 //!
-//! The opening handshake is HTTP's business; [`check_request`],
-//! [`check_response`], [`accept_key`] and [`generate_key`] are the
-//! WebSocket-specific parts, over plain `(name, value)` header pairs.
+//! The opening handshake's WebSocket-specific parts are also there on
+//! their own: [`check_request`], [`check_response`], [`accept_key`] and
+//! [`generate_key`], over plain `(name, value)` header pairs.
+//!
+//! # A server and a client
+//!
+//! An echo server at `/echo` on an [`HttpServer`](crate::http::HttpServer),
+//! and a client that sends one message and closes when it comes back:
+//!
+//! ```
+//! use std::{cell::RefCell, rc::Rc};
+//! use http::Request;
+//! use twill::Bytes;
+//! use twill_protocols::http::HttpServer;
+//! use twill_protocols::websocket::{self, Message, WebSocket, WebSocketHandler};
+//!
+//! let reactor = twill::Reactor::new()?;
+//!
+//! let server = HttpServer::new(|request: Request<Bytes>| {
+//!     let echo = |ws: &WebSocket, message: Message| {
+//!         let _ = ws.send(message);
+//!     };
+//!     twill::defer::succeed(websocket::accept(&request, echo))
+//! });
+//! let port = reactor.listen_tcp("127.0.0.1:0", server)?;
+//!
+//! /// Says hello, and closes once the echo is back.
+//! struct Hello(Rc<RefCell<Vec<String>>>);
+//!
+//! impl WebSocketHandler for Hello {
+//!     fn on_open(&mut self, ws: &WebSocket) {
+//!         ws.send_text("hello").unwrap();
+//!     }
+//!     fn on_message(&mut self, ws: &WebSocket, message: Message) {
+//!         self.0.borrow_mut().push(format!("{message:?}"));
+//!         ws.close(1000, "thanks").unwrap();
+//!     }
+//!     fn on_close(&mut self, code: Option<u16>, _reason: &str) {
+//!         self.0.borrow_mut().push(format!("closed {code:?}"));
+//!         twill::stop();
+//!     }
+//! }
+//!
+//! let seen = Rc::new(RefCell::new(Vec::new()));
+//! let addr = port.host().tcp().unwrap();
+//! drop(websocket::connect(addr, "127.0.0.1", "/echo", Hello(seen.clone())));
+//! reactor.run()?;
+//! assert_eq!(*seen.borrow(), ["Text(\"hello\")", "closed Some(1000)"]);
+//! # Ok::<(), std::io::Error>(())
+//! ```
 //!
 //! # Limits
 //!
@@ -25,6 +83,9 @@
 //! | frame payload ([`FrameCodecBuilder::max_frame_payload`]) | 1 MiB | 16 MiB | close code 1009, from the frame's header, before any of its payload is buffered |
 //! | message size ([`MessageCodecBuilder::max_message_size`]) | 1 MiB | 64 MiB | close code 1009, from the header of the frame that would pass it |
 //! | control frame payload | 125 bytes | (the RFC's) | close code 1002 |
+//! | a connection's write buffer ([`WebSocketConfigBuilder::write_buffer_max`]) | the transport's, 16 MiB | - | the connection is aborted; see [`WebSocketProtocol`] for flow control |
+//! | waiting for the peer's Close ([`WebSocketConfigBuilder::closing_timeout`]) | 5 s | 10 min | the connection is aborted |
+//! | a keep-alive ping's pong ([`WebSocketConfigBuilder::pong_timeout`]) | 20 s (pings off by default) | - | close code 1011 |
 //!
 //! # Errors
 //!
@@ -33,7 +94,7 @@
 //! the close code to send ([`WebSocketError::from_decode_error`] gets it
 //! back). None is recoverable: the WebSocket connection must be closed.
 //!
-//! # Examples
+//! # The codecs alone
 //!
 //! A client writes a masked text message; the server's session reads it
 //! and both sides go through the close handshake, all in memory:
@@ -79,9 +140,14 @@
 //!   not in a separate `Utf8FrameValidator` handler.
 //! - No extensions (permessage-deflate) yet: RSV bits are always an error.
 
+mod client;
+mod config;
+mod connection;
 mod frame;
+mod handle;
 mod handshake;
 mod message;
+mod server;
 mod session;
 
 use std::error::Error;
@@ -89,10 +155,19 @@ use std::fmt;
 
 use crate::codec::DecodeError;
 
+pub use client::{
+    connect, ClientError, WebSocketClient, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+};
+pub use config::{
+    WebSocketConfig, WebSocketConfigBuilder, DEFAULT_CLOSING_TIMEOUT, DEFAULT_PONG_TIMEOUT,
+    MAX_CLOSING_TIMEOUT,
+};
+pub use connection::WebSocketProtocol;
 pub use frame::{
     apply_mask, Frame, FrameCodec, FrameCodecBuilder, OpCode, DEFAULT_MAX_FRAME_PAYLOAD,
     HARD_MAX_FRAME_PAYLOAD, MAX_CONTROL_PAYLOAD,
 };
+pub use handle::{WebSocket, WebSocketHandler};
 pub use handshake::{
     accept_key, check_request, check_response, generate_key, is_valid_key, HandshakeError,
     WEBSOCKET_VERSION,
@@ -101,6 +176,7 @@ pub use message::{
     is_valid_close_code, parse_close_payload, Message, MessageCodec, MessageCodecBuilder,
     DEFAULT_MAX_MESSAGE_SIZE, HARD_MAX_MESSAGE_SIZE,
 };
+pub use server::{accept, WebSocketAcceptor};
 pub use session::{Received, SessionState, WebSocketSession};
 
 /// Which side of the connection a codec is on. It decides the masking
