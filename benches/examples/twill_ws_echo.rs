@@ -2,29 +2,42 @@
 //! `ws_bench` measures.
 //!
 //! ```text
-//! cargo run --release -p twill-bench --example twill_ws_echo -- [127.0.0.1:0]
+//! cargo run --release -p twill-bench --example twill_ws_echo -- [127.0.0.1:0] [--session]
 //! ```
 //!
-//! twill's `HttpServer` takes the opening handshake: a request that
-//! `websocket::check_request` accepts gets `101 Switching Protocols` with
-//! its `Sec-WebSocket-Accept` and a [`Body::Upgrade`] that hands the
-//! connection to [`WebSocketEcho`]; any other request gets `400`. The echo
-//! reads straight into its session's input buffer
-//! ([`Protocol::get_buffer`]), lets [`WebSocketSession`] decode (answering
-//! pings, running the close handshake) and sends every text or binary
-//! message back, all the frames one read produced in one write. When
-//! bound it prints `listening on ADDR` to stderr. It runs until killed.
+//! twill's `HttpServer` takes the opening handshake, and every text or
+//! binary message is sent back. Two ways:
+//!
+//! - by default, the WebSocket API: the handler answers each request with
+//!   `websocket::accept(&request, echo)`, where `echo` is a closure
+//!   `|ws, message| ws.send(message)` (a
+//!   [`WebSocketHandler`](twill_protocols::websocket::WebSocketHandler)); the
+//!   [`WebSocketProtocol`](twill_protocols::websocket::WebSocketProtocol)
+//!   underneath answers pings, runs the close handshake, and refuses bad
+//!   handshakes;
+//! - with `--session`, the codec layer by hand: a request that
+//!   `websocket::check_request` accepts gets `101 Switching Protocols`
+//!   with its `Sec-WebSocket-Accept` and a [`Body::Upgrade`] that hands
+//!   the connection to [`SessionEcho`], which reads straight into a
+//!   [`WebSocketSession`]'s input ([`Protocol::get_buffer`]), decodes and
+//!   writes every message back, the frames one read produced in one
+//!   write; any other request gets `400`. What the API's layer costs over
+//!   it is the difference between the two.
+//!
+//! When bound it prints `listening on ADDR` to stderr. It runs until
+//! killed.
 
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, UPGRADE};
 use http::{Request, Response, StatusCode};
 use twill::{Bytes, BytesMut, Protocol, Transport};
 use twill_protocols::http::{Body, HttpServer, Upgrade};
 use twill_protocols::websocket::{
-    check_request, Message, MessageCodec, Received, Role, WebSocketSession,
+    self, check_request, Message, MessageCodec, Received, Role, WebSocket, WebSocketSession,
 };
 
-/// The session of one WebSocket connection, sending back what it gets.
-struct WebSocketEcho {
+/// The session of one WebSocket connection, sending back what it gets:
+/// the codec layer by hand (`--session`).
+struct SessionEcho {
     transport: Transport,
     session: WebSocketSession,
     /// Bytes read and not yet decoded.
@@ -33,12 +46,12 @@ struct WebSocketEcho {
     output: BytesMut,
 }
 
-impl WebSocketEcho {
-    fn new(transport: &Transport) -> WebSocketEcho {
+impl SessionEcho {
+    fn new(transport: &Transport) -> SessionEcho {
         // A client that sends and never reads stops being read once its
         // echoes fill the write buffer, instead of growing it.
         transport.set_flow_control(true);
-        WebSocketEcho {
+        SessionEcho {
             transport: transport.clone(),
             session: WebSocketSession::new(MessageCodec::new(Role::Server)),
             input: BytesMut::with_capacity(16 * 1024),
@@ -78,7 +91,7 @@ impl WebSocketEcho {
     }
 }
 
-impl Protocol for WebSocketEcho {
+impl Protocol for SessionEcho {
     fn data_received(&mut self, data: Bytes) {
         self.input.extend_from_slice(&data);
         self.echo_all();
@@ -93,8 +106,16 @@ impl Protocol for WebSocketEcho {
     }
 }
 
-/// `101` with the handshake's answer and the echo, or `400`.
-fn open(request: Request<Bytes>) -> Response<Body> {
+/// The echo on the WebSocket API: every message sent back.
+fn echo(ws: &WebSocket, message: Message) {
+    // Only a connection that has begun closing refuses; the message is
+    // then dropped, as RFC 6455 has it.
+    let _ = ws.send(message);
+}
+
+/// `--session`: `101` with the handshake's answer and [`SessionEcho`], or
+/// `400`.
+fn open_session(request: Request<Bytes>) -> Response<Body> {
     let headers: Vec<(&str, &str)> = request
         .headers()
         .iter()
@@ -107,7 +128,7 @@ fn open(request: Request<Bytes>) -> Response<Body> {
             .header(CONNECTION, "Upgrade")
             .header(SEC_WEBSOCKET_ACCEPT, accept)
             .body(Body::Upgrade(Upgrade::new(|transport| {
-                Box::new(WebSocketEcho::new(transport))
+                Box::new(SessionEcho::new(transport))
             }))),
         Err(err) => Response::builder()
             .status(StatusCode::BAD_REQUEST)
@@ -117,12 +138,24 @@ fn open(request: Request<Bytes>) -> Response<Body> {
 }
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:0".into());
-    let server = HttpServer::new(|request| twill::defer::succeed(open(request)));
+    let mut addr = "127.0.0.1:0".to_string();
+    let mut session = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--session" => session = true,
+            _ => addr = arg,
+        }
+    }
     let reactor = twill::Reactor::new()?;
-    let port = reactor.listen_tcp(addr.as_str(), server)?;
+    let port = if session {
+        let server = HttpServer::new(|request| twill::defer::succeed(open_session(request)));
+        reactor.listen_tcp(addr.as_str(), server)?
+    } else {
+        let server = HttpServer::new(|request: Request<Bytes>| {
+            twill::defer::succeed(websocket::accept(&request, echo))
+        });
+        reactor.listen_tcp(addr.as_str(), server)?
+    };
     eprintln!("listening on {}", port.host());
     reactor.run()
 }

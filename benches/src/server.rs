@@ -220,13 +220,16 @@ pub fn http_servers(target_dir: &Path) -> Vec<ServerSpec> {
 ///
 /// | name | what |
 /// |---|---|
-/// | `twill` | `twill_ws_echo`: twill's HTTP server upgrading to its WebSocket protocol |
+/// | `twill` | `twill_ws_echo`: twill's HTTP server and `websocket::accept` with an echoing handler, on its WebSocket API |
+/// | `twill_session` | `twill_ws_echo --session`: the same handshake by hand, the upgraded connection a `Protocol` around a `WebSocketSession` (the codec layer) |
 /// | `tungstenite` | `tungstenite_echo`: tokio-tungstenite on tokio's current-thread runtime, its defaults |
 /// | `tungstenite_4k` | the same with a 4 KiB read buffer instead of its default 128 KiB, which it zero-fills as it reads |
 pub fn ws_servers(target_dir: &Path) -> Vec<ServerSpec> {
+    let twill = target_dir.join("examples/twill_ws_echo");
     let tungstenite = target_dir.join("examples/tungstenite_echo");
     vec![
-        ServerSpec::new("twill", target_dir.join("examples/twill_ws_echo"), &[]),
+        ServerSpec::new("twill", twill.clone(), &[]),
+        ServerSpec::new("twill_session", twill, &["--session"]),
         ServerSpec::new("tungstenite", tungstenite.clone(), &[]),
         ServerSpec::new("tungstenite_4k", tungstenite, &["--read-buffer", "4096"]),
     ]

@@ -8,9 +8,11 @@
 //! ```
 //!
 //! Servers ([`twill_bench::server::ws_servers`]): twill's `twill_ws_echo`
-//! and tokio-tungstenite on tokio's current-thread runtime
-//! (`tungstenite_echo`). Each opens a WebSocket on `GET /` and sends every
-//! message back.
+//! on its WebSocket API (`twill`) and on the codec layer by hand
+//! (`twill_session`), and tokio-tungstenite on tokio's current-thread
+//! runtime (`tungstenite_echo`, with its defaults and with a 4 KiB read
+//! buffer). Each opens a WebSocket on `GET /` and sends every message
+//! back.
 //!
 //! The load: `--conns` connections, each opened with the HTTP/1.1 upgrade
 //! and then kept at `--depths` binary messages of `--size` bytes in flight
@@ -33,7 +35,7 @@ use twill_bench::{cli_err, parsed_or_exit, Args, CliError};
 const USAGE: &str = "usage: ws_bench [--size 64] [--depths 1,16] [--conns 64] [--rounds 3] \
 [--duration 5] [--warmup 1] [--threads 1] [--servers NAME|NAME=PATH,..] [--target-dir DIR] \
 [--smoke]
-servers: twill tungstenite tungstenite_4k (default: all found)";
+servers: twill twill_session tungstenite tungstenite_4k (default: all found)";
 
 /// The largest message: one frame with a 16-bit length, as `http_loadgen`
 /// sends.
