@@ -6,6 +6,7 @@
 #   bash benches/profile.sh twill_http_hello                 # perf, depth 16
 #   bash benches/profile.sh hyper_hello callgrind 1
 #   bash benches/profile.sh twill_ws_echo dhat 1 -- --ws --size 64
+#   SERVER_ARGS=--session bash benches/profile.sh twill_ws_echo callgrind 16 -- --ws
 # EXAMPLE is a twill-bench example (twill_http_hello, hyper_hello,
 # twill_ws_echo, tungstenite_echo), built in release mode first. TOOL is
 # perf (the default: `perf record --call-graph dwarf` for 4 s of a 6 s
@@ -14,6 +15,7 @@
 # requests http_loadgen counted). DEPTH is the requests in flight on each
 # of 64 connections (default 16). The raw profile stays in a temporary
 # folder, printed at the end, for perf report or callgrind_annotate.
+# SERVER_ARGS, if set, are the server's arguments after its address.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,15 +47,16 @@ fi
 
 cargo build --release -p twill-bench --example "$example" --bin http_loadgen >&2
 server_bin="$target_dir/examples/$example"
+read -ra server_args <<<"${SERVER_ARGS:-}"
 work="$(mktemp -d)"
 server_log="$work/server.log"
 
 case "$tool" in
-    perf) "$server_bin" 127.0.0.1:0 2>"$server_log" & ;;
+    perf) "$server_bin" 127.0.0.1:0 "${server_args[@]}" 2>"$server_log" & ;;
     callgrind) valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
-        "$server_bin" 127.0.0.1:0 2>"$server_log" & ;;
+        "$server_bin" 127.0.0.1:0 "${server_args[@]}" 2>"$server_log" & ;;
     dhat) valgrind --tool=dhat --dhat-out-file="$work/dhat.json" \
-        "$server_bin" 127.0.0.1:0 2>"$server_log" & ;;
+        "$server_bin" 127.0.0.1:0 "${server_args[@]}" 2>"$server_log" & ;;
 esac
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null || true' EXIT
