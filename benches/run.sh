@@ -18,6 +18,8 @@
 #   ws        WebSocket echo of 64 B messages: twill, tokio-tungstenite (ws_bench)
 #   group     several cores: placement balance, echo and fan-out on a ReactorGroup
 #             against one reactor and tokio's multi-thread runtime (group_bench)
+#   sendfile  a 1 GiB file to one client: twill's send_file (sendfile(2)) against
+#             its read-and-write FileSender and tokio (sendfile_bench; --size MIB)
 # It creates the Python virtualenv with Twisted, uvloop and aiohttp (benches/venv.sh)
 # and builds every server in release mode first. Everything runs on
 # loopback and stops by itself. benches/README.md explains the output.
@@ -33,7 +35,7 @@ usage() {
 part=all
 smoke=()
 case "${1:-}" in
-    echo|fanout|idle|micro|deferred|executor|tls|udp|unix|http|ws|group) part="$1"; shift ;;
+    echo|fanout|idle|micro|deferred|executor|tls|udp|unix|http|ws|group|sendfile) part="$1"; shift ;;
     --smoke) smoke=(--smoke); shift ;;
     -h|--help) usage; exit 0 ;;
     "") ;;
@@ -68,6 +70,7 @@ run_unix() { "$target_dir/unix_bench" --target-dir "$target_dir" "$@"; }
 run_http() { "$target_dir/http_bench" --target-dir "$target_dir" "$@"; }
 run_ws() { "$target_dir/ws_bench" --target-dir "$target_dir" "$@"; }
 run_group() { "$target_dir/group_bench" --target-dir "$target_dir" "$@"; }
+run_sendfile() { "$target_dir/sendfile_bench" --target-dir "$target_dir" "$@"; }
 
 if [ "$part" != all ]; then
     "run_$part" "$@"
@@ -75,7 +78,7 @@ if [ "$part" != all ]; then
 fi
 
 status=0
-for p in echo fanout idle micro deferred executor tls udp unix http ws group; do
+for p in echo fanout idle micro deferred executor tls udp unix http ws group sendfile; do
     echo
     echo "# $p"
     if [ "$p" = echo ] && [ ${#smoke[@]} = 0 ]; then

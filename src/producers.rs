@@ -25,15 +25,18 @@
 //! other.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::error::Error;
 use std::fmt;
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::rc::{Rc, Weak};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use crate::defer::{Deferred, Failure, Resolver};
-use crate::transport::{Transport, TransportImpl};
+use crate::transport::{SentWaiter, Transport, TransportImpl, WriteBufferFull};
 
 /// Something that writes to a [`Transport`] under its control: Twisted's
 /// `IPushProducer` / `IPullProducer`. See the [module](self) for how each
@@ -89,12 +92,42 @@ impl Error for RegisterError {}
 /// buffer goes over the high watermark and
 /// [`connection_lost`](Self::connection_lost) when the connection ends;
 /// resuming goes through its [`when_writable`](Transport::when_writable).
+///
+/// It also keeps what [`Transport::send_file`] copies (where it does not
+/// use `sendfile(2)`) and what is written behind it, until the file is
+/// written ([`TransportImpl::send_file_slot`]); `connection_lost` fails
+/// those files with [`ConsumerGone`].
 #[derive(Default)]
 pub struct ProducerSlot {
     registered: RefCell<Option<Registration>>,
     /// Tells a registration from the one before it, so that a callback
     /// left waiting by an unregistered producer does nothing.
     next_id: Cell<u64>,
+    /// [`Transport::send_file`] by copying: the files being read into the
+    /// transport, and what was written after them, in order.
+    held: RefCell<VecDeque<Held>>,
+    /// The bytes among `held`.
+    held_bytes: Cell<usize>,
+    /// `pump` is on the stack.
+    pumping: Cell<bool>,
+}
+
+/// What waits behind a file sent by copying.
+enum Held {
+    File(CopiedFile),
+    Bytes(Bytes),
+    WriteEof,
+    Close(Option<Box<dyn Error + Send + Sync>>),
+    Sent(SentWaiter),
+    Writable(Box<dyn FnOnce()>),
+}
+
+/// A file's range being read into a transport a chunk at a time.
+struct CopiedFile {
+    file: File,
+    left: u64,
+    sent: u64,
+    resolver: Resolver<u64>,
 }
 
 struct Registration {
@@ -146,11 +179,22 @@ impl ProducerSlot {
     }
 
     /// The connection ended: a registered producer is forgotten and told
-    /// to [stop](Producer::stop_producing).
+    /// to [stop](Producer::stop_producing), and the files
+    /// [`Transport::send_file`] was copying fail with [`ConsumerGone`].
     pub fn connection_lost(&self) {
         let reg = self.registered.borrow_mut().take();
         if let Some(reg) = reg {
             reg.producer.stop_producing();
+        }
+        let held = std::mem::take(&mut *self.held.borrow_mut());
+        self.held_bytes.set(0);
+        for item in held {
+            match item {
+                Held::File(copied) => copied.resolver.errback(Failure::new(ConsumerGone)),
+                Held::Sent(waiter) => waiter(false),
+                Held::Writable(waiter) => waiter(),
+                Held::Bytes(_) | Held::WriteEof | Held::Close(_) => {}
+            }
         }
     }
 
@@ -159,6 +203,59 @@ impl ProducerSlot {
     pub(crate) fn forget(&self) {
         let reg = self.registered.borrow_mut().take();
         drop(reg);
+        let held = std::mem::take(&mut *self.held.borrow_mut());
+        drop(held);
+    }
+
+    /// Whether a file is being copied into the transport: what is written
+    /// now waits behind it.
+    pub(crate) fn holding(&self) -> bool {
+        !self.held.borrow().is_empty()
+    }
+
+    /// The bytes written behind a file being copied.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.held_bytes.get()
+    }
+
+    /// Keeps `data` until the files ahead of it are written; aborts the
+    /// connection if the held bytes and the write buffer together pass
+    /// the hard cap, as a write would.
+    pub(crate) fn hold_bytes(&self, data: Bytes, inner: &dyn TransportImpl) {
+        let held = self.held_bytes.get() + data.len();
+        let limit = inner.write_buffer_max();
+        if held.saturating_add(inner.write_buffer_size()) > limit {
+            log::warn!(
+                "aborting the connection with {}: {}",
+                inner.peer(),
+                WriteBufferFull { limit }
+            );
+            inner.abort_with(Box::new(WriteBufferFull { limit }));
+            return;
+        }
+        self.held_bytes.set(held);
+        self.held.borrow_mut().push_back(Held::Bytes(data));
+    }
+
+    /// Keeps a half-close until the files ahead of it are written.
+    pub(crate) fn hold_write_eof(&self) {
+        self.held.borrow_mut().push_back(Held::WriteEof);
+    }
+
+    /// Keeps a close until the files ahead of it are written.
+    pub(crate) fn hold_close(&self, error: Option<Box<dyn Error + Send + Sync>>) {
+        self.held.borrow_mut().push_back(Held::Close(error));
+    }
+
+    /// Keeps a `flushed` waiter until the files ahead of it are written.
+    pub(crate) fn hold_sent_waiter(&self, waiter: SentWaiter) {
+        self.held.borrow_mut().push_back(Held::Sent(waiter));
+    }
+
+    /// Keeps a `when_writable` waiter until the files ahead of it are
+    /// written.
+    pub(crate) fn hold_writable_waiter(&self, waiter: Box<dyn FnOnce()>) {
+        self.held.borrow_mut().push_back(Held::Writable(waiter));
     }
 
     /// Whether `lose_connection` must wait for the producer: a pull
@@ -366,6 +463,9 @@ impl Error for ConsumerGone {}
 /// Streams a file (any [`Read`]) to a [`Transport`] as a pull
 /// [`Producer`]: Twisted's `FileSender`. Memory stays bounded by the
 /// write buffer's high watermark plus one chunk, whatever the file's size.
+/// For a [`File`] (or a range of one), [`Transport::send_file`] keeps the
+/// order with the writes around it and, on Linux, lets the kernel send it
+/// without reading it into memory.
 ///
 /// ```
 /// use twill::producers::FileSender;
@@ -442,22 +542,15 @@ impl<R: Read> Producer for FileSender<R> {
         if self.resolver.borrow().is_none() {
             return;
         }
-        let mut buf = BytesMut::zeroed(FileSender::CHUNK_SIZE);
-        let read = loop {
-            match self.reader.borrow_mut().read(&mut buf) {
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
+        let read = read_chunk(&mut *self.reader.borrow_mut(), FileSender::CHUNK_SIZE);
         match read {
-            Ok(0) => {
+            Ok(chunk) if chunk.is_empty() => {
                 self.transport.unregister_producer();
                 self.finish(Ok(self.sent.get()));
             }
-            Ok(n) => {
-                buf.truncate(n);
-                self.sent.set(self.sent.get() + n as u64);
-                self.transport.write(buf.freeze());
+            Ok(chunk) => {
+                self.sent.set(self.sent.get() + chunk.len() as u64);
+                self.transport.write(chunk);
             }
             Err(err) => {
                 self.transport.unregister_producer();
@@ -468,5 +561,133 @@ impl<R: Read> Producer for FileSender<R> {
 
     fn stop_producing(&self) {
         self.finish(Err(Failure::new(ConsumerGone)));
+    }
+}
+
+/// One read of at most `max` bytes (empty at the end), as a file is sent
+/// by [`FileSender`] and by [`Transport::send_file`]'s copying path.
+fn read_chunk(reader: &mut impl Read, max: usize) -> io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(max);
+    loop {
+        match reader.read(&mut buf) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf.freeze());
+            }
+        }
+    }
+}
+
+/// [`Transport::send_file`] where `sendfile(2)` is not used (TLS, test
+/// transports, systems other than Linux): the range is read a
+/// [`FileSender::CHUNK_SIZE`] piece at a time while the transport is
+/// writable, as [`FileSender`] reads, and what is written meanwhile waits
+/// in the transport's [`ProducerSlot`] behind it.
+pub(crate) fn send_file_by_copy(
+    transport: &Transport,
+    mut file: File,
+    range: Range<u64>,
+) -> Deferred<u64> {
+    let d = Deferred::new();
+    let resolver = d.resolver();
+    let inner = transport.inner();
+    let Some(slot) = inner.send_file_slot() else {
+        resolver.errback(Failure::new(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this transport cannot send files",
+        )));
+        return d;
+    };
+    if inner.is_closing() {
+        resolver.errback(Failure::new(ConsumerGone));
+        return d;
+    }
+    if let Err(err) = file.seek(SeekFrom::Start(range.start)) {
+        resolver.errback(Failure::new(err));
+        return d;
+    }
+    slot.held.borrow_mut().push_back(Held::File(CopiedFile {
+        file,
+        left: range.end - range.start,
+        sent: 0,
+        resolver,
+    }));
+    pump(&Rc::downgrade(inner));
+    d
+}
+
+/// Writes what the slot holds, in order: file chunks while the transport
+/// is writable (then waits for it to be writable again), and what was
+/// written behind each file once it is done.
+fn pump(transport: &Weak<dyn TransportImpl>) {
+    let Some(inner) = transport.upgrade() else {
+        return;
+    };
+    let Some(slot) = inner.send_file_slot() else {
+        return;
+    };
+    if slot.pumping.replace(true) {
+        return;
+    }
+    /// Lets the next `pump` in, even after a panic in a waiter run here.
+    struct Pumping<'a>(&'a Cell<bool>);
+    impl Drop for Pumping<'_> {
+        fn drop(&mut self) {
+            self.0.set(false);
+        }
+    }
+    let _pumping = Pumping(&slot.pumping);
+    loop {
+        let item = slot.held.borrow_mut().pop_front();
+        let Some(item) = item else { break };
+        match item {
+            Held::File(mut copied) => {
+                if !inner.is_writable() {
+                    slot.held.borrow_mut().push_front(Held::File(copied));
+                    if !inner.is_closing() {
+                        let weak = transport.clone();
+                        inner.when_writable(Box::new(move || pump(&weak)));
+                    }
+                    break;
+                }
+                let max = copied.left.min(FileSender::CHUNK_SIZE as u64) as usize;
+                match read_chunk(&mut copied.file, max) {
+                    Ok(chunk) if chunk.is_empty() => {
+                        let short = || {
+                            io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!("the file ended {} bytes before its range", copied.left),
+                            )
+                        };
+                        inner.abort_with(Box::new(short()));
+                        copied.resolver.errback(Failure::new(short()));
+                    }
+                    Ok(chunk) => {
+                        copied.left -= chunk.len() as u64;
+                        copied.sent += chunk.len() as u64;
+                        inner.write(chunk);
+                        if copied.left == 0 {
+                            copied.resolver.callback(copied.sent);
+                        } else {
+                            slot.held.borrow_mut().push_front(Held::File(copied));
+                        }
+                    }
+                    Err(err) => {
+                        inner.abort_with(Box::new(io::Error::new(err.kind(), err.to_string())));
+                        copied.resolver.errback(Failure::new(err));
+                    }
+                }
+            }
+            Held::Bytes(data) => {
+                slot.held_bytes.set(slot.held_bytes.get() - data.len());
+                inner.write(data);
+            }
+            Held::WriteEof => inner.write_eof(),
+            Held::Close(error) => inner.lose_connection(error),
+            Held::Sent(waiter) => inner.when_sent(waiter),
+            Held::Writable(waiter) => inner.when_writable(waiter),
+        }
     }
 }

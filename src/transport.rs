@@ -209,6 +209,29 @@ pub trait TransportImpl {
     fn producer_slot(&self) -> Option<&crate::producers::ProducerSlot> {
         None
     }
+    /// Where [`Transport::send_file`]'s copying path keeps what is written
+    /// behind a file until the file is written: the
+    /// [`producer_slot`](Self::producer_slot) unless overridden. A handle
+    /// that reaches a connection below a layer (TLS) returns `None`, so
+    /// that what the layer writes for the file is not held behind it.
+    fn send_file_slot(&self) -> Option<&crate::producers::ProducerSlot> {
+        self.producer_slot()
+    }
+    /// [`Transport::send_file`], called through `this` (the handle to
+    /// this transport that it was called on). The default reads the range
+    /// a 64 KiB piece at a time into the transport while it is writable,
+    /// holding what is written meanwhile in the
+    /// [`send_file_slot`](Self::send_file_slot) behind it; without a slot it
+    /// fails with `io::ErrorKind::Unsupported`. The reactor's plain TCP
+    /// and Unix connections override it with `sendfile(2)` on Linux.
+    fn send_file(
+        &self,
+        this: &Transport,
+        file: std::fs::File,
+        range: std::ops::Range<u64>,
+    ) -> Deferred<u64> {
+        crate::producers::send_file_by_copy(this, file, range)
+    }
 }
 
 /// What [`TransportImpl::interpose`] installs.
@@ -348,8 +371,18 @@ impl Transport {
     pub fn write(&self, data: impl Into<Bytes>) {
         let data = data.into();
         if !data.is_empty() {
+            if let Some(slot) = self.holding_slot() {
+                slot.hold_bytes(data, &*self.inner);
+                return;
+            }
             self.inner.write(data);
         }
+    }
+
+    /// The producer slot, if a file sent by copying holds back what is
+    /// written now ([`send_file`](Self::send_file)).
+    fn holding_slot(&self) -> Option<&crate::producers::ProducerSlot> {
+        self.inner.send_file_slot().filter(|slot| slot.holding())
     }
 
     /// Appends bytes made in place to the write buffer, with no `Bytes` of
@@ -406,6 +439,19 @@ impl Transport {
         &self,
         fill: impl FnOnce(&mut BytesMut) -> (R, Option<Bytes>),
     ) -> Option<R> {
+        if let Some(slot) = self.holding_slot() {
+            if self.inner.is_closing() {
+                return None;
+            }
+            let mut buf = BytesMut::new();
+            let (value, body) = fill(&mut buf);
+            for piece in [Some(buf.freeze()), body].into_iter().flatten() {
+                if !piece.is_empty() {
+                    slot.hold_bytes(piece, &*self.inner);
+                }
+            }
+            return Some(value);
+        }
         let mut fill = Some(fill);
         let mut result = None;
         self.inner.write_with(&mut |buf| {
@@ -420,12 +466,21 @@ impl Transport {
     /// behind what is queued with no reference count taken.
     pub(crate) fn write_shared(&self, data: &Bytes) {
         if !data.is_empty() {
+            if let Some(slot) = self.holding_slot() {
+                slot.hold_bytes(data.clone(), &*self.inner);
+                return;
+            }
             self.inner.write_shared(data);
         }
     }
 
     pub(crate) fn write_state(&self) -> WriteState {
-        self.inner.write_state()
+        let mut state = self.inner.write_state();
+        if let Some(slot) = self.holding_slot() {
+            state.writable = false;
+            state.buffered += slot.held_bytes();
+        }
+        state
     }
 
     /// Queues several pieces, sent together with one vectored write where
@@ -454,6 +509,10 @@ impl Transport {
                 return;
             }
         }
+        if let Some(slot) = self.holding_slot() {
+            slot.hold_close(None);
+            return;
+        }
         self.inner.lose_connection(None);
     }
 
@@ -463,7 +522,10 @@ impl Transport {
     /// This is how a protocol (or a decoder wrapped around it) reports bad
     /// input from the peer.
     pub fn fail(&self, error: impl Into<Box<dyn Error + Send + Sync>>) {
-        self.inner.lose_connection(Some(error.into()));
+        match self.holding_slot() {
+            Some(slot) => slot.hold_close(Some(error.into())),
+            None => self.inner.lose_connection(Some(error.into())),
+        }
     }
 
     /// Closes the connection at once, discarding what is buffered; the peer
@@ -487,7 +549,10 @@ impl Transport {
     /// side (the peer reads EOF) and keeps reading. Twisted's
     /// `loseWriteConnection`, asyncio's `write_eof`.
     pub fn write_eof(&self) {
-        self.inner.write_eof();
+        match self.holding_slot() {
+            Some(slot) => slot.hold_write_eof(),
+            None => self.inner.write_eof(),
+        }
     }
 
     /// Stops reading from the socket, so the peer's writes back up into the
@@ -557,7 +622,8 @@ impl Transport {
 
     /// Bytes written but not yet handed to the kernel.
     pub fn write_buffer_size(&self) -> usize {
-        self.inner.write_buffer_size()
+        let held = self.holding_slot().map_or(0, |slot| slot.held_bytes());
+        self.inner.write_buffer_size() + held
     }
 
     /// Bytes accepted by [`write`](Self::write) (and `write_sequence`) since
@@ -612,7 +678,7 @@ impl Transport {
     /// until it drains to the low one, and once the connection is closing.
     /// Netty's `Channel.isWritable`.
     pub fn is_writable(&self) -> bool {
-        self.inner.is_writable()
+        self.inner.is_writable() && self.holding_slot().is_none()
     }
 
     /// Runs `f` once the transport is [writable](Self::is_writable) again,
@@ -638,7 +704,10 @@ impl Transport {
     /// assert!(ran.get(), "writable now: runs at once");
     /// ```
     pub fn when_writable(&self, f: impl FnOnce() + 'static) {
-        self.inner.when_writable(Box::new(f));
+        match self.holding_slot() {
+            Some(slot) => slot.hold_writable_waiter(Box::new(f)),
+            None => self.inner.when_writable(Box::new(f)),
+        }
     }
 
     /// Turns flow control on or off (off by default for a plain
@@ -703,14 +772,96 @@ impl Transport {
     pub fn flushed(&self) -> Deferred<()> {
         let d = Deferred::new();
         let resolver = d.resolver();
-        self.inner.when_sent(Box::new(move |sent| {
+        let waiter: SentWaiter = Box::new(move |sent| {
             if sent {
                 resolver.callback(());
             } else {
                 resolver.errback(Failure::new(NotSent));
             }
-        }));
+        });
+        match self.holding_slot() {
+            Some(slot) => slot.hold_sent_waiter(waiter),
+            None => self.inner.when_sent(waiter),
+        }
         d
+    }
+
+    /// Sends the bytes of `file` in `range` to the peer, after everything
+    /// written before this call and before anything written after it
+    /// (writes, `write_with`, other files, [`write_eof`](Self::write_eof),
+    /// [`lose_connection`](Self::lose_connection)): Netty's
+    /// `FileRegion`, Twisted's `FileSender` with the reactor's help.
+    ///
+    /// On Linux, a plain TCP or Unix connection hands the file to the
+    /// kernel with `sendfile(2)`, from the file's descriptor straight to
+    /// the socket: no byte passes through this process. A socket that
+    /// cannot take more makes it wait for writability, as buffered writes
+    /// do. Everywhere else (TLS, which must encrypt the bytes; the test
+    /// transports; other systems) the range is read a 64 KiB piece at a
+    /// time and written while the transport is writable, so memory stays
+    /// at about the high watermark plus one piece, whatever the file's
+    /// size; what is written meanwhile waits behind the file.
+    ///
+    /// The returned Deferred fires with the number of bytes sent
+    /// (`range.end - range.start`) once the last of them is handed to the
+    /// kernel (with `sendfile`) or written to the transport (copying;
+    /// chain [`flushed`](Self::flushed) to know they left). An empty (or
+    /// reversed) range fires at once with 0. It fails with:
+    ///
+    /// - an [`io::Error`] of kind [`UnexpectedEof`](io::ErrorKind::UnexpectedEof)
+    ///   if the file ends before `range.end` (it shrank), or the error of
+    ///   a failed read of the file: the connection is then **aborted**
+    ///   (the peer sees a reset after part of the range), because the
+    ///   peer's framing is broken, and
+    ///   [`connection_lost`](crate::Protocol::connection_lost) receives
+    ///   [`Reason::Failed`](crate::Reason::Failed) with that error;
+    /// - [`ConsumerGone`](crate::producers::ConsumerGone) if the
+    ///   connection ends (is lost, aborted, or reset by the peer) before
+    ///   the range is sent, or was closing already.
+    ///
+    /// A pending file holds no memory and does not count toward
+    /// [`write_buffer_size`](Self::write_buffer_size) or its hard cap
+    /// ([`set_write_buffer_max`](Self::set_write_buffer_max)), but a
+    /// transport with a file in flight is not
+    /// [writable](Self::is_writable): with `sendfile` the protocol gets
+    /// [`pause_writing`](crate::Protocol::pause_writing) as if the buffer
+    /// were over its high watermark, and `resume_writing` (and
+    /// [`when_writable`](Self::when_writable) callers) once the file is
+    /// sent and the buffer is at its low watermark. Copying, the file's
+    /// pieces pass through the buffer and pause and resume the protocol as
+    /// any write does; what the protocol writes before the file is done
+    /// counts toward `write_buffer_size` and the hard cap, and
+    /// `when_writable` callers wait for the file. [`bytes_written`](Self::bytes_written)
+    /// and [`bytes_sent`](Self::bytes_sent) count the file's bytes (with
+    /// `sendfile`, `bytes_written` counts them all from this call).
+    ///
+    /// [`lose_connection`](Self::lose_connection) and
+    /// [`write_eof`](Self::write_eof) wait for the file, as for buffered
+    /// bytes; [`abort_connection`](Self::abort_connection) drops it, and
+    /// the Deferred fails.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use twill::testing::{success_result_of, StringTransport};
+    ///
+    /// let path = std::env::temp_dir().join(format!("send_file_doc_{}", std::process::id()));
+    /// std::fs::File::create(&path)?.write_all(b"0123456789")?;
+    /// let file = std::fs::File::open(&path)?;
+    /// std::fs::remove_file(&path)?; // the open file stays readable
+    /// let recorder = StringTransport::new();
+    /// let transport = recorder.transport();
+    /// transport.write("<");
+    /// let sent = transport.send_file(file, 2..6);
+    /// transport.write(">");
+    /// assert_eq!(success_result_of(&sent), 4);
+    /// assert_eq!(recorder.value(), b"<2345>");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn send_file(&self, file: std::fs::File, range: std::ops::Range<u64>) -> Deferred<u64> {
+        if range.start >= range.end {
+            return crate::defer::succeed(0);
+        }
+        self.inner.send_file(self, file, range)
     }
 
     /// Fires `event` at this connection's protocol: its

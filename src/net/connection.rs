@@ -19,7 +19,7 @@ use super::address::Address;
 use super::connector::ConnectorInner;
 use super::stream_socket::StreamSocket;
 use super::unix::PeerCredentials;
-use super::write_buffer::WriteBuffer;
+use super::write_buffer::{Sink, WriteBuffer, WriteError};
 use crate::event::Event as UserEvent;
 use crate::layer::Layer;
 use crate::protocol::{Panicked, Protocol, Reason};
@@ -104,7 +104,14 @@ impl ConnState {
     /// the write that takes the buffer over the high watermark, before the
     /// flush that tells the protocol to pause.
     fn is_writable(&self) -> bool {
-        !self.writing_paused && self.out.len() <= self.high && !self.is_closing()
+        !self.writing_paused && !self.over_high() && !self.is_closing()
+    }
+
+    /// Whether the protocol should stop writing: the buffer is over the
+    /// high watermark, or a file is in flight (it holds no memory, but
+    /// what is written behind it waits for all of it).
+    fn over_high(&self) -> bool {
+        self.out.len() > self.high || self.out.has_file()
     }
 
     /// Whether reading is wanted: the protocol takes input, neither it
@@ -520,13 +527,24 @@ impl Conn {
             self.finish(reason, true);
             return;
         }
-        if st.out.len() > 0 {
-            if let Err(err) = write_out(&mut st) {
-                drop(st);
-                self.finish(Reason::Lost(err), false);
-                return;
+        if !st.out.is_empty() {
+            match write_out(&mut st) {
+                Ok(()) => {}
+                Err(WriteError::Socket(err)) => {
+                    drop(st);
+                    self.finish(Reason::Lost(err), false);
+                    return;
+                }
+                Err(WriteError::File(err)) => {
+                    // The peer got part of the range: whatever framing it
+                    // expects is broken, so it must not see a clean end.
+                    log::warn!("aborting the connection with {}: {err}", self.peer);
+                    drop(st);
+                    self.finish(Reason::Failed(Box::new(err)), true);
+                    return;
+                }
             }
-            let emptied = st.out.len() == 0 && !st.is_closing();
+            let emptied = st.out.is_empty() && !st.is_closing();
             let due = st
                 .sent_waiters
                 .iter()
@@ -553,7 +571,7 @@ impl Conn {
                 }
             }
         }
-        if st.out.len() == 0 {
+        if st.out.is_empty() {
             if let Some(reason) = st.closing.take() {
                 if st.eof_read {
                     drop(st);
@@ -577,10 +595,10 @@ impl Conn {
         }
         let notify = if st.is_closing() {
             None
-        } else if !st.writing_paused && st.out.len() > st.high {
+        } else if !st.writing_paused && st.over_high() {
             st.writing_paused = true;
             Some(Notify::Pause)
-        } else if st.writing_paused && st.out.len() <= st.low {
+        } else if st.writing_paused && st.out.len() <= st.low && !st.out.has_file() {
             st.writing_paused = false;
             Some(Notify::Resume)
         } else {
@@ -639,7 +657,7 @@ impl Conn {
 
     fn update_interest(&self, st: &mut ConnState) {
         let want_read = st.wants_read();
-        let want_write = st.out.len() > 0 && !st.write_shut;
+        let want_write = !st.out.is_empty() && !st.write_shut;
         let want = (want_read, want_write);
         if st.registered && st.interest == want || !st.registered && want == (false, false) {
             st.interest = want;
@@ -896,8 +914,33 @@ fn read_shared(core: &Core, mut stream: &StreamSocket) -> io::Result<BytesMut> {
     Ok(shared.split_to(n))
 }
 
+impl Sink for &StreamSocket {
+    #[cfg(target_os = "linux")]
+    fn send_file(&mut self, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let mut offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+        // SAFETY: both descriptors are open for the call (the socket and
+        // the file are borrowed), `offset` is a valid pointer to an
+        // `off_t` that sendfile updates, and no memory of ours is read or
+        // written otherwise.
+        let n = unsafe { libc::sendfile(self.as_raw_fd(), file.as_raw_fd(), &mut offset, len) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_file(&mut self, _: &std::fs::File, _: u64, _: usize) -> io::Result<usize> {
+        // `send_file` takes the copying path here: no file is queued.
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
 /// Writes as much of the buffer as the socket takes now.
-fn write_out(st: &mut ConnState) -> io::Result<()> {
+fn write_out(st: &mut ConnState) -> Result<(), WriteError> {
     let ConnState {
         stream, out, sent, ..
     } = st;
@@ -1009,6 +1052,17 @@ impl TransportImpl for Conn {
     fn fire_event(&self, event: UserEvent) {
         Raw(self).fire_event(event)
     }
+    fn send_file(
+        &self,
+        this: &Transport,
+        file: std::fs::File,
+        range: std::ops::Range<u64>,
+    ) -> crate::defer::Deferred<u64> {
+        match self.layer.upper() {
+            Some(upper) => upper.send_file(this, file, range),
+            None => Raw(self).send_file(this, file, range),
+        }
+    }
     fn interpose(
         &self,
         make: Box<dyn FnOnce(Transport) -> io::Result<Interposer> + '_>,
@@ -1043,11 +1097,19 @@ impl TransportImpl for Conn {
     fn producer_slot(&self) -> Option<&ProducerSlot> {
         Some(&self.producers)
     }
+    fn send_file_slot(&self) -> Option<&ProducerSlot> {
+        Some(&self.producers)
+    }
 }
 
 impl<C: std::ops::Deref<Target = Conn>> TransportImpl for Raw<C> {
     fn producer_slot(&self) -> Option<&ProducerSlot> {
         Some(&self.producers)
+    }
+    fn send_file_slot(&self) -> Option<&ProducerSlot> {
+        // What a layer writes for a file it copies must not wait behind
+        // that file.
+        None
     }
     fn write(&self, data: Bytes) {
         self.queue(data.len(), |out| out.push(data));
@@ -1247,5 +1309,48 @@ impl<C: std::ops::Deref<Target = Conn>> TransportImpl for Raw<C> {
 
     fn is_closing(&self) -> bool {
         self.state.borrow().is_closing()
+    }
+
+    #[cfg(target_os = "linux")]
+    fn send_file(
+        &self,
+        _: &Transport,
+        file: std::fs::File,
+        range: std::ops::Range<u64>,
+    ) -> crate::defer::Deferred<u64> {
+        use crate::defer::Failure;
+        use crate::producers::ConsumerGone;
+        let d = crate::defer::Deferred::new();
+        let resolver = d.resolver();
+        let len = range.end - range.start;
+        let failure = Rc::new(RefCell::new(None));
+        let mut st = self.state.borrow_mut();
+        if self.refuse_write(&mut st) {
+            drop(st);
+            resolver.errback(Failure::new(ConsumerGone));
+            return d;
+        }
+        st.written += len;
+        st.out.push_file(super::write_buffer::FileRange::new(
+            file,
+            range.start,
+            range.end,
+            failure.clone(),
+        ));
+        let mark = st.written;
+        st.sent_waiters.push_back((
+            mark,
+            Box::new(move |sent| {
+                if sent {
+                    resolver.callback(len);
+                } else if let Some(err) = failure.borrow_mut().take() {
+                    resolver.errback(Failure::new(err));
+                } else {
+                    resolver.errback(Failure::new(ConsumerGone));
+                }
+            }),
+        ));
+        self.mark_dirty(&mut st);
+        d
     }
 }

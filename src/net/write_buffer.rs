@@ -1,9 +1,24 @@
 //! A connection's outgoing bytes: what was written and is not sent yet.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
 
 use bytes::{Buf, Bytes, BytesMut};
+
+/// Whether a failed `sendfile` is the socket's fault (the connection is
+/// lost) rather than the file's.
+fn is_socket_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+    )
+}
 
 /// Writes of at most this many bytes that arrive behind others are copied
 /// into one contiguous chunk instead of being queued one by one.
@@ -47,6 +62,8 @@ pub(crate) struct WriteBuffer {
     /// copying) its way there again.
     burst: usize,
     last_burst: usize,
+    /// File bytes queued ([`Chunk::File`]): not in `len`, which is memory.
+    file_bytes: u64,
 }
 
 /// A queued piece of the stream.
@@ -55,12 +72,87 @@ enum Chunk {
     Bytes(Bytes),
     /// The next this many bytes of `tail`.
     Tail(usize),
+    /// A range of a file, sent from its descriptor with `sendfile(2)`.
+    File(FileRange),
+}
+
+/// A range of a file waiting in the stream: `Transport::send_file`.
+pub(crate) struct FileRange {
+    file: File,
+    offset: u64,
+    end: u64,
+    /// Where the reason the file could not be sent is left for the
+    /// `Deferred` (the connection is then aborted with the original).
+    failure: Rc<RefCell<Option<io::Error>>>,
+}
+
+impl FileRange {
+    /// The bytes of `file` from `offset` to `end`; a failure to send them
+    /// that is the file's fault is stored in `failure`.
+    // Only Linux sends files from the buffer; elsewhere they are copied.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn new(
+        file: File,
+        offset: u64,
+        end: u64,
+        failure: Rc<RefCell<Option<io::Error>>>,
+    ) -> FileRange {
+        FileRange {
+            file,
+            offset,
+            end,
+            failure,
+        }
+    }
+
+    fn fail(&self, err: io::Error) -> WriteError {
+        *self.failure.borrow_mut() = Some(io::Error::new(err.kind(), err.to_string()));
+        WriteError::File(err)
+    }
+}
+
+/// Where the buffer writes: a socket, which can also take a file's bytes
+/// straight from its descriptor.
+pub(crate) trait Sink: Write {
+    /// Sends up to `len` bytes of `file` from `offset`, as `write` does
+    /// bytes: how many went, `WouldBlock` when the socket is full, 0 when
+    /// the file ends before `offset`.
+    fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize>;
+}
+
+/// Why [`WriteBuffer::write_to`] stopped.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// The socket failed: the connection is lost.
+    Socket(io::Error),
+    /// A queued file could not be read, or is shorter than its range: the
+    /// peer's stream is broken, and the connection must be aborted.
+    File(io::Error),
 }
 
 impl WriteBuffer {
     /// Bytes waiting to be sent.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether a file is queued (its bytes are not in [`len`](Self::len)).
+    pub(crate) fn has_file(&self) -> bool {
+        self.file_bytes > 0
+    }
+
+    /// Whether nothing at all is waiting, bytes or files.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0 && self.file_bytes == 0
+    }
+
+    /// Queues a file's range behind everything written before; the bytes
+    /// written after it wait for its last byte.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn push_file(&mut self, range: FileRange) {
+        self.file_bytes += range.end - range.offset;
+        self.seal_tail();
+        self.chunks.push_back(Chunk::File(range));
     }
 
     /// Queues `data` behind everything written before.
@@ -164,18 +256,55 @@ impl WriteBuffer {
     }
 
     /// Writes as much as `sink` takes now, at most about `limit` bytes:
-    /// one `write` for a single chunk, `writev` for several. Returns the
-    /// bytes written; stops at the first short write or `WouldBlock`.
-    pub(crate) fn write_to(&mut self, mut sink: impl Write, limit: usize) -> io::Result<usize> {
+    /// one `write` for a single chunk, `writev` for several, `sendfile`
+    /// for a file. Returns the bytes written (a file's included); stops at
+    /// the first short write or `WouldBlock`.
+    pub(crate) fn write_to(
+        &mut self,
+        mut sink: impl Sink,
+        limit: usize,
+    ) -> Result<usize, WriteError> {
         let mut written = 0;
-        while self.len > 0 && written < limit {
+        while !self.is_empty() && written < limit {
+            if let Some(Chunk::File(range)) = self.chunks.front_mut() {
+                let want = (range.end - range.offset).min((limit - written) as u64) as usize;
+                match sink.send_file(&range.file, range.offset, want) {
+                    Ok(0) => {
+                        let short = io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "the file ended at byte {} of a range ending at {}",
+                                range.offset, range.end
+                            ),
+                        );
+                        return Err(range.fail(short));
+                    }
+                    Ok(n) => {
+                        range.offset += n as u64;
+                        self.file_bytes -= n as u64;
+                        written += n;
+                        if range.offset == range.end {
+                            self.chunks.pop_front();
+                        } else if n < want {
+                            break;
+                        }
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) if is_socket_error(&err) => return Err(WriteError::Socket(err)),
+                    Err(err) => return Err(range.fail(err)),
+                }
+                continue;
+            }
             // The tail goes out as the last iovec, without being split off
-            // into a `Bytes` of its own.
+            // into a `Bytes` of its own; a file ends the gathering, as
+            // what follows it waits for it.
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
             let mut offered = 0;
             let tail = &self.tail[..];
             let mut at = 0;
+            let mut reached_file = false;
             for chunk in &self.chunks {
                 if count == MAX_IOVECS {
                     break;
@@ -186,12 +315,16 @@ impl WriteBuffer {
                         at += len;
                         &tail[at - len..at]
                     }
+                    Chunk::File(_) => {
+                        reached_file = true;
+                        break;
+                    }
                 };
                 iov[count] = IoSlice::new(piece);
                 offered += piece.len();
                 count += 1;
             }
-            if count < MAX_IOVECS && tail.len() > self.sealed {
+            if !reached_file && count < MAX_IOVECS && tail.len() > self.sealed {
                 iov[count] = IoSlice::new(&tail[self.sealed..]);
                 offered += tail.len() - self.sealed;
                 count += 1;
@@ -202,7 +335,7 @@ impl WriteBuffer {
                 sink.write_vectored(&iov[..count])
             };
             match result {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Err(WriteError::Socket(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     self.consume(n);
                     written += n;
@@ -214,11 +347,12 @@ impl WriteBuffer {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
+                Err(err) => return Err(WriteError::Socket(err)),
             }
         }
         if self.len == 0 {
-            // Idle connections keep no buffer.
+            // Idle connections keep no buffer. (Files still queued hold no
+            // bytes of the tail.)
             self.tail = BytesMut::new();
             self.sealed = 0;
             self.last_burst = self.burst.min(TAIL_MAX_START);
@@ -238,6 +372,9 @@ impl WriteBuffer {
                 Some(Chunk::Bytes(front)) => {
                     front.advance(n);
                     n = 0;
+                }
+                Some(Chunk::File(_)) => {
+                    unreachable!("write_to offers no bytes behind a file")
                 }
                 Some(Chunk::Tail(len)) => {
                     let take = n.min(*len);
@@ -303,6 +440,102 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    impl super::Sink for &mut Sink {
+        fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+            use std::os::unix::fs::FileExt;
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls += 1;
+            let mut piece = vec![0; len.min(self.room)];
+            let n = file.read_at(&mut piece, offset)?;
+            self.got.extend_from_slice(&piece[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+    }
+
+    /// A file holding `contents`, already unlinked.
+    fn file_with(contents: &[u8]) -> File {
+        let path = std::env::temp_dir().join(format!(
+            "twill-write-buffer-{}-{}",
+            std::process::id(),
+            contents.len()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        let file = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file
+    }
+
+    #[test]
+    fn files_keep_their_place_between_writes_through_short_writes() {
+        let contents: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut buf = WriteBuffer::default();
+        let failure = Rc::new(RefCell::new(None));
+        buf.push(Bytes::from_static(b"head"));
+        buf.push(Bytes::from_static(b"-small"));
+        buf.push_file(FileRange::new(
+            file_with(&contents),
+            100,
+            4100,
+            failure.clone(),
+        ));
+        // Small writes behind the file must not join the tail before it.
+        buf.push(Bytes::from_static(b"-after"));
+        buf.push(Bytes::from(vec![b'B'; COALESCE_MAX + 1]));
+        buf.push_file(FileRange::new(file_with(&contents), 0, 10, failure.clone()));
+        buf.push(Bytes::from_static(b"-end"));
+        assert!(buf.has_file());
+        assert_eq!(buf.len(), 4 + 6 + 6 + COALESCE_MAX + 1 + 4);
+        let mut want = b"head-small".to_vec();
+        want.extend_from_slice(&contents[100..4100]);
+        want.extend_from_slice(b"-after");
+        want.extend_from_slice(&[b'B'; COALESCE_MAX + 1]);
+        want.extend_from_slice(&contents[..10]);
+        want.extend_from_slice(b"-end");
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: 0,
+            calls: 0,
+        };
+        let mut total = 0;
+        while !buf.is_empty() {
+            sink.room = 333;
+            total += buf.write_to(&mut sink, usize::MAX).unwrap();
+        }
+        assert_eq!(total, want.len());
+        assert!(sink.got == want);
+        assert!(!buf.has_file());
+        assert!(failure.borrow().is_none());
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_range_is_the_files_fault() {
+        let mut buf = WriteBuffer::default();
+        let failure = Rc::new(RefCell::new(None));
+        buf.push_file(FileRange::new(
+            file_with(b"0123456789"),
+            5,
+            50,
+            failure.clone(),
+        ));
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+            calls: 0,
+        };
+        // A short send looks like a full socket; the next one finds the end.
+        assert_eq!(buf.write_to(&mut sink, usize::MAX).unwrap(), 5);
+        match buf.write_to(&mut sink, usize::MAX) {
+            Err(WriteError::File(err)) => assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sink.got, b"56789");
+        let kept = failure.borrow_mut().take().expect("kept for the Deferred");
+        assert_eq!(kept.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
@@ -384,7 +617,7 @@ mod tests {
             room: 0,
             calls: 0,
         };
-        while buf.len() > 0 {
+        while !buf.is_empty() {
             sink.room = 13;
             let before = buf.len();
             let n = buf.write_to(&mut sink, usize::MAX).unwrap();
@@ -439,7 +672,7 @@ mod tests {
                 assert_eq!(before - buf.len(), n);
             }
         }
-        while buf.len() > 0 {
+        while !buf.is_empty() {
             sink.room = 997;
             buf.write_to(&mut sink, usize::MAX).unwrap();
         }

@@ -40,8 +40,10 @@ const MAX_ROUNDS: usize = 100_000;
 /// reaches the other side as `eof_received`; `pause_reading` holds what
 /// is sent to that side in the sender's buffer, which counts toward its
 /// watermarks (`pause_writing`, `resume_writing`) and hard cap;
-/// `fire_event` is delivered on the next pump; and
-/// [`Transport::start_tls`] works. A panic in a protocol reaches the test.
+/// `fire_event` is delivered on the next pump;
+/// [`Transport::send_file`] copies the file a piece at a time as the
+/// buffer drains; and [`Transport::start_tls`] works. A panic in a
+/// protocol reaches the test.
 ///
 /// ```
 /// use std::{cell::RefCell, rc::Rc};
@@ -180,6 +182,8 @@ struct End {
     sent_waiters: RefCell<VecDeque<(u64, SentWaiter)>>,
     /// A layer under the protocol (`start_tls`), reached by every handle.
     layer: Layer,
+    /// What `Transport::send_file` copies, and what is written behind it.
+    files: crate::producers::ProducerSlot,
 }
 
 /// The side itself, below any layer.
@@ -213,6 +217,7 @@ impl End {
             writable_waiters: RefCell::new(Vec::new()),
             sent_waiters: RefCell::new(VecDeque::new()),
             layer: Layer::default(),
+            files: Default::default(),
         })
     }
 
@@ -306,7 +311,9 @@ impl End {
     }
 
     fn wake_writable_waiters(&self) {
-        for waiter in std::mem::take(&mut *self.writable_waiters.borrow_mut()) {
+        // Taken in a statement of its own: a waiter may wait again.
+        let waiters = std::mem::take(&mut *self.writable_waiters.borrow_mut());
+        for waiter in waiters {
             waiter();
         }
     }
@@ -362,6 +369,7 @@ impl End {
             waiter(false);
         }
         self.layer.apply_pending(&self.protocol);
+        self.files.connection_lost();
         let protocol = self.protocol.borrow_mut().take();
         self.layer.clear();
         if let Some(mut protocol) = protocol {

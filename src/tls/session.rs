@@ -42,6 +42,10 @@ pub(crate) struct Session {
     /// The protocol `Transport::set_protocol` gave the connection to, until
     /// the layer puts it in place of the protocol inside.
     replacement: RefCell<Option<Box<dyn crate::Protocol>>>,
+    /// What `Transport::send_file` copies through this layer, and what is
+    /// written behind it: the layer's own, as its writes to the connection
+    /// below must not wait there.
+    files: crate::producers::ProducerSlot,
 }
 
 #[derive(Default)]
@@ -140,6 +144,7 @@ impl Session {
             server_name,
             scratch: Cell::new(BytesMut::new()),
             replacement: RefCell::new(None),
+            files: Default::default(),
         });
         // Writes are bounded by the connection's own write buffer: rustls
         // keeps at most one record (see `encrypt`).
@@ -449,6 +454,7 @@ impl Session {
         let waiters = std::mem::take(&mut st.early_waiters);
         let writable = std::mem::take(&mut st.early_writable);
         drop(st);
+        self.files.connection_lost();
         for waiter in waiters {
             waiter(false);
         }

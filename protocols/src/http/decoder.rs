@@ -1,10 +1,14 @@
 //! [`HttpRequestDecoder`]: HTTP/1.x requests as a head, body chunks and an
 //! end (Netty's `HttpRequestDecoder`).
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use std::mem::MaybeUninit;
 
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
+
+use super::body::{
+    declared_framing, header_map, headers_too_large, BodyStep, ChunkedBody, Declared, Rescan,
+};
 use super::error::HttpError;
 use crate::codec::{DecodeError, Decoder};
 
@@ -14,8 +18,9 @@ pub const DEFAULT_MAX_REQUEST_LINE: usize = 8 * 1024;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// The default most header fields in a head (or trailers): 100.
 pub const DEFAULT_MAX_HEADERS: usize = 100;
-/// The longest chunk-size line (size and extensions) accepted: 4 KiB.
-const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// Up to this many field slots live on the stack while a head is parsed.
+const INLINE_HEADERS: usize = 128;
 
 /// How the body of a decoded request is framed, told with its head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,20 +102,14 @@ pub struct HttpRequestDecoder {
     max_header_bytes: usize,
     max_headers: usize,
     state: State,
-    /// How much of an unfinished head (or trailer block) the last parse
-    /// saw: it is parsed again only once a new line has come, so a head
-    /// trickling in byte by byte costs a parse per line, not per byte.
-    scanned: usize,
+    rescan: Rescan,
 }
 
 #[derive(Debug, Clone)]
 enum State {
     Head,
     Length { remaining: u64 },
-    ChunkSize,
-    ChunkData { remaining: u64 },
-    ChunkEnd,
-    Trailers,
+    Chunked(ChunkedBody),
     Failed(HttpError),
 }
 
@@ -129,7 +128,7 @@ impl HttpRequestDecoder {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_headers: DEFAULT_MAX_HEADERS,
             state: State::Head,
-            scanned: 0,
+            rescan: Rescan::default(),
         }
     }
 
@@ -163,13 +162,6 @@ impl HttpRequestDecoder {
         err.into()
     }
 
-    fn new_line_since_last_parse(&self, src: &[u8]) -> bool {
-        match src.get(self.scanned..) {
-            Some(fresh) if self.scanned > 0 => memchr::memchr(b'\n', fresh).is_some(),
-            _ => true,
-        }
-    }
-
     fn decode_head(&mut self, src: &mut BytesMut) -> Result<Option<RequestPart>, HttpError> {
         // RFC 9112 §2.2: empty lines before a request line are ignored.
         while src.starts_with(b"\r\n") || src.starts_with(b"\n") {
@@ -186,21 +178,30 @@ impl HttpRequestDecoder {
             Some(_) => {}
         }
         let line_len = line_end.unwrap_or(0) + 1;
-        if !self.new_line_since_last_parse(src) {
+        if !self.rescan.new_line_since_last_parse(src) {
             if src.len() - line_len > self.max_header_bytes {
                 return Err(headers_too_large());
             }
             return Ok(None);
         }
-        let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
-        let mut req = httparse::Request::new(&mut headers);
-        let head_len = match req.parse(src) {
+        // Slots for the fields, left uninitialized: a zeroed array of the
+        // maximum would cost more than parsing a small head.
+        let mut inline = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_HEADERS];
+        let mut spilled = Vec::new();
+        let slots = if self.max_headers <= INLINE_HEADERS {
+            &mut inline[..self.max_headers]
+        } else {
+            spilled.resize_with(self.max_headers, MaybeUninit::uninit);
+            &mut spilled[..]
+        };
+        let mut req = httparse::Request::new(&mut []);
+        let head_len = match req.parse_with_uninit_headers(src, slots) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
                 if src.len() - line_len > self.max_header_bytes {
                     return Err(headers_too_large());
                 }
-                self.scanned = src.len();
+                self.rescan.saw(src.len());
                 return Ok(None);
             }
             Err(httparse::Error::TooManyHeaders) => {
@@ -217,7 +218,7 @@ impl HttpRequestDecoder {
             }
             Err(err) => return Err(HttpError::bad_request(format!("malformed head: {err}"))),
         };
-        self.scanned = 0;
+        self.rescan.reset();
         if head_len - line_len > self.max_header_bytes {
             return Err(headers_too_large());
         }
@@ -233,7 +234,11 @@ impl HttpRequestDecoder {
             _ => Version::HTTP_11,
         };
         let map = header_map(req.headers)?;
-        let kind = body_kind(&map, version)?;
+        let kind = match declared_framing(&map, version)? {
+            Declared::Nothing | Declared::Length(0) => BodyKind::Empty,
+            Declared::Length(n) => BodyKind::Length(n),
+            Declared::Chunked => BodyKind::Chunked,
+        };
         src.advance(head_len);
         let mut request = Request::new(());
         *request.method_mut() = method;
@@ -243,93 +248,9 @@ impl HttpRequestDecoder {
         self.state = match kind {
             BodyKind::Empty => State::Head,
             BodyKind::Length(n) => State::Length { remaining: n },
-            BodyKind::Chunked => State::ChunkSize,
+            BodyKind::Chunked => State::Chunked(ChunkedBody::new()),
         };
         Ok(Some(RequestPart::Head(request, kind)))
-    }
-
-    fn decode_chunk_size(&mut self, src: &mut BytesMut) -> Result<Option<RequestPart>, HttpError> {
-        let Some(lf) = memchr::memchr(b'\n', src) else {
-            if src.len() > MAX_CHUNK_LINE {
-                return Err(HttpError::bad_request("chunk-size line too long"));
-            }
-            return Ok(None);
-        };
-        if lf > MAX_CHUNK_LINE || lf == 0 || src[lf - 1] != b'\r' {
-            return Err(HttpError::bad_request("malformed chunk-size line"));
-        }
-        let size = parse_chunk_size(&src[..lf - 1])?;
-        src.advance(lf + 1);
-        if size == 0 {
-            self.state = State::Trailers;
-            return self.decode_trailers(src);
-        }
-        self.state = State::ChunkData { remaining: size };
-        self.decode_chunk_data(src, size)
-    }
-
-    fn decode_chunk_data(
-        &mut self,
-        src: &mut BytesMut,
-        remaining: u64,
-    ) -> Result<Option<RequestPart>, HttpError> {
-        if src.is_empty() {
-            return Ok(None);
-        }
-        let take = usize::try_from(remaining).map_or(src.len(), |r| r.min(src.len()));
-        let data = src.split_to(take).freeze();
-        let left = remaining - take as u64;
-        self.state = if left == 0 {
-            State::ChunkEnd
-        } else {
-            State::ChunkData { remaining: left }
-        };
-        Ok(Some(RequestPart::Body(data)))
-    }
-
-    fn decode_trailers(&mut self, src: &mut BytesMut) -> Result<Option<RequestPart>, HttpError> {
-        if src.starts_with(b"\r\n") {
-            src.advance(2);
-            self.state = State::Head;
-            return Ok(Some(RequestPart::End(Bytes::new(), HeaderMap::new())));
-        }
-        if src.len() < 2 && (src.is_empty() || src[0] == b'\r') {
-            return Ok(None);
-        }
-        if !self.new_line_since_last_parse(src) {
-            if src.len() > self.max_header_bytes {
-                return Err(headers_too_large());
-            }
-            return Ok(None);
-        }
-        let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
-        match httparse::parse_headers(src, &mut headers) {
-            Ok(httparse::Status::Complete((n, fields))) => {
-                if n > self.max_header_bytes {
-                    return Err(headers_too_large());
-                }
-                let mut trailers = header_map(fields)?;
-                // Framing fields cannot be trailers (RFC 9110 §6.5.1).
-                trailers.remove(CONTENT_LENGTH);
-                trailers.remove(TRANSFER_ENCODING);
-                src.advance(n);
-                self.scanned = 0;
-                self.state = State::Head;
-                Ok(Some(RequestPart::End(Bytes::new(), trailers)))
-            }
-            Ok(httparse::Status::Partial) if src.len() > self.max_header_bytes => {
-                Err(headers_too_large())
-            }
-            Ok(httparse::Status::Partial) => {
-                self.scanned = src.len();
-                Ok(None)
-            }
-            Err(httparse::Error::TooManyHeaders) => Err(HttpError::new(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "too many trailer fields",
-            )),
-            Err(err) => Err(HttpError::bad_request(format!("malformed trailers: {err}"))),
-        }
     }
 
     fn step(&mut self, src: &mut BytesMut) -> Result<Option<RequestPart>, HttpError> {
@@ -351,23 +272,17 @@ impl HttpRequestDecoder {
                     Ok(Some(RequestPart::Body(data)))
                 }
             }
-            State::ChunkSize => self.decode_chunk_size(src),
-            State::ChunkData { remaining } => self.decode_chunk_data(src, remaining),
-            State::ChunkEnd => {
-                if src.len() < 2 {
-                    if src.first().is_some_and(|&b| b != b'\r') {
-                        return Err(HttpError::bad_request("chunk data not followed by CRLF"));
+            State::Chunked(mut body) => {
+                let step = body.decode(src, self.max_header_bytes, self.max_headers)?;
+                self.state = State::Chunked(body);
+                Ok(step.map(|step| match step {
+                    BodyStep::Data(data) => RequestPart::Body(data),
+                    BodyStep::End(trailers) => {
+                        self.state = State::Head;
+                        RequestPart::End(Bytes::new(), trailers)
                     }
-                    return Ok(None);
-                }
-                if &src[..2] != b"\r\n" {
-                    return Err(HttpError::bad_request("chunk data not followed by CRLF"));
-                }
-                src.advance(2);
-                self.state = State::ChunkSize;
-                self.decode_chunk_size(src)
+                }))
             }
-            State::Trailers => self.decode_trailers(src),
         }
     }
 }
@@ -413,159 +328,4 @@ fn names_version(word: &[u8]) -> bool {
 
 fn line_too_long() -> HttpError {
     HttpError::new(StatusCode::URI_TOO_LONG, "request line too long")
-}
-
-fn headers_too_large() -> HttpError {
-    HttpError::new(
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "header section too large",
-    )
-}
-
-/// The fields as a `HeaderMap`; the `http` crate's checks refuse control
-/// characters (a CR or LF smuggled into a value) that `httparse` let by.
-fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, HttpError> {
-    let mut map = HeaderMap::with_capacity(fields.len());
-    for field in fields {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| HttpError::bad_request("invalid header name"))?;
-        let value = HeaderValue::from_bytes(field.value)
-            .map_err(|_| HttpError::bad_request("invalid header value"))?;
-        map.append(name, value);
-    }
-    Ok(map)
-}
-
-/// RFC 9112 §6.3: how the body is framed, refusing every ambiguity a
-/// proxy in front might resolve differently (request smuggling).
-fn body_kind(headers: &HeaderMap, version: Version) -> Result<BodyKind, HttpError> {
-    let has_te = headers.contains_key(TRANSFER_ENCODING);
-    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
-    let length = lengths.next();
-    if lengths.next().is_some() {
-        return Err(HttpError::bad_request("more than one Content-Length"));
-    }
-    if has_te {
-        if length.is_some() {
-            return Err(HttpError::bad_request(
-                "both Content-Length and Transfer-Encoding",
-            ));
-        }
-        if version == Version::HTTP_10 {
-            return Err(HttpError::bad_request("Transfer-Encoding in HTTP/1.0"));
-        }
-        let mut codings = Vec::new();
-        for value in headers.get_all(TRANSFER_ENCODING) {
-            let value = value
-                .to_str()
-                .map_err(|_| HttpError::bad_request("invalid Transfer-Encoding"))?;
-            codings.extend(value.split(',').map(str::trim).filter(|c| !c.is_empty()));
-        }
-        return match codings.as_slice() {
-            [c] if c.eq_ignore_ascii_case("chunked") => Ok(BodyKind::Chunked),
-            [.., last] if last.eq_ignore_ascii_case("chunked") => {
-                if codings
-                    .iter()
-                    .filter(|c| c.eq_ignore_ascii_case("chunked"))
-                    .count()
-                    > 1
-                {
-                    Err(HttpError::bad_request("chunked applied more than once"))
-                } else {
-                    Err(HttpError::new(
-                        StatusCode::NOT_IMPLEMENTED,
-                        "unsupported transfer coding",
-                    ))
-                }
-            }
-            _ => Err(HttpError::bad_request(
-                "Transfer-Encoding whose final coding is not chunked",
-            )),
-        };
-    }
-    match length {
-        None => Ok(BodyKind::Empty),
-        Some(value) => match parse_decimal(value.as_bytes()) {
-            Some(0) => Ok(BodyKind::Empty),
-            Some(n) => Ok(BodyKind::Length(n)),
-            None => Err(HttpError::bad_request("invalid Content-Length")),
-        },
-    }
-}
-
-/// Digits only: no sign, no spaces, no list (`"5, 5"`), no overflow.
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        if d.is_ascii_digit() {
-            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        } else {
-            None
-        }
-    })
-}
-
-/// `chunk-size [ BWS ";" chunk-ext ]`, the extensions ignored.
-fn parse_chunk_size(line: &[u8]) -> Result<u64, HttpError> {
-    let end = line
-        .iter()
-        .position(|&b| b == b';' || b == b' ' || b == b'\t')
-        .unwrap_or(line.len());
-    let (digits, rest) = line.split_at(end);
-    let rest_ok = rest.iter().find(|&&b| b != b' ' && b != b'\t');
-    if !matches!(rest_ok, None | Some(b';')) || digits.is_empty() {
-        return Err(HttpError::bad_request("invalid chunk size"));
-    }
-    if rest.contains(&b'\r') {
-        return Err(HttpError::bad_request("CR in chunk extension"));
-    }
-    digits
-        .iter()
-        .try_fold(0u64, |n, &d| {
-            let digit = (d as char).to_digit(16)?;
-            n.checked_mul(16)?.checked_add(u64::from(digit))
-        })
-        .ok_or_else(|| HttpError::bad_request("invalid chunk size"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunk_sizes() {
-        assert_eq!(parse_chunk_size(b"1a").unwrap(), 26);
-        assert_eq!(parse_chunk_size(b"A;name=value").unwrap(), 10);
-        assert_eq!(parse_chunk_size(b"5 ;x").unwrap(), 5);
-        assert_eq!(parse_chunk_size(b"ffffffffffffffff").unwrap(), u64::MAX);
-        for bad in [
-            &b""[..],
-            b"g",
-            b"-1",
-            b"+1",
-            b"ffffffffffffffffff",
-            b"5 x",
-            b";x",
-        ] {
-            assert!(parse_chunk_size(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn decimals() {
-        assert_eq!(parse_decimal(b"0"), Some(0));
-        assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            &b""[..],
-            b"-1",
-            b"+1",
-            b" 1",
-            b"1,1",
-            b"18446744073709551616",
-        ] {
-            assert_eq!(parse_decimal(bad), None, "{bad:?}");
-        }
-    }
 }

@@ -2,8 +2,8 @@
 //! an end (Netty's `HttpResponseEncoder`).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Response, StatusCode, Version};
+use http::header::{CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 
 use super::error::HttpError;
 use crate::codec::{EncodeError, Encoder};
@@ -95,6 +95,16 @@ pub enum ResponsePart {
 #[derive(Debug, Default)]
 pub struct HttpResponseEncoder {
     state: Out,
+    stamp: Option<Stamp>,
+}
+
+/// The fields a server adds to every head its handler did not set them
+/// in, written straight into the head rather than inserted into each
+/// response's `HeaderMap`.
+#[derive(Debug, Clone)]
+pub(crate) struct Stamp {
+    pub(crate) date: HeaderValue,
+    pub(crate) server: Option<HeaderValue>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -115,6 +125,14 @@ impl HttpResponseEncoder {
     /// An encoder waiting for a response head.
     pub fn new() -> Self {
         HttpResponseEncoder::default()
+    }
+
+    /// An encoder that adds `stamp`'s fields to each head lacking them.
+    pub(crate) fn stamped(stamp: Stamp) -> Self {
+        HttpResponseEncoder {
+            state: Out::Idle,
+            stamp: Some(stamp),
+        }
     }
 
     fn head(
@@ -157,6 +175,17 @@ impl HttpResponseEncoder {
                 continue;
             }
             put_field(dst, name.as_str().as_bytes(), value.as_bytes());
+        }
+        if let Some(stamp) = &self.stamp {
+            let headers = response.headers();
+            if headers.is_empty() || !headers.contains_key(DATE) {
+                put_field(dst, b"date", stamp.date.as_bytes());
+            }
+            if let Some(server) = &stamp.server {
+                if headers.is_empty() || !headers.contains_key(SERVER) {
+                    put_field(dst, b"server", server.as_bytes());
+                }
+            }
         }
         if !no_framing {
             match framing {
@@ -302,7 +331,7 @@ fn order(what: &str) -> HttpError {
 }
 
 /// `n` in decimal, written at the end of `digits`.
-fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+pub(super) fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -315,21 +344,21 @@ fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
 }
 
 /// `n` in lower-case hexadecimal, as a chunk size.
-fn put_hex(dst: &mut BytesMut, n: usize) {
+pub(super) fn put_hex(dst: &mut BytesMut, n: usize) {
     let digits = (usize::BITS - n.leading_zeros()).div_ceil(4).max(1);
     for i in (0..digits).rev() {
         dst.put_u8(b"0123456789abcdef"[(n >> (4 * i)) & 0xf]);
     }
 }
 
-fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
+pub(super) fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.put_slice(name);
     dst.put_slice(b": ");
     dst.put_slice(value);
     dst.put_slice(b"\r\n");
 }
 
-fn check_headers(headers: &HeaderMap) -> Result<(), HttpError> {
+pub(super) fn check_headers(headers: &HeaderMap) -> Result<(), HttpError> {
     for (name, value) in headers {
         check_value(value.as_bytes()).map_err(|()| {
             HttpError::new(
@@ -343,7 +372,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), HttpError> {
 
 /// A value with CR or LF would end its line and start a field (or a body)
 /// of the value's choosing; NUL is refused by many peers.
-fn check_value(value: &[u8]) -> Result<(), ()> {
+pub(super) fn check_value(value: &[u8]) -> Result<(), ()> {
     if memchr::memchr3(b'\r', b'\n', 0, value).is_some() {
         Err(())
     } else {

@@ -1,5 +1,6 @@
-//! HTTP/1.1 for servers (RFC 9112): Netty's `HttpServerCodec` and
-//! `HttpObjectAggregator` on `httparse` and the `http` crate's types.
+//! HTTP/1.1 for servers and clients (RFC 9112): Netty's `HttpServerCodec`,
+//! `HttpClientCodec` and `HttpObjectAggregator` on `httparse` and the
+//! `http` crate's types.
 //!
 //! - [`HttpRequestDecoder`] cuts the input into [`RequestPart`]s: a head
 //!   (`http::Request<()>`, with its [`BodyKind`]), body chunks (`Bytes`
@@ -11,6 +12,12 @@
 //!   (`http::Response<()>`, with its [`Framing`]), body chunks (chunked
 //!   coding when streamed) and an end, or a whole `Response<Bytes>`.
 //! - [`is_keep_alive`] and [`expects_continue`] read a request's head.
+//! - [`HttpResponseDecoder`] and [`HttpRequestEncoder`], the client's
+//!   codec: [`IncomingResponse`] parts (framed as the request's method says,
+//!   bodies read until the close included) and [`OutgoingRequest`] parts.
+//! - [`HttpClient`] sends whole requests over a pool of keep-alive
+//!   connections and answers each with a `Deferred` (Twisted's `Agent`);
+//!   see [A client](#a-client).
 //!
 //! # The message format
 //!
@@ -84,23 +91,69 @@
 //! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # A client
+//!
+//! [`HttpClient`] on the reactor's thread, here against a server that
+//! answers every request with its path:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::Request;
+//! use twill::Reactor;
+//! use twill_protocols::http::{Body, HttpClient, HttpServer};
+//!
+//! let reactor = Reactor::new()?;
+//! let server = HttpServer::new(|request: Request<Bytes>| {
+//!     twill::defer::succeed(http::Response::new(Body::from(request.uri().path().to_owned())))
+//! });
+//! let port = reactor.listen_tcp("127.0.0.1:0", server)?;
+//! let base = format!("http://{}", port.host());
+//!
+//! let client = HttpClient::new().max_connections_per_host(4);
+//! let done = client
+//!     .get(&format!("{base}/first"))
+//!     .then(move |first| {
+//!         assert_eq!(&first.body()[..], b"/first");
+//!         // The same connection again, from the pool.
+//!         client.post(&format!("{base}/second"), "a body")
+//!     });
+//! done.add_both(|result| {
+//!     twill::stop();
+//!     result
+//! });
+//! reactor.run()?;
+//! let second = done.result().unwrap().expect("the second response");
+//! assert_eq!(&second.body()[..], b"/second");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod aggregator;
+mod body;
+mod client;
 mod decoder;
 mod encoder;
 mod error;
+mod request_encoder;
+mod response_decoder;
 mod server;
 
 use http::header::{CONNECTION, EXPECT};
 use http::{Request, Version};
 
 pub use aggregator::{Aggregated, HttpRequestAggregator, Trailers, DEFAULT_MAX_BODY};
+pub use client::{HttpClient, HttpClientError};
 pub use decoder::{
     BodyKind, HttpRequestDecoder, RequestPart, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_MAX_REQUEST_LINE,
 };
 pub use encoder::{Framing, HttpResponseEncoder, ResponsePart};
 pub use error::HttpError;
+pub use request_encoder::{HttpRequestEncoder, OutgoingRequest};
+pub use response_decoder::{
+    HttpResponseDecoder, IncomingResponse, ResponseBodyKind, DEFAULT_MAX_STATUS_LINE,
+    MAX_EXPECTED_RESPONSES,
+};
 pub use server::{
     async_handler, AsyncHandler, Body, BodyWriter, ConnectionInfo, Handler, HttpServer,
     HttpServerProtocol, StaticFiles, Upgrade, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, LINGER,

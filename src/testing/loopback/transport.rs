@@ -33,6 +33,9 @@ macro_rules! route {
 }
 
 impl TransportImpl for End {
+    fn send_file_slot(&self) -> Option<&crate::producers::ProducerSlot> {
+        Some(&self.files)
+    }
     fn write(&self, data: Bytes) {
         route!(self.write(data))
     }

@@ -182,6 +182,10 @@ impl TransportImpl for Session {
         self.raw.inner().producer_slot()
     }
 
+    fn send_file_slot(&self) -> Option<&crate::producers::ProducerSlot> {
+        Some(&self.files)
+    }
+
     fn is_writable(&self) -> bool {
         let st = self.st.borrow();
         !st.closing

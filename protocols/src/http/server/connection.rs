@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, SERVER};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::response::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use twill::defer::{Deferred, Failure};
@@ -23,6 +23,7 @@ use twill::{DelayedCall, Protocol, ReactorTime, Reason, Transport};
 use super::body::{Body, BodyWriter};
 use super::{date, Config, ConnectionInfo, Handler};
 use crate::codec::{Decoder, Encoder};
+use crate::http::encoder::Stamp;
 use crate::http::{
     is_keep_alive, Aggregated, Framing, HttpError, HttpRequestAggregator, HttpRequestDecoder,
     HttpResponseEncoder, ResponsePart,
@@ -349,8 +350,6 @@ impl Conn {
                     keep_alive: is_keep_alive(&request) && !st.eof,
                     pending: None,
                 });
-                st.watchdog.sent_mark = transport.bytes_sent();
-                self.set_deadline(st, Wait::Reader, self.config.idle_timeout);
                 Next::Dispatch(Box::new(request))
             }
             Ok(None) => {
@@ -392,14 +391,18 @@ impl Conn {
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
-        self.stamp(response.headers_mut());
         let (parts, body) = response.into_parts();
         let body = match body {
             Body::Full(bytes) => bytes,
             _ => Bytes::new(),
         };
         // A status line and a reason of our own: nothing the encoder refuses.
-        let _ = write_full(transport, Response::from_parts(parts, body), Method::GET);
+        let _ = write_full(
+            transport,
+            self.encoder(),
+            Response::from_parts(parts, body),
+            Method::GET,
+        );
         transport.write_eof();
         if st.reading_paused {
             st.reading_paused = false;
@@ -419,6 +422,11 @@ impl Conn {
                 twill::defer::fail(Failure::new(panicked))
             }
         };
+        if let Some(outcome) = answer.result() {
+            // Answered at once (the usual case): no callback to chain.
+            self.respond(seq, outcome);
+            return;
+        }
         let conn = Rc::downgrade(self);
         let chain = answer.then_both(move |outcome: Result<Response<Body>, Failure>| {
             if let Some(conn) = conn.upgrade() {
@@ -427,9 +435,16 @@ impl Conn {
             Ok::<(), Failure>(())
         });
         let mut st = self.state.borrow_mut();
+        let st = &mut *st;
         match &mut st.phase {
             Phase::Answering(answer) if answer.seq == seq && !chain.called() => {
                 answer.pending = Some(chain);
+                // The answer comes later: from now on, the wait is on the
+                // handler and then on the client reading it.
+                if let Some(transport) = &st.transport {
+                    st.watchdog.sent_mark = transport.bytes_sent();
+                }
+                self.set_deadline(st, Wait::Reader, self.config.idle_timeout);
             }
             _ => {}
         }
@@ -496,12 +511,11 @@ impl Conn {
                 .headers
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        self.stamp(&mut parts.headers);
 
         match body {
             Body::Upgrade(upgrade) if parts.status == StatusCode::SWITCHING_PROTOCOLS => {
                 let head = Response::from_parts(parts, ());
-                let mut encoder = HttpResponseEncoder::new();
+                let mut encoder = self.encoder();
                 let written = transport.write_with(|buf| {
                     encoder.encode(
                         ResponsePart::Head {
@@ -598,16 +612,25 @@ impl Conn {
         seq: u64,
         keep_alive: bool,
     ) {
-        if let Err(err) = write_full(transport, Response::from_parts(parts, body), method.clone()) {
+        if let Err(err) = write_full(
+            transport,
+            self.encoder(),
+            Response::from_parts(parts, body),
+            method.clone(),
+        ) {
             log::error!("HTTP response refused by the encoder: {err}");
-            let mut fallback = plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n");
-            self.stamp(fallback.headers_mut());
+            let fallback = plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n");
             let (parts, body) = fallback.into_parts();
             let body = match body {
                 Body::Full(bytes) => bytes,
                 _ => Bytes::new(),
             };
-            let _ = write_full(transport, Response::from_parts(parts, body), method.clone());
+            let _ = write_full(
+                transport,
+                self.encoder(),
+                Response::from_parts(parts, body),
+                method.clone(),
+            );
         }
         self.finish(seq, keep_alive);
     }
@@ -651,7 +674,7 @@ impl Conn {
         framing: Framing,
         method: &Method,
     ) -> Option<HttpResponseEncoder> {
-        let mut encoder = HttpResponseEncoder::new();
+        let mut encoder = self.encoder();
         let head = Response::from_parts(parts, ());
         let written = transport.write_with(|buf| {
             encoder.encode(
@@ -738,16 +761,13 @@ impl Conn {
         self.state.borrow().transport.clone()
     }
 
-    /// Adds `Date`, and `Server` as configured, unless the handler set them.
-    fn stamp(&self, headers: &mut http::HeaderMap) {
-        if !headers.contains_key(DATE) {
-            headers.insert(DATE, date::now_value());
-        }
-        if let Some(server) = &self.config.server {
-            if !headers.contains_key(SERVER) {
-                headers.insert(SERVER, server.clone());
-            }
-        }
+    /// An encoder that adds `Date`, and `Server` as configured, to heads
+    /// whose handler did not set them.
+    fn encoder(&self) -> HttpResponseEncoder {
+        HttpResponseEncoder::stamped(Stamp {
+            date: date::now_value(),
+            server: self.config.server.clone(),
+        })
     }
 
     fn set_deadline(self: &Rc<Self>, st: &mut State, wait: Wait, after: std::time::Duration) {
@@ -821,7 +841,7 @@ impl Conn {
                 };
                 self.refuse(st, &transport, StatusCode::REQUEST_TIMEOUT, why.to_string());
             }
-            (Wait::Reader, Phase::Answering(_)) => {
+            (_, Phase::Answering(_)) => {
                 // Nothing waits to be read: the handler is still working,
                 // which is its business, not the client's.
                 self.set_deadline(st, Wait::Reader, self.config.idle_timeout);
@@ -890,10 +910,10 @@ fn plain(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
 
 fn write_full(
     transport: &Transport,
+    mut encoder: HttpResponseEncoder,
     response: Response<Bytes>,
     request_method: Method,
 ) -> Result<(), crate::codec::EncodeError> {
-    let mut encoder = HttpResponseEncoder::new();
     transport
         .write_with_body(|buf| {
             match encoder.encode_parts(
