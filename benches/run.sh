@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # twill's benchmark suite: one command builds and runs all of it.
-#   bash benches/run.sh                  # the whole suite, ~30 min
+#   bash benches/run.sh                  # the whole suite, ~35 min
 #   bash benches/run.sh --smoke          # every part, tiny and quick: CI's check
 #   bash benches/run.sh PART [ARGS..]    # one part, ARGS passed on
 # PART is one of:
@@ -13,11 +13,14 @@
 #   tls       TLS echo, bulk and handshakes: twill, tokio-rustls, asyncio ssl (tls_bench)
 #   udp       UDP echo, 64 B and 1,200 B datagrams: twill, tokio, std, asyncio, uvloop (udp_bench)
 #   unix      stream echo over Unix sockets against TCP: twill, tokio (unix_bench)
+#   http      hello-world HTTP/1.1, keep-alive, with and without pipelining:
+#             twill, hyper, Twisted Web, aiohttp (http_bench)
+#   ws        WebSocket echo of 64 B messages: twill, tokio-tungstenite (ws_bench)
 #   group     several cores: placement balance, echo and fan-out on a ReactorGroup
 #             against one reactor and tokio's multi-thread runtime (group_bench)
 #   sendfile  a 1 GiB file to one client: twill's send_file (sendfile(2)) against
 #             its read-and-write FileSender and tokio (sendfile_bench; --size MIB)
-# It creates the Python virtualenv with Twisted and uvloop (benches/venv.sh)
+# It creates the Python virtualenv with Twisted, uvloop and aiohttp (benches/venv.sh)
 # and builds every server in release mode first. Everything runs on
 # loopback and stops by itself. benches/README.md explains the output.
 set -euo pipefail
@@ -32,7 +35,7 @@ usage() {
 part=all
 smoke=()
 case "${1:-}" in
-    echo|fanout|idle|micro|deferred|executor|tls|udp|unix|group|sendfile) part="$1"; shift ;;
+    echo|fanout|idle|micro|deferred|executor|tls|udp|unix|http|ws|group|sendfile) part="$1"; shift ;;
     --smoke) smoke=(--smoke); shift ;;
     -h|--help) usage; exit 0 ;;
     "") ;;
@@ -47,7 +50,7 @@ fi
 if python="$(bash benches/venv.sh)"; then
     export TWILL_BENCH_PYTHON="$python"
 else
-    echo "run.sh: warning: no Python virtualenv; the asyncio, uvloop and Twisted servers are skipped" >&2
+    echo "run.sh: warning: no Python virtualenv; the asyncio, uvloop, Twisted and aiohttp servers are skipped" >&2
 fi
 
 cargo build --release --example echo_server --example async_echo --example broadcast_server --example udp_echo
@@ -64,6 +67,8 @@ run_executor() { "$target_dir/executor_bench" "$@"; }
 run_tls() { "$target_dir/tls_bench" --target-dir "$target_dir" "$@"; }
 run_udp() { "$target_dir/udp_bench" --target-dir "$target_dir" "$@"; }
 run_unix() { "$target_dir/unix_bench" --target-dir "$target_dir" "$@"; }
+run_http() { "$target_dir/http_bench" --target-dir "$target_dir" "$@"; }
+run_ws() { "$target_dir/ws_bench" --target-dir "$target_dir" "$@"; }
 run_group() { "$target_dir/group_bench" --target-dir "$target_dir" "$@"; }
 run_sendfile() { "$target_dir/sendfile_bench" --target-dir "$target_dir" "$@"; }
 
@@ -73,7 +78,7 @@ if [ "$part" != all ]; then
 fi
 
 status=0
-for p in echo fanout idle micro deferred executor tls udp unix group sendfile; do
+for p in echo fanout idle micro deferred executor tls udp unix http ws group sendfile; do
     echo
     echo "# $p"
     if [ "$p" = echo ] && [ ${#smoke[@]} = 0 ]; then

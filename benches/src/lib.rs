@@ -1,17 +1,20 @@
 //! Shared pieces of twill's benchmark suite.
 //!
 //! The binaries under `src/bin/` are load generators (`loadgen` for
-//! streams over TCP or Unix sockets, `udp_loadgen`), baseline echo servers
+//! streams over TCP or Unix sockets, `udp_loadgen`, `http_loadgen` for
+//! HTTP and WebSocket servers), baseline echo servers
 //! (`raw_polling_echo`, `async_io_echo`, `std_udp_echo`) and the runners
 //! that compare servers side by side (`echo_bench`, `fanout_bench`,
-//! `tls_bench`, `udp_bench`, `unix_bench`, ...). This library holds what
+//! `tls_bench`, `udp_bench`, `unix_bench`, `http_bench`, `ws_bench`, ...).
+//! This library holds what
 //! they share: a tiny argument parser, the verification byte patterns, a
 //! latency histogram, the `/proc` CPU-time reader, the measured window and
 //! the load generator's run ([`measure`]), the parsing of the
 //! `listening on ADDR` ready line and of `key=value` result lines, the
 //! rounds in rotation and their paired ratios ([`rotation`]), the
-//! reports' header and round line ([`report`]), and the stream-echo
-//! scenarios and samples ([`echo`]).
+//! reports' header and round line ([`report`]), the stream-echo
+//! scenarios and samples ([`echo`]), and the request-response runners'
+//! rounds and tables ([`request`]).
 //!
 //! Everything here is plain `std`; no extra dependencies.
 
@@ -24,6 +27,7 @@ use std::str::FromStr;
 pub mod echo;
 pub mod measure;
 pub mod report;
+pub mod request;
 pub mod rotation;
 pub mod server;
 

@@ -188,6 +188,53 @@ pub fn tls_servers(target_dir: &Path) -> Vec<ServerSpec> {
     ]
 }
 
+/// The hello-world HTTP/1.1 servers `http_bench` compares, each run as
+/// `program ADDR`, with their binaries looked up in `target_dir`; every
+/// one answers `GET /` with `Hello, World!` and a `Content-Length`:
+///
+/// | name | what |
+/// |---|---|
+/// | `twill` | `twill_http_hello`: `twill_protocols::http::HttpServer` with a handler returning the body |
+/// | `hyper` | `hyper_hello`: hyper 1.x's HTTP/1 connection on tokio's current-thread runtime, `pipeline_flush(true)` |
+/// | `twisted_web` | a `twisted.web` `Resource` served by `Site`, on the epoll reactor |
+/// | `aiohttp` | an `aiohttp.web.Application` with one route, on asyncio's default loop |
+/// | `aiohttp_uvloop` | the same application on uvloop |
+pub fn http_servers(target_dir: &Path) -> Vec<ServerSpec> {
+    let python = venv_python(target_dir);
+    let py = python_dir();
+    let aiohttp = ServerSpec::python("aiohttp", &python, &py.join("http_aiohttp.py"), &[]);
+    let mut aiohttp_uvloop = aiohttp.with_arg("--uvloop");
+    aiohttp_uvloop.name = "aiohttp_uvloop".into();
+    vec![
+        ServerSpec::new("twill", target_dir.join("examples/twill_http_hello"), &[]),
+        ServerSpec::new("hyper", target_dir.join("examples/hyper_hello"), &[]),
+        ServerSpec::python("twisted_web", &python, &py.join("http_twisted.py"), &[]),
+        aiohttp,
+        aiohttp_uvloop,
+    ]
+}
+
+/// The WebSocket echo servers `ws_bench` compares, each run as
+/// `program ADDR`, with their binaries looked up in `target_dir`; every
+/// one opens a WebSocket on `GET /` and sends each message back:
+///
+/// | name | what |
+/// |---|---|
+/// | `twill` | `twill_ws_echo`: twill's HTTP server and `websocket::accept` with an echoing handler, on its WebSocket API |
+/// | `twill_session` | `twill_ws_echo --session`: the same handshake by hand, the upgraded connection a `Protocol` around a `WebSocketSession` (the codec layer) |
+/// | `tungstenite` | `tungstenite_echo`: tokio-tungstenite on tokio's current-thread runtime, its defaults |
+/// | `tungstenite_4k` | the same with a 4 KiB read buffer instead of its default 128 KiB, which it zero-fills as it reads |
+pub fn ws_servers(target_dir: &Path) -> Vec<ServerSpec> {
+    let twill = target_dir.join("examples/twill_ws_echo");
+    let tungstenite = target_dir.join("examples/tungstenite_echo");
+    vec![
+        ServerSpec::new("twill", twill.clone(), &[]),
+        ServerSpec::new("twill_session", twill, &["--session"]),
+        ServerSpec::new("tungstenite", tungstenite.clone(), &[]),
+        ServerSpec::new("tungstenite_4k", tungstenite, &["--read-buffer", "4096"]),
+    ]
+}
+
 /// The UDP echo servers `udp_bench` compares, each run as `program ADDR`
 /// (an address the runner picked: they need print nothing), with their
 /// binaries looked up in `target_dir`:
