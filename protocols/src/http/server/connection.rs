@@ -129,10 +129,13 @@ enum Wait {
     Linger,
 }
 
+// A request is moved once from the decoder to the handler; boxing it to
+// shrink the enum would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Stop,
     Again,
-    Dispatch(Box<Request<Bytes>>),
+    Dispatch(Request<Bytes>),
 }
 
 impl HttpServerProtocol {
@@ -287,7 +290,7 @@ impl Conn {
             match next {
                 Next::Stop => break,
                 Next::Again => {}
-                Next::Dispatch(request) => self.dispatch(*request),
+                Next::Dispatch(request) => self.dispatch(request),
             }
         }
         self.state.borrow_mut().processing = false;
@@ -349,7 +352,7 @@ impl Conn {
                     keep_alive: is_keep_alive(&request) && !st.eof,
                     pending: None,
                 });
-                Next::Dispatch(Box::new(request))
+                Next::Dispatch(request)
             }
             Ok(None) => {
                 if st.eof {
