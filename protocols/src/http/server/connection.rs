@@ -742,10 +742,25 @@ impl Conn {
         // The new protocol starts from a plain transport and sets what it
         // wants in `make`.
         transport.set_flow_control(false);
-        let mut protocol = upgrade.make(transport);
-        if !leftover.is_empty() {
-            protocol.data_received(leftover.freeze());
-        }
+        // A late answer runs in a Deferred's callback, which keeps a panic
+        // from reaching the reactor: without this the connection would
+        // stay open with nobody to read or close it.
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            let mut protocol = upgrade.make(transport);
+            if !leftover.is_empty() {
+                protocol.data_received(leftover.freeze());
+            }
+            protocol
+        }));
+        let protocol = match made {
+            Ok(protocol) => protocol,
+            Err(panic) => {
+                let panicked = twill::Panicked::from_payload("Upgrade", &*panic);
+                log::error!("HTTP upgrade failed, connection aborted: {panicked}");
+                transport.abort_connection();
+                return;
+            }
+        };
         if let Err(err) = transport.set_protocol(protocol) {
             log::debug!("HTTP upgrade on a closing connection: {err}");
         }
@@ -813,7 +828,13 @@ impl Conn {
             transport.lose_connection();
             return;
         }
-        if matches!(wait, Wait::Idle | Wait::Reader) && transport.write_buffer_size() > 0 {
+        // A file in flight is not in the write buffer, but keeps the
+        // transport from being writable until it is sent.
+        let output_waits = transport.write_buffer_size() > 0
+            || (!transport.is_writable() && !matches!(st.phase, Phase::Reading));
+        let waits_on_reader =
+            matches!(wait, Wait::Idle | Wait::Reader) || matches!(st.phase, Phase::Done);
+        if waits_on_reader && output_waits {
             // Answers are waiting for the client to read them.
             let sent = transport.bytes_sent();
             if sent == st.watchdog.sent_mark {

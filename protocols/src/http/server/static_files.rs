@@ -120,7 +120,11 @@ impl StaticFiles {
                 }
                 return response;
             }
-            file_path.push("index.html");
+            // The index may be a link too: it must stay inside as well.
+            match self.inside(file_path.join("index.html")) {
+                Some(index) => file_path = index,
+                None => return status_only(StatusCode::NOT_FOUND),
+            }
         }
         let (file, meta) = match open(&file_path) {
             Ok(opened) => opened,
@@ -144,9 +148,13 @@ impl StaticFiles {
                 s => resolved.push(s),
             }
         }
-        // Symbolic links may point anywhere; what they point to must be
-        // inside the folder too.
-        let real = resolved.canonicalize().ok()?;
+        self.inside(resolved)
+    }
+
+    /// `path` with its symbolic links resolved, if that is inside the
+    /// folder: links may point anywhere.
+    fn inside(&self, path: PathBuf) -> Option<PathBuf> {
+        let real = path.canonicalize().ok()?;
         real.starts_with(&self.root).then_some(real)
     }
 }

@@ -1,0 +1,343 @@
+//! `HttpServer` and `StaticFiles` against hostile clients and careless
+//! handlers, over 127.0.0.1: dates a client makes up, symbolic links a
+//! folder holds, upgrades whose protocol fails to build, clients that stop
+//! reading a file, and the promises (ranges, pipelining behind
+//! `Connection: close`, `max_body`) that hold.
+
+#![cfg(feature = "http")]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use twill::defer::{succeed, Deferred};
+use twill::{Bytes, Reactor};
+use twill_protocols::http::{Body, Handler, HttpServer, StaticFiles, Upgrade};
+use twill_test_support::files::TempDir;
+use twill_test_support::reactor::{connect, serve};
+
+/// Runs `server` on a reactor and `client` against it, then stops.
+fn with_server<H: Handler>(
+    server: HttpServer<H>,
+    client: impl FnOnce(SocketAddr) + Send + 'static,
+) {
+    let reactor = Reactor::new().unwrap();
+    serve(&reactor, server, move |addr, handle| {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| client(addr)));
+        handle.stop();
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+/// Sends `request` on a new connection and reads until the server closes
+/// it: every answer, as text (bodies here are small and ASCII).
+fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = connect(addr);
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn status_of(answer: &str) -> u16 {
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer:?}");
+    answer[9..12].parse().unwrap()
+}
+
+fn body_of(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+fn field<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer
+        .split_once("\r\n\r\n")
+        .map_or(answer, |(head, _)| head);
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn get_closing(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: a\r\n{extra}Connection: close\r\n\r\n").into_bytes()
+}
+
+/// Whether the server ended the connection (EOF or reset) before `within`.
+fn ends_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+// ------------------------------------------------------------ static files
+
+#[test]
+fn an_if_modified_since_with_an_absurd_year_is_ignored_not_a_panic() {
+    let site = TempDir::new("review-dates");
+    site.write("a.txt", "hello");
+    let files = StaticFiles::new(site.path()).unwrap();
+    with_server(HttpServer::new(files), |addr| {
+        for date in [
+            "Sun, 06 Nov 300000000000 08:49:37 GMT",
+            "Sun, 06 Nov 9223372036854775807 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 9000000000000000000",
+        ] {
+            let answer = exchange(
+                addr,
+                &get_closing("/a.txt", &format!("If-Modified-Since: {date}\r\n")),
+            );
+            assert_eq!(status_of(&answer), 200, "{date}: {answer}");
+            assert_eq!(body_of(&answer), "hello");
+        }
+    });
+}
+
+#[test]
+fn a_folder_index_that_links_outside_the_folder_is_not_served() {
+    let outside = TempDir::new("review-outside");
+    let secret = outside.write("secret.txt", "the secret");
+    let site = TempDir::new("review-site");
+    std::fs::create_dir(site.path().join("sub")).unwrap();
+    std::os::unix::fs::symlink(&secret, site.path().join("sub/index.html")).unwrap();
+    std::os::unix::fs::symlink(&secret, site.path().join("link.txt")).unwrap();
+    let files = StaticFiles::new(site.path()).unwrap();
+    with_server(HttpServer::new(files), |addr| {
+        for path in ["/sub/", "/link.txt", "/sub/index.html"] {
+            let answer = exchange(addr, &get_closing(path, ""));
+            assert_eq!(status_of(&answer), 404, "{path}: {answer}");
+            assert!(!answer.contains("the secret"), "{path}");
+        }
+    });
+}
+
+#[test]
+fn path_tricks_get_404() {
+    let site = TempDir::new("review-tricks");
+    site.write("a.txt", "hello");
+    std::fs::create_dir(site.path().join("d")).unwrap();
+    let files = StaticFiles::new(site.path()).unwrap();
+    let long = format!("/{}", "x".repeat(5000));
+    with_server(
+        HttpServer::new(files).max_request_line(16 * 1024),
+        move |addr| {
+            for path in [
+                "/d%2f..%2fa.txt",
+                "/d/%2e%2e/a.txt",
+                "/%2e%2e/%2e%2e/etc/passwd",
+                "/a.txt%00",
+                "/d%5c..%5ca.txt",
+                "/%zz",
+                long.as_str(),
+            ] {
+                let answer = exchange(addr, &get_closing(path, ""));
+                assert_eq!(status_of(&answer), 404, "{path}: {answer}");
+            }
+            let answer = exchange(addr, &get_closing("/d/./../a.txt", ""));
+            // `..` as a segment is refused even where it would stay inside.
+            assert_eq!(status_of(&answer), 404);
+        },
+    );
+}
+
+#[test]
+fn range_edges_on_small_and_empty_files() {
+    let site = TempDir::new("review-ranges");
+    site.write("ten.txt", "0123456789");
+    site.write("empty.txt", "");
+    let files = StaticFiles::new(site.path()).unwrap();
+    with_server(HttpServer::new(files), |addr| {
+        let answer = exchange(addr, &get_closing("/ten.txt", "Range: bytes=0-0\r\n"));
+        assert_eq!(status_of(&answer), 206);
+        assert_eq!(field(&answer, "content-range"), Some("bytes 0-0/10"));
+        assert_eq!(body_of(&answer), "0");
+
+        let answer = exchange(addr, &get_closing("/ten.txt", "Range: bytes=-100\r\n"));
+        assert_eq!(status_of(&answer), 206);
+        assert_eq!(field(&answer, "content-range"), Some("bytes 0-9/10"));
+        assert_eq!(body_of(&answer), "0123456789");
+
+        let answer = exchange(addr, &get_closing("/ten.txt", "Range: bytes=10-\r\n"));
+        assert_eq!(status_of(&answer), 416);
+        assert_eq!(field(&answer, "content-range"), Some("bytes */10"));
+
+        let answer = exchange(addr, &get_closing("/empty.txt", ""));
+        assert_eq!(status_of(&answer), 200);
+        assert_eq!(field(&answer, "content-length"), Some("0"));
+
+        let answer = exchange(addr, &get_closing("/empty.txt", "Range: bytes=0-0\r\n"));
+        assert_eq!(status_of(&answer), 416);
+        assert_eq!(field(&answer, "content-range"), Some("bytes */0"));
+
+        let answer = exchange(
+            addr,
+            b"HEAD /ten.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(status_of(&answer), 200);
+        assert_eq!(field(&answer, "content-length"), Some("10"));
+        assert_eq!(body_of(&answer), "", "no body after the head of a HEAD");
+
+        let answer = exchange(
+            addr,
+            &get_closing("/ten.txt", "If-Modified-Since: not a date\r\n"),
+        );
+        assert_eq!(status_of(&answer), 200, "an invalid date is ignored");
+    });
+}
+
+/// A client that stops reading a large file must be cut at the idle
+/// timeout, as it is for a body in memory: a file in flight is not in the
+/// write buffer, so the buffer's size alone does not show it waiting.
+#[test]
+fn a_client_that_stops_reading_a_file_is_aborted_at_the_idle_timeout() {
+    const SIZE: u64 = 256 << 20;
+    let site = TempDir::new("review-big");
+    // Sparse: no disk space, and `sendfile` reads zeros.
+    std::fs::File::create(site.path().join("big.bin"))
+        .unwrap()
+        .set_len(SIZE)
+        .unwrap();
+    let files = StaticFiles::new(site.path()).unwrap();
+    let server = HttpServer::new(files).idle_timeout(Duration::from_millis(200));
+    with_server(server, |addr| {
+        let mut stream = connect(addr);
+        stream.write_all(&get_closing("/big.bin", "")).unwrap();
+        // Reads nothing for several idle timeouts.
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut total = 0u64;
+        let mut buf = vec![0; 1 << 16];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => total += n as u64,
+                Err(err) if err.kind() == ErrorKind::ConnectionReset => break,
+                Err(err) => panic!("{err}"),
+            }
+        }
+        assert!(total < SIZE, "the whole file was sent to a stalled client");
+    });
+}
+
+// ------------------------------------------------------------ upgrades
+
+fn upgrade_that_panics() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "broken")
+        .header("connection", "upgrade")
+        .body(Body::Upgrade(Upgrade::new(|_| panic!("cannot build it"))))
+        .unwrap()
+}
+
+#[test]
+fn an_upgrade_whose_make_panics_closes_the_connection() {
+    let server = HttpServer::new(|_: Request<Bytes>| succeed(upgrade_that_panics()));
+    with_server(server, |addr| {
+        let mut stream = connect(addr);
+        stream
+            .write_all(
+                b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: broken\r\nConnection: upgrade\r\n\r\n",
+            )
+            .unwrap();
+        assert!(ends_within(&mut stream, Duration::from_secs(3)));
+    });
+}
+
+#[test]
+fn a_late_upgrade_whose_make_panics_closes_the_connection() {
+    let server = HttpServer::new(|_: Request<Bytes>| {
+        let answer = Deferred::new();
+        let resolver = answer.resolver();
+        twill::call_later(Duration::from_millis(10), move || {
+            resolver.callback(upgrade_that_panics());
+        });
+        answer
+    });
+    with_server(server, |addr| {
+        let mut stream = connect(addr);
+        stream
+            .write_all(
+                b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: broken\r\nConnection: upgrade\r\n\r\n",
+            )
+            .unwrap();
+        assert!(
+            ends_within(&mut stream, Duration::from_secs(3)),
+            "the connection was left open with no protocol to answer"
+        );
+    });
+}
+
+// ------------------------------------------------------------ promises that hold
+
+#[test]
+fn requests_pipelined_behind_connection_close_are_not_answered() {
+    let server = HttpServer::new(|request: Request<Bytes>| {
+        succeed(Response::new(Body::from(request.uri().path().to_string())))
+    });
+    with_server(server, |addr| {
+        let mut all = get_closing("/first", "");
+        all.extend_from_slice(b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n");
+        let answer = exchange(addr, &all);
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+        assert!(answer.ends_with("/first"));
+    });
+}
+
+#[test]
+fn a_body_of_exactly_max_body_is_taken_and_one_more_byte_is_413() {
+    let server = HttpServer::new(|request: Request<Bytes>| {
+        succeed(Response::new(Body::from(format!(
+            "{}",
+            request.body().len()
+        ))))
+    })
+    .max_body(1000);
+    with_server(server, |addr| {
+        let mut request =
+            b"POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 1000\r\n\r\n"
+                .to_vec();
+        request.extend(vec![b'x'; 1000]);
+        let answer = exchange(addr, &request);
+        assert_eq!(status_of(&answer), 200);
+        assert_eq!(body_of(&answer), "1000");
+
+        let mut request =
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n".to_vec();
+        request.extend(vec![b'x'; 1001]);
+        request.extend_from_slice(b"\r\n0\r\n\r\n");
+        let answer = exchange(addr, &request);
+        assert_eq!(status_of(&answer), 413, "{answer}");
+    });
+}
+
+#[test]
+fn a_stream_answered_to_http_1_0_is_closed_by_the_server_and_head_gets_no_body() {
+    let server = HttpServer::new(|_: Request<Bytes>| {
+        succeed(Response::new(Body::stream(|writer| {
+            writer.write("one ");
+            writer.write("two");
+            writer.finish();
+        })))
+    });
+    with_server(server, |addr| {
+        let answer = exchange(addr, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(field(&answer, "connection"), Some("close"));
+        assert_eq!(body_of(&answer), "one two");
+
+        let answer = exchange(
+            addr,
+            b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(status_of(&answer), 200);
+        assert_eq!(body_of(&answer), "");
+    });
+}
