@@ -489,3 +489,35 @@ fn a_file_range_past_the_end_aborts_the_connection_on_tls_and_tcp() {
         assert!(cut, "a cut body must end with a reset, not an EOF");
     });
 }
+
+// ------------------------------------------------------------ half-close
+
+/// A request pipelined behind a large answer waits, undecoded, for the
+/// client to read that answer; the client's EOF meanwhile must not drop
+/// it ("close once the requests it sent are answered").
+#[test]
+fn a_request_waiting_behind_a_large_answer_is_answered_after_the_clients_eof() {
+    let server = HttpServer::new(|request: Request<Bytes>| {
+        let body = match request.uri().path() {
+            // Written and finished at once: the whole of it is queued.
+            "/big" => Body::stream(|writer| {
+                writer.write(vec![b'x'; 8 << 20]);
+                writer.finish();
+            }),
+            _ => Body::from("small"),
+        };
+        succeed(Response::new(body))
+    });
+    with_server(server, |addr| {
+        let mut stream = connect(addr);
+        let mut two = b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+        two.extend_from_slice(b"GET /small HTTP/1.1\r\nHost: a\r\n\r\n");
+        stream.write_all(&two).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "one answer was dropped");
+        assert!(text.ends_with("small"));
+    });
+}
