@@ -517,7 +517,11 @@ fn a_request_waiting_behind_a_large_answer_is_answered_after_the_clients_eof() {
         let mut got = Vec::new();
         let _ = stream.read_to_end(&mut got);
         let text = String::from_utf8_lossy(&got);
-        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "one answer was dropped");
+        assert_eq!(
+            text.matches("HTTP/1.1 200 OK").count(),
+            2,
+            "one answer was dropped"
+        );
         assert!(text.ends_with("small"));
     });
 }
