@@ -79,8 +79,11 @@ fn cancelling_the_connect_deferred_mid_handshake_closes_the_connection() {
     assert!(!*opened.borrow());
 }
 
+/// How a connection ended: `on_close`'s code and reason.
+type Ended = Rc<RefCell<Option<(Option<u16>, String)>>>;
+
 /// Records how the connection ended.
-struct Ending(Rc<RefCell<Option<(Option<u16>, String)>>>);
+struct Ending(Ended);
 
 impl WebSocketHandler for Ending {
     fn on_open(&mut self, ws: &WebSocket) {
@@ -99,7 +102,7 @@ impl WebSocketHandler for Ending {
 #[test]
 fn both_sides_closing_at_once_finishes_the_handshake() {
     let reactor = Reactor::new().unwrap();
-    let ending = Rc::new(RefCell::new(None));
+    let ending: Ended = Rc::default();
     let slot = ending.clone();
     let server = HttpServer::new(move |request: Request<Bytes>| {
         twill::defer::succeed(accept(&request, Ending(slot.clone())))
