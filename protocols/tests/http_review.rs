@@ -525,3 +525,20 @@ fn a_request_waiting_behind_a_large_answer_is_answered_after_the_clients_eof() {
         assert!(text.ends_with("small"));
     });
 }
+
+/// `GET //name` for a folder `name` must not redirect to `//name/`,
+/// which a browser reads as the host `name`.
+#[test]
+fn a_folder_redirect_never_points_to_another_host() {
+    let site = TempDir::new("review-redirect");
+    std::fs::create_dir(site.path().join("evil.example")).unwrap();
+    let files = StaticFiles::new(site.path()).unwrap();
+    with_server(HttpServer::new(files), |addr| {
+        for path in ["//evil.example", "///evil.example?x=1", "/evil.example"] {
+            let answer = exchange(addr, &get_closing(path, ""));
+            assert_eq!(status_of(&answer), 301, "{path}: {answer}");
+            let location = field(&answer, "location").unwrap();
+            assert!(location.starts_with("/evil.example/"), "{path}: {location}");
+        }
+    });
+}

@@ -109,7 +109,9 @@ impl StaticFiles {
         };
         if file_path.is_dir() {
             if !path.ends_with('/') {
-                let mut location = format!("{}/", request.uri().path());
+                // One leading `/`: `//name/` would be read by a browser as
+                // a link to the host `name` (an open redirect).
+                let mut location = format!("/{}/", request.uri().path().trim_start_matches('/'));
                 if let Some(query) = request.uri().query() {
                     location.push('?');
                     location.push_str(query);
