@@ -542,3 +542,46 @@ fn a_folder_redirect_never_points_to_another_host() {
         }
     });
 }
+
+// ------------------------------------------------------------ body writers
+
+/// `abort` on a writer whose body is finished must not touch the
+/// connection: it may be carrying the next response by then.
+#[test]
+fn aborting_a_finished_body_leaves_the_next_response_alone() {
+    let server = HttpServer::new(|request: Request<Bytes>| {
+        if request.uri().path() == "/stream" {
+            return succeed(Response::new(Body::stream(|writer| {
+                writer.write("streamed");
+                writer.finish();
+                // A careless handler's cleanup, later.
+                twill::call_later(Duration::from_millis(30), move || writer.abort());
+            })));
+        }
+        let answer = Deferred::new();
+        let resolver = answer.resolver();
+        twill::call_later(Duration::from_millis(150), move || {
+            resolver.callback(Response::new(Body::from("second")));
+        });
+        answer
+    });
+    with_server(server, |addr| {
+        let mut stream = connect(addr);
+        stream
+            .write_all(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0; 4096];
+        while !got.ends_with(b"0\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        stream.write_all(&get_closing("/second", "")).unwrap();
+        let mut rest = Vec::new();
+        let outcome = stream.read_to_end(&mut rest);
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(outcome.is_ok(), "{outcome:?} after {rest:?}");
+        assert!(rest.ends_with("second"), "{rest}");
+    });
+}
