@@ -585,3 +585,44 @@ fn aborting_a_finished_body_leaves_the_next_response_alone() {
         assert!(rest.ends_with("second"), "{rest}");
     });
 }
+
+/// RFC 9110 §8.6: a 304 carries no Content-Length but the length of the
+/// content a 200 would have had; `content-length: 0` would make a cache
+/// store an empty representation.
+#[test]
+fn a_304_does_not_claim_an_empty_body_and_keeps_the_connection() {
+    let site = TempDir::new("review-304");
+    site.write("a.txt", "hello");
+    let files = StaticFiles::new(site.path()).unwrap();
+    let server = HttpServer::new(move |request: Request<Bytes>| {
+        if request.uri().path() == "/declared" {
+            let mut response = Response::new(Body::Empty);
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response
+                .headers_mut()
+                .insert("content-length", "5".parse().unwrap());
+            return succeed(response);
+        }
+        files.handle(request)
+    });
+    with_server(server, |addr| {
+        let etag = field(&exchange(addr, &get_closing("/a.txt", "")), "etag")
+            .unwrap()
+            .to_string();
+        let mut stream = connect(addr);
+        let mut two =
+            format!("GET /a.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: {etag}\r\n\r\n").into_bytes();
+        two.extend(get_closing("/declared", ""));
+        stream.write_all(&two).unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).unwrap();
+        let text = String::from_utf8(got).unwrap();
+        let (first, second) = text.split_at(text[1..].find("HTTP/1.1").unwrap() + 1);
+        assert_eq!(status_of(first), 304, "{text}");
+        assert_eq!(field(first, "content-length"), None, "{first}");
+        assert!(first.ends_with("\r\n\r\n"));
+        assert_eq!(status_of(second), 304);
+        assert_eq!(field(second, "content-length"), Some("5"), "{second}");
+        assert!(second.ends_with("\r\n\r\n"));
+    });
+}

@@ -532,6 +532,21 @@ impl Conn {
                 }
                 self.upgrade(&transport, upgrade);
             }
+            Body::Empty | Body::Full(_) | Body::File { .. }
+                if parts.status == StatusCode::NOT_MODIFIED =>
+            {
+                // RFC 9110 §8.6: a 304's Content-Length may only be the
+                // length of the content a 200 would have had; `0` would
+                // make caches store an empty representation. The
+                // handler's own field is that length, or none goes out.
+                let framing = declared_length(&parts).map_or(Framing::UntilClose, Framing::Length);
+                if self
+                    .write_head(&transport, parts, framing, &method)
+                    .is_some()
+                {
+                    self.finish(seq, keep_alive);
+                }
+            }
             Body::Empty | Body::Upgrade(_) => {
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
                     log::error!("HTTP handler answered 101 without an upgrade");
