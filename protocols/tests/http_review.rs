@@ -626,3 +626,32 @@ fn a_304_does_not_claim_an_empty_body_and_keeps_the_connection() {
         assert!(second.ends_with("\r\n\r\n"));
     });
 }
+
+// ------------------------------------------------------------ timeouts, on a clock
+
+/// A head pipelined behind a request whose own head came slowly gets the
+/// whole header timeout, not what the earlier head left of it.
+#[test]
+fn a_pipelined_head_gets_its_own_header_timeout() {
+    use twill::task::Clock;
+    use twill::testing::StringTransport;
+    use twill::Protocol;
+    let clock = Clock::new();
+    let server = HttpServer::new(|_: Request<Bytes>| succeed(Response::new(Body::from("hi"))))
+        .header_timeout(Duration::from_secs(5))
+        .clock(std::rc::Rc::new(clock.clone()));
+    let mut protocol = server.protocol();
+    let recorder = StringTransport::new();
+    protocol.connection_made(&recorder.transport());
+    protocol.data_received(Bytes::from_static(b"GET / HT"));
+    clock.advance(Duration::from_secs(4));
+    protocol.data_received(Bytes::from_static(
+        b"TP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n",
+    ));
+    clock.advance(Duration::from_secs(2));
+    let answers = String::from_utf8(recorder.value()).unwrap();
+    assert!(!answers.contains(" 408 "), "{answers}");
+    clock.advance(Duration::from_secs(4));
+    let answers = String::from_utf8(recorder.value()).unwrap();
+    assert!(answers.contains("HTTP/1.1 408 "), "{answers}");
+}

@@ -727,6 +727,10 @@ impl Conn {
                 st.watchdog.sent_mark = transport.bytes_sent();
                 if st.input.is_empty() {
                     self.set_deadline(&mut st, Wait::Idle, self.config.idle_timeout);
+                } else {
+                    // The next request has begun: its head gets its own
+                    // time, not what was left of an earlier head's.
+                    self.set_deadline(&mut st, Wait::Head, self.config.header_timeout);
                 }
                 None
             } else {
