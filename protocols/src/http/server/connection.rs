@@ -727,6 +727,9 @@ impl Conn {
                 st.watchdog.sent_mark = transport.bytes_sent();
                 if st.input.is_empty() {
                     self.set_deadline(&mut st, Wait::Idle, self.config.idle_timeout);
+                } else if !transport.is_writable() {
+                    // The next request waits for the client to read.
+                    self.set_deadline(&mut st, Wait::Reader, self.config.idle_timeout);
                 } else {
                     // The next request has begun: its head gets its own
                     // time, not what was left of an earlier head's.
@@ -851,9 +854,10 @@ impl Conn {
         // transport from being writable until it is sent.
         let output_waits = transport.write_buffer_size() > 0
             || (!transport.is_writable() && !matches!(st.phase, Phase::Reading));
-        let waits_on_reader =
-            matches!(wait, Wait::Idle | Wait::Reader) || matches!(st.phase, Phase::Done);
-        if waits_on_reader && output_waits {
+        // Whatever else it waits for, a connection whose answers are not
+        // being read waits on its reader first (a pipelined request is
+        // decoded only once they are).
+        if output_waits {
             // Answers are waiting for the client to read them.
             let sent = transport.bytes_sent();
             if sent == st.watchdog.sent_mark {
