@@ -131,3 +131,47 @@ fn both_sides_closing_at_once_finishes_the_handshake() {
     let (code, _) = ending.borrow().clone().expect("on_close ran");
     assert!(matches!(code, Some(1000 | 1001)), "{code:?}");
 }
+
+/// A masked client frame with a zero mask (the payload as is).
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut frame = vec![first, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+const UPGRADE: &[u8] =
+    b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A ping between the fragments of a message is answered at once, and the
+/// message arrives whole.
+#[test]
+fn a_ping_between_fragments_is_answered_and_the_message_is_whole() {
+    let reactor = Reactor::new().unwrap();
+    let server = HttpServer::new(|request: Request<Bytes>| {
+        let echo = |ws: &WebSocket, message: Message| {
+            let _ = ws.send(message);
+        };
+        twill::defer::succeed(accept(&request, echo))
+    });
+    let rest = serve(&reactor, server, |addr, handle| {
+        let mut sock = connect(addr);
+        let mut out = UPGRADE.to_vec();
+        out.extend(client_frame(0x01, b"Hel")); // text, not FIN
+        out.extend(client_frame(0x89, b"p!")); // ping
+        out.extend(client_frame(0x80, b"lo")); // continuation, FIN
+        out.extend(client_frame(0x88, &[0x03, 0xe8])); // close 1000
+        sock.write_all(&out).unwrap();
+        let mut all = read_head(&mut sock);
+        let _ = sock.read_to_end(&mut all);
+        handle.stop();
+        let at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        all.split_off(at)
+    });
+    let mut expected = vec![0x8a, 2, b'p', b'!'];
+    expected.extend_from_slice(&[0x81, 5]);
+    expected.extend_from_slice(b"Hello");
+    expected.extend_from_slice(&[0x88, 2, 0x03, 0xe8]);
+    assert_eq!(rest, expected);
+}
