@@ -655,3 +655,40 @@ fn a_pipelined_head_gets_its_own_header_timeout() {
     let answers = String::from_utf8(recorder.value()).unwrap();
     assert!(answers.contains("HTTP/1.1 408 "), "{answers}");
 }
+
+/// `Expect: 100-continue` at exactly `max_body` gets `100 Continue`; one
+/// byte more gets `413` at once, with no `100` before it.
+#[test]
+fn expect_continue_at_the_body_limit() {
+    let server = HttpServer::new(|request: Request<Bytes>| {
+        succeed(Response::new(Body::from(format!(
+            "{}",
+            request.body().len()
+        ))))
+    })
+    .max_body(10);
+    with_server(server, |addr| {
+        let mut stream = connect(addr);
+        stream
+            .write_all(
+                b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\
+                  Connection: close\r\n\r\n",
+            )
+            .unwrap();
+        let mut interim = [0; 25];
+        stream.read_exact(&mut interim).unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        stream.write_all(b"0123456789").unwrap();
+        let mut rest = String::new();
+        stream.read_to_string(&mut rest).unwrap();
+        assert_eq!(status_of(&rest), 200);
+        assert_eq!(body_of(&rest), "10");
+
+        let answer = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n",
+        );
+        assert_eq!(status_of(&answer), 413, "{answer}");
+        assert!(!answer.contains(" 100 "));
+    });
+}
