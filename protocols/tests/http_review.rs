@@ -692,3 +692,21 @@ fn expect_continue_at_the_body_limit() {
         assert!(!answer.contains(" 100 "));
     });
 }
+
+/// A timeout set to "forever" (`Duration::MAX`) must not overflow the
+/// clock: the builders cap it.
+#[test]
+fn timeouts_of_duration_max_are_capped_not_a_panic() {
+    let server = HttpServer::new(|_: Request<Bytes>| succeed(Response::new(Body::from("hi"))))
+        .idle_timeout(Duration::MAX)
+        .header_timeout(Duration::MAX);
+    with_server(server, |addr| {
+        let mut stream = connect(addr);
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert_eq!(status_of(&answer), 200, "{answer:?}");
+    });
+}

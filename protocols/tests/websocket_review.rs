@@ -175,3 +175,27 @@ fn a_ping_between_fragments_is_answered_and_the_message_is_whole() {
     expected.extend_from_slice(&[0x88, 2, 0x03, 0xe8]);
     assert_eq!(rest, expected);
 }
+
+/// Timeouts of "forever" (`Duration::MAX`) must not overflow the clock.
+#[test]
+fn client_timeouts_of_duration_max_are_capped_not_a_panic() {
+    let reactor = Reactor::new().unwrap();
+    let server = HttpServer::new(|request: Request<Bytes>| {
+        twill::defer::succeed(accept(&request, |_: &WebSocket, _: Message| {}))
+    });
+    let port = reactor.listen_tcp("127.0.0.1:0", server).unwrap();
+    let addr = port.host().tcp().unwrap();
+    let opened = Rc::new(RefCell::new(None));
+    let slot = opened.clone();
+    let connected = WebSocketClient::new("127.0.0.1", "/")
+        .connect_timeout(Duration::MAX)
+        .handshake_timeout(Duration::MAX)
+        .connect(addr, |_: &WebSocket, _: Message| {});
+    drop(connected.then_both(move |outcome| {
+        *slot.borrow_mut() = Some(outcome.map(|_| ()).map_err(|f| f.to_string()));
+        twill::stop();
+        Ok::<(), twill::defer::Failure>(())
+    }));
+    run(&reactor);
+    assert_eq!(opened.borrow().clone(), Some(Ok(())));
+}
