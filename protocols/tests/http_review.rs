@@ -710,3 +710,33 @@ fn timeouts_of_duration_max_are_capped_not_a_panic() {
         assert_eq!(status_of(&answer), 200, "{answer:?}");
     });
 }
+
+/// A FIFO in the folder must not be opened: opening one for reading
+/// blocks until a writer comes, and that would stop the reactor's thread
+/// (every connection) for as long.
+#[test]
+fn a_fifo_in_the_folder_gets_404_without_blocking_the_reactor() {
+    let site = TempDir::new("review-fifo");
+    let fifo = site.path().join("pipe.txt");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let files = StaticFiles::new(site.path()).unwrap();
+    with_server(HttpServer::new(files), move |addr| {
+        let mut stream = connect(addr);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        stream.write_all(&get_closing("/pipe.txt", "")).unwrap();
+        let mut answer = String::new();
+        let outcome = stream.read_to_string(&mut answer);
+        if outcome.is_err() {
+            // Unblocks the reactor's thread, so that the test can end.
+            drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+            panic!("the reactor's thread was blocked opening a FIFO");
+        }
+        assert_eq!(status_of(&answer), 404, "{answer}");
+    });
+}

@@ -35,6 +35,8 @@ use super::{date, Handler};
 ///   9110 lets a server ignore `Range`); no `multipart/byteranges`.
 /// - Opening a file and reading its metadata are blocking calls on the
 ///   reactor's thread, as in Twisted; the bytes themselves never are.
+///   Only regular files are served: a FIFO or a device, which could
+///   block that thread, gets `404`.
 ///
 /// ```no_run
 /// use twill_protocols::http::{HttpServer, StaticFiles};
@@ -168,6 +170,12 @@ impl Handler for StaticFiles {
 }
 
 fn open(path: &Path) -> io::Result<(File, Metadata)> {
+    // Opening a FIFO (or a device) for reading can block the reactor's
+    // thread until a writer comes: only regular files are opened. (The
+    // check after opening stays, for a file replaced in between.)
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(io::ErrorKind::NotFound.into());
+    }
     let file = File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
