@@ -1,11 +1,11 @@
 //! [`WebSocketClient`]: the client's opening handshake (RFC 6455 section
 //! 4.1) over a TCP connection, then a [`WebSocketProtocol`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::fmt;
 use std::io;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -99,6 +99,8 @@ impl Error for ClientError {
 /// then runs a [`WebSocketProtocol`] calling the handler; its Deferred
 /// fires with the [`WebSocket`] once the handler's `on_open` has run, or
 /// fails with a [`ClientError`] (the handler is then never called).
+/// Cancelling the Deferred before then gives the attempt up: it stops
+/// connecting, or aborts the connection mid-handshake.
 ///
 /// Bytes the server sent right behind its response go to the connection.
 ///
@@ -215,11 +217,22 @@ impl WebSocketClient {
             Ok(request) => request,
             Err(err) => return twill::defer::fail(err),
         };
-        let connected = Deferred::new();
+        let canceller: Rc<RefCell<Weak<Attempt>>> = Rc::default();
+        let cancel = canceller.clone();
+        let connected = Deferred::with_canceller(move |_| {
+            if let Some(attempt) = cancel.borrow().upgrade() {
+                attempt.cancel();
+            }
+        });
         let attempt = Rc::new(Attempt {
             resolver: RefCell::new(Some(connected.resolver())),
             failure: RefCell::new(None),
+            cancelled: Cell::new(false),
+            connector: RefCell::new(None),
+            transport: RefCell::new(None),
         });
+        *canceller.borrow_mut() = Rc::downgrade(&attempt);
+        let kept = attempt.clone();
         let factory = Connecting {
             handshake: Some(ClientHandshake {
                 key,
@@ -236,8 +249,13 @@ impl WebSocketClient {
             }),
             attempt,
         };
-        if let Err(err) = reactor.connect_tcp_with_timeout(addr, self.connect_timeout, factory) {
-            connected.errback(ClientError::Connect(err));
+        match reactor.connect_tcp_with_timeout(addr, self.connect_timeout, factory) {
+            Ok(connector) => {
+                if kept.transport.borrow().is_none() && !kept.cancelled.get() {
+                    *kept.connector.borrow_mut() = Some(connector);
+                }
+            }
+            Err(err) => connected.errback(ClientError::Connect(err)),
         }
         connected
     }
@@ -302,10 +320,28 @@ struct Attempt {
     /// Why the handshake failed, when the client closed the connection
     /// because of it.
     failure: RefCell<Option<ClientError>>,
+    /// The Deferred was cancelled: the attempt is given up.
+    cancelled: Cell<bool>,
+    /// What a cancellation stops: the connector while connecting, the
+    /// connection during the handshake.
+    connector: RefCell<Option<Connector>>,
+    transport: RefCell<Option<Transport>>,
 }
 
 impl Attempt {
+    fn cancel(&self) {
+        self.cancelled.set(true);
+        if let Some(connector) = self.connector.borrow_mut().take() {
+            connector.stop_connecting();
+        }
+        if let Some(transport) = self.transport.borrow_mut().take() {
+            transport.abort_connection();
+        }
+    }
+
     fn fail(&self, error: ClientError) {
+        self.connector.borrow_mut().take();
+        self.transport.borrow_mut().take();
         let resolver = self.resolver.borrow_mut().take();
         if let Some(resolver) = resolver {
             resolver.errback(error);
@@ -429,6 +465,12 @@ impl ClientHandshake {
 impl Protocol for ClientHandshake {
     fn connection_made(&mut self, transport: &Transport) {
         self.transport = Some(transport.clone());
+        self.attempt.connector.borrow_mut().take();
+        if self.attempt.cancelled.get() {
+            transport.abort_connection();
+            return;
+        }
+        *self.attempt.transport.borrow_mut() = Some(transport.clone());
         transport.write(self.request.clone());
         let closer = transport.clone();
         let attempt = Rc::downgrade(&self.attempt);
@@ -470,6 +512,8 @@ impl Protocol for ClientHandshake {
             }
         };
         self.cancel_timer();
+        // Open: a cancellation can no longer reach the attempt.
+        self.attempt.transport.borrow_mut().take();
         let rest = self.head.split_off(length);
         let handler = self.handler.take().expect("the handshake completes once");
         let mut upgraded =
@@ -505,6 +549,7 @@ impl Protocol for ClientHandshake {
 
     fn connection_lost(&mut self, reason: &Reason) {
         self.cancel_timer();
+        self.attempt.transport.borrow_mut().take();
         if let Some(upgraded) = &mut self.upgraded {
             upgraded.connection_lost(reason);
         }

@@ -310,8 +310,13 @@ impl BodyWriter {
     }
 
     /// Gives up on the body: the connection is aborted (the client sees a
-    /// reset, not a body that looks whole).
+    /// reset, not a body that looks whole). After [`finish`](Self::finish)
+    /// it does nothing: the body is whole, and the connection may be
+    /// carrying the next response.
     pub fn abort(&self) {
+        if self.shared.finished.get() {
+            return;
+        }
         self.shared
             .fail("the body was aborted by its writer".to_string());
     }

@@ -535,6 +535,21 @@ impl Conn {
                 }
                 self.upgrade(&transport, upgrade);
             }
+            Body::Empty | Body::Full(_) | Body::File { .. }
+                if parts.status == StatusCode::NOT_MODIFIED =>
+            {
+                // RFC 9110 §8.6: a 304's Content-Length may only be the
+                // length of the content a 200 would have had; `0` would
+                // make caches store an empty representation. The
+                // handler's own field is that length, or none goes out.
+                let framing = declared_length(&parts).map_or(Framing::UntilClose, Framing::Length);
+                if self
+                    .write_head(&transport, parts, framing, &method)
+                    .is_some()
+                {
+                    self.finish(seq, keep_alive);
+                }
+            }
             Body::Empty | Body::Upgrade(_) => {
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
                     log::error!("HTTP handler answered 101 without an upgrade");
@@ -715,6 +730,13 @@ impl Conn {
                 st.watchdog.sent_mark = transport.bytes_sent();
                 if st.input.is_empty() {
                     self.set_deadline(&mut st, Wait::Idle, self.config.idle_timeout);
+                } else if !transport.is_writable() {
+                    // The next request waits for the client to read.
+                    self.set_deadline(&mut st, Wait::Reader, self.config.idle_timeout);
+                } else {
+                    // The next request has begun: its head gets its own
+                    // time, not what was left of an earlier head's.
+                    self.set_deadline(&mut st, Wait::Head, self.config.header_timeout);
                 }
                 None
             } else {
@@ -745,10 +767,25 @@ impl Conn {
         // The new protocol starts from a plain transport and sets what it
         // wants in `make`.
         transport.set_flow_control(false);
-        let mut protocol = upgrade.make(transport);
-        if !leftover.is_empty() {
-            protocol.data_received(leftover.freeze());
-        }
+        // A late answer runs in a Deferred's callback, which keeps a panic
+        // from reaching the reactor: without this the connection would
+        // stay open with nobody to read or close it.
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            let mut protocol = upgrade.make(transport);
+            if !leftover.is_empty() {
+                protocol.data_received(leftover.freeze());
+            }
+            protocol
+        }));
+        let protocol = match made {
+            Ok(protocol) => protocol,
+            Err(panic) => {
+                let panicked = twill::Panicked::from_payload("Upgrade", &*panic);
+                log::error!("HTTP upgrade failed, connection aborted: {panicked}");
+                transport.abort_connection();
+                return;
+            }
+        };
         if let Err(err) = transport.set_protocol(protocol) {
             log::debug!("HTTP upgrade on a closing connection: {err}");
         }
@@ -816,7 +853,14 @@ impl Conn {
             transport.lose_connection();
             return;
         }
-        if matches!(wait, Wait::Idle | Wait::Reader) && transport.write_buffer_size() > 0 {
+        // A file in flight is not in the write buffer, but keeps the
+        // transport from being writable until it is sent.
+        let output_waits = transport.write_buffer_size() > 0
+            || (!transport.is_writable() && !matches!(st.phase, Phase::Reading));
+        // Whatever else it waits for, a connection whose answers are not
+        // being read waits on its reader first (a pipelined request is
+        // decoded only once they are).
+        if output_waits {
             // Answers are waiting for the client to read them.
             let sent = transport.bytes_sent();
             if sent == st.watchdog.sent_mark {

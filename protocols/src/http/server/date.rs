@@ -63,6 +63,11 @@ pub(crate) fn parse(text: &str) -> Option<SystemTime> {
             _ => return None,
         }
     };
+    // Four digits at most (RFC 9110's date4): a client's made-up year must
+    // not overflow the day count or `SystemTime`.
+    if !(1..=9999).contains(&year) {
+        return None;
+    }
     let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
     let mut hms = clock.split(':').map(|f| f.parse::<u64>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
@@ -161,6 +166,9 @@ mod tests {
             "Sun, 06 Nov 1994 25:49:37 GMT",
             "Sun, 06 Nov 1994 08:49 GMT",
             "Sun, 06 Nov 1960 08:49:37 GMT",
+            "Sun, 06 Nov 300000000000 08:49:37 GMT",
+            "Sun, 06 Nov 9223372036854775807 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 -9223372036854775808",
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }

@@ -32,6 +32,10 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a keep-alive connection may sit idle, a body go without a
 /// byte, or an answer go unread.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest [`HttpServer::header_timeout`] and
+/// [`HttpServer::idle_timeout`] (a day): longer ones are cut to it, so
+/// that "forever" (`Duration::MAX`) cannot overflow the clock.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest request body [`HttpServer::max_body`] accepts (the bodies
 /// are held in memory).
 pub const MAX_BODY_LIMIT: usize = 1 << 30;
@@ -269,17 +273,18 @@ impl<H: Handler> HttpServer<H> {
         self
     }
 
-    /// How long a request's head may take from its first byte (30 s).
+    /// How long a request's head may take from its first byte (30 s; at
+    /// most a day: longer is cut to that).
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
-        Rc::make_mut(&mut self.config).header_timeout = timeout;
+        Rc::make_mut(&mut self.config).header_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
     /// How long a connection may wait on its client: idle between
     /// requests, between bytes of a body, or with an answer it does not
-    /// read (60 s).
+    /// read (60 s; at most a day: longer is cut to that).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        Rc::make_mut(&mut self.config).idle_timeout = timeout;
+        Rc::make_mut(&mut self.config).idle_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 

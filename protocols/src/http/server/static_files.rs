@@ -35,6 +35,8 @@ use super::{date, Handler};
 ///   9110 lets a server ignore `Range`); no `multipart/byteranges`.
 /// - Opening a file and reading its metadata are blocking calls on the
 ///   reactor's thread, as in Twisted; the bytes themselves never are.
+///   Only regular files are served: a FIFO or a device, which could
+///   block that thread, gets `404`.
 ///
 /// ```no_run
 /// use twill_protocols::http::{HttpServer, StaticFiles};
@@ -109,7 +111,9 @@ impl StaticFiles {
         };
         if file_path.is_dir() {
             if !path.ends_with('/') {
-                let mut location = format!("{}/", request.uri().path());
+                // One leading `/`: `//name/` would be read by a browser as
+                // a link to the host `name` (an open redirect).
+                let mut location = format!("/{}/", request.uri().path().trim_start_matches('/'));
                 if let Some(query) = request.uri().query() {
                     location.push('?');
                     location.push_str(query);
@@ -120,7 +124,11 @@ impl StaticFiles {
                 }
                 return response;
             }
-            file_path.push("index.html");
+            // The index may be a link too: it must stay inside as well.
+            match self.inside(file_path.join("index.html")) {
+                Some(index) => file_path = index,
+                None => return status_only(StatusCode::NOT_FOUND),
+            }
         }
         let (file, meta) = match open(&file_path) {
             Ok(opened) => opened,
@@ -144,9 +152,13 @@ impl StaticFiles {
                 s => resolved.push(s),
             }
         }
-        // Symbolic links may point anywhere; what they point to must be
-        // inside the folder too.
-        let real = resolved.canonicalize().ok()?;
+        self.inside(resolved)
+    }
+
+    /// `path` with its symbolic links resolved, if that is inside the
+    /// folder: links may point anywhere.
+    fn inside(&self, path: PathBuf) -> Option<PathBuf> {
+        let real = path.canonicalize().ok()?;
         real.starts_with(&self.root).then_some(real)
     }
 }
@@ -158,6 +170,12 @@ impl Handler for StaticFiles {
 }
 
 fn open(path: &Path) -> io::Result<(File, Metadata)> {
+    // Opening a FIFO (or a device) for reading can block the reactor's
+    // thread until a writer comes: only regular files are opened. (The
+    // check after opening stays, for a file replaced in between.)
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(io::ErrorKind::NotFound.into());
+    }
     let file = File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
