@@ -86,7 +86,14 @@ impl Client {
         );
         self.stream().set_read_timeout(Some(QUIET)).unwrap();
         let mut byte = [0];
-        let got = self.reader.get_mut().read(&mut byte);
+        let got = loop {
+            // A signal (a child process ending, say) interrupts the wait;
+            // that is not the server speaking.
+            match self.reader.get_mut().read(&mut byte) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                got => break got,
+            }
+        };
         self.stream().set_read_timeout(Some(WAIT)).unwrap();
         match got {
             Err(err)

@@ -219,8 +219,16 @@ impl Protocol for HttpServerProtocol {
         let mut st = self.conn.state.borrow_mut();
         st.eof = true;
         match st.phase {
-            // A request the client will never finish, or none: close now.
-            Phase::Reading => false,
+            // Nothing of a request: close now.
+            Phase::Reading if st.input.is_empty() && !st.decoder.in_body() => false,
+            // Requests read but not yet decoded (the connection was waiting
+            // for the client to read): answer them, then close; half a
+            // request is closed by `process`.
+            Phase::Reading => {
+                drop(st);
+                self.conn.process();
+                true
+            }
             // Answer what it sent, then close (`process` does).
             Phase::Answering(_) => true,
             Phase::Lingering { .. } | Phase::Done => false,
