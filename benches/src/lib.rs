@@ -9,7 +9,8 @@
 //! This library holds what
 //! they share: a tiny argument parser, the verification byte patterns, a
 //! latency histogram, the `/proc` CPU-time reader, the measured window and
-//! the load generator's run ([`measure`]), the parsing of the
+//! the load generator's run ([`measure`]), the load generators' worker
+//! threads and measured window ([`drive`]), the parsing of the
 //! `listening on ADDR` ready line and of `key=value` result lines, the
 //! rounds in rotation and their paired ratios ([`rotation`]), the
 //! reports' header and round line ([`report`]), the stream-echo
@@ -24,6 +25,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+pub mod drive;
 pub mod echo;
 pub mod measure;
 pub mod report;
