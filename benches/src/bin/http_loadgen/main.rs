@@ -193,21 +193,14 @@ fn parse() -> Result<Config, CliError> {
         Some(addr) => loopback_addr(&addr)?,
         None => return Err(cli_err!("--addr is required")),
     };
-    let secs = |v: f64, name: &str| {
-        if v.is_finite() && (0.0..=3600.0).contains(&v) {
-            Ok(Duration::from_secs_f64(v))
-        } else {
-            Err(cli_err!("{name} must be between 0 and 3600 seconds"))
-        }
-    };
     let cfg = Config {
         addr,
         ws: a.flag("--ws"),
         conns: a.parse_or("--conns", 64)?,
         inflight: a.parse_or("--inflight", 1)?,
         size: a.parse_or("--size", 64)?,
-        duration: secs(a.parse_or("--duration", 5.0)?, "--duration")?,
-        warmup: secs(a.parse_or("--warmup", 1.0)?, "--warmup")?,
+        duration: a.seconds_or("--duration", 5.0)?,
+        warmup: a.seconds_or("--warmup", 1.0)?,
         threads: a.parse_or("--threads", 1)?,
     };
     a.finish()?;
