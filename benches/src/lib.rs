@@ -9,7 +9,8 @@
 //! This library holds what
 //! they share: a tiny argument parser, the verification byte patterns, a
 //! latency histogram, the `/proc` CPU-time reader, the measured window and
-//! the load generator's run ([`measure`]), the parsing of the
+//! the load generator's run ([`measure`]), the load generators' worker
+//! threads and measured window ([`drive`]), the parsing of the
 //! `listening on ADDR` ready line and of `key=value` result lines, the
 //! rounds in rotation and their paired ratios ([`rotation`]), the
 //! reports' header and round line ([`report`]), the stream-echo
@@ -23,7 +24,9 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
+pub mod drive;
 pub mod echo;
 pub mod measure;
 pub mod report;
@@ -153,6 +156,27 @@ impl Args {
     /// Removes `--name VALUE` and returns the last value given, if any.
     pub fn value(&mut self, name: &str) -> Result<Option<String>, CliError> {
         Ok(self.values(name)?.pop())
+    }
+
+    /// Removes `--name SECONDS` (a decimal number from 0 to 3600) and
+    /// returns it as a duration, or `default` seconds if it is absent.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let mut a = twill_bench::Args::from_vec(vec!["--warmup".into(), "0.5".into()]);
+    /// assert_eq!(a.seconds_or("--warmup", 1.0).unwrap(), Duration::from_millis(500));
+    /// assert_eq!(a.seconds_or("--duration", 5.0).unwrap(), Duration::from_secs(5));
+    /// let mut a = twill_bench::Args::from_vec(vec!["--duration".into(), "-1".into()]);
+    /// assert!(a.seconds_or("--duration", 5.0).is_err());
+    /// ```
+    pub fn seconds_or(&mut self, name: &str, default: f64) -> Result<Duration, CliError> {
+        let v: f64 = self.parse_or(name, default)?;
+        if v.is_finite() && (0.0..=3600.0).contains(&v) {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(cli_err!("{name} must be between 0 and 3600 seconds"))
+        }
     }
 
     /// Removes `--name VALUE` and parses it, or returns `default`.

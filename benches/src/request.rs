@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::echo::Sample;
 use crate::measure::Loader;
 use crate::report::{fmt, fmt_ratio, print_run_header, this_command};
-use crate::rotation::{ratio_to, Rotation, Samples};
+use crate::rotation::{ratio_to, successes, Rotation, Samples};
 use crate::server::{
     require_twill_in_smoke, select_servers, target_dir, RunningServer, ServerSpec,
 };
@@ -190,10 +190,7 @@ impl RequestBench<'_> {
         );
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for server in &o.servers {
-            let ok: Vec<&Sample> = samples
-                .get(&server.name)
-                .map(|v| v.iter().flatten().collect())
-                .unwrap_or_default();
+            let ok = successes(samples, &server.name);
             if ok.is_empty() {
                 println!("| {} | failed | | | | | | | |", server.name);
                 continue;

@@ -41,6 +41,23 @@ pub fn ratio_to<S>(
     }
 }
 
+/// The samples of server `name` from the rounds it did not fail in
+/// (none if it is not in `samples`).
+///
+/// ```
+/// use twill_bench::rotation::{successes, Samples};
+///
+/// let samples: Samples<u32> = [("a".to_string(), vec![Some(1), None, Some(3)])].into();
+/// assert_eq!(successes(&samples, "a"), vec![&1, &3]);
+/// assert!(successes(&samples, "b").is_empty());
+/// ```
+pub fn successes<'a, S>(samples: &'a Samples<S>, name: &str) -> Vec<&'a S> {
+    samples
+        .get(name)
+        .map(|v| v.iter().flatten().collect())
+        .unwrap_or_default()
+}
+
 /// The failures of a whole benchmark run, across its scenarios.
 #[derive(Debug, Default)]
 pub struct Rotation {

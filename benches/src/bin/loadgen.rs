@@ -45,14 +45,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::exit;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polling::{Event, Events, PollMode, Poller};
+use twill_bench::drive::{deal, Driver, Failure, Stats, Window, EXIT_IO};
 use twill_bench::{
-    cli_err, clk_tck, loopback_addr, self_cpu_ticks, Args, CliError, Histogram, Pattern,
-    FRAME_HEADER, PATTERN_MAX_SLICE,
+    cli_err, clk_tck, loopback_addr, Args, CliError, Histogram, Pattern, FRAME_HEADER,
+    PATTERN_MAX_SLICE,
 };
 
 const USAGE: &str =
@@ -133,21 +133,6 @@ struct Config {
     threads: usize,
 }
 
-/// Why a worker stopped early.
-enum Failure {
-    Verify(String),
-    Io(String),
-}
-
-/// What one worker measured.
-struct Stats {
-    hist: Histogram,
-    /// Messages completed in the measured window.
-    measured: u64,
-    /// Messages completed in the whole run.
-    total: u64,
-}
-
 fn main() {
     let cfg = match parse() {
         Ok(c) => c,
@@ -170,20 +155,13 @@ fn parse() -> Result<Config, CliError> {
         (None, Some(path)) => Target::Unix(PathBuf::from(path)),
         _ => return Err(cli_err!("one of --addr and --unix is required")),
     };
-    let secs = |v: f64, name: &str| {
-        if v.is_finite() && (0.0..=3600.0).contains(&v) {
-            Ok(Duration::from_secs_f64(v))
-        } else {
-            Err(cli_err!("{name} must be between 0 and 3600 seconds"))
-        }
-    };
     let cfg = Config {
         target,
         conns: a.parse_or("--conns", 64)?,
         size: a.parse_or("--size", 16)?,
         inflight: a.parse_or("--inflight", 1)?,
-        duration: secs(a.parse_or("--duration", 5.0)?, "--duration")?,
-        warmup: secs(a.parse_or("--warmup", 1.0)?, "--warmup")?,
+        duration: a.seconds_or("--duration", 5.0)?,
+        warmup: a.seconds_or("--warmup", 1.0)?,
         threads: a.parse_or("--threads", 1)?,
     };
     a.finish()?;
@@ -219,112 +197,34 @@ fn run(cfg: Config) -> i32 {
         }
     };
     let pattern = Arc::new(Pattern::new(cfg.size));
-    let start = Instant::now();
-    let warm_end = start + cfg.warmup;
-    let end = warm_end + cfg.duration;
-
-    // Deal the connections round-robin to the worker threads.
+    let window = Window::after(cfg.warmup, cfg.duration);
     let threads = cfg.threads.min(cfg.conns);
-    let mut shares: Vec<Vec<(usize, Stream)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (id, s) in streams.into_iter().enumerate() {
-        shares[id % threads].push((id, s));
-    }
-    let (tx, rx) = mpsc::channel();
-    for (i, share) in shares.into_iter().enumerate() {
-        let tx = tx.clone();
-        let cfg = cfg.clone();
-        let pattern = Arc::clone(&pattern);
-        std::thread::Builder::new()
-            .name(format!("loadgen-{i}"))
-            .spawn(move || {
-                let r = worker(&cfg, share, &pattern, warm_end, end);
-                let _ = tx.send(r);
-            })
-            .expect("spawn worker thread");
-    }
-    drop(tx);
-
-    // The main thread marks the window edges and collects the results; a
-    // failing worker ends the run at once.
-    let mut results = Vec::new();
-    let mut cpu = [0u64; 2];
-    for (i, (mark, at)) in [("measure_start", warm_end), ("measure_end", end)]
-        .into_iter()
-        .enumerate()
-    {
-        if let Err(code) = wait_until(at, &rx, &mut results) {
-            return code;
-        }
-        println!("MARK {mark}");
-        let _ = io::stdout().flush();
-        cpu[i] = self_cpu_ticks().unwrap_or(0);
-    }
-    while results.len() < threads {
-        match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(r) => {
-                if let Err(code) = collect(r, &mut results) {
-                    return code;
-                }
-            }
-            Err(_) => {
-                eprintln!("loadgen: error: a worker did not stop in time");
-                return 4;
-            }
-        }
-    }
-
-    let mut hist = Histogram::new();
-    let (mut measured, mut total) = (0, 0);
-    for s in &results {
-        hist.merge(&s.hist);
-        measured += s.measured;
-        total += s.total;
-    }
-    report(&cfg, &hist, measured, total, cpu[1].saturating_sub(cpu[0]));
-    if measured == 0 {
+    let shares = deal(streams.into_iter().enumerate(), threads);
+    let driver = Driver {
+        program: "loadgen",
+        thread_prefix: "loadgen",
+        check_label: "VERIFY ERROR",
+    };
+    let work_cfg = cfg.clone();
+    let outcome = match driver.run(shares, window, move |share| {
+        worker(&work_cfg, share, &pattern, &window)
+    }) {
+        Ok(outcome) => outcome,
+        Err(code) => return code,
+    };
+    let stats = &outcome.stats;
+    report(
+        &cfg,
+        &stats.hist,
+        stats.measured,
+        stats.total,
+        outcome.client_ticks,
+    );
+    if stats.measured == 0 {
         eprintln!("loadgen: error: no message completed in the measured window");
-        return 4;
+        return EXIT_IO;
     }
     0
-}
-
-/// Sleeps until `at`, collecting worker results that arrive meanwhile; a
-/// failed worker yields the exit code.
-fn wait_until(
-    at: Instant,
-    rx: &mpsc::Receiver<Result<Stats, Failure>>,
-    results: &mut Vec<Stats>,
-) -> Result<(), i32> {
-    loop {
-        let now = Instant::now();
-        if now >= at {
-            return Ok(());
-        }
-        match rx.recv_timeout(at - now) {
-            Ok(r) => collect(r, results)?,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(at.saturating_duration_since(Instant::now()));
-            }
-        }
-    }
-}
-
-fn collect(r: Result<Stats, Failure>, results: &mut Vec<Stats>) -> Result<(), i32> {
-    match r {
-        Ok(s) => {
-            results.push(s);
-            Ok(())
-        }
-        Err(Failure::Verify(msg)) => {
-            eprintln!("loadgen: VERIFY ERROR: {msg}");
-            Err(3)
-        }
-        Err(Failure::Io(msg)) => {
-            eprintln!("loadgen: error: {msg}");
-            Err(4)
-        }
-    }
 }
 
 fn connect_all(cfg: &Config) -> Result<Vec<Stream>, CliError> {
@@ -392,8 +292,7 @@ fn worker(
     cfg: &Config,
     share: Vec<(usize, Stream)>,
     pattern: &Pattern,
-    warm_end: Instant,
-    end: Instant,
+    window: &Window,
 ) -> Result<Stats, Failure> {
     let poller = Poller::new().map_err(|e| Failure::Io(format!("poller: {e}")))?;
     let size = cfg.size as u64;
@@ -416,7 +315,7 @@ fn worker(
         unsafe { poller.add_with_mode(&c.stream, Event::readable(key), PollMode::Level) }
             .map_err(|e| io_fail(c, "register", e))?;
     }
-    let result = drive(cfg, &poller, &mut conns, pattern, warm_end, end, size);
+    let result = drive(cfg, &poller, &mut conns, pattern, window, size);
     for c in &conns {
         let _ = poller.delete(&c.stream);
     }
@@ -428,15 +327,11 @@ fn drive(
     poller: &Poller,
     conns: &mut [Conn],
     pattern: &Pattern,
-    warm_end: Instant,
-    end: Instant,
+    window: &Window,
     size: u64,
 ) -> Result<Stats, Failure> {
-    let mut stats = Stats {
-        hist: Histogram::new(),
-        measured: 0,
-        total: 0,
-    };
+    let end = window.end;
+    let mut stats = Stats::default();
     let now = Instant::now();
     for (key, c) in conns.iter_mut().enumerate() {
         c.times.extend(std::iter::repeat_n(now, cfg.inflight));
@@ -457,7 +352,7 @@ fn drive(
         for ev in events.iter() {
             let c = &mut conns[ev.key];
             if ev.readable {
-                on_readable(c, &mut buf, pattern, size, warm_end, end, &mut stats)?;
+                on_readable(c, &mut buf, pattern, size, window, &mut stats)?;
                 flush(poller, ev.key, c, pattern)?;
             } else if ev.writable {
                 flush(poller, ev.key, c, pattern)?;
@@ -473,8 +368,7 @@ fn on_readable(
     buf: &mut [u8],
     pattern: &Pattern,
     size: u64,
-    warm_end: Instant,
-    end: Instant,
+    window: &Window,
     stats: &mut Stats,
 ) -> Result<(), Failure> {
     let n = match (&c.stream).read(buf) {
@@ -491,7 +385,7 @@ fn on_readable(
     };
     let got = &buf[..n];
     if c.recvd + n as u64 > c.sent {
-        return Err(Failure::Verify(format!(
+        return Err(Failure::Check(format!(
             "connection {}: received {} bytes but only {} were sent",
             c.id,
             c.recvd + n as u64,
@@ -502,7 +396,7 @@ fn on_readable(
     if got != want {
         let i = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
         let off = c.recvd + i as u64;
-        return Err(Failure::Verify(format!(
+        return Err(Failure::Check(format!(
             "connection {}: echoed byte {off} (message {}, byte {} of it) is {:#04x}, expected {:#04x}",
             c.id,
             off / size,
@@ -517,19 +411,7 @@ fn on_readable(
     if done == 0 {
         return Ok(());
     }
-    let now = Instant::now();
-    let in_window = now >= warm_end && now < end;
-    for _ in 0..done {
-        let sent_at = c.times.pop_front().expect("a time per message in flight");
-        if in_window {
-            stats.hist.record((now - sent_at).as_nanos() as u64);
-        }
-        c.times.push_back(now);
-    }
-    if in_window {
-        stats.measured += done;
-    }
-    stats.total += done;
+    stats.complete(&mut c.times, done, Instant::now(), window);
     c.issued += done * size;
     Ok(())
 }

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use twill_bench::measure::{CpuWindow, Probe};
 use twill_bench::report::{fmt, fmt_ratio, print_round, print_run_header, this_command};
-use twill_bench::rotation::{ratio_to, Rotation, Samples};
+use twill_bench::rotation::{ratio_to, successes, Rotation, Samples};
 use twill_bench::server::{
     require_twill_in_smoke, select_servers, target_dir, RunningServer, ServerSpec,
 };
@@ -277,10 +277,7 @@ fn print_table(o: &Opts, samples: &Samples<Sample>) {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for server in &o.servers {
-        let ok: Vec<&Sample> = samples
-            .get(&server.name)
-            .map(|v| v.iter().flatten().collect())
-            .unwrap_or_default();
+        let ok = successes(samples, &server.name);
         let gbits = median(&ok.iter().map(|s| s.gbits()).collect::<Vec<_>>());
         let cpu = median(&ok.iter().map(|s| s.cpu_per_gib()).collect::<Vec<_>>());
         let vs = |reference: &str, figure: fn(&Sample) -> f64| {

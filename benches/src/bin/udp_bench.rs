@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use twill_bench::measure::{CpuWindow, Loader};
 use twill_bench::report::{fmt, fmt_ratio, print_round, print_run_header, this_command};
-use twill_bench::rotation::{ratio_to, Rotation};
+use twill_bench::rotation::{ratio_to, successes, Rotation};
 use twill_bench::server::{
     free_udp_addr, require_twill_in_smoke, select_servers, target_dir, udp_servers, Endpoint,
     ProbedServer, ServerSpec,
@@ -235,10 +235,7 @@ fn print_table(o: &Opts, all: &[(usize, Rounds)]) {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (size, samples) in all {
         for server in &o.servers {
-            let ok: Vec<&Sample> = samples
-                .get(&server.name)
-                .map(|v| v.iter().flatten().collect())
-                .unwrap_or_default();
+            let ok = successes(samples, &server.name);
             if ok.is_empty() {
                 println!("| {} | {size} | failed | | | | | | | | |", server.name);
                 continue;

@@ -125,20 +125,13 @@ fn parse() -> Result<Config, CliError> {
     let addr = a
         .value("--addr")?
         .ok_or_else(|| cli_err!("--addr is required"))?;
-    let secs = |v: f64, name: &str| {
-        if v.is_finite() && (0.0..=3600.0).contains(&v) {
-            Ok(Duration::from_secs_f64(v))
-        } else {
-            Err(cli_err!("{name} must be between 0 and 3600 seconds"))
-        }
-    };
     let cfg = Config {
         addr: loopback_addr(&addr)?,
         clients: a.parse_or("--clients", 64)?,
         size: a.parse_or("--size", 64)?,
         inflight: a.parse_or("--inflight", 1)?,
-        duration: secs(a.parse_or("--duration", 5.0)?, "--duration")?,
-        warmup: secs(a.parse_or("--warmup", 1.0)?, "--warmup")?,
+        duration: a.seconds_or("--duration", 5.0)?,
+        warmup: a.seconds_or("--warmup", 1.0)?,
         resend_after: Duration::from_millis(a.parse_or("--resend-ms", 200)?),
     };
     a.finish()?;

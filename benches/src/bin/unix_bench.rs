@@ -35,7 +35,7 @@ use std::time::Duration;
 use twill_bench::echo::{Sample, Scenario};
 use twill_bench::measure::Loader;
 use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
-use twill_bench::rotation::{ratio_to, Rotation, Samples};
+use twill_bench::rotation::{ratio_to, successes, Rotation, Samples};
 use twill_bench::server::{
     on_unix_socket, require_twill_in_smoke, select_servers, target_dir, unix_servers, Endpoint,
     ProbedServer, RunningServer, ServerProcess, ServerSpec,
@@ -244,10 +244,7 @@ fn print_table(o: &Opts, sc: &Scenario, samples: &Samples<Sample>) {
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for server in &o.servers {
-        let ok: Vec<&Sample> = samples
-            .get(&server.name)
-            .map(|v| v.iter().flatten().collect())
-            .unwrap_or_default();
+        let ok = successes(samples, &server.name);
         if ok.is_empty() {
             println!(
                 "| {} | {} | failed | | | | | | | |",

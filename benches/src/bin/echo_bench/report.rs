@@ -3,7 +3,7 @@
 use twill_bench::echo::{Sample, Scenario};
 use twill_bench::median;
 use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
-use twill_bench::rotation::{ratio_to, Samples};
+use twill_bench::rotation::{ratio_to, successes, Samples};
 
 use super::{Opts, CEILING, TOKIO, TWILL};
 
@@ -43,10 +43,7 @@ pub fn print_table(o: &Opts, sc: &Scenario, samples: &Samples<Sample>) {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let twill_best = best_cpu_per_msg(samples, TWILL);
     for server in &o.servers {
-        let ok: Vec<&Sample> = samples
-            .get(&server.name)
-            .map(|v| v.iter().flatten().collect())
-            .unwrap_or_default();
+        let ok = successes(samples, &server.name);
         if ok.is_empty() {
             println!("| {} | failed | | | | | | | | | | | | |", server.name);
             continue;

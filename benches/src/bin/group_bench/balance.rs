@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use twill_bench::median;
-use twill_bench::rotation::{Rotation, Samples};
+use twill_bench::rotation::{successes, Rotation, Samples};
 use twill_bench::server::{RunningServer, ServerSpec};
 
 use super::Opts;
@@ -245,10 +245,7 @@ fn print_table(o: &Opts, case: &Case, placements: &[ServerSpec], samples: &Sampl
     println!("| placement | open at stop per worker (widest round) | min | max | spread, median | spread, widest | max / even |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for spec in placements {
-        let ok: Vec<&Counts> = samples
-            .get(&spec.name)
-            .map(|v| v.iter().flatten().collect())
-            .unwrap_or_default();
+        let ok = successes(samples, &spec.name);
         let Some(widest) = ok.iter().max_by_key(|c| {
             let (min, max) = min_max(c);
             max - min

@@ -14,7 +14,7 @@ use twill_bench::echo::{run_on_tcp, Sample};
 use twill_bench::measure::Loader;
 use twill_bench::median;
 use twill_bench::report::{fmt, fmt_ratio};
-use twill_bench::rotation::{ratio_to, Rotation, Samples};
+use twill_bench::rotation::{ratio_to, successes, Rotation, Samples};
 use twill_bench::server::ServerSpec;
 
 use super::Opts;
@@ -113,10 +113,7 @@ fn print_table(o: &Opts, sc: &Scenario, samples: &Samples<Sample>) {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for server in &o.servers {
-        let ok: Vec<&Sample> = samples
-            .get(&server.name)
-            .map(|v| v.iter().flatten().collect())
-            .unwrap_or_default();
+        let ok = successes(samples, &server.name);
         if ok.is_empty() {
             println!("| {} | failed | | | | | | | | | | |", server.name);
             continue;

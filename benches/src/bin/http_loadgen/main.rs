@@ -49,12 +49,12 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::num::NonZeroUsize;
 use std::process::exit;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polling::{Event, Events, PollMode, Poller};
-use twill_bench::{cli_err, clk_tck, loopback_addr, self_cpu_ticks, Args, CliError, Histogram};
+use twill_bench::drive::{deal, Driver, Failure, Stats, Window, EXIT_IO};
+use twill_bench::{cli_err, clk_tck, loopback_addr, Args, CliError, Histogram};
 
 const USAGE: &str = "usage: http_loadgen --addr 127.0.0.1:PORT [--ws] [--conns 64] \
 [--inflight 1] [--size 64] [--duration 5] [--warmup 1] [--threads 1]";
@@ -80,22 +80,6 @@ struct Config {
     duration: Duration,
     warmup: Duration,
     threads: usize,
-}
-
-/// Why a worker stopped early.
-enum Failure {
-    /// A response was not what the server should have sent.
-    Wrong(String),
-    Io(String),
-}
-
-/// What one worker measured.
-struct Stats {
-    hist: Histogram,
-    /// Responses completed in the measured window.
-    measured: u64,
-    /// Responses completed in the whole run.
-    total: u64,
 }
 
 /// The requests a connection sends, one after another for ever: a period
@@ -209,21 +193,14 @@ fn parse() -> Result<Config, CliError> {
         Some(addr) => loopback_addr(&addr)?,
         None => return Err(cli_err!("--addr is required")),
     };
-    let secs = |v: f64, name: &str| {
-        if v.is_finite() && (0.0..=3600.0).contains(&v) {
-            Ok(Duration::from_secs_f64(v))
-        } else {
-            Err(cli_err!("{name} must be between 0 and 3600 seconds"))
-        }
-    };
     let cfg = Config {
         addr,
         ws: a.flag("--ws"),
         conns: a.parse_or("--conns", 64)?,
         inflight: a.parse_or("--inflight", 1)?,
         size: a.parse_or("--size", 64)?,
-        duration: secs(a.parse_or("--duration", 5.0)?, "--duration")?,
-        warmup: secs(a.parse_or("--warmup", 1.0)?, "--warmup")?,
+        duration: a.seconds_or("--duration", 5.0)?,
+        warmup: a.seconds_or("--warmup", 1.0)?,
         threads: a.parse_or("--threads", 1)?,
     };
     a.finish()?;
@@ -266,14 +243,9 @@ fn run(cfg: Config) -> i32 {
         let len = request.len();
         (Arc::new(Requests::new(request, len, cfg.inflight)), None)
     };
-    let start = Instant::now();
-    let warm_end = start + cfg.warmup;
-    let end = warm_end + cfg.duration;
-
-    // Deal the connections round-robin to the worker threads.
+    let window = Window::after(cfg.warmup, cfg.duration);
     let threads = cfg.threads.min(cfg.conns);
-    let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
-    for (id, stream) in streams.into_iter().enumerate() {
+    let conns = streams.into_iter().enumerate().map(|(id, stream)| {
         let responses = match &expected {
             Some(expected) => Responses::Ws {
                 expected: Arc::clone(expected),
@@ -283,7 +255,7 @@ fn run(cfg: Config) -> i32 {
                 pending: Vec::with_capacity(READ_CHUNK),
             },
         };
-        shares[id % threads].push(Conn {
+        Conn {
             stream,
             id,
             issued: 0,
@@ -292,104 +264,34 @@ fn run(cfg: Config) -> i32 {
             responses,
             times: VecDeque::with_capacity(cfg.inflight),
             writing: false,
-        });
-    }
-    let (tx, rx) = mpsc::channel();
-    for (i, share) in shares.into_iter().enumerate() {
-        let tx = tx.clone();
-        let cfg = cfg.clone();
-        let requests = Arc::clone(&requests);
-        std::thread::Builder::new()
-            .name(format!("http-loadgen-{i}"))
-            .spawn(move || {
-                let r = worker(&cfg, share, &requests, warm_end, end);
-                let _ = tx.send(r);
-            })
-            .expect("spawn worker thread");
-    }
-    drop(tx);
-
-    // The main thread marks the window edges and collects the results; a
-    // failing worker ends the run at once.
-    let mut results = Vec::new();
-    let mut cpu = [0u64; 2];
-    for (i, (mark, at)) in [("measure_start", warm_end), ("measure_end", end)]
-        .into_iter()
-        .enumerate()
-    {
-        if let Err(code) = wait_until(at, &rx, &mut results) {
-            return code;
         }
-        println!("MARK {mark}");
-        let _ = io::stdout().flush();
-        cpu[i] = self_cpu_ticks().unwrap_or(0);
-    }
-    while results.len() < threads {
-        match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(r) => {
-                if let Err(code) = collect(r, &mut results) {
-                    return code;
-                }
-            }
-            Err(_) => {
-                eprintln!("http_loadgen: error: a worker did not stop in time");
-                return 4;
-            }
-        }
-    }
-
-    let mut hist = Histogram::new();
-    let (mut measured, mut total) = (0, 0);
-    for s in &results {
-        hist.merge(&s.hist);
-        measured += s.measured;
-        total += s.total;
-    }
-    report(&cfg, &hist, measured, total, cpu[1].saturating_sub(cpu[0]));
-    if measured == 0 {
+    });
+    let shares = deal(conns, threads);
+    let driver = Driver {
+        program: "http_loadgen",
+        thread_prefix: "http-loadgen",
+        check_label: "WRONG RESPONSE",
+    };
+    let work_cfg = cfg.clone();
+    let outcome = match driver.run(shares, window, move |share| {
+        worker(&work_cfg, share, &requests, &window)
+    }) {
+        Ok(outcome) => outcome,
+        Err(code) => return code,
+    };
+    let stats = &outcome.stats;
+    report(
+        &cfg,
+        &stats.hist,
+        stats.measured,
+        stats.total,
+        outcome.client_ticks,
+    );
+    if stats.measured == 0 {
         eprintln!("http_loadgen: error: no response completed in the measured window");
-        return 4;
+        return EXIT_IO;
     }
     0
-}
-
-/// Sleeps until `at`, collecting worker results that arrive meanwhile; a
-/// failed worker yields the exit code.
-fn wait_until(
-    at: Instant,
-    rx: &mpsc::Receiver<Result<Stats, Failure>>,
-    results: &mut Vec<Stats>,
-) -> Result<(), i32> {
-    loop {
-        let now = Instant::now();
-        if now >= at {
-            return Ok(());
-        }
-        match rx.recv_timeout(at - now) {
-            Ok(r) => collect(r, results)?,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(at.saturating_duration_since(Instant::now()));
-            }
-        }
-    }
-}
-
-fn collect(r: Result<Stats, Failure>, results: &mut Vec<Stats>) -> Result<(), i32> {
-    match r {
-        Ok(s) => {
-            results.push(s);
-            Ok(())
-        }
-        Err(Failure::Wrong(msg)) => {
-            eprintln!("http_loadgen: WRONG RESPONSE: {msg}");
-            Err(3)
-        }
-        Err(Failure::Io(msg)) => {
-            eprintln!("http_loadgen: error: {msg}");
-            Err(4)
-        }
-    }
 }
 
 /// Connects (and with `--ws` opens the WebSocket on) every connection,
@@ -436,8 +338,7 @@ fn worker(
     cfg: &Config,
     mut conns: Vec<Conn>,
     requests: &Requests,
-    warm_end: Instant,
-    end: Instant,
+    window: &Window,
 ) -> Result<Stats, Failure> {
     let poller = Poller::new().map_err(|e| Failure::Io(format!("poller: {e}")))?;
     for (key, c) in conns.iter().enumerate() {
@@ -446,7 +347,7 @@ fn worker(
         unsafe { poller.add_with_mode(&c.stream, Event::readable(key), PollMode::Level) }
             .map_err(|e| io_fail(c, "register", e))?;
     }
-    let result = drive(cfg, &poller, &mut conns, requests, warm_end, end);
+    let result = drive(cfg, &poller, &mut conns, requests, window);
     for c in &conns {
         let _ = poller.delete(&c.stream);
     }
@@ -458,14 +359,10 @@ fn drive(
     poller: &Poller,
     conns: &mut [Conn],
     requests: &Requests,
-    warm_end: Instant,
-    end: Instant,
+    window: &Window,
 ) -> Result<Stats, Failure> {
-    let mut stats = Stats {
-        hist: Histogram::new(),
-        measured: 0,
-        total: 0,
-    };
+    let end = window.end;
+    let mut stats = Stats::default();
     let now = Instant::now();
     for (key, c) in conns.iter_mut().enumerate() {
         c.times.extend(std::iter::repeat_n(now, cfg.inflight));
@@ -486,7 +383,7 @@ fn drive(
         for ev in events.iter() {
             let c = &mut conns[ev.key];
             if ev.readable {
-                on_readable(c, &mut buf, requests, warm_end, end, &mut stats)?;
+                on_readable(c, &mut buf, requests, window, &mut stats)?;
                 flush(poller, ev.key, c, requests)?;
             } else if ev.writable {
                 flush(poller, ev.key, c, requests)?;
@@ -501,8 +398,7 @@ fn on_readable(
     c: &mut Conn,
     buf: &mut [u8],
     requests: &Requests,
-    warm_end: Instant,
-    end: Instant,
+    window: &Window,
     stats: &mut Stats,
 ) -> Result<(), Failure> {
     let n = match (&c.stream).read(buf) {
@@ -521,24 +417,12 @@ fn on_readable(
     let done = c
         .responses
         .take(&buf[..n], c.answered, sent)
-        .map_err(|e| Failure::Wrong(format!("connection {}: {e}", c.id)))?;
+        .map_err(|e| Failure::Check(format!("connection {}: {e}", c.id)))?;
     if done == 0 {
         return Ok(());
     }
     c.answered += done;
-    let now = Instant::now();
-    let in_window = now >= warm_end && now < end;
-    for _ in 0..done {
-        let sent_at = c.times.pop_front().expect("a time per request in flight");
-        if in_window {
-            stats.hist.record((now - sent_at).as_nanos() as u64);
-        }
-        c.times.push_back(now);
-    }
-    if in_window {
-        stats.measured += done;
-    }
-    stats.total += done;
+    stats.complete(&mut c.times, done, Instant::now(), window);
     c.issued += done * requests.len as u64;
     Ok(())
 }

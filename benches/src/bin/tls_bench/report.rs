@@ -2,7 +2,7 @@
 
 use twill_bench::median;
 use twill_bench::report::{fmt, fmt_ratio, print_run_header, this_command};
-use twill_bench::rotation::ratio_to;
+use twill_bench::rotation::{ratio_to, successes};
 use twill_bench::server::ServerSpec;
 
 use super::{Opts, Sample, Samples, Scenario, TOKIO, TWILL};
@@ -65,13 +65,6 @@ fn best_cpu_per_unit(samples: &Samples, name: &str) -> f64 {
         .flatten()
         .map(Sample::cpu_us_per_unit)
         .fold(f64::NAN, f64::min)
-}
-
-fn successes<'a>(samples: &'a Samples, name: &str) -> Vec<&'a Sample> {
-    samples
-        .get(name)
-        .map(|v| v.iter().flatten().collect())
-        .unwrap_or_default()
 }
 
 fn med(ok: &[&Sample], f: &dyn Fn(&Sample) -> f64) -> f64 {
