@@ -13,7 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
@@ -618,20 +618,7 @@ fn concurrent_requests_share_a_bounded_number_of_connections() {
 /// The first interpreter that has `http.server`: `$TWILL_TWISTED_PYTHON`,
 /// else the workspace's venv.
 fn python() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(path) = std::env::var_os("TWILL_TWISTED_PYTHON") {
-        candidates.push(PathBuf::from(path));
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    candidates.push(workspace.join("target/twisted-venv/bin/python"));
-    candidates.into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", "import http.server"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    })
+    twill_test_support::python::interpreter_with("http.server")
 }
 
 /// A threading `http.server` speaking HTTP/1.1 with keep-alive: `GET

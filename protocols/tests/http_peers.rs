@@ -239,24 +239,7 @@ fn text(bytes: &[u8]) -> String {
 /// The first interpreter that runs: `$TWILL_TWISTED_PYTHON`, then the
 /// workspace's `target/twisted-venv`.
 fn python() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(path) = std::env::var_os("TWILL_TWISTED_PYTHON") {
-        candidates.push(PathBuf::from(path));
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    candidates.push(workspace.join("target/twisted-venv/bin/python"));
-    let found = candidates.into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", "import http.client, hashlib"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    });
-    if found.is_none() {
-        println!("skipped: no python");
-    }
-    found
+    twill_test_support::python::interpreter_with("http.client, hashlib")
 }
 
 /// Runs the scenario of `http_peer.py` against `addr`; it must print its

@@ -39,20 +39,7 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The first interpreter that can import twisted.
 fn twisted_python() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(path) = std::env::var_os("TWILL_TWISTED_PYTHON") {
-        candidates.push(PathBuf::from(path));
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    candidates.push(workspace.join("target/twisted-venv/bin/python"));
-    candidates.into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", "import twisted"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    })
+    twill_test_support::python::interpreter_with("twisted")
 }
 
 /// A running `twisted_peer.py`, killed if the test ends first.

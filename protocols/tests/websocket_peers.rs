@@ -1141,24 +1141,7 @@ fn sends_after_the_close_handshake_began_are_refused() {
 
 /// The first interpreter that can import websockets.
 fn python() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(path) = std::env::var_os("TWILL_TWISTED_PYTHON") {
-        candidates.push(PathBuf::from(path));
-    }
-    // Where `benches/venv.sh` puts it: under the target directory.
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(target).join("twisted-venv/bin/python"));
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    candidates.push(workspace.join("target/twisted-venv/bin/python"));
-    candidates.into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", "import websockets"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    })
+    twill_test_support::python::interpreter_with("websockets")
 }
 
 /// A running `websocket_peer.py`, killed if the test ends first.

@@ -553,23 +553,7 @@ fn with_a_bad_command_line_prints_its_usage_and_exits_with_status_2() {
 /// The first interpreter that can import websockets: `$TWILL_TWISTED_PYTHON`,
 /// or the virtualenv of `benches/venv.sh`.
 fn python() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(path) = std::env::var_os("TWILL_TWISTED_PYTHON") {
-        candidates.push(PathBuf::from(path));
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(Path::new(&target).join("twisted-venv/bin/python"));
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    candidates.push(workspace.join("target/twisted-venv/bin/python"));
-    candidates.into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", "import websockets"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    })
+    twill_test_support::python::interpreter_with("websockets")
 }
 
 /// A chat user on Python's websockets: prints each message it receives,

@@ -19,6 +19,7 @@ pub mod events;
 pub mod files;
 pub mod pressure;
 pub mod process;
+pub mod python;
 pub mod reactor;
 
 /// One module per example, named after it, with a `#[test]` for each
