@@ -397,22 +397,12 @@ impl Conn {
         log::debug!("HTTP request refused with {status}: {why}");
         st.phase = Phase::Lingering { dropped: 0 };
         st.input.clear();
-        let mut response = plain(status, format!("{why}\n"));
+        let mut response = plain_text(status, format!("{why}\n"));
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
-        let (parts, body) = response.into_parts();
-        let body = match body {
-            Body::Full(bytes) => bytes,
-            _ => Bytes::new(),
-        };
         // A status line and a reason of our own: nothing the encoder refuses.
-        let _ = write_full(
-            transport,
-            self.encoder(),
-            Response::from_parts(parts, body),
-            Method::GET,
-        );
+        let _ = write_full(transport, self.encoder(), response, Method::GET);
         transport.write_eof();
         if st.reading_paused {
             st.reading_paused = false;
@@ -588,7 +578,8 @@ impl Conn {
                     return;
                 }
                 let conn = Rc::downgrade(self);
-                let sent = send_file_range(&transport, file, range.start, len);
+                // `sendfile(2)` on plain TCP.
+                let sent = transport.send_file(file, range);
                 sent.add_callbacks(
                     move |n| {
                         if let Some(conn) = conn.upgrade() {
@@ -644,18 +635,8 @@ impl Conn {
             method.clone(),
         ) {
             log::error!("HTTP response refused by the encoder: {err}");
-            let fallback = plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n");
-            let (parts, body) = fallback.into_parts();
-            let body = match body {
-                Body::Full(bytes) => bytes,
-                _ => Bytes::new(),
-            };
-            let _ = write_full(
-                transport,
-                self.encoder(),
-                Response::from_parts(parts, body),
-                method.clone(),
-            );
+            let fallback = plain_text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n");
+            let _ = write_full(transport, self.encoder(), fallback, method.clone());
         }
         self.finish(seq, keep_alive);
     }
@@ -953,7 +934,11 @@ fn declared_length(parts: &Parts) -> Option<u64> {
 }
 
 fn plain(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Body::Full(text.into()));
+    plain_text(status, text).map(Body::Full)
+}
+
+fn plain_text(status: StatusCode, text: impl Into<Bytes>) -> Response<Bytes> {
+    let mut response = Response::new(text.into());
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -982,14 +967,4 @@ fn write_full(
             }
         })
         .unwrap_or(Ok(()))
-}
-
-/// Sends `len` bytes of `file` from `offset`: `sendfile(2)` on plain TCP.
-fn send_file_range(
-    transport: &Transport,
-    file: std::fs::File,
-    offset: u64,
-    len: u64,
-) -> Deferred<u64> {
-    transport.send_file(file, offset..offset + len)
 }
